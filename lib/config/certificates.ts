@@ -1,0 +1,84 @@
+// `[certificates."name"]`: RustStrom's internally tagged form (`type = "Local"`)
+// and its older externally tagged form (`Local = { ... }`).
+
+import { resolve } from "node:path";
+import type { Problem } from "./errors.ts";
+import { isTable, TableReader } from "./fields.ts";
+import type { CertificateConfig } from "./types.ts";
+
+const TYPES = ["Local", "ACME"];
+// A DNS name, optionally with one leading wildcard label.
+const SERVER_NAME =
+  /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+
+/** Validates the `certificates` table; relative paths resolve against `baseDir`. */
+export function validateCertificates(
+  raw: unknown,
+  baseDir: string,
+  problems: Problem[],
+): (CertificateConfig | undefined)[] {
+  if (raw === undefined) return [];
+  const table = TableReader.of(raw, "certificates", problems);
+  if (!table) return [];
+  return Object.keys(table.table).map((serverName) => {
+    let r = TableReader.of(table.raw(serverName), table.at(serverName), problems);
+    if (!r) return undefined;
+    if (!SERVER_NAME.test(serverName)) {
+      r.problem("", `invalid server name ${JSON.stringify(serverName)}: expected a DNS name`);
+    }
+    let type = r.has("type") ? r.string("type") : undefined;
+    if (type === undefined && !r.has("type")) {
+      // Older form: `Local = { ... }` / `ACME = { ... }`.
+      const keys = Object.keys(r.table);
+      if (keys.length === 1 && TYPES.includes(keys[0]) && isTable(r.table[keys[0]])) {
+        type = keys[0];
+        r = new TableReader(r.table[type] as Record<string, unknown>, r.at(type), problems);
+      } else {
+        r.problem("type", "missing required key");
+        return undefined;
+      }
+    }
+    const cert = readCertificate(r, serverName, type, baseDir);
+    r.finish();
+    if (cert) {
+      r.problem("", `certificates are not available yet (planned in issue #7)`);
+    }
+    return cert;
+  });
+}
+
+function readCertificate(
+  r: TableReader,
+  serverName: string,
+  type: string | undefined,
+  baseDir: string,
+): CertificateConfig | undefined {
+  if (type === "Local") {
+    const cert = r.string("certificate_path");
+    const key = r.string("private_key_path");
+    if (cert === undefined || key === undefined) return undefined;
+    return {
+      type,
+      serverName,
+      certificatePath: resolve(baseDir, cert),
+      privateKeyPath: resolve(baseDir, key),
+    };
+  }
+  if (type === "ACME") {
+    const staging = r.bool("staging");
+    const email = r.string("email");
+    const persistDir = r.string("persist_dir");
+    if (/^[\d.]+$|:/.test(serverName)) {
+      r.problem("", "ACME does not support IP addresses");
+    }
+    if (staging === undefined || email === undefined || persistDir === undefined) return undefined;
+    return { type, serverName, staging, email, persistDir: resolve(baseDir, persistDir) };
+  }
+  if (type !== undefined) {
+    r.problem(
+      "type",
+      `unknown certificate type ${JSON.stringify(type)} (expected "Local" or "ACME")`,
+    );
+  }
+  return undefined;
+}

@@ -1,0 +1,52 @@
+import { describe, isTable, TableReader } from "./fields.ts";
+import type { Problem } from "./errors.ts";
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const PART = /(\d+(?:\.\d+)?)(ms|s|m|h)/y;
+
+/**
+ * Reads a duration in milliseconds. Accepted forms: a number of seconds (`30`,
+ * `0.5`), a string with units (`"500ms"`, `"30s"`, `"1m30s"`), or RustStrom's
+ * serde form `{ secs = 30, nanos = 0 }`.
+ */
+export function parseDurationMs(
+  value: unknown,
+  path: string,
+  problems: Problem[],
+): number | undefined {
+  if (typeof value === "number" || typeof value === "bigint") {
+    const n = Number(value);
+    if (Number.isFinite(n) && n >= 0) return Math.round(n * 1000);
+  } else if (typeof value === "string") {
+    const ms = parseDurationText(value);
+    if (ms !== undefined) return ms;
+  } else if (isTable(value)) {
+    const reader = new TableReader(value, path, problems);
+    const before = problems.length;
+    const secs = reader.int("secs");
+    const nanos = reader.int("nanos", { max: 999_999_999 });
+    reader.finish();
+    if (problems.length > before || secs === undefined || nanos === undefined) return undefined;
+    return secs * 1000 + Math.round(nanos / 1e6);
+  }
+  problems.push({
+    path,
+    message: `expected a duration such as 30, "30s", "500ms" or { secs = 30, nanos = 0 }, found ${
+      describe(value)
+    }`,
+  });
+  return undefined;
+}
+
+function parseDurationText(text: string): number | undefined {
+  if (text === "") return undefined;
+  let total = 0;
+  PART.lastIndex = 0;
+  while (PART.lastIndex < text.length) {
+    const start = PART.lastIndex;
+    const m = PART.exec(text);
+    if (!m || m.index !== start) return undefined;
+    total += Number(m[1]) * UNITS[m[2]];
+  }
+  return Math.round(total);
+}

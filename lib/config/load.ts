@@ -1,0 +1,41 @@
+// The only entry point from raw text to Config: read → TOML → validate.
+
+import { dirname, resolve } from "node:path";
+import { parse as parseToml, TomlError } from "smol-toml";
+import { ConfigError } from "./errors.ts";
+import { type Origin, validateConfig } from "./validate.ts";
+import type { Config } from "./types.ts";
+
+/** Parses and validates config text; throws ConfigError listing every problem. */
+export function parseConfig(text: string, origin: Origin): Config {
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(text) as Record<string, unknown>;
+  } catch (e) {
+    throw new ConfigError(origin.source, [tomlProblem(e)]);
+  }
+  const result = validateConfig(doc, origin);
+  if (!result.ok) throw new ConfigError(origin.source, result.problems);
+  return result.config;
+}
+
+/** Reads, parses and validates a config file; relative paths in it resolve against its folder. */
+export async function loadConfigFile(path: string): Promise<Config> {
+  const absolute = resolve(path);
+  let text: string;
+  try {
+    text = await Deno.readTextFile(absolute);
+  } catch (e) {
+    const reason = e instanceof Error ? e.message : String(e);
+    throw new ConfigError(path, [{ path: "", message: `cannot read file: ${reason}` }]);
+  }
+  return parseConfig(text, { source: path, baseDir: dirname(absolute) });
+}
+
+function tomlProblem(e: unknown) {
+  if (e instanceof TomlError) {
+    const first = e.message.split("\n")[0].replace(/^Invalid TOML document: /, "");
+    return { path: "", message: `invalid TOML: ${first} at column ${e.column}`, line: e.line };
+  }
+  return { path: "", message: `invalid TOML: ${e instanceof Error ? e.message : String(e)}` };
+}

@@ -1,0 +1,308 @@
+// Matcher DSL: RustStrom's pool matcher language (spec §2.4), compiled once into a predicate.
+//
+//   matcher := or <end>                       whitespace (space, tab, CR, LF) between any tokens
+//   or      := and ("||" and)*                && binds tighter than ||, both short-circuit
+//   and     := unary ("&&" unary)*
+//   unary   := "!" unary | primary
+//   primary := "(" or ")" | NAME "(" STR ("," STR)* ")"
+//   STR     := '...'                          \' is a quote; any other backslash stays as is
+//
+// A superset of RustStrom, which allows one binary operator per bracket level, no "!",
+// no whitespace inside calls, and only Host, HostRegexp, Method, Path, PathRegexp, Query.
+
+import { Lexer, quote, type Token } from "./matcher_lexer.ts";
+
+export { caretLines, MatcherSyntaxError } from "./matcher_lexer.ts";
+
+/** What a matcher looks at, built once per request by the router. */
+export interface MatchRequest {
+  /** Request method as received, e.g. "GET". */
+  readonly method: string;
+  /** Host header (or HTTP/2 :authority) as received, e.g. "Example.com:8080"; "" when absent. */
+  readonly host: string;
+  /** Path with dot-segments resolved and raw percent-encoding, e.g. "/api/x%20y". */
+  readonly path: string;
+  /** Raw query string without the leading "?"; "" when none. */
+  readonly query: string;
+  /** Request headers. */
+  readonly headers: Headers;
+}
+
+/** A compiled matcher: a pure predicate over one request. */
+export type Matcher = (request: MatchRequest) => boolean;
+
+/**
+ * Compiles matcher source text; throws MatcherSyntaxError (and nothing else) on bad input.
+ *
+ * Terms, all checked at compile time, regexes compiled once:
+ * - `Host('h')`, `Host('h:port')`, `Host('[::1]')`: ASCII case-insensitive host match; without a
+ *   port any request port matches, with one only that port; no Host never matches.
+ * - `HostRegexp('re')`: case-insensitive unanchored search on the Host value, port included.
+ * - `Path('/p')`: exact equality with the raw path.
+ * - `PathPrefix('/p')`: plain string prefix, like Traefik's: `/api` also matches `/apis`.
+ * - `PathRegexp('re')`: unanchored search on the raw path; `PathRegexp('')` matches everything.
+ * - `Method('GET')`: exact, case-sensitive; the argument must be an RFC 9110 token.
+ * - `Query('k', 'v')`: the last form-decoded value of `k` equals `v`.
+ * - `Header('name', 'v')`, `HeaderRegexp('name', 're')`: the header value (repeats joined
+ *   with ", ") equals `v` / contains a match of `re`; an absent header never matches.
+ *
+ * Regexes are JavaScript RegExps (no `u` flag, so escapes stay lenient) with two Rust idioms
+ * translated: leading inline flags `(?i)`, `(?m)`, `(?s)` become flags and `(?P<n>` becomes `(?<n>`.
+ */
+export function compileMatcher(source: string): Matcher {
+  const lexer = new Lexer(source);
+  if (lexer.peek().kind === "end") lexer.fail("empty matcher", 0);
+  const matcher = parseOr(lexer, 0);
+  const rest = lexer.peek();
+  if (rest.kind !== "end") lexer.fail('expected "&&", "||" or end of input', rest.index);
+  return matcher;
+}
+
+// Bounds recursion, so no input can overflow the stack; "!" is parsed by a loop instead.
+const MAX_DEPTH = 64;
+
+function parseOr(lexer: Lexer, depth: number): Matcher {
+  const parts = [parseAnd(lexer, depth)];
+  while (lexer.peek().kind === "||") {
+    lexer.next();
+    parts.push(parseAnd(lexer, depth));
+  }
+  return parts.length === 1 ? parts[0] : anyOf(parts);
+}
+
+function parseAnd(lexer: Lexer, depth: number): Matcher {
+  const parts = [parseUnary(lexer, depth)];
+  while (lexer.peek().kind === "&&") {
+    lexer.next();
+    parts.push(parseUnary(lexer, depth));
+  }
+  return parts.length === 1 ? parts[0] : allOf(parts);
+}
+
+function parseUnary(lexer: Lexer, depth: number): Matcher {
+  let negate = false;
+  while (lexer.peek().kind === "!") {
+    lexer.next();
+    negate = !negate;
+  }
+  const inner = parsePrimary(lexer, depth);
+  return negate ? (request) => !inner(request) : inner;
+}
+
+function parsePrimary(lexer: Lexer, depth: number): Matcher {
+  const token = lexer.next();
+  if (token.kind === "name") return parseTerm(lexer, token);
+  if (token.kind !== "(") return lexer.fail('expected a term, "(" or "!"', token.index);
+  if (depth >= MAX_DEPTH) lexer.fail(`brackets nested deeper than ${MAX_DEPTH}`, token.index);
+  const inner = parseOr(lexer, depth + 1);
+  const close = lexer.next();
+  if (close.kind !== ")") lexer.fail('expected "&&", "||" or ")"', close.index);
+  return inner;
+}
+
+function parseTerm(lexer: Lexer, name: Token): Matcher {
+  const term = TERMS.get(name.text);
+  if (term === undefined) return lexer.fail(`unknown term ${quote(name.text)}`, name.index);
+  const open = lexer.next();
+  if (open.kind !== "(") lexer.fail(`expected "(" after ${quote(name.text)}`, open.index);
+  const args: Token[] = [];
+  for (let separator = open; separator.kind !== ")";) {
+    const arg = lexer.next();
+    if (arg.kind !== "string") {
+      lexer.fail(`expected a string argument to ${quote(name.text)}`, arg.index);
+    }
+    args.push(arg);
+    separator = lexer.next();
+    if (separator.kind !== "," && separator.kind !== ")") {
+      lexer.fail('expected "," or ")"', separator.index);
+    }
+  }
+  if (args.length !== term.arity) {
+    const expected = term.arity === 1 ? "1 argument" : `${term.arity} arguments`;
+    const reason = `wrong number of arguments to ${quote(name.text)}`;
+    lexer.fail(`${reason}: expected ${expected}, found ${args.length}`, name.index);
+  }
+  return term.compile(args, lexer);
+}
+
+function anyOf(parts: readonly Matcher[]): Matcher {
+  if (parts.length === 2) {
+    const [a, b] = parts;
+    return (request) => a(request) || b(request);
+  }
+  return (request) => {
+    for (let i = 0; i < parts.length; i++) if (parts[i](request)) return true;
+    return false;
+  };
+}
+
+function allOf(parts: readonly Matcher[]): Matcher {
+  if (parts.length === 2) {
+    const [a, b] = parts;
+    return (request) => a(request) && b(request);
+  }
+  return (request) => {
+    for (let i = 0; i < parts.length; i++) if (!parts[i](request)) return false;
+    return true;
+  };
+}
+
+interface Term {
+  readonly arity: number;
+  readonly compile: (args: readonly Token[], lexer: Lexer) => Matcher;
+}
+
+// A Map, not an object literal, so names like "constructor" are unknown terms.
+const TERMS = new Map<string, Term>([
+  ["Host", { arity: 1, compile: ([host], lexer) => hostTerm(host, lexer) }],
+  ["HostRegexp", {
+    arity: 1,
+    compile: ([pattern], lexer) => {
+      const regex = compileRegex(pattern, { term: "HostRegexp", lexer, flags: "i" });
+      return (request) => request.host !== "" && regex.test(request.host);
+    },
+  }],
+  ["Path", { arity: 1, compile: ([{ text }]) => (request) => request.path === text }],
+  ["PathPrefix", { arity: 1, compile: ([{ text }]) => (request) => request.path.startsWith(text) }],
+  ["PathRegexp", {
+    arity: 1,
+    compile: ([pattern], lexer) => {
+      const regex = compileRegex(pattern, { term: "PathRegexp", lexer });
+      return (request) => regex.test(request.path);
+    },
+  }],
+  ["Method", {
+    arity: 1,
+    compile: ([{ text, index }], lexer) => {
+      if (!TOKEN.test(text)) lexer.fail(`invalid method ${quote(text)}`, index);
+      return (request) => request.method === text;
+    },
+  }],
+  ["Query", { arity: 2, compile: ([key, value]) => queryTerm(key.text, value.text) }],
+  ["Header", {
+    arity: 2,
+    compile: ([name, { text }], lexer) => {
+      const header = headerName(name, lexer);
+      return (request) => request.headers.get(header) === text;
+    },
+  }],
+  ["HeaderRegexp", {
+    arity: 2,
+    compile: ([name, pattern], lexer) => {
+      const header = headerName(name, lexer);
+      const regex = compileRegex(pattern, { term: "HeaderRegexp", lexer });
+      return (request) => {
+        const value = request.headers.get(header);
+        return value !== null && regex.test(value);
+      };
+    },
+  }],
+]);
+
+// RFC 9110 §5.6.2 token, used for methods (§9.1) and field names (§5.1).
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+// RFC 3986 §3.2.2: "[" IPv6 "]" or reg-name, then an optional port; IPv6 needs brackets.
+const HOST = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::([0-9]{1,5}))?$/;
+
+const COLON = 0x3a;
+const QUESTION_MARK = 0x3f;
+
+function hostTerm(arg: Token, lexer: Lexer): Matcher {
+  const parts = HOST.exec(arg.text);
+  if (parts === null || Number(parts[2] ?? 0) > 65535) {
+    return lexer.fail(`invalid host ${quote(arg.text)}`, arg.index);
+  }
+  // RFC 9110 §4.2.3: hosts compare case-insensitively; non-ASCII names arrive as punycode.
+  const name = parts[1].replace(/[A-Z]+/g, (upper) => upper.toLowerCase());
+  const port = parts[2] ?? "";
+  return (request) => {
+    const host = request.host;
+    const end = hostEnd(host);
+    if (end !== name.length || !startsWithLowercase(host, name)) return false;
+    if (end === host.length) return port === "";
+    if (host.charCodeAt(end) !== COLON) return false;
+    return port === "" || (host.length === end + 1 + port.length && host.endsWith(port));
+  };
+}
+
+/** The index where the host name of a Host value ends: at the port colon, or its length. */
+function hostEnd(host: string): number {
+  if (host.charCodeAt(0) === 0x5b) {
+    const close = host.indexOf("]");
+    return close === -1 ? host.length : close + 1;
+  }
+  const colon = host.indexOf(":");
+  return colon === -1 ? host.length : colon;
+}
+
+/** Whether `text` starts with `lower` (ASCII lowercase), ignoring ASCII case, without allocating. */
+function startsWithLowercase(text: string, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) {
+    let c = text.charCodeAt(i);
+    if (c >= 0x41 && c <= 0x5a) c += 0x20;
+    if (c !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+function queryTerm(key: string, value: string): Matcher {
+  return (request) => {
+    const query = request.query;
+    if (query === "") return false;
+    // URLSearchParams drops one leading "?", which form_urlencoded would keep as part of a key.
+    const init = query.charCodeAt(0) === QUESTION_MARK ? `?${query}` : query;
+    const values = new URLSearchParams(init).getAll(key);
+    return values.length > 0 && values[values.length - 1] === value;
+  };
+}
+
+function headerName(arg: Token, lexer: Lexer): string {
+  if (!TOKEN.test(arg.text)) lexer.fail(`invalid header name ${quote(arg.text)}`, arg.index);
+  return arg.text.toLowerCase();
+}
+
+// Rust's leading inline flags; V8 takes scoped modifiers such as (?i:...) natively.
+const LEADING_FLAGS = /^\(\?([ims]+)\)/;
+
+function compileRegex(
+  arg: Token,
+  options: { term: string; lexer: Lexer; flags?: string },
+): RegExp {
+  let body = arg.text;
+  let flags = options.flags ?? "";
+  const leading = LEADING_FLAGS.exec(body);
+  if (leading !== null) {
+    body = body.slice(leading[0].length);
+    flags += leading[1];
+  }
+  if (body.includes("(?P<")) body = renameGroups(body);
+  try {
+    return new RegExp(body, [...new Set(flags)].join(""));
+  } catch (error) {
+    // V8 says "Invalid regular expression: /<pattern>/<flags>: <reason>"; keep the reason.
+    const message = error instanceof Error ? error.message : String(error);
+    const reason = message.slice(message.lastIndexOf(": ") + 1).trim();
+    const what = `invalid regular expression ${quote(arg.text)} in ${quote(options.term)}`;
+    return options.lexer.fail(`${what}: ${reason}`, arg.index);
+  }
+}
+
+/** Rewrites Rust's `(?P<name>` to `(?<name>`, skipping escapes and character classes. */
+function renameGroups(pattern: string): string {
+  let out = "";
+  let start = 0;
+  let inClass = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i];
+    if (c === "\\") i++;
+    else if (inClass) inClass = c !== "]";
+    else if (c === "[") inClass = true;
+    else if (c === "(" && pattern.startsWith("?P<", i + 1)) {
+      out += `${pattern.slice(start, i)}(?<`;
+      i += 3;
+      start = i + 1;
+    }
+  }
+  return out + pattern.slice(start);
+}

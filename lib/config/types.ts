@@ -1,0 +1,104 @@
+// The validated configuration. Produced only by `load.ts`/`validate.ts`; frozen,
+// defaults applied, durations carry their unit in the name. Nothing after
+// validation re-checks or re-defaults these values.
+
+import type { Matcher } from "./matcher.ts";
+import type { Cidr, SocketAddress } from "../net/address.ts";
+
+/** A listener scheme, as written in `schemes` (case-sensitive, like RustStrom). */
+export type Scheme = "HTTP" | "HTTPS";
+
+/** A backend as written in `addresses`: `host[:port]` (port 80 when omitted). */
+export interface BackendAddress {
+  /** The address exactly as written in the config; used as its identity and metric label. */
+  readonly id: string;
+  /** Host name or IP literal, IPv6 without brackets. */
+  readonly host: string;
+  readonly port: number;
+  /** `host:port` with IPv6 bracketed: what goes into URLs and connect calls. */
+  readonly authority: string;
+}
+
+/** A strategy as configured: its registry name and validated options. */
+export interface StrategyConfig {
+  readonly name: string;
+  readonly options: Readonly<Record<string, unknown>>;
+}
+
+/** A middleware as configured: its name and validated options, in file order. */
+export interface MiddlewareConfig {
+  readonly name: string;
+  readonly options: Readonly<Record<string, unknown>>;
+}
+
+/** `health_config` of a pool (RustStrom names and units). */
+export interface HealthConfig {
+  /** A 2xx slower than this is "Slow". Default 300 ms. */
+  readonly slowThresholdMs: number;
+  /** Probe timeout. Default 500 ms. */
+  readonly timeoutMs: number;
+  /** Probe path. Default "/". */
+  readonly path: string;
+}
+
+/** `client` of a pool: the shared upstream connection pool. */
+export interface ClientConfig {
+  /** How long an idle keep-alive connection is kept. Default 90 s. */
+  readonly poolIdleTimeoutMs: number;
+  /** Idle connections kept per backend; `null` means unlimited. */
+  readonly poolMaxIdlePerHost: number | null;
+}
+
+/** One `[[backend_pools]]` entry. */
+export interface PoolConfig {
+  /** Index in file order; pools are named `pool <index>` in logs unless `name` is set. */
+  readonly index: number;
+  /** Display name: `name` from the file, or the matcher source. */
+  readonly name: string;
+  readonly matcherSource: string;
+  readonly matcher: Matcher;
+  readonly addresses: readonly BackendAddress[];
+  readonly schemes: ReadonlySet<Scheme>;
+  readonly strategy: StrategyConfig;
+  readonly health: HealthConfig;
+  readonly client: ClientConfig;
+  readonly middlewares: readonly MiddlewareConfig[];
+  /** Total time for one request, headers and body wait included. Default 30 s. */
+  readonly requestTimeoutMs: number;
+  /** Time to establish a backend connection. Default 5 s. */
+  readonly connectTimeoutMs: number;
+}
+
+/** A `[certificates."name"]` entry. */
+export type CertificateConfig =
+  | {
+    readonly type: "Local";
+    readonly serverName: string;
+    /** Absolute paths (relative ones are resolved against the config file's folder). */
+    readonly certificatePath: string;
+    readonly privateKeyPath: string;
+  }
+  | {
+    readonly type: "ACME";
+    readonly serverName: string;
+    readonly staging: boolean;
+    readonly email: string;
+    readonly persistDir: string;
+  };
+
+/** The whole configuration. */
+export interface Config {
+  /** Absolute path of the file it came from, or a label such as "<demo>". */
+  readonly source: string;
+  readonly httpAddress: SocketAddress;
+  readonly httpsAddress: SocketAddress;
+  /** Admin listener (API, later metrics and dashboard). Default 127.0.0.1:9090. */
+  readonly adminAddress: SocketAddress;
+  /** Seconds between health rounds; 0 disables. Default 10. */
+  readonly healthCheckEverySec: number;
+  readonly trustedProxies: readonly Cidr[];
+  readonly pools: readonly PoolConfig[];
+  readonly certificates: readonly CertificateConfig[];
+  /** Non-fatal remarks found while loading (RustStrom's load warnings). */
+  readonly warnings: readonly string[];
+}

@@ -1,0 +1,271 @@
+// Walks a parsed TOML document and builds the typed Config, collecting every
+// problem with its dotted path. Accepts RustStrom's schema plus Strom's additions.
+
+import type { Problem } from "./errors.ts";
+import { TableReader } from "./fields.ts";
+import { parseDurationMs } from "./duration.ts";
+import { caretLines, compileMatcher, MatcherSyntaxError } from "./matcher.ts";
+import type {
+  BackendAddress,
+  CertificateConfig,
+  ClientConfig,
+  Config,
+  HealthConfig,
+  MiddlewareConfig,
+  PoolConfig,
+  Scheme,
+} from "./types.ts";
+import {
+  type Cidr,
+  formatAuthority,
+  parseBackendAuthority,
+  parseCidr,
+  parseSocketAddress,
+  type SocketAddress,
+} from "../net/address.ts";
+import { parseStrategy } from "../balance/registry.ts";
+import { findMiddleware } from "../middleware/registry.ts";
+import { validateCertificates } from "./certificates.ts";
+
+/** Where a document came from: used for messages and to resolve relative paths. */
+export interface Origin {
+  readonly source: string;
+  /** Folder that relative paths in the config are resolved against. */
+  readonly baseDir: string;
+}
+
+/** The outcome of validation: a Config, or every problem found. */
+export type Validation =
+  | { readonly ok: true; readonly config: Config }
+  | { readonly ok: false; readonly problems: readonly Problem[] };
+
+/** Validates a parsed TOML document completely. */
+export function validateConfig(doc: Record<string, unknown>, origin: Origin): Validation {
+  const problems: Problem[] = [];
+  const warnings: string[] = [];
+  const top = new TableReader(doc, "", problems);
+  const address = (key: string, fallback: string) => readSocket(top, key, fallback);
+  const httpAddress = address("http_address", "[::]:80");
+  const httpsAddress = address("https_address", "[::]:443");
+  const adminAddress = address("admin_address", "127.0.0.1:9090");
+  const healthCheckEverySec = readHealthInterval(top);
+  const trustedProxies = readTrustedProxies(top);
+  const pools = readPools(top, warnings);
+  const certificates = validateCertificates(top.raw("certificates"), origin.baseDir, problems);
+  top.finish();
+  if (problems.length > 0) return { ok: false, problems };
+  return {
+    ok: true,
+    config: deepFreeze({
+      source: origin.source,
+      httpAddress: httpAddress!,
+      httpsAddress: httpsAddress!,
+      adminAddress: adminAddress!,
+      healthCheckEverySec: healthCheckEverySec!,
+      trustedProxies,
+      pools: pools as PoolConfig[],
+      certificates: certificates as CertificateConfig[],
+      warnings,
+    }),
+  };
+}
+
+function readSocket(r: TableReader, key: string, fallback: string): SocketAddress | undefined {
+  const text = r.string(key, fallback);
+  if (text === undefined) return undefined;
+  const parsed = parseSocketAddress(text);
+  if (typeof parsed === "string") {
+    r.problem(key, `invalid address ${JSON.stringify(text)}: ${parsed}`);
+    return undefined;
+  }
+  return parsed;
+}
+
+function readHealthInterval(top: TableReader): number | undefined {
+  const table = top.subtable("health_interval");
+  if (!table) return top.has("health_interval") ? undefined : 10;
+  const every = table.int("check_every", { max: 86_400 });
+  table.finish();
+  return every;
+}
+
+function readTrustedProxies(top: TableReader): Cidr[] {
+  const list = top.array("trusted_proxies") ?? [];
+  const out: Cidr[] = [];
+  list.forEach((v, i) => {
+    const path = top.at("trusted_proxies") + `[${i}]`;
+    if (typeof v !== "string") {
+      top.problems.push({ path, message: 'expected a string such as "10.0.0.0/8"' });
+      return;
+    }
+    const cidr = parseCidr(v);
+    if (typeof cidr === "string") {
+      top.problems.push({ path, message: `invalid network ${JSON.stringify(v)}: ${cidr}` });
+    } else out.push(cidr);
+  });
+  return out;
+}
+
+function readPools(top: TableReader, warnings: string[]): (PoolConfig | undefined)[] {
+  const list = top.array("backend_pools") ?? [];
+  if (list.length === 0) warnings.push("No backend pool found.");
+  const names = new Set<string>();
+  return list.map((value, index) => {
+    const r = TableReader.of(value, top.at("backend_pools") + `[${index}]`, top.problems);
+    if (!r) return undefined;
+    const pool = readPool(r, index, warnings);
+    r.finish();
+    if (pool && names.has(pool.name)) {
+      r.problem("name", `duplicate pool name ${JSON.stringify(pool.name)}`);
+    }
+    if (pool) names.add(pool.name);
+    return pool;
+  });
+}
+
+function readPool(r: TableReader, index: number, warnings: string[]): PoolConfig | undefined {
+  const before = r.problems.length;
+  const name = r.string("name", `pool-${index}`)!;
+  const matcherSource = r.string("matcher");
+  const matcher = matcherSource === undefined ? undefined : readMatcher(r, matcherSource);
+  const addresses = readAddresses(r);
+  const schemes = readSchemes(r);
+  const strategy = parseStrategy(r.raw("strategy", true), r.at("strategy"), r.problems);
+  const health = readHealth(r.subtable("health_config"));
+  const client = readClient(r.subtable("client"));
+  const middlewares = readMiddlewares(r.subtable("middlewares"));
+  const timeout = (key: string, fallbackMs: number) =>
+    r.has(key) ? parseDurationMs(r.raw(key), r.at(key), r.problems) : fallbackMs;
+  const requestTimeoutMs = timeout("request_timeout", 30_000);
+  const connectTimeoutMs = timeout("connect_timeout", 5_000);
+  if (r.problems.length > before) return undefined;
+  if (schemes!.size === 0) {
+    warnings.push(
+      `backend pool at index ${index} is unreachable, since no schemes are registered. Consider adding \`HTTP\` or \`HTTPS\` to the schemes array.`,
+    );
+  }
+  if (addresses!.length === 0) {
+    warnings.push(
+      `backend pool at index ${index} does not contain any addresses. It will always result in service unavailable errors.`,
+    );
+  }
+  return {
+    index,
+    name,
+    matcherSource: matcherSource!,
+    matcher: matcher!,
+    addresses: addresses!,
+    schemes: schemes!,
+    strategy: strategy!,
+    health: health!,
+    client: client!,
+    middlewares: middlewares!,
+    requestTimeoutMs: requestTimeoutMs!,
+    connectTimeoutMs: connectTimeoutMs!,
+  };
+}
+
+function readMatcher(r: TableReader, source: string) {
+  try {
+    return compileMatcher(source);
+  } catch (e) {
+    if (!(e instanceof MatcherSyntaxError)) throw e;
+    r.problem("matcher", `invalid matcher: ${e.message}\n${caretLines(source, e.column, 0)}`);
+    return undefined;
+  }
+}
+
+function readAddresses(r: TableReader): BackendAddress[] | undefined {
+  const list = r.array("addresses", true);
+  if (!list) return undefined;
+  const out: BackendAddress[] = [];
+  const before = r.problems.length;
+  list.forEach((v, i) => {
+    const path = r.at("addresses") + `[${i}]`;
+    if (typeof v !== "string") {
+      r.problems.push({ path, message: 'expected a string such as "10.0.0.2:8080"' });
+      return;
+    }
+    const parsed = parseBackendAuthority(v);
+    if (typeof parsed === "string") {
+      r.problems.push({ path, message: `invalid address ${JSON.stringify(v)}: ${parsed}` });
+      return;
+    }
+    out.push({ id: v, ...parsed, authority: formatAuthority(parsed.host, parsed.port) });
+  });
+  return r.problems.length > before ? undefined : out;
+}
+
+function readSchemes(r: TableReader): Set<Scheme> | undefined {
+  const list = r.array("schemes", true);
+  if (!list) return undefined;
+  const out = new Set<Scheme>();
+  list.forEach((v, i) => {
+    if (v === "HTTP" || v === "HTTPS") out.add(v);
+    else {
+      r.problems.push({
+        path: r.at("schemes") + `[${i}]`,
+        message: `invalid scheme ${JSON.stringify(v)} (expected "HTTP" or "HTTPS")`,
+      });
+    }
+  });
+  return out;
+}
+
+function readHealth(r: TableReader | null): HealthConfig | undefined {
+  if (!r) return { slowThresholdMs: 300, timeoutMs: 500, path: "/" };
+  const slowThresholdMs = r.int("slow_threshold", { fallback: 300 });
+  const timeoutMs = r.int("timeout", { fallback: 500, min: 1 });
+  const path = r.string("path", "/");
+  if (path !== undefined && !/^\/[\x21-\x7e]*$/.test(path)) {
+    r.problem(
+      "path",
+      `invalid path ${JSON.stringify(path)}: expected "/" followed by visible ASCII`,
+    );
+  }
+  r.finish();
+  return { slowThresholdMs: slowThresholdMs!, timeoutMs: timeoutMs!, path: path! };
+}
+
+function readClient(r: TableReader | null): ClientConfig | undefined {
+  if (!r) return { poolIdleTimeoutMs: 90_000, poolMaxIdlePerHost: null };
+  const idle = r.has("pool_idle_timeout")
+    ? parseDurationMs(r.raw("pool_idle_timeout"), r.at("pool_idle_timeout"), r.problems)
+    : 90_000;
+  const maxIdle = r.has("pool_max_idle_per_host") ? r.int("pool_max_idle_per_host") : null;
+  r.finish();
+  return { poolIdleTimeoutMs: idle!, poolMaxIdlePerHost: maxIdle ?? null };
+}
+
+function readMiddlewares(r: TableReader | null): MiddlewareConfig[] | undefined {
+  if (!r) return [];
+  const out: MiddlewareConfig[] = [];
+  for (const name of Object.keys(r.table)) {
+    const value = r.raw(name);
+    const spec = findMiddleware(name);
+    if (typeof spec === "string") {
+      r.problem(name, spec);
+      continue;
+    }
+    const options = TableReader.of(value, r.at(name), r.problems);
+    if (!options) continue;
+    const parsed = spec.parse(options);
+    options.finish();
+    if (spec.pendingIssue !== null) {
+      r.problem(
+        name,
+        `middleware "${name}" is not available yet (planned in issue #${spec.pendingIssue})`,
+      );
+    }
+    out.push({ name, options: parsed });
+  }
+  return out;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object" && !Object.isFrozen(value) && !ArrayBuffer.isView(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

@@ -1,0 +1,370 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { loadConfigFile, parseConfig } from "../../lib/config/load.ts";
+import { ConfigError } from "../../lib/config/errors.ts";
+
+const origin = { source: "strom.toml", baseDir: "/etc/strom" };
+const POOL = `
+[[backend_pools]]
+matcher = "Host('a.com')"
+addresses = ["127.0.0.1:8080"]
+schemes = ["HTTP"]
+strategy = { RoundRobin = {} }
+`;
+
+/** The problems (path: message) a config text produces. */
+function problemsOf(text: string): string[] {
+  try {
+    parseConfig(text, origin);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `expected ConfigError, got ${e}`);
+    return e.problems.map((p) => (p.path ? `${p.path}: ` : "") + p.message);
+  }
+  return [];
+}
+
+Deno.test("parseConfig() applies RustStrom's defaults and Strom's additions", () => {
+  const config = parseConfig(POOL, origin);
+  assert.equal(config.httpAddress.text, "[::]:80");
+  assert.equal(config.httpsAddress.text, "[::]:443");
+  assert.equal(config.adminAddress.text, "127.0.0.1:9090");
+  assert.equal(config.healthCheckEverySec, 10);
+  assert.deepEqual(config.trustedProxies, []);
+  const [pool] = config.pools;
+  assert.equal(pool.name, "pool-0");
+  assert.deepEqual(pool.health, { slowThresholdMs: 300, timeoutMs: 500, path: "/" });
+  assert.deepEqual(pool.client, { poolIdleTimeoutMs: 90_000, poolMaxIdlePerHost: null });
+  assert.equal(pool.requestTimeoutMs, 30_000);
+  assert.equal(pool.connectTimeoutMs, 5_000);
+  assert.deepEqual(pool.addresses[0], {
+    id: "127.0.0.1:8080",
+    host: "127.0.0.1",
+    port: 8080,
+    authority: "127.0.0.1:8080",
+  });
+  assert.ok(Object.isFrozen(config) && Object.isFrozen(pool));
+});
+
+Deno.test("parseConfig() accepts the spec's complete example apart from features not built yet", () => {
+  const example = `
+http_address  = "[::]:80"
+https_address = "[::]:443"
+
+[health_interval]
+check_every = 10
+
+[[backend_pools]]
+matcher   = "Host('example.com') && (PathRegexp('^/api/') || Method('POST'))"
+addresses = ["127.0.0.1:8080", "127.0.0.1:8081"]
+schemes   = ["HTTP", "HTTPS"]
+strategy  = { StickyCookie = { cookie_name = "lb", http_only = true, secure = true, same_site = "Lax", inner = { RoundRobin = {} } } }
+
+[backend_pools.health_config]
+slow_threshold = 300
+timeout = 500
+path = "/health"
+
+[backend_pools.client]
+pool_idle_timeout = { secs = 90, nanos = 0 }
+pool_max_idle_per_host = 32
+
+[backend_pools.middlewares.HttpsRedirector]
+[backend_pools.middlewares.RateLimiter]
+limit = 100
+window_sec = 60
+[backend_pools.middlewares.MaxBodySize]
+limit = 10485760
+[backend_pools.middlewares.Compression]
+[backend_pools.middlewares.CustomErrorPages]
+location = "errorpages"
+errors = [404, 502]
+
+[[backend_pools]]
+matcher   = "PathRegexp('')"          # catch-all
+addresses = ["10.0.0.7:80"]
+schemes   = ["HTTP"]
+strategy  = { Random = {} }
+
+[certificates."example.com"]
+type = "Local"
+certificate_path = "certs/example.com.pem"
+private_key_path = "certs/example.com.key"
+`;
+  assert.deepEqual(problemsOf(example), [
+    'backend_pools[0].middlewares.HttpsRedirector: middleware "HttpsRedirector" is not available yet (planned in issue #6)',
+    'backend_pools[0].middlewares.RateLimiter: middleware "RateLimiter" is not available yet (planned in issue #6)',
+    'backend_pools[0].middlewares.MaxBodySize: middleware "MaxBodySize" is not available yet (planned in issue #6)',
+    'backend_pools[0].middlewares.Compression: middleware "Compression" is not available yet (planned in issue #6)',
+    'backend_pools[0].middlewares.CustomErrorPages: middleware "CustomErrorPages" is not available yet (planned in issue #6)',
+    'certificates."example.com": certificates are not available yet (planned in issue #7)',
+  ]);
+  const withoutPending = example
+    .replace(/\[backend_pools\.middlewares[\s\S]*?(?=\[\[backend_pools\]\])/, "")
+    .replace(/\[certificates[\s\S]*$/, "");
+  const config = parseConfig(withoutPending, origin);
+  assert.equal(config.pools.length, 2);
+  assert.equal(config.pools[0].strategy.name, "StickyCookie");
+  assert.equal(config.pools[0].client.poolMaxIdlePerHost, 32);
+  assert.equal(config.pools[0].health.path, "/health");
+  assert.deepEqual([...config.pools[0].schemes], ["HTTP", "HTTPS"]);
+});
+
+Deno.test("parseConfig() accepts a plain strategy string and Strom's additions", () => {
+  const config = parseConfig(
+    `admin_address = "[::1]:9191"
+trusted_proxies = ["10.0.0.0/8", "192.168.1.1", "fd00::/8"]
+[[backend_pools]]
+name = "api"
+matcher = "PathPrefix('/api')"
+addresses = ["backend.internal", "[::1]:9000"]
+schemes = ["HTTP"]
+strategy = "LeastConnection"
+request_timeout = "1m30s"
+connect_timeout = 0.25
+`,
+    origin,
+  );
+  assert.equal(config.adminAddress.hostname, "::1");
+  assert.equal(config.trustedProxies.length, 3);
+  const [pool] = config.pools;
+  assert.equal(pool.name, "api");
+  assert.deepEqual(pool.strategy, { name: "LeastConnection", options: {} });
+  assert.equal(pool.addresses[0].authority, "backend.internal:80");
+  assert.equal(pool.addresses[1].authority, "[::1]:9000");
+  assert.equal(pool.requestTimeoutMs, 90_000);
+  assert.equal(pool.connectTimeoutMs, 250);
+});
+
+Deno.test("parseConfig() reports every problem at once with its path", () => {
+  const text = `
+http_address = "localhost:80"
+admin_adress = "127.0.0.1:9090"
+trusted_proxies = ["10.0.0.0/33"]
+[health_interval]
+[[backend_pools]]
+matcher = "Host('a.com') &&"
+addresses = ["http://10.0.0.2:80", 5, "10.0.0.3:99999"]
+schemes = ["http"]
+strategy = { Roundrobin = {} }
+health_check = { path = "/" }
+[backend_pools.health_config]
+timeout = "500"
+path = "health"
+[backend_pools.client]
+pool_idle_timeout = { secs = 90 }
+[backend_pools.middlewares.Authentification]
+[[backend_pools]]
+matcher = "PathRegexp('')"
+addresses = []
+schemes = ["HTTP"]
+strategy = { StickyCookie = { cookie_name = "lb", http_only = true, same_site = "lax", inner = "Nope" } }
+request_timeout = "soon"
+`;
+  assert.deepEqual(problemsOf(text), [
+    'http_address: invalid address "localhost:80": expected an IP address, not a host name',
+    "health_interval.check_every: missing required key",
+    'trusted_proxies[0]: invalid network "10.0.0.0/33": invalid prefix length "33"',
+    `backend_pools[0].matcher: invalid matcher: expected a term, "(" or "!" at column 17\nHost('a.com') &&\n                ^`,
+    'backend_pools[0].addresses[0]: invalid address "http://10.0.0.2:80": expected host:port without a scheme',
+    'backend_pools[0].addresses[1]: expected a string such as "10.0.0.2:8080"',
+    'backend_pools[0].addresses[2]: invalid address "10.0.0.3:99999": invalid port "99999"',
+    'backend_pools[0].schemes[0]: invalid scheme "http" (expected "HTTP" or "HTTPS")',
+    'backend_pools[0].strategy: unknown strategy "Roundrobin" (did you mean "RoundRobin"?)',
+    'backend_pools[0].health_config.timeout: expected an integer, found a string ("500")',
+    'backend_pools[0].health_config.path: invalid path "health": expected "/" followed by visible ASCII',
+    "backend_pools[0].client.pool_idle_timeout.nanos: missing required key",
+    'backend_pools[0].middlewares.Authentification: unknown middleware "Authentification" (did you mean "Authentication"?)',
+    'backend_pools[0].health_check: unknown key (did you mean "health_config"?)',
+    "backend_pools[1].strategy.StickyCookie.secure: missing required key",
+    'backend_pools[1].strategy.StickyCookie.same_site: invalid value "lax" (expected "Strict", "Lax" or "None")',
+    'backend_pools[1].strategy.StickyCookie.inner: unknown strategy "Nope" (expected one of "RoundRobin", "Random", "IPHash", "LeastConnection", "StickyCookie")',
+    'backend_pools[1].request_timeout: expected a duration such as 30, "30s", "500ms" or { secs = 30, nanos = 0 }, found a string ("soon")',
+    'admin_adress: unknown key (did you mean "admin_address"?)',
+  ]);
+});
+
+Deno.test("parseConfig() validates middleware options and never drops a middleware silently", () => {
+  const text = POOL + `
+[backend_pools.middlewares.Authentication]
+ldap_address = "ldap://127.0.0.1"
+user_directory = "ou=people,dc=example,dc=com"
+rdn_identifier = "uid"
+[backend_pools.middlewares.RateLimiter]
+limit = -1
+window_sec = 0
+burst = 3
+`;
+  assert.deepEqual(problemsOf(text), [
+    "backend_pools[0].middlewares.Authentication.recursive: missing required key",
+    'backend_pools[0].middlewares.Authentication: middleware "Authentication" is not available yet (planned in issue #6)',
+    "backend_pools[0].middlewares.RateLimiter.limit: expected an integer from 0 to 9007199254740991, found -1",
+    "backend_pools[0].middlewares.RateLimiter.window_sec: expected an integer from 1 to 9007199254740991, found 0",
+    "backend_pools[0].middlewares.RateLimiter.burst: unknown key",
+    'backend_pools[0].middlewares.RateLimiter: middleware "RateLimiter" is not available yet (planned in issue #6)',
+  ]);
+});
+
+Deno.test("parseConfig() validates certificates in both RustStrom forms", () => {
+  const text = POOL + `
+[certificates."a.com"]
+type = "Local"
+certificate_path = "a.pem"
+[certificates."b.com"]
+Local = { certificate_path = "b.pem", private_key_path = "b.key" }
+[certificates."10.0.0.1"]
+type = "ACME"
+staging = true
+email = "ops@example.com"
+persist_dir = "acme"
+[certificates."c.com"]
+type = "Remote"
+`;
+  assert.deepEqual(problemsOf(text), [
+    'certificates."a.com".private_key_path: missing required key',
+    'certificates."b.com".Local: certificates are not available yet (planned in issue #7)',
+    'certificates."10.0.0.1": ACME does not support IP addresses',
+    'certificates."10.0.0.1": certificates are not available yet (planned in issue #7)',
+    'certificates."c.com".type: unknown certificate type "Remote" (expected "Local" or "ACME")',
+  ]);
+});
+
+Deno.test("parseConfig() gives the TOML line and column of a syntax error", () => {
+  try {
+    parseConfig(`http_address = "[::]:80"\n[[backend_pools]\n`, origin);
+    assert.fail("expected ConfigError");
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    assert.equal(e.problems.length, 1);
+    assert.equal(e.problems[0].line, 2);
+    assert.match(e.problems[0].message, /^invalid TOML: .* at column \d+$/);
+    assert.match(
+      e.message,
+      /^Cannot load config "strom.toml": found 1 problem\n {2}invalid TOML: .*\(line 2\)$/,
+    );
+  }
+});
+
+Deno.test("parseConfig() keeps RustStrom's load warnings", () => {
+  const config = parseConfig(
+    `[[backend_pools]]
+matcher = "PathRegexp('')"
+addresses = []
+schemes = []
+strategy = "Random"
+`,
+    origin,
+  );
+  assert.deepEqual(config.warnings, [
+    "backend pool at index 0 is unreachable, since no schemes are registered. Consider adding `HTTP` or `HTTPS` to the schemes array.",
+    "backend pool at index 0 does not contain any addresses. It will always result in service unavailable errors.",
+  ]);
+  assert.deepEqual(parseConfig("", origin).warnings, ["No backend pool found."]);
+});
+
+Deno.test("parseConfig() rejects duplicate pool names", () => {
+  const pool = POOL.replace("[[backend_pools]]", '[[backend_pools]]\nname = "api"');
+  assert.deepEqual(problemsOf(pool + pool), ['backend_pools[1].name: duplicate pool name "api"']);
+});
+
+const tomlValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
+  value: fc.oneof(
+    { depthSize: "small" },
+    fc.string(),
+    fc.integer(),
+    fc.double({ noNaN: true, noDefaultInfinity: true }),
+    fc.boolean(),
+    fc.constantFrom("RoundRobin", "HTTP", "127.0.0.1:80", "Host('a')", "PathRegexp('')", "[::]:0"),
+    fc.array(tie("value"), { maxLength: 4 }),
+    tie("table"),
+  ),
+  table: fc.dictionary(
+    fc.constantFrom(
+      "matcher",
+      "addresses",
+      "schemes",
+      "strategy",
+      "RoundRobin",
+      "StickyCookie",
+      "inner",
+      "health_config",
+      "client",
+      "middlewares",
+      "RateLimiter",
+      "limit",
+      "secs",
+      "nanos",
+      "type",
+      "x",
+    ),
+    tie("value"),
+    { maxKeys: 5 },
+  ),
+})).value;
+
+function renderToml(doc: Record<string, unknown>): string {
+  const lines: string[] = [];
+  for (const [k, v] of Object.entries(doc)) lines.push(`${JSON.stringify(k)} = ${inline(v)}`);
+  return lines.join("\n");
+}
+
+function inline(v: unknown): string {
+  if (typeof v === "string") return JSON.stringify(v);
+  if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toExponential();
+  if (typeof v === "boolean") return String(v);
+  if (Array.isArray(v)) return `[${v.map(inline).join(", ")}]`;
+  return `{ ${
+    Object.entries(v as Record<string, unknown>).map(([k, x]) =>
+      `${JSON.stringify(k)} = ${inline(x)}`
+    )
+      .join(", ")
+  } }`;
+}
+
+const RUNS = Number(Deno.env.get("FC_RUNS") ?? 300);
+
+Deno.test("parseConfig() throws nothing but ConfigError for random documents", () => {
+  const topKeys = fc.constantFrom(
+    "http_address",
+    "admin_address",
+    "health_interval",
+    "backend_pools",
+    "certificates",
+    "trusted_proxies",
+    "junk",
+  );
+  const doc = fc.dictionary(topKeys, tomlValue, { maxKeys: 5 });
+  const pools = fc.array(fc.dictionary(fc.string(), tomlValue), { maxLength: 3 });
+  fc.assert(
+    fc.property(fc.oneof(doc, pools.map((p) => ({ backend_pools: p }))), (d) => {
+      const text = renderToml(d as Record<string, unknown>);
+      try {
+        parseConfig(text, origin);
+      } catch (e) {
+        if (!(e instanceof ConfigError)) throw e;
+      }
+    }),
+    { seed: 42, numRuns: RUNS },
+  );
+});
+
+Deno.test("parseConfig() throws nothing but ConfigError for random text", () => {
+  const chars = fc.constantFrom(..."[]{}=\"'.,#\n abc_019-:".split(""));
+  fc.assert(
+    fc.property(fc.string({ unit: chars, maxLength: 80 }), (text) => {
+      try {
+        parseConfig(text, origin);
+      } catch (e) {
+        if (!(e instanceof ConfigError)) throw e;
+      }
+    }),
+    { seed: 42, numRuns: RUNS * 3 },
+  );
+});
+
+Deno.test("config/example.toml loads", async () => {
+  const config = await loadConfigFile(
+    new URL("../../config/example.toml", import.meta.url).pathname,
+  );
+  assert.equal(config.pools.length, 2);
+  assert.deepEqual(config.warnings, []);
+});

@@ -1,0 +1,589 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import {
+  caretLines,
+  compileMatcher,
+  MatcherSyntaxError,
+  type MatchRequest,
+} from "../../lib/config/matcher.ts";
+
+interface RequestInit {
+  method?: string;
+  host?: string;
+  path?: string;
+  query?: string;
+  headers?: HeadersInit;
+}
+
+function request(init: RequestInit = {}): MatchRequest {
+  return {
+    method: init.method ?? "GET",
+    host: init.host ?? "example.com",
+    path: init.path ?? "/",
+    query: init.query ?? "",
+    headers: new Headers(init.headers),
+  };
+}
+
+function matches(source: string, init: RequestInit = {}): boolean {
+  return compileMatcher(source)(request(init));
+}
+
+/** Asserts that `source` is rejected with exactly `message`. */
+function assertRejects(source: string, message: string): MatcherSyntaxError {
+  let caught: unknown;
+  try {
+    compileMatcher(source);
+  } catch (error) {
+    caught = error;
+  }
+  assert.ok(caught instanceof MatcherSyntaxError, `expected a MatcherSyntaxError for ${source}`);
+  assert.equal(caught.message, message, `message for ${JSON.stringify(source)}`);
+  assert.equal(caught.source, source);
+  assert.equal(caught.name, "MatcherSyntaxError");
+  return caught;
+}
+
+const RUNS = Number(Deno.env.get("FC_RUNS") ?? 2000);
+const FC_OPTIONS = { seed: 42, numRuns: RUNS };
+
+Deno.test("compileMatcher() compares Host() case-insensitively", () => {
+  assert.equal(matches("Host('example.com')", { host: "example.com" }), true);
+  assert.equal(matches("Host('example.com')", { host: "Example.COM" }), true);
+  assert.equal(matches("Host('EXAMPLE.com')", { host: "example.com" }), true);
+  assert.equal(matches("Host('example.com')", { host: "example.org" }), false);
+  assert.equal(matches("Host('example.com')", { host: "example.co" }), false);
+  assert.equal(matches("Host('example.com')", { host: "example.com.evil" }), false);
+  assert.equal(matches("Host('example.com')", { host: "www.example.com" }), false);
+});
+
+Deno.test("compileMatcher() matches a Host() without a port on any port", () => {
+  assert.equal(matches("Host('example.com')", { host: "example.com:8080" }), true);
+  assert.equal(matches("Host('example.com')", { host: "EXAMPLE.com:443" }), true);
+  assert.equal(matches("Host('example.com')", { host: "example.comx:80" }), false);
+});
+
+Deno.test("compileMatcher() matches a Host() with a port only on that port", () => {
+  assert.equal(matches("Host('example.com:8080')", { host: "example.com:8080" }), true);
+  assert.equal(matches("Host('example.com:8080')", { host: "Example.Com:8080" }), true);
+  assert.equal(matches("Host('example.com:8080')", { host: "example.com" }), false);
+  assert.equal(matches("Host('example.com:8080')", { host: "example.com:80" }), false);
+  assert.equal(matches("Host('example.com:80')", { host: "example.com:8080" }), false);
+  assert.equal(matches("Host('example.com:80')", { host: "example.com:800" }), false);
+});
+
+Deno.test("compileMatcher() matches IPv6 literals in Host()", () => {
+  assert.equal(matches("Host('[::1]')", { host: "[::1]" }), true);
+  assert.equal(matches("Host('[::1]')", { host: "[::1]:8080" }), true);
+  assert.equal(matches("Host('[::1]:8080')", { host: "[::1]:8080" }), true);
+  assert.equal(matches("Host('[::1]:8080')", { host: "[::1]:8081" }), false);
+  assert.equal(matches("Host('[::1]:8080')", { host: "[::1]" }), false);
+  assert.equal(matches("Host('[2001:DB8::1]')", { host: "[2001:db8::1]:443" }), true);
+  assert.equal(matches("Host('[::1]')", { host: "[::2]" }), false);
+  assert.equal(matches("Host('[::1]')", { host: "[::1" }), false);
+  assert.equal(matches("Host('127.0.0.1')", { host: "127.0.0.1:80" }), true);
+});
+
+Deno.test("compileMatcher() never matches Host() or HostRegexp() without a host", () => {
+  assert.equal(matches("Host('example.com')", { host: "" }), false);
+  assert.equal(matches("HostRegexp('')", { host: "" }), false);
+  assert.equal(matches("HostRegexp('.*')", { host: "" }), false);
+  assert.equal(matches("!Host('example.com')", { host: "" }), true);
+});
+
+Deno.test("compileMatcher() searches HostRegexp() case-insensitively, port included", () => {
+  const source = "HostRegexp('^(www\\.)?google.de$')";
+  assert.equal(matches(source, { host: "google.de" }), true);
+  assert.equal(matches(source, { host: "www.google.de" }), true);
+  assert.equal(matches(source, { host: "WWW.Google.DE" }), true);
+  assert.equal(matches(source, { host: "www.youtube.de" }), false);
+  assert.equal(matches(source, { host: "google.de:8080" }), false);
+  assert.equal(matches("HostRegexp(':8080$')", { host: "google.de:8080" }), true);
+  assert.equal(matches("HostRegexp('oogle')", { host: "google.de" }), true);
+});
+
+Deno.test("compileMatcher() compares Path() exactly with the raw path", () => {
+  assert.equal(matches("Path('/admin')", { path: "/admin" }), true);
+  assert.equal(matches("Path('/admin')", { path: "/admin/" }), false);
+  assert.equal(matches("Path('/admin')", { path: "/Admin" }), false);
+  assert.equal(matches("Path('/')", { path: "/" }), true);
+  assert.equal(matches("Path('/')", { path: "/x" }), false);
+  assert.equal(matches("Path('/x%20y')", { path: "/x%20y" }), true);
+  assert.equal(matches("Path('/x y')", { path: "/x%20y" }), false);
+});
+
+Deno.test("compileMatcher() treats PathPrefix() as a plain string prefix", () => {
+  assert.equal(matches("PathPrefix('/api')", { path: "/api" }), true);
+  assert.equal(matches("PathPrefix('/api')", { path: "/api/users" }), true);
+  assert.equal(matches("PathPrefix('/api')", { path: "/apis" }), true);
+  assert.equal(matches("PathPrefix('/api/')", { path: "/api" }), false);
+  assert.equal(matches("PathPrefix('/api')", { path: "/ap" }), false);
+  assert.equal(matches("PathPrefix('/api')", { path: "/v1/api" }), false);
+});
+
+Deno.test("compileMatcher() searches PathRegexp() unanchored", () => {
+  assert.equal(matches("PathRegexp('^/api/')", { path: "/api/x" }), true);
+  assert.equal(matches("PathRegexp('^/api/')", { path: "/v1/api/x" }), false);
+  assert.equal(matches("PathRegexp('api')", { path: "/v1/api/x" }), true);
+  assert.equal(matches("PathRegexp('\\.png$')", { path: "/a.png" }), true);
+  assert.equal(matches("PathRegexp('\\.png$')", { path: "/apng" }), false);
+  assert.equal(matches("PathRegexp('^/API')", { path: "/api" }), false);
+});
+
+Deno.test("compileMatcher() compares Method() exactly and case-sensitively", () => {
+  assert.equal(matches("Method('GET')", { method: "GET" }), true);
+  assert.equal(matches("Method('GET')", { method: "POST" }), false);
+  assert.equal(matches("Method('get')", { method: "GET" }), false);
+  assert.equal(matches("Method('YOLO')", { method: "YOLO" }), true);
+  assert.equal(matches("Method('M-SEARCH')", { method: "M-SEARCH" }), true);
+});
+
+Deno.test("compileMatcher() compares the last form-decoded Query() value", () => {
+  assert.equal(matches("Query('admin', 'true')", { query: "admin=true" }), true);
+  assert.equal(matches("Query('admin', 'true')", { query: "" }), false);
+  assert.equal(matches("Query('admin', 'true')", { query: "x=1&admin=true&y=2" }), true);
+  assert.equal(matches("Query('admin', 'true')", { query: "admin=true&admin=false" }), false);
+  assert.equal(matches("Query('admin', 'true')", { query: "admin=false&admin=true" }), true);
+  assert.equal(matches("Query('admin', 'true')", { query: "admin=TRUE" }), false);
+  assert.equal(matches("Query('admin', 'true')", { query: "administrator=true" }), false);
+  assert.equal(matches("Query('q', 'a b')", { query: "q=a+b" }), true);
+  assert.equal(matches("Query('q', 'a b')", { query: "q=a%20b" }), true);
+  assert.equal(matches("Query('a b', 'é')", { query: "a+b=%C3%A9" }), true);
+  assert.equal(matches("Query('flag', '')", { query: "flag" }), true);
+  // A query of "?a=1" (URL "??a=1") has the key "?a", as in form_urlencoded.
+  assert.equal(matches("Query('a', '1')", { query: "?a=1" }), false);
+  assert.equal(matches("Query('?a', '1')", { query: "?a=1" }), true);
+});
+
+Deno.test("compileMatcher() compares Header() and searches HeaderRegexp() values", () => {
+  const headers = { "X-Api-Key": "secret", "Accept": "text/html, application/json" };
+  assert.equal(matches("Header('x-api-key', 'secret')", { headers }), true);
+  assert.equal(matches("Header('X-API-KEY', 'secret')", { headers }), true);
+  assert.equal(matches("Header('X-Api-Key', 'Secret')", { headers }), false);
+  assert.equal(matches("Header('X-Api-Key', 'secre')", { headers }), false);
+  assert.equal(matches("Header('X-Other', '')", { headers }), false);
+  assert.equal(matches("HeaderRegexp('accept', 'json')", { headers }), true);
+  assert.equal(matches("HeaderRegexp('accept', '^json')", { headers }), false);
+  assert.equal(matches("HeaderRegexp('x-other', '')", { headers }), false);
+  const repeated = new Headers([["x-tag", "a"], ["x-tag", "b"]]);
+  assert.equal(
+    compileMatcher("Header('x-tag', 'a, b')")({ ...request(), headers: repeated }),
+    true,
+  );
+});
+
+// Sources are built from T(), F() shorthands: Path('/') is true, Path('/no') false.
+const T = "Path('/')";
+const F = "Path('/no')";
+
+Deno.test("compileMatcher() gives && precedence over ||", () => {
+  // (T || F) && F would be false; T || (F && F) is true.
+  assert.equal(matches(`${T} || ${F} && ${F}`), true);
+  // F && (F || T) would be false; (F && F) || T is true.
+  assert.equal(matches(`${F} && ${F} || ${T}`), true);
+  assert.equal(matches(`(${T} || ${F}) && ${F}`), false);
+  assert.equal(matches(`${F} && (${F} || ${T})`), false);
+});
+
+Deno.test("compileMatcher() evaluates n-ary && and || chains", () => {
+  assert.equal(matches(`${T} && ${T} && ${T}`), true);
+  assert.equal(matches(`${T} && ${T} && ${F}`), false);
+  assert.equal(matches(`${F} || ${F} || ${T}`), true);
+  assert.equal(matches(`${F} || ${F} || ${F} || ${F}`), false);
+  assert.equal(matches(`${F}&&${T}||${F}&&${T}||${T}&&${T}`), true);
+});
+
+Deno.test("compileMatcher() binds ! tighter than && and allows repeats", () => {
+  assert.equal(matches(`!${F}`), true);
+  assert.equal(matches(`!${T}`), false);
+  assert.equal(matches(`!!${T}`), true);
+  assert.equal(matches(`!!!${T}`), false);
+  // (!F) && F is false; !(F && F) would be true.
+  assert.equal(matches(`!${F} && ${F}`), false);
+  assert.equal(matches(`!(${F} && ${F})`), true);
+  assert.equal(matches(`!(${T} || ${F})`), false);
+  assert.equal(matches(`! ! ( ${T} )`), true);
+});
+
+Deno.test("compileMatcher() groups with brackets at any depth", () => {
+  assert.equal(matches(`(${T})`), true);
+  assert.equal(matches(`((((${F}))))`), false);
+  assert.equal(matches(`((${F} || ${T}) && (${T} || ${F})) && !(${F})`), true);
+  const nested = "(  Host('1')      || Host('2')   )     &&    Host('3')";
+  assert.equal(matches(nested, { host: "3" }), false);
+  assert.equal(compileMatcher(nested)({ ...request(), host: "2" }), false);
+  const either = compileMatcher("(Host('whoami.localhost')) || Host('whatisup.localhost')");
+  assert.equal(either(request({ host: "whatisup.localhost" })), true);
+});
+
+Deno.test("compileMatcher() allows whitespace between all tokens", () => {
+  const source =
+    " \t\r\n Query \n( 'k' \t, \r\n'v' ) \n&&\t! \n( Method ( 'GET' ) ||Path(\t'/x'\t) )\r\n";
+  assert.equal(matches(source, { query: "k=v", method: "POST" }), true);
+  assert.equal(matches(source, { query: "k=v", method: "GET" }), false);
+  assert.equal(matches("Host('a')&&Path('/')", { host: "a" }), true);
+  assert.equal(matches("Host( 'a' )", { host: "a" }), true);
+});
+
+Deno.test("compileMatcher() unescapes \\' in strings and keeps other backslashes", () => {
+  assert.equal(matches("Path('/it\\'s')", { path: "/it's" }), true);
+  assert.equal(matches("Path('\\'')", { path: "'" }), true);
+  assert.equal(matches("Path('/a\\b')", { path: "/a\\b" }), true);
+  assert.equal(matches("Header('x', 'a\\\\b')", { headers: { x: "a\\\\b" } }), true);
+  assert.equal(matches("Host('whatisup\\'.localhost')", { host: "whatisup'.localhost" }), true);
+  assert.equal(matches("PathRegexp('^/a\\.b$')", { path: "/a.b" }), true);
+  assert.equal(matches("PathRegexp('^/a\\.b$')", { path: "/axb" }), false);
+  assert.equal(matches("PathRegexp('^/\\d+$')", { path: "/42" }), true);
+  assert.equal(matches("PathRegexp('\\'')", { path: "/'" }), true);
+});
+
+Deno.test("compileMatcher() translates Rust's (?i) and (?P<name> in regexes", () => {
+  assert.equal(matches("PathRegexp('(?i)^/API')", { path: "/api" }), true);
+  assert.equal(matches("PathRegexp('(?i)^/API')", { path: "/x/api" }), false);
+  assert.equal(matches("PathRegexp('(?is)^/a.b')", { path: "/A\nB" }), true);
+  assert.equal(matches("HostRegexp('(?i)^example')", { host: "EXAMPLE.com" }), true);
+  assert.equal(matches("HeaderRegexp('x', '(?i)^yes$')", { headers: { x: "YES" } }), true);
+  assert.equal(matches("PathRegexp('^/u/(?P<id>\\d+)$')", { path: "/u/42" }), true);
+  assert.equal(matches("PathRegexp('^/u/(?P<id>\\d+)$')", { path: "/u/x" }), false);
+  assert.equal(matches("PathRegexp('(?P<a>x)(?P<b>y)')", { path: "/xy" }), true);
+  // An escaped bracket or a class is not a group, so it is left alone.
+  assert.equal(matches("PathRegexp('\\(?P<')", { path: "/P<" }), true);
+  assert.equal(matches("PathRegexp('^[(?P<]+$')", { path: "P(" }), true);
+  // Scoped modifiers work natively.
+  assert.equal(matches("PathRegexp('^/(?i:api)/x')", { path: "/API/x" }), true);
+});
+
+Deno.test("compileMatcher() accepts RustStrom's own config examples", () => {
+  const api = compileMatcher("Host('example.com') && (PathRegexp('^/api/') || Method('POST'))");
+  assert.equal(api(request({ host: "example.com", path: "/api/users" })), true);
+  assert.equal(api(request({ host: "example.com", path: "/", method: "POST" })), true);
+  assert.equal(api(request({ host: "example.com", path: "/" })), false);
+  assert.equal(api(request({ host: "other.com", path: "/api/users" })), false);
+  const catchAll = compileMatcher("PathRegexp('')");
+  assert.equal(catchAll(request({ path: "/anything" })), true);
+  assert.equal(catchAll(request({ path: "" })), true);
+  assert.equal(matches("PathRegexp('.*')", { path: "/" }), true);
+  // The README's example, which RustStrom itself cannot parse.
+  const readme = "Host('google.de') && (Path('/admin') || Path('/moderator')) && Method('GET')";
+  assert.equal(matches(readme, { host: "google.de", path: "/moderator" }), true);
+  assert.equal(matches(readme, { host: "google.de", path: "/moderator", method: "PUT" }), false);
+  assert.equal(
+    matches("Host('google.de') && Query('admin', 'true')", {
+      host: "google.de",
+      query: "admin=true",
+    }),
+    true,
+  );
+  assert.equal(matches("Host('google.de') && Method('GET')", { host: "google.de" }), true);
+  assert.equal(matches("Host('google.de') || Path('/admin')", { host: "x", path: "/admin" }), true);
+  assert.equal(
+    matches("Header('X-API-Key','secret')", { headers: { "x-api-key": "secret" } }),
+    true,
+  );
+});
+
+Deno.test("compileMatcher() short-circuits && and ||", () => {
+  const untouchable: MatchRequest = {
+    ...request({ path: "/" }),
+    get headers(): Headers {
+      throw new Error("headers were read");
+    },
+  };
+  assert.equal(compileMatcher(`${F} && Header('x', 'y')`)(untouchable), false);
+  assert.equal(compileMatcher(`${T} || Header('x', 'y')`)(untouchable), true);
+  assert.equal(compileMatcher(`${F} && ${T} && Header('x', 'y')`)(untouchable), false);
+  assert.equal(compileMatcher(`${F} || ${T} || Header('x', 'y')`)(untouchable), true);
+  assert.throws(() => compileMatcher(`${T} && Header('x', 'y')`)(untouchable), /headers were read/);
+});
+
+Deno.test("compileMatcher() rejects bad input with the exact message and column", () => {
+  const cases: [string, string][] = [
+    ["", "empty matcher at column 1"],
+    [" \n\t ", "empty matcher at column 1"],
+    ["Hots('a')", 'unknown term "Hots" at column 1'],
+    ["host('a')", 'unknown term "host" at column 1'],
+    ["constructor('a')", 'unknown term "constructor" at column 1'],
+    ["Host('a') && Foo", 'unknown term "Foo" at column 14'],
+    ["Host", 'expected "(" after "Host" at column 5'],
+    ["Host 'a'", 'expected "(" after "Host" at column 6'],
+    ["Path('/a", "unterminated string at column 6"],
+    ["Path('/a\\')", "unterminated string at column 6"],
+    ["Path('/a\\\\')", "unterminated string at column 6"],
+    ["Host('a') Path('/')", 'expected "&&", "||" or end of input at column 11'],
+    ["Host('a'))", 'expected "&&", "||" or end of input at column 10'],
+    ["(Host('a')", 'expected "&&", "||" or ")" at column 11'],
+    ["(Host('a') Path('/'))", 'expected "&&", "||" or ")" at column 12'],
+    ["Host('a') &&", 'expected a term, "(" or "!" at column 13'],
+    ["Host('a') || && Path('/')", 'expected a term, "(" or "!" at column 14'],
+    ["!", 'expected a term, "(" or "!" at column 2'],
+    ["()", 'expected a term, "(" or "!" at column 2'],
+    ["'a'", 'expected a term, "(" or "!" at column 1'],
+    ["Host()", 'expected a string argument to "Host" at column 6'],
+    ["Host(a)", 'expected a string argument to "Host" at column 6'],
+    ["Query('k',)", 'expected a string argument to "Query" at column 11'],
+    ["Host('a' 'b')", 'expected "," or ")" at column 10'],
+    ["Host('a'", 'expected "," or ")" at column 9'],
+    [
+      "Query('k')",
+      'wrong number of arguments to "Query": expected 2 arguments, found 1 at column 1',
+    ],
+    [
+      "Host('a', 'b')",
+      'wrong number of arguments to "Host": expected 1 argument, found 2 at column 1',
+    ],
+    ["Host('a') & Path('/')", 'unexpected character "&" at column 11'],
+    ["Host('a') ||| Path('/')", 'unexpected character "|" at column 13'],
+    ['Host("a")', 'unexpected character "\\"" at column 6'],
+    ["Path('/') #", 'unexpected character "#" at column 11'],
+    ["Path('/')\u0001", 'unexpected character "\\u0001" at column 10'],
+    ["Path('é') && 😀", 'unexpected character "😀" at column 14'],
+    ["Path('😀😀') && Foo('x')", 'unknown term "Foo" at column 15'],
+    ["Host('a b')", 'invalid host "a b" at column 6'],
+    ["Host('')", 'invalid host "" at column 6'],
+    ["Host('a/b')", 'invalid host "a/b" at column 6'],
+    ["Host('::1')", 'invalid host "::1" at column 6'],
+    ["Host('[::1')", 'invalid host "[::1" at column 6'],
+    ["Host('a:')", 'invalid host "a:" at column 6'],
+    ["Host('a:99999')", 'invalid host "a:99999" at column 6'],
+    ["Host('a:http')", 'invalid host "a:http" at column 6'],
+    ["Method('GE T')", 'invalid method "GE T" at column 8'],
+    ["Method('')", 'invalid method "" at column 8'],
+    ["Method('GET\n')", 'invalid method "GET\\n" at column 8'],
+    ["Header('X Y', 'v')", 'invalid header name "X Y" at column 8'],
+    ["HeaderRegexp('', 'v')", 'invalid header name "" at column 14'],
+    [
+      "PathRegexp('(')",
+      'invalid regular expression "(" in "PathRegexp": Unterminated group at column 12',
+    ],
+    [
+      "HeaderRegexp('x', '[')",
+      'invalid regular expression "[" in "HeaderRegexp": Unterminated character class at column 19',
+    ],
+    [
+      "HostRegexp('(?x)a')",
+      'invalid regular expression "(?x)a" in "HostRegexp": Invalid group at column 12',
+    ],
+    [
+      "PathRegexp('(?P<a>x)(?P<a>y)')",
+      'invalid regular expression "(?P<a>x)(?P<a>y)" in "PathRegexp": ' +
+      "Duplicate capture group name at column 12",
+    ],
+    [`unknown${"x".repeat(100)}`, `unknown term "unknown${"x".repeat(53)}..." at column 1`],
+  ];
+  for (const [source, message] of cases) assertRejects(source, message);
+});
+
+Deno.test("caretLines() renders the source with a caret under the column", () => {
+  const source = "Host('a') && Hots('b')";
+  const error = assertRejects(source, 'unknown term "Hots" at column 14');
+  assert.equal(caretLines(source, error.column), "Host('a') && Hots('b')\n             ^");
+  assert.equal(
+    caretLines(source, error.column, 4),
+    "    Host('a') && Hots('b')\n                 ^",
+  );
+  // Control characters become spaces, so the caret stays in place.
+  assert.equal(caretLines("A\n\tB", 4, 2), "  A  B\n     ^");
+  // A column at the end points just past the last character.
+  assert.equal(caretLines("Host('a') &&", 13), "Host('a') &&\n            ^");
+  const long = `${"Path('/') && ".repeat(20)}Nope('x')`;
+  const lines = caretLines(long, long.length - 8).split("\n");
+  assert.equal(lines[0], `...${long.slice(-72)}`);
+  assert.equal(lines[1].indexOf("^"), lines[0].indexOf("Nope"));
+});
+
+Deno.test("compileMatcher() caps bracket nesting at 64 levels", () => {
+  const nest = (depth: number) => `${"(".repeat(depth)}${T}${")".repeat(depth)}`;
+  assert.equal(compileMatcher(nest(64))(request()), true);
+  assertRejects(nest(65), "brackets nested deeper than 64 at column 65");
+  assertRejects("(".repeat(100_000), "brackets nested deeper than 64 at column 65");
+  assertRejects("!(".repeat(100_000), "brackets nested deeper than 64 at column 130");
+});
+
+Deno.test("compileMatcher() handles very long inputs without deep recursion", () => {
+  assert.equal(compileMatcher(`${"!".repeat(100_001)}${T}`)(request()), false);
+  const chain = Array.from({ length: 20_000 }, (_, i) => `Path('/${i}')`).join(" || ");
+  assert.equal(compileMatcher(chain)(request({ path: "/19999" })), true);
+  assert.equal(compileMatcher(chain)(request({ path: "/20000" })), false);
+  const mixed = Array.from({ length: 20_000 }, () => T).join(" && ");
+  assert.equal(compileMatcher(mixed)(request()), true);
+  assertRejects(`Path('${"x".repeat(1_000_000)}`, "unterminated string at column 6");
+});
+
+/** Compiles `source`; any error must be a well-formed MatcherSyntaxError. */
+function compileOrReject(source: string): void {
+  try {
+    compileMatcher(source);
+  } catch (error) {
+    if (!(error instanceof MatcherSyntaxError)) throw error;
+    const length = Array.from(source).length;
+    assert.ok(error.column >= 1 && error.column <= length + 1, `column ${error.column}`);
+    assert.ok(error.message.endsWith(` at column ${error.column}`), error.message);
+    assert.ok(!error.message.includes("\n"), error.message);
+    assert.equal(caretLines(source, error.column).split("\n").length, 2);
+  }
+}
+
+const TOKENS = [
+  "Host",
+  "HostRegexp",
+  "Path",
+  "PathPrefix",
+  "PathRegexp",
+  "Method",
+  "Query",
+  "Header",
+  "HeaderRegexp",
+  "Nope",
+  "(",
+  ")",
+  ",",
+  "!",
+  "&&",
+  "||",
+  "&",
+  "|",
+  " ",
+  "\n",
+  "'",
+  "\\",
+  "\\'",
+  "'a'",
+  "''",
+  "'/x'",
+  "'GET'",
+  "'('",
+  "'[::1]:80'",
+  "'(?i)x'",
+  "'(?P<n>x)'",
+  "'x:'",
+  "'\\\\'",
+  '"',
+  "é",
+  "😀",
+];
+
+const arbitraryRequest = fc.record({
+  method: fc.constantFrom("GET", "POST", "get", "YOLO", ""),
+  host: fc.oneof(fc.constantFrom("", "a", "A:80", "[::1]:80", "[::1", ":", "a:"), fc.string()),
+  path: fc.oneof(fc.constantFrom("/", "/x", "/a/b", ""), fc.string()),
+  query: fc.oneof(fc.constantFrom("", "k=v", "?k=v", "k=1&k=2", "%zz=%"), fc.string()),
+  headers: fc.array(fc.tuple(fc.constantFrom("x", "accept", "x-k"), fc.string()), {
+    maxLength: 3,
+  }).map((pairs) => {
+    const headers = new Headers();
+    for (const [name, value] of pairs) {
+      try {
+        headers.append(name, value);
+      } catch {
+        // Values that are not valid header values are simply left out.
+      }
+    }
+    return headers;
+  }),
+});
+
+Deno.test("compileMatcher() throws only MatcherSyntaxError for random strings", () => {
+  fc.assert(
+    fc.property(fc.oneof(fc.string(), fc.string({ unit: "binary" })), compileOrReject),
+    FC_OPTIONS,
+  );
+});
+
+Deno.test("compileMatcher() throws only MatcherSyntaxError for random token sequences", () => {
+  const tokens = fc.array(fc.constantFrom(...TOKENS), { maxLength: 30 });
+  fc.assert(
+    fc.property(tokens, fc.constantFrom("", " "), (parts, separator) => {
+      compileOrReject(parts.join(separator));
+    }),
+    FC_OPTIONS,
+  );
+});
+
+/** Escapes a value for a matcher string; a trailing backslash cannot be written, so none are. */
+function quoted(value: string): string {
+  return value.replaceAll("\\", "/").replaceAll("'", "\\'");
+}
+
+const arbitraryTerm = fc.oneof(
+  fc.constantFrom(
+    "Host('a')",
+    "Host('A:80')",
+    "Host('[::1]')",
+    "HostRegexp('(?i)^a')",
+    "Path('/x')",
+    "PathPrefix('/a')",
+    "PathRegexp('')",
+    "PathRegexp('^/(?P<s>[a-z]+)')",
+    "Method('GET')",
+    "Query('k', 'v')",
+    "Header('x', 'y')",
+    "HeaderRegexp('accept', 'json')",
+  ),
+  fc.string().map((s) => `Path('${quoted(s)}')`),
+  fc.tuple(fc.string(), fc.string()).map(([k, v]) => `Query('${quoted(k)}','${quoted(v)}')`),
+);
+
+const { expression } = fc.letrec<{ expression: string }>((tie) => ({
+  expression: fc.oneof(
+    { depthSize: "small", maxDepth: 8, withCrossShrink: true },
+    arbitraryTerm,
+    tie("expression").map((e) => `!${e}`),
+    tie("expression").map((e) => `( ${e} )`),
+    fc.tuple(tie("expression"), fc.constantFrom(" && ", "||", "\n&&\t"), tie("expression"))
+      .map(([a, op, b]) => `${a}${op}${b}`),
+  ),
+}));
+
+Deno.test("compileMatcher() compiles and evaluates grammar-generated matchers", () => {
+  fc.assert(
+    fc.property(expression, arbitraryRequest, (source, init) => {
+      const matcher = compileMatcher(source);
+      assert.equal(typeof matcher(init), "boolean");
+    }),
+    FC_OPTIONS,
+  );
+});
+
+// A boolean expression over header flags, evaluated directly and through the matcher.
+type Expr = number | { not: Expr } | { and: [Expr, Expr] } | { or: [Expr, Expr] };
+
+const { tree } = fc.letrec<{ tree: Expr }>((tie) => ({
+  tree: fc.oneof(
+    { depthSize: "small", maxDepth: 8 },
+    fc.integer({ min: 0, max: 3 }),
+    tie("tree").map((e) => ({ not: e })),
+    fc.tuple(tie("tree"), tie("tree")).map((pair) => ({ and: pair })),
+    fc.tuple(tie("tree"), tie("tree")).map((pair) => ({ or: pair })),
+  ),
+}));
+
+function evaluate(e: Expr, flags: readonly boolean[]): boolean {
+  if (typeof e === "number") return flags[e];
+  if ("not" in e) return !evaluate(e.not, flags);
+  if ("and" in e) return evaluate(e.and[0], flags) && evaluate(e.and[1], flags);
+  return evaluate(e.or[0], flags) || evaluate(e.or[1], flags);
+}
+
+/** Renders with only the brackets precedence needs (or all of them when `full`). */
+function render(e: Expr, context: number, full: boolean): string {
+  if (typeof e === "number") return `Header('x-${e}', '1')`;
+  if ("not" in e) return `!${render(e.not, 3, full)}`;
+  const [op, own, [a, b]] = "and" in e ? ["&&", 2, e.and] as const : ["||", 1, e.or] as const;
+  const text = `${render(a, own, full)} ${op} ${render(b, own + 1, full)}`;
+  return full || own < context ? `(${text})` : text;
+}
+
+Deno.test("compileMatcher() agrees with a reference evaluator on precedence", () => {
+  fc.assert(
+    fc.property(tree, fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }), fc.boolean(), (
+      e,
+      flags,
+      full,
+    ) => {
+      const headers = new Headers(flags.map((on, i) => [`x-${i}`, on ? "1" : "0"]));
+      const matcher = compileMatcher(render(e, 0, full));
+      assert.equal(matcher({ ...request(), headers }), evaluate(e, flags));
+    }),
+    FC_OPTIONS,
+  );
+});
