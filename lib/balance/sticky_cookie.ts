@@ -1,0 +1,88 @@
+import { createHmac } from "node:crypto";
+import type { Candidate, Strategy } from "./strategy.ts";
+import type { StrategyFactory } from "./registry.ts";
+
+const SAME_SITE = ["Strict", "Lax", "None"];
+// RFC 6265 cookie-name is an RFC 7230 token.
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/**
+ * `StickyCookie`: a client keeps its backend through a cookie. The value is an
+ * HMAC of the backend's configured address (keyed by `secret`, default derived
+ * from the cookie name), so it hides the internal address yet means the same
+ * backend on every instance running the same config. A RustStrom cookie whose
+ * value is the address itself is still honoured.
+ */
+export const stickyCookie: StrategyFactory = {
+  name: "StickyCookie",
+  parse(reader, parseInner) {
+    const cookieName = reader.string("cookie_name");
+    if (cookieName !== undefined && !TOKEN.test(cookieName)) {
+      reader.problem("cookie_name", `invalid cookie name ${JSON.stringify(cookieName)}`);
+    }
+    const httpOnly = reader.bool("http_only");
+    const secure = reader.bool("secure");
+    const sameSite = reader.string("same_site");
+    if (sameSite !== undefined && !SAME_SITE.includes(sameSite)) {
+      reader.problem(
+        "same_site",
+        `invalid value ${JSON.stringify(sameSite)} (expected "Strict", "Lax" or "None")`,
+      );
+    }
+    const secret = reader.string("secret", "");
+    const inner = parseInner(reader.raw("inner", true), reader.at("inner"));
+    return { cookieName, httpOnly, secure, sameSite, secret, inner };
+  },
+  create(options, deps, build): Strategy {
+    const name = options.cookieName as string;
+    const key = (options.secret as string) || `strom-sticky:${name}`;
+    const attributes = "; Path=/" + (options.httpOnly ? "; HttpOnly" : "") +
+      (options.secure ? "; Secure" : "") + `; SameSite=${options.sameSite}`;
+    const inner = build(options.inner as never, deps);
+    const tokens = new Map<string, string>();
+    const tokenOf = (c: Candidate) => {
+      let t = tokens.get(c.id);
+      if (t === undefined) {
+        t = createHmac("sha256", key).update(c.id).digest("base64url").slice(0, 22);
+        tokens.set(c.id, t);
+      }
+      return t;
+    };
+    return {
+      pick(candidates, context) {
+        const value = context.cookie === null ? null : findCookie(context.cookie, name);
+        if (value !== null) {
+          for (const c of candidates) {
+            if (value === tokenOf(c) || value === c.id) return c;
+          }
+        }
+        const chosen = inner.pick(candidates, context);
+        context.setCookie = `${name}=${tokenOf(chosen)}${attributes}`;
+        return chosen;
+      },
+    };
+  },
+};
+
+/**
+ * The value of cookie `name` in a Cookie header (RFC 6265 5.4), or null.
+ * Pairs are separated by ";" (and "," when several headers were joined); the
+ * name must match exactly, and surrounding double quotes are removed.
+ */
+export function findCookie(header: string, name: string): string | null {
+  let start = 0;
+  while (start < header.length) {
+    let end = start;
+    while (end < header.length && header[end] !== ";" && header[end] !== ",") end++;
+    const eq = header.indexOf("=", start);
+    if (eq > start && eq < end && header.slice(start, eq).trim() === name) {
+      let value = header.slice(eq + 1, end).trim();
+      if (value.length >= 2 && value[0] === '"' && value[value.length - 1] === '"') {
+        value = value.slice(1, -1);
+      }
+      return value;
+    }
+    start = end + 1;
+  }
+  return null;
+}

@@ -1,0 +1,31 @@
+// The strategy interface: a pure, synchronous choice among available backends.
+// The pool filters by health and counts in-flight requests; a strategy only chooses.
+
+/** What a strategy may look at about a backend. */
+export interface Candidate {
+  /** The address as written in the config; stable across reloads and instances. */
+  readonly id: string;
+  /** Requests currently being forwarded to this backend. */
+  readonly inFlight: number;
+}
+
+/** What a strategy may look at about a request, and the one thing it may write. */
+export interface PickContext {
+  /** Client IP (trusted-proxy aware), plain IPv4 for IPv4 clients. */
+  readonly clientIp: string;
+  /** The request's `Cookie` header(s), joined with "; ", or null. */
+  readonly cookie: string | null;
+  /** Set by a strategy that wants a `Set-Cookie` on the response. */
+  setCookie: string | null;
+}
+
+/** Chooses one backend; `candidates` is never empty and is in config order. */
+export interface Strategy {
+  pick<T extends Candidate>(candidates: readonly T[], context: PickContext): T;
+}
+
+/** Injected effects a strategy may use. */
+export interface StrategyDeps {
+  /** Uniform in [0, 1). */
+  readonly random: () => number;
+}

@@ -1,0 +1,232 @@
+import assert from "node:assert/strict";
+import { createStrategy, parseStrategy, STRATEGY_NAMES } from "../../lib/balance/registry.ts";
+import type { Candidate, PickContext } from "../../lib/balance/strategy.ts";
+import { findCookie } from "../../lib/balance/sticky_cookie.ts";
+import type { StrategyConfig } from "../../lib/config/types.ts";
+
+const STICKY = {
+  StickyCookie: {
+    cookie_name: "lb",
+    http_only: true,
+    secure: true,
+    same_site: "Lax",
+    inner: { RoundRobin: {} },
+  },
+};
+
+/** Seeded PRNG (mulberry32) so "random" choices are reproducible. */
+function seeded(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function config(value: unknown): StrategyConfig {
+  const problems: { path: string; message: string }[] = [];
+  const parsed = parseStrategy(value, "strategy", problems);
+  assert.deepEqual(problems, []);
+  return parsed!;
+}
+
+function make(value: unknown, random = seeded(1)) {
+  return createStrategy(config(value), { random });
+}
+
+function candidates(n: number): (Candidate & { inFlight: number })[] {
+  return Array.from({ length: n }, (_, i) => ({ id: `10.0.0.${i + 1}:80`, inFlight: 0 }));
+}
+
+function context(clientIp = "192.0.2.1", cookie: string | null = null): PickContext {
+  return { clientIp, cookie, setCookie: null };
+}
+
+const ALL: Record<string, unknown> = {
+  RoundRobin: "RoundRobin",
+  Random: { Random: {} },
+  IPHash: "IPHash",
+  LeastConnection: "LeastConnection",
+  StickyCookie: STICKY,
+};
+
+Deno.test("every registered strategy has a contract case", () => {
+  assert.deepEqual(Object.keys(ALL).sort(), [...STRATEGY_NAMES].sort());
+});
+
+for (const name of STRATEGY_NAMES) {
+  Deno.test(`${name}: picks only among the candidates it is given`, () => {
+    const s = make(ALL[name]);
+    const all = candidates(5);
+    for (let i = 0; i < 200; i++) {
+      const subset = all.filter((_, j) => (i + j) % 3 !== 0);
+      const chosen = s.pick(subset, context(`198.51.100.${i % 250}`));
+      assert.ok(subset.includes(chosen), `${chosen.id} is not a candidate`);
+    }
+  });
+
+  Deno.test(`${name}: a single candidate is always chosen`, () => {
+    const s = make(ALL[name]);
+    const [only] = candidates(1);
+    for (let i = 0; i < 20; i++) assert.equal(s.pick([only], context(`203.0.113.${i}`)), only);
+  });
+
+  Deno.test(`${name}: spreads many distinct clients over every candidate`, () => {
+    const s = make(ALL[name]);
+    const all = candidates(3);
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 3000; i++) {
+      const c = s.pick(all, context(`10.${i >> 8}.${i & 255}.7`));
+      counts.set(c.id, (counts.get(c.id) ?? 0) + 1);
+    }
+    assert.equal(counts.size, 3);
+    for (const n of counts.values()) assert.ok(n > 700, `uneven spread ${[...counts.values()]}`);
+  });
+}
+
+Deno.test("roundRobin() cycles through candidates in order", () => {
+  const s = make("RoundRobin");
+  const all = candidates(3);
+  const ids = Array.from({ length: 7 }, () => s.pick(all, context()).id.slice(7, 8));
+  assert.deepEqual(ids, ["1", "2", "3", "1", "2", "3", "1"]);
+});
+
+Deno.test("random() follows the injected random()", () => {
+  const values = [0, 0.5, 0.99];
+  const s = make("Random", () => values.shift()!);
+  const all = candidates(3);
+  assert.deepEqual([1, 2, 3].map(() => s.pick(all, context()).id), [
+    all[0].id,
+    all[1].id,
+    all[2].id,
+  ]);
+});
+
+Deno.test("ipHash() keeps a client on its backend and only moves clients of a removed one", () => {
+  const s = make("IPHash");
+  const all = candidates(4);
+  const before = new Map<string, string>();
+  for (let i = 0; i < 400; i++) {
+    const ip = `172.16.${i >> 4}.${i & 15}`;
+    const chosen = s.pick(all, context(ip)).id;
+    assert.equal(s.pick(all, context(ip)).id, chosen, "same client, same backend");
+    before.set(ip, chosen);
+  }
+  const removed = all[2].id;
+  const remaining = all.filter((c) => c.id !== removed);
+  for (const [ip, old] of before) {
+    const now = s.pick(remaining, context(ip)).id;
+    if (old !== removed) assert.equal(now, old, `${ip} moved although its backend stayed`);
+  }
+});
+
+Deno.test("leastConnection() picks the candidate with the fewest in-flight requests", () => {
+  const s = make("LeastConnection");
+  const all = candidates(3);
+  all[0].inFlight = 5;
+  all[1].inFlight = 1;
+  all[2].inFlight = 3;
+  for (let i = 0; i < 10; i++) assert.equal(s.pick(all, context()), all[1]);
+});
+
+Deno.test("leastConnection() shares ties evenly instead of favouring the first", () => {
+  const s = make("LeastConnection");
+  const all = candidates(3);
+  const seen = [0, 1, 2].map(() => s.pick(all, context()).id);
+  assert.deepEqual(new Set(seen).size, 3);
+});
+
+Deno.test("stickyCookie() sets a cookie that hides the address and keeps the client there", () => {
+  const s = make(STICKY);
+  const all = candidates(3);
+  const first = context();
+  const chosen = s.pick(all, first);
+  assert.ok(first.setCookie);
+  assert.match(first.setCookie, /^lb=[A-Za-z0-9_-]{22}; Path=\/; HttpOnly; Secure; SameSite=Lax$/);
+  assert.ok(!first.setCookie.includes("10.0.0"), "cookie must not expose the address");
+  const value = first.setCookie.slice(3, 25);
+  for (
+    const cookie of [`lb=${value}`, `a=1; lb=${value}`, `lb=${value}; a=1`, `x=2, lb="${value}"`]
+  ) {
+    const again = context("198.51.100.9", cookie);
+    assert.equal(s.pick(all, again), chosen, cookie);
+    assert.equal(again.setCookie, null, "no new cookie while the backend is there");
+  }
+});
+
+Deno.test("stickyCookie() values mean the same backend in every instance with the same config", () => {
+  const first = context();
+  const chosen = make(STICKY).pick(candidates(3), first);
+  const value = first.setCookie!.split(";")[0];
+  const other = make(STICKY);
+  for (let i = 0; i < 5; i++) {
+    assert.equal(other.pick(candidates(3), context("1.1.1.1", value)).id, chosen.id);
+  }
+  const secret = { StickyCookie: { ...STICKY.StickyCookie, secret: "s3cret" } };
+  const keyed = context();
+  make(secret).pick(candidates(3), keyed);
+  assert.notEqual(keyed.setCookie!.split(";")[0], value, "the secret changes the token");
+});
+
+Deno.test("stickyCookie() honours a RustStrom cookie holding the address", () => {
+  const s = make(STICKY);
+  const all = candidates(3);
+  const c = context("1.1.1.1", `session=abc; lb=${all[2].id}`);
+  assert.equal(s.pick(all, c), all[2]);
+  assert.equal(c.setCookie, null);
+});
+
+Deno.test("stickyCookie() re-picks with a fresh cookie when the remembered backend is gone", () => {
+  const s = make(STICKY);
+  const all = candidates(3);
+  const first = context();
+  const chosen = s.pick(all, first);
+  const rest = all.filter((c) => c !== chosen);
+  const again = context("1.1.1.1", first.setCookie!.split(";")[0]);
+  const next = s.pick(rest, again);
+  assert.ok(rest.includes(next));
+  assert.ok(again.setCookie && again.setCookie !== first.setCookie);
+});
+
+Deno.test("stickyCookie() ignores cookies whose name only contains the configured name", () => {
+  const s = make(STICKY);
+  const all = candidates(3);
+  const c = context("1.1.1.1", `xlb=${all[1].id}; lbx=${all[1].id}`);
+  s.pick(all, c);
+  assert.ok(c.setCookie, "a look-alike cookie must not count");
+});
+
+Deno.test("findCookie() parses cookie headers per RFC 6265", () => {
+  assert.equal(findCookie("lb=1", "lb"), "1");
+  assert.equal(findCookie("a=1;lb=2", "lb"), "2");
+  assert.equal(findCookie(" a = 1 ;  lb = 3 ", "lb"), "3");
+  assert.equal(findCookie("lb=", "lb"), "");
+  assert.equal(findCookie('lb="q"', "lb"), "q");
+  assert.equal(findCookie("a=1", "lb"), null);
+  assert.equal(findCookie("lb", "lb"), null);
+  assert.equal(findCookie("", "lb"), null);
+  assert.equal(findCookie(";;;=;lb=4", "lb"), "4");
+});
+
+Deno.test("parseStrategy() rejects malformed strategy values", () => {
+  const cases: [unknown, string][] = [
+    [42, "strategy: expected a strategy name or table, found an integer (42)"],
+    [{}, "strategy: expected exactly one strategy name as key, found 0 keys"],
+    [
+      { RoundRobin: {}, Random: {} },
+      "strategy: expected exactly one strategy name as key, found 2 keys",
+    ],
+    [{ RoundRobin: { x: 1 } }, "strategy.RoundRobin.x: unknown key"],
+    [{ RoundRobin: 1 }, "strategy.RoundRobin: expected a table, found an integer (1)"],
+    [
+      { StickyCookie: { ...STICKY.StickyCookie, cookie_name: "a b" } },
+      'strategy.StickyCookie.cookie_name: invalid cookie name "a b"',
+    ],
+  ];
+  for (const [value, message] of cases) {
+    const problems: { path: string; message: string }[] = [];
+    assert.equal(parseStrategy(value, "strategy", problems), undefined);
+    assert.deepEqual(problems.map((p) => `${p.path}: ${p.message}`), [message]);
+  }
+});
