@@ -1,0 +1,67 @@
+// Application log: leveled lines with time, level and message, written to an
+// injected sink (stdout by default).
+
+/** Log levels, quietest first; `LOG_LEVEL` takes these names in any case. */
+export const LEVELS = ["off", "error", "warn", "info", "debug", "trace"] as const;
+export type Level = typeof LEVELS[number];
+
+/** Parses a level name case-insensitively; null when unknown. */
+export function parseLevel(text: string): Level | null {
+  const lower = text.toLowerCase();
+  return (LEVELS as readonly string[]).includes(lower) ? lower as Level : null;
+}
+
+/** A leveled logger. Messages follow the Deno style: action first, values quoted. */
+export interface Logger {
+  readonly level: Level;
+  enabled(level: Exclude<Level, "off">): boolean;
+  error(message: string): void;
+  warn(message: string): void;
+  info(message: string): void;
+  debug(message: string): void;
+  trace(message: string): void;
+}
+
+/** A written log line, for sinks that keep structure. */
+export interface LogRecord {
+  readonly time: Date;
+  readonly level: Exclude<Level, "off">;
+  readonly message: string;
+}
+
+/** Formats a record as `2026-01-02T03:04:05.678Z INFO  message`. */
+export function formatRecord(r: LogRecord): string {
+  return `${r.time.toISOString()} ${r.level.toUpperCase().padEnd(5)} ${r.message}`;
+}
+
+const encoder = new TextEncoder();
+
+/** The default sink: one line to stdout. */
+export function stdoutSink(r: LogRecord): void {
+  Deno.stdout.writeSync(encoder.encode(formatRecord(r) + "\n"));
+}
+
+/** Creates a logger at `level` writing to `sink`. */
+export function createLogger(
+  level: Level,
+  sink: (record: LogRecord) => void = stdoutSink,
+  now: () => Date = () => new Date(),
+): Logger {
+  const rank = LEVELS.indexOf(level);
+  const at = (l: Exclude<Level, "off">) => {
+    const enabled = LEVELS.indexOf(l) <= rank;
+    return enabled ? (message: string) => sink({ time: now(), level: l, message }) : () => {};
+  };
+  return {
+    level,
+    enabled: (l) => LEVELS.indexOf(l) <= rank,
+    error: at("error"),
+    warn: at("warn"),
+    info: at("info"),
+    debug: at("debug"),
+    trace: at("trace"),
+  };
+}
+
+/** A logger that drops everything (tests, benchmarks). */
+export const silentLogger: Logger = createLogger("off");

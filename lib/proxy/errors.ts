@@ -1,0 +1,46 @@
+// The one place that maps a failure to an HTTP status and a short text body.
+
+import { UpstreamError } from "../transport/transport.ts";
+
+/** Why Strom answers a request itself instead of relaying a backend's answer. */
+export type Failure =
+  | "no-pool" // no pool matched: 404
+  | "no-backend" // the pool has no available backend: 503
+  | "connect" // the backend refused or could not be reached: 502
+  | "bad-gateway" // reset or malformed answer: 502
+  | "timeout" // request_timeout passed: 504
+  | "client-gone"; // the client disconnected: 499, logged only
+
+const STATUS: Record<Failure, [number, string]> = {
+  "no-pool": [404, "404 - page not found"],
+  "no-backend": [503, "503 - Service Unavailable"],
+  "connect": [502, "502 - Bad Gateway"],
+  "bad-gateway": [502, "502 - Bad Gateway"],
+  "timeout": [504, "504 - Gateway Timeout"],
+  "client-gone": [499, "499 - Client Closed Request"],
+};
+
+/** The status code for a failure. */
+export function failureStatus(failure: Failure): number {
+  return STATUS[failure][0];
+}
+
+/** The response Strom sends for a failure (499 is never seen by anyone; it is for logs). */
+export function failureResponse(failure: Failure): Response {
+  const [status, text] = STATUS[failure];
+  return new Response(text, {
+    status,
+    headers: { "content-type": "text/plain; charset=utf-8" },
+  });
+}
+
+/** Classifies an error thrown while forwarding, given what the pipeline knows. */
+export function classifyFailure(
+  error: unknown,
+  state: { readonly timedOut: boolean; readonly clientGone: boolean },
+): Failure {
+  if (state.timedOut) return "timeout";
+  if (state.clientGone) return "client-gone";
+  if (error instanceof UpstreamError && error.kind === "connect") return "connect";
+  return "bad-gateway";
+}

@@ -1,0 +1,35 @@
+// Request-target helpers: split the raw target and resolve dot-segments.
+
+/**
+ * Removes dot-segments from an absolute path (RFC 3986 5.2.4), leaving every
+ * other byte as received: percent-encoding and empty segments (`//`) stay.
+ * Segments spelled with `%2e` count as dots too (RFC 3986 6.2.2.2 makes them
+ * equivalent, and URL parsers in backends resolve them), so a matcher can never
+ * see a different path than the backend does.
+ */
+export function removeDotSegments(path: string): string {
+  if (!mayHaveDotSegment(path)) return path;
+  const segments = path.split("/");
+  const out: string[] = [];
+  const last = segments.length - 1;
+  for (let i = 1; i <= last; i++) {
+    const seg = segments[i];
+    const dots = dotCount(seg);
+    if (dots === 0) out.push(seg);
+    else {
+      if (dots === 2) out.pop();
+      if (i === last) out.push("");
+    }
+  }
+  return "/" + out.join("/");
+}
+
+function mayHaveDotSegment(path: string): boolean {
+  return path.includes("/.") || path.includes("/%2");
+}
+
+/** 1 for ".", 2 for "..", 0 otherwise (percent-encoded dots included). */
+function dotCount(segment: string): number {
+  const s = segment.length > 2 ? segment.toLowerCase().replaceAll("%2e", ".") : segment;
+  return s === "." ? 1 : s === ".." ? 2 : 0;
+}

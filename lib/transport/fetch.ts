@@ -1,0 +1,73 @@
+// Forwarding through `fetch` with one shared `Deno.createHttpClient` per pool.
+//
+// Known limits of fetch as a proxy client (see docs/deno-notes): it adds
+// `accept`, `accept-language`, `accept-encoding` and `user-agent` when the
+// client did not send them, its URL parser rewrites `\` to `/`, it refuses the
+// WHATWG "bad ports", and it decodes gzip/br bodies while keeping their
+// headers. The last one is repaired here: a decoded body loses
+// Content-Encoding and Content-Length, so the client receives a correct body.
+
+import type { BackendAddress, ClientConfig } from "../config/types.ts";
+import { type Transport, UpstreamError, type UpstreamRequest } from "./transport.ts";
+
+/** Encodings Deno's fetch decodes by itself (measured with Deno 2.9.6). */
+const DECODED = new Set(["gzip", "br"]);
+
+/** Statuses whose responses never have a body (the Response constructor rejects one). */
+const NULL_BODY_STATUS = new Set([204, 205, 304]);
+
+/** Creates a fetch transport for one pool. */
+export function createFetchTransport(client: ClientConfig): Transport {
+  const http = Deno.createHttpClient({
+    allowHost: true,
+    http1: true,
+    http2: false,
+    poolIdleTimeout: client.poolIdleTimeoutMs,
+    ...(client.poolMaxIdlePerHost === null
+      ? {}
+      : { poolMaxIdlePerHost: client.poolMaxIdlePerHost }),
+  });
+  return {
+    async send(backend: BackendAddress, request: UpstreamRequest): Promise<Response> {
+      const canHaveBody = request.method !== "GET" && request.method !== "HEAD";
+      let upstream: Response;
+      try {
+        upstream = await fetch(`http://${backend.authority}${request.target}`, {
+          method: request.method,
+          headers: request.headers,
+          body: canHaveBody ? request.body : null,
+          signal: request.signal,
+          redirect: "manual",
+          client: http,
+        });
+      } catch (e) {
+        throw classify(e);
+      }
+      const headers = new Headers(upstream.headers);
+      const encoding = headers.get("content-encoding");
+      if (encoding !== null && DECODED.has(encoding.trim().toLowerCase())) {
+        headers.delete("content-encoding");
+        headers.delete("content-length");
+      }
+      let body = upstream.body;
+      if (body !== null && NULL_BODY_STATUS.has(upstream.status)) {
+        body.cancel().catch(() => {});
+        body = null;
+      }
+      return new Response(body, { status: upstream.status, headers });
+    },
+    close: () => http.close(),
+  };
+}
+
+function classify(e: unknown): UpstreamError {
+  if (e instanceof DOMException && (e.name === "AbortError" || e.name === "TimeoutError")) {
+    return new UpstreamError("aborted", "request aborted", { cause: e });
+  }
+  const detail = e instanceof Error && e.cause instanceof Error ? e.cause.message : String(e);
+  if (detail.includes("(Connect)")) return new UpstreamError("connect", detail, { cause: e });
+  if (detail.includes("connection closed") || detail.includes("reset")) {
+    return new UpstreamError("reset", detail, { cause: e });
+  }
+  return new UpstreamError("protocol", detail, { cause: e });
+}

@@ -1,0 +1,41 @@
+// The transport interface: send one request to one backend, get a Response.
+// The proxy pipeline does not know which transport it talks to.
+
+import type { BackendAddress } from "../config/types.ts";
+
+/** A request as the pipeline hands it to a transport. */
+export interface UpstreamRequest {
+  readonly method: string;
+  /** Origin-form target sent as is: path and query, e.g. `/a/b?x=1`. */
+  readonly target: string;
+  /** Final headers (hop-by-hop removed, forwarding headers set, Host as received). */
+  readonly headers: Headers;
+  readonly body: ReadableStream<Uint8Array> | null;
+  /** Aborted when the client goes away or the request times out. */
+  readonly signal: AbortSignal;
+}
+
+/** Why an upstream exchange failed. */
+export type UpstreamFailure = "connect" | "reset" | "protocol" | "aborted";
+
+/** Thrown by a transport; `kind` drives the status code and retry decisions. */
+export class UpstreamError extends Error {
+  readonly kind: UpstreamFailure;
+  constructor(kind: UpstreamFailure, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "UpstreamError";
+    this.kind = kind;
+  }
+}
+
+/** Sends requests to the backends of one pool over shared connections. */
+export interface Transport {
+  /**
+   * Resolves with the backend's response once its headers arrived; the body
+   * streams. The returned headers are mutable and their body is what the
+   * client must receive. Rejects with UpstreamError.
+   */
+  send(backend: BackendAddress, request: UpstreamRequest): Promise<Response>;
+  /** Releases pooled connections. */
+  close(): void;
+}

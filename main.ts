@@ -1,0 +1,102 @@
+// Strom's command line: parse arguments, run a command, map outcomes to exit
+// codes (0 ok, 1 config or listener error, 2 usage error).
+
+import { type Command, parseCli, USAGE, UsageError } from "./lib/cli.ts";
+import { createLogger, type Logger } from "./lib/log.ts";
+import { loadConfigFile } from "./lib/config/load.ts";
+import { ConfigError } from "./lib/config/errors.ts";
+import { summarizeConfig } from "./lib/config/summary.ts";
+import { ListenError, Strom } from "./lib/server.ts";
+import { demoBanner, demoConfig, startDemoBackends } from "./lib/demo.ts";
+import { COMMIT, VERSION } from "./lib/version.ts";
+
+async function main(args: string[]): Promise<number> {
+  let command: Command;
+  try {
+    command = parseCli(args, { LOG_LEVEL: Deno.env.get("LOG_LEVEL") });
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    console.error(`strom: ${e.message}\nRun "strom --help" for usage.`);
+    return 2;
+  }
+  switch (command.kind) {
+    case "help":
+      console.log(USAGE);
+      return 0;
+    case "version":
+      console.log(`strom ${VERSION} (${COMMIT})`);
+      return 0;
+    case "run":
+      return await run(command);
+    case "demo":
+      return await demo(command);
+  }
+}
+
+async function run(command: Extract<Command, { kind: "run" }>): Promise<number> {
+  const log = createLogger(command.logLevel);
+  try {
+    const config = await loadConfigFile(command.configPath);
+    if (command.check) {
+      console.log(summarizeConfig(config));
+      return 0;
+    }
+    log.info(`Logging level: ${command.logLevel.toUpperCase()}`);
+    const strom = Strom.start(config, { log, configPath: command.configPath });
+    return await untilSignal(strom, log, command.graceMs);
+  } catch (e) {
+    return reportFatal(e);
+  }
+}
+
+async function demo(command: Extract<Command, { kind: "demo" }>): Promise<number> {
+  const log = createLogger(command.logLevel);
+  let backends;
+  try {
+    backends = startDemoBackends(command.backendPort);
+  } catch (e) {
+    console.error(`strom: Cannot start demo backends on port ${command.backendPort}: ${e}`);
+    return 1;
+  }
+  try {
+    const ports = backends.map((b) => b.port);
+    const config = demoConfig({
+      http: command.httpPort,
+      admin: command.adminPort,
+      backends: ports,
+    });
+    const strom = Strom.start(config, { log, configPath: "<demo>" });
+    console.log(demoBanner(strom.port("http_address"), strom.port("admin_address"), ports));
+    const code = await untilSignal(strom, log, command.graceMs);
+    await Promise.all(backends.map((b) => b.server.shutdown()));
+    return code;
+  } catch (e) {
+    await Promise.all(backends.map((b) => b.server.shutdown()));
+    return reportFatal(e);
+  }
+}
+
+/** Waits for SIGINT or SIGTERM, then drains in-flight requests and returns 0. */
+function untilSignal(strom: Strom, log: Logger, graceMs: number): Promise<number> {
+  return new Promise((resolve) => {
+    const stop = (signal: Deno.Signal) => {
+      log.info(`Received ${signal}, finishing in-flight requests (up to ${graceMs} ms)`);
+      strom.shutdown(graceMs).then(() => resolve(0));
+    };
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      Deno.addSignalListener(signal, () => stop(signal));
+    }
+  });
+}
+
+function reportFatal(e: unknown): number {
+  if (e instanceof ConfigError || e instanceof ListenError) {
+    console.error(e.message);
+    return 1;
+  }
+  throw e;
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

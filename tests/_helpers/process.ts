@@ -1,0 +1,80 @@
+// Runs Strom's real command line (main.ts) as a child process.
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+/** Flags every Strom process runs with (see the Makefile). */
+export const DENO_FLAGS = ["--allow-all", "--unstable-no-legacy-abort"];
+
+/** Runs `strom <args>` to completion. */
+export async function runStrom(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...DENO_FLAGS, MAIN, ...args],
+    env: { NO_COLOR: "1", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
+}
+
+/** A long-running Strom child process whose stdout can be awaited line by line. */
+export class StromProcess implements AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+  readonly lines: string[] = [];
+  #waiters: (() => void)[] = [];
+  #reading: Promise<void>;
+
+  constructor(args: string[], env: Record<string, string> = {}) {
+    this.child = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...DENO_FLAGS, MAIN, ...args],
+      env: { NO_COLOR: "1", ...env },
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    this.#reading = this.#read();
+  }
+
+  async #read(): Promise<void> {
+    const lines = this.child.stdout.pipeThrough(new TextDecoderStream());
+    let rest = "";
+    for await (const chunk of lines) {
+      const parts = (rest + chunk).split("\n");
+      rest = parts.pop()!;
+      this.lines.push(...parts);
+      this.#waiters.splice(0).forEach((w) => w());
+    }
+  }
+
+  /** Waits for a stdout line matching `pattern` and returns its match. */
+  async waitForLine(pattern: RegExp, timeoutMs = 10_000): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + timeoutMs;
+    while (true) {
+      for (const line of this.lines) {
+        const m = line.match(pattern);
+        if (m) return m;
+      }
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) {
+        throw new Error(
+          `Timed out waiting for a line matching ${pattern}; got:\n${this.lines.join("\n")}`,
+        );
+      }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        new Promise<void>((r) => this.#waiters.push(r)),
+        new Promise<void>((r) => timer = setTimeout(r, remaining)),
+      ]);
+      clearTimeout(timer);
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.child.kill("SIGKILL");
+    } catch { /* already exited */ }
+    await this.child.status;
+    await this.#reading;
+  }
+}

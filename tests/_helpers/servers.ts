@@ -1,0 +1,171 @@
+// Real servers on 127.0.0.1 port 0 for tests, disposed with `await using`.
+
+import { parseConfig } from "../../lib/config/load.ts";
+import type { Config } from "../../lib/config/types.ts";
+import { type Logger, silentLogger } from "../../lib/log.ts";
+import { defaultRuntimeDeps, type RuntimeDeps } from "../../lib/runtime.ts";
+import { Strom } from "../../lib/server.ts";
+
+/** A test backend: a real HTTP server and what it has seen. */
+export interface TestBackend extends AsyncDisposable {
+  readonly port: number;
+  readonly address: string;
+  readonly server: Deno.HttpServer<Deno.NetAddr>;
+  /** Requests received so far. */
+  readonly requests: Request[];
+  close(): Promise<void>;
+}
+
+/** Starts a backend on an ephemeral port; the default handler answers its own address as text. */
+export function startBackend(
+  handler?: (
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ) => Response | Promise<Response>,
+): TestBackend {
+  const requests: Request[] = [];
+  let closed: Promise<void> | null = null;
+  const server: Deno.HttpServer<Deno.NetAddr> = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    (request, info) => {
+      requests.push(request);
+      return handler ? handler(request, info) : new Response(`backend ${server.addr.port}`);
+    },
+  );
+  const address = `127.0.0.1:${server.addr.port}`;
+  const close = () => closed ??= server.shutdown();
+  return {
+    port: server.addr.port,
+    address,
+    server,
+    requests,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+/** A running Strom under test. */
+export interface TestStrom extends AsyncDisposable {
+  readonly strom: Strom;
+  readonly config: Config;
+  /** `http://127.0.0.1:<port>` of the HTTP listener. */
+  readonly url: string;
+  /** `http://127.0.0.1:<port>` of the admin listener. */
+  readonly adminUrl: string;
+}
+
+/** Options for startStrom. */
+export interface StromTestOptions {
+  readonly log?: Logger;
+  readonly deps?: Partial<RuntimeDeps>;
+}
+
+/**
+ * Starts Strom from TOML text. Listener addresses default to 127.0.0.1:0 unless
+ * the text sets them.
+ */
+export function startStrom(toml: string, options: StromTestOptions = {}): TestStrom {
+  const prefix = [
+    /^http_address/m.test(toml) ? "" : `http_address = "127.0.0.1:0"\n`,
+    /^admin_address/m.test(toml) ? "" : `admin_address = "127.0.0.1:0"\n`,
+  ].join("");
+  const config = parseConfig(prefix + toml, { source: "<test>", baseDir: Deno.cwd() });
+  const strom = Strom.start(config, {
+    log: options.log ?? silentLogger,
+    deps: { ...defaultRuntimeDeps, ...options.deps },
+  });
+  return {
+    strom,
+    config,
+    url: `http://127.0.0.1:${strom.port("http_address")}`,
+    adminUrl: `http://127.0.0.1:${strom.port("admin_address")}`,
+    [Symbol.asyncDispose]: () => strom.shutdown(1000),
+  };
+}
+
+/** TOML for one pool over `addresses`; `extra` lines go inside the pool table. */
+export function poolToml(
+  addresses: readonly string[],
+  options: { matcher?: string; strategy?: string; extra?: string; schemes?: string } = {},
+): string {
+  return `
+[[backend_pools]]
+matcher = ${JSON.stringify(options.matcher ?? "PathPrefix('/')")}
+addresses = ${JSON.stringify(addresses)}
+schemes = ${options.schemes ?? '["HTTP"]'}
+strategy = ${options.strategy ?? "{ RoundRobin = {} }"}
+${options.extra ?? ""}
+`;
+}
+
+/** Polls `condition` until it holds or `timeoutMs` passes; the message says what was awaited. */
+export async function waitFor(
+  condition: () => boolean | Promise<boolean>,
+  message: string,
+  timeoutMs = 5000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${message}`);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** A client that sends the Host header tests give it (plain fetch replaces it). */
+const client = Deno.createHttpClient({ allowHost: true });
+
+/** GETs a URL and returns status, headers and text body (the body is always consumed). */
+export async function get(
+  url: string,
+  init: RequestInit = {},
+): Promise<{ status: number; headers: Headers; text: string }> {
+  const response = await fetch(url, { client, ...init });
+  return { status: response.status, headers: response.headers, text: await response.text() };
+}
+
+/** A backend that speaks raw bytes: `respond` gets each connection and writes what it likes. */
+export function startRawBackend(
+  respond: (conn: Deno.TcpConn, head: string) => Promise<void>,
+): { port: number; address: string } & AsyncDisposable {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.TcpConn>();
+  const serve = async (conn: Deno.TcpConn) => {
+    conns.add(conn);
+    try {
+      const buf = new Uint8Array(65536);
+      let head = "";
+      while (!head.includes("\r\n\r\n")) {
+        const n = await conn.read(buf);
+        if (n === null) return;
+        head += new TextDecoder().decode(buf.subarray(0, n));
+      }
+      await respond(conn, head);
+    } catch {
+      /* peer went away */
+    } finally {
+      conns.delete(conn);
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    }
+  };
+  const accepting = (async () => {
+    for await (const conn of listener) serve(conn);
+  })().catch(() => {});
+  const port = (listener.addr as Deno.NetAddr).port;
+  return {
+    port,
+    address: `127.0.0.1:${port}`,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+      await accepting;
+    },
+  };
+}

@@ -1,0 +1,154 @@
+import assert from "node:assert/strict";
+import { runStrom, StromProcess } from "../_helpers/process.ts";
+import { get, startBackend, waitFor } from "../_helpers/servers.ts";
+import { VERSION } from "../../lib/version.ts";
+
+async function configFile(text: string): Promise<string> {
+  const path = await Deno.makeTempFile({ suffix: ".toml" });
+  await Deno.writeTextFile(path, text);
+  return path;
+}
+
+const VALID = `http_address = "127.0.0.1:0"
+admin_address = "127.0.0.1:0"
+[[backend_pools]]
+name = "api"
+matcher = "Host('a.com') && PathPrefix('/api')"
+addresses = ["127.0.0.1:8080", "127.0.0.1:8081"]
+schemes = ["HTTP"]
+strategy = { StickyCookie = { cookie_name = "lb", http_only = true, secure = false, same_site = "Lax", inner = "LeastConnection" } }
+`;
+
+Deno.test("strom --version and --help answer and exit 0", async () => {
+  const version = await runStrom(["--version"]);
+  assert.equal(version.code, 0);
+  assert.equal(version.stdout.trim(), `strom ${VERSION} (dev)`);
+  const help = await runStrom(["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /strom --check --config FILE/);
+});
+
+Deno.test("strom exits 2 with a one-line usage error for bad flags and levels", async () => {
+  for (
+    const [args, env, message] of [
+      [["--bogus"], {}, "strom: Unknown option '--bogus'"],
+      [["-c", "x.toml"], { LOG_LEVEL: "loud" }, 'strom: Invalid LOG_LEVEL "loud"'],
+      [["x.toml"], {}, 'strom: Unexpected argument "x.toml" (did you mean --config x.toml?)'],
+    ] as const
+  ) {
+    const r = await runStrom([...args], env);
+    assert.equal(r.code, 2, r.stderr);
+    assert.ok(r.stderr.startsWith(message), r.stderr);
+    assert.ok(!r.stderr.includes("    at "), "no stack trace");
+  }
+});
+
+Deno.test("strom --check prints a summary of a valid config and exits 0", async () => {
+  const path = await configFile(VALID);
+  const r = await runStrom(["--check", "--config", path]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(
+    r.stdout.trim(),
+    [
+      `Config "${path}" is valid`,
+      "  listeners: http 127.0.0.1:0, admin 127.0.0.1:0",
+      "  health checks: every 10 s",
+      "  pools (first match wins): 1",
+      "    api: Host('a.com') && PathPrefix('/api')",
+      '      schemes HTTP; strategy StickyCookie(cookie "lb", inner LeastConnection)',
+      "      backends 127.0.0.1:8080, 127.0.0.1:8081",
+    ].join("\n"),
+  );
+  await Deno.remove(path);
+});
+
+Deno.test("strom --check lists every problem of an invalid config and exits 1", async () => {
+  const path = await configFile(
+    VALID.replace("LeastConnection", "Fastest").replace("&& PathPrefix", "&& &&"),
+  );
+  const r = await runStrom(["--check", "-c", path]);
+  assert.equal(r.code, 1);
+  const lines = r.stderr.trim().split("\n");
+  assert.equal(lines[0], `Cannot load config "${path}": found 2 problems`);
+  assert.match(r.stderr, /backend_pools\[0\]\.matcher: invalid matcher: expected a term/);
+  assert.match(
+    r.stderr,
+    /backend_pools\[0\]\.strategy\.StickyCookie\.inner: unknown strategy "Fastest"/,
+  );
+  const missing = await runStrom(["-c", "/nonexistent/strom.toml"]);
+  assert.equal(missing.code, 1);
+  assert.match(
+    missing.stderr,
+    /^Cannot load config "\/nonexistent\/strom.toml": found 1 problem\n {2}cannot read file: /,
+  );
+  await Deno.remove(path);
+});
+
+Deno.test("strom exits 1 with one line naming the address when a listener cannot bind", async () => {
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (taken.addr as Deno.NetAddr).port;
+  const inUse = await configFile(
+    VALID.replace(`http_address = "127.0.0.1:0"`, `http_address = "127.0.0.1:${port}"`),
+  );
+  const r = await runStrom(["-c", inUse, "--log-level", "error"]);
+  assert.equal(r.code, 1);
+  assert.equal(
+    r.stderr.trim(),
+    `Cannot listen on 127.0.0.1:${port} (http_address): address already in use`,
+  );
+  const foreign = await configFile(
+    VALID.replace(`admin_address = "127.0.0.1:0"`, `admin_address = "192.0.2.1:9090"`),
+  );
+  const r2 = await runStrom(["-c", foreign, "--log-level", "error"]);
+  assert.equal(r2.code, 1);
+  assert.equal(
+    r2.stderr.trim(),
+    "Cannot listen on 192.0.2.1:9090 (admin_address): address not available on this machine",
+  );
+  await Deno.remove(inUse);
+  await Deno.remove(foreign);
+});
+
+Deno.test("SIGTERM lets an in-flight request finish, then strom exits 0", async () => {
+  const gate = Promise.withResolvers<void>();
+  let reached = false;
+  await using backend = startBackend(async () => {
+    reached = true;
+    await gate.promise;
+    return new Response("finished");
+  });
+  const path = await configFile(
+    VALID.replace(`["127.0.0.1:8080", "127.0.0.1:8081"]`, `["${backend.address}"]`)
+      .replace("Host('a.com') && PathPrefix('/api')", "PathPrefix('/')"),
+  );
+  await using strom = new StromProcess(["-c", path]);
+  const [, port] = await strom.waitForLine(/\(http_address, port (\d+)\)/);
+  const pending = get(`http://127.0.0.1:${port}/slow`);
+  await waitFor(() => reached, "the request to reach the backend");
+  strom.child.kill("SIGTERM");
+  await strom.waitForLine(/Received SIGTERM/);
+  gate.resolve();
+  const r = await pending;
+  assert.deepEqual([r.status, r.text], [200, "finished"]);
+  assert.equal((await strom.child.status).code, 0);
+  await Deno.remove(path);
+});
+
+Deno.test("strom demo serves three backends in turn", async () => {
+  await using demo = new StromProcess([
+    "demo",
+    "--http-port",
+    "0",
+    "--admin-port",
+    "0",
+    "--backend-port",
+    "0",
+  ]);
+  const [, url] = await demo.waitForLine(/balancer\s+(http:\/\/127\.0\.0\.1:\d+)/);
+  await demo.waitForLine(/Try:/);
+  const names = [];
+  for (let i = 0; i < 3; i++) names.push(JSON.parse((await get(`${url}/hello`)).text).backend);
+  assert.deepEqual(names.sort(), ["backend-1", "backend-2", "backend-3"]);
+  demo.child.kill("SIGINT");
+  assert.equal((await demo.child.status).code, 0);
+});

@@ -1,0 +1,299 @@
+import assert from "node:assert/strict";
+import { gunzipSync, gzipSync } from "node:zlib";
+import {
+  get,
+  poolToml,
+  startBackend,
+  startRawBackend,
+  startStrom,
+  waitFor,
+} from "../_helpers/servers.ts";
+import { rawExchange } from "../_helpers/raw.ts";
+
+Deno.test("RoundRobin spreads requests exactly evenly over three backends", async () => {
+  await using a = startBackend();
+  await using b = startBackend();
+  await using c = startBackend();
+  await using lb = startStrom(poolToml([a.address, b.address, c.address]));
+  const counts = new Map<string, number>();
+  for (let i = 0; i < 300; i++) {
+    const { status, text } = await get(`${lb.url}/x`);
+    assert.equal(status, 200);
+    counts.set(text, (counts.get(text) ?? 0) + 1);
+  }
+  assert.deepEqual([...counts.values()], [100, 100, 100]);
+});
+
+Deno.test("the first pool in file order whose matcher matches wins; none gives 404", async () => {
+  await using api = startBackend(() => new Response("api"));
+  await using web = startBackend(() => new Response("web"));
+  await using lb = startStrom(
+    poolToml([api.address], { matcher: "Host('example.com') && PathPrefix('/api')" }) +
+      poolToml([web.address], { matcher: "Host('EXAMPLE.com') || Header('x-web', '1')" }),
+  );
+  const at = (path: string, headers: Record<string, string>) =>
+    get(`${lb.url}${path}`, { headers }).then((r) => `${r.status} ${r.text}`);
+  assert.equal(await at("/api/v1", { host: "example.com" }), "200 api");
+  assert.equal(await at("/api/v1", { host: "example.com:8443" }), "200 api");
+  assert.equal(await at("/other", { host: "Example.COM" }), "200 web");
+  assert.equal(await at("/api", { host: "b.com", "x-web": "1" }), "200 web");
+  assert.equal(await at("/api", { host: "b.com" }), "404 404 - page not found");
+});
+
+Deno.test("IPHash keeps each client on one backend", async () => {
+  await using a = startBackend();
+  await using b = startBackend();
+  await using c = startBackend();
+  await using lb = startStrom(
+    `trusted_proxies = ["127.0.0.1"]\n` +
+      poolToml([a.address, b.address, c.address], { strategy: '"IPHash"' }),
+  );
+  const used = new Set<string>();
+  for (let client = 1; client <= 30; client++) {
+    const headers = { "x-forwarded-for": `198.51.100.${client}` };
+    const first = (await get(`${lb.url}/`, { headers })).text;
+    used.add(first);
+    for (let i = 0; i < 5; i++) assert.equal((await get(`${lb.url}/`, { headers })).text, first);
+  }
+  assert.equal(used.size, 3, "thirty clients should reach all three backends");
+});
+
+Deno.test("StickyCookie sends a client back to the same backend", async () => {
+  await using a = startBackend();
+  await using b = startBackend();
+  await using lb = startStrom(poolToml([a.address, b.address], {
+    strategy:
+      '{ StickyCookie = { cookie_name = "srv", http_only = true, secure = false, same_site = "Strict", inner = "RoundRobin" } }',
+  }));
+  const first = await get(`${lb.url}/`);
+  const setCookie = first.headers.get("set-cookie");
+  assert.ok(setCookie, "the first answer sets the cookie");
+  assert.match(setCookie, /^srv=[\w-]+; Path=\/; HttpOnly; SameSite=Strict$/);
+  assert.ok(!setCookie.includes(String(a.port)) && !setCookie.includes(String(b.port)));
+  const cookie = `theme=dark; ${setCookie.split(";")[0]}`;
+  for (let i = 0; i < 10; i++) {
+    const again = await get(`${lb.url}/`, { headers: { cookie } });
+    assert.equal(again.text, first.text);
+    assert.equal(again.headers.get("set-cookie"), null);
+  }
+  const fresh = await get(`${lb.url}/`);
+  assert.notEqual(fresh.text, first.text, "a client without cookie gets the next backend");
+});
+
+Deno.test("LeastConnection steers away from a backend still busy with a request", async () => {
+  const gate = Promise.withResolvers<void>();
+  let slowHits = 0;
+  await using slow = startBackend(async () => {
+    slowHits++;
+    await gate.promise;
+    return new Response("slow");
+  });
+  await using fast1 = startBackend(() => new Response("fast"));
+  await using fast2 = startBackend(() => new Response("fast"));
+  await using lb = startStrom(
+    poolToml([slow.address, fast1.address, fast2.address], { strategy: '"LeastConnection"' }),
+  );
+  const pending = get(`${lb.url}/`);
+  await waitFor(() => slowHits === 1, "the first request to reach the slow backend");
+  for (let i = 0; i < 20; i++) assert.equal((await get(`${lb.url}/`)).text, "fast");
+  assert.equal(slowHits, 1);
+  gate.resolve();
+  assert.equal((await pending).text, "slow");
+});
+
+Deno.test("a refused connection gives 502 and an empty pool gives 503", async () => {
+  const closed = startBackend();
+  const address = closed.address;
+  await closed.close();
+  await using lb = startStrom(
+    poolToml([address], { matcher: "Path('/refused')" }) +
+      poolToml([], { matcher: "Path('/empty')" }),
+  );
+  const refused = await get(`${lb.url}/refused`);
+  assert.deepEqual([refused.status, refused.text], [502, "502 - Bad Gateway"]);
+  const empty = await get(`${lb.url}/empty`);
+  assert.deepEqual([empty.status, empty.text], [503, "503 - Service Unavailable"]);
+});
+
+Deno.test("a backend that never answers gives 504 after request_timeout", async () => {
+  await using silent = startRawBackend(() => new Promise(() => {}));
+  await using lb = startStrom(poolToml([silent.address], { extra: 'request_timeout = "300ms"' }));
+  const started = performance.now();
+  const r = await get(`${lb.url}/`);
+  const elapsed = performance.now() - started;
+  assert.deepEqual([r.status, r.text], [504, "504 - Gateway Timeout"]);
+  assert.ok(elapsed >= 290 && elapsed < 3000, `took ${elapsed} ms`);
+});
+
+Deno.test("forwarding headers: spoofed values are replaced, Host passes through", async () => {
+  await using backend = startBackend((req) => Response.json(Object.fromEntries(req.headers)));
+  await using lb = startStrom(poolToml([backend.address]));
+  const port = new URL(lb.url).port;
+  const r = await get(`${lb.url}/`, {
+    headers: {
+      host: "Shop.Example:1234",
+      "x-forwarded-for": "6.6.6.6",
+      "x-real-ip": "6.6.6.6",
+      "x-forwarded-proto": "https",
+    },
+  });
+  const seen = JSON.parse(r.text);
+  assert.equal(seen.host, "Shop.Example:1234");
+  assert.equal(seen["x-forwarded-for"], "127.0.0.1");
+  assert.equal(seen["x-real-ip"], "127.0.0.1");
+  assert.equal(seen["x-forwarded-proto"], "http");
+  assert.equal(seen["x-forwarded-host"], "Shop.Example:1234");
+  assert.equal(seen["x-forwarded-port"], port);
+  assert.ok(seen["x-forwarded-server"]);
+});
+
+Deno.test("forwarding headers: a trusted proxy's chain is extended", async () => {
+  await using backend = startBackend((req) => Response.json(Object.fromEntries(req.headers)));
+  await using lb = startStrom(`trusted_proxies = ["127.0.0.0/8"]\n` + poolToml([backend.address]));
+  const r = await fetch(`${lb.url}/`, {
+    headers: { "x-forwarded-for": "198.51.100.7", "x-forwarded-proto": "https" },
+  });
+  const seen = await r.json();
+  assert.equal(seen["x-forwarded-for"], "198.51.100.7, 127.0.0.1");
+  assert.equal(seen["x-real-ip"], "198.51.100.7");
+  assert.equal(seen["x-forwarded-proto"], "https");
+});
+
+Deno.test("hop-by-hop headers are removed in both directions", async () => {
+  let seen: Record<string, string> = {};
+  await using backend = startRawBackend(async (conn, head) => {
+    seen = Object.fromEntries(
+      head.split("\r\n").slice(1).filter((l) => l.includes(":")).map((l) => {
+        const i = l.indexOf(":");
+        return [l.slice(0, i).toLowerCase(), l.slice(i + 1).trim()];
+      }),
+    );
+    await conn.write(new TextEncoder().encode(
+      "HTTP/1.1 200 OK\r\nConnection: close, X-Internal\r\nX-Internal: secret\r\n" +
+        "Keep-Alive: timeout=5\r\nProxy-Authenticate: Basic\r\nX-Public: yes\r\nContent-Length: 2\r\n\r\nok",
+    ));
+  });
+  await using lb = startStrom(poolToml([backend.address]));
+  const response = await rawExchange(
+    Number(new URL(lb.url).port),
+    "GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: 300\r\n" +
+      "TE: trailers\r\nUpgrade: h2c\r\nProxy-Authorization: Basic x\r\nX-End: 2\r\n\r\n",
+  );
+  for (const name of ["x-hop", "keep-alive", "te", "upgrade", "proxy-authorization"]) {
+    assert.equal(seen[name], undefined, `${name} reached the backend`);
+  }
+  assert.equal(seen["x-end"], "2");
+  const head = response.split("\r\n\r\n")[0].toLowerCase();
+  assert.ok(head.startsWith("http/1.1 200"));
+  assert.ok(head.includes("x-public: yes"));
+  for (const name of ["x-internal", "keep-alive", "proxy-authenticate"]) {
+    assert.ok(!head.includes(`${name}:`), `${name} reached the client`);
+  }
+});
+
+Deno.test("method, path and query reach the backend byte for byte, dot-segments resolved", async () => {
+  await using backend = startBackend((req) =>
+    new Response(`${req.method} ${req.url.replace(/^http:\/\/[^/]+/, "")}`)
+  );
+  await using lb = startStrom(poolToml([backend.address], { matcher: "PathPrefix('/keep')" }));
+  const port = Number(new URL(lb.url).port);
+  const send = async (line: string) => {
+    const r = await rawExchange(port, `${line} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    return r.split("\r\n\r\n")[1];
+  };
+  assert.equal(
+    await send("PURGE /keep//a/%7E/b%2Fc?q=%20a+b&q=2&&x"),
+    "PURGE /keep//a/%7E/b%2Fc?q=%20a+b&q=2&&x",
+  );
+  assert.equal(await send("GET /keep/./a/../b?"), "GET /keep/b?");
+  assert.equal(await send("GET /x/../keep/z"), "GET /keep/z");
+  assert.equal(await send("GET /keep/../x"), "404 - page not found");
+});
+
+Deno.test("a gzip response reaches the client intact", async () => {
+  const original = "compress me ".repeat(500);
+  const gz = new Uint8Array(gzipSync(new TextEncoder().encode(original)));
+  await using backend = startBackend(() =>
+    new Response(gz, { headers: { "content-encoding": "gzip", "content-type": "text/plain" } })
+  );
+  await using lb = startStrom(poolToml([backend.address]));
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(lb.url).port) });
+  await conn.write(new TextEncoder().encode(
+    "GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+  ));
+  const bytes = new Uint8Array(await new Response(conn.readable).arrayBuffer());
+  const split = indexOfCrlf2(bytes);
+  const head = new TextDecoder().decode(bytes.subarray(0, split)).toLowerCase();
+  let body: Uint8Array = bytes.subarray(split + 4);
+  if (head.includes("transfer-encoding: chunked")) body = dechunk(body);
+  const length = /content-length: (\d+)/.exec(head);
+  if (length) assert.equal(Number(length[1]), body.length, "Content-Length matches the body");
+  const text = head.includes("content-encoding: gzip")
+    ? new TextDecoder().decode(gunzipSync(body))
+    : new TextDecoder().decode(body);
+  assert.equal(text, original);
+});
+
+function indexOfCrlf2(bytes: Uint8Array): number {
+  for (let i = 0; i + 3 < bytes.length; i++) {
+    if (bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10) {
+      return i;
+    }
+  }
+  throw new Error("no end of headers");
+}
+
+function dechunk(bytes: Uint8Array): Uint8Array {
+  const out: number[] = [];
+  let i = 0;
+  while (i < bytes.length) {
+    let j = i;
+    while (bytes[j] !== 13) j++;
+    const size = parseInt(new TextDecoder().decode(bytes.subarray(i, j)), 16);
+    if (size === 0) break;
+    out.push(...bytes.subarray(j + 2, j + 2 + size));
+    i = j + 2 + size + 2;
+  }
+  return new Uint8Array(out);
+}
+
+Deno.test("request and response bodies stream through", async () => {
+  await using echo = startBackend((req) => new Response(req.body));
+  await using lb = startStrom(poolToml([echo.address]));
+  const payload = crypto.getRandomValues(new Uint8Array(60_000));
+  const r = await fetch(`${lb.url}/upload`, { method: "POST", body: payload });
+  assert.equal(r.status, 200);
+  assert.deepEqual(new Uint8Array(await r.arrayBuffer()), payload);
+});
+
+Deno.test("a client that disconnects cancels the upstream request", async () => {
+  let upstreamAborted = false;
+  let reached = false;
+  await using backend = startBackend((req) => {
+    reached = true;
+    const { promise, resolve } = Promise.withResolvers<Response>();
+    req.signal.addEventListener("abort", () => {
+      upstreamAborted = true;
+      resolve(new Response("too late"));
+    });
+    return promise;
+  });
+  await using lb = startStrom(poolToml([backend.address]));
+  const abort = new AbortController();
+  const pending = fetch(`${lb.url}/`, { signal: abort.signal }).catch(() => "aborted");
+  await waitFor(() => reached, "the request to reach the backend");
+  abort.abort();
+  assert.equal(await pending, "aborted");
+  await waitFor(() => upstreamAborted, "the backend to see the upstream request cancelled");
+  await waitFor(async () => {
+    const pools = await (await fetch(`${lb.adminUrl}/api/pools`)).json();
+    return pools[0].backends[0].inFlight === 0;
+  }, "the in-flight count to drop back to zero");
+});
+
+Deno.test("IPv4 clients of a dual-stack listener appear as plain IPv4", async () => {
+  await using backend = startBackend((req) => new Response(req.headers.get("x-forwarded-for")));
+  await using lb = startStrom(`http_address = "[::]:0"\n` + poolToml([backend.address]));
+  const port = lb.strom.port("http_address");
+  assert.equal((await get(`http://127.0.0.1:${port}/`)).text, "127.0.0.1");
+});

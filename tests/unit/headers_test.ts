@@ -1,0 +1,102 @@
+import assert from "node:assert/strict";
+import { identifyClient, setForwardedHeaders, stripHopByHop } from "../../lib/proxy/headers.ts";
+import { type Cidr, parseCidr } from "../../lib/net/address.ts";
+import { removeDotSegments } from "../../lib/proxy/path.ts";
+
+const trusted = ["10.0.0.0/8", "::1"].map((t) => parseCidr(t) as Cidr);
+const arrival = { proto: "http" as const, port: "8000", serverName: "lb1", host: "a.com" };
+
+Deno.test("stripHopByHop() removes RFC 9110 hop-by-hop fields and those named in Connection", () => {
+  const h = new Headers({
+    connection: "keep-alive, X-Secret, bad name",
+    "keep-alive": "timeout=5",
+    "proxy-connection": "keep-alive",
+    te: "trailers",
+    trailer: "x",
+    upgrade: "h2c",
+    "proxy-authorization": "Basic x",
+    "x-secret": "1",
+    "x-kept": "2",
+    host: "a.com",
+  });
+  stripHopByHop(h);
+  assert.deepEqual([...h.keys()], ["host", "x-kept"]);
+});
+
+Deno.test("identifyClient() ignores X-Forwarded-For from untrusted peers", () => {
+  assert.deepEqual(identifyClient("203.0.113.5", "1.2.3.4", trusted), {
+    peerIp: "203.0.113.5",
+    peerTrusted: false,
+    clientIp: "203.0.113.5",
+  });
+  assert.deepEqual(identifyClient("::ffff:203.0.113.5", null, []), {
+    peerIp: "203.0.113.5",
+    peerTrusted: false,
+    clientIp: "203.0.113.5",
+  });
+});
+
+Deno.test("identifyClient() takes the right-most untrusted hop behind trusted proxies", () => {
+  assert.equal(
+    identifyClient("10.1.1.1", "198.51.100.7, 10.2.2.2", trusted).clientIp,
+    "198.51.100.7",
+  );
+  assert.equal(
+    identifyClient("10.1.1.1", "6.6.6.6, 198.51.100.7", trusted).clientIp,
+    "198.51.100.7",
+  );
+  assert.equal(identifyClient("::1", "garbage", trusted).clientIp, "::1");
+  assert.equal(identifyClient("10.1.1.1", null, trusted).clientIp, "10.1.1.1");
+});
+
+Deno.test("setForwardedHeaders() replaces spoofed values from untrusted peers", () => {
+  const h = new Headers({
+    "x-forwarded-for": "6.6.6.6",
+    "x-real-ip": "6.6.6.6",
+    "x-forwarded-proto": "https",
+    "x-forwarded-host": "evil.com",
+    "x-forwarded-port": "1",
+  });
+  setForwardedHeaders(h, identifyClient("203.0.113.5", "6.6.6.6", trusted), arrival);
+  assert.deepEqual(Object.fromEntries(h), {
+    "x-forwarded-for": "203.0.113.5",
+    "x-real-ip": "203.0.113.5",
+    "x-forwarded-proto": "http",
+    "x-forwarded-host": "a.com",
+    "x-forwarded-port": "8000",
+    "x-forwarded-server": "lb1",
+  });
+});
+
+Deno.test("setForwardedHeaders() extends the chain and keeps values from trusted peers", () => {
+  const h = new Headers({
+    "x-forwarded-for": "198.51.100.7",
+    "x-forwarded-proto": "https",
+    "x-forwarded-port": "443",
+  });
+  setForwardedHeaders(h, identifyClient("10.1.1.1", "198.51.100.7", trusted), arrival);
+  assert.equal(h.get("x-forwarded-for"), "198.51.100.7, 10.1.1.1");
+  assert.equal(h.get("x-real-ip"), "198.51.100.7");
+  assert.equal(h.get("x-forwarded-proto"), "https");
+  assert.equal(h.get("x-forwarded-port"), "443");
+  assert.equal(h.get("x-forwarded-host"), "a.com");
+});
+
+Deno.test("removeDotSegments() resolves dot-segments and leaves everything else", () => {
+  const cases: [string, string][] = [
+    ["/", "/"],
+    ["/a/b", "/a/b"],
+    ["//a//b/", "//a//b/"],
+    ["/a/./b", "/a/b"],
+    ["/a/../b", "/b"],
+    ["/a/b/..", "/a/"],
+    ["/a/b/.", "/a/b/"],
+    ["/../../x", "/x"],
+    ["/a/%2e%2E/b", "/b"],
+    ["/a/%2e/b%2F..", "/a/b%2F.."],
+    ["/a/.hidden/..x", "/a/.hidden/..x"],
+    ["/a%20b/c?d", "/a%20b/c?d"],
+    ["/a//../b", "/a/b"],
+  ];
+  for (const [input, expected] of cases) assert.equal(removeDotSegments(input), expected, input);
+});
