@@ -6,23 +6,46 @@ import type { Candidate, Strategy, StrategyDeps } from "./balance/strategy.ts";
 import { createStrategy } from "./balance/registry.ts";
 import type { Transport } from "./transport/transport.ts";
 import { createFetchTransport } from "./transport/fetch.ts";
+import { type Clock, systemClock } from "./clock.ts";
+import { type HealthState, INITIAL_HEALTH } from "./health/state.ts";
+import { initialOutlierState, type OutlierState, recordOutcome } from "./health/outlier.ts";
+import { RetryBudget } from "./proxy/retry.ts";
 
-/** A backend of a pool, with the live counters the strategies and admin API read. */
+/** A backend of a pool, with the live state strategies, health and the admin API read. */
 export class Backend implements Candidate {
   readonly address: BackendAddress;
   readonly id: string;
   /** Requests forwarded and not yet finished (response body included). */
   inFlight = 0;
-  /** Requests sent to this backend in this generation. */
+  /** Attempts sent to this backend. */
   requests = 0;
-  /** Requests that failed at this backend (connect, reset, timeout) in this generation. */
+  /** Attempts that failed at this backend (connect, reset, timeout). */
   failures = 0;
+  /** Active health, from probes. */
+  health: HealthState = INITIAL_HEALTH;
+  /** Passive health, from live traffic. */
+  readonly outlier: OutlierState = initialOutlierState();
+  /** A probe is running (rounds never overlap for one backend). */
+  probing = false;
 
   constructor(address: BackendAddress) {
     this.address = address;
     this.id = address.id;
   }
+
+  /** Whether strategies may choose it at all (neither Unresponsive nor ejected). */
+  get usable(): boolean {
+    return this.health.status !== "Unresponsive" && !this.outlier.ejected;
+  }
 }
+
+/** Called when live traffic ejects a backend; the health monitor probes it back. */
+export type EjectionListener = (
+  pool: Pool,
+  backend: Backend,
+  cooldownMs: number,
+  reason: string,
+) => void;
 
 /** A pool made live. */
 export class Pool {
@@ -30,28 +53,64 @@ export class Pool {
   readonly backends: readonly Backend[];
   readonly strategy: Strategy;
   readonly transport: Transport;
+  readonly retryBudget: RetryBudget;
+  readonly clock: Clock;
+  /** Set by the health monitor. */
+  onEjection: EjectionListener | null = null;
+  #available: readonly Backend[] | null = null;
 
   constructor(config: PoolConfig, deps: RuntimeDeps) {
     this.config = config;
     this.backends = config.addresses.map((a) => new Backend(a));
     this.strategy = createStrategy(config.strategy, deps);
     this.transport = deps.createTransport(config);
+    this.clock = deps.clock;
+    this.retryBudget = new RetryBudget(config.retryBudgetPercent, deps.clock);
   }
 
-  /** Backends a strategy may choose from now (health filtering arrives with health checks). */
+  /**
+   * The working set strategies choose from: usable Healthy backends; if there
+   * are none, usable Slow ones; else none (503). Cached until a state changes.
+   */
   available(): readonly Backend[] {
-    return this.backends;
+    if (this.#available === null) {
+      const usable = this.backends.filter((b) => b.usable);
+      const healthy = usable.filter((b) => b.health.status === "Healthy");
+      this.#available = healthy.length > 0 ? healthy : usable;
+    }
+    return this.#available;
+  }
+
+  /** Drops the cached working set after a health or ejection change. */
+  invalidate(): void {
+    this.#available = null;
+  }
+
+  /** Records a live request's outcome at a backend (passive health). */
+  reportOutcome(backend: Backend, failed: boolean, reason: string): void {
+    if (failed) backend.failures++;
+    const cooldown = recordOutcome(backend.outlier, failed, this.config.outlier, {
+      ejectedInPool: this.backends.filter((b) => b.outlier.ejected).length,
+      poolSize: this.backends.length,
+      now: this.clock.now(),
+    });
+    if (cooldown !== null) {
+      this.invalidate();
+      this.onEjection?.(this, backend, cooldown, reason);
+    }
   }
 }
 
 /** Injected effects and factories a runtime needs. */
 export interface RuntimeDeps extends StrategyDeps {
+  readonly clock: Clock;
   readonly createTransport: (pool: PoolConfig) => Transport;
 }
 
-/** Default dependencies: real randomness and the fetch transport. */
+/** Default dependencies: real time and randomness, the fetch transport. */
 export const defaultRuntimeDeps: RuntimeDeps = {
   random: Math.random,
+  clock: systemClock,
   createTransport: (pool) => createFetchTransport(pool.client),
 };
 
@@ -77,7 +136,7 @@ export class Runtime {
     return this.#byScheme[scheme];
   }
 
-  /** Releases transports; in-flight requests holding them finish first where the transport allows. */
+  /** Releases transports. */
   close(): void {
     for (const pool of this.pools) pool.transport.close();
   }

@@ -8,6 +8,8 @@ import type { Logger } from "./log.ts";
 import { defaultRuntimeDeps, Runtime, type RuntimeDeps } from "./runtime.ts";
 import { createProxy } from "./proxy/forward.ts";
 import { createAdminApp } from "./admin/app.ts";
+import { HealthMonitor } from "./health/monitor.ts";
+import { createHttpProbe, type Probe } from "./health/probe.ts";
 
 /** A listener that could not bind; the message names the address and the cause. */
 export class ListenError extends Error {
@@ -21,6 +23,10 @@ export class ListenError extends Error {
 export interface StartOptions {
   readonly log: Logger;
   readonly deps?: RuntimeDeps;
+  /** Run health rounds on timers (default true); tests turn it off and call checkAll(). */
+  readonly autoHealth?: boolean;
+  /** Health probe (default: HTTP GET with the runtime's clock). */
+  readonly probe?: Probe;
   /** Where the config came from, for the admin API. */
   readonly configPath?: string;
 }
@@ -32,19 +38,30 @@ export class Strom {
   readonly log: Logger;
   readonly startedAt = Date.now();
   readonly configPath: string | undefined;
+  readonly health: HealthMonitor;
   #runtime: Runtime;
   #servers: { role: string; server: Deno.HttpServer<Deno.NetAddr> }[] = [];
   #stopping: Promise<void> | null = null;
 
-  private constructor(runtime: Runtime, options: StartOptions) {
+  private constructor(runtime: Runtime, options: StartOptions, deps: RuntimeDeps) {
     this.#runtime = runtime;
     this.log = options.log;
     this.configPath = options.configPath;
+    this.health = new HealthMonitor({
+      clock: deps.clock,
+      log: options.log,
+      probe: options.probe ?? createHttpProbe(deps.clock),
+    });
+    this.health.watch(runtime);
   }
 
-  /** Validated config in, listening balancer out. Throws ListenError when a bind fails. */
+  /**
+   * Validated config in, listening balancer out; health rounds start at once.
+   * Throws ListenError when a bind fails.
+   */
   static start(config: Config, options: StartOptions): Strom {
-    const strom = new Strom(new Runtime(config, 1, options.deps ?? defaultRuntimeDeps), options);
+    const deps = options.deps ?? defaultRuntimeDeps;
+    const strom = new Strom(new Runtime(config, 1, deps), options, deps);
     for (const warning of config.warnings) options.log.warn(warning);
     try {
       strom.#listenProxy("HTTP", "http_address", config.httpAddress);
@@ -53,6 +70,7 @@ export class Strom {
       strom.#abortListeners();
       throw e;
     }
+    if (options.autoHealth ?? true) strom.health.start();
     return strom;
   }
 
@@ -100,6 +118,7 @@ export class Strom {
     const clean = await Promise.race([drained, grace]);
     clearTimeout(timer);
     if (!clean) this.log.warn(`Stopped with requests still in flight after ${graceMs} ms`);
+    this.health.stop();
     this.#runtime.close();
   }
 
@@ -142,6 +161,7 @@ export class Strom {
 
   #abortListeners(): void {
     for (const { server } of this.#servers) server.shutdown();
+    this.health.stop();
     this.#runtime.close();
   }
 }

@@ -24,6 +24,15 @@ export function createAdminApp(strom: Strom): Hono {
       strategy: pool.config.strategy.name,
       backends: pool.backends.map((b) => ({
         address: b.id,
+        health: b.health.status,
+        available: pool.available().includes(b),
+        lastCheck: b.health.last && {
+          ok: b.health.last.ok,
+          status: b.health.last.status,
+          reason: b.health.last.reason,
+          latencyMs: b.health.last.latencyMs,
+        },
+        ejected: b.outlier.ejected,
         inFlight: b.inFlight,
         requests: b.requests,
         failures: b.failures,

@@ -31,14 +31,46 @@ export interface MiddlewareConfig {
   readonly options: Readonly<Record<string, unknown>>;
 }
 
-/** `health_config` of a pool (RustStrom names and units). */
+/** An inclusive range of HTTP status codes. */
+export interface StatusRange {
+  readonly from: number;
+  readonly to: number;
+}
+
+/** `health_config` of a pool: RustStrom's keys (names and units) plus Strom's. */
 export interface HealthConfig {
-  /** A 2xx slower than this is "Slow". Default 300 ms. */
+  /** A passing answer slower than this is "Slow". Default 300 ms. */
   readonly slowThresholdMs: number;
-  /** Probe timeout. Default 500 ms. */
+  /** Probe timeout (connect and answer). Default 500 ms. */
   readonly timeoutMs: number;
   /** Probe path. Default "/". */
   readonly path: string;
+  /** Consecutive passing probes that bring an Unresponsive backend back. Default 2. */
+  readonly healthyAfter: number;
+  /** Consecutive failing probes that take a backend out. Default 3. */
+  readonly unhealthyAfter: number;
+  /** Statuses that pass. Default 200-299. */
+  readonly expectedStatus: readonly StatusRange[];
+  /** A substring the answer's body must contain, or null. */
+  readonly expectedBody: string | null;
+  /** Seconds between this pool's rounds; null uses `health_interval.check_every`. */
+  readonly intervalMs: number | null;
+  /** Host header for probes; null sends the backend's address. */
+  readonly host: string | null;
+}
+
+/** `outlier_detection` of a pool: passive health from live traffic. */
+export interface OutlierConfig {
+  /** Consecutive failed requests that eject a backend; 0 disables. Default 5. */
+  readonly consecutiveFailures: number;
+  /** Whether a 5xx answer counts as a failure. Default false. */
+  readonly count5xx: boolean;
+  /** First ejection's length; doubles on each repeated ejection. Default 30 s. */
+  readonly baseEjectionMs: number;
+  /** Longest ejection. Default 300 s. */
+  readonly maxEjectionMs: number;
+  /** Never eject more than this share of a pool. Default 50. */
+  readonly maxEjectionPercent: number;
 }
 
 /** `client` of a pool: the shared upstream connection pool. */
@@ -65,8 +97,13 @@ export interface PoolConfig {
   readonly middlewares: readonly MiddlewareConfig[];
   /** Total time for one request, headers and body wait included. Default 30 s. */
   readonly requestTimeoutMs: number;
-  /** Time to establish a backend connection. Default 5 s. */
+  /** Time to establish a backend connection, per attempt. Default 5 s. */
   readonly connectTimeoutMs: number;
+  readonly outlier: OutlierConfig;
+  /** Further attempts on other backends after a failure that is safe to retry. Default 2. */
+  readonly retries: number;
+  /** Retries allowed as a share of the pool's requests over the last 10 s. Default 20. */
+  readonly retryBudgetPercent: number;
 }
 
 /** A `[certificates."name"]` entry. */

@@ -10,7 +10,6 @@ import type {
   CertificateConfig,
   ClientConfig,
   Config,
-  HealthConfig,
   MiddlewareConfig,
   PoolConfig,
   Scheme,
@@ -24,6 +23,7 @@ import {
   type SocketAddress,
 } from "../net/address.ts";
 import { parseStrategy } from "../balance/registry.ts";
+import { readHealth, readOutlier } from "./health.ts";
 import { findMiddleware } from "../middleware/registry.ts";
 import { validateCertificates } from "./certificates.ts";
 
@@ -138,6 +138,9 @@ function readPool(r: TableReader, index: number, warnings: string[]): PoolConfig
     r.has(key) ? parseDurationMs(r.raw(key), r.at(key), r.problems) : fallbackMs;
   const requestTimeoutMs = timeout("request_timeout", 30_000);
   const connectTimeoutMs = timeout("connect_timeout", 5_000);
+  const outlier = readOutlier(r.subtable("outlier_detection"));
+  const retries = r.int("retries", { fallback: 2, max: 10 });
+  const retryBudgetPercent = r.int("retry_budget_percent", { fallback: 20, max: 100 });
   if (r.problems.length > before) return undefined;
   if (schemes!.size === 0) {
     warnings.push(
@@ -162,6 +165,9 @@ function readPool(r: TableReader, index: number, warnings: string[]): PoolConfig
     middlewares: middlewares!,
     requestTimeoutMs: requestTimeoutMs!,
     connectTimeoutMs: connectTimeoutMs!,
+    outlier: outlier!,
+    retries: retries!,
+    retryBudgetPercent: retryBudgetPercent!,
   };
 }
 
@@ -210,21 +216,6 @@ function readSchemes(r: TableReader): Set<Scheme> | undefined {
     }
   });
   return out;
-}
-
-function readHealth(r: TableReader | null): HealthConfig | undefined {
-  if (!r) return { slowThresholdMs: 300, timeoutMs: 500, path: "/" };
-  const slowThresholdMs = r.int("slow_threshold", { fallback: 300 });
-  const timeoutMs = r.int("timeout", { fallback: 500, min: 1 });
-  const path = r.string("path", "/");
-  if (path !== undefined && !/^\/[\x21-\x7e]*$/.test(path)) {
-    r.problem(
-      "path",
-      `invalid path ${JSON.stringify(path)}: expected "/" followed by visible ASCII`,
-    );
-  }
-  r.finish();
-  return { slowThresholdMs: slowThresholdMs!, timeoutMs: timeoutMs!, path: path! };
 }
 
 function readClient(r: TableReader | null): ClientConfig | undefined {

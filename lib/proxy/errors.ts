@@ -4,6 +4,7 @@ import { UpstreamError } from "../transport/transport.ts";
 
 /** Why Strom answers a request itself instead of relaying a backend's answer. */
 export type Failure =
+  | "bad-request" // the client's request could not be read: 400
   | "no-pool" // no pool matched: 404
   | "no-backend" // the pool has no available backend: 503
   | "connect" // the backend refused or could not be reached: 502
@@ -12,6 +13,7 @@ export type Failure =
   | "client-gone"; // the client disconnected: 499, logged only
 
 const STATUS: Record<Failure, [number, string]> = {
+  "bad-request": [400, "400 - Bad Request"],
   "no-pool": [404, "404 - page not found"],
   "no-backend": [503, "503 - Service Unavailable"],
   "connect": [502, "502 - Bad Gateway"],

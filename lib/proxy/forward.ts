@@ -1,12 +1,14 @@
-// The proxy pipeline: request → pool → backend → response. One function per
-// step; failures become statuses in proxy/errors.ts only.
+// The proxy pipeline: request → pool → backend (→ another backend on a safe
+// retry) → response. Failures become statuses in proxy/errors.ts only.
 
 import type { Scheme } from "../config/types.ts";
+import type { Clock } from "../clock.ts";
 import type { MatchRequest } from "../config/matcher.ts";
 import type { Logger } from "../log.ts";
 import type { Backend, Pool, Runtime } from "../runtime.ts";
 import type { PickContext } from "../balance/strategy.ts";
 import { selectPool } from "../routing.ts";
+import { UpstreamError } from "../transport/transport.ts";
 import { removeDotSegments } from "./path.ts";
 import {
   type ArrivalInfo,
@@ -15,7 +17,8 @@ import {
   setForwardedHeaders,
   stripHopByHop,
 } from "./headers.ts";
-import { classifyFailure, failureResponse } from "./errors.ts";
+import { classifyFailure, type Failure, failureResponse } from "./errors.ts";
+import { mayRetry } from "./retry.ts";
 
 /** What the proxy needs from its listener and the process. */
 export interface ProxyOptions {
@@ -37,19 +40,11 @@ interface Target extends MatchRequest {
 
 /** Creates the proxy handler for one listener. */
 export function createProxy(options: ProxyOptions): ProxyHandler {
-  const { log } = options;
   return async (request, remote) => {
     const runtime = options.runtime();
     const target = splitTarget(request);
     const pool = selectPool(runtime.poolsFor(options.scheme), target);
     if (pool === null) return failureResponse("no-pool");
-    const candidates = pool.available();
-    if (candidates.length === 0) {
-      log.warn(
-        `No backend available in pool "${pool.config.name}" for ${target.method} ${target.path}`,
-      );
-      return failureResponse("no-backend");
-    }
     const client = identifyClient(
       remote.hostname,
       request.headers.get("x-forwarded-for"),
@@ -60,8 +55,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       cookie: request.headers.get("cookie"),
       setCookie: null,
     };
-    const backend = pool.strategy.pick(candidates, context);
-    const response = await forward(pool, backend, request, { target, client, options });
+    const response = await proxyToPool(pool, request, { target, client, context, options });
     if (context.setCookie !== null) response.headers.append("set-cookie", context.setCookie);
     return response;
   };
@@ -90,28 +84,134 @@ function splitTarget(request: Request): Target {
 interface Exchange {
   readonly target: Target;
   readonly client: ClientIdentity;
+  readonly context: PickContext;
   readonly options: ProxyOptions;
 }
 
-async function forward(
-  pool: Pool,
-  backend: Backend,
-  request: Request,
-  { target, client, options }: Exchange,
-): Promise<Response> {
+/** A failed attempt: what it means for the client, and whether it may go elsewhere. */
+interface AttemptFailure {
+  readonly failure: Failure;
+  readonly retryable: boolean;
+  readonly reason: string;
+}
+
+/** The request's overall deadline (`request_timeout`) and the client going away. */
+class Deadline {
+  readonly controller = new AbortController();
+  timedOut = false;
+  readonly #timer: number;
+  readonly #clock: Clock;
+  readonly #request: Request;
+  readonly #onClientGone = () => this.controller.abort();
+
+  constructor(timeoutMs: number, request: Request, clock: Clock) {
+    this.#request = request;
+    this.#clock = clock;
+    this.#timer = clock.setTimeout(() => {
+      this.timedOut = true;
+      this.controller.abort();
+    }, timeoutMs);
+    request.signal.addEventListener("abort", this.#onClientGone);
+  }
+
+  /** Stops the timer once response headers arrived (bodies may stream longer). */
+  dispose(): void {
+    this.#clock.clearTimeout(this.#timer);
+    this.#request.signal.removeEventListener("abort", this.#onClientGone);
+  }
+}
+
+async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Promise<Response> {
+  const { options, target } = exchange;
+  pool.retryBudget.recordRequest();
+  let candidates = pool.available();
+  if (candidates.length === 0) {
+    options.log.warn(
+      `No backend available in pool ${pool.config.name} for ${target.method} ${target.path}`,
+    );
+    return failureResponse("no-backend");
+  }
+  const headers = upstreamHeaders(request, exchange);
+  let body: Body;
+  try {
+    body = await replayableBody(request);
+  } catch {
+    return failureResponse(request.signal.aborted ? "client-gone" : "bad-request");
+  }
+  const deadline = new Deadline(pool.config.requestTimeoutMs, request, pool.clock);
+  let tried: Backend[] | null = null;
+  try {
+    for (let attempt = 0;; attempt++) {
+      const backend = pool.strategy.pick(candidates, exchange.context);
+      const outcome = await attemptOnce(pool, backend, request, {
+        headers,
+        body,
+        deadline,
+        target,
+      });
+      if (outcome instanceof Response) return outcome;
+      const where =
+        `${target.method} ${target.path} to backend ${backend.id} in pool ${pool.config.name}`;
+      if (outcome.failure === "client-gone") {
+        options.log.debug(`Client went away during ${where}`);
+        return failureResponse(outcome.failure);
+      }
+      pool.reportOutcome(backend, true, outcome.reason);
+      (tried ??= []).push(backend);
+      const retry = outcome.retryable && attempt < pool.config.retries && canReplay(body);
+      if (retry) candidates = pool.available().filter((b) => !tried!.includes(b));
+      if (!retry || candidates.length === 0 || !pool.retryBudget.tryRetry()) {
+        options.log.warn(`Failed ${where}: ${outcome.reason}`);
+        return failureResponse(outcome.failure);
+      }
+      options.log.info(`Retrying ${where} elsewhere after: ${outcome.reason}`);
+    }
+  } finally {
+    deadline.dispose();
+  }
+}
+
+/** A request body as attempts send it: bytes when small enough to keep, else the stream. */
+type Body = Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
+
+/** Small bodies of known length are read once, so any attempt can send them again. */
+const BUFFER_LIMIT = 64 * 1024;
+
+async function replayableBody(request: Request): Promise<Body> {
+  if (request.body === null) return null;
+  const length = Number(request.headers.get("content-length") ?? NaN);
+  if (length <= BUFFER_LIMIT) return await request.bytes();
+  return request.body;
+}
+
+/**
+ * Whether another attempt can send the body: bytes always; a stream only if no
+ * attempt has touched it yet (a transport that failed to connect never reads it).
+ */
+function canReplay(body: Body): boolean {
+  return !(body instanceof ReadableStream) || !body.locked;
+}
+
+/** The headers sent upstream: hop-by-hop removed, forwarding headers set, Host kept. */
+function upstreamHeaders(request: Request, { target, client, options }: Exchange): Headers {
   const headers = new Headers(request.headers);
   stripHopByHop(headers);
   if (!headers.has("host") && target.host !== "") headers.set("host", target.host);
   setForwardedHeaders(headers, client, { ...options.arrival, host: target.host });
+  return headers;
+}
 
-  const abort = new AbortController();
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    abort.abort();
-  }, pool.config.requestTimeoutMs);
-  const onClientGone = () => abort.abort();
-  request.signal.addEventListener("abort", onClientGone);
+async function attemptOnce(
+  pool: Pool,
+  backend: Backend,
+  request: Request,
+  { headers, body, deadline, target }: {
+    headers: Headers;
+    body: Body;
+    deadline: Deadline;
+    target: Target;
+  },
+): Promise<Response | AttemptFailure> {
   backend.inFlight++;
   backend.requests++;
   let finished = false;
@@ -126,9 +226,12 @@ async function forward(
       method: request.method,
       target: target.target,
       headers,
-      body: request.body,
-      signal: abort.signal,
+      body,
+      signal: deadline.controller.signal,
+      connectTimeoutMs: pool.config.connectTimeoutMs,
     });
+    const failed = pool.config.outlier.count5xx && response.status >= 500;
+    pool.reportOutcome(backend, failed, `status ${response.status}`);
     stripHopByHop(response.headers);
     if (response.body === null) {
       finish();
@@ -140,23 +243,20 @@ async function forward(
     });
   } catch (error) {
     finish();
-    const failure = classifyFailure(error, { timedOut, clientGone: request.signal.aborted });
-    const where =
-      `${target.method} ${target.path} to backend ${backend.id} in pool "${pool.config.name}"`;
-    if (failure === "client-gone") options.log.debug(`Client went away during ${where}`);
-    else {
-      backend.failures++;
-      const reason = timedOut
+    const failure = classifyFailure(error, {
+      timedOut: deadline.timedOut,
+      clientGone: request.signal.aborted,
+    });
+    const kind = error instanceof UpstreamError ? error.kind : "protocol";
+    return {
+      failure,
+      retryable: failure !== "timeout" && mayRetry(kind, request.method, canReplay(body)),
+      reason: deadline.timedOut
         ? `timed out after ${pool.config.requestTimeoutMs} ms`
         : error instanceof Error
         ? error.message
-        : String(error);
-      options.log.warn(`Failed ${where}: ${reason}`);
-    }
-    return failureResponse(failure);
-  } finally {
-    clearTimeout(timer);
-    request.signal.removeEventListener("abort", onClientGone);
+        : String(error),
+    };
   }
 }
 

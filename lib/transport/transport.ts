@@ -10,9 +10,12 @@ export interface UpstreamRequest {
   readonly target: string;
   /** Final headers (hop-by-hop removed, forwarding headers set, Host as received). */
   readonly headers: Headers;
-  readonly body: ReadableStream<Uint8Array> | null;
+  /** Bytes, a stream (read once), or null. */
+  readonly body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
   /** Aborted when the client goes away or the request times out. */
   readonly signal: AbortSignal;
+  /** Limit for establishing a connection (transports that cannot enforce it rely on `signal`). */
+  readonly connectTimeoutMs: number;
 }
 
 /** Why an upstream exchange failed. */

@@ -78,3 +78,41 @@ export class StromProcess implements AsyncDisposable {
     await this.#reading;
   }
 }
+
+/** A backend in its own process, so a test can kill it hard (SIGKILL). */
+export class BackendProcess implements AsyncDisposable {
+  readonly child: Deno.ChildProcess;
+  readonly port: Promise<number>;
+
+  constructor(port = 0) {
+    const script = new URL("../fixtures/backend.ts", import.meta.url).pathname;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-net", script, String(port)],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    this.child = child;
+    this.port = (async () => {
+      let text = "";
+      for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+        text += chunk;
+        const m = /listening (\d+)/.exec(text);
+        if (m) return Number(m[1]);
+      }
+      throw new Error("backend process exited before listening");
+    })();
+  }
+
+  /** Kills the process at once (no graceful close of its connections). */
+  async kill(): Promise<void> {
+    try {
+      this.child.kill("SIGKILL");
+    } catch { /* already gone */ }
+    await this.child.status;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.kill();
+    await this.child.stdout.cancel().catch(() => {});
+  }
+}

@@ -5,6 +5,7 @@ import type { Config } from "../../lib/config/types.ts";
 import { type Logger, silentLogger } from "../../lib/log.ts";
 import { defaultRuntimeDeps, type RuntimeDeps } from "../../lib/runtime.ts";
 import { Strom } from "../../lib/server.ts";
+import type { Probe } from "../../lib/health/probe.ts";
 
 /** A test backend: a real HTTP server and what it has seen. */
 export interface TestBackend extends AsyncDisposable {
@@ -58,6 +59,9 @@ export interface TestStrom extends AsyncDisposable {
 export interface StromTestOptions {
   readonly log?: Logger;
   readonly deps?: Partial<RuntimeDeps>;
+  /** Run health rounds on timers (default false: tests call `strom.health.checkAll()`). */
+  readonly autoHealth?: boolean;
+  readonly probe?: Probe;
 }
 
 /**
@@ -73,6 +77,8 @@ export function startStrom(toml: string, options: StromTestOptions = {}): TestSt
   const strom = Strom.start(config, {
     log: options.log ?? silentLogger,
     deps: { ...defaultRuntimeDeps, ...options.deps },
+    autoHealth: options.autoHealth ?? false,
+    probe: options.probe,
   });
   return {
     strom,

@@ -32,7 +32,26 @@ Deno.test("parseConfig() applies RustStrom's defaults and Strom's additions", ()
   assert.deepEqual(config.trustedProxies, []);
   const [pool] = config.pools;
   assert.equal(pool.name, "pool-0");
-  assert.deepEqual(pool.health, { slowThresholdMs: 300, timeoutMs: 500, path: "/" });
+  assert.deepEqual(pool.health, {
+    slowThresholdMs: 300,
+    timeoutMs: 500,
+    path: "/",
+    healthyAfter: 2,
+    unhealthyAfter: 3,
+    expectedStatus: [{ from: 200, to: 299 }],
+    expectedBody: null,
+    intervalMs: null,
+    host: null,
+  });
+  assert.deepEqual(pool.outlier, {
+    consecutiveFailures: 5,
+    count5xx: false,
+    baseEjectionMs: 30_000,
+    maxEjectionMs: 300_000,
+    maxEjectionPercent: 50,
+  });
+  assert.equal(pool.retries, 2);
+  assert.equal(pool.retryBudgetPercent, 20);
   assert.deepEqual(pool.client, { poolIdleTimeoutMs: 90_000, poolMaxIdlePerHost: null });
   assert.equal(pool.requestTimeoutMs, 30_000);
   assert.equal(pool.connectTimeoutMs, 5_000);
@@ -259,6 +278,63 @@ strategy = "Random"
     "backend pool at index 0 does not contain any addresses. It will always result in service unavailable errors.",
   ]);
   assert.deepEqual(parseConfig("", origin).warnings, ["No backend pool found."]);
+});
+
+Deno.test("parseConfig() reads Strom's health, outlier and retry settings", () => {
+  const config = parseConfig(
+    POOL + `retries = 1
+retry_budget_percent = 50
+[backend_pools.health_config]
+healthy_after = 1
+unhealthy_after = 5
+expected_status = [200, "301-302", "4xx"]
+expected_body = "ok"
+interval = "2s"
+host = "health.internal"
+[backend_pools.outlier_detection]
+consecutive_failures = 3
+count_5xx = true
+base_ejection_time = "10s"
+max_ejection_time = "1m"
+max_ejection_percent = 100
+`,
+    origin,
+  );
+  const [pool] = config.pools;
+  assert.deepEqual(pool.health.expectedStatus, [
+    { from: 200, to: 200 },
+    { from: 301, to: 302 },
+    { from: 400, to: 499 },
+  ]);
+  assert.equal(pool.health.intervalMs, 2000);
+  assert.equal(pool.health.host, "health.internal");
+  assert.deepEqual(pool.outlier, {
+    consecutiveFailures: 3,
+    count5xx: true,
+    baseEjectionMs: 10_000,
+    maxEjectionMs: 60_000,
+    maxEjectionPercent: 100,
+  });
+  assert.equal(pool.retries, 1);
+  assert.equal(pool.retryBudgetPercent, 50);
+  assert.deepEqual(
+    problemsOf(
+      POOL + `[backend_pools.health_config]
+expected_status = ["200-199", 600, "2xy"]
+healthy_after = 0
+[backend_pools.outlier_detection]
+base_ejection_time = "2m"
+max_ejection_time = "1m"
+`,
+    ),
+    [
+      "backend_pools[0].health_config.healthy_after: expected an integer from 1 to 100, found 0",
+      'backend_pools[0].health_config.expected_status[0]: invalid status "200-199" (expected a code from 100 to 599, a range like "200-399", or "2xx")',
+      'backend_pools[0].health_config.expected_status[1]: invalid status 600 (expected a code from 100 to 599, a range like "200-399", or "2xx")',
+      'backend_pools[0].health_config.expected_status[2]: invalid status "2xy" (expected a code from 100 to 599, a range like "200-399", or "2xx")',
+      "backend_pools[0].outlier_detection.max_ejection_time: must not be shorter than base_ejection_time",
+    ],
+  );
 });
 
 Deno.test("parseConfig() rejects duplicate pool names", () => {

@@ -1,0 +1,147 @@
+// Runs health rounds over the live runtime and probes ejected backends back.
+// Tests call `checkAll()` directly instead of waiting for timers.
+
+import type { Clock } from "../clock.ts";
+import type { Logger } from "../log.ts";
+import type { Backend, Pool, Runtime } from "../runtime.ts";
+import { eject, readmit } from "./outlier.ts";
+import type { Probe } from "./probe.ts";
+import { nextHealth, type ProbeResult } from "./state.ts";
+
+/** What the monitor needs. */
+export interface MonitorOptions {
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly probe: Probe;
+}
+
+/** Active health checking for one runtime generation at a time. */
+export class HealthMonitor {
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #probe: Probe;
+  #runtime: Runtime | null = null;
+  #timers = new Set<number>();
+  #running = false;
+
+  constructor(options: MonitorOptions) {
+    this.#clock = options.clock;
+    this.#log = options.log;
+    this.#probe = options.probe;
+  }
+
+  /** Watches a runtime's pools: listens for ejections and, when started, schedules rounds. */
+  watch(runtime: Runtime): void {
+    this.#clearTimers();
+    this.#runtime = runtime;
+    for (const pool of runtime.pools) {
+      pool.onEjection = (p, b, ms, reason) => this.#onEjection(p, b, ms, reason);
+    }
+    if (this.#running) this.#scheduleRounds();
+  }
+
+  /** Starts periodic rounds; the first runs at once. */
+  start(): void {
+    this.#running = true;
+    this.#scheduleRounds();
+  }
+
+  /** Stops every timer. */
+  stop(): void {
+    this.#running = false;
+    this.#clearTimers();
+  }
+
+  /** Probes every backend of every pool once; resolves when the round is done. */
+  async checkAll(): Promise<void> {
+    await Promise.all((this.#runtime?.pools ?? []).map((pool) => this.checkPool(pool)));
+  }
+
+  /** Probes every backend of one pool concurrently (skipping any still being probed). */
+  async checkPool(pool: Pool): Promise<void> {
+    await Promise.all(pool.backends.map((backend) => this.#check(pool, backend)));
+  }
+
+  #intervalMs(pool: Pool): number {
+    return pool.config.health.intervalMs ?? this.#runtime!.config.healthCheckEverySec * 1000;
+  }
+
+  #scheduleRounds(): void {
+    const runtime = this.#runtime;
+    if (!runtime) return;
+    for (const pool of runtime.pools) {
+      const interval = this.#intervalMs(pool);
+      if (interval <= 0) continue;
+      const round = async () => {
+        const started = this.#clock.now();
+        await this.checkPool(pool);
+        if (!this.#running || this.#runtime !== runtime) return;
+        this.#later(round, Math.max(0, interval - (this.#clock.now() - started)));
+      };
+      round();
+    }
+  }
+
+  async #check(pool: Pool, backend: Backend): Promise<void> {
+    if (backend.probing) return;
+    backend.probing = true;
+    try {
+      const result = await this.#probe(backend.address, pool.config.health);
+      this.#apply(pool, backend, result);
+    } finally {
+      backend.probing = false;
+    }
+  }
+
+  #apply(pool: Pool, backend: Backend, result: ProbeResult): void {
+    const before = backend.health;
+    const corroborated = backend.outlier.consecutiveFailures > 0;
+    backend.health = nextHealth(before, result, pool.config.health, corroborated);
+    if (backend.health.status !== before.status) {
+      pool.invalidate();
+      this.#log.info(
+        `backend ${backend.id} in pool ${pool.config.name}: ${before.status} -> ${backend.health.status} (${result.reason})`,
+      );
+    }
+    const outlier = backend.outlier;
+    if (outlier.ejected && this.#clock.now() >= outlier.ejectedUntil) {
+      if (result.ok) {
+        readmit(outlier, this.#clock.now());
+        pool.invalidate();
+        this.#log.info(
+          `backend ${backend.id} in pool ${pool.config.name}: back in rotation (${result.reason})`,
+        );
+      } else {
+        this.#onEjection(
+          pool,
+          backend,
+          eject(outlier, pool.config.outlier, this.#clock.now()),
+          result.reason,
+        );
+      }
+    }
+  }
+
+  #onEjection(pool: Pool, backend: Backend, cooldownMs: number, reason: string): void {
+    this.#log.warn(
+      `backend ${backend.id} in pool ${pool.config.name}: ejected for ${cooldownMs} ms (${reason})`,
+    );
+    // After the cooldown, one probe decides: back in rotation, or ejected for longer.
+    this.#later(() => {
+      if (this.#runtime?.pools.includes(pool)) this.#check(pool, backend);
+    }, cooldownMs);
+  }
+
+  #later(callback: () => void, delayMs: number): void {
+    const handle = this.#clock.setTimeout(() => {
+      this.#timers.delete(handle);
+      callback();
+    }, delayMs);
+    this.#timers.add(handle);
+  }
+
+  #clearTimers(): void {
+    for (const handle of this.#timers) this.#clock.clearTimeout(handle);
+    this.#timers.clear();
+  }
+}

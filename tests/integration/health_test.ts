@@ -1,0 +1,296 @@
+import assert from "node:assert/strict";
+import {
+  get,
+  poolToml,
+  startBackend,
+  startRawBackend,
+  startStrom,
+  waitFor,
+} from "../_helpers/servers.ts";
+import { BackendProcess } from "../_helpers/process.ts";
+import { captureLog, ManualClock } from "../_helpers/clock.ts";
+import { createLogger } from "../../lib/log.ts";
+import { createHttpProbe, PROBE_USER_AGENT } from "../../lib/health/probe.ts";
+import { systemClock } from "../../lib/clock.ts";
+import type { HealthConfig } from "../../lib/config/types.ts";
+
+const HEALTH: HealthConfig = {
+  slowThresholdMs: 300,
+  timeoutMs: 300,
+  path: "/health",
+  healthyAfter: 2,
+  unhealthyAfter: 3,
+  expectedStatus: [{ from: 200, to: 299 }],
+  expectedBody: null,
+  intervalMs: null,
+  host: null,
+};
+
+/** A backend whose health endpoint answers `status` (changeable) and counts live requests. */
+function switchable() {
+  const state = { status: 200, live: 0, delayMs: 0 };
+  const backend = startBackend(async (req) => {
+    if (new URL(req.url).pathname === "/health") {
+      if (state.delayMs) await new Promise((r) => setTimeout(r, state.delayMs));
+      return new Response("ok", { status: state.status });
+    }
+    state.live++;
+    return new Response(`backend ${backend.port}`);
+  });
+  return Object.assign(backend, { state });
+}
+
+const addr = (port: number) => ({
+  id: `127.0.0.1:${port}`,
+  host: "127.0.0.1",
+  port,
+  authority: `127.0.0.1:${port}`,
+});
+
+Deno.test("the HTTP probe reports status, slowness, refusal and hangs as results", async () => {
+  const probe = createHttpProbe(systemClock);
+  let seen: Headers | null = null;
+  await using ok = startBackend((req) => {
+    seen = req.headers;
+    return new Response(new URL(req.url).pathname === "/health" ? "all good" : "nope", {
+      status: new URL(req.url).pathname === "/health" ? 200 : 503,
+    });
+  });
+  const good = await probe(addr(ok.port), {
+    ...HEALTH,
+    expectedBody: "good",
+    host: "api.internal",
+  });
+  assert.deepEqual([good.ok, good.slow, good.status, good.reason], [
+    true,
+    false,
+    200,
+    "status 200",
+  ]);
+  assert.equal(seen!.get("user-agent"), PROBE_USER_AGENT);
+  assert.equal(seen!.get("host"), "api.internal");
+  const body = await probe(addr(ok.port), { ...HEALTH, expectedBody: "excellent" });
+  assert.deepEqual([body.ok, body.reason], [false, 'body does not contain "excellent"']);
+  const bad = await probe(addr(ok.port), { ...HEALTH, path: "/other" });
+  assert.deepEqual([bad.ok, bad.status, bad.reason], [false, 503, "status 503"]);
+  const ranges = await probe(addr(ok.port), {
+    ...HEALTH,
+    path: "/other",
+    expectedStatus: [{ from: 500, to: 599 }],
+  });
+  assert.ok(ranges.ok);
+  const slow = await probe(addr(ok.port), { ...HEALTH, slowThresholdMs: -1 });
+  assert.deepEqual([slow.ok, slow.slow, slow.reason], [true, true, "status 200, slow"]);
+
+  const closed = startBackend();
+  await closed.close();
+  const refused = await probe(addr(closed.port), HEALTH);
+  assert.deepEqual([refused.ok, refused.status, refused.reason], [false, null, "connect refused"]);
+
+  await using hang = startRawBackend(() => new Promise(() => {}));
+  const started = Date.now();
+  const hung = await probe(addr(hang.port), { ...HEALTH, timeoutMs: 200 });
+  assert.deepEqual([hung.ok, hung.reason], [false, "timed out after 200 ms"]);
+  assert.ok(Date.now() - started < 2000, "a hung backend costs one timeout");
+});
+
+Deno.test("a backend failing its probes leaves after unhealthy_after rounds and returns after healthy_after", async () => {
+  const a = switchable();
+  const b = switchable();
+  const log = captureLog();
+  await using lb = startStrom(
+    poolToml([a.address, b.address], { extra: `[backend_pools.health_config]\npath = "/health"` }),
+    { log: createLogger("info", log.sink) },
+  );
+  const spread = async () => {
+    const before = a.state.live;
+    for (let i = 0; i < 6; i++) assert.equal((await get(`${lb.url}/`)).status, 200);
+    return a.state.live - before;
+  };
+  await lb.strom.health.checkAll();
+  assert.equal(await spread(), 3);
+  a.state.status = 500;
+  await lb.strom.health.checkAll();
+  assert.equal(await spread(), 3, "one failed probe does not eject");
+  await lb.strom.health.checkAll();
+  await lb.strom.health.checkAll();
+  assert.equal(await spread(), 0, "out after unhealthy_after = 3 failed rounds");
+  a.state.status = 200;
+  await lb.strom.health.checkAll();
+  assert.equal(await spread(), 0, "one good round is not enough");
+  await lb.strom.health.checkAll();
+  assert.equal(await spread(), 3, "back after healthy_after = 2 good rounds");
+  assert.deepEqual(log.lines.filter((l) => l.includes(" -> ")), [
+    `info backend ${a.address} in pool pool-0: Healthy -> Unresponsive (status 500)`,
+    `info backend ${a.address} in pool pool-0: Unresponsive -> Healthy (status 200)`,
+  ]);
+  await a.close();
+  await b.close();
+});
+
+Deno.test("a Slow backend is avoided while a Healthy one exists and used when it is the last", async () => {
+  const fast = switchable();
+  const slow = switchable();
+  slow.state.delayMs = 120;
+  await using lb = startStrom(poolToml([fast.address, slow.address], {
+    extra: `[backend_pools.health_config]\npath = "/health"\nslow_threshold = 50\ntimeout = 2000`,
+  }));
+  await lb.strom.health.checkAll();
+  for (let i = 0; i < 6; i++) assert.equal((await get(`${lb.url}/`)).text, `backend ${fast.port}`);
+  fast.state.status = 503;
+  for (let i = 0; i < 3; i++) await lb.strom.health.checkAll();
+  for (let i = 0; i < 6; i++) assert.equal((await get(`${lb.url}/`)).text, `backend ${slow.port}`);
+  await fast.close();
+  await slow.close();
+});
+
+Deno.test("all backends down gives 503 at once; recovery is picked up by the next round", async () => {
+  const a = switchable();
+  const b = switchable();
+  await using lb = startStrom(poolToml([a.address, b.address], {
+    extra: `[backend_pools.health_config]\npath = "/health"\nhealthy_after = 1`,
+  }));
+  a.state.status = b.state.status = 500;
+  await lb.strom.health.checkAll();
+  const started = Date.now();
+  const down = await get(`${lb.url}/`);
+  assert.deepEqual([down.status, down.text], [503, "503 - Service Unavailable"]);
+  assert.ok(Date.now() - started < 1000);
+  b.state.status = 200;
+  await lb.strom.health.checkAll();
+  assert.equal((await get(`${lb.url}/`)).text, `backend ${b.port}`);
+  await a.close();
+  await b.close();
+});
+
+Deno.test("a backend that accepts and never answers gives 504, is ejected, and others keep serving", async () => {
+  await using hang = startRawBackend(() => new Promise(() => {}));
+  await using ok = startBackend(() => new Response("ok"));
+  await using lb = startStrom(poolToml([hang.address, ok.address], {
+    extra: `request_timeout = "300ms"\n[backend_pools.outlier_detection]\nconsecutive_failures = 1`,
+  }));
+  const stuck = get(`${lb.url}/`);
+  for (let i = 0; i < 3; i++) {
+    // While the first request hangs, the other backend answers.
+    const r = await get(`${lb.url}/`);
+    if (r.text === "ok") break;
+  }
+  const timedOut = await stuck;
+  assert.deepEqual([timedOut.status, timedOut.text], [504, "504 - Gateway Timeout"]);
+  const [pool] = lb.strom.runtime.pools;
+  assert.ok(pool.backends[0].outlier.ejected, "the hung backend is ejected");
+  for (let i = 0; i < 5; i++) assert.equal((await get(`${lb.url}/`)).text, "ok");
+});
+
+Deno.test("an ejected backend is probed back after its cooldown (injected clock)", async () => {
+  const clock = new ManualClock();
+  const a = switchable();
+  const closed = startBackend();
+  const deadAddress = closed.address;
+  await closed.close();
+  await using lb = startStrom(
+    poolToml([deadAddress, a.address, a.address], {
+      extra: `retries = 0
+[backend_pools.health_config]\npath = "/health"
+[backend_pools.outlier_detection]\nconsecutive_failures = 2\nbase_ejection_time = "10s"`,
+    }),
+    { deps: { clock } },
+  );
+  const [pool] = lb.strom.runtime.pools;
+  const dead = pool.backends[0];
+  for (let i = 0; i < 6 && !dead.outlier.ejected; i++) await get(`${lb.url}/`);
+  assert.ok(dead.outlier.ejected);
+  assert.equal(dead.outlier.ejectedUntil, clock.now() + 10_000);
+  clock.advance(10_000);
+  await waitFor(
+    () => !dead.probing && dead.outlier.ejectedUntil > clock.now(),
+    "the probe-back to fail",
+  );
+  assert.equal(
+    dead.outlier.ejectedUntil - clock.now(),
+    20_000,
+    "a failed probe doubles the cooldown",
+  );
+  await a.close();
+});
+
+Deno.test("killing a backend under load loses no request, and it gets no traffic after one round", async () => {
+  const procs = [new BackendProcess(), new BackendProcess(), new BackendProcess()];
+  const ports = await Promise.all(procs.map((p) => p.port));
+  await using lb = startStrom(poolToml(ports.map((p) => `127.0.0.1:${p}`), {
+    extra: `[backend_pools.health_config]\ntimeout = 500`,
+  }));
+  await lb.strom.health.checkAll();
+  const seconds = Number(Deno.env.get("STROM_LOAD_SECONDS") ?? 10);
+  const end = Date.now() + seconds * 1000;
+  const killAt = Date.now() + seconds * 300;
+  let killed = false;
+  const failures: string[] = [];
+  let total = 0;
+  const victim = lb.strom.runtime.pools[0].backends[1];
+  let attemptsAfterRound = -1;
+  const worker = async () => {
+    while (Date.now() < end) {
+      const r = await get(`${lb.url}/`);
+      total++;
+      if (r.status !== 200) failures.push(`${r.status} ${r.text}`);
+      if (!killed && Date.now() >= killAt) {
+        killed = true;
+        await procs[1].kill();
+        // The next round comes after live traffic has met the dead backend.
+        await waitFor(() => victim.failures > 0, "live traffic to meet the dead backend");
+        await lb.strom.health.checkAll();
+        attemptsAfterRound = victim.requests;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+  assert.deepEqual(failures, [], `${failures.length} of ${total} requests failed`);
+  assert.ok(total > 100, `only ${total} requests`);
+  assert.ok(attemptsAfterRound >= 0, "the backend was killed during the run");
+  assert.equal(
+    victim.requests,
+    attemptsAfterRound,
+    "no attempt reached the dead backend after the round",
+  );
+  for (const p of procs) await p[Symbol.asyncDispose]();
+});
+
+Deno.test("POST is retried when the connection was refused, not when the backend died mid-request", async () => {
+  const closed = startBackend();
+  const refusedAddress = closed.address;
+  await closed.close();
+  await using ok = startBackend(async (req) => new Response(`got ${await req.text()}`));
+  await using refusing = startStrom(poolToml([refusedAddress, ok.address]));
+  const r = await get(`${refusing.url}/`, { method: "POST", body: "payload" });
+  assert.deepEqual([r.status, r.text], [200, "got payload"]);
+
+  let dyingHits = 0;
+  await using dying = startRawBackend(() => {
+    dyingHits++;
+    return Promise.resolve(); // read the request, then close without answering
+  });
+  await using ok2 = startBackend(() => new Response("second backend"));
+  await using lb = startStrom(poolToml([dying.address, ok2.address]));
+  const post = await get(`${lb.url}/`, { method: "POST", body: "payload" });
+  assert.deepEqual([post.status, post.text], [502, "502 - Bad Gateway"]);
+  assert.equal(dyingHits, 1);
+  assert.equal(ok2.requests.length, 0, "the POST was not sent twice");
+  const getR = await get(`${lb.url}/`);
+  assert.equal(getR.status, 200, "a GET that hits the dying backend is retried elsewhere");
+});
+
+Deno.test("keep-alive connections the backend closed are retried transparently", async () => {
+  let served = 0;
+  await using flaky = startRawBackend(async (conn) => {
+    served++;
+    // Answers as if keeping the connection alive, then closes it anyway.
+    await conn.write(new TextEncoder().encode("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+  });
+  await using lb = startStrom(poolToml([flaky.address]));
+  for (let i = 0; i < 20; i++) {
+    const r = await get(`${lb.url}/`);
+    assert.deepEqual([r.status, r.text], [200, "ok"], `request ${i}`);
+  }
+  assert.ok(served >= 20);
+});
