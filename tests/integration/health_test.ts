@@ -184,6 +184,7 @@ Deno.test("a backend that accepts and never answers gives 504, is ejected, and o
 
 Deno.test("an ejected backend is probed back after its cooldown (injected clock)", async () => {
   const clock = new ManualClock();
+  let probeOk = false;
   const a = switchable();
   const closed = startBackend();
   const deadAddress = closed.address;
@@ -194,7 +195,17 @@ Deno.test("an ejected backend is probed back after its cooldown (injected clock)
 [backend_pools.health_config]\npath = "/health"
 [backend_pools.outlier_detection]\nconsecutive_failures = 2\nbase_ejection_time = "10s"`,
     }),
-    { deps: { clock } },
+    {
+      deps: { clock },
+      probe: (b) =>
+        Promise.resolve({
+          ok: probeOk || b.id !== deadAddress,
+          slow: false,
+          status: null,
+          latencyMs: 1,
+          reason: probeOk || b.id !== deadAddress ? "status 200" : "connect refused",
+        }),
+    },
   );
   const [pool] = lb.strom.runtime.pools;
   const dead = pool.backends[0];
