@@ -15,9 +15,10 @@ TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwi
 start: deno
 	$(DENO) run $(FLAGS) $(PERMS) main.ts demo
 
-## test: the whole test suite
+## test: the whole test suite; the integration tests run once per transport
 test: deno
 	$(DENO) test $(FLAGS) --allow-all --parallel tests/
+	STROM_TEST_TRANSPORT=fetch $(DENO) test $(FLAGS) --allow-all --parallel tests/integration/
 
 ## check: formatting, lint and type check
 check: deno

@@ -6,6 +6,7 @@ import type { Candidate, Strategy, StrategyDeps } from "./balance/strategy.ts";
 import { createStrategy } from "./balance/registry.ts";
 import type { Transport } from "./transport/transport.ts";
 import { createFetchTransport } from "./transport/fetch.ts";
+import { createHttp1Transport } from "./transport/http1/transport.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import { type HealthState, INITIAL_HEALTH } from "./health/state.ts";
 import { initialOutlierState, type OutlierState, recordOutcome } from "./health/outlier.ts";
@@ -107,11 +108,14 @@ export interface RuntimeDeps extends StrategyDeps {
   readonly createTransport: (pool: PoolConfig) => Transport;
 }
 
-/** Default dependencies: real time and randomness, the fetch transport. */
+/** Default dependencies: real time and randomness, the transport each pool names. */
 export const defaultRuntimeDeps: RuntimeDeps = {
   random: Math.random,
   clock: systemClock,
-  createTransport: (pool) => createFetchTransport(pool.client),
+  createTransport: (pool) =>
+    pool.transport === "fetch"
+      ? createFetchTransport(pool.client)
+      : createHttp1Transport(pool.client),
 };
 
 /** A live config generation. */

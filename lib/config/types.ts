@@ -75,11 +75,19 @@ export interface OutlierConfig {
 
 /** `client` of a pool: the shared upstream connection pool. */
 export interface ClientConfig {
-  /** How long an idle keep-alive connection is kept. Default 90 s. */
-  readonly poolIdleTimeoutMs: number;
+  /**
+   * How long an idle keep-alive connection is kept; null leaves it to the
+   * transport (HTTP/1.1: 4 s, below common backend keep-alive timeouts).
+   */
+  readonly poolIdleTimeoutMs: number | null;
   /** Idle connections kept per backend; `null` means unlimited. */
   readonly poolMaxIdlePerHost: number | null;
+  /** Open connections per backend at most (HTTP/1.1 transport); null: 512. */
+  readonly maxConnectionsPerHost: number | null;
 }
+
+/** How a pool reaches its backends. */
+export type TransportName = "http1" | "fetch";
 
 /** One `[[backend_pools]]` entry. */
 export interface PoolConfig {
@@ -94,6 +102,8 @@ export interface PoolConfig {
   readonly strategy: StrategyConfig;
   readonly health: HealthConfig;
   readonly client: ClientConfig;
+  /** Default "http1" (Strom's own HTTP/1.1 client); "fetch" uses Deno's fetch. */
+  readonly transport: TransportName;
   readonly middlewares: readonly MiddlewareConfig[];
   /** Total time for one request, headers and body wait included. Default 30 s. */
   readonly requestTimeoutMs: number;

@@ -13,6 +13,7 @@ import type {
   MiddlewareConfig,
   PoolConfig,
   Scheme,
+  TransportName,
 } from "./types.ts";
 import {
   type Cidr,
@@ -133,6 +134,7 @@ function readPool(r: TableReader, index: number, warnings: string[]): PoolConfig
   const strategy = parseStrategy(r.raw("strategy", true), r.at("strategy"), r.problems);
   const health = readHealth(r.subtable("health_config"));
   const client = readClient(r.subtable("client"));
+  const transport = readTransport(r);
   const middlewares = readMiddlewares(r.subtable("middlewares"));
   const timeout = (key: string, fallbackMs: number) =>
     r.has(key) ? parseDurationMs(r.raw(key), r.at(key), r.problems) : fallbackMs;
@@ -162,6 +164,7 @@ function readPool(r: TableReader, index: number, warnings: string[]): PoolConfig
     strategy: strategy!,
     health: health!,
     client: client!,
+    transport: transport!,
     middlewares: middlewares!,
     requestTimeoutMs: requestTimeoutMs!,
     connectTimeoutMs: connectTimeoutMs!,
@@ -219,13 +222,32 @@ function readSchemes(r: TableReader): Set<Scheme> | undefined {
 }
 
 function readClient(r: TableReader | null): ClientConfig | undefined {
-  if (!r) return { poolIdleTimeoutMs: 90_000, poolMaxIdlePerHost: null };
+  if (!r) return { poolIdleTimeoutMs: null, poolMaxIdlePerHost: null, maxConnectionsPerHost: null };
   const idle = r.has("pool_idle_timeout")
     ? parseDurationMs(r.raw("pool_idle_timeout"), r.at("pool_idle_timeout"), r.problems)
-    : 90_000;
+    : null;
   const maxIdle = r.has("pool_max_idle_per_host") ? r.int("pool_max_idle_per_host") : null;
+  const maxConnections = r.has("max_connections_per_host")
+    ? r.int("max_connections_per_host", { min: 1 })
+    : null;
   r.finish();
-  return { poolIdleTimeoutMs: idle!, poolMaxIdlePerHost: maxIdle ?? null };
+  return {
+    poolIdleTimeoutMs: idle ?? null,
+    poolMaxIdlePerHost: maxIdle ?? null,
+    maxConnectionsPerHost: maxConnections ?? null,
+  };
+}
+
+function readTransport(r: TableReader): TransportName | undefined {
+  const name = r.string("transport", "http1");
+  if (name === "http1" || name === "fetch") return name;
+  if (name !== undefined) {
+    r.problem(
+      "transport",
+      `unknown transport ${JSON.stringify(name)} (expected "http1" or "fetch")`,
+    );
+  }
+  return undefined;
 }
 
 function readMiddlewares(r: TableReader | null): MiddlewareConfig[] | undefined {

@@ -6,6 +6,7 @@ import type { BackendAddress, HealthConfig } from "../config/types.ts";
 import type { Clock } from "../clock.ts";
 import { VERSION } from "../version.ts";
 import type { ProbeResult } from "./state.ts";
+import { describeNetError } from "../net/errors.ts";
 
 /** The User-Agent probes send, so backends can recognize (and not log) them. */
 export const PROBE_USER_AGENT = `Strom-HealthCheck/${VERSION}`;
@@ -101,14 +102,4 @@ async function readAnswer(
     body += decoder.decode(buf.subarray(0, n), { stream: true });
   }
   return { status, body };
-}
-
-/** A short reason for a network failure: "connect refused", "connection reset", ... */
-export function describeNetError(e: unknown): string {
-  if (e instanceof Deno.errors.ConnectionRefused) return "connect refused";
-  if (e instanceof Deno.errors.ConnectionReset) return "connection reset";
-  if (e instanceof Deno.errors.ConnectionAborted) return "connection aborted";
-  if (e instanceof Deno.errors.NotFound) return "host not found";
-  if (e instanceof Deno.errors.TimedOut) return "connect timed out";
-  return e instanceof Error ? e.message : String(e);
 }

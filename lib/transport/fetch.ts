@@ -22,7 +22,7 @@ export function createFetchTransport(client: ClientConfig): Transport {
     allowHost: true,
     http1: true,
     http2: false,
-    poolIdleTimeout: client.poolIdleTimeoutMs,
+    ...(client.poolIdleTimeoutMs === null ? {} : { poolIdleTimeout: client.poolIdleTimeoutMs }),
     ...(client.poolMaxIdlePerHost === null
       ? {}
       : { poolMaxIdlePerHost: client.poolMaxIdlePerHost }),

@@ -89,7 +89,13 @@ export function startStrom(toml: string, options: StromTestOptions = {}): TestSt
   };
 }
 
-/** TOML for one pool over `addresses`; `extra` lines go inside the pool table. */
+/** The transport integration tests run against (`STROM_TEST_TRANSPORT`, default http1). */
+export const TEST_TRANSPORT = Deno.env.get("STROM_TEST_TRANSPORT") ?? "http1";
+
+/**
+ * TOML for one pool over `addresses`; `extra` lines go inside the pool table.
+ * The pool uses TEST_TRANSPORT unless `extra` names a transport.
+ */
 export function poolToml(
   addresses: readonly string[],
   options: { matcher?: string; strategy?: string; extra?: string; schemes?: string } = {},

@@ -52,7 +52,12 @@ Deno.test("parseConfig() applies RustStrom's defaults and Strom's additions", ()
   });
   assert.equal(pool.retries, 2);
   assert.equal(pool.retryBudgetPercent, 20);
-  assert.deepEqual(pool.client, { poolIdleTimeoutMs: 90_000, poolMaxIdlePerHost: null });
+  assert.deepEqual(pool.client, {
+    poolIdleTimeoutMs: null,
+    poolMaxIdlePerHost: null,
+    maxConnectionsPerHost: null,
+  });
+  assert.equal(pool.transport, "http1");
   assert.equal(pool.requestTimeoutMs, 30_000);
   assert.equal(pool.connectTimeoutMs, 5_000);
   assert.deepEqual(pool.addresses[0], {

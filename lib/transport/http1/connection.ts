@@ -1,0 +1,228 @@
+// One HTTP/1.1 connection to a backend: buffered reads, request writing and
+// response bodies as streams that hand the connection back when they end.
+
+import { UpstreamError } from "../transport.ts";
+import {
+  type Framing,
+  latin1,
+  MAX_HEAD_BYTES,
+  parseChunkSize,
+  parseResponseHead,
+  ProtocolError,
+  type ResponseHead,
+} from "./parse.ts";
+
+const READ_SIZE = 64 * 1024;
+const CRLF = [13, 10];
+const CRLF2 = [13, 10, 13, 10];
+
+/** A TCP connection to one backend with its own read buffer. */
+export class Connection {
+  readonly #conn: Deno.Conn;
+  #buf = new Uint8Array(READ_SIZE);
+  #start = 0;
+  #end = 0;
+  #closed = false;
+  /** Bytes of the current response received so far (0 means "nothing came back"). */
+  received = 0;
+  /** When it was last handed back to the pool. */
+  idleSince = 0;
+  /** Requests this connection carried. */
+  uses = 0;
+
+  constructor(conn: Deno.Conn) {
+    this.#conn = conn;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch { /* already closed */ }
+  }
+
+  /** Writes all of `bytes`. */
+  async write(bytes: Uint8Array): Promise<void> {
+    let offset = 0;
+    while (offset < bytes.length) offset += await this.#conn.write(bytes.subarray(offset));
+  }
+
+  /** Reads more bytes into the buffer (compacting or growing it); false at end of stream. */
+  async #fill(): Promise<boolean> {
+    if (this.#start === this.#end) this.#start = this.#end = 0;
+    if (this.#end === this.#buf.length) {
+      const pending = this.#end - this.#start;
+      if (pending * 2 > this.#buf.length) {
+        const bigger = new Uint8Array(this.#buf.length * 2);
+        bigger.set(this.#buf.subarray(this.#start, this.#end));
+        this.#buf = bigger;
+      } else this.#buf.copyWithin(0, this.#start, this.#end);
+      this.#start = 0;
+      this.#end = pending;
+    }
+    const n = await this.#conn.read(this.#buf.subarray(this.#end));
+    if (n === null) return false;
+    this.#end += n;
+    this.received += n;
+    return true;
+  }
+
+  /** Reads a response head, skipping 1xx interim answers (except 101). */
+  async readHead(method: string): Promise<ResponseHead> {
+    while (true) {
+      const head = parseResponseHead(await this.#readHeadText(), method);
+      if (head.status >= 200 || head.status === 101) return head;
+    }
+  }
+
+  async #readHeadText(): Promise<string> {
+    const at = await this.#find(
+      CRLF2,
+      MAX_HEAD_BYTES,
+      () =>
+        this.received === 0
+          ? new UpstreamError("reset", "connection closed before an answer")
+          : new ProtocolError("connection closed inside the response head"),
+    );
+    const text = latin1(this.#buf.subarray(this.#start, at));
+    this.#start = at + 4;
+    return text;
+  }
+
+  /** Reads one CRLF-terminated line (chunk sizes, trailers). */
+  async #readLine(): Promise<string> {
+    const at = await this.#find(
+      CRLF,
+      4096,
+      () => new ProtocolError("connection closed inside a chunked body"),
+    );
+    const line = latin1(this.#buf.subarray(this.#start, at));
+    this.#start = at + 2;
+    return line;
+  }
+
+  /** Reads until `pattern` is buffered and returns its index; at most `limit` bytes before it. */
+  async #find(pattern: number[], limit: number, onEnd: () => Error): Promise<number> {
+    let scanned = 0;
+    while (true) {
+      const from = this.#start + Math.max(0, scanned - pattern.length + 1);
+      const at = indexOf(this.#buf, pattern, from, this.#end);
+      scanned = (at >= 0 ? at : this.#end) - this.#start;
+      if (scanned > limit) throw new ProtocolError("response head or chunk line too long");
+      if (at >= 0) return at;
+      if (!(await this.#fill())) throw onEnd();
+    }
+  }
+
+  /** Takes up to `max` buffered bytes as a copy, reading more first if none are buffered. */
+  async #take(max: number): Promise<Uint8Array | null> {
+    if (this.#start === this.#end) {
+      // Nothing buffered: read straight into a fresh chunk, no copy.
+      const chunk = new Uint8Array(Math.min(max, READ_SIZE));
+      const n = await this.#conn.read(chunk);
+      if (n === null) return null;
+      this.received += n;
+      return chunk.subarray(0, n);
+    }
+    const n = Math.min(max, this.#end - this.#start);
+    const out = this.#buf.slice(this.#start, this.#start + n);
+    this.#start += n;
+    return out;
+  }
+
+  /** The whole body when it is a Content-Length body already buffered; else null. */
+  takeBufferedBody(framing: Framing): Uint8Array<ArrayBuffer> | null {
+    if (framing.kind !== "length" || this.#end - this.#start < framing.length) return null;
+    const body = this.#buf.slice(this.#start, this.#start + framing.length);
+    this.#start += framing.length;
+    return body;
+  }
+
+  /** Whether bytes beyond the current response arrived (a broken backend). */
+  get hasLeftover(): boolean {
+    return this.#start !== this.#end;
+  }
+
+  /**
+   * The body as a stream. `done(reusable)` is called once: true when the body
+   * ended cleanly and the connection can carry another request.
+   */
+  bodyStream(framing: Framing, done: (reusable: boolean) => void): ReadableStream<Uint8Array> {
+    let remaining = framing.kind === "length" ? framing.length : Infinity;
+    let chunkLeft = 0;
+    let finished = false;
+    const finish = (reusable: boolean) => {
+      if (!finished) {
+        finished = true;
+        done(reusable);
+      }
+    };
+    const next = async (): Promise<Uint8Array | null> => {
+      if (framing.kind === "length") {
+        if (remaining === 0) return null;
+        const chunk = await this.#take(remaining);
+        if (chunk === null) throw new ProtocolError("connection closed before the end of the body");
+        remaining -= chunk.length;
+        return chunk;
+      }
+      if (framing.kind === "close") return await this.#take(READ_SIZE);
+      // chunked
+      if (chunkLeft === 0) {
+        const size = parseChunkSize(await this.#readLine());
+        if (size === 0) {
+          while ((await this.#readLine()) !== "") { /* trailers are dropped */ }
+          return null;
+        }
+        chunkLeft = size;
+      }
+      const chunk = await this.#take(chunkLeft);
+      if (chunk === null) throw new ProtocolError("connection closed inside a chunked body");
+      chunkLeft -= chunk.length;
+      if (chunkLeft === 0 && (await this.#readLine()) !== "") {
+        throw new ProtocolError("missing CRLF after a chunk");
+      }
+      return chunk;
+    };
+    return new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        try {
+          const chunk = await next();
+          if (chunk === null) {
+            controller.close();
+            finish(framing.kind !== "close");
+          } else controller.enqueue(chunk);
+        } catch (e) {
+          finish(false);
+          controller.error(e);
+        }
+      },
+      cancel: () => finish(false),
+    }, { highWaterMark: 0 });
+  }
+}
+
+/** Index of `pattern` in bytes[from, to), or -1. */
+function indexOf(bytes: Uint8Array, pattern: number[], from: number, to: number): number {
+  const first = pattern[0];
+  const length = pattern.length;
+  for (
+    let i = bytes.indexOf(first, from);
+    i >= 0 && i + length <= to;
+    i = bytes.indexOf(first, i + 1)
+  ) {
+    let match = true;
+    for (let j = 1; j < length; j++) {
+      if (bytes[i + j] !== pattern[j]) {
+        match = false;
+        break;
+      }
+    }
+    if (match) return i;
+  }
+  return -1;
+}

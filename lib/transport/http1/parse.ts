@@ -1,0 +1,133 @@
+// Strict parsing of a backend's HTTP/1.1 response head (RFC 9112). Anything
+// ambiguous is refused, so a confused backend gives a 502 and a closed
+// connection instead of a desynchronized pool.
+
+/** How the response body is delimited. */
+export type Framing =
+  | { readonly kind: "none" }
+  | { readonly kind: "length"; readonly length: number }
+  | { readonly kind: "chunked" }
+  | { readonly kind: "close" };
+
+/** A parsed response head. */
+export interface ResponseHead {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly framing: Framing;
+  /** Whether the connection may carry another request afterwards. */
+  readonly keepAlive: boolean;
+}
+
+/** A backend answer that cannot be trusted; the connection must be closed. */
+export class ProtocolError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ProtocolError";
+  }
+}
+
+/** Longest response head accepted. */
+export const MAX_HEAD_BYTES = 64 * 1024;
+/** Most header lines accepted. */
+export const MAX_HEADER_LINES = 256;
+
+const STATUS_LINE = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: [^\r\n]*)?$/;
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+// Field values: visible ASCII, obs-text, spaces and tabs; no CR, LF or NUL.
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/** Decodes bytes one-to-one into a string (HTTP fields are octets, RFC 9110 5.5). */
+export function latin1(bytes: Uint8Array): string {
+  let out = "";
+  for (let i = 0; i < bytes.length; i += 8192) {
+    out += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192) as unknown as number[]);
+  }
+  return out;
+}
+
+/**
+ * Parses a response head (status line and fields, without the final CRLF CRLF)
+ * for a request with `method`.
+ */
+export function parseResponseHead(head: string, method: string): ResponseHead {
+  const lines = head.split("\r\n");
+  const m = STATUS_LINE.exec(lines[0]);
+  if (!m) throw new ProtocolError(`invalid status line ${JSON.stringify(lines[0].slice(0, 80))}`);
+  if (lines.length - 1 > MAX_HEADER_LINES) throw new ProtocolError("too many header fields");
+  const minor = m[1];
+  const status = Number(m[2]);
+  const headers = new Headers();
+  let contentLength: string | null = null;
+  let transferEncoding: string | null = null;
+  let connection = "";
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i];
+    const colon = line.indexOf(":");
+    if (colon <= 0) {
+      throw new ProtocolError(`invalid header line ${JSON.stringify(line.slice(0, 80))}`);
+    }
+    const name = line.slice(0, colon);
+    const value = line.slice(colon + 1).trim();
+    if (!TOKEN.test(name)) {
+      throw new ProtocolError(`invalid header name ${JSON.stringify(name.slice(0, 80))}`);
+    }
+    if (!FIELD_VALUE.test(value)) throw new ProtocolError(`invalid value of header "${name}"`);
+    const lower = name.toLowerCase();
+    if (lower === "content-length") {
+      contentLength = contentLength === null ? value : `${contentLength}, ${value}`;
+    } else if (lower === "transfer-encoding") {
+      transferEncoding = transferEncoding === null ? value : `${transferEncoding}, ${value}`;
+    } else if (lower === "connection") connection += `,${value.toLowerCase()}`;
+    headers.append(name, value);
+  }
+  const framing = decideFraming(status, method, contentLength, transferEncoding);
+  const tokens = connection.split(",").map((t) => t.trim());
+  const keepAlive = framing.kind !== "close" && !tokens.includes("close") &&
+    (minor === "1" || tokens.includes("keep-alive"));
+  return { status, headers, framing, keepAlive };
+}
+
+function decideFraming(
+  status: number,
+  method: string,
+  contentLength: string | null,
+  transferEncoding: string | null,
+): Framing {
+  if (transferEncoding !== null && contentLength !== null) {
+    throw new ProtocolError("both Transfer-Encoding and Content-Length");
+  }
+  // RFC 9112 6.3: these never have a body, whatever the fields say.
+  if (method === "HEAD" || status < 200 || status === 204 || status === 304) {
+    return { kind: "none" };
+  }
+  if (transferEncoding !== null) {
+    const codings = transferEncoding.toLowerCase().split(",").map((c) => c.trim());
+    const chunked = codings.indexOf("chunked");
+    if (chunked >= 0 && chunked !== codings.length - 1) {
+      throw new ProtocolError("chunked is not the last transfer coding");
+    }
+    return chunked >= 0 ? { kind: "chunked" } : { kind: "close" };
+  }
+  if (contentLength !== null) return { kind: "length", length: parseContentLength(contentLength) };
+  return { kind: "close" };
+}
+
+/** Content-Length: digits only; repeated values must all be equal (RFC 9110 8.6). */
+function parseContentLength(value: string): number {
+  const values = value.split(",").map((v) => v.trim());
+  if (values.some((v) => v !== values[0])) throw new ProtocolError("conflicting Content-Length");
+  if (!/^\d{1,15}$/.test(values[0])) {
+    throw new ProtocolError(`invalid Content-Length ${JSON.stringify(values[0].slice(0, 40))}`);
+  }
+  return Number(values[0]);
+}
+
+/** Parses a chunk-size line (`1a;ext=x`) into a size; throws on anything else. */
+export function parseChunkSize(line: string): number {
+  const semicolon = line.indexOf(";");
+  const hex = (semicolon < 0 ? line : line.slice(0, semicolon)).trim();
+  if (!/^[0-9a-fA-F]{1,12}$/.test(hex)) {
+    throw new ProtocolError(`invalid chunk size ${JSON.stringify(line.slice(0, 40))}`);
+  }
+  return parseInt(hex, 16);
+}

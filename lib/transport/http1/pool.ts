@@ -1,0 +1,148 @@
+// Keep-alive connections to one backend: reuse the most recently used idle
+// connection, open new ones up to a cap, queue beyond it.
+
+import { UpstreamError } from "../transport.ts";
+import { Connection } from "./connection.ts";
+import { describeNetError } from "../../net/errors.ts";
+
+/** Limits of one backend's connection pool. */
+export interface PoolLimits {
+  /** Open connections at most (busy and idle). */
+  readonly maxConnections: number;
+  /** Idle connections kept at most. */
+  readonly maxIdle: number;
+  /** An idle connection older than this is closed instead of reused. */
+  readonly idleTimeoutMs: number;
+}
+
+/** A connection lent to one request. */
+export interface Lease {
+  readonly conn: Connection;
+  /** Whether it carried a request before (it may have been closed by the backend meanwhile). */
+  readonly reused: boolean;
+}
+
+interface Waiter {
+  resolve(lease: Lease): void;
+  reject(error: unknown): void;
+  signal: AbortSignal;
+  connectTimeoutMs: number;
+}
+
+/** The connection pool of one backend. */
+export class HostPool {
+  readonly #hostname: string;
+  readonly #port: number;
+  readonly #limits: PoolLimits;
+  readonly #idle: Connection[] = [];
+  readonly #waiters: Waiter[] = [];
+  #open = 0;
+  #closed = false;
+
+  constructor(hostname: string, port: number, limits: PoolLimits) {
+    this.#hostname = hostname;
+    this.#port = port;
+    this.#limits = limits;
+  }
+
+  /** Open connections (busy and idle). */
+  get open(): number {
+    return this.#open;
+  }
+
+  /** A connection for one request: an idle one, a new one, or the next released one. */
+  acquire(signal: AbortSignal, connectTimeoutMs: number): Promise<Lease> {
+    const now = Date.now();
+    while (this.#idle.length > 0) {
+      const conn = this.#idle.pop()!;
+      if (now - conn.idleSince < this.#limits.idleTimeoutMs && !conn.closed) {
+        return Promise.resolve({ conn, reused: true });
+      }
+      this.#discard(conn);
+    }
+    if (this.#open < this.#limits.maxConnections) return this.#connect(signal, connectTimeoutMs);
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = { resolve, reject, signal, connectTimeoutMs };
+      this.#waiters.push(waiter);
+      signal.addEventListener("abort", () => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        reject(new UpstreamError("aborted", "request aborted while waiting for a connection"));
+      }, { once: true });
+    });
+  }
+
+  /** Returns a connection: kept for reuse when `reusable`, else closed. */
+  release(conn: Connection, reusable: boolean): void {
+    if (!reusable || this.#closed || conn.closed || conn.hasLeftover) {
+      this.#discard(conn);
+      this.#serveWaiter();
+      return;
+    }
+    const waiter = this.#nextWaiter();
+    if (waiter) return waiter.resolve({ conn, reused: true });
+    if (this.#idle.length >= this.#limits.maxIdle) return this.#discard(conn);
+    conn.idleSince = Date.now();
+    this.#idle.push(conn);
+  }
+
+  /** Closes idle connections past their idle timeout. */
+  sweep(now = Date.now()): void {
+    for (let i = this.#idle.length - 1; i >= 0; i--) {
+      if (now - this.#idle[i].idleSince >= this.#limits.idleTimeoutMs) {
+        this.#discard(this.#idle.splice(i, 1)[0]);
+      }
+    }
+  }
+
+  /** Closes every idle connection; busy ones close when released. */
+  close(): void {
+    this.#closed = true;
+    for (const conn of this.#idle.splice(0)) this.#discard(conn);
+    for (const waiter of this.#waiters.splice(0)) {
+      waiter.reject(new UpstreamError("connect", "the backend's pool was closed"));
+    }
+  }
+
+  async #connect(signal: AbortSignal, connectTimeoutMs: number): Promise<Lease> {
+    this.#open++;
+    const timeout = AbortSignal.timeout(connectTimeoutMs);
+    try {
+      const tcp = await Deno.connect({
+        hostname: this.#hostname,
+        port: this.#port,
+        signal: AbortSignal.any([signal, timeout]),
+      });
+      tcp.setNoDelay(true);
+      return { conn: new Connection(tcp), reused: false };
+    } catch (e) {
+      this.#open--;
+      this.#serveWaiter();
+      if (signal.aborted) throw new UpstreamError("aborted", "request aborted while connecting");
+      if (timeout.aborted) {
+        throw new UpstreamError("connect", `connect timed out after ${connectTimeoutMs} ms`);
+      }
+      throw new UpstreamError("connect", describeNetError(e), { cause: e });
+    }
+  }
+
+  #discard(conn: Connection): void {
+    conn.close();
+    this.#open--;
+  }
+
+  #nextWaiter(): Waiter | undefined {
+    let waiter = this.#waiters.shift();
+    while (waiter && waiter.signal.aborted) waiter = this.#waiters.shift();
+    return waiter;
+  }
+
+  /** A slot freed up: open a connection for the next waiter, if any. */
+  #serveWaiter(): void {
+    if (this.#open >= this.#limits.maxConnections) return;
+    const waiter = this.#nextWaiter();
+    if (waiter) {
+      this.#connect(waiter.signal, waiter.connectTimeoutMs).then(waiter.resolve, waiter.reject);
+    }
+  }
+}

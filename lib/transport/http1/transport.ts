@@ -1,0 +1,189 @@
+// The fast path for `http://` backends: HTTP/1.1 over `Deno.connect` with a
+// keep-alive pool per backend. Bytes pass through untouched (no decoding), the
+// request target and fields are sent exactly as given, and backend answers are
+// parsed strictly.
+
+import type { BackendAddress, ClientConfig } from "../../config/types.ts";
+import { type Transport, UpstreamError, type UpstreamRequest } from "../transport.ts";
+import { describeNetError } from "../../net/errors.ts";
+import { type Connection } from "./connection.ts";
+import { HostPool, type PoolLimits } from "./pool.ts";
+import { ProtocolError, type ResponseHead } from "./parse.ts";
+
+/** Idle keep-alive time when the config sets none: below common backend timeouts (5 s). */
+export const DEFAULT_IDLE_TIMEOUT_MS = 4000;
+/** Connections per backend when the config sets no cap. */
+export const DEFAULT_MAX_CONNECTIONS = 512;
+
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
+
+/** Creates the HTTP/1.1 transport of one pool. */
+export function createHttp1Transport(client: ClientConfig): Transport {
+  const limits: PoolLimits = {
+    maxConnections: client.maxConnectionsPerHost ?? DEFAULT_MAX_CONNECTIONS,
+    maxIdle: client.poolMaxIdlePerHost ?? Infinity,
+    idleTimeoutMs: client.poolIdleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+  };
+  const pools = new Map<string, HostPool>();
+  const sweeper = setInterval(() => {
+    for (const pool of pools.values()) pool.sweep();
+  }, Math.max(500, Math.min(limits.idleTimeoutMs / 2, 30_000)));
+  Deno.unrefTimer(sweeper);
+  return {
+    send(backend, request) {
+      let pool = pools.get(backend.authority);
+      if (!pool) {
+        pools.set(backend.authority, pool = new HostPool(backend.host, backend.port, limits));
+      }
+      return send(pool, backend, request);
+    },
+    close() {
+      clearInterval(sweeper);
+      for (const pool of pools.values()) pool.close();
+    },
+  };
+}
+
+async function send(
+  pool: HostPool,
+  backend: BackendAddress,
+  request: UpstreamRequest,
+): Promise<Response> {
+  // A reused connection the backend closed meanwhile is the classic keep-alive
+  // race: retry on another connection when it is safe (as Go's transport does).
+  for (let attempt = 0;; attempt++) {
+    const lease = await pool.acquire(request.signal, request.connectTimeoutMs);
+    const state = { wroteHead: false };
+    try {
+      return await exchange(pool, lease.conn, request, state);
+    } catch (e) {
+      const stale = lease.reused && lease.conn.received === 0 && !request.signal.aborted &&
+        !(e instanceof ProtocolError) && !(request.body instanceof ReadableStream) && attempt < 3;
+      if (stale && (!state.wroteHead || isIdempotent(request))) continue;
+      throw toUpstreamError(e, request.signal, backend);
+    }
+  }
+}
+
+function isIdempotent(request: UpstreamRequest): boolean {
+  return IDEMPOTENT.has(request.method) || request.headers.has("idempotency-key");
+}
+
+async function exchange(
+  pool: HostPool,
+  conn: Connection,
+  request: UpstreamRequest,
+  state: { wroteHead: boolean },
+): Promise<Response> {
+  conn.received = 0;
+  conn.uses++;
+  const onAbort = () => conn.close();
+  request.signal.addEventListener("abort", onAbort);
+  let bodyWritten = true;
+  let head: ResponseHead;
+  try {
+    const { body } = request;
+    const chunked = body instanceof ReadableStream && !request.headers.has("content-length");
+    const headBytes = encodeHead(request, chunked);
+    if (body instanceof Uint8Array) {
+      const all = new Uint8Array(headBytes.length + body.length);
+      all.set(headBytes);
+      all.set(body, headBytes.length);
+      await conn.write(all);
+      state.wroteHead = true;
+    } else {
+      await conn.write(headBytes);
+      state.wroteHead = true;
+      if (body instanceof ReadableStream) {
+        bodyWritten = false;
+        writeBody(conn, body, chunked).then(() => bodyWritten = true, () => conn.close());
+      }
+    }
+    head = await conn.readHead(request.method);
+  } catch (e) {
+    conn.close();
+    pool.release(conn, false);
+    throw e;
+  } finally {
+    request.signal.removeEventListener("abort", onAbort);
+  }
+  if (head.status === 101) {
+    pool.release(conn, false);
+    throw new ProtocolError("unexpected 101 Switching Protocols");
+  }
+  const release = (clean: boolean) => pool.release(conn, clean && head.keepAlive && bodyWritten);
+  head.headers.delete("transfer-encoding");
+  if (head.framing.kind === "none") {
+    release(true);
+    return new Response(null, { status: head.status, headers: head.headers });
+  }
+  const buffered = conn.takeBufferedBody(head.framing);
+  if (buffered !== null) {
+    release(true);
+    return new Response(buffered, { status: head.status, headers: head.headers });
+  }
+  return new Response(conn.bodyStream(head.framing, release), {
+    status: head.status,
+    headers: head.headers,
+  });
+}
+
+/** Writes a streamed request body, chunk-encoded when its length is unknown. */
+async function writeBody(conn: Connection, body: ReadableStream<Uint8Array>, chunked: boolean) {
+  for await (const chunk of body) {
+    if (chunk.length === 0) continue;
+    if (!chunked) {
+      await conn.write(chunk);
+      continue;
+    }
+    const size = encodeLatin1(`${chunk.length.toString(16)}\r\n`);
+    const framed = new Uint8Array(size.length + chunk.length + 2);
+    framed.set(size);
+    framed.set(chunk, size.length);
+    framed[framed.length - 2] = 13;
+    framed[framed.length - 1] = 10;
+    await conn.write(framed);
+  }
+  if (chunked) await conn.write(encodeLatin1("0\r\n\r\n"));
+}
+
+/**
+ * The request line and fields as bytes, exactly as received: Deno decodes the
+ * request target as UTF-8 and field values as octets (latin1), so each is
+ * encoded back the same way.
+ */
+function encodeHead(request: UpstreamRequest, chunked: boolean): Uint8Array {
+  const line = utf8.encode(`${request.method} ${request.target} HTTP/1.1\r\n`);
+  let text = "";
+  const { body } = request;
+  for (const [name, value] of request.headers) {
+    if (body instanceof Uint8Array && name === "content-length") continue;
+    text += `${name}: ${value}\r\n`;
+  }
+  if (body instanceof Uint8Array) text += `content-length: ${body.length}\r\n`;
+  else if (chunked) text += "transfer-encoding: chunked\r\n";
+  const fields = encodeLatin1(text + "\r\n");
+  const out = new Uint8Array(line.length + fields.length);
+  out.set(line);
+  out.set(fields, line.length);
+  return out;
+}
+
+const utf8 = new TextEncoder();
+
+function encodeLatin1(text: string): Uint8Array {
+  const out = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i);
+  return out;
+}
+
+function toUpstreamError(e: unknown, signal: AbortSignal, backend: BackendAddress): UpstreamError {
+  if (e instanceof UpstreamError) return e;
+  if (signal.aborted) return new UpstreamError("aborted", "request aborted", { cause: e });
+  if (e instanceof ProtocolError) {
+    return new UpstreamError("protocol", `invalid answer from ${backend.id}: ${e.message}`, {
+      cause: e,
+    });
+  }
+  return new UpstreamError("reset", describeNetError(e), { cause: e });
+}

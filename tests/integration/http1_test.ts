@@ -1,0 +1,242 @@
+// The HTTP/1.1 transport against raw backends: framing, byte-identical
+// pass-through, strict parsing of bad answers, and connection reuse.
+
+import assert from "node:assert/strict";
+import { gzipSync } from "node:zlib";
+import { get, poolToml, startRawBackend, startStrom } from "../_helpers/servers.ts";
+import { rawExchange } from "../_helpers/raw.ts";
+
+const enc = new TextEncoder();
+const HTTP1 = 'transport = "http1"';
+
+/** A raw backend that answers every request on a connection with `answer(head)`, keep-alive. */
+function scripted(answer: (head: string) => string | Uint8Array) {
+  const heads: string[] = [];
+  let connections = 0;
+  const backend = startRawBackend(async (conn, first) => {
+    connections++;
+    let pending = first;
+    const buf = new Uint8Array(65536);
+    while (true) {
+      const end = pending.indexOf("\r\n\r\n");
+      if (end < 0) {
+        const n = await conn.read(buf);
+        if (n === null) return;
+        pending += new TextDecoder().decode(buf.subarray(0, n));
+        continue;
+      }
+      const head = pending.slice(0, end);
+      heads.push(head);
+      const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? 0);
+      while (pending.length < end + 4 + length) {
+        const n = await conn.read(buf);
+        if (n === null) return;
+        pending += new TextDecoder().decode(buf.subarray(0, n));
+      }
+      pending = pending.slice(end + 4 + length);
+      const out = answer(head);
+      await conn.write(typeof out === "string" ? enc.encode(out) : out);
+    }
+  });
+  return Object.assign(backend, { heads, connections: () => connections });
+}
+
+Deno.test("http1: reads Content-Length, chunked and close-delimited bodies", async () => {
+  await using length = scripted(() => "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+  await using chunked = scripted(() =>
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+  );
+  await using closing = startRawBackend(async (conn) => {
+    await conn.write(enc.encode("HTTP/1.1 200 OK\r\n\r\nuntil the end"));
+  });
+  await using lb = startStrom(
+    poolToml([length.address], { matcher: "Path('/length')", extra: HTTP1 }) +
+      poolToml([chunked.address], { matcher: "Path('/chunked')", extra: HTTP1 }) +
+      poolToml([closing.address], { matcher: "Path('/close')", extra: HTTP1 }),
+  );
+  for (let i = 0; i < 3; i++) {
+    assert.equal((await get(`${lb.url}/length`)).text, "hello");
+    assert.equal((await get(`${lb.url}/chunked`)).text, "hello world");
+    assert.equal((await get(`${lb.url}/close`)).text, "until the end");
+  }
+  assert.equal(length.connections(), 1, "Content-Length answers keep the connection");
+  assert.equal(chunked.connections(), 1, "chunked answers keep the connection");
+});
+
+Deno.test("http1: HEAD, 204 and 304 have no body; 1xx answers are skipped", async () => {
+  await using backend = scripted((head) => {
+    if (head.startsWith("HEAD")) return "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n";
+    if (head.includes("/204")) return "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n";
+    if (head.includes("/304")) return "HTTP/1.1 304 Not Modified\r\nETag: x\r\n\r\n";
+    return "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok";
+  });
+  await using lb = startStrom(poolToml([backend.address], { extra: HTTP1 }));
+  const head = await get(`${lb.url}/`, { method: "HEAD" });
+  assert.deepEqual([head.status, head.headers.get("content-length"), head.text], [200, "1234", ""]);
+  assert.equal((await get(`${lb.url}/204`)).status, 204);
+  const notModified = await get(`${lb.url}/304`);
+  assert.deepEqual([notModified.status, notModified.headers.get("etag")], [304, "x"]);
+  const created = await get(`${lb.url}/1xx`);
+  assert.deepEqual([created.status, created.text], [201, "ok"]);
+  assert.equal(backend.connections(), 1, "all four answers on one connection");
+});
+
+Deno.test("http1: a gzip answer reaches the client byte for byte with its Content-Encoding", async () => {
+  const gz = new Uint8Array(gzipSync(enc.encode("zipped ".repeat(300))));
+  await using backend = scripted(() => {
+    const head = enc.encode(
+      `HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: ${gz.length}\r\n\r\n`,
+    );
+    const out = new Uint8Array(head.length + gz.length);
+    out.set(head);
+    out.set(gz, head.length);
+    return out;
+  });
+  await using lb = startStrom(poolToml([backend.address], { extra: HTTP1 }));
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: lb.strom.port("http_address") });
+  await conn.write(
+    enc.encode("GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"),
+  );
+  const bytes = new Uint8Array(await new Response(conn.readable).arrayBuffer());
+  const split = bytes.findIndex((_, i) =>
+    bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10
+  );
+  const head = new TextDecoder().decode(bytes.subarray(0, split)).toLowerCase();
+  assert.ok(head.includes("content-encoding: gzip"));
+  assert.ok(head.includes(`content-length: ${gz.length}`));
+  assert.deepEqual(bytes.subarray(split + 4), gz);
+});
+
+Deno.test("http1: the request reaches the backend as sent, with nothing added", async () => {
+  await using backend = scripted(() => "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  await using lb = startStrom(poolToml([backend.address], { extra: HTTP1 }));
+  await rawExchange(
+    lb.strom.port("http_address"),
+    "GET /a\\b/%2F?x=\u00e9 HTTP/1.1\r\nHost: Example.com\r\nX-Odd: caf\u00e9\r\nConnection: close\r\n\r\n",
+  );
+  const [head] = backend.heads;
+  const lines = head.split("\r\n");
+  assert.equal(lines[0], "GET /a\\b/%2F?x=\u00e9 HTTP/1.1");
+  assert.ok(lines.includes("x-odd: caf\u00e9"), "field bytes pass unchanged");
+  const names = lines.slice(1).map((l) => l.split(":")[0]);
+  for (const added of ["accept", "accept-encoding", "accept-language", "user-agent"]) {
+    assert.ok(!names.includes(added), `${added} was added`);
+  }
+  assert.ok(lines.includes("host: Example.com"));
+});
+
+Deno.test("http1: a request body of unknown length is forwarded chunked", async () => {
+  let received = "";
+  await using backend = startRawBackend(async (conn, head) => {
+    received = head;
+    const buf = new Uint8Array(65536);
+    while (!received.includes("0\r\n\r\n")) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      received += new TextDecoder().decode(buf.subarray(0, n));
+    }
+    await conn.write(enc.encode("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+  });
+  await using lb = startStrom(poolToml([backend.address], { extra: HTTP1 }));
+  const body = new ReadableStream({
+    start(c) {
+      c.enqueue(enc.encode("part one,"));
+      c.enqueue(enc.encode("part two"));
+      c.close();
+    },
+  });
+  const r = await get(`${lb.url}/`, { method: "POST", body });
+  assert.equal(r.text, "ok");
+  assert.match(received, /transfer-encoding: chunked/i);
+  const payload = received.slice(received.indexOf("\r\n\r\n") + 4).replace(
+    /[0-9a-f]+\r\n|\r\n/g,
+    "",
+  );
+  assert.equal(payload, "part one,part two");
+});
+
+const BAD_ANSWERS: [string, string][] = [
+  ["invalid status line", "HTTP/1.1 OK\r\nContent-Length: 2\r\n\r\nok"],
+  ["status out of range", "HTTP/1.1 700 Odd\r\nContent-Length: 2\r\n\r\nok"],
+  [
+    "conflicting Content-Length",
+    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+  ],
+  ["invalid Content-Length", "HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok"],
+  [
+    "Content-Length with Transfer-Encoding",
+    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+  ],
+  ["chunked not last", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"],
+  ["obs-fold", "HTTP/1.1 200 OK\r\nX-A: 1\r\n  folded\r\nContent-Length: 2\r\n\r\nok"],
+  ["invalid header name", "HTTP/1.1 200 OK\r\nX A: 1\r\nContent-Length: 2\r\n\r\nok"],
+  [
+    "oversized head",
+    `HTTP/1.1 200 OK\r\nX-Big: ${"a".repeat(70_000)}\r\nContent-Length: 2\r\n\r\nok`,
+  ],
+  ["closed before answering", ""],
+];
+
+Deno.test("http1: ambiguous or broken answers give 502 and never poison the pool", async () => {
+  for (const [name, answer] of BAD_ANSWERS) {
+    await using bad = startRawBackend(async (conn) => {
+      if (answer) await conn.write(enc.encode(answer));
+    });
+    await using good = scripted(() => "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood");
+    await using lb = startStrom(
+      poolToml([bad.address], { matcher: "Path('/bad')", extra: `${HTTP1}\nretries = 0` }) +
+        poolToml([good.address], { matcher: "Path('/good')", extra: HTTP1 }),
+    );
+    const r = await get(`${lb.url}/bad`);
+    assert.deepEqual([r.status, r.text], [502, "502 - Bad Gateway"], name);
+    assert.equal((await get(`${lb.url}/good`)).text, "good", name);
+  }
+});
+
+Deno.test("http1: a body shorter than announced cuts the client off; longer is not reused", async () => {
+  await using short = startRawBackend(async (conn) => {
+    await conn.write(enc.encode("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this"));
+  });
+  let longConnections = 0;
+  await using long = startRawBackend(async (conn) => {
+    longConnections++;
+    await conn.write(enc.encode("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"));
+    await new Promise((r) => setTimeout(r, 50));
+  });
+  await using lb = startStrom(
+    poolToml([short.address], { matcher: "Path('/short')", extra: HTTP1 }) +
+      poolToml([long.address], { matcher: "Path('/long')", extra: HTTP1 }),
+  );
+  await assert.rejects(async () => {
+    const r = await fetch(`${lb.url}/short`);
+    await r.text();
+  });
+  assert.equal((await get(`${lb.url}/long`)).text, "ok");
+  assert.equal((await get(`${lb.url}/long`)).text, "ok");
+  assert.equal(longConnections, 2, "a connection with extra bytes is not reused");
+});
+
+Deno.test("http1: connections are reused up to the cap and requests queue beyond it", async () => {
+  const gate = Promise.withResolvers<void>();
+  let open = 0;
+  let maxOpen = 0;
+  await using backend = startRawBackend(async (conn) => {
+    open++;
+    maxOpen = Math.max(maxOpen, open);
+    await gate.promise;
+    await conn.write(
+      enc.encode("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"),
+    );
+    open--;
+  });
+  await using lb = startStrom(poolToml([backend.address], {
+    extra: `${HTTP1}\n[backend_pools.client]\nmax_connections_per_host = 2`,
+  }));
+  const pending = Array.from({ length: 5 }, () => get(`${lb.url}/`));
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(maxOpen, 2);
+  gate.resolve();
+  const results = await Promise.all(pending);
+  assert.deepEqual(results.map((r) => r.text), ["ok", "ok", "ok", "ok", "ok"]);
+  assert.equal(maxOpen, 2);
+});
