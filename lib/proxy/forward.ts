@@ -229,18 +229,12 @@ async function attemptOnce(
       body,
       signal: deadline.controller.signal,
       connectTimeoutMs: pool.config.connectTimeoutMs,
+      onEnd: finish,
     });
     const failed = pool.config.outlier.count5xx && response.status >= 500;
     pool.reportOutcome(backend, failed, `status ${response.status}`);
     stripHopByHop(response.headers);
-    if (response.body === null) {
-      finish();
-      return response;
-    }
-    return new Response(trackBody(response.body, finish), {
-      status: response.status,
-      headers: response.headers,
-    });
+    return response;
   } catch (error) {
     finish();
     const failure = classifyFailure(error, {
@@ -258,30 +252,4 @@ async function attemptOnce(
         : String(error),
     };
   }
-}
-
-/** Passes a body through and calls `done` once when it ends, fails or is cancelled. */
-function trackBody(
-  body: ReadableStream<Uint8Array>,
-  done: () => void,
-): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const { value, done: end } = await reader.read();
-        if (end) {
-          done();
-          controller.close();
-        } else controller.enqueue(value);
-      } catch (e) {
-        done();
-        controller.error(e);
-      }
-    },
-    cancel(reason) {
-      done();
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
 }

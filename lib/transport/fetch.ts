@@ -41,6 +41,7 @@ export function createFetchTransport(client: ClientConfig): Transport {
           client: http,
         });
       } catch (e) {
+        request.onEnd();
         throw classify(e);
       }
       const headers = new Headers(upstream.headers);
@@ -54,7 +55,11 @@ export function createFetchTransport(client: ClientConfig): Transport {
         body.cancel().catch(() => {});
         body = null;
       }
-      return new Response(body, { status: upstream.status, headers });
+      if (body === null) request.onEnd();
+      return new Response(body && trackBody(body, request.onEnd), {
+        status: upstream.status,
+        headers,
+      });
     },
     close: () => http.close(),
   };
@@ -70,4 +75,30 @@ function classify(e: unknown): UpstreamError {
     return new UpstreamError("reset", detail, { cause: e });
   }
   return new UpstreamError("protocol", detail, { cause: e });
+}
+
+/** Passes a body through and calls `done` once when it ends, fails or is cancelled. */
+function trackBody(
+  body: ReadableStream<Uint8Array>,
+  done: () => void,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { value, done: end } = await reader.read();
+        if (end) {
+          done();
+          controller.close();
+        } else controller.enqueue(value);
+      } catch (e) {
+        done();
+        controller.error(e);
+      }
+    },
+    cancel(reason) {
+      done();
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
 }

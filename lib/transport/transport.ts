@@ -16,6 +16,11 @@ export interface UpstreamRequest {
   readonly signal: AbortSignal;
   /** Limit for establishing a connection (transports that cannot enforce it rely on `signal`). */
   readonly connectTimeoutMs: number;
+  /**
+   * Called exactly once when the exchange is over: the response body ended,
+   * failed or was cancelled, or `send` rejected.
+   */
+  readonly onEnd: () => void;
 }
 
 /** Why an upstream exchange failed. */

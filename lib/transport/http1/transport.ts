@@ -52,7 +52,13 @@ async function send(
   // A reused connection the backend closed meanwhile is the classic keep-alive
   // race: retry on another connection when it is safe (as Go's transport does).
   for (let attempt = 0;; attempt++) {
-    const lease = await pool.acquire(request.signal, request.connectTimeoutMs);
+    let lease;
+    try {
+      lease = await pool.acquire(request.signal, request.connectTimeoutMs);
+    } catch (e) {
+      request.onEnd();
+      throw toUpstreamError(e, request.signal, backend);
+    }
     const state = { wroteHead: false };
     try {
       return await exchange(pool, lease.conn, request, state);
@@ -60,6 +66,7 @@ async function send(
       const stale = lease.reused && lease.conn.received === 0 && !request.signal.aborted &&
         !(e instanceof ProtocolError) && !(request.body instanceof ReadableStream) && attempt < 3;
       if (stale && (!state.wroteHead || isIdempotent(request))) continue;
+      request.onEnd();
       throw toUpstreamError(e, request.signal, backend);
     }
   }
@@ -111,7 +118,10 @@ async function exchange(
     pool.release(conn, false);
     throw new ProtocolError("unexpected 101 Switching Protocols");
   }
-  const release = (clean: boolean) => pool.release(conn, clean && head.keepAlive && bodyWritten);
+  const release = (clean: boolean) => {
+    pool.release(conn, clean && head.keepAlive && bodyWritten);
+    request.onEnd();
+  };
   head.headers.delete("transfer-encoding");
   if (head.framing.kind === "none") {
     release(true);
