@@ -11,6 +11,7 @@ import { type Clock, systemClock } from "./clock.ts";
 import { type HealthState, INITIAL_HEALTH } from "./health/state.ts";
 import { initialOutlierState, type OutlierState, recordOutcome } from "./health/outlier.ts";
 import { RetryBudget } from "./proxy/retry.ts";
+import { Deadlines } from "./proxy/deadlines.ts";
 
 /** A backend of a pool, with the live state strategies, health and the admin API read. */
 export class Backend implements Candidate {
@@ -56,6 +57,8 @@ export class Pool {
   readonly transport: Transport;
   readonly retryBudget: RetryBudget;
   readonly clock: Clock;
+  /** Request deadlines of this pool (one coarse timer instead of one per request). */
+  readonly deadlines: Deadlines;
   /** Set by the health monitor. */
   onEjection: EjectionListener | null = null;
   #available: readonly Backend[] | null = null;
@@ -66,6 +69,7 @@ export class Pool {
     this.strategy = createStrategy(config.strategy, deps);
     this.transport = deps.createTransport(config);
     this.clock = deps.clock;
+    this.deadlines = new Deadlines(deps.clock);
     this.retryBudget = new RetryBudget(config.retryBudgetPercent, deps.clock);
   }
 

@@ -2,7 +2,7 @@
 // retry) → response. Failures become statuses in proxy/errors.ts only.
 
 import type { Scheme } from "../config/types.ts";
-import type { Clock } from "../clock.ts";
+import type { Deadline, Deadlines } from "./deadlines.ts";
 import type { MatchRequest } from "../config/matcher.ts";
 import type { Logger } from "../log.ts";
 import type { Backend, Pool, Runtime } from "../runtime.ts";
@@ -96,27 +96,25 @@ interface AttemptFailure {
 }
 
 /** The request's overall deadline (`request_timeout`) and the client going away. */
-class Deadline {
+class RequestDeadline {
   readonly controller = new AbortController();
   timedOut = false;
-  readonly #timer: number;
-  readonly #clock: Clock;
+  readonly #deadline: Deadline;
   readonly #request: Request;
   readonly #onClientGone = () => this.controller.abort();
 
-  constructor(timeoutMs: number, request: Request, clock: Clock) {
+  constructor(timeoutMs: number, request: Request, deadlines: Deadlines) {
     this.#request = request;
-    this.#clock = clock;
-    this.#timer = clock.setTimeout(() => {
+    this.#deadline = deadlines.set(timeoutMs, () => {
       this.timedOut = true;
       this.controller.abort();
-    }, timeoutMs);
+    });
     request.signal.addEventListener("abort", this.#onClientGone);
   }
 
-  /** Stops the timer once response headers arrived (bodies may stream longer). */
+  /** Disarms it once response headers arrived (bodies may stream longer). */
   dispose(): void {
-    this.#clock.clearTimeout(this.#timer);
+    this.#deadline.cancel();
     this.#request.signal.removeEventListener("abort", this.#onClientGone);
   }
 }
@@ -138,7 +136,7 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
   } catch {
     return failureResponse(request.signal.aborted ? "client-gone" : "bad-request");
   }
-  const deadline = new Deadline(pool.config.requestTimeoutMs, request, pool.clock);
+  const deadline = new RequestDeadline(pool.config.requestTimeoutMs, request, pool.deadlines);
   let tried: Backend[] | null = null;
   try {
     for (let attempt = 0;; attempt++) {
@@ -208,7 +206,7 @@ async function attemptOnce(
   { headers, body, deadline, target }: {
     headers: Headers;
     body: Body;
-    deadline: Deadline;
+    deadline: RequestDeadline;
     target: Target;
   },
 ): Promise<Response | AttemptFailure> {

@@ -209,20 +209,13 @@ export class Connection {
 /** Index of `pattern` in bytes[from, to), or -1. */
 function indexOf(bytes: Uint8Array, pattern: number[], from: number, to: number): number {
   const first = pattern[0];
-  const length = pattern.length;
-  for (
-    let i = bytes.indexOf(first, from);
-    i >= 0 && i + length <= to;
-    i = bytes.indexOf(first, i + 1)
-  ) {
-    let match = true;
-    for (let j = 1; j < length; j++) {
-      if (bytes[i + j] !== pattern[j]) {
-        match = false;
-        break;
-      }
+  const last = to - pattern.length;
+  outer: for (let i = from; i <= last; i++) {
+    if (bytes[i] !== first) continue;
+    for (let j = 1; j < pattern.length; j++) {
+      if (bytes[i + j] !== pattern[j]) continue outer;
     }
-    if (match) return i;
+    return i;
   }
   return -1;
 }
