@@ -24,7 +24,7 @@ test: deno
 check: deno
 	$(DENO) fmt --check
 	$(DENO) lint
-	$(DENO) check main.ts lib/ tests/
+	$(DENO) check main.ts lib/ tests/ bench/
 
 fmt: deno
 	$(DENO) fmt

@@ -222,6 +222,12 @@ Deno.test("an ejected backend is probed back after its cooldown (injected clock)
     20_000,
     "a failed probe doubles the cooldown",
   );
+  probeOk = true;
+  clock.advance(20_000);
+  await waitFor(() => !dead.outlier.ejected, "the probe-back to pass and readmit the backend");
+  // Its failed probe-back also counted as an active failure: one more pass makes healthy_after.
+  await lb.strom.health.checkAll();
+  assert.ok(pool.available().includes(dead));
   await a.close();
 });
 

@@ -6,7 +6,7 @@
 import type { BackendAddress, ClientConfig } from "../../config/types.ts";
 import { type Transport, UpstreamError, type UpstreamRequest } from "../transport.ts";
 import { describeNetError } from "../../net/errors.ts";
-import { type Connection } from "./connection.ts";
+import type { Connection } from "./connection.ts";
 import { HostPool, type PoolLimits } from "./pool.ts";
 import { ProtocolError, type ResponseHead } from "./parse.ts";
 

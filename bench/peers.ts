@@ -1,0 +1,140 @@
+// The peer proxies Strom is compared with: nginx, HAProxy and Caddy, each on
+// one core's worth of workers, round-robin over the same backends with
+// keep-alive towards them. Configs go into a temp dir; ports are free ones.
+
+import { nginxCommon, nginxTempPaths } from "./backends.ts";
+import type { BenchContext } from "./context.ts";
+import { childPids, freePort, hasCommand, peakRssKb, readyOrStop, waitForPort } from "./procs.ts";
+import { processRss, type Rss, type Target } from "./target.ts";
+
+/** A peer proxy: its label, the program it needs, and how to start it. */
+export interface Peer {
+  readonly label: string;
+  readonly binary: string;
+  start(ctx: BenchContext, addresses: readonly string[]): Promise<Target>;
+}
+
+/** nginx as a proxy: `worker_processes 1`, upstream keepalive. */
+export const NGINX: Peer = { label: "nginx", binary: "nginx", start: startNginxProxy };
+/** HAProxy: `nbthread 1`, roundrobin, `http-reuse always`. */
+export const HAPROXY: Peer = { label: "HAProxy", binary: "haproxy", start: startHaproxy };
+/** Caddy: `GOMAXPROCS=1`, reverse_proxy with round_robin, admin endpoint off. */
+export const CADDY: Peer = { label: "Caddy", binary: "caddy", start: startCaddy };
+
+/** Whether the peer's program is installed. */
+export function peerAvailable(peer: Peer): Promise<boolean> {
+  return hasCommand(peer.binary);
+}
+
+async function startNginxProxy(ctx: BenchContext, addresses: readonly string[]): Promise<Target> {
+  const dir = await Deno.makeTempDir({ dir: ctx.tmp, prefix: "nginx-proxy-" });
+  const port = freePort();
+  const conf = `${nginxCommon(dir)}
+http {
+${nginxTempPaths(dir)}
+  access_log off;
+  upstream pool {
+${addresses.map((a) => `    server ${a};`).join("\n")}
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://pool;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`;
+  await Deno.writeTextFile(`${dir}/nginx.conf`, conf);
+  const args = ["-e", `${dir}/error.log`, "-p", dir, "-c", `${dir}/nginx.conf`];
+  const proc = ctx.group.spawn("nginx proxy", "nginx", args, {
+    stdoutPath: `${dir}/stdout.log`,
+    stderrPath: `${dir}/stderr.log`,
+  });
+  await readyOrStop(ctx.group, proc, waitForPort(port, proc));
+  return {
+    label: "nginx",
+    url: `http://127.0.0.1:${port}/`,
+    peakRss: () => nginxRss(proc.pid),
+    stop: () => ctx.group.stop(proc),
+  };
+}
+
+/** The nginx worker's VmHWM; the master's is named in the note (it only supervises). */
+async function nginxRss(masterPid: number): Promise<Rss | null> {
+  const workers = await childPids(masterPid);
+  if (workers.length !== 1) return null;
+  const worker = await peakRssKb(workers[0]);
+  const master = await peakRssKb(masterPid);
+  if (worker === null) return null;
+  return { kb: worker, note: `worker only (master: ${master ?? "?"} KiB more)` };
+}
+
+async function startHaproxy(ctx: BenchContext, addresses: readonly string[]): Promise<Target> {
+  const dir = await Deno.makeTempDir({ dir: ctx.tmp, prefix: "haproxy-" });
+  const port = freePort();
+  const conf = `global
+  nbthread 1
+  maxconn 4096
+
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+
+frontend fe
+  bind 127.0.0.1:${port}
+  default_backend pool
+
+backend pool
+  balance roundrobin
+${addresses.map((a, i) => `  server s${i + 1} ${a}`).join("\n")}
+`;
+  await Deno.writeTextFile(`${dir}/haproxy.cfg`, conf);
+  const proc = ctx.group.spawn("haproxy", "haproxy", ["-db", "-f", `${dir}/haproxy.cfg`], {
+    stdoutPath: `${dir}/stdout.log`,
+    stderrPath: `${dir}/stderr.log`,
+  });
+  await readyOrStop(ctx.group, proc, waitForPort(port, proc));
+  return {
+    label: "HAProxy",
+    url: `http://127.0.0.1:${port}/`,
+    peakRss: processRss(proc.pid),
+    stop: () => ctx.group.stop(proc),
+  };
+}
+
+async function startCaddy(ctx: BenchContext, addresses: readonly string[]): Promise<Target> {
+  const dir = await Deno.makeTempDir({ dir: ctx.tmp, prefix: "caddy-" });
+  const port = freePort();
+  const conf = `{
+  admin off
+  auto_https off
+}
+
+http://127.0.0.1:${port} {
+  reverse_proxy ${addresses.join(" ")} {
+    lb_policy round_robin
+  }
+}
+`;
+  await Deno.writeTextFile(`${dir}/Caddyfile`, conf);
+  const args = ["run", "--config", `${dir}/Caddyfile`, "--adapter", "caddyfile"];
+  const env = { GOMAXPROCS: "1", HOME: dir, XDG_CONFIG_HOME: dir, XDG_DATA_HOME: dir };
+  const proc = ctx.group.spawn("caddy", "caddy", args, {
+    env,
+    stdoutPath: `${dir}/stdout.log`,
+    stderrPath: `${dir}/stderr.log`,
+  });
+  await readyOrStop(ctx.group, proc, waitForPort(port, proc));
+  return {
+    label: "Caddy",
+    url: `http://127.0.0.1:${port}/`,
+    peakRss: processRss(proc.pid),
+    stop: () => ctx.group.stop(proc),
+  };
+}

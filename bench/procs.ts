@@ -1,0 +1,202 @@
+// Child processes of the harness: started with their output going straight to
+// files (no pipe through this process, which would steal CPU from the proxies),
+// tracked, and stopped on every exit path.
+
+/** A started child process. */
+export interface Proc {
+  readonly name: string;
+  readonly pid: number;
+  readonly stdoutPath: string;
+  readonly stderrPath: string;
+  /** Resolves when the process exits. */
+  readonly status: Promise<Deno.CommandStatus>;
+  /** True once the process has exited. */
+  exited(): boolean;
+}
+
+/** Options for `ProcessGroup.spawn`. */
+export interface SpawnOptions {
+  readonly stdoutPath: string;
+  readonly stderrPath: string;
+  readonly env?: Record<string, string>;
+  readonly cwd?: string;
+}
+
+/** Every process the harness started; `stopAll()` ends those still running. */
+export class ProcessGroup {
+  #procs = new Set<Proc>();
+  #closed = false;
+
+  /** Starts `cmd args...` with stdout and stderr redirected to files by `sh`; throws after `stopAll()`. */
+  spawn(name: string, cmd: string, args: string[], options: SpawnOptions): Proc {
+    if (this.#closed) throw new Error(`Cannot start ${name}: the benchmark is stopping`);
+    // `exec` keeps the pid, so the pid we hold is the program's own (for /proc reads).
+    const script = 'out=$1; err=$2; shift 2; exec "$@" >"$out" 2>"$err"';
+    const child = new Deno.Command("sh", {
+      args: ["-c", script, "sh", options.stdoutPath, options.stderrPath, cmd, ...args],
+      env: options.env,
+      cwd: options.cwd,
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    let done = false;
+    const status = child.status.then((s) => {
+      done = true;
+      return s;
+    });
+    const proc: Proc = {
+      name,
+      pid: child.pid,
+      stdoutPath: options.stdoutPath,
+      stderrPath: options.stderrPath,
+      status,
+      exited: () => done,
+    };
+    this.#procs.add(proc);
+    status.then(() => this.#procs.delete(proc));
+    return proc;
+  }
+
+  /** Sends SIGTERM, then SIGKILL after `graceMs` (default 5000 ms); resolves once it exited. */
+  async stop(proc: Proc, graceMs = 5000): Promise<void> {
+    if (proc.exited()) return;
+    signal(proc.pid, "SIGTERM");
+    const timer = setTimeout(() => signal(proc.pid, "SIGKILL"), graceMs);
+    await proc.status;
+    clearTimeout(timer);
+  }
+
+  /** Stops every process still running, all in parallel; no new one can start afterwards. */
+  async stopAll(): Promise<void> {
+    this.#closed = true;
+    await Promise.all([...this.#procs].map((p) => this.stop(p)));
+  }
+}
+
+function signal(pid: number, sig: Deno.Signal): void {
+  try {
+    Deno.kill(pid, sig);
+  } catch {
+    // Already gone: nothing to stop.
+  }
+}
+
+/** Finds a free TCP port on 127.0.0.1 by binding port 0 and releasing it. */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Polls `check` every 50 ms until it returns a value other than null; throws `what` on timeout. */
+export async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | null>,
+  timeoutMs = 15000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const value = await check();
+    if (value !== null) return value;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** Waits until 127.0.0.1:`port` accepts a TCP connection; fails early when `proc` exits. */
+export function waitForPort(port: number, proc?: Proc, timeoutMs = 15000): Promise<true> {
+  return waitFor(`127.0.0.1:${port} to accept connections`, async () => {
+    if (proc?.exited()) throw new Error(await exitMessage(proc));
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conn.close();
+      return true;
+    } catch {
+      return null;
+    }
+  }, timeoutMs);
+}
+
+/** Describes an exited process with the tail of its output, for error messages. */
+export async function exitMessage(proc: Proc): Promise<string> {
+  const status = await proc.status;
+  const out = await tail(proc.stdoutPath);
+  const err = await tail(proc.stderrPath);
+  return `${proc.name} exited early (code ${status.code}): ${
+    [out, err].filter((s) => s).join(" | ")
+  }`;
+}
+
+/** The last `maxChars` (default 600) characters of a file, trimmed; "" when unreadable. */
+export async function tail(path: string, maxChars = 600): Promise<string> {
+  try {
+    return (await Deno.readTextFile(path)).slice(-maxChars).trim();
+  } catch {
+    return "";
+  }
+}
+
+/** Peak resident set size (VmHWM) of `pid` in KiB, or null when unreadable. */
+export async function peakRssKb(pid: number): Promise<number | null> {
+  try {
+    const status = await Deno.readTextFile(`/proc/${pid}/status`);
+    const match = status.match(/^VmHWM:\s+(\d+) kB/m);
+    return match ? Number(match[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Pids whose parent is `pid`, found by scanning /proc. */
+export async function childPids(pid: number): Promise<number[]> {
+  const children: number[] = [];
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
+      // Field 4 is the ppid; the command name (field 2) may hold spaces, so split after ")".
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) children.push(Number(entry.name));
+    } catch {
+      // The process went away while scanning.
+    }
+  }
+  return children;
+}
+
+/** Whether `cmd` is found on PATH. */
+export async function hasCommand(cmd: string): Promise<boolean> {
+  const { success } = await new Deno.Command("sh", {
+    args: ["-c", 'command -v "$0" >/dev/null', cmd],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  return success;
+}
+
+/** Runs a short command and returns stdout+stderr trimmed, or "" when it cannot run. */
+export async function capture(cmd: string, args: string[]): Promise<string> {
+  try {
+    const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+    const dec = new TextDecoder();
+    return (dec.decode(out.stdout) + dec.decode(out.stderr)).trim();
+  } catch {
+    return "";
+  }
+}
+
+/** Awaits `ready`; when it fails, stops `proc` before rethrowing, so nothing is left behind. */
+export async function readyOrStop<T>(
+  group: ProcessGroup,
+  proc: Proc,
+  ready: Promise<T>,
+): Promise<T> {
+  try {
+    return await ready;
+  } catch (e) {
+    await group.stop(proc);
+    throw e;
+  }
+}

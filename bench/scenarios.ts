@@ -1,0 +1,221 @@
+// The three scenarios: the seed's runs against Strom, Strom side by side with
+// nginx, HAProxy and Caddy, and the seed's Python set-up with nginx next to Strom.
+
+import type { Backends } from "./backends.ts";
+import type { BenchContext } from "./context.ts";
+import { measure, measureStarted, type RunRecord } from "./measure.ts";
+import { CADDY, HAPROXY, NGINX, type Peer, peerAvailable } from "./peers.ts";
+import { startStrom } from "./strom.ts";
+import type { Target } from "./target.ts";
+import type { Load } from "./wrk.ts";
+
+/** The outcome of one scenario, as the report shows it. */
+export interface ScenarioReport {
+  readonly id: number;
+  readonly title: string;
+  /** Set-up lines for the report (Markdown). */
+  readonly setup: readonly string[];
+  readonly runs: readonly RunRecord[];
+  /** Peers that were not run, with the reason. */
+  readonly skipped: readonly string[];
+  /** A failure that stopped the whole scenario, or null. */
+  readonly error: string | null;
+}
+
+/** Seconds of warm-up before each measured run in scenarios 2 and 3. */
+export const WARMUP_S = 2;
+/** Measured duration of every run with `--quick`. */
+export const QUICK_S = 3;
+
+function duration(ctx: BenchContext, seconds: number): number {
+  return ctx.options.quick ? QUICK_S : seconds;
+}
+
+function joinToml(...parts: string[]): string {
+  return parts.filter((p) => p.trim() !== "").join("\n");
+}
+
+/** Scenario 1: the seed's three wrk runs against Strom over three nginx backends. */
+export async function seedRuns(ctx: BenchContext, backends: Backends): Promise<ScenarioReport> {
+  const loads: [string, Load][] = [
+    ["light", { threads: 4, connections: 10, durationS: duration(ctx, 10) }],
+    ["medium", { threads: 4, connections: 50, durationS: duration(ctx, 30) }],
+    ["heavy", { threads: 8, connections: 100, durationS: duration(ctx, 30) }],
+  ];
+  const report = {
+    id: 1,
+    title: "The seed's three runs against Strom",
+    setup: [
+      "Strom, RoundRobin over three nginx backends, health checks every 10 s, admin API on.",
+      "The three runs follow each other against one Strom process, without warm-up (as in the seed).",
+      `Distribution: ${backends.countNote}.`,
+    ],
+    skipped: [],
+  };
+  let strom: Target;
+  try {
+    strom = await startStrom(ctx, {
+      label: "Strom",
+      addresses: backends.addresses,
+      extra: ctx.options.stromExtra,
+    });
+  } catch (e) {
+    return { ...report, runs: [], error: `Failed to start Strom: ${errorText(e)}` };
+  }
+  const runs: RunRecord[] = [];
+  try {
+    for (const [name, load] of loads) {
+      const spec = {
+        target: strom,
+        backends,
+        load,
+        warmupS: 0,
+        slug: `s1-${name}`,
+        balanced: true,
+      };
+      const record = await measure(ctx, spec);
+      runs.push({ ...record, label: `${name} (t${load.threads} c${load.connections})` });
+      logRun(1, runs[runs.length - 1]);
+    }
+  } finally {
+    await strom.stop();
+  }
+  return { ...report, runs, error: null };
+}
+
+/** Scenario 2: the backends directly, then nginx, HAProxy, Caddy and Strom, one after another. */
+export async function peerRuns(ctx: BenchContext, backends: Backends): Promise<ScenarioReport> {
+  const load = { threads: 2, connections: 50, durationS: duration(ctx, 20) };
+  const common = { backends, load, warmupS: WARMUP_S, balanced: true };
+  const runs: RunRecord[] = [];
+  const direct = directTarget(backends);
+  runs.push(await measure(ctx, { ...common, target: direct, slug: "s2-direct", balanced: false }));
+  logRun(2, runs[0]);
+  const skipped: string[] = [];
+  for (const peer of [NGINX, HAPROXY, CADDY]) {
+    if (!(await peerAvailable(peer))) {
+      skipped.push(`${peer.label}: \`${peer.binary}\` is not installed`);
+      continue;
+    }
+    const start = () => peer.start(ctx, backends.addresses);
+    runs.push(await measureStarted(ctx, start, { ...common, label: peer.label, slug: slug(peer) }));
+    logRun(2, runs[runs.length - 1]);
+  }
+  for (const [i, variant] of ctx.options.stromVariants.entries()) {
+    const extra = joinToml(ctx.options.stromExtra, variant.toml);
+    const start = () =>
+      startStrom(ctx, { label: variant.name, addresses: backends.addresses, extra });
+    const spec = { ...common, label: variant.name, slug: `s2-strom-${i + 1}` };
+    runs.push(await measureStarted(ctx, start, spec));
+    logRun(2, runs[runs.length - 1]);
+  }
+  return {
+    id: 2,
+    title: "Strom side by side with nginx, HAProxy and Caddy",
+    setup: [
+      "The same three nginx backends, first reached directly (wrk on b1 only), then through each " +
+      "proxy, one after another, each started fresh with one core's worth of workers.",
+      `Each measured run follows a ${WARMUP_S} s warm-up run at the same load (not recorded).`,
+      "nginx: `worker_processes 1`, upstream `keepalive 64`. HAProxy: `nbthread 1`, " +
+      "`balance roundrobin`, `http-reuse always`. Caddy: `GOMAXPROCS=1`, `reverse_proxy` with " +
+      "`lb_policy round_robin`, admin endpoint off. Strom: as in scenario 1, plus each variant's lines.",
+      ...ctx.options.stromVariants.map((v) =>
+        `Strom variant "${v.name}": ${
+          v.toml.trim() ? `\`${v.toml.replaceAll("\n", "; ")}\`` : "no extra lines"
+        }`
+      ),
+      `Distribution: ${backends.countNote}.`,
+    ],
+    runs,
+    skipped,
+    error: null,
+  };
+}
+
+function slug(peer: Peer): string {
+  return `s2-${peer.binary}`;
+}
+
+function directTarget(backends: Backends): Target {
+  return {
+    label: `direct (${backends.names[0]})`,
+    url: `http://${backends.addresses[0]}/`,
+    peakRss: () => Promise.resolve(null),
+    stop: () => Promise.resolve(),
+  };
+}
+
+/** Scenario 3: three Python http.server backends, Strom and then nginx in front of them. */
+export async function pythonRuns(
+  ctx: BenchContext,
+  startBackends: () => Promise<Backends>,
+): Promise<ScenarioReport> {
+  const load = { threads: 4, connections: 50, durationS: duration(ctx, 10) };
+  const report = {
+    id: 3,
+    title: "The seed's set-up: Python http.server backends, Strom next to nginx",
+    setup: [
+      'Three `python3 -m http.server` backends, each serving an index.html with `{"backend":"pN"}`.',
+      "Strom (as in scenario 1), then nginx (as in scenario 2), on the same backends, " +
+      `each after a ${WARMUP_S} s warm-up run.`,
+      "http.server answers HTTP/1.0 and closes every connection, so each proxy connects anew for " +
+      "every request, and it listens with a backlog of 5 (socketserver's `request_queue_size`): " +
+      "under this load SYNs are dropped and retried after 1 s, which sets the tail latencies " +
+      "(see the kernel notes).",
+    ],
+    skipped: [] as string[],
+  };
+  let backends: Backends;
+  try {
+    backends = await startBackends();
+  } catch (e) {
+    return { ...report, runs: [], error: `Failed to start the Python backends: ${errorText(e)}` };
+  }
+  const runs: RunRecord[] = [];
+  try {
+    const common = { backends, load, warmupS: WARMUP_S, balanced: true };
+    const extra = ctx.options.stromExtra;
+    const strom = () => startStrom(ctx, { label: "Strom", addresses: backends.addresses, extra });
+    runs.push(await measureStarted(ctx, strom, { ...common, label: "Strom", slug: "s3-strom" }));
+    logRun(3, runs[0]);
+    if (await peerAvailable(NGINX)) {
+      const nginx = () => NGINX.start(ctx, backends.addresses);
+      runs.push(await measureStarted(ctx, nginx, { ...common, label: "nginx", slug: "s3-nginx" }));
+      logRun(3, runs[1]);
+    } else {
+      report.skipped.push("nginx: `nginx` is not installed");
+    }
+  } finally {
+    await backends.stop();
+  }
+  return {
+    ...report,
+    setup: [...report.setup, `Distribution: ${backends.countNote}.`],
+    runs,
+    error: null,
+  };
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Prints a one-line summary of a finished run. */
+function logRun(scenario: number, run: RunRecord): void {
+  const r = run.result;
+  if (!r) {
+    console.log(`[${scenario}] ${run.label}: FAILED: ${run.error}`);
+    return;
+  }
+  const e = r.socketErrors;
+  const d = run.distribution;
+  const spread = d?.spreadPct == null ? "" : ` (spread ${d.spreadPct.toFixed(1)}%)`;
+  const dist = d ? `, backends ${d.counts.join("/")}${spread}` : "";
+  console.log(
+    `[${scenario}] ${run.label}: ${r.requests} req in ${r.durationS}s, ${r.reqPerSec} req/s, ` +
+      `avg ${r.latencyMs.avg}ms p50 ${r.latencyMs.p50}ms p75 ${r.latencyMs.p75}ms ` +
+      `p90 ${r.latencyMs.p90}ms p99 ${r.latencyMs.p99}ms max ${r.latencyMs.max}ms, ` +
+      `non-2xx ${r.non2xx}, socket errors c${e.connect}/r${e.read}/w${e.write}/t${e.timeout}${dist}`,
+  );
+  for (const note of run.notes) console.log(`    ${note}`);
+}

@@ -1,0 +1,51 @@
+// A target is whatever wrk is pointed at: a backend directly, or a proxy in
+// front of the backends. The measuring code does not know which one it is.
+
+import { peakRssKb } from "./procs.ts";
+
+/** Peak RSS of a target in KiB; `note` says what was measured when it is not one process. */
+export interface Rss {
+  readonly kb: number;
+  readonly note: string | null;
+}
+
+/** Something to load with wrk. */
+export interface Target {
+  readonly label: string;
+  /** The URL wrk requests. */
+  readonly url: string;
+  /** Peak RSS of the proxy (null when not applicable or unreadable). */
+  peakRss(): Promise<Rss | null>;
+  /**
+   * Called just before a measured run; the returned function is called right
+   * after it and gives notes for the report (e.g. Strom's warnings).
+   */
+  watch?(): Promise<() => Promise<string[]>>;
+  stop(): Promise<void>;
+}
+
+/** A Rss reader for one process. */
+export function processRss(pid: number): () => Promise<Rss | null> {
+  return async () => {
+    const kb = await peakRssKb(pid);
+    return kb === null ? null : { kb, note: null };
+  };
+}
+
+/** Fetches `url` once and checks the answer is a 200 from one of the backends; throws otherwise. */
+export async function preflight(url: string): Promise<void> {
+  let res: Response;
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(5000) });
+  } catch (e) {
+    throw new Error(`Failed the pre-flight request to "${url}": ${e}`);
+  }
+  const body = await res.text();
+  if (res.status !== 200 || !body.includes('"backend"')) {
+    throw new Error(
+      `Failed the pre-flight request to "${url}": status ${res.status}, body "${
+        body.slice(0, 200)
+      }"`,
+    );
+  }
+}
