@@ -93,8 +93,12 @@ export class Pool {
 
   /** Records a live request's outcome at a backend (passive health). */
   reportOutcome(backend: Backend, failed: boolean, reason: string): void {
-    if (failed) backend.failures++;
-    const cooldown = recordOutcome(backend.outlier, failed, this.config.outlier, {
+    if (!failed) {
+      backend.outlier.consecutiveFailures = 0;
+      return;
+    }
+    backend.failures++;
+    const cooldown = recordOutcome(backend.outlier, true, this.config.outlier, {
       ejectedInPool: this.backends.filter((b) => b.outlier.ejected).length,
       poolSize: this.backends.length,
       now: this.clock.now(),

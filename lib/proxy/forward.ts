@@ -13,9 +13,9 @@ import { removeDotSegments } from "./path.ts";
 import {
   type ArrivalInfo,
   type ClientIdentity,
+  type Fields,
+  forwardedFields,
   identifyClient,
-  setForwardedHeaders,
-  stripHopByHop,
 } from "./headers.ts";
 import { classifyFailure, type Failure, failureResponse } from "./errors.ts";
 import { mayRetry } from "./retry.ts";
@@ -129,12 +129,17 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
     );
     return failureResponse("no-backend");
   }
-  const headers = upstreamHeaders(request, exchange);
-  let body: Body;
-  try {
-    body = await replayableBody(request);
-  } catch {
-    return failureResponse(request.signal.aborted ? "client-gone" : "bad-request");
+  const fields = forwardedFields(request.headers, exchange.client, {
+    ...options.arrival,
+    host: target.host,
+  });
+  let body: Body = null;
+  if (request.body !== null) {
+    try {
+      body = await replayableBody(request);
+    } catch {
+      return failureResponse(request.signal.aborted ? "client-gone" : "bad-request");
+    }
   }
   const deadline = new RequestDeadline(pool.config.requestTimeoutMs, request, pool.deadlines);
   let tried: Backend[] | null = null;
@@ -142,7 +147,7 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
     for (let attempt = 0;; attempt++) {
       const backend = pool.strategy.pick(candidates, exchange.context);
       const outcome = await attemptOnce(pool, backend, request, {
-        headers,
+        fields,
         body,
         deadline,
         target,
@@ -176,7 +181,6 @@ type Body = Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
 const BUFFER_LIMIT = 64 * 1024;
 
 async function replayableBody(request: Request): Promise<Body> {
-  if (request.body === null) return null;
   const length = Number(request.headers.get("content-length") ?? NaN);
   if (length <= BUFFER_LIMIT) return await request.bytes();
   return request.body;
@@ -190,21 +194,12 @@ function canReplay(body: Body): boolean {
   return !(body instanceof ReadableStream) || !body.locked;
 }
 
-/** The headers sent upstream: hop-by-hop removed, forwarding headers set, Host kept. */
-function upstreamHeaders(request: Request, { target, client, options }: Exchange): Headers {
-  const headers = new Headers(request.headers);
-  stripHopByHop(headers);
-  if (!headers.has("host") && target.host !== "") headers.set("host", target.host);
-  setForwardedHeaders(headers, client, { ...options.arrival, host: target.host });
-  return headers;
-}
-
 async function attemptOnce(
   pool: Pool,
   backend: Backend,
   request: Request,
-  { headers, body, deadline, target }: {
-    headers: Headers;
+  { fields, body, deadline, target }: {
+    fields: Fields;
     body: Body;
     deadline: RequestDeadline;
     target: Target;
@@ -223,15 +218,14 @@ async function attemptOnce(
     const response = await pool.transport.send(backend.address, {
       method: request.method,
       target: target.target,
-      headers,
+      fields,
       body,
       signal: deadline.controller.signal,
       connectTimeoutMs: pool.config.connectTimeoutMs,
       onEnd: finish,
     });
     const failed = pool.config.outlier.count5xx && response.status >= 500;
-    pool.reportOutcome(backend, failed, `status ${response.status}`);
-    stripHopByHop(response.headers);
+    pool.reportOutcome(backend, failed, "");
     return response;
   } catch (error) {
     finish();

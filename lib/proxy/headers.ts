@@ -3,8 +3,11 @@
 
 import { type Cidr, cidrContains, parseIp, plainIp } from "../net/address.ts";
 
+/** A header field list: lower-case names and values, in order. Cheaper than Headers. */
+export type Fields = [name: string, value: string][];
+
 /** Hop-by-hop fields (RFC 9110 7.6.1 and 7.8, plus the non-standard ones still seen). */
-const HOP_BY_HOP = [
+const HOP_BY_HOP = new Set([
   "connection",
   "keep-alive",
   "proxy-connection",
@@ -14,20 +17,48 @@ const HOP_BY_HOP = [
   "upgrade",
   "proxy-authenticate",
   "proxy-authorization",
-];
+]);
+
+/** Fields Strom sets itself on the way to a backend. */
+const FORWARDING = new Set([
+  "x-forwarded-for",
+  "x-real-ip",
+  "x-forwarded-proto",
+  "x-forwarded-host",
+  "x-forwarded-port",
+  "x-forwarded-server",
+]);
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
-/** Removes hop-by-hop fields and every field named in `Connection`, in place. */
-export function stripHopByHop(headers: Headers): void {
-  const connection = headers.get("connection");
-  if (connection !== null) {
-    for (const part of connection.split(",")) {
-      const name = part.trim();
-      if (name !== "" && TOKEN.test(name)) headers.delete(name);
-    }
+/**
+ * The extra hop-by-hop names a `Connection` value lists (lower case), or null
+ * when it lists none beyond the usual `close` / `keep-alive`.
+ */
+export function connectionListed(connection: string | null): Set<string> | null {
+  if (connection === null) return null;
+  let listed: Set<string> | null = null;
+  for (const part of connection.split(",")) {
+    const name = part.trim().toLowerCase();
+    if (name === "" || name === "close" || name === "keep-alive" || !TOKEN.test(name)) continue;
+    (listed ??= new Set()).add(name);
   }
-  for (const name of HOP_BY_HOP) headers.delete(name);
+  return listed;
+}
+
+/** Whether a (lower-case) field name is hop-by-hop, given what `Connection` listed. */
+export function isHopByHop(name: string, listed: Set<string> | null): boolean {
+  return HOP_BY_HOP.has(name) || (listed !== null && listed.has(name));
+}
+
+/** The end-to-end fields of a Headers object (hop-by-hop and Connection-listed ones removed). */
+export function endToEnd(headers: Headers): Fields {
+  const listed = connectionListed(headers.get("connection"));
+  const out: Fields = [];
+  for (const [name, value] of headers) {
+    if (!isHopByHop(name, listed)) out.push([name, value]);
+  }
+  return out;
 }
 
 /** Who sent a request, as far as Strom can tell. */
@@ -78,23 +109,44 @@ export interface ArrivalInfo {
 }
 
 /**
- * Sets X-Forwarded-For/-Proto/-Host/-Port/-Server and X-Real-IP. From a trusted
- * peer the incoming chain is extended and incoming values kept; from anyone
- * else incoming values are replaced, so a client cannot spoof them.
+ * The fields sent to a backend, built in one pass over the client's headers:
+ * hop-by-hop fields removed, Host kept as received (or taken from HTTP/2's
+ * :authority), and X-Forwarded-For/-Proto/-Host/-Port/-Server and X-Real-IP set.
+ * From a trusted peer the incoming chain is extended and incoming values kept;
+ * from anyone else incoming values are replaced, so a client cannot spoof them.
  */
-export function setForwardedHeaders(
+export function forwardedFields(
   headers: Headers,
   client: ClientIdentity,
   arrival: ArrivalInfo & { readonly host: string },
-): void {
-  const keep = (name: string, value: string) => {
-    if (!client.peerTrusted || !headers.has(name)) headers.set(name, value);
-  };
-  const chain = client.peerTrusted ? headers.get("x-forwarded-for") : null;
-  headers.set("x-forwarded-for", chain ? `${chain}, ${client.peerIp}` : client.peerIp);
-  headers.set("x-real-ip", client.clientIp);
-  keep("x-forwarded-proto", arrival.proto);
-  if (arrival.host !== "") keep("x-forwarded-host", arrival.host);
-  keep("x-forwarded-port", arrival.port);
-  headers.set("x-forwarded-server", arrival.serverName);
+): Fields {
+  const listed = connectionListed(headers.get("connection"));
+  const out: Fields = [];
+  let hasHost = false;
+  let chain: string | null = null;
+  let proto: string | null = null;
+  let host: string | null = null;
+  let port: string | null = null;
+  for (const [name, value] of headers) {
+    if (isHopByHop(name, listed)) continue;
+    if (FORWARDING.has(name)) {
+      if (!client.peerTrusted) continue;
+      if (name === "x-forwarded-for") chain = value;
+      else if (name === "x-forwarded-proto") proto = value;
+      else if (name === "x-forwarded-host") host = value;
+      else if (name === "x-forwarded-port") port = value;
+      continue;
+    }
+    if (name === "host") hasHost = true;
+    out.push([name, value]);
+  }
+  if (!hasHost && arrival.host !== "") out.push(["host", arrival.host]);
+  out.push(
+    ["x-forwarded-for", chain ? `${chain}, ${client.peerIp}` : client.peerIp],
+    ["x-real-ip", client.clientIp],
+    ["x-forwarded-proto", proto ?? arrival.proto],
+  );
+  if (host !== null || arrival.host !== "") out.push(["x-forwarded-host", host ?? arrival.host]);
+  out.push(["x-forwarded-port", port ?? arrival.port], ["x-forwarded-server", arrival.serverName]);
+  return out;
 }

@@ -9,6 +9,7 @@
 
 import type { BackendAddress, ClientConfig } from "../config/types.ts";
 import { type Transport, UpstreamError, type UpstreamRequest } from "./transport.ts";
+import { endToEnd } from "../proxy/headers.ts";
 
 /** Encodings Deno's fetch decodes by itself (measured with Deno 2.9.6). */
 const DECODED = new Set(["gzip", "br"]);
@@ -34,7 +35,7 @@ export function createFetchTransport(client: ClientConfig): Transport {
       try {
         upstream = await fetch(`http://${backend.authority}${request.target}`, {
           method: request.method,
-          headers: request.headers,
+          headers: request.fields,
           body: canHaveBody ? request.body : null,
           signal: request.signal,
           redirect: "manual",
@@ -44,7 +45,7 @@ export function createFetchTransport(client: ClientConfig): Transport {
         request.onEnd();
         throw classify(e);
       }
-      const headers = new Headers(upstream.headers);
+      const headers = new Headers(endToEnd(upstream.headers));
       const encoding = headers.get("content-encoding");
       if (encoding !== null && DECODED.has(encoding.trim().toLowerCase())) {
         headers.delete("content-encoding");

@@ -2,14 +2,15 @@
 // The proxy pipeline does not know which transport it talks to.
 
 import type { BackendAddress } from "../config/types.ts";
+import type { Fields } from "../proxy/headers.ts";
 
 /** A request as the pipeline hands it to a transport. */
 export interface UpstreamRequest {
   readonly method: string;
   /** Origin-form target sent as is: path and query, e.g. `/a/b?x=1`. */
   readonly target: string;
-  /** Final headers (hop-by-hop removed, forwarding headers set, Host as received). */
-  readonly headers: Headers;
+  /** Final fields, lower-case names (hop-by-hop removed, forwarding set, Host as received). */
+  readonly fields: Fields;
   /** Bytes, a stream (read once), or null. */
   readonly body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
   /** Aborted when the client goes away or the request times out. */
@@ -40,8 +41,8 @@ export class UpstreamError extends Error {
 export interface Transport {
   /**
    * Resolves with the backend's response once its headers arrived; the body
-   * streams. The returned headers are mutable and their body is what the
-   * client must receive. Rejects with UpstreamError.
+   * streams. The returned headers are mutable, hold only end-to-end fields,
+   * and the body is what the client must receive. Rejects with UpstreamError.
    */
   send(backend: BackendAddress, request: UpstreamRequest): Promise<Response>;
   /** Releases pooled connections. */

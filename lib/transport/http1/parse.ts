@@ -2,6 +2,8 @@
 // ambiguous is refused, so a confused backend gives a 502 and a closed
 // connection instead of a desynchronized pool.
 
+import { connectionListed, type Fields, isHopByHop } from "../../proxy/headers.ts";
+
 /** How the response body is delimited. */
 export type Framing =
   | { readonly kind: "none" }
@@ -12,7 +14,8 @@ export type Framing =
 /** A parsed response head. */
 export interface ResponseHead {
   readonly status: number;
-  readonly headers: Headers;
+  /** End-to-end fields only (hop-by-hop and Connection-listed ones are dropped here). */
+  readonly fields: Fields;
   readonly framing: Framing;
   /** Whether the connection may carry another request afterwards. */
   readonly keepAlive: boolean;
@@ -56,7 +59,7 @@ export function parseResponseHead(head: string, method: string): ResponseHead {
   if (lines.length - 1 > MAX_HEADER_LINES) throw new ProtocolError("too many header fields");
   const minor = m[1];
   const status = Number(m[2]);
-  const headers = new Headers();
+  let fields: Fields = [];
   let contentLength: string | null = null;
   let transferEncoding: string | null = null;
   let connection = "";
@@ -78,13 +81,15 @@ export function parseResponseHead(head: string, method: string): ResponseHead {
     } else if (lower === "transfer-encoding") {
       transferEncoding = transferEncoding === null ? value : `${transferEncoding}, ${value}`;
     } else if (lower === "connection") connection += `,${value.toLowerCase()}`;
-    headers.append(name, value);
+    if (!isHopByHop(lower, null)) fields.push([lower, value]);
   }
+  const listed = connectionListed(connection);
+  if (listed !== null) fields = fields.filter(([name]) => !listed.has(name));
   const framing = decideFraming(status, method, contentLength, transferEncoding);
   const tokens = connection.split(",").map((t) => t.trim());
   const keepAlive = framing.kind !== "close" && !tokens.includes("close") &&
     (minor === "1" || tokens.includes("keep-alive"));
-  return { status, headers, framing, keepAlive };
+  return { status, fields, framing, keepAlive };
 }
 
 function decideFraming(

@@ -73,7 +73,7 @@ async function send(
 }
 
 function isIdempotent(request: UpstreamRequest): boolean {
-  return IDEMPOTENT.has(request.method) || request.headers.has("idempotency-key");
+  return IDEMPOTENT.has(request.method) || request.fields.some(([n]) => n === "idempotency-key");
 }
 
 async function exchange(
@@ -90,7 +90,8 @@ async function exchange(
   let head: ResponseHead;
   try {
     const { body } = request;
-    const chunked = body instanceof ReadableStream && !request.headers.has("content-length");
+    const chunked = body instanceof ReadableStream &&
+      !request.fields.some(([name]) => name === "content-length");
     const headBytes = encodeHead(request, chunked);
     if (body instanceof Uint8Array) {
       const all = new Uint8Array(headBytes.length + body.length);
@@ -122,20 +123,17 @@ async function exchange(
     pool.release(conn, clean && head.keepAlive && bodyWritten);
     request.onEnd();
   };
-  head.headers.delete("transfer-encoding");
+  const init = { status: head.status, headers: head.fields };
   if (head.framing.kind === "none") {
     release(true);
-    return new Response(null, { status: head.status, headers: head.headers });
+    return new Response(null, init);
   }
   const buffered = conn.takeBufferedBody(head.framing);
   if (buffered !== null) {
     release(true);
-    return new Response(buffered, { status: head.status, headers: head.headers });
+    return new Response(buffered, init);
   }
-  return new Response(conn.bodyStream(head.framing, release), {
-    status: head.status,
-    headers: head.headers,
-  });
+  return new Response(conn.bodyStream(head.framing, release), init);
 }
 
 /** Writes a streamed request body, chunk-encoded when its length is unknown. */
@@ -166,7 +164,7 @@ function encodeHead(request: UpstreamRequest, chunked: boolean): Uint8Array {
   const line = utf8.encode(`${request.method} ${request.target} HTTP/1.1\r\n`);
   let text = "";
   const { body } = request;
-  for (const [name, value] of request.headers) {
+  for (const [name, value] of request.fields) {
     if (body instanceof Uint8Array && name === "content-length") continue;
     text += `${name}: ${value}\r\n`;
   }
