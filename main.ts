@@ -36,13 +36,17 @@ async function main(args: string[]): Promise<number> {
 async function run(command: Extract<Command, { kind: "run" }>): Promise<number> {
   const log = createLogger(command.logLevel);
   try {
-    const config = await loadConfigFile(command.configPath);
+    const loaded = await loadConfigFile(command.configPath);
     if (command.check) {
-      console.log(summarizeConfig(config));
+      console.log(summarizeConfig(loaded.config));
       return 0;
     }
     log.info(`Logging level: ${command.logLevel.toUpperCase()}`);
-    const strom = Strom.start(config, { log, configPath: command.configPath });
+    const strom = await Strom.start(loaded.config, {
+      log,
+      logLevel: command.logLevel,
+      configSource: loaded,
+    });
     return await untilSignal(strom, log, command.graceMs);
   } catch (e) {
     return reportFatal(e);
@@ -65,7 +69,7 @@ async function demo(command: Extract<Command, { kind: "demo" }>): Promise<number
       admin: command.adminPort,
       backends: ports,
     });
-    const strom = Strom.start(config, { log, configPath: "<demo>" });
+    const strom = await Strom.start(config, { log, logLevel: command.logLevel });
     console.log(demoBanner(strom.port("http_address"), strom.port("admin_address"), ports));
     const code = await untilSignal(strom, log, command.graceMs);
     await Promise.all(backends.map((b) => b.server.shutdown()));

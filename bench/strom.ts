@@ -14,13 +14,20 @@ export interface StromOptions {
   readonly extra: string;
 }
 
+/** Keys a variant may set that belong to the top level, not to the pool. */
+const TOP_LEVEL = /^\s*(workers)\s*=/;
+
 /** The config the benchmark runs Strom with: round-robin, health checks every 10 s, admin on. */
 export function stromConfig(
   ports: { http: number; admin: number },
   pool: { addresses: readonly string[]; extra: string },
 ): string {
+  const lines = pool.extra.split("\n");
+  const top = lines.filter((l) => TOP_LEVEL.test(l)).join("\n");
+  const extra = lines.filter((l) => !TOP_LEVEL.test(l)).join("\n");
   return `http_address = "127.0.0.1:${ports.http}"
 admin_address = "127.0.0.1:${ports.admin}"
+${top}
 
 [health_interval]
 check_every = 10
@@ -30,13 +37,23 @@ matcher = "PathPrefix('/')"
 addresses = [${pool.addresses.map((a) => `"${a}"`).join(", ")}]
 schemes = ["HTTP"]
 strategy = "RoundRobin"
-${pool.extra}
+${extra}
 `;
 }
 
 /** The exact command line Strom is started with (for the report). */
 export function stromCommand(configPath: string): string[] {
-  return ["run", "--allow-all", "--unstable-no-legacy-abort", "main.ts", "--config", configPath];
+  return [
+    "run",
+    "--allow-all",
+    "--unstable-no-legacy-abort",
+    "--unstable-net",
+    // As `make start` and the compiled binary run it (smaller young generation, less RSS).
+    "--v8-flags=--max-semi-space-size=8",
+    "main.ts",
+    "--config",
+    configPath,
+  ];
 }
 
 /** Starts Strom and waits for its "Started listening" line and its admin listener. */

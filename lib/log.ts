@@ -41,16 +41,24 @@ export function stdoutSink(r: LogRecord): void {
   Deno.stdout.writeSync(encoder.encode(formatRecord(r) + "\n"));
 }
 
-/** Creates a logger at `level` writing to `sink`. */
-export function createLogger(
-  level: Level,
-  sink: (record: LogRecord) => void = stdoutSink,
-  now: () => Date = () => new Date(),
-): Logger {
+/** Where log records go and how they are stamped. */
+export interface LoggerOptions {
+  /** Default: one line to stdout. */
+  readonly sink?: (record: LogRecord) => void;
+  readonly now?: () => Date;
+  /** Put before every message, e.g. "worker 2: ". */
+  readonly prefix?: string;
+}
+
+/** Creates a logger at `level`. */
+export function createLogger(level: Level, options: LoggerOptions = {}): Logger {
+  const { sink = stdoutSink, now = () => new Date(), prefix = "" } = options;
   const rank = LEVELS.indexOf(level);
   const at = (l: Exclude<Level, "off">) => {
     const enabled = LEVELS.indexOf(l) <= rank;
-    return enabled ? (message: string) => sink({ time: now(), level: l, message }) : () => {};
+    return enabled
+      ? (message: string) => sink({ time: now(), level: l, message: prefix + message })
+      : () => {};
   };
   return {
     level,

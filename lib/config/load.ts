@@ -19,8 +19,14 @@ export function parseConfig(text: string, origin: Origin): Config {
   return result.config;
 }
 
+/** A config with the text and origin it came from (workers and reloads rebuild from them). */
+export interface LoadedConfig extends Origin {
+  readonly config: Config;
+  readonly text: string;
+}
+
 /** Reads, parses and validates a config file; relative paths in it resolve against its folder. */
-export async function loadConfigFile(path: string): Promise<Config> {
+export async function loadConfigFile(path: string): Promise<LoadedConfig> {
   const absolute = resolve(path);
   let text: string;
   try {
@@ -29,7 +35,8 @@ export async function loadConfigFile(path: string): Promise<Config> {
     const reason = e instanceof Error ? e.message : String(e);
     throw new ConfigError(path, [{ path: "", message: `cannot read file: ${reason}` }]);
   }
-  return parseConfig(text, { source: path, baseDir: dirname(absolute) });
+  const origin = { source: path, baseDir: dirname(absolute) };
+  return { config: parseConfig(text, origin), text, ...origin };
 }
 
 function tomlProblem(e: unknown) {

@@ -141,6 +141,8 @@ export interface Config {
   readonly httpsAddress: SocketAddress;
   /** Admin listener (API, later metrics and dashboard). Default 127.0.0.1:9090. */
   readonly adminAddress: SocketAddress;
+  /** Worker isolates serving the HTTP port (SO_REUSEPORT). Default 1. */
+  readonly workers: number;
   /** Seconds between health rounds; 0 disables. Default 10. */
   readonly healthCheckEverySec: number;
   readonly trustedProxies: readonly Cidr[];

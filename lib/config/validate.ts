@@ -2,7 +2,7 @@
 // problem with its dotted path. Accepts RustStrom's schema plus Strom's additions.
 
 import type { Problem } from "./errors.ts";
-import { TableReader } from "./fields.ts";
+import { describe, TableReader } from "./fields.ts";
 import { parseDurationMs } from "./duration.ts";
 import { caretLines, compileMatcher, MatcherSyntaxError } from "./matcher.ts";
 import type {
@@ -50,6 +50,7 @@ export function validateConfig(doc: Record<string, unknown>, origin: Origin): Va
   const httpsAddress = address("https_address", "[::]:443");
   const adminAddress = address("admin_address", "127.0.0.1:9090");
   const healthCheckEverySec = readHealthInterval(top);
+  const workers = readWorkers(top);
   const trustedProxies = readTrustedProxies(top);
   const pools = readPools(top, warnings);
   const certificates = validateCertificates(top.raw("certificates"), origin.baseDir, problems);
@@ -62,6 +63,7 @@ export function validateConfig(doc: Record<string, unknown>, origin: Origin): Va
       httpAddress: httpAddress!,
       httpsAddress: httpsAddress!,
       adminAddress: adminAddress!,
+      workers: workers!,
       healthCheckEverySec: healthCheckEverySec!,
       trustedProxies,
       pools: pools as PoolConfig[],
@@ -88,6 +90,17 @@ function readHealthInterval(top: TableReader): number | undefined {
   const every = table.int("check_every", { max: 86_400 });
   table.finish();
   return every;
+}
+
+/** `workers = N | "auto"` ("auto": one per CPU core). */
+function readWorkers(top: TableReader): number | undefined {
+  const value = top.raw("workers");
+  if (value === undefined) return 1;
+  if (value === "auto") return Math.max(1, navigator.hardwareConcurrency || 1);
+  const n = typeof value === "bigint" ? Number(value) : value;
+  if (typeof n === "number" && Number.isInteger(n) && n >= 1 && n <= 256) return n;
+  top.problem("workers", `expected a number from 1 to 256 or "auto", found ${describe(value)}`);
+  return undefined;
 }
 
 function readTrustedProxies(top: TableReader): Cidr[] {

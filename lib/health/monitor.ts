@@ -13,6 +13,8 @@ export interface MonitorOptions {
   readonly clock: Clock;
   readonly log: Logger;
   readonly probe: Probe;
+  /** Called after a backend's active health state changed (pool and backend indexes). */
+  readonly onChange?: (pool: number, backend: number) => void;
 }
 
 /** Active health checking for one runtime generation at a time. */
@@ -20,6 +22,7 @@ export class HealthMonitor {
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly #probe: Probe;
+  readonly #onChange: ((pool: number, backend: number) => void) | undefined;
   #runtime: Runtime | null = null;
   #timers = new Set<number>();
   #running = false;
@@ -28,6 +31,7 @@ export class HealthMonitor {
     this.#clock = options.clock;
     this.#log = options.log;
     this.#probe = options.probe;
+    this.#onChange = options.onChange;
   }
 
   /** Watches a runtime's pools: listens for ejections and, when started, schedules rounds. */
@@ -99,6 +103,9 @@ export class HealthMonitor {
     backend.health = nextHealth(before, result, pool.config.health, corroborated);
     if (backend.health.status !== before.status) {
       pool.invalidate();
+      const runtime = this.#runtime!;
+      const p = runtime.pools.indexOf(pool);
+      this.#onChange?.(p, pool.backends.indexOf(backend));
       this.#log.info(
         `backend ${backend.id} in pool ${pool.config.name}: ${before.status} -> ${backend.health.status} (${result.reason})`,
       );

@@ -2,7 +2,7 @@
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 /** Flags every Strom process runs with (see the Makefile). */
-export const DENO_FLAGS = ["--allow-all", "--unstable-no-legacy-abort"];
+export const DENO_FLAGS = ["--allow-all", "--unstable-no-legacy-abort", "--unstable-net"];
 
 /** Runs `strom <args>` to completion. */
 export async function runStrom(

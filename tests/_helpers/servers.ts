@@ -68,13 +68,15 @@ export interface StromTestOptions {
  * Starts Strom from TOML text. Listener addresses default to 127.0.0.1:0 unless
  * the text sets them.
  */
-export function startStrom(toml: string, options: StromTestOptions = {}): TestStrom {
+export async function startStrom(toml: string, options: StromTestOptions = {}): Promise<TestStrom> {
   const prefix = [
     /^http_address/m.test(toml) ? "" : `http_address = "127.0.0.1:0"\n`,
     /^admin_address/m.test(toml) ? "" : `admin_address = "127.0.0.1:0"\n`,
   ].join("");
-  const config = parseConfig(prefix + toml, { source: "<test>", baseDir: Deno.cwd() });
-  const strom = Strom.start(config, {
+  const origin = { source: "<test>", baseDir: Deno.cwd() };
+  const config = parseConfig(prefix + toml, origin);
+  const strom = await Strom.start(config, {
+    configSource: { ...origin, text: prefix + toml },
     log: options.log ?? silentLogger,
     deps: { ...defaultRuntimeDeps, ...options.deps },
     autoHealth: options.autoHealth ?? false,

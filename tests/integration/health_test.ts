@@ -98,9 +98,9 @@ Deno.test("a backend failing its probes leaves after unhealthy_after rounds and 
   const a = switchable();
   const b = switchable();
   const log = captureLog();
-  await using lb = startStrom(
+  await using lb = await startStrom(
     poolToml([a.address, b.address], { extra: `[backend_pools.health_config]\npath = "/health"` }),
-    { log: createLogger("info", log.sink) },
+    { log: createLogger("info", { sink: log.sink }) },
   );
   const spread = async () => {
     const before = a.state.live;
@@ -132,7 +132,7 @@ Deno.test("a Slow backend is avoided while a Healthy one exists and used when it
   const fast = switchable();
   const slow = switchable();
   slow.state.delayMs = 120;
-  await using lb = startStrom(poolToml([fast.address, slow.address], {
+  await using lb = await startStrom(poolToml([fast.address, slow.address], {
     extra: `[backend_pools.health_config]\npath = "/health"\nslow_threshold = 50\ntimeout = 2000`,
   }));
   await lb.strom.health.checkAll();
@@ -147,7 +147,7 @@ Deno.test("a Slow backend is avoided while a Healthy one exists and used when it
 Deno.test("all backends down gives 503 at once; recovery is picked up by the next round", async () => {
   const a = switchable();
   const b = switchable();
-  await using lb = startStrom(poolToml([a.address, b.address], {
+  await using lb = await startStrom(poolToml([a.address, b.address], {
     extra: `[backend_pools.health_config]\npath = "/health"\nhealthy_after = 1`,
   }));
   a.state.status = b.state.status = 500;
@@ -166,7 +166,7 @@ Deno.test("all backends down gives 503 at once; recovery is picked up by the nex
 Deno.test("a backend that accepts and never answers gives 504, is ejected, and others keep serving", async () => {
   await using hang = startRawBackend(() => new Promise(() => {}));
   await using ok = startBackend(() => new Response("ok"));
-  await using lb = startStrom(poolToml([hang.address, ok.address], {
+  await using lb = await startStrom(poolToml([hang.address, ok.address], {
     extra: `request_timeout = "300ms"\n[backend_pools.outlier_detection]\nconsecutive_failures = 1`,
   }));
   const stuck = get(`${lb.url}/`);
@@ -189,7 +189,7 @@ Deno.test("an ejected backend is probed back after its cooldown (injected clock)
   const closed = startBackend();
   const deadAddress = closed.address;
   await closed.close();
-  await using lb = startStrom(
+  await using lb = await startStrom(
     poolToml([deadAddress, a.address, a.address], {
       extra: `retries = 0
 [backend_pools.health_config]\npath = "/health"
@@ -234,7 +234,7 @@ Deno.test("an ejected backend is probed back after its cooldown (injected clock)
 Deno.test("killing a backend under load loses no request, and it gets no traffic after one round", async () => {
   const procs = [new BackendProcess(), new BackendProcess(), new BackendProcess()];
   const ports = await Promise.all(procs.map((p) => p.port));
-  await using lb = startStrom(poolToml(ports.map((p) => `127.0.0.1:${p}`), {
+  await using lb = await startStrom(poolToml(ports.map((p) => `127.0.0.1:${p}`), {
     extra: `[backend_pools.health_config]\ntimeout = 500`,
   }));
   await lb.strom.health.checkAll();
@@ -278,7 +278,7 @@ Deno.test("POST is retried when the connection was refused, not when the backend
   const refusedAddress = closed.address;
   await closed.close();
   await using ok = startBackend(async (req) => new Response(`got ${await req.text()}`));
-  await using refusing = startStrom(poolToml([refusedAddress, ok.address]));
+  await using refusing = await startStrom(poolToml([refusedAddress, ok.address]));
   const r = await get(`${refusing.url}/`, { method: "POST", body: "payload" });
   assert.deepEqual([r.status, r.text], [200, "got payload"]);
 
@@ -288,7 +288,7 @@ Deno.test("POST is retried when the connection was refused, not when the backend
     return Promise.resolve(); // read the request, then close without answering
   });
   await using ok2 = startBackend(() => new Response("second backend"));
-  await using lb = startStrom(poolToml([dying.address, ok2.address]));
+  await using lb = await startStrom(poolToml([dying.address, ok2.address]));
   const post = await get(`${lb.url}/`, { method: "POST", body: "payload" });
   assert.deepEqual([post.status, post.text], [502, "502 - Bad Gateway"]);
   assert.equal(dyingHits, 1);
@@ -304,7 +304,7 @@ Deno.test("keep-alive connections the backend closed are retried transparently",
     // Answers as if keeping the connection alive, then closes it anyway.
     await conn.write(new TextEncoder().encode("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
   });
-  await using lb = startStrom(poolToml([flaky.address]));
+  await using lb = await startStrom(poolToml([flaky.address]));
   for (let i = 0; i < 20; i++) {
     const r = await get(`${lb.url}/`);
     assert.deepEqual([r.status, r.text], [200, "ok"], `request ${i}`);

@@ -49,7 +49,7 @@ Deno.test("http1: reads Content-Length, chunked and close-delimited bodies", asy
   await using closing = startRawBackend(async (conn) => {
     await conn.write(enc.encode("HTTP/1.1 200 OK\r\n\r\nuntil the end"));
   });
-  await using lb = startStrom(
+  await using lb = await startStrom(
     poolToml([length.address], { matcher: "Path('/length')", extra: HTTP1 }) +
       poolToml([chunked.address], { matcher: "Path('/chunked')", extra: HTTP1 }) +
       poolToml([closing.address], { matcher: "Path('/close')", extra: HTTP1 }),
@@ -70,7 +70,7 @@ Deno.test("http1: HEAD, 204 and 304 have no body; 1xx answers are skipped", asyn
     if (head.includes("/304")) return "HTTP/1.1 304 Not Modified\r\nETag: x\r\n\r\n";
     return "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok";
   });
-  await using lb = startStrom(poolToml([backend.address], { extra: HTTP1 }));
+  await using lb = await startStrom(poolToml([backend.address], { extra: HTTP1 }));
   const head = await get(`${lb.url}/`, { method: "HEAD" });
   assert.deepEqual([head.status, head.headers.get("content-length"), head.text], [200, "1234", ""]);
   assert.equal((await get(`${lb.url}/204`)).status, 204);
@@ -92,7 +92,7 @@ Deno.test("http1: a gzip answer reaches the client byte for byte with its Conten
     out.set(gz, head.length);
     return out;
   });
-  await using lb = startStrom(poolToml([backend.address], { extra: HTTP1 }));
+  await using lb = await startStrom(poolToml([backend.address], { extra: HTTP1 }));
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: lb.strom.port("http_address") });
   await conn.write(
     enc.encode("GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n"),
@@ -109,7 +109,7 @@ Deno.test("http1: a gzip answer reaches the client byte for byte with its Conten
 
 Deno.test("http1: the request reaches the backend as sent, with nothing added", async () => {
   await using backend = scripted(() => "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
-  await using lb = startStrom(poolToml([backend.address], { extra: HTTP1 }));
+  await using lb = await startStrom(poolToml([backend.address], { extra: HTTP1 }));
   await rawExchange(
     lb.strom.port("http_address"),
     "GET /a\\b/%2F?x=\u00e9 HTTP/1.1\r\nHost: Example.com\r\nX-Odd: caf\u00e9\r\nConnection: close\r\n\r\n",
@@ -137,7 +137,7 @@ Deno.test("http1: a request body of unknown length is forwarded chunked", async 
     }
     await conn.write(enc.encode("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
   });
-  await using lb = startStrom(poolToml([backend.address], { extra: HTTP1 }));
+  await using lb = await startStrom(poolToml([backend.address], { extra: HTTP1 }));
   const body = new ReadableStream({
     start(c) {
       c.enqueue(enc.encode("part one,"));
@@ -183,7 +183,7 @@ Deno.test("http1: ambiguous or broken answers give 502 and never poison the pool
       if (answer) await conn.write(enc.encode(answer));
     });
     await using good = scripted(() => "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ngood");
-    await using lb = startStrom(
+    await using lb = await startStrom(
       poolToml([bad.address], { matcher: "Path('/bad')", extra: `${HTTP1}\nretries = 0` }) +
         poolToml([good.address], { matcher: "Path('/good')", extra: HTTP1 }),
     );
@@ -203,7 +203,7 @@ Deno.test("http1: a body shorter than announced cuts the client off; longer is n
     await conn.write(enc.encode("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"));
     await new Promise((r) => setTimeout(r, 50));
   });
-  await using lb = startStrom(
+  await using lb = await startStrom(
     poolToml([short.address], { matcher: "Path('/short')", extra: HTTP1 }) +
       poolToml([long.address], { matcher: "Path('/long')", extra: HTTP1 }),
   );
@@ -229,7 +229,7 @@ Deno.test("http1: connections are reused up to the cap and requests queue beyond
     );
     open--;
   });
-  await using lb = startStrom(poolToml([backend.address], {
+  await using lb = await startStrom(poolToml([backend.address], {
     extra: `${HTTP1}\n[backend_pools.client]\nmax_connections_per_host = 2`,
   }));
   const pending = Array.from({ length: 5 }, () => get(`${lb.url}/`));

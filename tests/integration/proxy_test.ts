@@ -14,7 +14,7 @@ Deno.test("RoundRobin spreads requests exactly evenly over three backends", asyn
   await using a = startBackend();
   await using b = startBackend();
   await using c = startBackend();
-  await using lb = startStrom(poolToml([a.address, b.address, c.address]));
+  await using lb = await startStrom(poolToml([a.address, b.address, c.address]));
   const counts = new Map<string, number>();
   for (let i = 0; i < 300; i++) {
     const { status, text } = await get(`${lb.url}/x`);
@@ -27,7 +27,7 @@ Deno.test("RoundRobin spreads requests exactly evenly over three backends", asyn
 Deno.test("the first pool in file order whose matcher matches wins; none gives 404", async () => {
   await using api = startBackend(() => new Response("api"));
   await using web = startBackend(() => new Response("web"));
-  await using lb = startStrom(
+  await using lb = await startStrom(
     poolToml([api.address], { matcher: "Host('example.com') && PathPrefix('/api')" }) +
       poolToml([web.address], { matcher: "Host('EXAMPLE.com') || Header('x-web', '1')" }),
   );
@@ -44,7 +44,7 @@ Deno.test("IPHash keeps each client on one backend", async () => {
   await using a = startBackend();
   await using b = startBackend();
   await using c = startBackend();
-  await using lb = startStrom(
+  await using lb = await startStrom(
     `trusted_proxies = ["127.0.0.1"]\n` +
       poolToml([a.address, b.address, c.address], { strategy: '"IPHash"' }),
   );
@@ -61,7 +61,7 @@ Deno.test("IPHash keeps each client on one backend", async () => {
 Deno.test("StickyCookie sends a client back to the same backend", async () => {
   await using a = startBackend();
   await using b = startBackend();
-  await using lb = startStrom(poolToml([a.address, b.address], {
+  await using lb = await startStrom(poolToml([a.address, b.address], {
     strategy:
       '{ StickyCookie = { cookie_name = "srv", http_only = true, secure = false, same_site = "Strict", inner = "RoundRobin" } }',
   }));
@@ -90,7 +90,7 @@ Deno.test("LeastConnection steers away from a backend still busy with a request"
   });
   await using fast1 = startBackend(() => new Response("fast"));
   await using fast2 = startBackend(() => new Response("fast"));
-  await using lb = startStrom(
+  await using lb = await startStrom(
     poolToml([slow.address, fast1.address, fast2.address], { strategy: '"LeastConnection"' }),
   );
   const pending = get(`${lb.url}/`);
@@ -105,7 +105,7 @@ Deno.test("a refused connection gives 502 and an empty pool gives 503", async ()
   const closed = startBackend();
   const address = closed.address;
   await closed.close();
-  await using lb = startStrom(
+  await using lb = await startStrom(
     poolToml([address], { matcher: "Path('/refused')" }) +
       poolToml([], { matcher: "Path('/empty')" }),
   );
@@ -117,7 +117,9 @@ Deno.test("a refused connection gives 502 and an empty pool gives 503", async ()
 
 Deno.test("a backend that never answers gives 504 after request_timeout", async () => {
   await using silent = startRawBackend(() => new Promise(() => {}));
-  await using lb = startStrom(poolToml([silent.address], { extra: 'request_timeout = "300ms"' }));
+  await using lb = await startStrom(
+    poolToml([silent.address], { extra: 'request_timeout = "300ms"' }),
+  );
   const started = performance.now();
   const r = await get(`${lb.url}/`);
   const elapsed = performance.now() - started;
@@ -127,7 +129,7 @@ Deno.test("a backend that never answers gives 504 after request_timeout", async 
 
 Deno.test("forwarding headers: spoofed values are replaced, Host passes through", async () => {
   await using backend = startBackend((req) => Response.json(Object.fromEntries(req.headers)));
-  await using lb = startStrom(poolToml([backend.address]));
+  await using lb = await startStrom(poolToml([backend.address]));
   const port = new URL(lb.url).port;
   const r = await get(`${lb.url}/`, {
     headers: {
@@ -149,7 +151,9 @@ Deno.test("forwarding headers: spoofed values are replaced, Host passes through"
 
 Deno.test("forwarding headers: a trusted proxy's chain is extended", async () => {
   await using backend = startBackend((req) => Response.json(Object.fromEntries(req.headers)));
-  await using lb = startStrom(`trusted_proxies = ["127.0.0.0/8"]\n` + poolToml([backend.address]));
+  await using lb = await startStrom(
+    `trusted_proxies = ["127.0.0.0/8"]\n` + poolToml([backend.address]),
+  );
   const r = await fetch(`${lb.url}/`, {
     headers: { "x-forwarded-for": "198.51.100.7", "x-forwarded-proto": "https" },
   });
@@ -173,7 +177,7 @@ Deno.test("hop-by-hop headers are removed in both directions", async () => {
         "Keep-Alive: timeout=5\r\nProxy-Authenticate: Basic\r\nX-Public: yes\r\nContent-Length: 2\r\n\r\nok",
     ));
   });
-  await using lb = startStrom(poolToml([backend.address]));
+  await using lb = await startStrom(poolToml([backend.address]));
   const response = await rawExchange(
     Number(new URL(lb.url).port),
     "GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: 300\r\n" +
@@ -195,7 +199,9 @@ Deno.test("method, path and query reach the backend byte for byte, dot-segments 
   await using backend = startBackend((req) =>
     new Response(`${req.method} ${req.url.replace(/^http:\/\/[^/]+/, "")}`)
   );
-  await using lb = startStrom(poolToml([backend.address], { matcher: "PathPrefix('/keep')" }));
+  await using lb = await startStrom(
+    poolToml([backend.address], { matcher: "PathPrefix('/keep')" }),
+  );
   const port = Number(new URL(lb.url).port);
   const send = async (line: string) => {
     const r = await rawExchange(port, `${line} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
@@ -216,7 +222,7 @@ Deno.test("a gzip response reaches the client intact", async () => {
   await using backend = startBackend(() =>
     new Response(gz, { headers: { "content-encoding": "gzip", "content-type": "text/plain" } })
   );
-  await using lb = startStrom(poolToml([backend.address]));
+  await using lb = await startStrom(poolToml([backend.address]));
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(lb.url).port) });
   await conn.write(new TextEncoder().encode(
     "GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
@@ -259,7 +265,7 @@ function dechunk(bytes: Uint8Array): Uint8Array {
 
 Deno.test("request and response bodies stream through", async () => {
   await using echo = startBackend((req) => new Response(req.body));
-  await using lb = startStrom(poolToml([echo.address]));
+  await using lb = await startStrom(poolToml([echo.address]));
   const payload = crypto.getRandomValues(new Uint8Array(60_000));
   const r = await fetch(`${lb.url}/upload`, { method: "POST", body: payload });
   assert.equal(r.status, 200);
@@ -278,7 +284,7 @@ Deno.test("a client that disconnects cancels the upstream request", async () => 
     });
     return promise;
   });
-  await using lb = startStrom(poolToml([backend.address]));
+  await using lb = await startStrom(poolToml([backend.address]));
   const abort = new AbortController();
   const pending = fetch(`${lb.url}/`, { signal: abort.signal }).catch(() => "aborted");
   await waitFor(() => reached, "the request to reach the backend");
@@ -293,7 +299,7 @@ Deno.test("a client that disconnects cancels the upstream request", async () => 
 
 Deno.test("IPv4 clients of a dual-stack listener appear as plain IPv4", async () => {
   await using backend = startBackend((req) => new Response(req.headers.get("x-forwarded-for")));
-  await using lb = startStrom(`http_address = "[::]:0"\n` + poolToml([backend.address]));
+  await using lb = await startStrom(`http_address = "[::]:0"\n` + poolToml([backend.address]));
   const port = lb.strom.port("http_address");
   assert.equal((await get(`http://127.0.0.1:${port}/`)).text, "127.0.0.1");
 });

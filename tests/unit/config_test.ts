@@ -443,7 +443,7 @@ Deno.test("parseConfig() throws nothing but ConfigError for random text", () => 
 });
 
 Deno.test("config/example.toml loads", async () => {
-  const config = await loadConfigFile(
+  const { config } = await loadConfigFile(
     new URL("../../config/example.toml", import.meta.url).pathname,
   );
   assert.equal(config.pools.length, 2);

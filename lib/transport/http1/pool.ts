@@ -50,13 +50,16 @@ export class HostPool {
     return this.#open;
   }
 
-  /** A connection for one request: an idle one, a new one, or the next released one. */
-  acquire(signal: AbortSignal, connectTimeoutMs: number): Promise<Lease> {
+  /**
+   * A connection for one request: an idle one (returned at once, no promise),
+   * a new one, or the next one released.
+   */
+  acquire(signal: AbortSignal, connectTimeoutMs: number): Lease | Promise<Lease> {
     const now = Date.now();
     while (this.#idle.length > 0) {
       const conn = this.#idle.pop()!;
       if (now - conn.idleSince < this.#limits.idleTimeoutMs && !conn.closed) {
-        return Promise.resolve({ conn, reused: true });
+        return { conn, reused: true };
       }
       this.#discard(conn);
     }

@@ -7,7 +7,7 @@ import type { BackendAddress, ClientConfig } from "../../config/types.ts";
 import { type Transport, UpstreamError, type UpstreamRequest } from "../transport.ts";
 import { describeNetError } from "../../net/errors.ts";
 import type { Connection } from "./connection.ts";
-import { HostPool, type PoolLimits } from "./pool.ts";
+import { HostPool, type Lease, type PoolLimits } from "./pool.ts";
 import { ProtocolError, type ResponseHead } from "./parse.ts";
 
 /** Idle keep-alive time when the config sets none: below common backend timeouts (5 s). */
@@ -52,9 +52,10 @@ async function send(
   // A reused connection the backend closed meanwhile is the classic keep-alive
   // race: retry on another connection when it is safe (as Go's transport does).
   for (let attempt = 0;; attempt++) {
-    let lease;
+    let lease: Lease;
     try {
-      lease = await pool.acquire(request.signal, request.connectTimeoutMs);
+      const acquired = pool.acquire(request.signal, request.connectTimeoutMs);
+      lease = acquired instanceof Promise ? await acquired : acquired;
     } catch (e) {
       request.onEnd();
       throw toUpstreamError(e, request.signal, backend);
@@ -161,7 +162,7 @@ async function writeBody(conn: Connection, body: ReadableStream<Uint8Array>, chu
  * encoded back the same way.
  */
 function encodeHead(request: UpstreamRequest, chunked: boolean): Uint8Array {
-  const line = utf8.encode(`${request.method} ${request.target} HTTP/1.1\r\n`);
+  const line = `${request.method} ${request.target} HTTP/1.1\r\n`;
   let text = "";
   const { body } = request;
   for (const [name, value] of request.fields) {
@@ -170,12 +171,18 @@ function encodeHead(request: UpstreamRequest, chunked: boolean): Uint8Array {
   }
   if (body instanceof Uint8Array) text += `content-length: ${body.length}\r\n`;
   else if (chunked) text += "transfer-encoding: chunked\r\n";
-  const fields = encodeLatin1(text + "\r\n");
-  const out = new Uint8Array(line.length + fields.length);
-  out.set(line);
-  out.set(fields, line.length);
+  text += "\r\n";
+  // The common case is all ASCII, where both encodings agree: one native call.
+  if (ASCII.test(line) && ASCII.test(text)) return utf8.encode(line + text);
+  const lineBytes = utf8.encode(line);
+  const fields = encodeLatin1(text);
+  const out = new Uint8Array(lineBytes.length + fields.length);
+  out.set(lineBytes);
+  out.set(fields, lineBytes.length);
   return out;
 }
+
+const ASCII = /^[\x00-\x7f]*$/;
 
 const utf8 = new TextEncoder();
 

@@ -1,0 +1,96 @@
+// Binding listeners: the proxy listener (a Hono app in front of the proxy
+// pipeline) and plain ones (admin), with one-line bind errors.
+
+import { Hono } from "hono";
+import type { Scheme } from "./config/types.ts";
+import type { SocketAddress } from "./net/address.ts";
+import type { Logger } from "./log.ts";
+import type { Runtime } from "./runtime.ts";
+import { createProxy } from "./proxy/forward.ts";
+
+/** A listener that could not bind; the message names the address and the cause. */
+export class ListenError extends Error {
+  constructor(role: string, address: SocketAddress, cause: unknown) {
+    super(`Cannot listen on ${address.text} (${role}): ${describeBindError(cause)}`, { cause });
+    this.name = "ListenError";
+  }
+}
+
+/** A request handler that also gets the peer address. */
+export type Handler = (
+  request: Request,
+  env: { remote: Deno.NetAddr },
+) => Response | Promise<Response>;
+
+/** Options for `listen`. */
+export interface ListenOptions {
+  readonly log: Logger;
+  /** Share the port with other workers (SO_REUSEPORT; needs --unstable-net). */
+  readonly reusePort?: boolean;
+}
+
+/** Binds `address` and serves `handler`; throws ListenError when binding fails. */
+export function listen(
+  role: string,
+  address: SocketAddress,
+  handler: Handler,
+  { log, reusePort = false }: ListenOptions,
+): Deno.HttpServer<Deno.NetAddr> {
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({
+      hostname: address.hostname,
+      port: address.port,
+      ...(reusePort ? { reusePort: true } : {}),
+      onListen: () => {},
+      onError: (error) => {
+        log.error(`Failed to handle a request on ${role}: ${String(error)}`);
+        return new Response("500 - Internal Server Error", { status: 500 });
+      },
+    }, (request, info) => handler(request, { remote: info.remoteAddr }));
+  } catch (e) {
+    throw new ListenError(role, address, e);
+  }
+  log.info(`Started listening on ${address.text} (${role}, port ${server.addr.port})`);
+  return server;
+}
+
+type Env = { Bindings: { remote: Deno.NetAddr } };
+
+/** Binds a proxy listener: a Hono app whose catch-all route runs the proxy pipeline. */
+export function listenProxy(
+  scheme: Scheme,
+  role: string,
+  address: SocketAddress,
+  runtime: () => Runtime,
+  options: ListenOptions,
+): Deno.HttpServer<Deno.NetAddr> {
+  const arrival = {
+    proto: scheme === "HTTP" ? "http" as const : "https" as const,
+    port: String(address.port),
+    serverName: hostName(),
+  };
+  const proxy = createProxy({ runtime, scheme, arrival, log: options.log });
+  const app = new Hono<Env>();
+  app.all("*", (c) => proxy(c.req.raw, c.env.remote));
+  const server = listen(role, address, app.fetch, options);
+  arrival.port = String(server.addr.port);
+  return server;
+}
+
+function hostName(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "strom";
+  }
+}
+
+function describeBindError(e: unknown): string {
+  if (e instanceof Deno.errors.AddrInUse) return "address already in use";
+  if (e instanceof Deno.errors.PermissionDenied) {
+    return "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)";
+  }
+  if (e instanceof Deno.errors.AddrNotAvailable) return "address not available on this machine";
+  return e instanceof Error ? e.message : String(e);
+}

@@ -1,0 +1,125 @@
+// The primary's side of multi-core serving: N workers share the HTTP port;
+// the primary probes health once and tells every worker, and sums their
+// counters for the admin API.
+
+import type { Level, Logger } from "../log.ts";
+import type { Runtime } from "../runtime.ts";
+import type { HealthState } from "../health/state.ts";
+import type { Counters, FromWorker, ToWorker } from "./protocol.ts";
+
+/** Where the config came from, so workers can build the same generation. */
+export interface ConfigSource {
+  readonly text: string;
+  readonly source: string;
+  readonly baseDir: string;
+}
+
+/** Running proxy workers. */
+export class WorkerGroup {
+  readonly #workers: Worker[] = [];
+  readonly #counters: Counters[] = [];
+  readonly #runtime: () => Runtime;
+  #port = 0;
+
+  private constructor(runtime: () => Runtime) {
+    this.#runtime = runtime;
+  }
+
+  /** Starts `count` workers and waits until each listens; rejects with the first worker's error. */
+  static async start(
+    count: number,
+    config: ConfigSource,
+    options: { readonly log: Logger; readonly logLevel: Level; readonly runtime: () => Runtime },
+  ): Promise<WorkerGroup> {
+    const group = new WorkerGroup(options.runtime);
+    const ready: Promise<number>[] = [];
+    for (let id = 1; id <= count; id++) {
+      const worker = new Worker(new URL("./entry.ts", import.meta.url), { type: "module" });
+      group.#workers.push(worker);
+      group.#counters.push([]);
+      ready.push(
+        new Promise((resolve, reject) => {
+          worker.addEventListener("message", (event: MessageEvent<FromWorker>) => {
+            const message = event.data;
+            if (message.type === "listening") resolve(message.port);
+            else if (message.type === "error") reject(new Error(message.message));
+            else if (message.type === "stats") group.#collect(id - 1, message.counters);
+          });
+          worker.onerror = (event) => {
+            event.preventDefault();
+            reject(new Error(`worker ${id} failed: ${event.message}`));
+          };
+        }),
+      );
+      const start: ToWorker = {
+        type: "start",
+        id,
+        configText: config.text,
+        source: config.source,
+        baseDir: config.baseDir,
+        logLevel: options.logLevel,
+      };
+      worker.postMessage(start);
+    }
+    try {
+      const ports = await Promise.all(ready);
+      group.#port = ports[0];
+    } catch (e) {
+      group.#terminate();
+      throw e;
+    }
+    return group;
+  }
+
+  /** The shared HTTP port. */
+  get port(): number {
+    return this.#port;
+  }
+
+  /** Tells every worker about a backend's new health state. */
+  broadcastHealth(pool: number, backend: number, state: HealthState): void {
+    const message: ToWorker = { type: "health", pool, backend, state };
+    for (const worker of this.#workers) worker.postMessage(message);
+  }
+
+  /** Lets every worker drain for up to `graceMs`, then ends them. */
+  async shutdown(graceMs: number): Promise<void> {
+    await Promise.all(this.#workers.map((worker) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs + 1000);
+        worker.addEventListener("message", (event: MessageEvent<FromWorker>) => {
+          if (event.data.type !== "stopped") return;
+          clearTimeout(timer);
+          resolve();
+        });
+        worker.postMessage({ type: "shutdown", graceMs } satisfies ToWorker);
+      })
+    ));
+    this.#terminate();
+  }
+
+  #collect(index: number, counters: Counters): void {
+    this.#counters[index] = counters;
+    // The primary's runtime shows the sum over workers.
+    const runtime = this.#runtime();
+    runtime.pools.forEach((pool, p) => {
+      pool.backends.forEach((backend, b) => {
+        let requests = 0, failures = 0, inFlight = 0;
+        for (const worker of this.#counters) {
+          const row = worker[p];
+          if (!row) continue;
+          requests += row[b * 3] ?? 0;
+          failures += row[b * 3 + 1] ?? 0;
+          inFlight += row[b * 3 + 2] ?? 0;
+        }
+        backend.requests = requests;
+        backend.failures = failures;
+        backend.inFlight = inFlight;
+      });
+    });
+  }
+
+  #terminate(): void {
+    for (const worker of this.#workers) worker.terminate();
+  }
+}

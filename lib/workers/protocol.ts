@@ -1,0 +1,35 @@
+// Messages between the primary isolate and its proxy workers.
+
+import type { HealthState } from "../health/state.ts";
+import type { Level } from "../log.ts";
+
+/** Primary → worker. */
+export type ToWorker =
+  | {
+    readonly type: "start";
+    readonly id: number;
+    readonly configText: string;
+    readonly source: string;
+    readonly baseDir: string;
+    readonly logLevel: Level;
+  }
+  | {
+    readonly type: "health";
+    readonly pool: number;
+    readonly backend: number;
+    readonly state: HealthState;
+  }
+  | { readonly type: "shutdown"; readonly graceMs: number };
+
+/** Per backend of each pool: requests, failures, in-flight. */
+export type Counters = number[][];
+
+/** Worker → primary. */
+export type FromWorker =
+  | { readonly type: "listening"; readonly port: number }
+  | { readonly type: "error"; readonly message: string }
+  | { readonly type: "stats"; readonly counters: Counters }
+  | { readonly type: "stopped" };
+
+/** How often workers report their counters. */
+export const STATS_INTERVAL_MS = 1000;

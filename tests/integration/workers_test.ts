@@ -1,0 +1,66 @@
+// `workers = N`: several isolates share the HTTP port; health is probed once
+// and reaches every worker; the admin API sums their counters.
+
+import assert from "node:assert/strict";
+import { get, poolToml, startBackend, startStrom, waitFor } from "../_helpers/servers.ts";
+
+Deno.test("two workers share the port, every backend serves, and counters add up", async () => {
+  await using a = startBackend();
+  await using b = startBackend();
+  await using c = startBackend();
+  await using lb = await startStrom(`workers = 2\n` + poolToml([a.address, b.address, c.address]));
+  const results = await Promise.all(
+    Array.from({ length: 10 }, async () => {
+      const texts: string[] = [];
+      for (let i = 0; i < 30; i++) {
+        // A fresh connection each time, so the kernel spreads them over the workers.
+        const r = await get(`${lb.url}/`, { headers: { connection: "close" } });
+        assert.equal(r.status, 200);
+        texts.push(r.text);
+      }
+      return texts;
+    }),
+  );
+  const served = new Set(results.flat());
+  assert.equal(served.size, 3);
+  await waitFor(async () => {
+    const pools = await (await fetch(`${lb.adminUrl}/api/pools`)).json();
+    const total = pools[0].backends.reduce(
+      (n: number, b: { requests: number }) => n + b.requests,
+      0,
+    );
+    return total === 300;
+  }, "the admin API to count 300 requests over both workers");
+});
+
+Deno.test("health found by the primary reaches every worker", async () => {
+  let failing = false;
+  let liveHits = 0;
+  await using sick = startBackend((req) => {
+    if (new URL(req.url).pathname === "/health") {
+      return new Response("", { status: failing ? 500 : 200 });
+    }
+    liveHits++;
+    return new Response("sick");
+  });
+  await using ok = startBackend(() => new Response("ok"));
+  await using lb = await startStrom(
+    `workers = 2\n` +
+      poolToml([sick.address, ok.address], {
+        extra: `[backend_pools.health_config]\npath = "/health"`,
+      }),
+  );
+  failing = true;
+  for (let i = 0; i < 3; i++) await lb.strom.health.checkAll();
+  // The broadcast is a message; give the workers a moment by polling for its effect.
+  const before = liveHits;
+  await waitFor(async () => {
+    const start = liveHits;
+    for (let i = 0; i < 10; i++) await get(`${lb.url}/`, { headers: { connection: "close" } });
+    return liveHits === start;
+  }, "both workers to stop sending to the unhealthy backend");
+  assert.ok(liveHits >= before);
+  for (let i = 0; i < 20; i++) {
+    assert.equal((await get(`${lb.url}/`, { headers: { connection: "close" } })).text, "ok");
+  }
+});
