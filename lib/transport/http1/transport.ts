@@ -182,7 +182,8 @@ function encodeHead(request: UpstreamRequest, chunked: boolean): Uint8Array {
   return out;
 }
 
-const ASCII = /^[\x00-\x7f]*$/;
+// Anything outside ASCII needs the slow path (no control characters reach here: Headers rejects them).
+const ASCII = /^[\t\r\n\x20-\x7e]*$/;
 
 const utf8 = new TextEncoder();
 
