@@ -12,6 +12,10 @@ import { type HealthState, INITIAL_HEALTH } from "./health/state.ts";
 import { initialOutlierState, type OutlierState, recordOutcome } from "./health/outlier.ts";
 import { RetryBudget } from "./proxy/retry.ts";
 import { Deadlines } from "./proxy/deadlines.ts";
+import { type Chain, compose, HttpError, type MiddlewareDeps } from "./middleware/middleware.ts";
+import { createMiddleware } from "./middleware/registry.ts";
+import { errorResponse } from "./proxy/errors.ts";
+import type { Logger } from "./log.ts";
 
 /** A backend of a pool, with the live state strategies, health and the admin API read. */
 export class Backend implements Candidate {
@@ -55,6 +59,8 @@ export class Pool {
   readonly backends: readonly Backend[];
   readonly strategy: Strategy;
   readonly transport: Transport;
+  /** The pool's middlewares, composed around the backend call. */
+  readonly chain: Chain;
   readonly retryBudget: RetryBudget;
   readonly clock: Clock;
   /** Request deadlines of this pool (one coarse timer instead of one per request). */
@@ -63,11 +69,12 @@ export class Pool {
   onEjection: EjectionListener | null = null;
   #available: readonly Backend[] | null = null;
 
-  constructor(config: PoolConfig, deps: RuntimeDeps) {
+  constructor(config: PoolConfig, deps: RuntimeDeps, chain: Chain) {
     this.config = config;
     this.backends = config.addresses.map((a) => new Backend(a));
     this.strategy = createStrategy(config.strategy, deps);
     this.transport = deps.createTransport(config);
+    this.chain = chain;
     this.clock = deps.clock;
     this.deadlines = new Deadlines(deps.clock);
     this.retryBudget = new RetryBudget(config.retryBudgetPercent, deps.clock);
@@ -133,14 +140,41 @@ export class Runtime {
   readonly pools: readonly Pool[];
   readonly #byScheme: Record<Scheme, readonly Pool[]>;
 
-  constructor(config: Config, generation: number, deps: RuntimeDeps = defaultRuntimeDeps) {
+  private constructor(config: Config, generation: number, pools: Pool[]) {
     this.config = config;
     this.generation = generation;
-    this.pools = config.pools.map((p) => new Pool(p, deps));
+    this.pools = pools;
     this.#byScheme = {
       HTTP: this.pools.filter((p) => p.config.schemes.has("HTTP")),
       HTTPS: this.pools.filter((p) => p.config.schemes.has("HTTPS")),
     };
+  }
+
+  /** Builds a generation: strategies, transports and middleware chains for every pool. */
+  static async create(
+    config: Config,
+    generation: number,
+    options: { readonly log: Logger; readonly deps?: RuntimeDeps },
+  ): Promise<Runtime> {
+    const deps = options.deps ?? defaultRuntimeDeps;
+    const middlewareDeps: MiddlewareDeps = {
+      clock: deps.clock,
+      log: options.log,
+      baseDir: config.baseDir,
+      httpsPort: config.certificates.length > 0 ? config.httpsAddress.port : null,
+    };
+    const onError = (error: unknown) => {
+      if (!(error instanceof HttpError)) options.log.error(`A middleware failed: ${String(error)}`);
+      return errorResponse(error);
+    };
+    const pools: Pool[] = [];
+    for (const pool of config.pools) {
+      const middlewares = await Promise.all(
+        pool.middlewares.map((m) => createMiddleware(m.name, m.options, middlewareDeps)),
+      );
+      pools.push(new Pool(pool, deps, compose(middlewares, onError)));
+    }
+    return new Runtime(config, generation, pools);
   }
 
   /** Pools eligible on a listener of this scheme, in file order. */

@@ -59,7 +59,8 @@ export class Strom {
    */
   static async start(config: Config, options: StartOptions): Promise<Strom> {
     const deps = options.deps ?? defaultRuntimeDeps;
-    const strom = new Strom(new Runtime(config, 1, deps), options, deps);
+    const runtime = await Runtime.create(config, 1, { log: options.log, deps });
+    const strom = new Strom(runtime, options, deps);
     for (const warning of config.warnings) options.log.warn(warning);
     try {
       if (config.workers > 1) {

@@ -137,6 +137,8 @@ export type CertificateConfig =
 export interface Config {
   /** Absolute path of the file it came from, or a label such as "<demo>". */
   readonly source: string;
+  /** Folder relative paths in the config resolve against (the config file's). */
+  readonly baseDir: string;
   readonly httpAddress: SocketAddress;
   readonly httpsAddress: SocketAddress;
   /** Admin listener (API, later metrics and dashboard). Default 127.0.0.1:9090. */

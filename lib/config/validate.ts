@@ -60,6 +60,7 @@ export function validateConfig(doc: Record<string, unknown>, origin: Origin): Va
     ok: true,
     config: deepFreeze({
       source: origin.source,
+      baseDir: origin.baseDir,
       httpAddress: httpAddress!,
       httpsAddress: httpsAddress!,
       adminAddress: adminAddress!,

@@ -4,13 +4,20 @@
 // later issue implements fail the load with "not available yet" until then.
 
 import { checkInt, suggest, type TableReader } from "../config/fields.ts";
+import type { Middleware, MiddlewareDeps } from "./middleware.ts";
 
-/** One middleware's option validation. */
+/** One middleware: option validation at config time, construction at runtime. */
 export interface MiddlewareSpec {
   readonly name: string;
   /** The issue that implements it while it is not available; null when available. */
   readonly pendingIssue: number | null;
+  /** Validates the options table; problems go to the reader. */
   parse(reader: TableReader): Record<string, unknown>;
+  /** Builds the middleware from validated options (absent while pending). */
+  create?(
+    options: Readonly<Record<string, unknown>>,
+    deps: MiddlewareDeps,
+  ): Middleware | Promise<Middleware>;
 }
 
 const none = (): Record<string, unknown> => ({});
@@ -63,4 +70,15 @@ export function findMiddleware(name: string): MiddlewareSpec | string {
   const list = MIDDLEWARE_NAMES.map((n) => `"${n}"`).join(", ");
   return `unknown middleware ${JSON.stringify(name)}` +
     (hint ? ` (did you mean "${hint}"?)` : ` (expected one of ${list})`);
+}
+
+/** Builds a configured middleware; throws for one that is not available yet. */
+export function createMiddleware(
+  name: string,
+  options: Readonly<Record<string, unknown>>,
+  deps: MiddlewareDeps,
+): Middleware | Promise<Middleware> {
+  const spec = BY_NAME.get(name);
+  if (!spec?.create) throw new Error(`Cannot create middleware "${name}": not available`);
+  return spec.create(options, deps);
 }

@@ -1,6 +1,8 @@
 // The one place that maps a failure to an HTTP status and a short text body.
 
 import { UpstreamError } from "../transport/transport.ts";
+import { HttpError } from "../middleware/middleware.ts";
+import { STATUS_CODES } from "node:http";
 
 /** Why Strom answers a request itself instead of relaying a backend's answer. */
 export type Failure =
@@ -45,4 +47,26 @@ export function classifyFailure(
   if (state.clientGone) return "client-gone";
   if (error instanceof UpstreamError && error.kind === "connect") return "connect";
   return "bad-gateway";
+}
+
+/**
+ * The response for something a middleware threw: an HttpError's status,
+ * headers and body (default `<status> - <reason>`), anything else a 500.
+ */
+export function errorResponse(error: unknown): Response {
+  if (!(error instanceof HttpError)) {
+    return new Response("500 - Internal Server Error", {
+      status: 500,
+      headers: { "content-type": "text/plain; charset=utf-8" },
+    });
+  }
+  const nullBody = error.status === 204 || error.status === 304 || error.status < 200;
+  const body = nullBody
+    ? null
+    : error.body ?? `${error.status} - ${STATUS_CODES[error.status] ?? "Error"}`;
+  const headers = new Headers(error.headers);
+  if (body !== null && !headers.has("content-type")) {
+    headers.set("content-type", "text/plain; charset=utf-8");
+  }
+  return new Response(body, { status: error.status, headers });
 }

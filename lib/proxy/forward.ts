@@ -8,6 +8,7 @@ import type { Logger } from "../log.ts";
 import type { Backend, Pool, Runtime } from "../runtime.ts";
 import type { PickContext } from "../balance/strategy.ts";
 import { selectPool } from "../routing.ts";
+import type { MiddlewareContext } from "../middleware/middleware.ts";
 import { UpstreamError } from "../transport/transport.ts";
 import { removeDotSegments } from "./path.ts";
 import {
@@ -55,7 +56,20 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       cookie: request.headers.get("cookie"),
       setCookie: null,
     };
-    const response = await proxyToPool(pool, request, { target, client, context, options });
+    const middleware: MiddlewareContext = {
+      request,
+      scheme: options.scheme,
+      clientIp: client.clientIp,
+      method: target.method,
+      host: target.host,
+      path: target.path,
+      query: target.query,
+      pool: pool.config.name,
+      fields: forwardedFields(request.headers, client, { ...options.arrival, host: target.host }),
+      body: request.body,
+    };
+    const exchange = { target, client, context, options, middleware };
+    const response = await pool.chain(middleware, () => proxyToPool(pool, request, exchange));
     if (context.setCookie !== null) response.headers.append("set-cookie", context.setCookie);
     return response;
   };
@@ -86,6 +100,8 @@ interface Exchange {
   readonly client: ClientIdentity;
   readonly context: PickContext;
   readonly options: ProxyOptions;
+  /** Fields and body as the middlewares left them. */
+  readonly middleware: MiddlewareContext;
 }
 
 /** A failed attempt: what it means for the client, and whether it may go elsewhere. */
@@ -129,14 +145,11 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
     );
     return failureResponse("no-backend");
   }
-  const fields = forwardedFields(request.headers, exchange.client, {
-    ...options.arrival,
-    host: target.host,
-  });
+  const { fields } = exchange.middleware;
   let body: Body = null;
-  if (request.body !== null) {
+  if (exchange.middleware.body !== null) {
     try {
-      body = await replayableBody(request);
+      body = await replayableBody(exchange.middleware.body, fields);
     } catch {
       return failureResponse(request.signal.aborted ? "client-gone" : "bad-request");
     }
@@ -180,10 +193,10 @@ type Body = Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
 /** Small bodies of known length are read once, so any attempt can send them again. */
 const BUFFER_LIMIT = 64 * 1024;
 
-async function replayableBody(request: Request): Promise<Body> {
-  const length = Number(request.headers.get("content-length") ?? NaN);
-  if (length <= BUFFER_LIMIT) return await request.bytes();
-  return request.body;
+async function replayableBody(body: ReadableStream<Uint8Array>, fields: Fields): Promise<Body> {
+  const length = Number(fields.find(([name]) => name === "content-length")?.[1] ?? NaN);
+  if (length <= BUFFER_LIMIT) return new Uint8Array(await new Response(body).arrayBuffer());
+  return body;
 }
 
 /**

@@ -31,7 +31,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       const log = createLogger(message.logLevel, { prefix: `worker ${message.id}: ` });
       try {
         const config = parseConfig(message.configText, message);
-        runtime = new Runtime(config, 1);
+        runtime = await Runtime.create(config, 1, { log });
         server = listenProxy("HTTP", "http_address", config.httpAddress, () => runtime!, {
           log,
           reusePort: true,
