@@ -2,7 +2,9 @@
 // codes (0 ok, 1 config or listener error, 2 usage error).
 
 import { type Command, parseCli, USAGE, UsageError } from "./lib/cli.ts";
-import { createLogger, type Logger } from "./lib/log.ts";
+import { createLogger, type Level, type Logger, stdoutSink } from "./lib/log.ts";
+import { LogRing } from "./lib/log_ring.ts";
+import { watchConfig } from "./lib/config/watch.ts";
 import { loadConfigFile } from "./lib/config/load.ts";
 import { ConfigError } from "./lib/config/errors.ts";
 import { summarizeConfig } from "./lib/config/summary.ts";
@@ -33,8 +35,20 @@ async function main(args: string[]): Promise<number> {
   }
 }
 
+/** A logger that prints and keeps the last lines for the admin API. */
+function logging(level: Level): { log: Logger; logRing: LogRing } {
+  const logRing = new LogRing();
+  const log = createLogger(level, {
+    sink: (record) => {
+      logRing.push(record);
+      stdoutSink(record);
+    },
+  });
+  return { log, logRing };
+}
+
 async function run(command: Extract<Command, { kind: "run" }>): Promise<number> {
-  const log = createLogger(command.logLevel);
+  const { log, logRing } = logging(command.logLevel);
   try {
     const loaded = await loadConfigFile(command.configPath);
     if (command.check) {
@@ -45,16 +59,28 @@ async function run(command: Extract<Command, { kind: "run" }>): Promise<number> 
     const strom = await Strom.start(loaded.config, {
       log,
       logLevel: command.logLevel,
+      logRing,
       configSource: loaded,
     });
-    return await untilSignal(strom, log, command.graceMs);
+    const stopWatching = watchConfig(command.configPath, {
+      currentText: () => strom.configText,
+      onChange: (text) => void strom.reload(text),
+      onError: (e) => log.warn(`Stopped watching the config file: ${e}`),
+    });
+    Deno.addSignalListener("SIGHUP", () => {
+      log.info("Received SIGHUP, reloading the configuration");
+      strom.reload();
+    });
+    const code = await untilSignal(strom, log, command.graceMs);
+    stopWatching();
+    return code;
   } catch (e) {
     return reportFatal(e);
   }
 }
 
 async function demo(command: Extract<Command, { kind: "demo" }>): Promise<number> {
-  const log = createLogger(command.logLevel);
+  const { log, logRing } = logging(command.logLevel);
   let backends;
   try {
     backends = startDemoBackends(command.backendPort);
@@ -69,7 +95,7 @@ async function demo(command: Extract<Command, { kind: "demo" }>): Promise<number
       admin: command.adminPort,
       backends: ports,
     });
-    const strom = await Strom.start(config, { log, logLevel: command.logLevel });
+    const strom = await Strom.start(config, { log, logLevel: command.logLevel, logRing });
     console.log(demoBanner(strom.port("http_address"), strom.port("admin_address"), ports));
     const code = await untilSignal(strom, log, command.graceMs);
     await Promise.all(backends.map((b) => b.server.shutdown()));

@@ -7,6 +7,7 @@ import type { SocketAddress } from "./net/address.ts";
 import type { Logger } from "./log.ts";
 import type { Runtime } from "./runtime.ts";
 import { createProxy } from "./proxy/forward.ts";
+import type { Observers } from "./proxy/tracker.ts";
 
 /** A listener that could not bind; the message names the address and the cause. */
 export class ListenError extends Error {
@@ -27,6 +28,11 @@ export interface ListenOptions {
   readonly log: Logger;
   /** Share the port with other workers (SO_REUSEPORT; needs --unstable-net). */
   readonly reusePort?: boolean;
+}
+
+/** Options for `listenProxy`. */
+export interface ProxyListenOptions extends ListenOptions {
+  readonly observers: Observers;
 }
 
 /** Binds `address` and serves `handler`; throws ListenError when binding fails. */
@@ -63,14 +69,20 @@ export function listenProxy(
   role: string,
   address: SocketAddress,
   runtime: () => Runtime,
-  options: ListenOptions,
+  options: ProxyListenOptions,
 ): Deno.HttpServer<Deno.NetAddr> {
   const arrival = {
     proto: scheme === "HTTP" ? "http" as const : "https" as const,
     port: String(address.port),
     serverName: hostName(),
   };
-  const proxy = createProxy({ runtime, scheme, arrival, log: options.log });
+  const proxy = createProxy({
+    runtime,
+    scheme,
+    arrival,
+    log: options.log,
+    observers: options.observers,
+  });
   const app = new Hono<Env>();
   app.all("*", (c) => proxy(c.req.raw, c.env.remote));
   const server = listen(role, address, app.fetch, options);

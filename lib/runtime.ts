@@ -16,6 +16,12 @@ import { type Chain, compose, HttpError, type MiddlewareDeps } from "./middlewar
 import { createMiddleware } from "./middleware/registry.ts";
 import { errorResponse } from "./proxy/errors.ts";
 import type { Logger } from "./log.ts";
+import type { TrafficMetrics } from "./metrics/metrics.ts";
+
+/** Deep equality of validated config parts (plain data). */
+function same(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
 
 /** A backend of a pool, with the live state strategies, health and the admin API read. */
 export class Backend implements Candidate {
@@ -69,12 +75,19 @@ export class Pool {
   onEjection: EjectionListener | null = null;
   #available: readonly Backend[] | null = null;
 
-  constructor(config: PoolConfig, deps: RuntimeDeps, chain: Chain) {
+  readonly #metrics: TrafficMetrics | undefined;
+
+  constructor(
+    config: PoolConfig,
+    deps: RuntimeDeps,
+    parts: { chain: Chain; transport: Transport; backends: Backend[] },
+  ) {
     this.config = config;
-    this.backends = config.addresses.map((a) => new Backend(a));
+    this.backends = parts.backends;
     this.strategy = createStrategy(config.strategy, deps);
-    this.transport = deps.createTransport(config);
-    this.chain = chain;
+    this.transport = parts.transport;
+    this.chain = parts.chain;
+    this.#metrics = deps.metrics;
     this.clock = deps.clock;
     this.deadlines = new Deadlines(deps.clock);
     this.retryBudget = new RetryBudget(config.retryBudgetPercent, deps.clock);
@@ -112,6 +125,7 @@ export class Pool {
     });
     if (cooldown !== null) {
       this.invalidate();
+      this.#metrics?.ejected(this.config.name, backend.id);
       this.onEjection?.(this, backend, cooldown, reason);
     }
   }
@@ -121,6 +135,8 @@ export class Pool {
 export interface RuntimeDeps extends StrategyDeps {
   readonly clock: Clock;
   readonly createTransport: (pool: PoolConfig) => Transport;
+  /** Counts ejections (and more, through the proxy); absent in unit tests. */
+  readonly metrics?: TrafficMetrics;
 }
 
 /** Default dependencies: real time and randomness, the transport each pool names. */
@@ -150,11 +166,17 @@ export class Runtime {
     };
   }
 
-  /** Builds a generation: strategies, transports and middleware chains for every pool. */
+  /**
+   * Builds a generation: strategies, transports and middleware chains for every
+   * pool. From `previous`, a pool of the same name keeps its backends (health,
+   * ejections, counters, in-flight requests), its pooled connections when its
+   * client settings did not change, and its middlewares (rate-limit counts,
+   * LDAP connections) when their options did not change.
+   */
   static async create(
     config: Config,
     generation: number,
-    options: { readonly log: Logger; readonly deps?: RuntimeDeps },
+    options: { readonly log: Logger; readonly deps?: RuntimeDeps; readonly previous?: Runtime },
   ): Promise<Runtime> {
     const deps = options.deps ?? defaultRuntimeDeps;
     const middlewareDeps: MiddlewareDeps = {
@@ -162,6 +184,7 @@ export class Runtime {
       log: options.log,
       baseDir: config.baseDir,
       httpsPort: config.certificates.length > 0 ? config.httpsAddress.port : null,
+      onRateLimited: deps.metrics && ((pool) => deps.metrics!.rateLimited(pool)),
     };
     const onError = (error: unknown) => {
       if (!(error instanceof HttpError)) options.log.error(`A middleware failed: ${String(error)}`);
@@ -169,12 +192,33 @@ export class Runtime {
     };
     const pools: Pool[] = [];
     for (const pool of config.pools) {
-      const middlewares = await Promise.all(
-        pool.middlewares.map((m) => createMiddleware(m.name, m.options, middlewareDeps)),
+      const prev = options.previous?.pools.find((p) => p.config.name === pool.name);
+      const chain = prev && same(prev.config.middlewares, pool.middlewares) ? prev.chain : compose(
+        await Promise.all(
+          pool.middlewares.map((m) => createMiddleware(m.name, m.options, middlewareDeps)),
+        ),
+        onError,
       );
-      pools.push(new Pool(pool, deps, compose(middlewares, onError)));
+      const transport = prev && prev.config.transport === pool.transport &&
+          same(prev.config.client, pool.client)
+        ? prev.transport
+        : deps.createTransport(pool);
+      const spare = [...(prev?.backends ?? [])];
+      const backends = pool.addresses.map((address) => {
+        const i = spare.findIndex((b) => b.id === address.id);
+        return i >= 0 ? spare.splice(i, 1)[0] : new Backend(address);
+      });
+      pools.push(new Pool(pool, deps, { chain, transport, backends }));
     }
     return new Runtime(config, generation, pools);
+  }
+
+  /** Closes what the generation that replaced this one does not use (idle connections first). */
+  retire(next: Runtime): void {
+    for (const pool of this.pools) {
+      if (!next.pools.some((p) => p.transport === pool.transport)) pool.transport.close();
+      if (!next.pools.some((p) => p.chain === pool.chain)) void pool.chain.close();
+    }
   }
 
   /** Pools eligible on a listener of this scheme, in file order. */
@@ -182,8 +226,11 @@ export class Runtime {
     return this.#byScheme[scheme];
   }
 
-  /** Releases transports. */
+  /** Releases transports and middleware resources (Redis, LDAP connections). */
   close(): void {
-    for (const pool of this.pools) pool.transport.close();
+    for (const pool of this.pools) {
+      pool.transport.close();
+      void pool.chain.close();
+    }
   }
 }

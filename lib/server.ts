@@ -1,15 +1,22 @@
 // Lifecycle: binds the proxy and admin listeners (or starts proxy workers that
 // share the HTTP port), holds the live runtime generation, runs health checks,
-// and drains in-flight requests on shutdown.
+// reloads the config without dropping a request, and drains on shutdown.
 
 import type { Config } from "./config/types.ts";
+import { parseConfig } from "./config/load.ts";
+import { ConfigError, type Problem } from "./config/errors.ts";
 import type { Level, Logger } from "./log.ts";
+import type { LogRing } from "./log_ring.ts";
 import { defaultRuntimeDeps, Runtime, type RuntimeDeps } from "./runtime.ts";
 import { createAdminApp } from "./admin/app.ts";
 import { HealthMonitor } from "./health/monitor.ts";
 import { createHttpProbe, type Probe } from "./health/probe.ts";
 import { listen, listenProxy } from "./listen.ts";
 import { type ConfigSource, WorkerGroup } from "./workers/group.ts";
+import { aggregate, StateMetrics, TrafficMetrics } from "./metrics/metrics.ts";
+import { LiveStats } from "./metrics/live.ts";
+import { AccessLog } from "./access_log.ts";
+import type { SocketAddress } from "./net/address.ts";
 
 export { ListenError } from "./listen.ts";
 
@@ -18,38 +25,68 @@ export interface StartOptions {
   readonly log: Logger;
   /** The level workers log at (default info). */
   readonly logLevel?: Level;
+  /** Recent log lines for the admin API. */
+  readonly logRing?: LogRing;
   readonly deps?: RuntimeDeps;
   /** Run health rounds on timers (default true); tests turn it off and call checkAll(). */
   readonly autoHealth?: boolean;
   /** Health probe (default: HTTP GET with the runtime's clock). */
   readonly probe?: Probe;
-  /** Where the config came from; needed to start workers (`workers` > 1). */
+  /** The config's text and origin: needed for workers, reloads and the config API. */
   readonly configSource?: ConfigSource;
 }
+
+/** The outcome of a reload. */
+export type ReloadResult =
+  | { readonly ok: true; readonly generation: number }
+  | { readonly ok: false; readonly problems: readonly Problem[] };
+
+type Listener = { role: string; address: SocketAddress; server: Deno.HttpServer<Deno.NetAddr> };
 
 /** A running Strom: its listeners and the live config generation. */
 export class Strom {
   readonly log: Logger;
+  readonly logRing: LogRing | undefined;
   readonly startedAt = Date.now();
-  readonly configPath: string;
   readonly health: HealthMonitor;
+  readonly traffic: TrafficMetrics;
+  readonly state: StateMetrics;
+  readonly live = new LiveStats();
   #runtime: Runtime;
-  #servers: { role: string; server: Deno.HttpServer<Deno.NetAddr> }[] = [];
+  #source: ConfigSource | undefined;
+  #deps: RuntimeDeps;
+  #logLevel: Level;
+  #listeners: Listener[] = [];
   #workers: WorkerGroup | null = null;
+  #accessLog: AccessLog | null = null;
+  #reloading: Promise<unknown> = Promise.resolve();
+  #liveTimer: ReturnType<typeof setTimeout> | undefined;
   #stopping: Promise<void> | null = null;
 
   private constructor(runtime: Runtime, options: StartOptions, deps: RuntimeDeps) {
     this.#runtime = runtime;
+    this.#deps = deps;
+    this.#source = options.configSource;
+    this.#logLevel = options.logLevel ?? "info";
     this.log = options.log;
-    this.configPath = runtime.config.source;
+    this.logRing = options.logRing;
+    this.traffic = deps.metrics!;
+    this.state = new StateMetrics(() => this.#runtime, () => this.#workers?.size ?? 1);
     this.health = new HealthMonitor({
       clock: deps.clock,
       log: options.log,
       probe: options.probe ?? createHttpProbe(deps.clock),
       onChange: (pool, backend) =>
-        this.#workers?.broadcastHealth(pool, backend, this.#healthOf(pool, backend)),
+        this.#workers?.broadcastHealth(
+          pool,
+          backend,
+          this.#runtime.pools[pool].backends[backend].health,
+        ),
+      onProbe: (pool, backend, ok) => this.state.healthChecked(pool, backend, ok),
     });
     this.health.watch(runtime);
+    this.traffic.prime(runtime);
+    this.state.prime(runtime);
   }
 
   /**
@@ -58,37 +95,28 @@ export class Strom {
    * Throws ListenError when a bind fails.
    */
   static async start(config: Config, options: StartOptions): Promise<Strom> {
-    const deps = options.deps ?? defaultRuntimeDeps;
+    const deps = { ...(options.deps ?? defaultRuntimeDeps) };
+    deps.metrics ??= new TrafficMetrics();
     const runtime = await Runtime.create(config, 1, { log: options.log, deps });
     const strom = new Strom(runtime, options, deps);
     for (const warning of config.warnings) options.log.warn(warning);
     try {
+      strom.#accessLog = config.accessLog && await AccessLog.open(config.accessLog);
       if (config.workers > 1) {
-        if (!options.configSource) throw new Error("Cannot start workers without the config text");
-        strom.#workers = await WorkerGroup.start(config.workers, options.configSource, {
+        if (!strom.#source) throw new Error("Cannot start workers without the config text");
+        strom.#workers = await WorkerGroup.start(config.workers, strom.#source, {
           log: options.log,
-          logLevel: options.logLevel ?? "info",
+          logLevel: strom.#logLevel,
           runtime: () => strom.#runtime,
         });
-      } else {
-        strom.#servers.push({
-          role: "http_address",
-          server: listenProxy("HTTP", "http_address", config.httpAddress, () => strom.#runtime, {
-            log: options.log,
-          }),
-        });
-      }
-      strom.#servers.push({
-        role: "admin_address",
-        server: listen("admin_address", config.adminAddress, createAdminApp(strom).fetch, {
-          log: options.log,
-        }),
-      });
+      } else strom.#bindProxy(config.httpAddress);
+      strom.#bindAdmin(config.adminAddress);
     } catch (e) {
       await strom.#abort();
       throw e;
     }
     if (options.autoHealth ?? true) strom.health.start();
+    strom.#sampleLive();
     return strom;
   }
 
@@ -97,17 +125,27 @@ export class Strom {
     return this.#runtime;
   }
 
+  /** The config file's path (or a label such as "<demo>"). */
+  get configPath(): string {
+    return this.#runtime.config.source;
+  }
+
+  /** The text of the live config, when known. */
+  get configText(): string | null {
+    return this.#source?.text ?? null;
+  }
+
   /** The bound port of a listener role (`http_address`, `admin_address`), e.g. after port 0. */
   port(role: string): number {
     if (role === "http_address" && this.#workers) return this.#workers.port;
-    const entry = this.#servers.find((s) => s.role === role);
+    const entry = this.#listeners.find((s) => s.role === role);
     if (!entry) throw new Error(`Cannot find listener "${role}"`);
     return entry.server.addr.port;
   }
 
   /** The listeners, for status output. */
   listeners(): { role: string; address: string }[] {
-    const out = this.#servers.map(({ role, server }) => ({
+    const out = this.#listeners.map(({ role, server }) => ({
       role,
       address: formatAddr(server.addr.hostname, server.addr.port),
     }));
@@ -116,6 +154,24 @@ export class Strom {
       out.unshift({ role: "http_address", address: formatAddr(hostname, this.#workers.port) });
     }
     return out;
+  }
+
+  /** The Prometheus text of every metric, summed over workers. */
+  async metricsText(): Promise<string> {
+    return await aggregate(await this.#metricsJson());
+  }
+
+  /**
+   * Reloads: validates `text` (default: the config file read again) completely;
+   * when valid, builds the next generation (carrying backend state and pooled
+   * connections over), swaps it in atomically and rebinds changed listeners.
+   * In-flight requests finish on the generation they started with. An invalid
+   * config changes nothing. Reloads run one at a time.
+   */
+  reload(text?: string): Promise<ReloadResult> {
+    const next = this.#reloading.then(() => this.#reload(text));
+    this.#reloading = next.catch(() => {});
+    return next;
   }
 
   /**
@@ -131,17 +187,143 @@ export class Strom {
     await this.shutdown();
   }
 
-  #healthOf(pool: number, backend: number) {
-    return this.#runtime.pools[pool].backends[backend].health;
+  async #reload(text?: string): Promise<ReloadResult> {
+    const source = this.#source;
+    if (!source) return this.#refused([{ path: "", message: "this config has no file to reload" }]);
+    let nextText = text;
+    if (nextText === undefined) {
+      try {
+        nextText = await Deno.readTextFile(source.source);
+      } catch (e) {
+        return this.#refused([{ path: "", message: `cannot read file: ${(e as Error).message}` }]);
+      }
+    }
+    let config: Config;
+    try {
+      config = parseConfig(nextText, source);
+    } catch (e) {
+      if (e instanceof ConfigError) return this.#refused(e.problems);
+      throw e;
+    }
+    const old = this.#runtime;
+    const generation = old.generation + 1;
+    let runtime: Runtime;
+    try {
+      runtime = await Runtime.create(config, generation, {
+        log: this.log,
+        deps: this.#deps,
+        previous: old,
+      });
+    } catch (e) {
+      return this.#refused([{ path: "", message: `cannot build the new config: ${String(e)}` }]);
+    }
+    const nextSource = { ...source, text: nextText };
+    if (this.#workers) {
+      if (config.workers !== this.#workers.size) {
+        this.log.warn(`A restart is required for workers = ${config.workers} to take effect`);
+      }
+      const error = await this.#workers.reload(nextSource, generation);
+      if (error) this.log.error(`A worker could not adopt generation ${generation}: ${error}`);
+    }
+    // The swap: new requests see the new generation from here on.
+    this.#runtime = runtime;
+    this.#source = nextSource;
+    this.health.watch(runtime);
+    this.traffic.prime(runtime);
+    this.state.prime(runtime);
+    await this.#swapAccessLog(old.config, config);
+    this.#rebind(old.config, config);
+    old.retire(runtime);
+    this.state.reloaded(true);
+    this.log.info(`Reloaded configuration (generation ${generation})`);
+    return { ok: true, generation };
+  }
+
+  #refused(problems: readonly Problem[]): ReloadResult {
+    this.state.reloaded(false);
+    this.log.warn(
+      `Could not reload configuration: ${problems.length} problem(s); keeping generation ${this.#runtime.generation}`,
+    );
+    for (const p of problems) this.log.warn(`  ${p.path ? `${p.path}: ` : ""}${p.message}`);
+    return { ok: false, problems };
+  }
+
+  async #swapAccessLog(before: Config, after: Config): Promise<void> {
+    if (JSON.stringify(before.accessLog) === JSON.stringify(after.accessLog)) return;
+    const old = this.#accessLog;
+    this.#accessLog = after.accessLog && await AccessLog.open(after.accessLog);
+    await old?.close();
+  }
+
+  /** A changed listener address: the new listener starts, then the old one drains and closes. */
+  #rebind(before: Config, after: Config): void {
+    const changed = (a: SocketAddress, b: SocketAddress) =>
+      a.hostname !== b.hostname || a.port !== b.port;
+    if (!this.#workers && changed(before.httpAddress, after.httpAddress)) {
+      this.#replace("http_address", () => this.#bindProxy(after.httpAddress));
+    } else if (this.#workers && changed(before.httpAddress, after.httpAddress)) {
+      this.log.warn(
+        `A restart is required for the new http_address ${after.httpAddress.text} (workers)`,
+      );
+    }
+    if (changed(before.adminAddress, after.adminAddress)) {
+      this.#replace("admin_address", () => this.#bindAdmin(after.adminAddress));
+    }
+  }
+
+  #replace(role: string, bind: () => void): void {
+    const old = this.#listeners.find((l) => l.role === role);
+    try {
+      if (old) this.#listeners.splice(this.#listeners.indexOf(old), 1);
+      bind();
+      old?.server.shutdown();
+    } catch (e) {
+      if (old) this.#listeners.push(old);
+      this.log.error(`Keeping the old ${role}: ${(e as Error).message}`);
+    }
+  }
+
+  #bindProxy(address: SocketAddress): void {
+    const server = listenProxy("HTTP", "http_address", address, () => this.#runtime, {
+      log: this.log,
+      observers: { metrics: this.traffic, accessLog: () => this.#accessLog },
+    });
+    this.#listeners.push({ role: "http_address", address, server });
+  }
+
+  #bindAdmin(address: SocketAddress): void {
+    const server = listen("admin_address", address, createAdminApp(this).fetch, { log: this.log });
+    this.#listeners.push({ role: "admin_address", address, server });
+  }
+
+  async #metricsJson(withState = true) {
+    const own = [await this.traffic.registry.getMetricsAsJSON()];
+    if (withState) own.push(await this.state.registry.getMetricsAsJSON());
+    const workers = (await this.#workers?.metrics() ?? []) as typeof own;
+    return [...own, ...workers];
+  }
+
+  /** One live sample per second for the dashboard's charts. */
+  #sampleLive(): void {
+    const tick = async () => {
+      const json = (await this.#metricsJson(false)).flat();
+      this.live.record(json, Date.now());
+      if (!this.#stopping) {
+        this.#liveTimer = setTimeout(tick, 1000);
+        Deno.unrefTimer(this.#liveTimer);
+      }
+    };
+    tick();
   }
 
   async #drain(graceMs: number): Promise<void> {
+    clearTimeout(this.#liveTimer);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const grace = new Promise<boolean>((resolve) =>
       timer = setTimeout(() => resolve(false), graceMs)
     );
     const drained = Promise.all([
-      ...this.#servers.map((s) => s.server.shutdown()),
+      ...this.#listeners.map((s) => s.server.shutdown()),
       this.#workers?.shutdown(graceMs),
     ]).then(() => true);
     const clean = await Promise.race([drained, grace]);
@@ -149,13 +331,15 @@ export class Strom {
     if (!clean) this.log.warn(`Stopped with requests still in flight after ${graceMs} ms`);
     this.health.stop();
     this.#runtime.close();
+    await this.#accessLog?.close();
   }
 
   async #abort(): Promise<void> {
-    for (const { server } of this.#servers) server.shutdown();
+    for (const { server } of this.#listeners) server.shutdown();
     await this.#workers?.shutdown(0);
     this.health.stop();
     this.#runtime.close();
+    await this.#accessLog?.close();
   }
 }
 

@@ -1,43 +1,120 @@
-// The admin listener's Hono app: status and pool views for operators.
+// The admin listener's Hono app: metrics, status, pools, config, reload, logs
+// and a live event stream, behind the admin guard.
 
 import { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
+import { dirname } from "node:path";
 import { COMMIT, VERSION } from "../version.ts";
 import type { Strom } from "../server.ts";
+import { parseConfig } from "../config/load.ts";
+import { ConfigError } from "../config/errors.ts";
+import { METRICS_CONTENT_TYPE } from "../metrics/metrics.ts";
+import { adminGuard, isLoopbackHost } from "./auth.ts";
+import { poolsView } from "./views.ts";
+
+/** Largest config accepted by PUT /api/config. */
+const MAX_CONFIG_BYTES = 1024 * 1024;
 
 /** Builds the admin app for a running Strom. */
 export function createAdminApp(strom: Strom): Hono {
   const app = new Hono();
+  app.use(
+    "*",
+    adminGuard({
+      token: () => strom.runtime.config.adminToken,
+      loopback: () => isLoopbackHost(strom.runtime.config.adminAddress.hostname),
+    }),
+  );
+
+  app.get("/metrics", async (c) => {
+    c.header("content-type", METRICS_CONTENT_TYPE);
+    return c.body(await strom.metricsText());
+  });
+
   app.get("/api/status", (c) =>
     c.json({
       version: VERSION,
       commit: COMMIT,
       uptimeSeconds: Math.round((Date.now() - strom.startedAt) / 1000),
-      config: strom.configPath ?? null,
+      config: strom.configPath,
       generation: strom.runtime.generation,
       listeners: strom.listeners(),
     }));
-  app.get("/api/pools", (c) =>
-    c.json(strom.runtime.pools.map((pool) => ({
-      name: pool.config.name,
-      matcher: pool.config.matcherSource,
-      schemes: [...pool.config.schemes],
-      strategy: pool.config.strategy.name,
-      backends: pool.backends.map((b) => ({
-        address: b.id,
-        health: b.health.status,
-        available: pool.available().includes(b),
-        lastCheck: b.health.last && {
-          ok: b.health.last.ok,
-          status: b.health.last.status,
-          reason: b.health.last.reason,
-          latencyMs: b.health.last.latencyMs,
-        },
-        ejected: b.outlier.ejected,
-        inFlight: b.inFlight,
-        requests: b.requests,
-        failures: b.failures,
-      })),
-    }))));
+
+  app.get("/api/pools", (c) => c.json(poolsView(strom.runtime)));
+
+  app.get("/api/config", (c) => {
+    const text = strom.configText;
+    if (text === null) return c.text("404 - this config has no file", 404);
+    c.header("content-type", "application/toml; charset=utf-8");
+    return c.body(text);
+  });
+
+  app.put("/api/config", async (c) => {
+    const path = strom.configText === null ? null : strom.configPath;
+    if (path === null) return c.text("404 - this config has no file", 404);
+    const length = Number(c.req.header("content-length") ?? 0);
+    if (length > MAX_CONFIG_BYTES) return c.text("413 - config too large", 413);
+    const text = await c.req.text();
+    if (text.length > MAX_CONFIG_BYTES) return c.text("413 - config too large", 413);
+    try {
+      parseConfig(text, { source: path, baseDir: dirname(path) });
+    } catch (e) {
+      if (e instanceof ConfigError) return c.json({ ok: false, problems: e.problems }, 422);
+      throw e;
+    }
+    await writeAtomically(path, text);
+    const result = await strom.reload(text);
+    return c.json(result, result.ok ? 200 : 422);
+  });
+
+  app.post("/api/reload", async (c) => {
+    const result = await strom.reload();
+    return c.json(result, result.ok ? 200 : 422);
+  });
+
+  app.get("/api/logs", (c) => {
+    const limit = Number(c.req.query("limit") ?? 500);
+    const records = strom.logRing?.query({
+      level: c.req.query("level")?.toLowerCase(),
+      q: c.req.query("q"),
+      limit: Number.isFinite(limit) && limit > 0 ? Math.min(limit, 2000) : 500,
+    }) ?? [];
+    return c.json(
+      records.map((r) => ({ time: r.time.toISOString(), level: r.level, message: r.message })),
+    );
+  });
+
+  app.get("/api/events", (c) =>
+    streamSSE(c, async (stream) => {
+      await stream.writeSSE({ event: "history", data: JSON.stringify(strom.live.samples) });
+      let last = strom.live.samples.at(-1)?.time ?? 0;
+      while (!stream.aborted && !stream.closed) {
+        await stream.sleep(1000);
+        const sample = strom.live.samples.at(-1);
+        if (!sample || sample.time === last) continue;
+        last = sample.time;
+        await stream.writeSSE({
+          event: "sample",
+          data: JSON.stringify({
+            sample,
+            generation: strom.runtime.generation,
+            pools: poolsView(strom.runtime),
+          }),
+        });
+      }
+    }));
+
   app.notFound((c) => c.text("404 - page not found", 404));
   return app;
+}
+
+/** Replaces a file atomically (write a temporary file, then rename), keeping `<file>.bak`. */
+async function writeAtomically(path: string, text: string): Promise<void> {
+  try {
+    await Deno.copyFile(path, `${path}.bak`);
+  } catch { /* no previous file */ }
+  const temp = `${path}.tmp-${crypto.randomUUID()}`;
+  await Deno.writeTextFile(temp, text);
+  await Deno.rename(temp, path);
 }

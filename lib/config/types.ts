@@ -133,6 +133,13 @@ export type CertificateConfig =
     readonly persistDir: string;
   };
 
+/** `[access_log]`: one line per request. */
+export interface AccessLogConfig {
+  readonly format: "json" | "common" | "combined";
+  /** A file (appended to, relative to the config file) or "stdout". */
+  readonly path: string;
+}
+
 /** The whole configuration. */
 export interface Config {
   /** Absolute path of the file it came from, or a label such as "<demo>". */
@@ -141,13 +148,20 @@ export interface Config {
   readonly baseDir: string;
   readonly httpAddress: SocketAddress;
   readonly httpsAddress: SocketAddress;
-  /** Admin listener (API, later metrics and dashboard). Default 127.0.0.1:9090. */
+  /** Admin listener (API, metrics, dashboard). Default 127.0.0.1:9090. */
   readonly adminAddress: SocketAddress;
+  /**
+   * Bearer token for the admin API (from `admin_token` or `admin_token_file`),
+   * or null. Required for mutating calls, and for every call off loopback.
+   */
+  readonly adminToken: string | null;
   /** Worker isolates serving the HTTP port (SO_REUSEPORT). Default 1. */
   readonly workers: number;
   /** Seconds between health rounds; 0 disables. Default 10. */
   readonly healthCheckEverySec: number;
   readonly trustedProxies: readonly Cidr[];
+  /** The access log, or null when off (the default). */
+  readonly accessLog: AccessLogConfig | null;
   readonly pools: readonly PoolConfig[];
   readonly certificates: readonly CertificateConfig[];
   /** Non-fatal remarks found while loading (RustStrom's load warnings). */

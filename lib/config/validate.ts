@@ -5,7 +5,9 @@ import type { Problem } from "./errors.ts";
 import { describe, TableReader } from "./fields.ts";
 import { parseDurationMs } from "./duration.ts";
 import { caretLines, compileMatcher, MatcherSyntaxError } from "./matcher.ts";
+import { resolve as resolvePath } from "node:path";
 import type {
+  AccessLogConfig,
   BackendAddress,
   CertificateConfig,
   ClientConfig,
@@ -49,10 +51,12 @@ export function validateConfig(doc: Record<string, unknown>, origin: Origin): Va
   const httpAddress = address("http_address", "[::]:80");
   const httpsAddress = address("https_address", "[::]:443");
   const adminAddress = address("admin_address", "127.0.0.1:9090");
+  const adminToken = readAdminToken(top, origin.baseDir, adminAddress);
   const healthCheckEverySec = readHealthInterval(top);
   const workers = readWorkers(top);
   const trustedProxies = readTrustedProxies(top);
-  const pools = readPools(top, warnings);
+  const accessLog = readAccessLog(top.subtable("access_log"), origin.baseDir);
+  const pools = readPools(top, warnings, origin.baseDir);
   const certificates = validateCertificates(top.raw("certificates"), origin.baseDir, problems);
   top.finish();
   if (problems.length > 0) return { ok: false, problems };
@@ -64,9 +68,11 @@ export function validateConfig(doc: Record<string, unknown>, origin: Origin): Va
       httpAddress: httpAddress!,
       httpsAddress: httpsAddress!,
       adminAddress: adminAddress!,
+      adminToken,
       workers: workers!,
       healthCheckEverySec: healthCheckEverySec!,
       trustedProxies,
+      accessLog: accessLog ?? null,
       pools: pools as PoolConfig[],
       certificates: certificates as CertificateConfig[],
       warnings,
@@ -91,6 +97,68 @@ function readHealthInterval(top: TableReader): number | undefined {
   const every = table.int("check_every", { max: 86_400 });
   table.finish();
   return every;
+}
+
+/** `admin_token` or `admin_token_file`; required when the admin listener is not on loopback. */
+function readAdminToken(
+  top: TableReader,
+  baseDir: string,
+  admin: SocketAddress | undefined,
+): string | null {
+  const inline = top.has("admin_token") ? top.string("admin_token") : undefined;
+  const file = top.has("admin_token_file") ? top.string("admin_token_file") : undefined;
+  let token: string | null = inline ?? null;
+  if (inline !== undefined && file !== undefined) {
+    top.problem("admin_token_file", "set either admin_token or admin_token_file, not both");
+  } else if (file !== undefined) {
+    try {
+      token = Deno.readTextFileSync(resolvePath(baseDir, file)).trim();
+    } catch (e) {
+      top.problem(
+        "admin_token_file",
+        `cannot read ${JSON.stringify(file)}: ${(e as Error).message}`,
+      );
+    }
+  }
+  if (token !== null && token.length < 16) {
+    top.problem(
+      inline !== undefined ? "admin_token" : "admin_token_file",
+      "the token must be at least 16 characters",
+    );
+  }
+  if (admin && token === null && !isLoopback(admin.hostname)) {
+    top.problem(
+      "admin_address",
+      `the admin listener ${
+        JSON.stringify(admin.text)
+      } is not on loopback: set admin_token or admin_token_file`,
+    );
+  }
+  return token;
+}
+
+function isLoopback(hostname: string): boolean {
+  return hostname === "::1" || /^127\./.test(hostname) || hostname === "::ffff:127.0.0.1";
+}
+
+/** `[access_log] format = "json" | "common" | "combined", path = "stdout" | FILE`. */
+function readAccessLog(r: TableReader | null, baseDir: string): AccessLogConfig | undefined {
+  if (!r) return undefined;
+  const format = r.string("format", "combined");
+  if (format !== undefined && format !== "json" && format !== "common" && format !== "combined") {
+    r.problem(
+      "format",
+      `unknown format ${JSON.stringify(format)} (expected "json", "common" or "combined")`,
+    );
+  }
+  const path = r.string("path", "stdout");
+  if (path === "") r.problem("path", 'expected a file or "stdout"');
+  r.finish();
+  if (format === undefined || path === undefined) return undefined;
+  return {
+    format: format as AccessLogConfig["format"],
+    path: path === "stdout" || path === "-" ? "stdout" : resolvePath(baseDir, path),
+  };
 }
 
 /** `workers = N | "auto"` ("auto": one per CPU core). */
@@ -121,14 +189,18 @@ function readTrustedProxies(top: TableReader): Cidr[] {
   return out;
 }
 
-function readPools(top: TableReader, warnings: string[]): (PoolConfig | undefined)[] {
+function readPools(
+  top: TableReader,
+  warnings: string[],
+  baseDir: string,
+): (PoolConfig | undefined)[] {
   const list = top.array("backend_pools") ?? [];
   if (list.length === 0) warnings.push("No backend pool found.");
   const names = new Set<string>();
   return list.map((value, index) => {
     const r = TableReader.of(value, top.at("backend_pools") + `[${index}]`, top.problems);
     if (!r) return undefined;
-    const pool = readPool(r, index, warnings);
+    const pool = readPool(r, index, warnings, baseDir);
     r.finish();
     if (pool && names.has(pool.name)) {
       r.problem("name", `duplicate pool name ${JSON.stringify(pool.name)}`);
@@ -138,7 +210,12 @@ function readPools(top: TableReader, warnings: string[]): (PoolConfig | undefine
   });
 }
 
-function readPool(r: TableReader, index: number, warnings: string[]): PoolConfig | undefined {
+function readPool(
+  r: TableReader,
+  index: number,
+  warnings: string[],
+  baseDir: string,
+): PoolConfig | undefined {
   const before = r.problems.length;
   const name = r.string("name", `pool-${index}`)!;
   const matcherSource = r.string("matcher");
@@ -149,7 +226,7 @@ function readPool(r: TableReader, index: number, warnings: string[]): PoolConfig
   const health = readHealth(r.subtable("health_config"));
   const client = readClient(r.subtable("client"));
   const transport = readTransport(r);
-  const middlewares = readMiddlewares(r.subtable("middlewares"));
+  const middlewares = readMiddlewares(r.subtable("middlewares"), baseDir);
   const timeout = (key: string, fallbackMs: number) =>
     r.has(key) ? parseDurationMs(r.raw(key), r.at(key), r.problems) : fallbackMs;
   const requestTimeoutMs = timeout("request_timeout", 30_000);
@@ -264,7 +341,7 @@ function readTransport(r: TableReader): TransportName | undefined {
   return undefined;
 }
 
-function readMiddlewares(r: TableReader | null): MiddlewareConfig[] | undefined {
+function readMiddlewares(r: TableReader | null, baseDir: string): MiddlewareConfig[] | undefined {
   if (!r) return [];
   const out: MiddlewareConfig[] = [];
   for (const name of Object.keys(r.table)) {
@@ -276,14 +353,8 @@ function readMiddlewares(r: TableReader | null): MiddlewareConfig[] | undefined 
     }
     const options = TableReader.of(value, r.at(name), r.problems);
     if (!options) continue;
-    const parsed = spec.parse(options);
+    const parsed = spec.parse(options, { baseDir });
     options.finish();
-    if (spec.pendingIssue !== null) {
-      r.problem(
-        name,
-        `middleware "${name}" is not available yet (planned in issue #${spec.pendingIssue})`,
-      );
-    }
     out.push({ name, options: parsed });
   }
   return out;

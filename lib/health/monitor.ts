@@ -15,6 +15,8 @@ export interface MonitorOptions {
   readonly probe: Probe;
   /** Called after a backend's active health state changed (pool and backend indexes). */
   readonly onChange?: (pool: number, backend: number) => void;
+  /** Called after every probe. */
+  readonly onProbe?: (pool: string, backend: string, ok: boolean) => void;
 }
 
 /** Active health checking for one runtime generation at a time. */
@@ -23,6 +25,7 @@ export class HealthMonitor {
   readonly #log: Logger;
   readonly #probe: Probe;
   readonly #onChange: ((pool: number, backend: number) => void) | undefined;
+  readonly #onProbe: MonitorOptions["onProbe"];
   #runtime: Runtime | null = null;
   #timers = new Set<number>();
   #running = false;
@@ -32,6 +35,7 @@ export class HealthMonitor {
     this.#log = options.log;
     this.#probe = options.probe;
     this.#onChange = options.onChange;
+    this.#onProbe = options.onProbe;
   }
 
   /** Watches a runtime's pools: listens for ejections and, when started, schedules rounds. */
@@ -40,6 +44,12 @@ export class HealthMonitor {
     this.#runtime = runtime;
     for (const pool of runtime.pools) {
       pool.onEjection = (p, b, ms, reason) => this.#onEjection(p, b, ms, reason);
+      // Backends carried over from the previous generation keep their cooldowns.
+      for (const backend of pool.backends) {
+        if (!backend.outlier.ejected) continue;
+        const wait = Math.max(0, backend.outlier.ejectedUntil - this.#clock.now());
+        this.#later(() => this.#check(pool, backend), wait);
+      }
     }
     if (this.#running) this.#scheduleRounds();
   }
@@ -98,6 +108,7 @@ export class HealthMonitor {
   }
 
   #apply(pool: Pool, backend: Backend, result: ProbeResult): void {
+    this.#onProbe?.(pool.config.name, backend.id, result.ok);
     const before = backend.health;
     const corroborated = backend.outlier.consecutiveFailures > 0;
     backend.health = nextHealth(before, result, pool.config.health, corroborated);

@@ -15,7 +15,26 @@ export const HTTP_TIMEOUTS_TOTAL = "http_timeouts_total";
 export const BACKEND_FAILURES_TOTAL = "backend_failures_total";
 export const BYTES_TRANSFERRED_TOTAL = "bytes_transferred_total";
 
+/** Finer buckets for Strom's own latency histogram (the dashboard's p50/p99). */
+export const FINE_BUCKETS = [
+  0.0005,
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+];
+
 /** Strom's metrics. */
+export const REQUEST_DURATION_SECONDS = "strom_request_duration_seconds";
 export const BACKEND_UP = "strom_backend_up";
 export const BACKEND_STATE = "strom_backend_state";
 export const BACKEND_IN_FLIGHT = "strom_backend_in_flight_requests";

@@ -6,6 +6,7 @@ import type { Scheme } from "../config/types.ts";
 import type { Clock } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import type { Fields } from "../proxy/headers.ts";
+import type { TableReader } from "../config/fields.ts";
 
 /** What a middleware sees of one request, and may change on its way upstream. */
 export interface MiddlewareContext {
@@ -27,6 +28,12 @@ export interface MiddlewareContext {
   fields: Fields;
   /** Body sent upstream; middlewares may wrap it (e.g. to count bytes). */
   body: ReadableStream<Uint8Array> | null;
+  /**
+   * Set by a middleware that cut the upstream body off (MaxBodySize): a failed
+   * attempt is then the client's doing, answered with this error, and neither
+   * retried nor counted against the backend.
+   */
+  bodyError?: HttpError;
 }
 
 /** Runs the rest of the chain (and finally the backend call). */
@@ -34,6 +41,26 @@ export type Next = () => Promise<Response>;
 
 /** One middleware: answer early (or throw HttpError), or call `next` and adjust its response. */
 export type Middleware = (context: MiddlewareContext, next: Next) => Promise<Response>;
+
+/** A middleware with resources (connections, timers) to release when its generation ends. */
+export type ClosableMiddleware = Middleware & { close?: () => Promise<void> };
+
+/** What option parsing may read besides the table: where relative paths resolve. */
+export interface ParseContext {
+  /** Folder of the config file. */
+  readonly baseDir: string;
+}
+
+/**
+ * One middleware: `parse` validates its options at config load (problems go to
+ * the reader, with their paths) and `create` builds the handler at runtime.
+ */
+export interface MiddlewareSpec<Options = Record<string, unknown>> {
+  /** The config name, as in `[backend_pools.middlewares.<name>]`. */
+  readonly name: string;
+  parse(reader: TableReader, context: ParseContext): Options;
+  create(options: Options, deps: MiddlewareDeps): ClosableMiddleware | Promise<ClosableMiddleware>;
+}
 
 /** Effects and facts a middleware factory may use. */
 export interface MiddlewareDeps {
@@ -67,15 +94,22 @@ export class HttpError extends Error {
 }
 
 /** The composed chain of a pool: runs `terminal` inside the middlewares. */
-export type Chain = (context: MiddlewareContext, terminal: Next) => Promise<Response>;
+export interface Chain {
+  (context: MiddlewareContext, terminal: Next): Promise<Response>;
+  /** Releases the middlewares' resources (Redis and LDAP connections); never rejects. */
+  close(): Promise<void>;
+}
 
 /** Composes middlewares in order; `errorResponse` turns a throw into a response. */
 export function compose(
-  middlewares: readonly Middleware[],
+  middlewares: readonly ClosableMiddleware[],
   errorResponse: (error: unknown) => Response,
 ): Chain {
-  if (middlewares.length === 0) return (_context, terminal) => terminal();
-  return (context, terminal) => {
+  const close = async () => {
+    await Promise.allSettled(middlewares.map((m) => m.close?.()));
+  };
+  if (middlewares.length === 0) return Object.assign((_c: unknown, t: Next) => t(), { close });
+  const run = (context: MiddlewareContext, terminal: Next) => {
     const dispatch = async (i: number): Promise<Response> => {
       if (i === middlewares.length) return await terminal();
       try {
@@ -86,4 +120,5 @@ export function compose(
     };
     return dispatch(0);
   };
+  return Object.assign(run, { close });
 }

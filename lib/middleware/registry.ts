@@ -1,66 +1,34 @@
-// Middleware names and option validation. Every RustStrom middleware is
-// validated completely at load, so a typo is an error instead of a silently
-// dropped (fail-open) middleware as in RustStrom. Middlewares whose behaviour a
-// later issue implements fail the load with "not available yet" until then.
+// Middleware names and where each is defined: one file per middleware. Every
+// option is validated at load, so a typo is an error instead of a silently
+// dropped (fail-open) middleware as in RustStrom (spec §2.10.0).
 
-import { checkInt, suggest, type TableReader } from "../config/fields.ts";
-import type { Middleware, MiddlewareDeps } from "./middleware.ts";
+import { suggest } from "../config/fields.ts";
+import type { ClosableMiddleware, MiddlewareDeps, MiddlewareSpec } from "./middleware.ts";
+import { httpsRedirector } from "./https_redirector.ts";
+import { rateLimiter } from "./rate_limiter.ts";
+import { compression } from "./compression.ts";
+import { maxBodySize } from "./max_body_size.ts";
+import { authentication } from "./authentication.ts";
+import { customErrorPages } from "./custom_error_pages.ts";
+import { headers } from "./headers.ts";
+import { basicAuth } from "./basic_auth.ts";
 
-/** One middleware: option validation at config time, construction at runtime. */
-export interface MiddlewareSpec {
-  readonly name: string;
-  /** The issue that implements it while it is not available; null when available. */
-  readonly pendingIssue: number | null;
-  /** Validates the options table; problems go to the reader. */
-  parse(reader: TableReader): Record<string, unknown>;
-  /** Builds the middleware from validated options (absent while pending). */
-  create?(
-    options: Readonly<Record<string, unknown>>,
-    deps: MiddlewareDeps,
-  ): Middleware | Promise<Middleware>;
-}
+/** Every middleware a config may name: RustStrom's six, then Strom's own. */
+export const MIDDLEWARES: readonly MiddlewareSpec[] = [
+  httpsRedirector,
+  rateLimiter,
+  compression,
+  maxBodySize,
+  authentication,
+  customErrorPages,
+  headers,
+  basicAuth,
+] as MiddlewareSpec[];
 
-const none = (): Record<string, unknown> => ({});
-
-const SPECS: readonly MiddlewareSpec[] = [
-  { name: "HttpsRedirector", pendingIssue: 6, parse: none },
-  {
-    name: "RateLimiter",
-    pendingIssue: 6,
-    parse: (r) => ({
-      limit: r.int("limit"),
-      windowSec: r.int("window_sec", { min: 1 }),
-    }),
-  },
-  { name: "Compression", pendingIssue: 6, parse: none },
-  { name: "MaxBodySize", pendingIssue: 6, parse: (r) => ({ limit: r.int("limit") }) },
-  {
-    name: "Authentication",
-    pendingIssue: 6,
-    parse: (r) => ({
-      ldapAddress: r.string("ldap_address"),
-      userDirectory: r.string("user_directory"),
-      rdnIdentifier: r.string("rdn_identifier"),
-      recursive: r.bool("recursive"),
-    }),
-  },
-  {
-    name: "CustomErrorPages",
-    pendingIssue: 6,
-    parse(r) {
-      const location = r.string("location");
-      const errors = r.array("errors", true)?.map((v, i) =>
-        checkInt(v, r.at("errors") + `[${i}]`, r.problems, { min: 100, max: 599 })
-      );
-      return { location, errors };
-    },
-  },
-];
-
-const BY_NAME = new Map(SPECS.map((s) => [s.name, s]));
+const BY_NAME = new Map(MIDDLEWARES.map((s) => [s.name, s]));
 
 /** Middleware names a config may use. */
-export const MIDDLEWARE_NAMES: readonly string[] = SPECS.map((s) => s.name);
+export const MIDDLEWARE_NAMES: readonly string[] = MIDDLEWARES.map((s) => s.name);
 
 /** The spec for a name, or a message naming the closest known one. */
 export function findMiddleware(name: string): MiddlewareSpec | string {
@@ -72,13 +40,13 @@ export function findMiddleware(name: string): MiddlewareSpec | string {
     (hint ? ` (did you mean "${hint}"?)` : ` (expected one of ${list})`);
 }
 
-/** Builds a configured middleware; throws for one that is not available yet. */
+/** Builds a configured middleware from options its spec validated. */
 export function createMiddleware(
   name: string,
   options: Readonly<Record<string, unknown>>,
   deps: MiddlewareDeps,
-): Middleware | Promise<Middleware> {
+): ClosableMiddleware | Promise<ClosableMiddleware> {
   const spec = BY_NAME.get(name);
-  if (!spec?.create) throw new Error(`Cannot create middleware "${name}": not available`);
+  if (!spec) throw new Error(`Cannot create middleware "${name}": unknown`);
   return spec.create(options, deps);
 }

@@ -34,7 +34,7 @@ export function failureResponse(failure: Failure): Response {
   const [status, text] = STATUS[failure];
   return new Response(text, {
     status,
-    headers: { "content-type": "text/plain; charset=utf-8" },
+    headers: { "content-type": "text/plain; charset=utf-8", "content-length": String(text.length) },
   });
 }
 

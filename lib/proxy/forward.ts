@@ -9,6 +9,8 @@ import type { Backend, Pool, Runtime } from "../runtime.ts";
 import type { PickContext } from "../balance/strategy.ts";
 import { selectPool } from "../routing.ts";
 import type { MiddlewareContext } from "../middleware/middleware.ts";
+import { type Observers, RequestTracker } from "./tracker.ts";
+import { plainIp } from "../net/address.ts";
 import { UpstreamError } from "../transport/transport.ts";
 import { removeDotSegments } from "./path.ts";
 import {
@@ -28,6 +30,8 @@ export interface ProxyOptions {
   readonly scheme: Scheme;
   readonly arrival: ArrivalInfo;
   readonly log: Logger;
+  /** Metrics and the access log. */
+  readonly observers: Observers;
 }
 
 /** Handles one proxied request; never throws. */
@@ -42,10 +46,19 @@ interface Target extends MatchRequest {
 /** Creates the proxy handler for one listener. */
 export function createProxy(options: ProxyOptions): ProxyHandler {
   return async (request, remote) => {
+    const tracker = new RequestTracker(options.observers, request, plainIp(remote.hostname));
+    const response = await handle(request, remote, tracker);
+    tracker.answered(response);
+    return response;
+  };
+
+  async function handle(request: Request, remote: Deno.NetAddr, tracker: RequestTracker) {
     const runtime = options.runtime();
     const target = splitTarget(request);
+    tracker.path = target.target;
     const pool = selectPool(runtime.poolsFor(options.scheme), target);
     if (pool === null) return failureResponse("no-pool");
+    tracker.pool = pool.config.name;
     const client = identifyClient(
       remote.hostname,
       request.headers.get("x-forwarded-for"),
@@ -68,11 +81,11 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       fields: forwardedFields(request.headers, client, { ...options.arrival, host: target.host }),
       body: request.body,
     };
-    const exchange = { target, client, context, options, middleware };
+    const exchange = { target, client, context, options, middleware, tracker };
     const response = await pool.chain(middleware, () => proxyToPool(pool, request, exchange));
     if (context.setCookie !== null) response.headers.append("set-cookie", context.setCookie);
     return response;
-  };
+  }
 }
 
 /** Splits `request.url` (raw target as received) into host, path and query. */
@@ -102,6 +115,7 @@ interface Exchange {
   readonly options: ProxyOptions;
   /** Fields and body as the middlewares left them. */
   readonly middleware: MiddlewareContext;
+  readonly tracker: RequestTracker;
 }
 
 /** A failed attempt: what it means for the client, and whether it may go elsewhere. */
@@ -164,8 +178,10 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
         body,
         deadline,
         target,
+        exchange,
       });
       if (outcome instanceof Response) return outcome;
+      if (exchange.middleware.bodyError) throw exchange.middleware.bodyError; // the client's (issue #6)
       const where =
         `${target.method} ${target.path} to backend ${backend.id} in pool ${pool.config.name}`;
       if (outcome.failure === "client-gone") {
@@ -173,6 +189,7 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
         return failureResponse(outcome.failure);
       }
       pool.reportOutcome(backend, true, outcome.reason);
+      options.observers.metrics.backendFailed(backend.id);
       (tried ??= []).push(backend);
       const retry = outcome.retryable && attempt < pool.config.retries && canReplay(body);
       if (retry) candidates = pool.available().filter((b) => !tried!.includes(b));
@@ -181,6 +198,7 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
         return failureResponse(outcome.failure);
       }
       options.log.info(`Retrying ${where} elsewhere after: ${outcome.reason}`);
+      options.observers.metrics.retried(pool.config.name);
     }
   } finally {
     deadline.dispose();
@@ -211,21 +229,31 @@ async function attemptOnce(
   pool: Pool,
   backend: Backend,
   request: Request,
-  { fields, body, deadline, target }: {
+  { fields, body, deadline, target, exchange }: {
     fields: Fields;
     body: Body;
     deadline: RequestDeadline;
     target: Target;
+    exchange: Exchange;
   },
 ): Promise<Response | AttemptFailure> {
   backend.inFlight++;
   backend.requests++;
+  const { tracker } = exchange;
+  tracker.attempts++;
+  tracker.bytesIn = body instanceof Uint8Array
+    ? body.length
+    : Number(fields.find(([name]) => name === "content-length")?.[1] ?? 0) || 0;
+  const started = performance.now();
   let finished = false;
-  const finish = () => {
-    if (!finished) {
-      finished = true;
-      backend.inFlight--;
-    }
+  let responded = false;
+  let endedWith = -1;
+  const finish = (bytes: number) => {
+    if (finished) return;
+    finished = true;
+    backend.inFlight--;
+    if (responded) tracker.ended(bytes);
+    else endedWith = bytes;
   };
   try {
     const response = await pool.transport.send(backend.address, {
@@ -237,11 +265,18 @@ async function attemptOnce(
       connectTimeoutMs: pool.config.connectTimeoutMs,
       onEnd: finish,
     });
+    responded = true;
+    tracker.backend = backend.id;
+    if (endedWith >= 0) tracker.ended(endedWith);
+    exchange.options.observers.metrics.backendAnswered(
+      backend.id,
+      (performance.now() - started) / 1000,
+    );
     const failed = pool.config.outlier.count5xx && response.status >= 500;
     pool.reportOutcome(backend, failed, "");
     return response;
   } catch (error) {
-    finish();
+    finish(0);
     const failure = classifyFailure(error, {
       timedOut: deadline.timedOut,
       clientGone: request.signal.aborted,

@@ -42,7 +42,7 @@ export function createFetchTransport(client: ClientConfig): Transport {
           client: http,
         });
       } catch (e) {
-        request.onEnd();
+        request.onEnd(0);
         throw classify(e);
       }
       const headers = new Headers(endToEnd(upstream.headers));
@@ -56,7 +56,7 @@ export function createFetchTransport(client: ClientConfig): Transport {
         body.cancel().catch(() => {});
         body = null;
       }
-      if (body === null) request.onEnd();
+      if (body === null) request.onEnd(0);
       return new Response(body && trackBody(body, request.onEnd), {
         status: upstream.status,
         headers,
@@ -78,27 +78,31 @@ function classify(e: unknown): UpstreamError {
   return new UpstreamError("protocol", detail, { cause: e });
 }
 
-/** Passes a body through and calls `done` once when it ends, fails or is cancelled. */
+/** Passes a body through and calls `done(bytes)` once when it ends, fails or is cancelled. */
 function trackBody(
   body: ReadableStream<Uint8Array>,
-  done: () => void,
+  done: (bytes: number) => void,
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
+  let bytes = 0;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
         const { value, done: end } = await reader.read();
         if (end) {
-          done();
+          done(bytes);
           controller.close();
-        } else controller.enqueue(value);
+        } else {
+          bytes += value.length;
+          controller.enqueue(value);
+        }
       } catch (e) {
-        done();
+        done(bytes);
         controller.error(e);
       }
     },
     cancel(reason) {
-      done();
+      done(bytes);
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });

@@ -18,10 +18,11 @@ export interface UpstreamRequest {
   /** Limit for establishing a connection (transports that cannot enforce it rely on `signal`). */
   readonly connectTimeoutMs: number;
   /**
-   * Called exactly once when the exchange is over: the response body ended,
-   * failed or was cancelled, or `send` rejected.
+   * Called exactly once when the exchange is over (the response body ended,
+   * failed or was cancelled, or `send` rejected), with the body bytes the
+   * client was given.
    */
-  readonly onEnd: () => void;
+  readonly onEnd: (bodyBytes: number) => void;
 }
 
 /** Why an upstream exchange failed. */

@@ -1,17 +1,28 @@
 // A proxy worker: its own config generation and HTTP listener on the shared
 // port (SO_REUSEPORT). Health comes from the primary; passive health, retry
-// budgets and LeastConnection counts are this worker's own.
+// budgets and LeastConnection counts are this worker's own. Log lines go to
+// the primary, which prints them and keeps them for the admin API.
 
 /// <reference lib="deno.worker" />
 
 import { parseConfig } from "../config/load.ts";
-import { createLogger } from "../log.ts";
-import { Runtime } from "../runtime.ts";
+import type { Config } from "../config/types.ts";
+import { createLogger, type Logger } from "../log.ts";
+import { defaultRuntimeDeps, Runtime, type RuntimeDeps } from "../runtime.ts";
 import { listenProxy } from "../listen.ts";
+import { TrafficMetrics } from "../metrics/metrics.ts";
+import { HealthMonitor } from "../health/monitor.ts";
+import { createHttpProbe } from "../health/probe.ts";
+import { AccessLog } from "../access_log.ts";
 import { type FromWorker, STATS_INTERVAL_MS, type ToWorker } from "./protocol.ts";
 
+const metrics = new TrafficMetrics();
+const deps: RuntimeDeps = { ...defaultRuntimeDeps, metrics };
+let log: Logger;
 let runtime: Runtime | null = null;
+let accessLog: AccessLog | null = null;
 let server: Deno.HttpServer<Deno.NetAddr> | null = null;
+let monitor: HealthMonitor | null = null;
 let statsTimer: ReturnType<typeof setInterval> | undefined;
 
 function post(message: FromWorker): void {
@@ -24,17 +35,47 @@ function counters(): number[][] {
   );
 }
 
+/** Swaps in a new generation (the first one too) and its access log. */
+async function adopt(config: Config, generation: number): Promise<void> {
+  const next = await Runtime.create(config, generation, {
+    log,
+    deps,
+    previous: runtime ?? undefined,
+  });
+  const nextLog = same(config.accessLog, runtime?.config.accessLog)
+    ? accessLog
+    : config.accessLog && await AccessLog.open(config.accessLog);
+  const old = runtime;
+  const oldLog = accessLog;
+  runtime = next;
+  accessLog = nextLog ?? null;
+  metrics.prime(next);
+  monitor!.watch(next);
+  if (old) old.retire(next);
+  if (oldLog && oldLog !== accessLog) await oldLog.close();
+}
+
+function same(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+}
+
 self.onmessage = async (event: MessageEvent<ToWorker>) => {
   const message = event.data;
   switch (message.type) {
     case "start": {
-      const log = createLogger(message.logLevel, { prefix: `worker ${message.id}: ` });
+      log = createLogger(message.logLevel, {
+        sink: (r) => post({ type: "log", level: r.level, message: r.message }),
+        prefix: `worker ${message.id}: `,
+      });
+      // Probes here only bring ejected backends back; rounds run in the primary.
+      monitor = new HealthMonitor({ clock: deps.clock, log, probe: createHttpProbe(deps.clock) });
       try {
         const config = parseConfig(message.configText, message);
-        runtime = await Runtime.create(config, 1, { log });
+        await adopt(config, 1);
         server = listenProxy("HTTP", "http_address", config.httpAddress, () => runtime!, {
           log,
           reusePort: true,
+          observers: { metrics, accessLog: () => accessLog },
         });
         statsTimer = setInterval(
           () => post({ type: "stats", counters: counters() }),
@@ -43,6 +84,15 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
         post({ type: "listening", port: server.addr.port });
       } catch (e) {
         post({ type: "error", message: e instanceof Error ? e.message : String(e) });
+      }
+      break;
+    }
+    case "reload": {
+      try {
+        await adopt(parseConfig(message.configText, message), message.generation);
+        post({ type: "reloaded", generation: message.generation, error: null });
+      } catch (e) {
+        post({ type: "reloaded", generation: message.generation, error: String(e) });
       }
       break;
     }
@@ -55,12 +105,18 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       }
       break;
     }
+    case "metrics": {
+      post({ type: "metrics", id: message.id, json: await metrics.registry.getMetricsAsJSON() });
+      break;
+    }
     case "shutdown": {
       clearInterval(statsTimer);
+      monitor?.stop();
       const timer = setTimeout(() => post({ type: "stopped" }), message.graceMs);
       await server?.shutdown();
       clearTimeout(timer);
       runtime?.close();
+      await accessLog?.close();
       post({ type: "stats", counters: runtime ? counters() : [] });
       post({ type: "stopped" });
       break;

@@ -20,6 +20,7 @@ export class WorkerGroup {
   readonly #counters: Counters[] = [];
   readonly #runtime: () => Runtime;
   #port = 0;
+  #asked = 0;
 
   private constructor(runtime: () => Runtime) {
     this.#runtime = runtime;
@@ -71,9 +72,67 @@ export class WorkerGroup {
     return group;
   }
 
+  /** How many workers run. */
+  get size(): number {
+    return this.#workers.length;
+  }
+
   /** The shared HTTP port. */
   get port(): number {
     return this.#port;
+  }
+
+  /** Has every worker build the new generation; resolves with the first error, or null. */
+  async reload(config: ConfigSource, generation: number): Promise<string | null> {
+    const message: ToWorker = {
+      type: "reload",
+      generation,
+      configText: config.text,
+      source: config.source,
+      baseDir: config.baseDir,
+    };
+    const replies = await Promise.all(
+      this.#workers.map((worker) =>
+        this.#ask(worker, message, (m) => m.type === "reloaded" && m.generation === generation)
+      ),
+    );
+    for (const reply of replies) {
+      if (reply === null) return "a worker did not answer the reload";
+      if (reply.type === "reloaded" && reply.error) return reply.error;
+    }
+    return null;
+  }
+
+  /** Every worker's traffic metrics as prom-client JSON (a worker that does not answer is left out). */
+  async metrics(): Promise<unknown[][]> {
+    const id = ++this.#asked;
+    const replies = await Promise.all(
+      this.#workers.map((worker) =>
+        this.#ask(worker, { type: "metrics", id }, (m) => m.type === "metrics" && m.id === id)
+      ),
+    );
+    return replies.flatMap((r) => r?.type === "metrics" ? [r.json] : []);
+  }
+
+  /** Sends a message and waits (up to 10 s) for the reply that `matches`. */
+  #ask(
+    worker: Worker,
+    message: ToWorker,
+    matches: (m: FromWorker) => boolean,
+  ): Promise<FromWorker | null> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done(null), 10_000);
+      const onMessage = (event: MessageEvent<FromWorker>) => {
+        if (matches(event.data)) done(event.data);
+      };
+      const done = (reply: FromWorker | null) => {
+        clearTimeout(timer);
+        worker.removeEventListener("message", onMessage);
+        resolve(reply);
+      };
+      worker.addEventListener("message", onMessage);
+      worker.postMessage(message);
+    });
   }
 
   /** Tells every worker about a backend's new health state. */

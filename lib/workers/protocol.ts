@@ -19,6 +19,14 @@ export type ToWorker =
     readonly backend: number;
     readonly state: HealthState;
   }
+  | {
+    readonly type: "reload";
+    readonly generation: number;
+    readonly configText: string;
+    readonly source: string;
+    readonly baseDir: string;
+  }
+  | { readonly type: "metrics"; readonly id: number }
   | { readonly type: "shutdown"; readonly graceMs: number };
 
 /** Per backend of each pool: requests, failures, in-flight. */
@@ -29,6 +37,13 @@ export type FromWorker =
   | { readonly type: "listening"; readonly port: number }
   | { readonly type: "error"; readonly message: string }
   | { readonly type: "stats"; readonly counters: Counters }
+  | { readonly type: "metrics"; readonly id: number; readonly json: unknown[] }
+  | {
+    readonly type: "log";
+    readonly level: "error" | "warn" | "info" | "debug" | "trace";
+    readonly message: string;
+  }
+  | { readonly type: "reloaded"; readonly generation: number; readonly error: string | null }
   | { readonly type: "stopped" };
 
 /** How often workers report their counters. */

@@ -62,6 +62,8 @@ export interface StromTestOptions {
   /** Run health rounds on timers (default false: tests call `strom.health.checkAll()`). */
   readonly autoHealth?: boolean;
   readonly probe?: Probe;
+  /** Where the config "lives" (for reload and the config API); default "<test>". */
+  readonly source?: { source: string; baseDir: string };
 }
 
 /**
@@ -73,7 +75,7 @@ export async function startStrom(toml: string, options: StromTestOptions = {}): 
     /^http_address/m.test(toml) ? "" : `http_address = "127.0.0.1:0"\n`,
     /^admin_address/m.test(toml) ? "" : `admin_address = "127.0.0.1:0"\n`,
   ].join("");
-  const origin = { source: "<test>", baseDir: Deno.cwd() };
+  const origin = options.source ?? { source: "<test>", baseDir: Deno.cwd() };
   const config = parseConfig(prefix + toml, origin);
   const strom = await Strom.start(config, {
     configSource: { ...origin, text: prefix + toml },

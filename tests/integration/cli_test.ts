@@ -97,7 +97,10 @@ Deno.test("strom exits 1 with one line naming the address when a listener cannot
     `Cannot listen on 127.0.0.1:${port} (http_address): address already in use`,
   );
   const foreign = await configFile(
-    VALID.replace(`admin_address = "127.0.0.1:0"`, `admin_address = "192.0.2.1:9090"`),
+    VALID.replace(
+      `admin_address = "127.0.0.1:0"`,
+      `admin_address = "192.0.2.1:9090"\nadmin_token = "0123456789abcdef0123"`,
+    ),
   );
   const r2 = await runStrom(["-c", foreign, "--log-level", "error"]);
   assert.equal(r2.code, 1);

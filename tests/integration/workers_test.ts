@@ -64,3 +64,28 @@ Deno.test("health found by the primary reaches every worker", async () => {
     assert.equal((await get(`${lb.url}/`, { headers: { connection: "close" } })).text, "ok");
   }
 });
+
+Deno.test("with workers, /metrics adds up every worker and a reload reaches them all", async () => {
+  await using a = startBackend();
+  await using b = startBackend();
+  const toml = `workers = 2\n` + poolToml([a.address, b.address]);
+  await using lb = await startStrom(toml);
+  for (let i = 0; i < 40; i++) {
+    assert.equal((await get(`${lb.url}/`, { headers: { connection: "close" } })).status, 200);
+  }
+  const text = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+  assert.match(text, /^http_requests_total 40$/m);
+  const result = await lb.strom.reload(
+    `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n` +
+      toml.replace(`,"${b.address}"`, ""),
+  );
+  assert.ok(result.ok);
+  const before = b.requests.length;
+  for (let i = 0; i < 20; i++) {
+    assert.equal(
+      (await get(`${lb.url}/`, { headers: { connection: "close" } })).text,
+      `backend ${a.port}`,
+    );
+  }
+  assert.equal(b.requests.length, before, "no worker sends to the removed backend");
+});

@@ -13,9 +13,9 @@ strategy = { RoundRobin = {} }
 `;
 
 /** The problems (path: message) a config text produces. */
-function problemsOf(text: string): string[] {
+function problemsOf(text: string, from = origin): string[] {
   try {
-    parseConfig(text, origin);
+    parseConfig(text, from);
   } catch (e) {
     assert.ok(e instanceof ConfigError, `expected ConfigError, got ${e}`);
     return e.problems.map((p) => (p.path ? `${p.path}: ` : "") + p.message);
@@ -114,18 +114,28 @@ type = "Local"
 certificate_path = "certs/example.com.pem"
 private_key_path = "certs/example.com.key"
 `;
-  assert.deepEqual(problemsOf(example), [
-    'backend_pools[0].middlewares.HttpsRedirector: middleware "HttpsRedirector" is not available yet (planned in issue #6)',
-    'backend_pools[0].middlewares.RateLimiter: middleware "RateLimiter" is not available yet (planned in issue #6)',
-    'backend_pools[0].middlewares.MaxBodySize: middleware "MaxBodySize" is not available yet (planned in issue #6)',
-    'backend_pools[0].middlewares.Compression: middleware "Compression" is not available yet (planned in issue #6)',
-    'backend_pools[0].middlewares.CustomErrorPages: middleware "CustomErrorPages" is not available yet (planned in issue #6)',
+  // The error pages are read at load, relative to the config file's folder.
+  const baseDir = Deno.makeTempDirSync();
+  Deno.mkdirSync(`${baseDir}/errorpages`);
+  Deno.writeTextFileSync(`${baseDir}/errorpages/404.html`, "<h1>Not here</h1>");
+  Deno.writeTextFileSync(`${baseDir}/errorpages/502.html`, "<h1>Down</h1>");
+  const here = { source: "strom.toml", baseDir };
+  assert.deepEqual(problemsOf(example, here), [
     'certificates."example.com": certificates are not available yet (planned in issue #7)',
   ]);
-  const withoutPending = example
-    .replace(/\[backend_pools\.middlewares[\s\S]*?(?=\[\[backend_pools\]\])/, "")
-    .replace(/\[certificates[\s\S]*$/, "");
-  const config = parseConfig(withoutPending, origin);
+  const config = parseConfig(example.replace(/\[certificates[\s\S]*$/, ""), here);
+  Deno.removeSync(baseDir, { recursive: true });
+  assert.deepEqual(config.pools[0].middlewares.map((m) => m.name), [
+    "HttpsRedirector",
+    "RateLimiter",
+    "MaxBodySize",
+    "Compression",
+    "CustomErrorPages",
+  ]);
+  assert.deepEqual(config.pools[0].middlewares[4].options.pages, {
+    404: "<h1>Not here</h1>",
+    502: "<h1>Down</h1>",
+  });
   assert.equal(config.pools.length, 2);
   assert.equal(config.pools[0].strategy.name, "StickyCookie");
   assert.equal(config.pools[0].client.poolMaxIdlePerHost, 32);
@@ -220,12 +230,140 @@ burst = 3
 `;
   assert.deepEqual(problemsOf(text), [
     "backend_pools[0].middlewares.Authentication.recursive: missing required key",
-    'backend_pools[0].middlewares.Authentication: middleware "Authentication" is not available yet (planned in issue #6)',
     "backend_pools[0].middlewares.RateLimiter.limit: expected an integer from 0 to 9007199254740991, found -1",
     "backend_pools[0].middlewares.RateLimiter.window_sec: expected an integer from 1 to 9007199254740991, found 0",
     "backend_pools[0].middlewares.RateLimiter.burst: unknown key",
-    'backend_pools[0].middlewares.RateLimiter: middleware "RateLimiter" is not available yet (planned in issue #6)',
   ]);
+});
+
+/** The problems of one middleware table in an otherwise valid pool. */
+function middlewareProblems(name: string, body: string, from = origin): string[] {
+  return problemsOf(`${POOL}[backend_pools.middlewares.${name}]\n${body}`, from);
+}
+
+const MW = "backend_pools[0].middlewares";
+
+Deno.test("parseConfig() validates HttpsRedirector and RateLimiter options", () => {
+  assert.deepEqual(middlewareProblems("HttpsRedirector", "status = 302\nport = 8443"), [
+    `${MW}.HttpsRedirector.status: invalid redirect status 302 (expected 301 or 308)`,
+    `${MW}.HttpsRedirector.port: unknown key`,
+  ]);
+  assert.deepEqual(
+    middlewareProblems(
+      "RateLimiter",
+      `limit = 10\nwindow_sec = 1\nstore = "http://127.0.0.1:6379"\non_store_error = "open"\nmax_clients = 0`,
+    ),
+    [
+      `${MW}.RateLimiter.store: invalid store "http://127.0.0.1:6379": expected "redis://" or "rediss://"`,
+      `${MW}.RateLimiter.on_store_error: invalid value "open" (expected "allow" or "deny")`,
+      `${MW}.RateLimiter.max_clients: expected an integer from 1 to 9007199254740991, found 0`,
+    ],
+  );
+  assert.deepEqual(
+    middlewareProblems("RateLimiter", `limit = 10\nwindow_sec = 1\non_store_error = "deny"`),
+    [`${MW}.RateLimiter.on_store_error: only applies with "store"`],
+  );
+  assert.deepEqual(
+    middlewareProblems("RateLimiter", `limit = 10\nwindow_sec = 1\nstore = "redis:nohost"`),
+    [`${MW}.RateLimiter.store: invalid store "redis:nohost": expected a host`],
+  );
+});
+
+Deno.test("parseConfig() validates Compression, MaxBodySize and Headers options", () => {
+  assert.deepEqual(
+    middlewareProblems(
+      "Compression",
+      `min_size = -1\nencodings = ["gzip", "lzma"]\nskip_types = ["png"]`,
+    ),
+    [
+      `${MW}.Compression.min_size: expected an integer from 0 to 9007199254740991, found -1`,
+      `${MW}.Compression.encodings[1]: unknown encoding "lzma" (expected one of "br", "zstd", "gzip", "deflate")`,
+      `${MW}.Compression.skip_types[0]: invalid media type "png": expected "type/subtype" or "type/"`,
+    ],
+  );
+  assert.deepEqual(middlewareProblems("MaxBodySize", `limit = "10MB"`), [
+    `${MW}.MaxBodySize.limit: expected an integer, found a string ("10MB")`,
+  ]);
+  assert.deepEqual(
+    middlewareProblems(
+      "Headers",
+      `request = { set = { "X Bad" = "1", "Content-Length" = "5" }, remove = [3], drop = [] }
+response = { add = { "X-Ok" = "a\\nb" }, remove = ["Connection"] }
+`,
+    ),
+    [
+      `${MW}.Headers.request.remove[0]: expected a header name, found 3`,
+      `${MW}.Headers.request.set."X Bad": invalid header name "X Bad"`,
+      `${MW}.Headers.request.set.Content-Length: cannot change header "Content-Length": Strom manages it`,
+      `${MW}.Headers.request.drop: unknown key`,
+      `${MW}.Headers.response.remove[0]: cannot change header "Connection": Strom manages it`,
+      `${MW}.Headers.response.add.X-Ok: invalid header value: expected a string without CR, LF or NUL`,
+    ],
+  );
+});
+
+Deno.test("parseConfig() validates Authentication options", () => {
+  const base = `user_directory = "ou=people,dc=example,dc=com"\nrecursive = true\n`;
+  assert.deepEqual(
+    middlewareProblems(
+      "Authentication",
+      base +
+        `ldap_address = "ldapi:///run/slapd.sock"\nrdn_identifier = "u id"\nbind_dn = "cn=reader"`,
+    ),
+    [
+      `${MW}.Authentication.ldap_address: unsupported LDAP address "ldapi:///run/slapd.sock": ldapi:// is not supported`,
+      `${MW}.Authentication.rdn_identifier: invalid attribute name "u id": expected letters, digits and "-"`,
+      `${MW}.Authentication.bind_password: missing required key (bind_dn is set)`,
+    ],
+  );
+  assert.deepEqual(
+    middlewareProblems(
+      "Authentication",
+      base +
+        `ldap_address = "127.0.0.1:389"\nrdn_identifier = "uid"\nbind_password = "x"\nrealm = "caf\u00e9"\ncache_ttl_sec = -5`,
+    ),
+    [
+      `${MW}.Authentication.ldap_address: invalid LDAP address "127.0.0.1:389": expected "ldap://host:port" or "ldaps://host:port"`,
+      `${MW}.Authentication.bind_password: only applies with bind_dn`,
+      `${MW}.Authentication.realm: invalid realm "café": expected printable ASCII`,
+      `${MW}.Authentication.cache_ttl_sec: expected an integer from 0 to 9007199254740991, found -5`,
+    ],
+  );
+});
+
+Deno.test("parseConfig() reads error pages and htpasswd files at load, relative to the config", () => {
+  const baseDir = Deno.makeTempDirSync();
+  const here = { source: "strom.toml", baseDir };
+  try {
+    Deno.mkdirSync(`${baseDir}/pages`);
+    Deno.writeTextFileSync(`${baseDir}/pages/503.html`, "busy");
+    assert.deepEqual(
+      middlewareProblems(
+        "CustomErrorPages",
+        `location = "pages"\nerrors = [503, 404, 200, "x"]`,
+        here,
+      ),
+      [
+        `${MW}.CustomErrorPages.errors[1]: cannot read error page "${baseDir}/pages/404.html": no such file`,
+        `${MW}.CustomErrorPages.errors[2]: expected an integer from 400 to 599, found 200`,
+        `${MW}.CustomErrorPages.errors[3]: expected an integer, found a string ("x")`,
+      ],
+    );
+    assert.deepEqual(middlewareProblems("BasicAuth", `htpasswd = "users"`, here), [
+      `${MW}.BasicAuth.htpasswd: cannot read htpasswd file "${baseDir}/users": no such file`,
+    ]);
+    Deno.writeTextFileSync(
+      `${baseDir}/users`,
+      "# users\nann:$apr1$abc$def\nnocolon\nbob:$2y$05$" + "a".repeat(53) + "\n",
+    );
+    assert.deepEqual(middlewareProblems("BasicAuth", `htpasswd = "users"\nrealm = 5`, here), [
+      `${MW}.BasicAuth.htpasswd: in "${baseDir}/users", line 2: unsupported hash for user "ann" (expected bcrypt, "htpasswd -B")`,
+      `${MW}.BasicAuth.htpasswd: in "${baseDir}/users", line 3: expected "user:hash"`,
+      `${MW}.BasicAuth.realm: expected a string, found an integer (5)`,
+    ]);
+  } finally {
+    Deno.removeSync(baseDir, { recursive: true });
+  }
 });
 
 Deno.test("parseConfig() validates certificates in both RustStrom forms", () => {

@@ -149,17 +149,21 @@ export class Connection {
   }
 
   /**
-   * The body as a stream. `done(reusable)` is called once: true when the body
-   * ended cleanly and the connection can carry another request.
+   * The body as a stream. `done(reusable, bytes)` is called once: reusable
+   * when the body ended cleanly and the connection can carry another request.
    */
-  bodyStream(framing: Framing, done: (reusable: boolean) => void): ReadableStream<Uint8Array> {
+  bodyStream(
+    framing: Framing,
+    done: (reusable: boolean, bytes: number) => void,
+  ): ReadableStream<Uint8Array> {
     let remaining = framing.kind === "length" ? framing.length : Infinity;
     let chunkLeft = 0;
     let finished = false;
+    let bytes = 0;
     const finish = (reusable: boolean) => {
       if (!finished) {
         finished = true;
-        done(reusable);
+        done(reusable, bytes);
       }
     };
     const next = async (): Promise<Uint8Array | null> => {
@@ -195,7 +199,10 @@ export class Connection {
           if (chunk === null) {
             controller.close();
             finish(framing.kind !== "close");
-          } else controller.enqueue(chunk);
+          } else {
+            bytes += chunk.length;
+            controller.enqueue(chunk);
+          }
         } catch (e) {
           finish(false);
           controller.error(e);

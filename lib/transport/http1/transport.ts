@@ -57,7 +57,7 @@ async function send(
       const acquired = pool.acquire(request.signal, request.connectTimeoutMs);
       lease = acquired instanceof Promise ? await acquired : acquired;
     } catch (e) {
-      request.onEnd();
+      request.onEnd(0);
       throw toUpstreamError(e, request.signal, backend);
     }
     const state = { wroteHead: false };
@@ -67,7 +67,7 @@ async function send(
       const stale = lease.reused && lease.conn.received === 0 && !request.signal.aborted &&
         !(e instanceof ProtocolError) && !(request.body instanceof ReadableStream) && attempt < 3;
       if (stale && (!state.wroteHead || isIdempotent(request))) continue;
-      request.onEnd();
+      request.onEnd(0);
       throw toUpstreamError(e, request.signal, backend);
     }
   }
@@ -120,18 +120,18 @@ async function exchange(
     pool.release(conn, false);
     throw new ProtocolError("unexpected 101 Switching Protocols");
   }
-  const release = (clean: boolean) => {
+  const release = (clean: boolean, bytes: number) => {
     pool.release(conn, clean && head.keepAlive && bodyWritten);
-    request.onEnd();
+    request.onEnd(bytes);
   };
   const init = { status: head.status, headers: head.fields };
   if (head.framing.kind === "none") {
-    release(true);
+    release(true, 0);
     return new Response(null, init);
   }
   const buffered = conn.takeBufferedBody(head.framing);
   if (buffered !== null) {
-    release(true);
+    release(true, buffered.length);
     return new Response(buffered, init);
   }
   return new Response(conn.bodyStream(head.framing, release), init);

@@ -1,0 +1,135 @@
+// The access log: one line per request in JSON, Common or Combined Log Format,
+// buffered so writing never waits on the disk in the request path.
+
+import type { AccessLogConfig } from "./config/types.ts";
+
+/** What is known about one request once its response is complete. */
+export interface RequestRecord {
+  readonly time: Date;
+  readonly client: string;
+  readonly method: string;
+  /** Path and query as forwarded. */
+  readonly path: string;
+  readonly protocol: string;
+  readonly status: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly durationMs: number;
+  readonly pool: string | null;
+  readonly backend: string | null;
+  readonly attempts: number;
+  readonly referer: string | null;
+  readonly userAgent: string | null;
+}
+
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/** `[10/Oct/2000:13:55:36 +0000]`-style time, in UTC. */
+function clfTime(d: Date): string {
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${p(d.getUTCDate())}/${MONTHS[d.getUTCMonth()]}/${d.getUTCFullYear()}:` +
+    `${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
+}
+
+// Control characters are exactly what must be escaped in a log line.
+// deno-lint-ignore no-control-regex
+const UNSAFE = /[\\"\x00-\x1f\x7f]/g;
+
+/** A quoted CLF field: `"` and `\` escaped, control characters as \xHH. */
+function quoted(value: string | null): string {
+  if (value === null) return '"-"';
+  const escaped = value.replace(
+    UNSAFE,
+    (c) =>
+      c === '"' || c === "\\" ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
+  return `"${escaped}"`;
+}
+
+/** Formats one record as a log line (without the newline). */
+export function formatAccess(format: AccessLogConfig["format"], r: RequestRecord): string {
+  if (format === "json") {
+    return JSON.stringify({
+      time: r.time.toISOString(),
+      client: r.client,
+      method: r.method,
+      path: r.path,
+      protocol: r.protocol,
+      status: r.status,
+      bytes_in: r.bytesIn,
+      bytes_out: r.bytesOut,
+      duration_ms: Math.round(r.durationMs * 1000) / 1000,
+      pool: r.pool,
+      backend: r.backend,
+      attempts: r.attempts,
+      referer: r.referer,
+      user_agent: r.userAgent,
+    });
+  }
+  const request = quoted(`${r.method} ${r.path} ${r.protocol}`);
+  const common = `${r.client} - - [${clfTime(r.time)}] ${request} ${r.status} ${r.bytesOut || "-"}`;
+  return format === "common" ? common : `${common} ${quoted(r.referer)} ${quoted(r.userAgent)}`;
+}
+
+/** Flush when this much is buffered, or after FLUSH_MS. */
+const FLUSH_BYTES = 64 * 1024;
+const FLUSH_MS = 250;
+const encoder = new TextEncoder();
+
+/** A buffered access log writer. */
+export class AccessLog {
+  readonly #format: AccessLogConfig["format"];
+  readonly #file: Deno.FsFile | null;
+  #lines: string[] = [];
+  #bytes = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #writing: Promise<void> = Promise.resolve();
+
+  private constructor(format: AccessLogConfig["format"], file: Deno.FsFile | null) {
+    this.#format = format;
+    this.#file = file;
+  }
+
+  /** Opens the log (a file is appended to; "stdout" writes to standard output). */
+  static async open(config: AccessLogConfig): Promise<AccessLog> {
+    const file = config.path === "stdout"
+      ? null
+      : await Deno.open(config.path, { append: true, create: true, write: true });
+    return new AccessLog(config.format, file);
+  }
+
+  /** Queues one record. */
+  write(record: RequestRecord): void {
+    const line = formatAccess(this.#format, record) + "\n";
+    this.#lines.push(line);
+    this.#bytes += line.length;
+    if (this.#bytes >= FLUSH_BYTES) this.flush();
+    else if (this.#timer === undefined) {
+      const timer = setTimeout(() => this.flush(), FLUSH_MS);
+      Deno.unrefTimer(timer);
+      this.#timer = timer;
+    }
+  }
+
+  /** Writes what is buffered; resolves when it is written. */
+  flush(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#lines.length === 0) return this.#writing;
+    const chunk = encoder.encode(this.#lines.join(""));
+    this.#lines = [];
+    this.#bytes = 0;
+    const target = this.#file ?? Deno.stdout;
+    this.#writing = this.#writing.then(async () => {
+      let offset = 0;
+      while (offset < chunk.length) offset += await target.write(chunk.subarray(offset));
+    }).catch(() => {});
+    return this.#writing;
+  }
+
+  /** Flushes and closes the file. */
+  async close(): Promise<void> {
+    await this.flush();
+    this.#file?.close();
+  }
+}

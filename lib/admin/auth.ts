@@ -1,0 +1,61 @@
+// Admin API protection: a bearer token for mutating calls (and for every call
+// when the admin listener is not on loopback), and no cross-origin writes.
+
+import type { MiddlewareHandler } from "hono";
+import { timingSafeEqual } from "node:crypto";
+
+const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/** Whether `hostname` is a loopback address. */
+export function isLoopbackHost(hostname: string): boolean {
+  return hostname === "::1" || hostname.startsWith("127.") || hostname === "::ffff:127.0.0.1";
+}
+
+/** The token check: constant-time comparison of the bearer token. */
+function tokenMatches(header: string | undefined, token: string): boolean {
+  if (!header?.startsWith("Bearer ")) return false;
+  const given = new TextEncoder().encode(header.slice(7).trim());
+  const expected = new TextEncoder().encode(token);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+/**
+ * Hono middleware enforcing the admin rules. `token()` is read per request so
+ * a reload that changes the token applies at once.
+ */
+export function adminGuard(
+  options: { token: () => string | null; loopback: () => boolean },
+): MiddlewareHandler {
+  return async (c, next) => {
+    const mutating = !SAFE.has(c.req.method);
+    if (mutating && crossOrigin(c.req.raw)) {
+      return c.text("403 - cross-origin requests cannot change Strom", 403);
+    }
+    const token = options.token();
+    const needed = mutating || !options.loopback();
+    if (needed) {
+      if (token === null) {
+        return c.text("403 - set admin_token or admin_token_file to allow this call", 403);
+      }
+      if (!tokenMatches(c.req.header("authorization"), token)) {
+        c.header("WWW-Authenticate", 'Bearer realm="strom admin"');
+        return c.text("401 - a valid admin token is required", 401);
+      }
+    }
+    await next();
+  };
+}
+
+/** A browser request from a page of another origin (Origin or Sec-Fetch-Site tells). */
+function crossOrigin(request: Request): boolean {
+  const site = request.headers.get("sec-fetch-site");
+  if (site !== null && site !== "same-origin" && site !== "none") return true;
+  const origin = request.headers.get("origin");
+  if (origin === null) return false;
+  const host = request.headers.get("host");
+  try {
+    return new URL(origin).host !== host;
+  } catch {
+    return true;
+  }
+}

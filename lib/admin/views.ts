@@ -1,0 +1,32 @@
+// JSON views of the runtime for the admin API and the event stream.
+
+import type { Runtime } from "../runtime.ts";
+
+/** Pools, matchers, strategies and backends with their live state. */
+export function poolsView(runtime: Runtime) {
+  return runtime.pools.map((pool) => {
+    const available = pool.available();
+    return {
+      name: pool.config.name,
+      matcher: pool.config.matcherSource,
+      schemes: [...pool.config.schemes],
+      strategy: pool.config.strategy.name,
+      transport: pool.config.transport,
+      backends: pool.backends.map((b) => ({
+        address: b.id,
+        health: b.health.status,
+        available: available.includes(b),
+        lastCheck: b.health.last && {
+          ok: b.health.last.ok,
+          status: b.health.last.status,
+          reason: b.health.last.reason,
+          latencyMs: b.health.last.latencyMs,
+        },
+        ejected: b.outlier.ejected,
+        inFlight: b.inFlight,
+        requests: b.requests,
+        failures: b.failures,
+      })),
+    };
+  });
+}

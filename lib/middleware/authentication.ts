@@ -1,0 +1,87 @@
+// Authentication: HTTP Basic credentials checked against LDAP by search then
+// bind. Every option is validated at load; RustStrom dropped the middleware
+// (leaving the pool open) when one was missing or mistyped (spec §2.10.0).
+
+import { HttpError, type MiddlewareSpec } from "./middleware.ts";
+import {
+  basicAuthMiddleware,
+  type ChallengeOptions,
+  parseChallengeOptions,
+} from "./basic_credentials.ts";
+import { type DirectoryOptions, LdapDirectory } from "./ldap_directory.ts";
+
+/** Validated options: the directory, plus realm, cache and forwarding. */
+export type AuthenticationOptions = DirectoryOptions & ChallengeOptions;
+
+/** An attribute description: a name or an OID (RFC 4512 §2.5). */
+const ATTRIBUTE = /^(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*)$/;
+
+/** Checks an LDAP URL; a message when it is not `ldap://host[:port]` or `ldaps://...`. */
+export function checkLdapUrl(text: string): string | null {
+  let url: URL | null = null;
+  try {
+    url = new URL(text);
+  } catch { /* reported below */ }
+  if (url?.protocol === "ldapi:") {
+    return `unsupported LDAP address ${JSON.stringify(text)}: ldapi:// is not supported`;
+  }
+  if (
+    url === null || (url.protocol !== "ldap:" && url.protocol !== "ldaps:") ||
+    url.hostname === "" || (url.pathname !== "" && url.pathname !== "/")
+  ) {
+    return `invalid LDAP address ${
+      JSON.stringify(text)
+    }: expected "ldap://host:port" or "ldaps://host:port"`;
+  }
+  return null;
+}
+
+/** The LDAP authentication middleware's spec. */
+export const authentication: MiddlewareSpec<AuthenticationOptions> = {
+  name: "Authentication",
+  parse(r) {
+    const url = r.string("ldap_address");
+    const urlProblem = url === undefined ? null : checkLdapUrl(url);
+    if (urlProblem !== null) r.problem("ldap_address", urlProblem);
+    const userDirectory = r.string("user_directory");
+    if (userDirectory === "") r.problem("user_directory", "expected a DN, found an empty string");
+    const rdnIdentifier = r.string("rdn_identifier");
+    if (rdnIdentifier !== undefined && !ATTRIBUTE.test(rdnIdentifier)) {
+      r.problem(
+        "rdn_identifier",
+        `invalid attribute name ${JSON.stringify(rdnIdentifier)}: expected letters, digits and "-"`,
+      );
+    }
+    const recursive = r.bool("recursive");
+    const bindDn = r.has("bind_dn") ? r.string("bind_dn") : undefined;
+    const bindPassword = r.has("bind_password") ? r.string("bind_password") : undefined;
+    if (bindDn !== undefined && bindPassword === undefined && !r.has("bind_password")) {
+      r.problem("bind_password", "missing required key (bind_dn is set)");
+    }
+    if (bindPassword !== undefined && !r.has("bind_dn")) {
+      r.problem("bind_password", "only applies with bind_dn");
+    }
+    return {
+      url: url!,
+      userDirectory: userDirectory!,
+      rdnIdentifier: rdnIdentifier!,
+      recursive: recursive!,
+      bindDn: bindDn ?? null,
+      bindPassword: bindPassword ?? null,
+      ...parseChallengeOptions(r),
+    };
+  },
+  create(options, deps) {
+    const directory = new LdapDirectory(options);
+    const verify = async ({ user, password }: { user: string; password: string }) => {
+      try {
+        return await directory.verify(user, password);
+      } catch (e) {
+        deps.log.error(`Cannot check user ${JSON.stringify(user)} at ${options.url}: ${e}`);
+        throw new HttpError(503, { message: "LDAP unavailable" });
+      }
+    };
+    const middleware = basicAuthMiddleware(options, verify, deps.clock);
+    return Object.assign(middleware, { close: () => directory.close() });
+  },
+};

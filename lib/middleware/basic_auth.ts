@@ -1,0 +1,72 @@
+// BasicAuth (Strom's own): HTTP Basic credentials checked against an htpasswd
+// file read at config load (relative to the config file). Only bcrypt hashes
+// (`htpasswd -B`) are accepted: MD5-crypt, SHA-1 and plain text are refused.
+
+import bcrypt from "bcryptjs";
+import type { MiddlewareSpec } from "./middleware.ts";
+import { readConfigFile } from "./files.ts";
+import {
+  basicAuthMiddleware,
+  type ChallengeOptions,
+  parseChallengeOptions,
+} from "./basic_credentials.ts";
+
+/** Validated options: bcrypt hashes by user name, plus realm, cache and forwarding. */
+export type BasicAuthOptions = ChallengeOptions & {
+  readonly users: Readonly<Record<string, string>>;
+};
+
+const BCRYPT = /^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$/;
+
+/** Parses htpasswd text into user → bcrypt hash; problems name the line. */
+export function parseHtpasswd(
+  text: string,
+): { users: Record<string, string>; problems: string[] } {
+  const users: Record<string, string> = {};
+  const problems: string[] = [];
+  text.split(/\r?\n/).forEach((line, i) => {
+    if (line.trim() === "" || line.startsWith("#")) return;
+    const colon = line.indexOf(":");
+    const user = line.slice(0, colon);
+    const hash = line.slice(colon + 1).trim();
+    if (colon <= 0) problems.push(`line ${i + 1}: expected "user:hash"`);
+    else if (!BCRYPT.test(hash)) {
+      problems.push(
+        `line ${i + 1}: unsupported hash for user ${
+          JSON.stringify(user)
+        } (expected bcrypt, "htpasswd -B")`,
+      );
+    } else if (Object.hasOwn(users, user)) {
+      problems.push(`line ${i + 1}: user ${JSON.stringify(user)} appears twice`);
+    } else users[user] = hash;
+  });
+  return { users, problems };
+}
+
+/** Compared against when the user is unknown, so timing does not reveal which users exist. */
+const DUMMY_HASH = "$2b$10$rzGCS4hnDxbozUA2FefdQOlgdHm3CaR5D4v7Y3K6deNgoIFsX27ya";
+
+/** The htpasswd middleware's spec. */
+export const basicAuth: MiddlewareSpec<BasicAuthOptions> = {
+  name: "BasicAuth",
+  parse(r, { baseDir }) {
+    const file = r.string("htpasswd");
+    let users: Record<string, string> = {};
+    const read = file === undefined ? null : readConfigFile(baseDir, file, "htpasswd file");
+    if (read !== null && "problem" in read) r.problem("htpasswd", read.problem);
+    else if (read !== null) {
+      const parsed = parseHtpasswd(read.text);
+      users = parsed.users;
+      for (const p of parsed.problems) r.problem("htpasswd", `in "${read.path}", ${p}`);
+    }
+    return { users, ...parseChallengeOptions(r) };
+  },
+  create(options, deps) {
+    const users = new Map(Object.entries(options.users));
+    return basicAuthMiddleware(options, async ({ user, password }) => {
+      const hash = users.get(user);
+      const ok = await bcrypt.compare(password, hash ?? DUMMY_HASH);
+      return ok && hash !== undefined;
+    }, deps.clock);
+  },
+};

@@ -1,0 +1,148 @@
+// Compression: compresses backend answers (and Strom's own) for clients that
+// accept it. Unlike RustStrom it produces zlib-wrapped `deflate` (RFC 9110
+// §8.4.1.2), honours q-values, `*` and `identity`, adds `Vary`, and leaves
+// alone what does not shrink or must not be touched (spec §2.10.3).
+
+import zlib from "node:zlib";
+import { Duplex } from "node:stream";
+import type { MiddlewareSpec } from "./middleware.ts";
+import { type Coding, CODINGS, negotiate } from "./accept_encoding.ts";
+
+/** Options: `min_size` bytes (default 1024), `encodings` in preference order, `skip_types`. */
+export type CompressionOptions = {
+  readonly minSize: number;
+  readonly encodings: readonly Coding[];
+  /** Media types (or `type/` prefixes) never compressed, on top of the built-in list. */
+  readonly skipTypes: readonly string[];
+};
+
+/** Already compressed or streamed media: images (but SVG), audio, video, fonts, archives. */
+const BUILT_IN_SKIP = [
+  "image/",
+  "audio/",
+  "video/",
+  "font/",
+  "application/font-woff",
+  "application/zip",
+  "application/gzip",
+  "application/x-gzip",
+  "application/x-bzip2",
+  "application/x-xz",
+  "application/x-7z-compressed",
+  "application/x-rar-compressed",
+  "application/vnd.rar",
+  "application/zstd",
+  "application/pdf",
+  "application/octet-stream",
+  "application/grpc",
+  "text/event-stream",
+  "multipart/x-mixed-replace",
+];
+const COMPRESSIBLE_IMAGES = new Set(["image/svg+xml", "image/x-icon", "image/bmp"]);
+
+/** Whether a media type is on the skip list (`type/` entries match a whole top-level type). */
+export function skippedType(contentType: string, skip: readonly string[]): boolean {
+  const type = contentType.split(";")[0].trim().toLowerCase();
+  if (COMPRESSIBLE_IMAGES.has(type)) return false;
+  return skip.some((s) =>
+    s.endsWith("/") ? type.startsWith(s) : type === s || type.startsWith(s + "+")
+  );
+}
+
+/** The compression middleware's spec. */
+export const compression: MiddlewareSpec<CompressionOptions> = {
+  name: "Compression",
+  parse(r) {
+    const minSize = r.int("min_size", { fallback: 1024 });
+    const encodings: Coding[] = [];
+    (r.array("encodings") ?? [...CODINGS]).forEach((v, i) => {
+      if (typeof v === "string" && (CODINGS as readonly string[]).includes(v)) {
+        if (!encodings.includes(v as Coding)) encodings.push(v as Coding);
+      } else {
+        const list = CODINGS.map((c) => `"${c}"`).join(", ");
+        r.problems.push({
+          path: r.at("encodings") + `[${i}]`,
+          message: `unknown encoding ${JSON.stringify(v)} (expected one of ${list})`,
+        });
+      }
+    });
+    const skipTypes: string[] = [];
+    (r.array("skip_types") ?? []).forEach((v, i) => {
+      if (typeof v === "string" && /^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]*$/i.test(v)) {
+        skipTypes.push(v.toLowerCase());
+      } else {
+        r.problems.push({
+          path: r.at("skip_types") + `[${i}]`,
+          message: `invalid media type ${JSON.stringify(v)}: expected "type/subtype" or "type/"`,
+        });
+      }
+    });
+    return { minSize: minSize!, encodings, skipTypes };
+  },
+  create(options) {
+    const skip = [...BUILT_IN_SKIP, ...options.skipTypes];
+    return async (context, next) => {
+      const response = await next();
+      const { headers } = response;
+      if (!eligible(response, skip)) return response;
+      addVary(headers);
+      const length = headers.get("content-length");
+      if (response.body === null || context.method === "HEAD") return response;
+      if (length !== null && Number(length) < options.minSize) return response;
+      const accept = context.request.headers.get("accept-encoding");
+      const coding = negotiate(accept, options.encodings);
+      if (coding === null) return response;
+      headers.set("content-encoding", coding);
+      headers.delete("content-length");
+      // The bytes change, so a strong validator must not survive (RFC 9110 §8.8.1).
+      const etag = headers.get("etag");
+      if (etag !== null && !etag.startsWith("W/")) headers.set("etag", `W/${etag}`);
+      const body = response.body.pipeThrough(compressor(coding, Number(length) || 0));
+      return new Response(body, {
+        status: response.status,
+        statusText: response.statusText,
+        headers,
+      });
+    };
+  },
+};
+
+/** Whether the status, headers and type allow compressing at all. */
+function eligible(response: Response, skip: readonly string[]): boolean {
+  const { status, headers } = response;
+  if (status < 200 || status === 204 || status === 206 || status === 304) return false;
+  const encoding = headers.get("content-encoding");
+  if (encoding !== null && encoding.trim().toLowerCase() !== "identity") return false;
+  if (headers.has("content-range")) return false;
+  if (/(?:^|,)\s*no-transform\s*(?:,|$)/i.test(headers.get("cache-control") ?? "")) return false;
+  const type = headers.get("content-type");
+  return type !== null && !skippedType(type, skip);
+}
+
+/** Adds `Accept-Encoding` to Vary unless it is there (or Vary is `*`). */
+function addVary(headers: Headers): void {
+  const vary = headers.get("vary");
+  if (vary === null) return headers.set("vary", "Accept-Encoding");
+  const names = vary.split(",").map((v) => v.trim().toLowerCase());
+  if (!names.includes("accept-encoding") && !names.includes("*")) {
+    headers.set("vary", `${vary}, Accept-Encoding`);
+  }
+}
+
+/** A streaming compressor; levels suit on-the-fly work (brotli 11 would be far too slow). */
+function compressor(coding: Coding, sizeHint: number): TransformStream<Uint8Array, Uint8Array> {
+  const { constants } = zlib;
+  const stream = coding === "br"
+    ? zlib.createBrotliCompress({
+      params: {
+        [constants.BROTLI_PARAM_QUALITY]: 4,
+        ...(sizeHint > 0 ? { [constants.BROTLI_PARAM_SIZE_HINT]: sizeHint } : {}),
+      },
+    })
+    : coding === "zstd"
+    ? zlib.createZstdCompress()
+    : coding === "gzip"
+    ? zlib.createGzip()
+    : zlib.createDeflate(); // zlib-wrapped, as "deflate" means in HTTP
+  return Duplex.toWeb(stream) as unknown as TransformStream<Uint8Array, Uint8Array>;
+}

@@ -1,0 +1,47 @@
+// HttpsRedirector: plain HTTP requests are sent to https:// on the same host,
+// path and query. Unlike RustStrom it keeps the client's port out of the new
+// URL (it belongs to the HTTP listener) and uses the HTTPS listener's instead.
+
+import { HttpError, type MiddlewareSpec } from "./middleware.ts";
+
+/** Options: `status = 301 | 308` for GET and HEAD (default 301); other methods always get 308. */
+export type HttpsRedirectorOptions = { readonly status: 301 | 308 };
+
+/** Paths an ACME HTTP-01 validation must reach over plain HTTP (RFC 8555 §8.3). */
+const ACME_PREFIX = "/.well-known/acme-challenge/";
+
+/** A Host value: reg-name or IPv4, or an IPv6 literal in brackets, then an optional port. */
+const HOST = /^(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{0,5}))?$/;
+
+/** The redirector's spec. */
+export const httpsRedirector: MiddlewareSpec<HttpsRedirectorOptions> = {
+  name: "HttpsRedirector",
+  parse(r) {
+    const status = r.int("status", { fallback: 301 });
+    if (status !== undefined && status !== 301 && status !== 308) {
+      r.problem("status", `invalid redirect status ${status} (expected 301 or 308)`);
+    }
+    return { status: status === 308 ? 308 : 301 };
+  },
+  create(options, deps) {
+    const port = deps.httpsPort === null || deps.httpsPort === 443 ? "" : `:${deps.httpsPort}`;
+    return (context, next) => {
+      if (context.scheme === "HTTPS" || context.path.startsWith(ACME_PREFIX)) return next();
+      const host = context.request.headers.get("host");
+      if (host === null || host === "") throw new HttpError(400, { body: "Missing Host header" });
+      const match = HOST.exec(host);
+      if (!match || (match[1] !== undefined && Number(match[1]) > 65535)) {
+        throw new HttpError(400, { body: "Invalid Host header" });
+      }
+      const hostname = match[1] === undefined ? host : host.slice(0, host.lastIndexOf(":"));
+      const query = context.query === "" ? "" : `?${context.query}`;
+      const location = `https://${hostname.toLowerCase()}${port}${context.path}${query}`;
+      deps.log.debug(`Redirecting to ${location}`);
+      // 301 lets old clients turn a POST into a GET; 308 keeps the method and body (RFC 9110 §15.4).
+      const safe = context.method === "GET" || context.method === "HEAD";
+      return Promise.resolve(
+        new Response(null, { status: safe ? options.status : 308, headers: { location } }),
+      );
+    };
+  },
+};

@@ -1,0 +1,101 @@
+// The sliding window in Redis, so several Strom instances share one limit. One
+// Lua script per request does purge, count and add atomically (a sorted set of
+// request times per client), so concurrent instances cannot both take the last
+// slot. Times come from each instance's clock: keep their clocks in sync (NTP).
+
+import { Redis } from "ioredis";
+import type { Logger } from "../log.ts";
+import type { Decision, WindowStore } from "./rate_limit_window.ts";
+
+/** KEYS[1] the client's set; ARGV: now (ms), window (ms), limit, a unique member. */
+const SCRIPT = `
+local key = KEYS[1]
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+local count = redis.call('ZCARD', key)
+local allowed = 0
+if count < limit then
+  redis.call('ZADD', key, now, ARGV[4])
+  count = count + 1
+  allowed = 1
+end
+if count > 0 then
+  redis.call('PEXPIRE', key, window)
+  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  return {allowed, count, tonumber(oldest[2])}
+end
+return {allowed, count, now}
+`;
+
+/** How long one Redis round trip may take before `on_store_error` applies (a real outage, not a busy CPU). */
+const COMMAND_TIMEOUT_MS = 2000;
+
+type SlidingWindowRedis = Redis & {
+  slidingWindow(key: string, ...args: (string | number)[]): Promise<[number, number, number]>;
+};
+
+/** A WindowStore in Redis at `url`; fails fast (rejects) while Redis is unreachable. */
+export class RedisWindow implements WindowStore {
+  readonly #redis: SlidingWindowRedis;
+  readonly #limit: number;
+  readonly #windowMs: number;
+  readonly #prefix: string;
+  readonly #instance = crypto.randomUUID().slice(0, 8);
+  #sequence = 0;
+  #lastError = "";
+
+  constructor(
+    url: string,
+    options: { limit: number; windowMs: number; prefix: string; log: Logger },
+  ) {
+    this.#limit = options.limit;
+    this.#windowMs = options.windowMs;
+    this.#prefix = options.prefix;
+    this.#redis = new Redis(url, {
+      commandTimeout: COMMAND_TIMEOUT_MS,
+      maxRetriesPerRequest: 0,
+      retryStrategy: (times) => Math.min(times * 200, 2000),
+    }) as SlidingWindowRedis;
+    this.#redis.defineCommand("slidingWindow", { numberOfKeys: 1, lua: SCRIPT });
+    const { log } = options;
+    this.#redis.on("error", (e: Error) => {
+      if (e.message !== this.#lastError) log.warn(`Rate limit store ${url}: ${e.message}`);
+      this.#lastError = e.message;
+    });
+    this.#redis.on("ready", () => {
+      if (this.#lastError !== "") log.info(`Rate limit store ${url} is reachable again`);
+      this.#lastError = "";
+    });
+  }
+
+  async hit(key: string, now: number): Promise<Decision> {
+    // Only the first connection may queue a command; once lost, fail at once.
+    const status = this.#redis.status;
+    if (status !== "ready" && status !== "connect" && status !== "connecting") {
+      throw new Error(`Cannot reach the rate limit store: connection ${status}`);
+    }
+    const member = `${now}:${this.#instance}:${this.#sequence++}`;
+    const [allowed, count, oldest] = await this.#redis.slidingWindow(
+      this.#prefix + key,
+      now,
+      this.#windowMs,
+      this.#limit,
+      member,
+    );
+    return {
+      allowed: allowed === 1,
+      remaining: Math.max(0, this.#limit - count),
+      resetMs: oldest + this.#windowMs - now,
+    };
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.#redis.quit();
+    } catch {
+      this.#redis.disconnect();
+    }
+  }
+}

@@ -1,0 +1,84 @@
+// Follows one request to its end for metrics and the access log: the answer's
+// status when headers are ready, the body bytes when the body is done.
+
+import type { AccessLog } from "../access_log.ts";
+import type { TrafficMetrics } from "../metrics/metrics.ts";
+
+/** Where finished requests are reported. */
+export interface Observers {
+  readonly metrics: TrafficMetrics;
+  /** The access log, or null when off. */
+  readonly accessLog: () => AccessLog | null;
+}
+
+/** One request's progress; created when it arrives. */
+export class RequestTracker {
+  readonly #observers: Observers;
+  readonly #request: Request;
+  readonly #client: string;
+  readonly #started = performance.now();
+  readonly #time = new Date();
+  status = 0;
+  pool: string | null = null;
+  backend: string | null = null;
+  attempts = 0;
+  path = "";
+  bytesIn = 0;
+  #bytesOut = 0;
+  #answered = false;
+  #ended = false;
+
+  constructor(observers: Observers, request: Request, client: string) {
+    this.#observers = observers;
+    this.#request = request;
+    this.#client = client;
+    observers.metrics.requestStarted();
+  }
+
+  /** The response headers are ready. */
+  answered(response: Response): void {
+    if (this.#answered) return;
+    this.#answered = true;
+    this.status = response.status;
+    const seconds = (performance.now() - this.#started) / 1000;
+    this.#observers.metrics.requestAnswered(this.status, this.pool === null ? null : seconds);
+    // Strom's own answers (no backend) end now; a backend's when its transport says so.
+    // (Never touch response.body here: that would turn a byte body into a stream.)
+    if (this.backend === null) this.ended(Number(response.headers.get("content-length") ?? 0) || 0);
+    this.#finish();
+  }
+
+  /** The response body is done (or was abandoned) after `bytes` bytes. */
+  ended(bytes: number): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#bytesOut = bytes;
+    this.#finish();
+  }
+
+  #finish(): void {
+    if (!this.#answered || !this.#ended) return;
+    const { metrics } = this.#observers;
+    metrics.bytesIn(this.bytesIn);
+    metrics.bytesOut(this.#bytesOut);
+    const log = this.#observers.accessLog();
+    if (log === null) return;
+    const headers = this.#request.headers;
+    log.write({
+      time: this.#time,
+      client: this.#client,
+      method: this.#request.method,
+      path: this.path,
+      protocol: "HTTP/1.1",
+      status: this.status,
+      bytesIn: this.bytesIn,
+      bytesOut: this.#bytesOut,
+      durationMs: performance.now() - this.#started,
+      pool: this.pool,
+      backend: this.backend,
+      attempts: this.attempts,
+      referer: headers.get("referer"),
+      userAgent: headers.get("user-agent"),
+    });
+  }
+}

@@ -1,0 +1,59 @@
+// External programs tests use (slapd, redis-server): found on PATH or in the
+// sbin folders, with a one-line reason naming the package when missing.
+
+const EXTRA_DIRS = ["/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/local/bin", "/usr/bin"];
+
+/** The full path of a program, or null when it is not installed. */
+export function findProgram(name: string): string | null {
+  const dirs = [...(Deno.env.get("PATH") ?? "").split(":").filter(Boolean), ...EXTRA_DIRS];
+  for (const dir of dirs) {
+    try {
+      if (Deno.statSync(`${dir}/${name}`).isFile) return `${dir}/${name}`;
+    } catch { /* not here */ }
+  }
+  return null;
+}
+
+/** Whether every program is installed; prints one line naming the package when not. */
+export function requirePrograms(programs: readonly string[], pkg: string): boolean {
+  const missing = programs.filter((p) => findProgram(p) === null);
+  if (missing.length === 0) return true;
+  console.log(
+    `Skipping tests that need ${missing.join(", ")}: install the Debian package "${pkg}"`,
+  );
+  return false;
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (bound on port 0, then released). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** Waits until something accepts TCP connections on 127.0.0.1:port. */
+export async function waitForPort(port: number, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    try {
+      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+      return;
+    } catch (e) {
+      if (Date.now() > deadline) {
+        throw new Error(
+          `Timed out after ${timeoutMs} ms waiting for ${what} on port ${port}: ${e}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+/** A child process that is killed and awaited on dispose. */
+export async function stopChild(child: Deno.ChildProcess): Promise<void> {
+  try {
+    child.kill("SIGTERM");
+  } catch { /* already gone */ }
+  await child.status;
+}

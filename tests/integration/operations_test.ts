@@ -1,0 +1,251 @@
+// Metrics, access log, hot reload and the admin API.
+
+import assert from "node:assert/strict";
+import { get, poolToml, startBackend, startStrom, waitFor } from "../_helpers/servers.ts";
+import * as N from "../../lib/metrics/names.ts";
+import { watchConfig } from "../../lib/config/watch.ts";
+
+const TOKEN = "test-token-0123456789abcdef";
+
+/** Value of one series in Prometheus text, or null. */
+function sample(text: string, series: string): number | null {
+  const line = text.split("\n").find((l) => l.startsWith(series + " "));
+  return line ? Number(line.slice(series.length + 1)) : null;
+}
+
+Deno.test("/metrics lists every family before traffic and counts what was sent", async () => {
+  await using a = startBackend();
+  await using b = startBackend();
+  const closed = startBackend();
+  const dead = closed.address;
+  await closed.close();
+  await using lb = await startStrom(
+    poolToml([a.address, b.address], { matcher: "PathPrefix('/ok')" }) +
+      poolToml([dead], { matcher: "PathPrefix('/dead')", extra: "retries = 0" }),
+  );
+  const before = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+  for (const name of Object.values(N).filter((v) => typeof v === "string") as string[]) {
+    assert.match(before, new RegExp(`^# TYPE ${name} `, "m"), `${name} is listed before traffic`);
+  }
+  assert.equal(sample(before, N.HTTP_REQUESTS_TOTAL), 0);
+  assert.equal(sample(before, `${N.BACKEND_FAILURES_TOTAL}{backend="${a.address}"}`), 0);
+  for (let i = 0; i < 20; i++) assert.equal((await get(`${lb.url}/ok`)).status, 200);
+  for (let i = 0; i < 3; i++) assert.equal((await get(`${lb.url}/nothing`)).status, 404);
+  for (let i = 0; i < 2; i++) assert.equal((await get(`${lb.url}/dead`)).status, 502);
+  const after = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+  assert.equal(sample(after, N.HTTP_REQUESTS_TOTAL), 25);
+  assert.equal(sample(after, `${N.HTTP_STATUS_CODES_TOTAL}{code="200"}`), 20);
+  assert.equal(sample(after, `${N.HTTP_STATUS_CODES_TOTAL}{code="404"}`), 3);
+  assert.equal(sample(after, `${N.HTTP_STATUS_CODES_TOTAL}{code="502"}`), 2);
+  assert.equal(sample(after, N.HTTP_ERRORS_TOTAL), 2);
+  assert.equal(
+    sample(after, `${N.BACKEND_RESPONSE_TIME_SECONDS}_count{backend="${a.address}"}`),
+    10,
+  );
+  assert.equal(
+    sample(after, `${N.BACKEND_RESPONSE_TIME_SECONDS}_count{backend="${b.address}"}`),
+    10,
+  );
+  assert.equal(
+    sample(after, `${N.BACKEND_REQUESTS_TOTAL}{pool="pool-0",backend="${a.address}"}`),
+    10,
+  );
+  assert.equal(sample(after, `${N.BACKEND_FAILURES_TOTAL}{backend="${dead}"}`), 2);
+  assert.equal(sample(after, `${N.HTTP_REQUEST_DURATION_SECONDS}_count`), 22, "404s have no pool");
+  assert.equal(sample(after, N.ACTIVE_HTTP_CONNECTIONS), 0);
+  assert.ok((sample(after, `${N.BYTES_TRANSFERRED_TOTAL}{direction="out"}`) ?? 0) > 0);
+});
+
+Deno.test("the access log writes one JSON line per request with its fields", async () => {
+  const dir = await Deno.makeTempDir();
+  await using backend = startBackend(() => new Response("hello"));
+  const lb = await startStrom(
+    `[access_log]\nformat = "json"\npath = "${dir}/access.log"\n` + poolToml([backend.address]),
+  );
+  await get(`${lb.url}/a?b=1`, { headers: { "user-agent": "test-agent" } });
+  await get(`${lb.url}/post`, { method: "POST", body: "12345" });
+  await lb.strom.shutdown(1000);
+  const lines = (await Deno.readTextFile(`${dir}/access.log`)).trim().split("\n").map((l) =>
+    JSON.parse(l)
+  );
+  assert.equal(lines.length, 2);
+  assert.deepEqual(
+    { ...lines[0], time: undefined, duration_ms: undefined },
+    {
+      time: undefined,
+      duration_ms: undefined,
+      client: "127.0.0.1",
+      method: "GET",
+      path: "/a?b=1",
+      protocol: "HTTP/1.1",
+      status: 200,
+      bytes_in: 0,
+      bytes_out: 5,
+      pool: "pool-0",
+      backend: backend.address,
+      attempts: 1,
+      referer: null,
+      user_agent: "test-agent",
+    },
+  );
+  assert.equal(lines[1].bytes_in, 5);
+  await Deno.remove(dir, { recursive: true });
+});
+
+/** A Strom whose config lives in a file, as `strom --config` runs it. */
+async function fileStrom(text: string, extra = "") {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/strom.toml`;
+  const full =
+    `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\nadmin_token = "${TOKEN}"\n${extra}\n${text}`;
+  await Deno.writeTextFile(path, full);
+  const lb = await startStrom(full, { source: { source: path, baseDir: dir } });
+  return Object.assign(lb, { path, dir, text: full });
+}
+
+Deno.test("reloads every 200 ms under load fail no request; a broken file keeps the old config", async () => {
+  await using a = startBackend();
+  await using b = startBackend();
+  const pool = poolToml([a.address, b.address]);
+  await using lb = await fileStrom(pool);
+  const seconds = Number(Deno.env.get("STROM_LOAD_SECONDS") ?? 10);
+  const end = Date.now() + seconds * 1000;
+  const failures: string[] = [];
+  let total = 0;
+  const worker = async () => {
+    while (Date.now() < end) {
+      const r = await get(`${lb.url}/`);
+      total++;
+      if (r.status !== 200) failures.push(`${r.status} ${r.text}`);
+    }
+  };
+  const reloader = async () => {
+    let n = 0;
+    while (Date.now() < end) {
+      const result = await lb.strom.reload(lb.text + `\n# reload ${n++}\nretries = ${n % 3}\n`);
+      assert.ok(result.ok);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return n;
+  };
+  const [reloads] = await Promise.all([reloader(), ...Array.from({ length: 6 }, worker)]);
+  assert.deepEqual(failures, [], `${failures.length} of ${total} requests failed`);
+  assert.ok(reloads >= seconds * 3, `only ${reloads} reloads`);
+  assert.equal(lb.strom.runtime.generation, reloads + 1);
+
+  const broken = await lb.strom.reload(lb.text.replace("PathPrefix('/')", "PathPrefix('/'"));
+  assert.equal(broken.ok, false);
+  assert.ok(!broken.ok);
+  assert.equal(broken.problems[0].path, "backend_pools[0].matcher");
+  assert.match(broken.problems[0].message, /^invalid matcher: /);
+  assert.equal(lb.strom.runtime.generation, reloads + 1, "the old generation keeps serving");
+  assert.equal((await get(`${lb.url}/`)).status, 200);
+  const metrics = await (await fetch(`${lb.adminUrl}/metrics`, {
+    headers: { authorization: `Bearer ${TOKEN}` },
+  })).text();
+  assert.equal(sample(metrics, `${N.CONFIG_RELOADS_TOTAL}{result="failure"}`), 1);
+  assert.equal(sample(metrics, `${N.CONFIG_RELOADS_TOTAL}{result="success"}`), reloads);
+});
+
+Deno.test("a reload keeps health and connections of remaining backends and stops a removed one", async () => {
+  await using a = startBackend();
+  await using b = startBackend();
+  await using lb = await fileStrom(poolToml([a.address, b.address]));
+  await lb.strom.health.checkAll();
+  const keptBackend = lb.strom.runtime.pools[0].backends[0];
+  for (let i = 0; i < 4; i++) await get(`${lb.url}/`);
+  const result = await lb.strom.reload(lb.text.replace(`,"${b.address}"`, ""));
+  assert.ok(result.ok);
+  assert.equal(
+    lb.strom.runtime.pools[0].backends[0],
+    keptBackend,
+    "same backend object: state kept",
+  );
+  assert.ok(keptBackend.health.verified);
+  const before = b.requests.length;
+  for (let i = 0; i < 6; i++) assert.equal((await get(`${lb.url}/`)).text, `backend ${a.port}`);
+  assert.equal(b.requests.length, before, "the removed backend gets no traffic");
+});
+
+Deno.test("watchConfig() reloads once per save, whether in place or by rename", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/strom.toml`;
+  await Deno.writeTextFile(path, "a = 1\n");
+  let current = "a = 1\n";
+  const seen: string[] = [];
+  const stop = watchConfig(path, {
+    debounceMs: 100,
+    currentText: () => current,
+    onChange: (text) => {
+      seen.push(text);
+      current = text;
+    },
+  });
+  try {
+    await Deno.writeTextFile(path, "a = 2\n");
+    await waitFor(() => seen.length === 1, "the in-place write to be seen");
+    await Deno.writeTextFile(`${dir}/.strom.toml.swp`, "a = 3\n");
+    await Deno.rename(`${dir}/.strom.toml.swp`, path);
+    await waitFor(() => seen.length === 2, "the rename to be seen");
+    await Deno.writeTextFile(path, "a = 3\n"); // same text again: not a change
+    await Deno.writeTextFile(path, "a = 4\n");
+    await waitFor(() => seen.length === 3, "the last write to be seen");
+    assert.deepEqual(seen, ["a = 2\n", "a = 3\n", "a = 4\n"]);
+  } finally {
+    stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("PUT /api/config: a bad file is refused with 422, a good one is written and applied", async () => {
+  await using a = startBackend();
+  await using lb = await fileStrom(poolToml([a.address]));
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  const put = (body: string, headers: Record<string, string> = auth) =>
+    fetch(`${lb.adminUrl}/api/config`, { method: "PUT", body, headers });
+
+  const noToken = await put(lb.text, {});
+  assert.equal(noToken.status, 401);
+  await noToken.body?.cancel();
+  const crossSite = await put(lb.text, { ...auth, origin: "https://evil.example" });
+  assert.equal(crossSite.status, 403);
+  await crossSite.body?.cancel();
+
+  const bad = await put(lb.text.replace("strategy = { RoundRobin = {} }", 'strategy = "Fastest"'));
+  assert.equal(bad.status, 422);
+  const body = await bad.json();
+  assert.equal(body.problems[0].path, "backend_pools[0].strategy");
+  assert.equal(await Deno.readTextFile(lb.path), lb.text, "the file is unchanged");
+
+  const good = await put(lb.text + "\n# edited\n");
+  assert.equal(good.status, 200);
+  assert.deepEqual(await good.json(), { ok: true, generation: 2 });
+  assert.equal(await Deno.readTextFile(lb.path), lb.text + "\n# edited\n");
+  assert.equal(await Deno.readTextFile(`${lb.path}.bak`), lb.text);
+  const text = await (await fetch(`${lb.adminUrl}/api/config`)).text();
+  assert.equal(text, lb.text + "\n# edited\n");
+
+  const reload = await fetch(`${lb.adminUrl}/api/reload`, { method: "POST", headers: auth });
+  assert.deepEqual(await reload.json(), { ok: true, generation: 3 });
+  await Deno.remove(lb.dir, { recursive: true });
+});
+
+Deno.test("the admin API serves status, logs and a live event stream", async () => {
+  await using a = startBackend();
+  await using lb = await startStrom(poolToml([a.address]));
+  const status = await (await fetch(`${lb.adminUrl}/api/status`)).json();
+  assert.equal(status.generation, 1);
+  assert.deepEqual(status.listeners.map((l: { role: string }) => l.role), [
+    "http_address",
+    "admin_address",
+  ]);
+  const logs = await fetch(`${lb.adminUrl}/api/logs?level=info&q=listening`);
+  assert.equal(logs.status, 200);
+  await logs.body?.cancel();
+  const events = await fetch(`${lb.adminUrl}/api/events`);
+  const reader = events.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n\n")) text += (await reader.read()).value ?? "";
+  assert.match(text, /^event: history\ndata: \[/);
+  await reader.cancel();
+});

@@ -1,0 +1,138 @@
+import assert from "node:assert/strict";
+import zlib from "node:zlib";
+import { compression } from "../../lib/middleware/compression.ts";
+import { CODINGS, negotiate } from "../../lib/middleware/accept_encoding.ts";
+import { build, fakeContext, run } from "../_helpers/middleware.ts";
+
+const HTML = "<p>hello, compressible world</p>\n".repeat(200);
+
+function asking(acceptEncoding: string | null, method = "GET") {
+  const headers: Record<string, string> = {};
+  if (acceptEncoding !== null) headers["accept-encoding"] = acceptEncoding;
+  return fakeContext("http://a.com/", { method, headers });
+}
+
+function answer(body: string | null, headers: Record<string, string> = {}, status = 200) {
+  return () =>
+    new Response(body, {
+      status,
+      headers: { "content-type": "text/html; charset=utf-8", ...headers },
+    });
+}
+
+Deno.test("negotiate() follows RFC 9110 q-values, `*`, `identity` and x-gzip", () => {
+  const all = CODINGS;
+  const cases: [string | null, string | null][] = [
+    [null, null], // no header: send as is
+    ["", null], // only identity is acceptable
+    ["gzip", "gzip"],
+    ["GZIP", "gzip"],
+    ["x-gzip", "gzip"],
+    ["gzip, br", "br"], // equal q: Strom's preference
+    ["gzip;q=1.0, br;q=0.5", "gzip"], // RustStrom ignored q=1.0
+    ["br;q=0.5, gzip ; Q=0.8", "gzip"],
+    ["gzip;q=0, *", "br"],
+    ["*;q=0.1", "br"],
+    ["*;q=0", null],
+    ["gzip;q=0.5, identity;q=0.9", null],
+    ["deflate", "deflate"],
+    ["zstd, gzip;q=0.9", "zstd"],
+    ["gzip;q=2", null], // an invalid weight is not a yes
+    ["gzip;q=0.0001", null],
+    ["identity", null],
+    ["compress, lzma", null],
+  ];
+  for (const [header, expected] of cases) {
+    assert.equal(negotiate(header, all), expected, `Accept-Encoding: ${header}`);
+  }
+  assert.equal(negotiate("br, gzip", ["gzip", "deflate"]), "gzip");
+});
+
+Deno.test("compression() compresses with every coding, deflate zlib-wrapped, and adds Vary", async () => {
+  const mw = await build(compression, {});
+  const decode: Record<string, (b: Uint8Array) => Uint8Array> = {
+    gzip: zlib.gunzipSync,
+    br: zlib.brotliDecompressSync,
+    zstd: zlib.zstdDecompressSync,
+    deflate: zlib.inflateSync, // zlib format: fails on the raw deflate RustStrom sent
+  };
+  for (const coding of ["gzip", "br", "zstd", "deflate"]) {
+    const r = await run(
+      mw,
+      asking(coding),
+      answer(HTML, { "content-length": String(HTML.length), etag: '"v1"' }),
+    );
+    assert.equal(r.headers.get("content-encoding"), coding);
+    assert.equal(r.headers.get("content-length"), null);
+    assert.equal(r.headers.get("vary"), "Accept-Encoding");
+    assert.equal(r.headers.get("etag"), 'W/"v1"');
+    const bytes = new Uint8Array(await r.arrayBuffer());
+    assert.ok(bytes.length < HTML.length / 5, `${coding} compressed to ${bytes.length}`);
+    assert.equal(new TextDecoder().decode(decode[coding](bytes)), HTML);
+  }
+});
+
+Deno.test("compression() leaves alone what must not or need not be compressed", async () => {
+  const mw = await build(compression, { min_size: 100, skip_types: ["text/csv"] });
+  const cases: [string, ReturnType<typeof asking>, () => Response][] = [
+    ["already encoded", asking("gzip"), answer(HTML, { "content-encoding": "br" })],
+    ["small", asking("gzip"), answer("tiny", { "content-length": "4" })],
+    ["an image", asking("gzip"), answer(HTML, { "content-type": "image/png" })],
+    ["a video", asking("gzip"), answer(HTML, { "content-type": "video/mp4" })],
+    ["an archive", asking("gzip"), answer(HTML, { "content-type": "application/zip" })],
+    ["a font", asking("gzip"), answer(HTML, { "content-type": "font/woff2" })],
+    ["a stream", asking("gzip"), answer(HTML, { "content-type": "text/event-stream" })],
+    ["a configured type", asking("gzip"), answer(HTML, { "content-type": "text/csv" })],
+    ["no-transform", asking("gzip"), answer(HTML, { "cache-control": "public, no-transform" })],
+    ["a range", asking("gzip"), answer(HTML, { "content-range": "bytes 0-9/10" }, 206)],
+    ["HEAD", asking("gzip", "HEAD"), answer(null, { "content-length": "5000" })],
+    ["204", asking("gzip"), answer(null, {}, 204)],
+    ["304", asking("gzip"), answer(null, {}, 304)],
+    ["not accepted", asking("identity"), answer(HTML)],
+    ["no Accept-Encoding", asking(null), answer(HTML)],
+  ];
+  for (const [what, context, backend] of cases) {
+    const r = await run(mw, context, backend);
+    assert.equal(
+      r.headers.get("content-encoding") ?? "none",
+      what === "already encoded" ? "br" : "none",
+      what,
+    );
+    await r.body?.cancel();
+  }
+});
+
+Deno.test("compression() adds Vary once, keeps other Vary names, and compresses error answers", async () => {
+  const mw = await build(compression, { min_size: 0 });
+  const r = await run(mw, asking("gzip"), answer(HTML, { vary: "Cookie" }, 503));
+  assert.equal(r.headers.get("vary"), "Cookie, Accept-Encoding");
+  assert.equal(r.status, 503);
+  assert.equal(r.headers.get("content-encoding"), "gzip");
+  await r.body?.cancel();
+  const again = await run(mw, asking("gzip"), answer(HTML, { vary: "accept-encoding" }));
+  assert.equal(again.headers.get("vary"), "accept-encoding");
+  await again.body?.cancel();
+  // Not compressed for this client, but the answer still varies on Accept-Encoding.
+  const plain = await run(mw, asking(null), answer(HTML));
+  assert.equal(plain.headers.get("vary"), "Accept-Encoding");
+  await plain.body?.cancel();
+});
+
+Deno.test("compression() compresses a streamed body of unknown length", async () => {
+  const mw = await build(compression, { min_size: 0 });
+  const chunks = ["a".repeat(5000), "b".repeat(5000)];
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      const next = chunks.shift();
+      if (next === undefined) controller.close();
+      else controller.enqueue(new TextEncoder().encode(next));
+    },
+  });
+  const r = await run(
+    mw,
+    asking("gzip"),
+    () => new Response(body, { headers: { "content-type": "text/plain" } }),
+  );
+  const text = new TextDecoder().decode(zlib.gunzipSync(new Uint8Array(await r.arrayBuffer())));
+  assert.equal(text, "a".repeat(5000) + "b".repeat(5000));
+});

@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import { customErrorPages } from "../../lib/middleware/custom_error_pages.ts";
+import { HttpError } from "../../lib/middleware/middleware.ts";
+import { compose } from "../../lib/middleware/middleware.ts";
+import { errorResponse } from "../../lib/proxy/errors.ts";
+import { build, fakeContext, run, testDeps } from "../_helpers/middleware.ts";
+
+async function withPages<T>(body: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${dir}/pages`);
+    await Deno.writeTextFile(`${dir}/pages/502.html`, "<h1>Back soon — é</h1>");
+    await Deno.writeTextFile(`${dir}/pages/429.html`, "<h1>Slow down</h1>");
+    return await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("customErrorPages() replaces a listed status's body with the page, as text/html with its length", async () => {
+  await withPages(async (dir) => {
+    const deps = testDeps({ baseDir: dir });
+    const mw = await build(customErrorPages, { location: "pages", errors: [502, 429] }, deps);
+    const r = await run(mw, fakeContext("http://a.com/"), () =>
+      new Response("upstream detail", {
+        status: 502,
+        headers: {
+          "content-type": "application/json",
+          "content-encoding": "gzip",
+          "content-length": "15",
+          "x-request-id": "abc",
+        },
+      }));
+    const bytes = new TextEncoder().encode("<h1>Back soon — é</h1>");
+    assert.equal(r.status, 502);
+    assert.equal(r.headers.get("content-type"), "text/html; charset=utf-8");
+    assert.equal(r.headers.get("content-length"), String(bytes.length)); // bytes, not characters
+    assert.equal(r.headers.get("content-encoding"), null);
+    assert.equal(r.headers.get("x-request-id"), "abc");
+    assert.equal(await r.text(), "<h1>Back soon — é</h1>");
+  });
+});
+
+Deno.test("customErrorPages() applies to Strom's own answers from inner middlewares, keeping their headers", async () => {
+  await withPages(async (dir) => {
+    const mw = await build(
+      customErrorPages,
+      { location: "pages", errors: [429] },
+      testDeps({ baseDir: dir }),
+    );
+    const refuse = () => {
+      throw new HttpError(429, { headers: { "retry-after": "7" } });
+    };
+    const chain = compose([mw, refuse], errorResponse);
+    const r = await chain(
+      fakeContext("http://a.com/"),
+      () => Promise.reject(new Error("unreached")),
+    );
+    assert.deepEqual([r.status, r.headers.get("retry-after"), await r.text()], [
+      429,
+      "7",
+      "<h1>Slow down</h1>",
+    ]);
+  });
+});
+
+Deno.test("customErrorPages() leaves other statuses alone and sends no body to HEAD", async () => {
+  await withPages(async (dir) => {
+    const mw = await build(
+      customErrorPages,
+      { location: "pages", errors: [502] },
+      testDeps({ baseDir: dir }),
+    );
+    const other = await run(
+      mw,
+      fakeContext("http://a.com/"),
+      () => new Response("gone", { status: 503 }),
+    );
+    assert.deepEqual([other.status, await other.text()], [503, "gone"]);
+    const head = await run(
+      mw,
+      fakeContext("http://a.com/", { method: "HEAD" }),
+      () => new Response(null, { status: 502 }),
+    );
+    assert.equal(head.status, 502);
+    assert.equal(await head.text(), "");
+    assert.equal(head.headers.get("content-type"), "text/html; charset=utf-8");
+  });
+});

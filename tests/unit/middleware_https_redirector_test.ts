@@ -1,0 +1,60 @@
+import assert from "node:assert/strict";
+import { httpsRedirector } from "../../lib/middleware/https_redirector.ts";
+import { build, fakeContext, run, testDeps } from "../_helpers/middleware.ts";
+
+Deno.test("httpsRedirector() sends plain HTTP to https:// with host, path and query, 301 for GET", async () => {
+  const mw = await build(httpsRedirector, {});
+  const r = await run(mw, fakeContext("http://Example.com:8080/a/b?x=1&y"));
+  assert.equal(r.status, 301);
+  // The client's port belongs to the HTTP listener; there is no HTTPS one yet, so 443.
+  assert.equal(r.headers.get("location"), "https://example.com/a/b?x=1&y");
+  assert.equal(await r.text(), "");
+});
+
+Deno.test("httpsRedirector() uses the HTTPS listener's port unless it is 443", async () => {
+  const on8443 = await build(httpsRedirector, {}, testDeps({ httpsPort: 8443 }));
+  const r = await run(on8443, fakeContext("http://a.com:8080/p"));
+  assert.equal(r.headers.get("location"), "https://a.com:8443/p");
+  const on443 = await build(httpsRedirector, {}, testDeps({ httpsPort: 443 }));
+  const r2 = await run(on443, fakeContext("http://[2001:db8::1]:80/"));
+  assert.equal(r2.headers.get("location"), "https://[2001:db8::1]/");
+});
+
+Deno.test("httpsRedirector() keeps the method with 308 for other methods, or always when configured", async () => {
+  const mw = await build(httpsRedirector, {});
+  const post = await run(mw, fakeContext("http://a.com/form", { method: "POST", body: "x" }));
+  assert.deepEqual([post.status, post.headers.get("location")], [308, "https://a.com/form"]);
+  const head = await run(mw, fakeContext("http://a.com/", { method: "HEAD" }));
+  assert.equal(head.status, 301);
+  const always = await build(httpsRedirector, { status: 308 });
+  assert.equal((await run(always, fakeContext("http://a.com/"))).status, 308);
+});
+
+Deno.test("httpsRedirector() passes HTTPS requests and ACME challenges through", async () => {
+  const mw = await build(httpsRedirector, {});
+  const https = await run(mw, fakeContext("https://a.com/", { scheme: "HTTPS" }));
+  assert.deepEqual([https.status, await https.text()], [200, "backend"]);
+  const acme = await run(mw, fakeContext("http://a.com/.well-known/acme-challenge/tok3n"));
+  assert.deepEqual([acme.status, await acme.text()], [200, "backend"]);
+  const near = await run(mw, fakeContext("http://a.com/.well-known/acme-challenge"));
+  assert.equal(near.status, 301);
+});
+
+Deno.test("httpsRedirector() answers 400 for a missing or invalid Host", async () => {
+  const mw = await build(httpsRedirector, {});
+  const cases: [string | null, string][] = [
+    [null, "Missing Host header"],
+    ["", "Missing Host header"],
+    ["a.com:99999", "Invalid Host header"],
+    ["a b.com", "Invalid Host header"],
+    ["evil.com/x", "Invalid Host header"],
+    ["a.com:80:80", "Invalid Host header"],
+  ];
+  for (const [host, text] of cases) {
+    const context = fakeContext("http://a.com/");
+    const headers = new Headers();
+    if (host !== null) headers.set("host", host);
+    const r = await run(mw, { ...context, request: new Request("http://a.com/", { headers }) });
+    assert.deepEqual([r.status, await r.text()], [400, text], `Host ${host}`);
+  }
+});

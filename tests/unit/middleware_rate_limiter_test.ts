@@ -1,0 +1,109 @@
+import assert from "node:assert/strict";
+import { rateLimiter } from "../../lib/middleware/rate_limiter.ts";
+import { MemoryWindow } from "../../lib/middleware/rate_limit_window.ts";
+import { build, fakeContext, run, testDeps } from "../_helpers/middleware.ts";
+
+const from = (clientIp: string) => fakeContext("http://a.com/", { clientIp });
+
+Deno.test("rateLimiter() lets `limit` requests per client through, then 429 with Retry-After and RateLimit-*", async () => {
+  const deps = testDeps();
+  const limited: string[] = [];
+  const mw = await build(rateLimiter, { limit: 3, window_sec: 10 }, {
+    ...deps,
+    onRateLimited: (pool) => limited.push(pool),
+  });
+  const statuses = [];
+  for (let i = 0; i < 3; i++) {
+    const r = await run(mw, from("10.0.0.1"));
+    await r.body?.cancel();
+    statuses.push([r.status, r.headers.get("ratelimit-remaining")]);
+    deps.clock.advance(1000);
+  }
+  assert.deepEqual(statuses, [[200, "2"], [200, "1"], [200, "0"]]);
+  const refused = await run(mw, from("10.0.0.1"));
+  assert.equal(refused.status, 429);
+  assert.equal(await refused.text(), "429 - Too Many Requests");
+  // The first request (at t=0) leaves the window at t=10 s; now is t=3 s.
+  assert.equal(refused.headers.get("retry-after"), "7");
+  assert.equal(refused.headers.get("ratelimit-limit"), "3");
+  assert.equal(refused.headers.get("ratelimit-remaining"), "0");
+  assert.equal(refused.headers.get("ratelimit-reset"), "7");
+  assert.deepEqual(limited, ["pool-0"]);
+  // Another client has its own window.
+  assert.equal((await run(mw, from("10.0.0.2"))).status, 200);
+});
+
+Deno.test("rateLimiter() keys on the client IP, not the connection (RustStrom keyed on IP and port)", async () => {
+  const mw = await build(rateLimiter, { limit: 1, window_sec: 60 });
+  const first = await run(mw, from("2001:db8::7"));
+  await first.body?.cancel();
+  // A new connection from the same client is the same client.
+  const second = await run(mw, from("2001:db8::7"));
+  assert.equal(second.status, 429);
+  await second.body?.cancel();
+});
+
+Deno.test("rateLimiter() slides: a client retrying while refused gets in once its oldest request leaves the window", async () => {
+  const deps = testDeps();
+  const mw = await build(rateLimiter, { limit: 2, window_sec: 10 }, deps);
+  const status = async () => {
+    const r = await run(mw, from("10.0.0.1"));
+    await r.body?.cancel();
+    return r.status;
+  };
+  assert.equal(await status(), 200); // t=0
+  deps.clock.advance(5000);
+  assert.equal(await status(), 200); // t=5
+  for (let t = 0; t < 4; t++) {
+    deps.clock.advance(1000);
+    assert.equal(await status(), 429); // t=6..9: refusals are not counted
+  }
+  deps.clock.advance(999);
+  assert.equal(await status(), 429); // t=9.999: the t=0 request is still inside
+  deps.clock.advance(1);
+  assert.equal(await status(), 200); // t=10: it left; RustStrom would still refuse
+  assert.equal(await status(), 429); // and the window is full again (t=5, t=10)
+});
+
+Deno.test("rateLimiter() with limit 0 refuses everything", async () => {
+  const mw = await build(rateLimiter, { limit: 0, window_sec: 1 });
+  const r = await run(mw, from("10.0.0.1"));
+  assert.deepEqual([r.status, r.headers.get("retry-after")], [429, "1"]);
+  await r.body?.cancel();
+});
+
+Deno.test("MemoryWindow forgets idle clients and never tracks more than maxClients", () => {
+  const window = new MemoryWindow({ limit: 5, windowMs: 1000, maxClients: 100 });
+  for (let i = 0; i < 1000; i++) window.hit(`client-${i}`, i);
+  assert.equal(window.size, 100);
+  // An old client still active does not keep later idle ones alive (RustStrom's leak).
+  const fresh = new MemoryWindow({ limit: 5, windowMs: 1000, maxClients: 100 });
+  fresh.hit("active", 0);
+  for (let i = 0; i < 50; i++) fresh.hit(`idle-${i}`, 10);
+  fresh.hit("active", 900);
+  assert.equal(fresh.size, 51);
+  fresh.hit("active", 1500); // the idle ones' last requests left the window
+  assert.equal(fresh.size, 1);
+  fresh.hit("other", 5000);
+  assert.equal(fresh.size, 1);
+});
+
+Deno.test("rateLimiter() falls back per on_store_error when the store is unreachable", async () => {
+  // Port 1 on loopback refuses connections: the store is down from the start.
+  const open = await build(rateLimiter, { limit: 1, window_sec: 1, store: "redis://127.0.0.1:1" });
+  const closed = await build(rateLimiter, {
+    limit: 1,
+    window_sec: 1,
+    store: "redis://127.0.0.1:1",
+    on_store_error: "deny",
+  });
+  try {
+    const allowed = await run(open, from("10.0.0.1"));
+    assert.deepEqual([allowed.status, await allowed.text()], [200, "backend"]);
+    const denied = await run(closed, from("10.0.0.1"));
+    assert.deepEqual([denied.status, await denied.text()], [503, "503 - Service Unavailable"]);
+  } finally {
+    await open.close?.();
+    await closed.close?.();
+  }
+});
