@@ -85,7 +85,13 @@ export async function seedRuns(ctx: BenchContext, backends: Backends): Promise<S
 
 /** Scenario 2: the backends directly, then nginx, HAProxy, Caddy and Strom, one after another. */
 export async function peerRuns(ctx: BenchContext, backends: Backends): Promise<ScenarioReport> {
-  const load = { threads: 2, connections: 50, durationS: duration(ctx, 20) };
+  // Like a browser, every client asks for gzip (so a Compression variant has work to do).
+  const load = {
+    threads: 2,
+    connections: 50,
+    durationS: duration(ctx, 20),
+    headers: ["Accept-Encoding: gzip"],
+  };
   const common = { backends, load, warmupS: WARMUP_S, balanced: true };
   const runs: RunRecord[] = [];
   const direct = directTarget(backends);

@@ -7,6 +7,8 @@ export interface Load {
   readonly threads: number;
   readonly connections: number;
   readonly durationS: number;
+  /** Extra request headers, e.g. `Accept-Encoding: gzip` as browsers send it. */
+  readonly headers?: readonly string[];
 }
 
 /** Latencies in milliseconds. */
@@ -45,6 +47,7 @@ export function wrkArgs(load: Load, url: string): string[] {
     `-t${load.threads}`,
     `-c${load.connections}`,
     `-d${load.durationS}s`,
+    ...(load.headers ?? []).flatMap((h) => ["-H", h]),
     "--latency",
     url,
   ];

@@ -8,6 +8,8 @@ import type { Logger } from "./log.ts";
 import type { Runtime } from "./runtime.ts";
 import { createProxy } from "./proxy/forward.ts";
 import type { Observers } from "./proxy/tracker.ts";
+import type { WebSocketRegistry } from "./proxy/websockets.ts";
+import { CHALLENGE_PREFIX, type ChallengeStore } from "./tls/challenges.ts";
 
 /** A listener that could not bind; the message names the address and the cause. */
 export class ListenError extends Error {
@@ -33,6 +35,10 @@ export interface ListenOptions {
 /** Options for `listenProxy`. */
 export interface ProxyListenOptions extends ListenOptions {
   readonly observers: Observers;
+  /** WebSockets relayed through this listener. */
+  readonly websockets: WebSocketRegistry;
+  /** ACME HTTP-01 answers, served before routing (known tokens only). */
+  readonly challenges?: ChallengeStore;
 }
 
 /** Binds `address` and serves `handler`; throws ListenError when binding fails. */
@@ -63,17 +69,19 @@ export function listen(
 
 type Env = { Bindings: { remote: Deno.NetAddr } };
 
-/** Binds a proxy listener: a Hono app whose catch-all route runs the proxy pipeline. */
-export function listenProxy(
+/**
+ * The handler of a proxy listener: a Hono app whose catch-all route runs the
+ * proxy pipeline. `setPort` tells it the real port once bound.
+ */
+export function proxyHandler(
   scheme: Scheme,
-  role: string,
-  address: SocketAddress,
+  port: number,
   runtime: () => Runtime,
   options: ProxyListenOptions,
-): Deno.HttpServer<Deno.NetAddr> {
+): Handler & { setPort(port: number): void } {
   const arrival = {
     proto: scheme === "HTTP" ? "http" as const : "https" as const,
-    port: String(address.port),
+    port: String(port),
     serverName: hostName(),
   };
   const proxy = createProxy({
@@ -82,11 +90,37 @@ export function listenProxy(
     arrival,
     log: options.log,
     observers: options.observers,
+    websockets: options.websockets,
   });
   const app = new Hono<Env>();
+  const { challenges } = options;
+  if (challenges) {
+    // RFC 8555 8.3: a known token is answered here; anything else is routed as usual.
+    app.get(`${CHALLENGE_PREFIX}:token`, (c, next) => {
+      const answer = challenges.answer(new URL(c.req.url).pathname);
+      return answer === null ? next() : Promise.resolve(c.text(answer));
+    });
+  }
   app.all("*", (c) => proxy(c.req.raw, c.env.remote));
-  const server = listen(role, address, app.fetch, options);
-  arrival.port = String(server.addr.port);
+  return Object.assign(
+    (request: Request, env: { remote: Deno.NetAddr }) => app.fetch(request, env),
+    {
+      setPort: (p: number) => arrival.port = String(p),
+    },
+  );
+}
+
+/** Binds a plain-HTTP proxy listener. */
+export function listenProxy(
+  scheme: Scheme,
+  role: string,
+  address: SocketAddress,
+  runtime: () => Runtime,
+  options: ProxyListenOptions,
+): Deno.HttpServer<Deno.NetAddr> {
+  const handler = proxyHandler(scheme, address.port, runtime, options);
+  const server = listen(role, address, handler, options);
+  handler.setPort(server.addr.port);
   return server;
 }
 

@@ -11,7 +11,11 @@ import { defaultRuntimeDeps, Runtime, type RuntimeDeps } from "./runtime.ts";
 import { createAdminApp } from "./admin/app.ts";
 import { HealthMonitor } from "./health/monitor.ts";
 import { createHttpProbe, type Probe } from "./health/probe.ts";
-import { listen, listenProxy } from "./listen.ts";
+import { listen, ListenError, listenProxy, proxyHandler } from "./listen.ts";
+import { CertificateStore } from "./tls/store.ts";
+import { ChallengeStore } from "./tls/challenges.ts";
+import { WebSocketRegistry } from "./proxy/websockets.ts";
+import { type HttpsListener, listenHttps } from "./tls/listener.ts";
 import { type ConfigSource, WorkerGroup } from "./workers/group.ts";
 import { aggregate, StateMetrics, TrafficMetrics } from "./metrics/metrics.ts";
 import { LiveStats } from "./metrics/live.ts";
@@ -19,6 +23,7 @@ import { AccessLog } from "./access_log.ts";
 import type { SocketAddress } from "./net/address.ts";
 
 export { ListenError } from "./listen.ts";
+import type { LoadedCertificate } from "./tls/pem.ts";
 
 /** Options for starting Strom. */
 export interface StartOptions {
@@ -41,7 +46,11 @@ export type ReloadResult =
   | { readonly ok: true; readonly generation: number }
   | { readonly ok: false; readonly problems: readonly Problem[] };
 
-type Listener = { role: string; address: SocketAddress; server: Deno.HttpServer<Deno.NetAddr> };
+type Listener = {
+  role: string;
+  address: SocketAddress;
+  server: { readonly addr: Deno.NetAddr; shutdown(): Promise<void>; retire?(): void };
+};
 
 /** A running Strom: its listeners and the live config generation. */
 export class Strom {
@@ -52,6 +61,12 @@ export class Strom {
   readonly traffic: TrafficMetrics;
   readonly state: StateMetrics;
   readonly live = new LiveStats();
+  /** Certificates served on the HTTPS listener, chosen by SNI. */
+  readonly certificates = new CertificateStore();
+  /** ACME HTTP-01 answers, served on the HTTP listener. */
+  readonly challenges = new ChallengeStore();
+  /** WebSockets relayed by this isolate. */
+  readonly websockets = new WebSocketRegistry();
   #runtime: Runtime;
   #source: ConfigSource | undefined;
   #deps: RuntimeDeps;
@@ -62,6 +77,9 @@ export class Strom {
   #reloading: Promise<unknown> = Promise.resolve();
   #liveTimer: ReturnType<typeof setTimeout> | undefined;
   #stopping: Promise<void> | null = null;
+  #httpsVersion = -1;
+  /** Listeners that stopped accepting but still serve their connections. */
+  #retired: Listener[] = [];
 
   private constructor(runtime: Runtime, options: StartOptions, deps: RuntimeDeps) {
     this.#runtime = runtime;
@@ -71,7 +89,12 @@ export class Strom {
     this.log = options.log;
     this.logRing = options.logRing;
     this.traffic = deps.metrics!;
-    this.state = new StateMetrics(() => this.#runtime, () => this.#workers?.size ?? 1);
+    this.state = new StateMetrics(
+      () => this.#runtime,
+      () => this.#workers?.size ?? 1,
+      () => this.certificates.expiries(),
+    );
+    this.#loadCertificates(runtime.config);
     this.health = new HealthMonitor({
       clock: deps.clock,
       log: options.log,
@@ -110,6 +133,7 @@ export class Strom {
           runtime: () => strom.#runtime,
         });
       } else strom.#bindProxy(config.httpAddress);
+      if (config.certificates.length > 0) strom.#bindHttps(config.httpsAddress);
       strom.#bindAdmin(config.adminAddress);
     } catch (e) {
       await strom.#abort();
@@ -232,6 +256,7 @@ export class Strom {
     this.traffic.prime(runtime);
     this.state.prime(runtime);
     await this.#swapAccessLog(old.config, config);
+    this.#loadCertificates(config);
     this.#rebind(old.config, config);
     old.retire(runtime);
     this.state.reloaded(true);
@@ -269,6 +294,59 @@ export class Strom {
     if (changed(before.adminAddress, after.adminAddress)) {
       this.#replace("admin_address", () => this.#bindAdmin(after.adminAddress));
     }
+    const httpsBefore = before.certificates.length > 0;
+    const httpsAfter = after.certificates.length > 0;
+    if (httpsAfter && (!httpsBefore || changed(before.httpsAddress, after.httpsAddress))) {
+      this.#replace("https_address", () => this.#bindHttps(after.httpsAddress));
+    } else if (httpsAfter) {
+      this.refreshCertificates();
+    } else if (!httpsAfter && httpsBefore) {
+      const old = this.#listeners.find((l) => l.role === "https_address");
+      if (old) {
+        this.#listeners.splice(this.#listeners.indexOf(old), 1);
+        old.server.shutdown();
+      }
+    }
+  }
+
+  /** Puts a config's Local certificates in the store (new handshakes use them at once). */
+  #loadCertificates(config: Config): void {
+    const local = new Map<string, LoadedCertificate>();
+    const obtained = new Set<string>();
+    for (const c of config.certificates) {
+      if (c.type === "Local") local.set(c.serverName, c.loaded);
+      else obtained.add(c.serverName);
+    }
+    this.certificates.replace(local, { defaultName: config.defaultCertificate, obtained });
+  }
+
+  #bindHttps(address: SocketAddress): void {
+    const handler = proxyHandler("HTTPS", address.port, () => this.#runtime, {
+      log: this.log,
+      observers: { metrics: this.traffic, accessLog: () => this.#accessLog },
+      websockets: this.websockets,
+    });
+    let server: HttpsListener;
+    try {
+      server = listenHttps(address, this.certificates, handler, { log: this.log });
+    } catch (e) {
+      throw new ListenError("https_address", address, e);
+    }
+    handler.setPort(server.addr.port);
+    this.#httpsVersion = this.certificates.version;
+    // Same port after rebinding (SO_REUSEPORT), even when configured as port 0.
+    this.#listeners.push({
+      role: "https_address",
+      address: { ...address, port: server.addr.port },
+      server,
+    });
+  }
+
+  /** Serves the store's current certificates: a new HTTPS listener when they changed. */
+  refreshCertificates(): void {
+    const https = this.#listeners.find((l) => l.role === "https_address");
+    if (!https || this.#httpsVersion === this.certificates.version) return;
+    this.#replace("https_address", () => this.#bindHttps(https.address));
   }
 
   #replace(role: string, bind: () => void): void {
@@ -276,7 +354,12 @@ export class Strom {
     try {
       if (old) this.#listeners.splice(this.#listeners.indexOf(old), 1);
       bind();
-      old?.server.shutdown();
+      if (old?.server.retire && role === "https_address" && old.address.port === this.port(role)) {
+        // Same address, new certificates: the old listener stops accepting but
+        // its connections carry on until they end (or Strom stops).
+        old.server.retire();
+        this.#retired.push(old);
+      } else old?.server.shutdown();
     } catch (e) {
       if (old) this.#listeners.push(old);
       this.log.error(`Keeping the old ${role}: ${(e as Error).message}`);
@@ -287,6 +370,8 @@ export class Strom {
     const server = listenProxy("HTTP", "http_address", address, () => this.#runtime, {
       log: this.log,
       observers: { metrics: this.traffic, accessLog: () => this.#accessLog },
+      websockets: this.websockets,
+      challenges: this.challenges,
     });
     this.#listeners.push({ role: "http_address", address, server });
   }
@@ -318,12 +403,13 @@ export class Strom {
 
   async #drain(graceMs: number): Promise<void> {
     clearTimeout(this.#liveTimer);
+    this.websockets.closeAll();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const grace = new Promise<boolean>((resolve) =>
       timer = setTimeout(() => resolve(false), graceMs)
     );
     const drained = Promise.all([
-      ...this.#listeners.map((s) => s.server.shutdown()),
+      ...[...this.#listeners, ...this.#retired].map((s) => s.server.shutdown()),
       this.#workers?.shutdown(graceMs),
     ]).then(() => true);
     const clean = await Promise.race([drained, grace]);

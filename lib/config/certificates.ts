@@ -5,6 +5,7 @@ import { resolve } from "node:path";
 import type { Problem } from "./errors.ts";
 import { isTable, TableReader } from "./fields.ts";
 import type { CertificateConfig } from "./types.ts";
+import { type LoadedCertificate, parseCertificate } from "../tls/pem.ts";
 
 const TYPES = ["Local", "ACME"];
 // A DNS name, optionally with one leading wildcard label.
@@ -38,13 +39,36 @@ export function validateCertificates(
         return undefined;
       }
     }
-    const cert = readCertificate(r, serverName, type, baseDir);
+    const cert = readCertificate(r, serverName.toLowerCase(), type, baseDir);
     r.finish();
-    if (cert) {
-      r.problem("", `certificates are not available yet (planned in issue #7)`);
+    if (cert?.type === "ACME") {
+      r.problem("", `ACME certificates are not available yet (planned in issue #7)`);
     }
     return cert;
   });
+}
+
+/** Reads and checks a PEM chain and key (a config error when unreadable or mismatched). */
+function loadPair(
+  r: TableReader,
+  certPath: string,
+  keyPath: string,
+): LoadedCertificate | undefined {
+  let certText: string;
+  let keyText: string;
+  try {
+    certText = Deno.readTextFileSync(certPath);
+    keyText = Deno.readTextFileSync(keyPath);
+  } catch (e) {
+    r.problem("", `cannot read the certificate or key: ${(e as Error).message}`);
+    return undefined;
+  }
+  const loaded = parseCertificate(certText, keyText);
+  if (typeof loaded === "string") {
+    r.problem("", loaded);
+    return undefined;
+  }
+  return loaded;
 }
 
 function readCertificate(
@@ -57,22 +81,40 @@ function readCertificate(
     const cert = r.string("certificate_path");
     const key = r.string("private_key_path");
     if (cert === undefined || key === undefined) return undefined;
-    return {
-      type,
-      serverName,
-      certificatePath: resolve(baseDir, cert),
-      privateKeyPath: resolve(baseDir, key),
-    };
+    const certificatePath = resolve(baseDir, cert);
+    const privateKeyPath = resolve(baseDir, key);
+    const loaded = loadPair(r, certificatePath, privateKeyPath);
+    if (!loaded) return undefined;
+    return { type, serverName, certificatePath, privateKeyPath, loaded };
   }
   if (type === "ACME") {
     const staging = r.bool("staging");
     const email = r.string("email");
     const persistDir = r.string("persist_dir");
+    const directoryUrl = r.string(
+      "directory_url",
+      staging
+        ? "https://acme-staging-v02.api.letsencrypt.org/directory"
+        : "https://acme-v02.api.letsencrypt.org/directory",
+    );
+    const renewBeforeDays = r.int("renew_before_days", { fallback: 30, min: 1, max: 365 });
     if (/^[\d.]+$|:/.test(serverName)) {
       r.problem("", "ACME does not support IP addresses");
     }
-    if (staging === undefined || email === undefined || persistDir === undefined) return undefined;
-    return { type, serverName, staging, email, persistDir: resolve(baseDir, persistDir) };
+    if (serverName.startsWith("*.")) r.problem("", "HTTP-01 cannot obtain wildcard certificates");
+    if (
+      staging === undefined || email === undefined || persistDir === undefined ||
+      directoryUrl === undefined || renewBeforeDays === undefined
+    ) return undefined;
+    return {
+      type,
+      serverName,
+      staging,
+      email,
+      persistDir: resolve(baseDir, persistDir),
+      directoryUrl,
+      renewBeforeDays,
+    };
   }
   if (type !== undefined) {
     r.problem(

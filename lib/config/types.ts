@@ -4,6 +4,7 @@
 
 import type { Matcher } from "./matcher.ts";
 import type { Cidr, SocketAddress } from "../net/address.ts";
+import type { LoadedCertificate } from "../tls/pem.ts";
 
 /** A listener scheme, as written in `schemes` (case-sensitive, like RustStrom). */
 export type Scheme = "HTTP" | "HTTPS";
@@ -17,6 +18,8 @@ export interface BackendAddress {
   readonly port: number;
   /** `host:port` with IPv6 bracketed: what goes into URLs and connect calls. */
   readonly authority: string;
+  /** Reached over TLS (`https://` addresses; the fetch transport). */
+  readonly tls: boolean;
 }
 
 /** A strategy as configured: its registry name and validated options. */
@@ -84,6 +87,8 @@ export interface ClientConfig {
   readonly poolMaxIdlePerHost: number | null;
   /** Open connections per backend at most (HTTP/1.1 transport); null: 512. */
   readonly maxConnectionsPerHost: number | null;
+  /** Extra CA certificates (PEM) trusted for `https://` backends (`ca_file`). */
+  readonly caCerts: readonly string[];
 }
 
 /** How a pool reaches its backends. */
@@ -124,6 +129,8 @@ export type CertificateConfig =
     /** Absolute paths (relative ones are resolved against the config file's folder). */
     readonly certificatePath: string;
     readonly privateKeyPath: string;
+    /** The chain and key, read and checked at load. */
+    readonly loaded: LoadedCertificate;
   }
   | {
     readonly type: "ACME";
@@ -131,6 +138,10 @@ export type CertificateConfig =
     readonly staging: boolean;
     readonly email: string;
     readonly persistDir: string;
+    /** The ACME directory (RFC 8555); Let's Encrypt's by default (staging per `staging`). */
+    readonly directoryUrl: string;
+    /** Renew when fewer days than this are left. Default 30. */
+    readonly renewBeforeDays: number;
   };
 
 /** `[access_log]`: one line per request. */
@@ -164,6 +175,8 @@ export interface Config {
   readonly accessLog: AccessLogConfig | null;
   readonly pools: readonly PoolConfig[];
   readonly certificates: readonly CertificateConfig[];
+  /** The certificate for clients without SNI or with an unknown name; null: the first one. */
+  readonly defaultCertificate: string | null;
   /** Non-fatal remarks found while loading (RustStrom's load warnings). */
   readonly warnings: readonly string[];
 }

@@ -58,6 +58,18 @@ export function validateConfig(doc: Record<string, unknown>, origin: Origin): Va
   const accessLog = readAccessLog(top.subtable("access_log"), origin.baseDir);
   const pools = readPools(top, warnings, origin.baseDir);
   const certificates = validateCertificates(top.raw("certificates"), origin.baseDir, problems);
+  const defaultCertificate = top.has("default_certificate")
+    ? top.string("default_certificate") ?? null
+    : null;
+  if (
+    defaultCertificate !== null &&
+    !certificates.some((c) => c?.serverName === defaultCertificate.toLowerCase())
+  ) {
+    top.problem(
+      "default_certificate",
+      `no certificate named ${JSON.stringify(defaultCertificate)}`,
+    );
+  }
   top.finish();
   if (problems.length > 0) return { ok: false, problems };
   return {
@@ -75,6 +87,7 @@ export function validateConfig(doc: Record<string, unknown>, origin: Origin): Va
       accessLog: accessLog ?? null,
       pools: pools as PoolConfig[],
       certificates: certificates as CertificateConfig[],
+      defaultCertificate: defaultCertificate?.toLowerCase() ?? null,
       warnings,
     }),
   };
@@ -224,8 +237,8 @@ function readPool(
   const schemes = readSchemes(r);
   const strategy = parseStrategy(r.raw("strategy", true), r.at("strategy"), r.problems);
   const health = readHealth(r.subtable("health_config"));
-  const client = readClient(r.subtable("client"));
-  const transport = readTransport(r);
+  const client = readClient(r.subtable("client"), baseDir);
+  const transport = readTransport(r, addresses);
   const middlewares = readMiddlewares(r.subtable("middlewares"), baseDir);
   const timeout = (key: string, fallbackMs: number) =>
     r.has(key) ? parseDurationMs(r.raw(key), r.at(key), r.problems) : fallbackMs;
@@ -312,8 +325,15 @@ function readSchemes(r: TableReader): Set<Scheme> | undefined {
   return out;
 }
 
-function readClient(r: TableReader | null): ClientConfig | undefined {
-  if (!r) return { poolIdleTimeoutMs: null, poolMaxIdlePerHost: null, maxConnectionsPerHost: null };
+function readClient(r: TableReader | null, baseDir: string): ClientConfig | undefined {
+  if (!r) {
+    return {
+      poolIdleTimeoutMs: null,
+      poolMaxIdlePerHost: null,
+      maxConnectionsPerHost: null,
+      caCerts: [],
+    };
+  }
   const idle = r.has("pool_idle_timeout")
     ? parseDurationMs(r.raw("pool_idle_timeout"), r.at("pool_idle_timeout"), r.problems)
     : null;
@@ -321,16 +341,41 @@ function readClient(r: TableReader | null): ClientConfig | undefined {
   const maxConnections = r.has("max_connections_per_host")
     ? r.int("max_connections_per_host", { min: 1 })
     : null;
+  const caCerts: string[] = [];
+  const caFile = r.has("ca_file") ? r.string("ca_file") : undefined;
+  if (caFile !== undefined) {
+    try {
+      const pem = Deno.readTextFileSync(resolvePath(baseDir, caFile));
+      caCerts.push(
+        ...(pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []),
+      );
+      if (caCerts.length === 0) {
+        r.problem("ca_file", `no CERTIFICATE block in ${JSON.stringify(caFile)}`);
+      }
+    } catch (e) {
+      r.problem("ca_file", `cannot read ${JSON.stringify(caFile)}: ${(e as Error).message}`);
+    }
+  }
   r.finish();
   return {
     poolIdleTimeoutMs: idle ?? null,
     poolMaxIdlePerHost: maxIdle ?? null,
     maxConnectionsPerHost: maxConnections ?? null,
+    caCerts,
   };
 }
 
-function readTransport(r: TableReader): TransportName | undefined {
-  const name = r.string("transport", "http1");
+function readTransport(
+  r: TableReader,
+  addresses: BackendAddress[] | undefined,
+): TransportName | undefined {
+  const tls = addresses?.some((a) => a.tls) ?? false;
+  // https:// backends go through fetch (the HTTP/1.1 transport speaks plain TCP only).
+  const name = r.string("transport", tls ? "fetch" : "http1");
+  if (name === "http1" && tls) {
+    r.problem("transport", 'https:// backends need transport = "fetch"');
+    return undefined;
+  }
   if (name === "http1" || name === "fetch") return name;
   if (name !== undefined) {
     r.problem(

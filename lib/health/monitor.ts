@@ -100,7 +100,7 @@ export class HealthMonitor {
     if (backend.probing) return;
     backend.probing = true;
     try {
-      const result = await this.#probe(backend.address, pool.config.health);
+      const result = await this.#probe(backend.address, pool.config.health, pool.config.client);
       this.#apply(pool, backend, result);
     } finally {
       backend.probing = false;

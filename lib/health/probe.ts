@@ -14,13 +14,17 @@ export const PROBE_USER_AGENT = `Strom-HealthCheck/${VERSION}`;
 const MAX_BODY = 64 * 1024;
 
 /** Probes a backend; a failing backend is a result, not an exception. */
-export type Probe = (backend: BackendAddress, config: HealthConfig) => Promise<ProbeResult>;
+export type Probe = (
+  backend: BackendAddress,
+  config: HealthConfig,
+  tls?: { readonly caCerts: readonly string[] },
+) => Promise<ProbeResult>;
 
 /** Creates the HTTP probe that measures time with `clock`. */
 export function createHttpProbe(clock: Clock): Probe {
-  return async (backend, config) => {
+  return async (backend, config, tls) => {
     const started = clock.now();
-    let conn: Deno.TcpConn | null = null;
+    let conn: Deno.Conn | null = null;
     let timedOut = false;
     const timer = clock.setTimeout(() => {
       timedOut = true;
@@ -36,7 +40,13 @@ export function createHttpProbe(clock: Clock): Probe {
       reason,
     });
     try {
-      const connecting = Deno.connect({ hostname: backend.host, port: backend.port });
+      const connecting = backend.tls
+        ? Deno.connectTls({
+          hostname: backend.host,
+          port: backend.port,
+          ...(tls?.caCerts.length ? { caCerts: [...tls.caCerts] } : {}),
+        })
+        : Deno.connect({ hostname: backend.host, port: backend.port });
       conn = await connecting;
       if (timedOut) {
         conn.close();
@@ -77,7 +87,7 @@ export function createHttpProbe(clock: Clock): Probe {
 
 /** Reads the status line, headers and (when wanted) up to 64 KiB of the body. */
 async function readAnswer(
-  conn: Deno.TcpConn,
+  conn: Deno.Conn,
   wantBody: boolean,
 ): Promise<{ status: number; body: string } | null> {
   const decoder = new TextDecoder();

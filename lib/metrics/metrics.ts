@@ -195,7 +195,11 @@ export class StateMetrics {
   readonly #reloads: Counter;
   readonly #checks: Counter;
 
-  constructor(runtime: () => Runtime, workers: () => number) {
+  constructor(
+    runtime: () => Runtime,
+    workers: () => number,
+    certificates: () => { name: string; notAfter: Date }[] = () => [],
+  ) {
     const registers = [this.registry];
     const perBackend = (
       fill: (set: (labels: Record<string, string>, value: number) => void) => void,
@@ -290,9 +294,13 @@ export class StateMetrics {
     });
     new client.Gauge({
       name: N.CERTIFICATE_EXPIRY_SECONDS,
-      help: "When each served certificate expires (Unix time); filled once HTTPS exists",
+      help: "When each served certificate expires (Unix time)",
       labelNames: ["name"],
       registers,
+      collect() {
+        this.reset();
+        for (const c of certificates()) this.set({ name: c.name }, c.notAfter.getTime() / 1000);
+      },
     });
     client.collectDefaultMetrics({ register: this.registry });
   }

@@ -84,15 +84,21 @@ export function parseSocketAddress(text: string): SocketAddress | string {
 }
 
 /** Parses a backend `host[:port]` (DNS name or IP literal; port 80 when omitted). */
-export function parseBackendAuthority(text: string): { host: string; port: number } | string {
-  if (/^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(text)) {
-    return "expected host:port without a scheme";
+export function parseBackendAuthority(
+  text: string,
+): { host: string; port: number; tls: boolean } | string {
+  // RustStrom takes `host[:port]`; Strom also takes `http://host[:port]` and `https://host[:port]`.
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(text);
+  if (scheme && scheme[1] !== "http" && scheme[1] !== "https") {
+    return `unsupported scheme "${scheme[1]}" (expected host:port, http:// or https://)`;
   }
-  const split = splitHostPort(text);
+  const tls = scheme?.[1] === "https";
+  const rest = scheme ? text.slice(scheme[0].length).replace(/\/$/, "") : text;
+  const split = splitHostPort(rest);
   if (typeof split === "string") return split;
   const { host, port } = split;
   if (!parseIp(host) && !isHostName(host)) return "expected host:port";
-  return { host, port: port ?? 80 };
+  return { host, port: port ?? (tls ? 443 : 80), tls };
 }
 
 /** Formats host and port as an authority, bracketing IPv6. */

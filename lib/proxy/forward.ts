@@ -10,6 +10,7 @@ import type { PickContext } from "../balance/strategy.ts";
 import { selectPool } from "../routing.ts";
 import type { MiddlewareContext } from "../middleware/middleware.ts";
 import { type Observers, RequestTracker } from "./tracker.ts";
+import type { WebSocketRegistry } from "./websockets.ts";
 import { plainIp } from "../net/address.ts";
 import { UpstreamError } from "../transport/transport.ts";
 import { removeDotSegments } from "./path.ts";
@@ -32,6 +33,8 @@ export interface ProxyOptions {
   readonly log: Logger;
   /** Metrics and the access log. */
   readonly observers: Observers;
+  /** Open WebSockets (closed cleanly at shutdown). */
+  readonly websockets: WebSocketRegistry;
 }
 
 /** Handles one proxied request; never throws. */

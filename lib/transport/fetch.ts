@@ -24,6 +24,7 @@ export function createFetchTransport(client: ClientConfig): Transport {
     http1: true,
     http2: false,
     ...(client.poolIdleTimeoutMs === null ? {} : { poolIdleTimeout: client.poolIdleTimeoutMs }),
+    ...(client.caCerts.length > 0 ? { caCerts: [...client.caCerts] } : {}),
     ...(client.poolMaxIdlePerHost === null
       ? {}
       : { poolMaxIdlePerHost: client.poolMaxIdlePerHost }),
@@ -33,14 +34,17 @@ export function createFetchTransport(client: ClientConfig): Transport {
       const canHaveBody = request.method !== "GET" && request.method !== "HEAD";
       let upstream: Response;
       try {
-        upstream = await fetch(`http://${backend.authority}${request.target}`, {
-          method: request.method,
-          headers: request.fields,
-          body: canHaveBody ? request.body : null,
-          signal: request.signal,
-          redirect: "manual",
-          client: http,
-        });
+        upstream = await fetch(
+          `${backend.tls ? "https" : "http"}://${backend.authority}${request.target}`,
+          {
+            method: request.method,
+            headers: request.fields,
+            body: canHaveBody ? request.body : null,
+            signal: request.signal,
+            redirect: "manual",
+            client: http,
+          },
+        );
       } catch (e) {
         request.onEnd(0);
         throw classify(e);

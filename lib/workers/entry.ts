@@ -14,9 +14,11 @@ import { TrafficMetrics } from "../metrics/metrics.ts";
 import { HealthMonitor } from "../health/monitor.ts";
 import { createHttpProbe } from "../health/probe.ts";
 import { AccessLog } from "../access_log.ts";
+import { WebSocketRegistry } from "../proxy/websockets.ts";
 import { type FromWorker, STATS_INTERVAL_MS, type ToWorker } from "./protocol.ts";
 
 const metrics = new TrafficMetrics();
+const websockets = new WebSocketRegistry();
 const deps: RuntimeDeps = { ...defaultRuntimeDeps, metrics };
 let log: Logger;
 let runtime: Runtime | null = null;
@@ -76,6 +78,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
           log,
           reusePort: true,
           observers: { metrics, accessLog: () => accessLog },
+          websockets,
         });
         statsTimer = setInterval(
           () => post({ type: "stats", counters: counters() }),
@@ -111,6 +114,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     }
     case "shutdown": {
       clearInterval(statsTimer);
+      websockets.closeAll();
       monitor?.stop();
       const timer = setTimeout(() => post({ type: "stopped" }), message.graceMs);
       await server?.shutdown();

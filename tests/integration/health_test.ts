@@ -45,6 +45,7 @@ const addr = (port: number) => ({
   host: "127.0.0.1",
   port,
   authority: `127.0.0.1:${port}`,
+  tls: false,
 });
 
 Deno.test("the HTTP probe reports status, slowness, refusal and hangs as results", async () => {

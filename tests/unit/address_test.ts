@@ -30,10 +30,28 @@ Deno.test("parseSocketAddress() accepts IP:port and bracketed IPv6 only", () => 
 });
 
 Deno.test("parseBackendAuthority() accepts host[:port] with port 80 by default", () => {
-  assert.deepEqual(parseBackendAuthority("api.internal"), { host: "api.internal", port: 80 });
-  assert.deepEqual(parseBackendAuthority("10.0.0.1:8080"), { host: "10.0.0.1", port: 8080 });
-  assert.deepEqual(parseBackendAuthority("[fd00::1]:9000"), { host: "fd00::1", port: 9000 });
-  assert.equal(parseBackendAuthority("http://a:80"), "expected host:port without a scheme");
+  assert.deepEqual(parseBackendAuthority("api.internal"), {
+    host: "api.internal",
+    port: 80,
+    tls: false,
+  });
+  assert.deepEqual(parseBackendAuthority("10.0.0.1:8080"), {
+    host: "10.0.0.1",
+    port: 8080,
+    tls: false,
+  });
+  assert.deepEqual(parseBackendAuthority("[fd00::1]:9000"), {
+    host: "fd00::1",
+    port: 9000,
+    tls: false,
+  });
+  assert.deepEqual(parseBackendAuthority("http://a:81"), { host: "a", port: 81, tls: false });
+  assert.deepEqual(parseBackendAuthority("https://a"), { host: "a", port: 443, tls: true });
+  assert.deepEqual(parseBackendAuthority("https://a:8443/"), { host: "a", port: 8443, tls: true });
+  assert.equal(
+    parseBackendAuthority("ftp://a:80"),
+    'unsupported scheme "ftp" (expected host:port, http:// or https://)',
+  );
   assert.equal(parseBackendAuthority("a b:80"), "expected host:port");
   assert.equal(parseBackendAuthority("http//10.0.0.2"), "expected host:port");
   assert.equal(parseBackendAuthority(""), "expected host:port, found an empty string");

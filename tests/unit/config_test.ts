@@ -56,6 +56,7 @@ Deno.test("parseConfig() applies RustStrom's defaults and Strom's additions", ()
     poolIdleTimeoutMs: null,
     poolMaxIdlePerHost: null,
     maxConnectionsPerHost: null,
+    caCerts: [],
   });
   assert.equal(pool.transport, "http1");
   assert.equal(pool.requestTimeoutMs, 30_000);
@@ -65,6 +66,7 @@ Deno.test("parseConfig() applies RustStrom's defaults and Strom's additions", ()
     host: "127.0.0.1",
     port: 8080,
     authority: "127.0.0.1:8080",
+    tls: false,
   });
   assert.ok(Object.isFrozen(config) && Object.isFrozen(pool));
 });
@@ -121,7 +123,7 @@ private_key_path = "certs/example.com.key"
   Deno.writeTextFileSync(`${baseDir}/errorpages/502.html`, "<h1>Down</h1>");
   const here = { source: "strom.toml", baseDir };
   assert.deepEqual(problemsOf(example, here), [
-    'certificates."example.com": certificates are not available yet (planned in issue #7)',
+    `certificates."example.com": cannot read the certificate or key: No such file or directory (os error 2): readfile '${baseDir}/certs/example.com.pem'`,
   ]);
   const config = parseConfig(example.replace(/\[certificates[\s\S]*$/, ""), here);
   Deno.removeSync(baseDir, { recursive: true });
@@ -177,7 +179,7 @@ trusted_proxies = ["10.0.0.0/33"]
 [health_interval]
 [[backend_pools]]
 matcher = "Host('a.com') &&"
-addresses = ["http://10.0.0.2:80", 5, "10.0.0.3:99999"]
+addresses = ["ftp://10.0.0.2:80", 5, "10.0.0.3:99999"]
 schemes = ["http"]
 strategy = { Roundrobin = {} }
 health_check = { path = "/" }
@@ -199,7 +201,7 @@ request_timeout = "soon"
     "health_interval.check_every: missing required key",
     'trusted_proxies[0]: invalid network "10.0.0.0/33": invalid prefix length "33"',
     `backend_pools[0].matcher: invalid matcher: expected a term, "(" or "!" at column 17\nHost('a.com') &&\n                ^`,
-    'backend_pools[0].addresses[0]: invalid address "http://10.0.0.2:80": expected host:port without a scheme',
+    'backend_pools[0].addresses[0]: invalid address "ftp://10.0.0.2:80": unsupported scheme "ftp" (expected host:port, http:// or https://)',
     'backend_pools[0].addresses[1]: expected a string such as "10.0.0.2:8080"',
     'backend_pools[0].addresses[2]: invalid address "10.0.0.3:99999": invalid port "99999"',
     'backend_pools[0].schemes[0]: invalid scheme "http" (expected "HTTP" or "HTTPS")',
@@ -383,9 +385,9 @@ type = "Remote"
 `;
   assert.deepEqual(problemsOf(text), [
     'certificates."a.com".private_key_path: missing required key',
-    'certificates."b.com".Local: certificates are not available yet (planned in issue #7)',
+    `certificates."b.com".Local: cannot read the certificate or key: No such file or directory (os error 2): readfile '/etc/strom/b.pem'`,
     'certificates."10.0.0.1": ACME does not support IP addresses',
-    'certificates."10.0.0.1": certificates are not available yet (planned in issue #7)',
+    'certificates."10.0.0.1": ACME certificates are not available yet (planned in issue #7)',
     'certificates."c.com".type: unknown certificate type "Remote" (expected "Local" or "ACME")',
   ]);
 });

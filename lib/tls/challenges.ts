@@ -1,0 +1,24 @@
+// ACME HTTP-01 challenge answers (RFC 8555 8.3): token → key authorization.
+// Served on the HTTP listener at /.well-known/acme-challenge/<token> before routing.
+
+/** The path prefix of HTTP-01 challenges. */
+export const CHALLENGE_PREFIX = "/.well-known/acme-challenge/";
+
+/** Pending challenge answers; survives reloads. */
+export class ChallengeStore {
+  readonly #answers = new Map<string, string>();
+
+  set(token: string, keyAuthorization: string): void {
+    this.#answers.set(token, keyAuthorization);
+  }
+
+  delete(token: string): void {
+    this.#answers.delete(token);
+  }
+
+  /** The answer for a request path, or null when it is not a known challenge. */
+  answer(path: string): string | null {
+    if (!path.startsWith(CHALLENGE_PREFIX)) return null;
+    return this.#answers.get(path.slice(CHALLENGE_PREFIX.length)) ?? null;
+  }
+}

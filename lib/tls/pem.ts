@@ -1,0 +1,65 @@
+// Reading a PEM certificate chain and its private key, checked at config load.
+
+import { createPrivateKey, X509Certificate } from "node:crypto";
+
+/** A certificate ready to serve. */
+export interface LoadedCertificate {
+  /** The PEM chain, leaf first, exactly as in the file. */
+  readonly certPem: string;
+  /** The key as PKCS#8 PEM (PKCS#1 RSA and SEC1 EC keys are converted). */
+  readonly keyPem: string;
+  /** When the leaf certificate expires. */
+  readonly notAfter: Date;
+  /** DNS names the leaf covers (subjectAltName, else the CN). */
+  readonly names: readonly string[];
+}
+
+const CERT_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+const KEY_BLOCK =
+  /-----BEGIN (RSA |EC )?PRIVATE KEY-----[\s\S]+?-----END (RSA |EC )?PRIVATE KEY-----/;
+
+/** Parses PEM texts; returns the certificate or a one-line problem. */
+export function parseCertificate(certText: string, keyText: string): LoadedCertificate | string {
+  const blocks = certText.match(CERT_BLOCK);
+  if (!blocks) return "no CERTIFICATE block in the certificate file";
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(blocks[0]);
+    for (const block of blocks.slice(1)) new X509Certificate(block);
+  } catch (e) {
+    return `invalid certificate: ${(e as Error).message}`;
+  }
+  const keyBlock = keyText.match(KEY_BLOCK)?.[0];
+  if (!keyBlock) return "no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block in the key file";
+  let keyPem: string;
+  try {
+    const key = createPrivateKey(keyBlock);
+    if (!leaf.checkPrivateKey(key)) return "the private key does not belong to the certificate";
+    keyPem = key.export({ format: "pem", type: "pkcs8" }) as string;
+  } catch (e) {
+    return `invalid private key: ${(e as Error).message}`;
+  }
+  return {
+    certPem: blocks.join("\n") + "\n",
+    keyPem,
+    notAfter: new Date(leaf.validTo),
+    names: namesOf(leaf),
+  };
+}
+
+/** The DNS names of a certificate: its subjectAltName DNS entries, else its CN. */
+export function namesOf(cert: X509Certificate): string[] {
+  const alt = cert.subjectAltName?.split(",").map((s) => s.trim())
+    .filter((s) => s.startsWith("DNS:")).map((s) => s.slice(4).toLowerCase()) ?? [];
+  if (alt.length > 0) return alt;
+  const cn = /CN=([^\n,]+)/.exec(cert.subject)?.[1];
+  return cn ? [cn.toLowerCase()] : [];
+}
+
+/** Whether a certificate name (possibly `*.x.y`) covers `host`. */
+export function covers(name: string, host: string): boolean {
+  if (name === host) return true;
+  if (!name.startsWith("*.")) return false;
+  const dot = host.indexOf(".");
+  return dot > 0 && host.slice(dot + 1) === name.slice(2);
+}

@@ -1,0 +1,173 @@
+// HTTPS: a certificate per name chosen by SNI, a default, ALPN h2, concurrent
+// time-limited handshakes, certificate reload, https:// backends.
+
+import assert from "node:assert/strict";
+import { createCa, hasCurl, hasOpenssl, presentedCn } from "../_helpers/certs.ts";
+import { poolToml, startBackend, startStrom } from "../_helpers/servers.ts";
+
+async function curl(args: string[]): Promise<string> {
+  const out = await new Deno.Command("curl", {
+    args: ["-sS", ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+}
+
+const HTTPS = `https_address = "127.0.0.1:0"\n`;
+
+function httpsConfig(certs: Record<string, { cert: string; key: string }>): string {
+  return Object.entries(certs).map(([name, c]) =>
+    `[certificates."${name}"]\ntype = "Local"\ncertificate_path = "${c.cert}"\nprivate_key_path = "${c.key}"\n`
+  ).join("\n");
+}
+
+Deno.test({
+  name: "HTTPS picks each name's certificate by SNI, a default otherwise, and speaks h2",
+  ignore: !hasOpenssl || !hasCurl,
+  async fn() {
+    await using ca = await createCa();
+    const a = await ca.issue("a", ["a.test"]);
+    const b = await ca.issue("b", ["b.test"], { rsa: true });
+    const w = await ca.issue("w", ["*.wild.test"], { sec1: true });
+    await using backend = startBackend((req) => new Response(`host ${req.headers.get("host")}`));
+    await using lb = await startStrom(
+      HTTPS + `default_certificate = "b.test"\n` +
+        poolToml([backend.address], { schemes: '["HTTPS"]' }) +
+        httpsConfig({ "a.test": a, "b.test": b, "*.wild.test": w }),
+    );
+    const port = lb.strom.port("https_address");
+    assert.equal(await presentedCn(port, "a.test"), "a.test");
+    assert.equal(await presentedCn(port, "b.test"), "b.test");
+    assert.equal(await presentedCn(port, "x.wild.test"), "*.wild.test");
+    assert.equal(
+      await presentedCn(port, "unknown.test"),
+      "b.test",
+      "an unknown name gets the default",
+    );
+    assert.equal(await presentedCn(port, null), "b.test", "no SNI gets the default");
+    const h2 = await curl([
+      "--http2",
+      "--cacert",
+      ca.caPath,
+      "--resolve",
+      `a.test:${port}:127.0.0.1`,
+      "-w",
+      " %{http_version}",
+      `https://a.test:${port}/`,
+    ]);
+    assert.equal(h2, `host a.test:${port} 2`);
+    const h1 = await curl([
+      "--http1.1",
+      "--cacert",
+      ca.caPath,
+      "--resolve",
+      `a.test:${port}:127.0.0.1`,
+      "-w",
+      " %{http_version}",
+      `https://a.test:${port}/x`,
+    ]);
+    assert.equal(h1, `host a.test:${port} 1.1`);
+    const metrics = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+    assert.match(metrics, /^strom_certificate_expiry_timestamp_seconds\{name="a\.test"\} \d+/m);
+  },
+});
+
+Deno.test({
+  name: "clients that connect and send nothing do not delay another client's handshake",
+  ignore: !hasOpenssl || !hasCurl,
+  async fn() {
+    await using ca = await createCa();
+    const a = await ca.issue("a", ["a.test"]);
+    await using backend = startBackend(() => new Response("ok"));
+    await using lb = await startStrom(
+      HTTPS + poolToml([backend.address], { schemes: '["HTTPS"]' }) + httpsConfig({ "a.test": a }),
+    );
+    const port = lb.strom.port("https_address");
+    const idle = await Promise.all(
+      Array.from({ length: 10 }, () => Deno.connect({ hostname: "127.0.0.1", port })),
+    );
+    try {
+      const started = performance.now();
+      const out = await curl([
+        "--cacert",
+        ca.caPath,
+        "--resolve",
+        `a.test:${port}:127.0.0.1`,
+        `https://a.test:${port}/`,
+      ]);
+      assert.equal(out, "ok");
+      assert.ok(performance.now() - started < 2000, "the handshake was not held up");
+    } finally {
+      for (const c of idle) c.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "a reload with a new certificate applies to new handshakes",
+  ignore: !hasOpenssl,
+  async fn() {
+    await using ca = await createCa();
+    const first = await ca.issue("first", ["first.test", "a.test", "localhost"]);
+    const second = await ca.issue("second", ["second.test", "a.test", "localhost"]);
+    await using backend = startBackend(() => new Response("ok"));
+    const pool = HTTPS + poolToml([backend.address], { schemes: '["HTTPS"]' });
+    await using lb = await startStrom(pool + httpsConfig({ "a.test": first }));
+    const port = lb.strom.port("https_address");
+    // An established connection (HTTP/1.1 keep-alive) opened before the reload.
+    const conn = await Deno.connectTls({ hostname: "localhost", port, caCerts: [ca.caPem] });
+    const ask = async () => {
+      await conn.write(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"));
+      const buf = new Uint8Array(4096);
+      return new TextDecoder().decode(buf.subarray(0, (await conn.read(buf)) ?? 0));
+    };
+    assert.match(await ask(), /^HTTP\/1\.1 200/);
+    assert.equal(await presentedCn(port, "a.test"), "first.test");
+    const result = await lb.strom.reload(
+      `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n` + pool +
+        httpsConfig({ "a.test": second }),
+    );
+    assert.ok(result.ok);
+    assert.equal(lb.strom.port("https_address"), port, "same listener");
+    assert.equal(
+      await presentedCn(port, "a.test"),
+      "second.test",
+      "new handshakes get the new certificate",
+    );
+    assert.match(await ask(), /^HTTP\/1\.1 200/, "the established connection still works");
+    conn.close();
+  },
+});
+
+Deno.test({
+  name: "https:// backends are reached through fetch, trusting the pool's ca_file",
+  ignore: !hasOpenssl,
+  async fn() {
+    await using ca = await createCa();
+    const tls = await ca.issue("backend", ["localhost"]);
+    const server = Deno.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      cert: await Deno.readTextFile(tls.cert),
+      key: await Deno.readTextFile(tls.key),
+      onListen: () => {},
+    }, (req) => new Response(`tls backend saw ${new URL(req.url).pathname}`));
+    try {
+      await using lb = await startStrom(poolToml([`https://localhost:${server.addr.port}`], {
+        extra: `transport = "fetch"\n[backend_pools.client]\nca_file = "${ca.caPath}"`,
+      }));
+      assert.equal(lb.config.pools[0].transport, "fetch");
+      const r = await fetch(`${lb.url}/x`);
+      assert.equal(await r.text(), "tls backend saw /x");
+      await lb.strom.health.checkAll();
+      assert.equal(
+        lb.strom.runtime.pools[0].backends[0].health.last?.ok,
+        true,
+        "the probe speaks TLS",
+      );
+    } finally {
+      await server.shutdown();
+    }
+  },
+});
