@@ -9,9 +9,8 @@ PERMS := --allow-net --allow-read --allow-write --allow-env --allow-sys
 # --unstable-net: SO_REUSEPORT for `workers`. The smaller young generation saves ~35 MB of
 # RSS under load at no measurable throughput cost (bench/results/latest.md).
 FLAGS := --unstable-no-legacy-abort --unstable-net --v8-flags=--max-semi-space-size=8
-TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin aarch64-apple-darwin x86_64-pc-windows-msvc
 
-.PHONY: start test check fmt bench bench-deps compile clean deno
+.PHONY: start test check fmt bench bench-deps compile release clean deno
 
 ## start: Strom on its embedded demo (balancer :8000, admin :9090, backends :8080-8082)
 start: deno
@@ -26,7 +25,7 @@ test: deno
 check: deno
 	$(DENO) fmt --check
 	$(DENO) lint
-	$(DENO) check main.ts lib/ tests/ bench/
+	$(DENO) check main.ts lib/ tests/ bench/ scripts/
 
 fmt: deno
 	$(DENO) fmt
@@ -39,13 +38,14 @@ bench: deno
 bench-deps:
 	apt-get update && apt-get install -y wrk nginx-light haproxy caddy python3
 
-## compile: single binaries in dist/ (DENORT_BIN may point at a local denort)
+## compile: single binaries in dist/ for five targets (DENORT_BIN may point at a local denort)
 compile: deno
-	@mkdir -p dist
-	@for t in $(TARGETS); do \
-	  echo "compiling dist/strom-$$t"; \
-	  $(DENO) compile $(FLAGS) $(PERMS) --target $$t --include config/ --include lib/workers/entry.ts -o dist/strom-$$t main.ts || exit 1; \
-	done
+	$(DENO) run --allow-all scripts/build.ts compile
+
+## release: archives, SHA256SUMS and the Homebrew formula (make release VERSION=x.y.z)
+release: deno
+	@test -n "$(VERSION)" || (echo "usage: make release VERSION=x.y.z" && exit 2)
+	$(DENO) run --allow-all scripts/build.ts release --version=$(VERSION)
 
 deno: $(if $(filter $(LOCAL_DENO),$(DENO)),$(LOCAL_DENO))
 

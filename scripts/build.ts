@@ -1,0 +1,164 @@
+// Builds Strom's single binaries and release archives.
+//
+//   deno run -A scripts/build.ts compile [--target=T ...] [--version=X.Y.Z]
+//   deno run -A scripts/build.ts release --version=X.Y.Z [--base-url=URL]
+//
+// `deno compile` downloads its runtime base (denort) unless DENORT_BIN points
+// at one; on machines without that download the compile step fails with
+// Deno's own message.
+
+import { parseArgs } from "node:util";
+import { basename, dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { renderFormula, type Target, TARGETS } from "./release.ts";
+
+const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
+const VERSION_FILE = join(ROOT, "lib/version.ts");
+
+/** Flags Strom always runs with (see the Makefile). */
+export const RUN_FLAGS = [
+  "--unstable-no-legacy-abort",
+  "--unstable-net",
+  "--v8-flags=--max-semi-space-size=8",
+];
+
+/**
+ * Only what Strom needs: the network, reading config and certificates,
+ * writing the config (PUT /api/config), access log and ACME files, the
+ * environment (LOG_LEVEL) and system information (host name, memory).
+ */
+export const PERMISSIONS = [
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-sys",
+];
+
+async function run(cmd: string, args: string[]): Promise<void> {
+  const status = await new Deno.Command(cmd, {
+    args,
+    cwd: ROOT,
+    stdout: "inherit",
+    stderr: "inherit",
+  })
+    .spawn().status;
+  if (!status.success) throw new Error(`${cmd} ${args.join(" ")} failed with code ${status.code}`);
+}
+
+async function commit(): Promise<string> {
+  const out = await new Deno.Command("git", {
+    args: ["rev-parse", "--short", "HEAD"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "null",
+  })
+    .output().catch(() => null);
+  return out?.success ? new TextDecoder().decode(out.stdout).trim() : "unknown";
+}
+
+/** Compiles one binary per target with the version and commit stamped in. */
+export async function compile(targets: readonly Target[], version: string): Promise<string[]> {
+  const original = await Deno.readTextFile(VERSION_FILE);
+  const stamped = original
+    .replace(/export const VERSION = "[^"]*";/, `export const VERSION = "${version}";`)
+    .replace(/export const COMMIT = "[^"]*";/, `export const COMMIT = "${await commit()}";`);
+  await Deno.mkdir(join(ROOT, "dist"), { recursive: true });
+  const outputs: string[] = [];
+  try {
+    await Deno.writeTextFile(VERSION_FILE, stamped);
+    for (const target of targets) {
+      const output = join(ROOT, "dist", target.file);
+      console.log(`compiling ${basename(output)} (${target.triple})`);
+      await run(Deno.execPath(), [
+        "compile",
+        ...RUN_FLAGS,
+        ...PERMISSIONS,
+        "--target",
+        target.triple,
+        "--include",
+        "config/example.toml",
+        "--include",
+        "lib/workers/entry.ts",
+        "--output",
+        output,
+        "main.ts",
+      ]);
+      outputs.push(output);
+    }
+  } finally {
+    await Deno.writeTextFile(VERSION_FILE, original);
+  }
+  return outputs;
+}
+
+async function sha256(path: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Compiles every target, packs each into an archive, writes SHA256SUMS and the Homebrew formula. */
+async function release(version: string, baseUrl: string): Promise<void> {
+  await compile(TARGETS, version);
+  const dir = join(ROOT, "dist", "release");
+  await Deno.mkdir(dir, { recursive: true });
+  const sums: Record<string, string> = {};
+  for (const target of TARGETS) {
+    const archive = target.archive(version);
+    const binary = target.file.endsWith(".exe") ? "strom.exe" : "strom";
+    const stage = await Deno.makeTempDir();
+    await Deno.copyFile(join(ROOT, "dist", target.file), join(stage, binary));
+    await Deno.copyFile(join(ROOT, "config/example.toml"), join(stage, "strom.toml.example"));
+    await Deno.copyFile(join(ROOT, "README.md"), join(stage, "README.md"));
+    await run("tar", [
+      "-czf",
+      join(dir, archive),
+      "-C",
+      stage,
+      binary,
+      "strom.toml.example",
+      "README.md",
+    ]);
+    await Deno.remove(stage, { recursive: true });
+    sums[archive] = await sha256(join(dir, archive));
+  }
+  await Deno.writeTextFile(
+    join(dir, "SHA256SUMS"),
+    Object.entries(sums).map(([file, sum]) => `${sum}  ${file}\n`).join(""),
+  );
+  const formula = renderFormula({ version, baseUrl, sha256: sums });
+  await Deno.writeTextFile(join(ROOT, "packaging/homebrew/strom.rb"), formula);
+  console.log(`wrote ${dir} and packaging/homebrew/strom.rb`);
+}
+
+if (import.meta.main) {
+  const { values, positionals } = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: {
+      target: { type: "string", multiple: true },
+      version: { type: "string" },
+      "base-url": { type: "string" },
+    },
+  });
+  const deno = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json")));
+  const version = values.version ?? deno.version;
+  const [command] = positionals;
+  if (command === "compile") {
+    const wanted = values.target ?? TARGETS.map((t) => t.triple);
+    const targets = TARGETS.filter((t) => wanted.includes(t.triple) || wanted.includes(t.file));
+    if (targets.length === 0) throw new Error(`Unknown target: ${wanted.join(", ")}`);
+    await compile(targets, version);
+  } else if (command === "release") {
+    if (!values.version) throw new Error("release needs --version=X.Y.Z");
+    await release(
+      version,
+      values["base-url"] ?? `https://github.com/strom-lb/strom/releases/download/v${version}`,
+    );
+  } else {
+    console.error(
+      "usage: build.ts compile [--target=T] [--version=V] | release --version=V [--base-url=URL]",
+    );
+    Deno.exit(2);
+  }
+}
