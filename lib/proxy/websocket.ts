@@ -1,0 +1,247 @@
+// WebSocket upgrades (issue #7): balanced like any request, then Strom makes
+// the opening handshake with the chosen backend itself over a dedicated TCP (or
+// TLS) connection, and only after the backend's 101 upgrades the client. A
+// backend that refuses gets its answer passed through. The open relay is in
+// ws_relay.ts, the backend leg's framing in ws_frames.ts.
+
+import type { Logger } from "../log.ts";
+import type { TrafficMetrics } from "../metrics/metrics.ts";
+import type { Backend, Pool } from "../runtime.ts";
+import type { PickContext } from "../balance/strategy.ts";
+import type { Connection } from "../transport/http1/connection.ts";
+import type { ResponseHead } from "../transport/http1/parse.ts";
+import { classifyFailure, type Failure, failureResponse } from "./errors.ts";
+import type { Fields } from "./headers.ts";
+import type { RequestTracker } from "./tracker.ts";
+import type { WebSocketRegistry } from "./websockets.ts";
+import { startRelay } from "./ws_relay.ts";
+import { checkAnswer, connect, handshakeHead } from "./ws_handshake.ts";
+
+/** What the pipeline hands the WebSocket relay. */
+export interface WebSocketExchange {
+  /** Path and query as forwarded. */
+  readonly target: string;
+  /** The fields for the backend as the middlewares left them (hop-by-hop already removed). */
+  readonly fields: Fields;
+  /** The strategy's view of the client (IP, sticky cookie). */
+  readonly pick: PickContext;
+  readonly tracker: RequestTracker;
+  readonly log: Logger;
+  readonly metrics: TrafficMetrics;
+  readonly websockets: WebSocketRegistry;
+}
+
+/** Whether a request asks for a WebSocket (RFC 6455 4.1: GET, `Upgrade: websocket`, `Connection: upgrade`). */
+export function isWebSocketUpgrade(request: Request): boolean {
+  if (request.method !== "GET") return false;
+  const upgrade = request.headers.get("upgrade");
+  return upgrade !== null && hasToken(upgrade, "websocket") &&
+    hasToken(request.headers.get("connection") ?? "", "upgrade");
+}
+
+function hasToken(list: string, token: string): boolean {
+  return list.split(",").some((t) => t.trim().toLowerCase() === token);
+}
+
+/** The backend's 101 fields Strom checks itself; the others reach the client (cookies...). */
+const HANDSHAKE_ANSWER = new Set([
+  "sec-websocket-accept",
+  "sec-websocket-protocol",
+  "sec-websocket-extensions",
+]);
+
+/**
+ * Relays a WebSocket upgrade to a backend of `pool` and answers the client:
+ * the upgrade (101) once the backend agreed, the backend's own answer when it
+ * refused, or Strom's 400/502/503/504. Connect failures go to another backend
+ * like HTTP retries; each attempt counts as a backend request.
+ */
+export async function relayWebSocket(
+  pool: Pool,
+  request: Request,
+  exchange: WebSocketExchange,
+): Promise<Response> {
+  const key = request.headers.get("sec-websocket-key");
+  const version = request.headers.get("sec-websocket-version");
+  if (key === null || !/^[A-Za-z0-9+/]{22}==$/.test(key.trim()) || version?.trim() !== "13") {
+    // RFC 6455 4.2.2 and 4.4: a malformed handshake or another version.
+    const response = failureResponse("bad-request");
+    response.headers.set("sec-websocket-version", "13");
+    return response;
+  }
+  const offered = (request.headers.get("sec-websocket-protocol") ?? "").split(",")
+    .map((p) => p.trim()).filter((p) => p !== "");
+  exchange.tracker.keepHeaders();
+  pool.retryBudget.recordRequest();
+  let candidates = pool.available();
+  if (candidates.length === 0) {
+    exchange.log.warn(`No backend available in pool ${pool.config.name} for a WebSocket`);
+    return failureResponse("no-backend");
+  }
+  const head = handshakeHead(exchange.target, exchange.fields, key.trim());
+  const tried: Backend[] = [];
+  for (let attempt = 0;; attempt++) {
+    const backend = pool.strategy.pick(candidates, exchange.pick);
+    const outcome = await attemptUpgrade(pool, backend, request, { head, key, offered, exchange });
+    if (outcome instanceof Response) return outcome;
+    const where =
+      `WebSocket ${exchange.target} to backend ${backend.id} in pool ${pool.config.name}`;
+    if (outcome.failure === "client-gone") {
+      exchange.log.debug(`Client went away during ${where}`);
+      return failureResponse("client-gone");
+    }
+    pool.reportOutcome(backend, true, outcome.reason);
+    exchange.metrics.backendFailed(backend.id);
+    tried.push(backend);
+    // Only a failed connect is retried: nothing reached the backend then.
+    const retry = outcome.failure === "connect" && attempt < pool.config.retries;
+    if (retry) candidates = pool.available().filter((b) => !tried.includes(b));
+    if (!retry || candidates.length === 0 || !pool.retryBudget.tryRetry()) {
+      exchange.log.warn(`Failed ${where}: ${outcome.reason}`);
+      return failureResponse(outcome.failure);
+    }
+    exchange.log.info(`Retrying ${where} elsewhere after: ${outcome.reason}`);
+    exchange.metrics.retried(pool.config.name);
+  }
+}
+
+interface AttemptFailure {
+  readonly failure: Failure;
+  readonly reason: string;
+}
+
+/** One backend: connect, send the handshake, read the answer; upgrade the client on 101. */
+async function attemptUpgrade(
+  pool: Pool,
+  backend: Backend,
+  request: Request,
+  { head, key, offered, exchange }: {
+    head: Uint8Array;
+    key: string;
+    offered: string[];
+    exchange: WebSocketExchange;
+  },
+): Promise<Response | AttemptFailure> {
+  const { tracker } = exchange;
+  backend.inFlight++;
+  backend.requests++;
+  tracker.attempts++;
+  let inFlight = true;
+  const settle = () => {
+    if (inFlight) backend.inFlight--;
+    inFlight = false;
+  };
+  const started = performance.now();
+  // The handshake's answer is awaited for request_timeout, like an HTTP answer.
+  const abort = new AbortController();
+  let timedOut = false;
+  let conn: Connection | null = null;
+  const stop = () => {
+    abort.abort();
+    conn?.close();
+  };
+  const deadline = pool.deadlines.set(pool.config.requestTimeoutMs, () => {
+    timedOut = true;
+    stop();
+  });
+  request.signal.addEventListener("abort", stop);
+  let answer: ResponseHead;
+  try {
+    conn = await connect(backend.address, pool, abort.signal);
+    if (abort.signal.aborted) conn.close();
+    await conn.write(head);
+    answer = await conn.readHead("GET");
+    if (answer.status === 101) await checkAnswer(answer, key, offered);
+  } catch (error) {
+    conn?.close();
+    settle();
+    const failure = classifyFailure(error, {
+      timedOut,
+      clientGone: request.signal.aborted && !timedOut,
+    });
+    const reason = timedOut
+      ? `no handshake answer within ${pool.config.requestTimeoutMs} ms`
+      : error instanceof Error
+      ? error.message
+      : String(error);
+    return { failure, reason };
+  } finally {
+    deadline.cancel();
+    // Also before upgrading: the upgrade aborts the request's signal.
+    request.signal.removeEventListener("abort", stop);
+  }
+  tracker.backend = backend.id;
+  exchange.metrics.backendAnswered(backend.id, (performance.now() - started) / 1000);
+  pool.reportOutcome(backend, pool.config.outlier.count5xx && answer.status >= 500, "");
+  if (answer.status !== 101) return passThrough(conn, answer, settle, tracker);
+  return upgradeClient(request, { pool, backend, conn, answer, exchange, settle });
+}
+
+/** The backend agreed: the client is upgraded with its subprotocol and the relay starts. */
+function upgradeClient(
+  request: Request,
+  { pool, backend, conn, answer, exchange, settle }: {
+    pool: Pool;
+    backend: Backend;
+    conn: Connection;
+    answer: ResponseHead;
+    exchange: WebSocketExchange;
+    settle: () => void;
+  },
+): Response {
+  const { tracker } = exchange;
+  const protocol = answer.fields.find(([name]) => name === "sec-websocket-protocol")?.[1];
+  let upgraded: { socket: WebSocket; response: Response };
+  try {
+    upgraded = Deno.upgradeWebSocket(request, protocol ? { protocol } : {});
+  } catch (error) {
+    conn.close();
+    settle();
+    exchange.log.debug(`Could not upgrade the client's WebSocket: ${String(error)}`);
+    tracker.ended(0);
+    return failureResponse("bad-request");
+  }
+  settle();
+  for (const [name, value] of answer.fields) {
+    if (!HANDSHAKE_ANSWER.has(name)) upgraded.response.headers.append(name, value);
+  }
+  startRelay({
+    socket: upgraded.socket,
+    backend: conn,
+    label: `backend ${backend.id} in pool ${pool.config.name}`,
+    openTimeoutMs: pool.config.requestTimeoutMs,
+    log: exchange.log,
+    metrics: exchange.metrics,
+    websockets: exchange.websockets,
+    onEnd: (bytesIn, bytesOut) => {
+      tracker.bytesIn = bytesIn;
+      tracker.ended(bytesOut);
+    },
+  });
+  return upgraded.response;
+}
+
+/** The backend refused the upgrade: its answer goes to the client as it came. */
+function passThrough(
+  conn: Connection,
+  answer: ResponseHead,
+  settle: () => void,
+  tracker: RequestTracker,
+): Response {
+  const done = (_clean: boolean, bytes: number) => {
+    conn.close();
+    settle();
+    tracker.ended(bytes);
+  };
+  const init = { status: answer.status, headers: answer.fields };
+  if (answer.framing.kind === "none") {
+    done(true, 0);
+    return new Response(null, init);
+  }
+  const buffered = conn.takeBufferedBody(answer.framing);
+  if (buffered !== null) {
+    done(true, buffered.length);
+    return new Response(buffered, init);
+  }
+  return new Response(conn.bodyStream(answer.framing, done), init);
+}

@@ -1,0 +1,257 @@
+// An open WebSocket relay: the client leg is Deno's WebSocket (from
+// Deno.upgradeWebSocket), the backend leg a raw connection that Strom frames
+// itself (ws_frames.ts). Messages are re-framed, not copied byte for byte, so
+// each leg negotiates (and answers) its own control frames. A relay holds only
+// its two sockets: a config reload does not touch it.
+
+import type { Logger } from "../log.ts";
+import type { TrafficMetrics } from "../metrics/metrics.ts";
+import { describeNetError } from "../net/errors.ts";
+import type { Connection } from "../transport/http1/connection.ts";
+import type { WebSocketRegistry } from "./websockets.ts";
+import {
+  closePayload,
+  encodeFrame,
+  FrameDecoder,
+  isSendableCloseCode,
+  OPCODE,
+  truncateReason,
+  WebSocketProtocolError,
+  type WsEvent,
+} from "./ws_frames.ts";
+
+/** What a relay needs: both legs and where to report. */
+export interface RelayOptions {
+  /** The client leg, not open yet (it opens once the 101 is sent). */
+  readonly socket: WebSocket;
+  /** The backend leg, right after its 101 head (bytes already buffered are frames). */
+  readonly backend: Connection;
+  /** Names the backend in log lines. */
+  readonly label: string;
+  /** How long the client leg may take to open before the backend is let go, in ms. */
+  readonly openTimeoutMs: number;
+  readonly log: Logger;
+  readonly metrics: TrafficMetrics;
+  readonly websockets: WebSocketRegistry;
+  /** Called once when both legs are closed: message bytes from and to the client. */
+  readonly onEnd: (bytesIn: number, bytesOut: number) => void;
+}
+
+/** How long a closing leg may take to finish its close handshake, in ms. */
+const CLOSE_TIMEOUT_MS = 5_000;
+/** Backend reads pause while more than this waits to go out to the client (bytes). */
+const CLIENT_HIGH_WATER = 1024 * 1024;
+/** Bytes from the client waiting for the backend at most; a slower backend ends the relay. */
+const MAX_QUEUED_TO_BACKEND = 64 * 1024 * 1024;
+
+const utf8 = new TextEncoder();
+
+/** Starts relaying once the client leg opens; runs until both legs are closed. */
+export function startRelay(options: RelayOptions): void {
+  new Relay(options).start();
+}
+
+class Relay {
+  readonly #o: RelayOptions;
+  readonly #socket: WebSocket;
+  readonly #conn: Connection;
+  readonly #decoder = new FrameDecoder();
+  #writes: Promise<void> = Promise.resolve();
+  #queued = 0;
+  #opened = false;
+  /** A close frame went to the backend: nothing else may follow it. */
+  #closeSent = false;
+  #clientDone = false;
+  #backendDone = false;
+  #ended = false;
+  #unregister: () => void = () => {};
+  #openTimer: ReturnType<typeof setTimeout> | undefined;
+  #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  #bytesIn = 0;
+  #bytesOut = 0;
+
+  constructor(options: RelayOptions) {
+    this.#o = options;
+    this.#socket = options.socket;
+    this.#conn = options.backend;
+  }
+
+  start(): void {
+    const socket = this.#socket;
+    socket.binaryType = "arraybuffer";
+    // A middleware may replace the 101 (the client is never upgraded): let the backend go.
+    this.#openTimer = setTimeout(() => {
+      this.#o.log.debug(`A WebSocket to ${this.#o.label} never opened on the client side`);
+      this.#clientDone = true;
+      this.#closeBackendNow();
+    }, this.#o.openTimeoutMs);
+    socket.onopen = () => {
+      clearTimeout(this.#openTimer);
+      if (this.#ended) return this.#socket.close(1011, "backend gone");
+      this.#opened = true;
+      this.#o.metrics.websocketOpened();
+      this.#unregister = this.#o.websockets.add((code, reason) => this.#closeBoth(code, reason));
+      this.#readBackend();
+    };
+    socket.onmessage = (event: MessageEvent<string | ArrayBuffer>) => this.#fromClient(event.data);
+    socket.onclose = (event) => this.#clientClosed(event.code, event.reason, event.wasClean);
+    socket.onerror = () => {}; // a close event follows
+  }
+
+  // Client → backend.
+
+  #fromClient(data: string | ArrayBuffer): void {
+    if (this.#closeSent) return;
+    const bytes = typeof data === "string" ? utf8.encode(data) : new Uint8Array(data);
+    this.#bytesIn += bytes.length;
+    this.#send(typeof data === "string" ? OPCODE.text : OPCODE.binary, bytes);
+  }
+
+  #clientClosed(code: number, reason: string, clean: boolean): void {
+    this.#clientDone = true;
+    // Deno reports a vanished client as code 0 (not clean): the backend hears "going away".
+    if (!clean || !(code === 1005 || isSendableCloseCode(code))) {
+      this.#closeBackend(1001, "client went away");
+    } else this.#closeBackend(code, reason);
+    this.#maybeEnd();
+  }
+
+  // Backend → client.
+
+  async #readBackend(): Promise<void> {
+    const reader = this.#conn.bodyStream({ kind: "close" }, () => {}).getReader();
+    let why = "the backend closed the connection";
+    try {
+      while (true) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        for (const event of this.#decoder.push(value)) this.#fromBackend(event);
+        if (this.#socket.bufferedAmount > CLIENT_HIGH_WATER) await this.#drained();
+      }
+    } catch (e) {
+      if (e instanceof WebSocketProtocolError) {
+        this.#o.log.warn(`Closing a WebSocket: ${this.#o.label} broke the protocol: ${e.message}`);
+        this.#send(OPCODE.close, closePayload(e.code, e.message));
+        this.#closeSent = true;
+        why = e.code === 1009 ? "message too big" : "backend protocol error";
+        this.#closeClient(e.code === 1009 ? 1009 : 1011, why);
+      } else if (!this.#backendDone) why = describeNetError(e);
+    }
+    reader.cancel().catch(() => {});
+    this.#writes.finally(() => this.#closeBackendNow());
+    // The backend vanished without a close frame (1006 in RFC terms): 1011 to the client.
+    this.#closeClient(1011, why);
+  }
+
+  #fromBackend(event: WsEvent): void {
+    switch (event.type) {
+      case "text":
+      case "binary":
+        if (this.#clientDone || this.#socket.readyState !== WebSocket.OPEN) return;
+        this.#bytesOut += event.type === "text"
+          ? utf8.encode(event.data).length
+          : event.data.length;
+        this.#socket.send(event.data);
+        return;
+      case "ping":
+        // Deno's WebSocket API neither shows nor sends pings (it answers the
+        // client's own), so pings cannot be relayed: each leg answers its own.
+        if (!this.#closeSent) this.#send(OPCODE.pong, event.data);
+        return;
+      case "pong":
+        return;
+      case "close": {
+        // Echo the close (RFC 6455 5.5.1); the backend then ends the TCP connection.
+        this.#closeBackend(event.code, event.reason);
+        const code = event.code === 1005 ? 1000 : isForClient(event.code) ? event.code : 1011;
+        this.#closeClient(code, event.reason);
+        return;
+      }
+    }
+  }
+
+  /** Resolves once the client leg's send buffer has drained below the mark (or it closed). */
+  async #drained(): Promise<void> {
+    // WebSocket has no "drain" event; poll while (and only while) the client is slow.
+    const socket = this.#socket;
+    while (socket.bufferedAmount > CLIENT_HIGH_WATER / 4 && socket.readyState === WebSocket.OPEN) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  // Closing.
+
+  /** Registry closer (shutdown): both legs get the code and reason. */
+  #closeBoth(code: number, reason: string): void {
+    this.#closeClient(code, reason);
+    this.#closeBackend(code, reason);
+  }
+
+  #closeClient(code: number, reason: string): void {
+    const state = this.#socket.readyState;
+    if (state === WebSocket.CLOSING || state === WebSocket.CLOSED) return;
+    try {
+      this.#socket.close(code, truncateReason(reason));
+    } catch {
+      this.#clientDone = true;
+    }
+    this.#armCloseTimer();
+  }
+
+  /** Sends a close frame to the backend (once) and waits for its end. */
+  #closeBackend(code: number, reason: string): void {
+    if (!this.#closeSent) {
+      this.#send(OPCODE.close, closePayload(code, reason));
+      this.#closeSent = true;
+    }
+    this.#armCloseTimer();
+  }
+
+  #closeBackendNow(): void {
+    this.#backendDone = true;
+    this.#conn.close();
+    this.#maybeEnd();
+  }
+
+  /** A leg that does not finish its close handshake in time is cut. */
+  #armCloseTimer(): void {
+    if (this.#closeTimer !== undefined || this.#ended) return;
+    this.#closeTimer = setTimeout(() => {
+      this.#clientDone = true;
+      this.#closeBackendNow();
+    }, CLOSE_TIMEOUT_MS);
+  }
+
+  #send(opcode: number, payload: Uint8Array): void {
+    if (this.#closeSent || this.#backendDone) return;
+    const frame = encodeFrame(opcode, payload);
+    this.#queued += frame.length;
+    if (this.#queued > MAX_QUEUED_TO_BACKEND) {
+      this.#o.log.warn(`Closing a WebSocket: ${this.#o.label} reads too slowly`);
+      this.#closeClient(1011, "backend too slow");
+      this.#closeBackendNow();
+      return;
+    }
+    this.#writes = this.#writes.then(
+      () => this.#backendDone ? undefined : this.#conn.write(frame),
+    ).then(
+      () => void (this.#queued -= frame.length),
+      () => this.#closeBackendNow(),
+    );
+  }
+
+  #maybeEnd(): void {
+    if (this.#ended || !this.#clientDone || !this.#backendDone) return;
+    this.#ended = true;
+    clearTimeout(this.#openTimer);
+    clearTimeout(this.#closeTimer);
+    this.#unregister();
+    if (this.#opened) this.#o.metrics.websocketClosed();
+    this.#o.onEnd(this.#bytesIn, this.#bytesOut);
+  }
+}
+
+/** Close codes a browser's WebSocket accepts in a close frame from the server (measured with Deno). */
+function isForClient(code: number): boolean {
+  return isSendableCloseCode(code) && code !== 1014;
+}

@@ -1,0 +1,330 @@
+// WebSockets through Strom (issue #7): balanced like requests, relayed both
+// ways, refusals passed through, open relays kept across reloads and closed
+// cleanly at shutdown.
+
+import assert from "node:assert/strict";
+import bcrypt from "bcryptjs";
+import { poolToml, startRawBackend, startStrom, waitFor } from "../_helpers/servers.ts";
+import { freePort } from "../_helpers/programs.ts";
+import { createCa, hasOpenssl } from "../_helpers/certs.ts";
+import {
+  acceptFor,
+  ClientFrames,
+  HANDSHAKE,
+  rawUpgrade,
+  startWsBackend,
+  TestClient,
+} from "../_helpers/websockets.ts";
+import * as N from "../../lib/metrics/names.ts";
+import { closePayload, encodeFrame, OPCODE } from "../../lib/proxy/ws_frames.ts";
+
+/** `ws://` URL of a Strom's HTTP listener. */
+function wsUrl(lb: { url: string }, path = "/"): string {
+  return lb.url.replace(/^http/, "ws") + path;
+}
+
+/** The open-WebSockets gauge on the admin listener. */
+async function openGauge(lb: { adminUrl: string }): Promise<number> {
+  const text = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${N.WEBSOCKETS_OPEN} `));
+  assert.ok(line, `${N.WEBSOCKETS_OPEN} is exported`);
+  return Number(line.split(" ")[1]);
+}
+
+Deno.test("a WebSocket echoes text and binary (1 MiB too), agrees on a subprotocol, and is counted", async () => {
+  await using backend = startWsBackend({ protocol: (offered) => offered.at(-1) });
+  await using lb = await startStrom(poolToml([backend.address]));
+  assert.equal(await openGauge(lb), 0);
+  const client = await TestClient.open(wsUrl(lb, "/chat?room=1"), { protocols: ["v1", "v2"] });
+  assert.equal(client.socket.protocol, "v2", "the backend's choice reaches the client");
+  assert.equal(await client.echo("héllo"), "héllo");
+  const small = new Uint8Array([0, 1, 2, 255]);
+  assert.deepEqual(new Uint8Array(await client.echo(small) as ArrayBuffer), small);
+  const big = new Uint8Array(1024 * 1024).map((_, i) => (i * 7 + (i >> 10)) & 0xff);
+  assert.deepEqual(new Uint8Array(await client.echo(big) as ArrayBuffer), big);
+  assert.equal(await openGauge(lb), 1);
+
+  const seen = backend.upgrades[0];
+  assert.equal(backend.requests.length, 1);
+  assert.equal(
+    new URL(backend.requests[0].url).pathname + new URL(backend.requests[0].url).search,
+    "/chat?room=1",
+  );
+  assert.equal(seen.get("x-forwarded-for"), "127.0.0.1");
+  assert.equal(seen.get("x-forwarded-proto"), "http");
+  assert.equal(seen.get("sec-websocket-protocol"), "v1, v2");
+  const pool = lb.strom.runtime.pools[0];
+  assert.equal(pool.backends[0].requests, 1, "the upgrade counts as a backend request");
+  assert.equal(pool.backends[0].inFlight, 0, "in flight during the handshake only");
+
+  await client.close(1000, "done");
+  await waitFor(async () => await openGauge(lb) === 0, "the gauge back at 0");
+  assert.equal(lb.strom.websockets.count, 0);
+});
+
+Deno.test("close codes and reasons cross Strom both ways", async () => {
+  await using backend = startWsBackend();
+  await using lb = await startStrom(poolToml([backend.address]));
+  // The backend closes.
+  const first = await TestClient.open(wsUrl(lb));
+  first.socket.send("close 4001 backend says bye");
+  assert.deepEqual(await first.closed, { code: 4001, reason: "backend says bye" });
+  // The client closes.
+  const second = await TestClient.open(wsUrl(lb));
+  assert.equal(await second.echo("ping me"), "ping me");
+  await second.close(4002, "client says bye");
+  await waitFor(() => backend.closes.length === 2, "the backend to see the client's close");
+  assert.deepEqual(backend.closes[1], { code: 4002, reason: "client says bye" });
+  await waitFor(() => lb.strom.websockets.count === 0, "both relays to end");
+});
+
+Deno.test("a backend that refuses the upgrade has its answer passed to the client", async () => {
+  await using backend = startWsBackend();
+  await using refusing = startRawBackend(async (conn) => {
+    const body = "no WebSockets for you";
+    await conn.write(new TextEncoder().encode(
+      `HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\nx-reason: policy\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+    ));
+  });
+  await using lb = await startStrom(
+    poolToml([backend.address], { matcher: "PathPrefix('/ok')" }) + poolToml([refusing.address]),
+  );
+  const port = Number(new URL(lb.url).port);
+  const refused = await rawUpgrade(port, `GET /ws HTTP/1.1\r\nHost: a.test\r\n${HANDSHAKE}\r\n`);
+  refused.conn.close();
+  assert.match(refused.head, /^HTTP\/1\.1 403 /);
+  assert.match(refused.head, /\r\nx-reason: policy/i);
+  assert.equal(refused.body, "no WebSockets for you");
+  assert.equal(lb.strom.websockets.count, 0);
+  assert.equal(lb.strom.runtime.pools[1].backends[0].inFlight, 0);
+
+  // A handshake without a key is refused by Strom itself, before any backend.
+  const bad = await rawUpgrade(
+    port,
+    `GET /ok HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+  );
+  bad.conn.close();
+  assert.match(bad.head, /^HTTP\/1\.1 400 /);
+  assert.match(bad.head, /\r\nsec-websocket-version: 13/i);
+  assert.equal(backend.requests.length, 0);
+});
+
+Deno.test("a WebSocket to a backend that is down gives 502, counts a failure and retries elsewhere", async () => {
+  await using backend = startWsBackend();
+  const dead = `127.0.0.1:${freePort()}`;
+  {
+    await using lb = await startStrom(poolToml([dead], { extra: "retries = 0" }));
+    const answer = await rawUpgrade(
+      Number(new URL(lb.url).port),
+      `GET / HTTP/1.1\r\nHost: a.test\r\n${HANDSHAKE}\r\n`,
+    );
+    answer.conn.close();
+    assert.match(answer.head, /^HTTP\/1\.1 502 /);
+    assert.equal(answer.body, "502 - Bad Gateway");
+    const [down] = lb.strom.runtime.pools[0].backends;
+    assert.equal(down.requests, 1);
+    assert.equal(down.failures, 1, "passive health saw the failure");
+    assert.equal(down.inFlight, 0);
+  }
+  await using lb = await startStrom(poolToml([dead, backend.address]));
+  for (let i = 0; i < 2; i++) {
+    const client = await TestClient.open(wsUrl(lb));
+    assert.equal(await client.echo(`try ${i}`), `try ${i}`);
+    await client.close();
+  }
+  assert.equal(backend.upgrades.length, 2, "the connect failure went to the live backend");
+  await waitFor(() => lb.strom.websockets.count === 0, "relays to end");
+});
+
+Deno.test("middlewares run before the backend: BasicAuth refuses, Headers and StickyCookie apply to the 101", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "strom-ws-" });
+  try {
+    await Deno.writeTextFile(`${dir}/users`, `alice:${bcrypt.hashSync("secret", 4)}\n`);
+    await using a = startWsBackend();
+    await using b = startWsBackend();
+    await using lb = await startStrom(poolToml([a.address, b.address], {
+      strategy:
+        `{ StickyCookie = { cookie_name = "lb", http_only = true, secure = false, same_site = "Lax", inner = "RoundRobin" } }`,
+      extra: `[backend_pools.middlewares.BasicAuth]
+htpasswd = "${dir}/users"
+[backend_pools.middlewares.Headers]
+request = { set = { "x-via" = "strom" } }
+response = { set = { "x-strom" = "yes" } }
+`,
+    }));
+    const port = Number(new URL(lb.url).port);
+    const refused = await rawUpgrade(port, `GET / HTTP/1.1\r\nHost: a.test\r\n${HANDSHAKE}\r\n`);
+    refused.conn.close();
+    assert.match(refused.head, /^HTTP\/1\.1 401 /);
+    assert.match(refused.head, /\r\nwww-authenticate: Basic/i);
+    assert.equal(a.requests.length + b.requests.length, 0, "no backend saw the refused upgrade");
+
+    const authorization = `Basic ${btoa("alice:secret")}`;
+    const upgraded = await rawUpgrade(
+      port,
+      `GET / HTTP/1.1\r\nHost: a.test\r\nAuthorization: ${authorization}\r\n${HANDSHAKE}Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n`,
+    );
+    assert.match(upgraded.head, /^HTTP\/1\.1 101 /);
+    assert.match(upgraded.head, /\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=/i);
+    assert.match(upgraded.head, /\r\nx-strom: yes/i);
+    const cookie = /\r\nset-cookie: (lb=[^;\r]+)/i.exec(upgraded.head)?.[1];
+    assert.ok(cookie, `a sticky cookie on the 101: ${upgraded.head}`);
+    assert.doesNotMatch(upgraded.head, /sec-websocket-extensions/i, "no extension agreed");
+    upgraded.conn.close();
+    const first = a.upgrades.length === 1 ? a : b;
+    const seen = first.upgrades[0];
+    assert.equal(seen.get("x-via"), "strom");
+    assert.equal(seen.get("authorization"), null, "BasicAuth removed the credentials");
+    assert.equal(seen.get("sec-websocket-extensions"), null, "Strom offers no extension");
+
+    // The cookie brings the next WebSockets to the same backend.
+    for (let i = 0; i < 3; i++) {
+      const client = await TestClient.open(wsUrl(lb), {
+        headers: { authorization, cookie },
+      });
+      assert.equal(await client.echo("again"), "again");
+      await client.close();
+    }
+    assert.equal(first.upgrades.length, 4);
+    await waitFor(() => lb.strom.websockets.count === 0, "relays to end");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("an open WebSocket survives reloads and is closed with 1001 at shutdown", async () => {
+  await using a = startWsBackend();
+  await using b = startWsBackend();
+  const dir = await Deno.makeTempDir({ prefix: "strom-ws-" });
+  const path = `${dir}/strom.toml`;
+  const text = `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n${
+    poolToml([a.address])
+  }`;
+  await Deno.writeTextFile(path, text);
+  const lb = await startStrom(text, { source: { source: path, baseDir: dir } });
+  try {
+    const client = await TestClient.open(wsUrl(lb));
+    assert.equal(await client.echo("before"), "before");
+    // The pool moves to another backend, twice; the open WebSocket keeps its own.
+    const moved = await lb.strom.reload(text.replace(a.address, b.address));
+    assert.ok(moved.ok);
+    assert.equal(await client.echo("after one reload"), "after one reload");
+    assert.ok((await lb.strom.reload(text.replace(a.address, b.address) + "\nretries = 1\n")).ok);
+    assert.equal(lb.strom.runtime.generation, 3);
+    const other = await TestClient.open(wsUrl(lb));
+    assert.equal(await other.echo("new"), "new");
+    assert.equal(b.upgrades.length, 1, "new WebSockets follow the new config");
+    assert.equal(await client.echo("after two reloads"), "after two reloads");
+    assert.equal(a.upgrades.length, 1);
+    assert.equal(await openGauge(lb), 2);
+
+    await lb.strom.shutdown(2000);
+    // The reason may be Deno.serve's own ("Server shutting down"): its shutdown
+    // also closes upgraded sockets, racing Strom's close.
+    assert.equal((await client.closed).code, 1001);
+    assert.equal((await other.closed).code, 1001);
+    await waitFor(
+      () => a.closes.length === 1 && b.closes.length === 1,
+      "backends to see the close",
+    );
+    assert.deepEqual(a.closes[0], { code: 1001, reason: "Strom is shutting down" });
+    await waitFor(() => lb.strom.websockets.count === 0, "relays to end");
+  } finally {
+    await lb.strom.shutdown(0);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Strom answers the backend's pings and closes the client with 1011 when the backend vanishes", async () => {
+  const sawPong: Uint8Array[] = [];
+  await using raw = startRawBackend(async (conn, head) => {
+    const key = /\r\nsec-websocket-key: *([^\r]+)/i.exec(head)![1];
+    await conn.write(new TextEncoder().encode(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${await acceptFor(
+        key,
+      )}\r\n\r\n`,
+    ));
+    const frames = new ClientFrames(conn);
+    await conn.write(encodeFrame(OPCODE.ping, new TextEncoder().encode("hi"), { mask: null }));
+    const pong = await frames.next();
+    assert.ok(pong?.masked, "Strom masks what it sends");
+    assert.equal(pong.opcode, OPCODE.pong);
+    sawPong.push(pong.payload);
+    // A message in three fragments, then the TCP connection just ends.
+    await conn.write(
+      encodeFrame(OPCODE.text, new TextEncoder().encode("frag"), { mask: null, fin: false }),
+    );
+    await conn.write(
+      encodeFrame(OPCODE.continuation, new TextEncoder().encode("men"), { mask: null, fin: false }),
+    );
+    await conn.write(
+      encodeFrame(OPCODE.continuation, new TextEncoder().encode("ted"), { mask: null }),
+    );
+  });
+  await using lb = await startStrom(poolToml([raw.address]));
+  const client = await TestClient.open(wsUrl(lb));
+  assert.equal(await client.next(), "fragmented");
+  assert.deepEqual(sawPong, [new TextEncoder().encode("hi")]);
+  const closed = await client.closed;
+  assert.equal(closed.code, 1011);
+  await waitFor(() => lb.strom.websockets.count === 0, "the relay to end");
+});
+
+Deno.test("a backend breaking the protocol gets a 1002 close and the client a 1011", async () => {
+  let backendClose: { opcode: number; payload: Uint8Array } | null = null;
+  await using raw = startRawBackend(async (conn, head) => {
+    const key = /\r\nsec-websocket-key: *([^\r]+)/i.exec(head)![1];
+    await conn.write(new TextEncoder().encode(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${await acceptFor(
+        key,
+      )}\r\n\r\n`,
+    ));
+    const frames = new ClientFrames(conn);
+    const first = await frames.next();
+    assert.equal(first?.opcode, OPCODE.text);
+    await conn.write(new Uint8Array([0x81 | 0x40, 0])); // RSV2 set, nothing negotiated
+    backendClose = await frames.next();
+  });
+  await using lb = await startStrom(poolToml([raw.address]));
+  const client = await TestClient.open(wsUrl(lb));
+  client.socket.send("go");
+  const closed = await client.closed;
+  assert.deepEqual(closed, { code: 1011, reason: "backend protocol error" });
+  await waitFor(() => backendClose !== null, "the backend to get a close frame");
+  assert.equal(backendClose!.opcode, OPCODE.close);
+  assert.deepEqual([...backendClose!.payload.subarray(0, 2)], [
+    ...closePayload(1002).subarray(0, 2),
+  ]);
+  await waitFor(() => lb.strom.websockets.count === 0, "the relay to end");
+});
+
+Deno.test({
+  name: "a WebSocket reaches an https:// backend over TLS, trusting the pool's ca_file",
+  ignore: !hasOpenssl,
+  async fn() {
+    await using ca = await createCa();
+    const tls = await ca.issue("backend", ["localhost"]);
+    const server = Deno.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      cert: await Deno.readTextFile(tls.cert),
+      key: await Deno.readTextFile(tls.key),
+      onListen: () => {},
+    }, (request) => {
+      const { socket, response } = Deno.upgradeWebSocket(request);
+      socket.onmessage = (e) => socket.send(`tls: ${e.data}`);
+      return response;
+    });
+    try {
+      await using lb = await startStrom(poolToml([`https://localhost:${server.addr.port}`], {
+        extra: `transport = "fetch"\n[backend_pools.client]\nca_file = "${ca.caPath}"`,
+      }));
+      const client = await TestClient.open(wsUrl(lb));
+      assert.equal(await client.echo("hello"), "tls: hello");
+      await client.close();
+      await waitFor(() => lb.strom.websockets.count === 0, "the relay to end");
+    } finally {
+      await server.shutdown();
+    }
+  },
+});
