@@ -7,13 +7,17 @@ export const CHALLENGE_PREFIX = "/.well-known/acme-challenge/";
 /** Pending challenge answers; survives reloads. */
 export class ChallengeStore {
   readonly #answers = new Map<string, string>();
+  /** Told about every change (the primary forwards them to its workers). */
+  onChange: ((token: string, keyAuthorization: string | null) => void) | null = null;
 
   set(token: string, keyAuthorization: string): void {
     this.#answers.set(token, keyAuthorization);
+    this.onChange?.(token, keyAuthorization);
   }
 
   delete(token: string): void {
     this.#answers.delete(token);
+    this.onChange?.(token, null);
   }
 
   /** The answer for a request path, or null when it is not a known challenge. */

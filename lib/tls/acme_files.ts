@@ -1,0 +1,93 @@
+// What ACME keeps in `persist_dir`: account keys and obtained certificates, so a
+// restart reuses them instead of ordering again. Private keys are mode 0600 and
+// written whole (a temp file renamed), so a crash never leaves half a key.
+//
+//   account-<hash of directory and email>.key   the ACME account's key
+//   <name>-<hash of directory>.crt               the chain, leaf first
+//   <name>-<hash of directory>.key               its private key
+//
+// The directory is part of the names so that a staging certificate is never
+// served after switching to production, and one folder can serve several CAs.
+
+import { createHash, generateKeyPairSync } from "node:crypto";
+import { join } from "node:path";
+import { type LoadedCertificate, parseCertificate } from "./pem.ts";
+
+/** A certificate read back from `persist_dir`, or why it cannot be used. */
+export type PersistedCertificate =
+  | { readonly ok: true; readonly certificate: LoadedCertificate }
+  | { readonly ok: false; readonly problem: string };
+
+/** The files of one `persist_dir`. */
+export class AcmeFiles {
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  /** The account key (PEM) for a directory and email; created (EC P-256, mode 0600) when missing. */
+  async accountKey(directoryUrl: string, email: string): Promise<string> {
+    const path = join(this.dir, `account-${hash(`${directoryUrl}\n${email}`)}.key`);
+    try {
+      return await Deno.readTextFile(path);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    const { privateKey } = generateKeyPairSync("ec", {
+      namedCurve: "P-256",
+      privateKeyEncoding: { format: "pem", type: "pkcs8" },
+      publicKeyEncoding: { format: "pem", type: "spki" },
+    });
+    await this.#write(path, privateKey, 0o600);
+    return privateKey;
+  }
+
+  /** The persisted certificate of a name, or null when there is none. */
+  readCertificate(name: string, directoryUrl: string): PersistedCertificate | null {
+    const base = this.#base(name, directoryUrl);
+    let certText: string;
+    let keyText: string;
+    try {
+      certText = Deno.readTextFileSync(`${base}.crt`);
+      keyText = Deno.readTextFileSync(`${base}.key`);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return null;
+      return { ok: false, problem: `cannot read "${base}.crt": ${(e as Error).message}` };
+    }
+    const loaded = parseCertificate(certText, keyText);
+    if (typeof loaded === "string") return { ok: false, problem: `"${base}.crt": ${loaded}` };
+    if (!loaded.names.includes(name)) {
+      return { ok: false, problem: `"${base}.crt" does not cover "${name}"` };
+    }
+    return { ok: true, certificate: loaded };
+  }
+
+  /** Persists a name's chain and key (the key mode 0600). */
+  async writeCertificate(
+    name: string,
+    directoryUrl: string,
+    pair: { certPem: string; keyPem: string },
+  ): Promise<void> {
+    const base = this.#base(name, directoryUrl);
+    await this.#write(`${base}.key`, pair.keyPem, 0o600);
+    await this.#write(`${base}.crt`, pair.certPem, 0o644);
+  }
+
+  #base(name: string, directoryUrl: string): string {
+    return join(this.dir, `${name}-${hash(directoryUrl)}`);
+  }
+
+  async #write(path: string, text: string, mode: number): Promise<void> {
+    await Deno.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const temp = `${path}.tmp`;
+    await Deno.remove(temp).catch(() => {});
+    await Deno.writeTextFile(temp, text, { mode, createNew: true });
+    await Deno.chmod(temp, mode);
+    await Deno.rename(temp, path);
+  }
+}
+
+function hash(text: string): string {
+  return createHash("sha256").update(text).digest("hex").slice(0, 16);
+}
