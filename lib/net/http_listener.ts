@@ -1,0 +1,163 @@
+// Serving HTTP on a listener Strom binds itself. Plain TCP goes through
+// `Deno.serve`. TLS goes through the engine behind it, `serveHttpOnListener`
+// (exposed on `Deno[Deno.internal]`), because `Deno.serve` takes a single
+// certificate and has no SNI callback, while a `Deno.listenTls` listener can
+// carry the runtime's per-handshake resolver (lib/tls/listener.ts).
+//
+// Both serve at the listener level on purpose: serving each accepted
+// connection separately (`serveHttpOnConnection`) would allow per-connection
+// header and idle timeouts, but Deno then closes upgraded WebSockets right
+// after their 101 (measured with Deno 2.9.6), and WebSockets must work. So
+// there is no header-read timeout for slow clients (Deno.serve has none);
+// they cost a connection each but hold no one else up.
+
+import type { Logger } from "../log.ts";
+import type { SocketAddress } from "./address.ts";
+
+/** Handles one request; `remote` is the peer. */
+export type ConnectionHandler = (
+  request: Request,
+  remote: Deno.NetAddr,
+) => Response | Promise<Response>;
+
+interface Served {
+  readonly finished: Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+type ServeOnListener = (
+  listener: Deno.Listener,
+  signal: AbortSignal,
+  handler: (
+    request: Request,
+    info: Deno.ServeHandlerInfo<Deno.NetAddr>,
+  ) => Response | Promise<Response>,
+  onError: (error: unknown) => Response,
+  onListen: () => void,
+) => Served;
+
+/** A running listener. */
+export interface HttpListener {
+  readonly addr: Deno.NetAddr;
+  /** Stops accepting; requests in flight finish, idle connections close. */
+  retire(): void;
+  /** Stops accepting and waits until requests in flight finished. */
+  shutdown(): Promise<void>;
+}
+
+function errorHandler(role: string, log: Logger) {
+  return (error: unknown) => {
+    log.error(`Failed to handle a request on ${role}: ${String(error)}`);
+    return new Response("500 - Internal Server Error", { status: 500 });
+  };
+}
+
+function wrap(server: Served, addr: Deno.NetAddr): HttpListener {
+  let stopping: Promise<void> | null = null;
+  const stop = () => stopping ??= server.shutdown().catch(() => {});
+  return { addr, retire: () => void stop(), shutdown: stop };
+}
+
+/** Rebinds every plain listener whose accept loop died; see `reviveListeners`. */
+const revivers = new Set<() => void>();
+
+/**
+ * Called when Deno reports a failure of a `Deno.serve` loop (it does so as an
+ * unhandled promise rejection): each plain listener checks whether its port is
+ * still bound and binds it again if not.
+ */
+export function reviveListeners(): void {
+  for (const revive of revivers) revive();
+}
+
+/**
+ * Binds `address` with `Deno.serve`; throws Deno's error when binding fails.
+ * Deno ends its accept loop on an accept error such as EMFILE (out of file
+ * descriptors), closing the listener and its connections; `reviveListeners`
+ * then binds the same port again (retrying until descriptors are free), so
+ * Strom keeps serving once the shortage is over instead of going deaf.
+ */
+export function serveTcp(
+  address: SocketAddress,
+  handler: ConnectionHandler,
+  options: { role: string; log: Logger; reusePort?: boolean },
+): HttpListener {
+  const bind = (port: number) =>
+    Deno.serve({
+      hostname: address.hostname,
+      port,
+      ...(options.reusePort ? { reusePort: true } : {}),
+      onListen: () => {},
+      onError: errorHandler(options.role, options.log),
+    }, (request, info) => handler(request, info.remoteAddr));
+  let server = bind(address.port);
+  const addr = server.addr;
+  let stopping: Promise<void> | null = null;
+  let reviving = false;
+  /** Whether this listener still answers: one request to itself over loopback. */
+  const answers = async () => {
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: addr.port });
+      try {
+        const timer = setTimeout(() => conn.close(), 1000);
+        await conn.write(new TextEncoder().encode("OPTIONS * HTTP/1.1\r\nHost: strom\r\n\r\n"));
+        const n = await conn.read(new Uint8Array(64));
+        clearTimeout(timer);
+        return n !== null;
+      } finally {
+        try {
+          conn.close();
+        } catch { /* closed */ }
+      }
+    } catch {
+      return false;
+    }
+  };
+  const revive = async () => {
+    if (reviving) return;
+    reviving = true;
+    for (let delay = 100; !stopping; delay = Math.min(delay * 2, 2000)) {
+      await new Promise((r) => setTimeout(r, delay)); // descriptors may still be short
+      if (await answers()) break;
+      try {
+        await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 500))]);
+        server = bind(addr.port);
+        options.log.warn(
+          `The ${options.role} listener had stopped; it listens on port ${addr.port} again`,
+        );
+        break;
+      } catch (e) {
+        options.log.debug(`Cannot bind ${options.role} again yet: ${e}`);
+      }
+    }
+    reviving = false;
+  };
+  revivers.add(revive);
+  const stop = () => {
+    revivers.delete(revive);
+    return stopping ??= server.shutdown().catch(() => {});
+  };
+  return { addr, retire: () => void stop(), shutdown: stop };
+}
+
+/** Serves a bound TLS listener (HTTP/2 when ALPN chose h2). */
+export function serveTls(
+  listener: Deno.TlsListener,
+  handler: ConnectionHandler,
+  options: { role: string; log: Logger },
+): HttpListener {
+  // deno-lint-ignore no-explicit-any
+  const internal = (Deno as any)[(Deno as any).internal];
+  const serve: ServeOnListener | undefined = internal?.serveHttpOnListener;
+  if (typeof serve !== "function") {
+    throw new Error("this Deno has no serveHttpOnListener (HTTPS needs Deno 2.x)");
+  }
+  const server = serve(
+    listener,
+    new AbortController().signal,
+    (request, info) => handler(request, info.remoteAddr),
+    errorHandler(options.role, options.log),
+    () => {},
+  );
+  return wrap(server, listener.addr as Deno.NetAddr);
+}

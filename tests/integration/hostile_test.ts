@@ -1,0 +1,215 @@
+// Hostile clients and backends: every bad request gets a 4xx or a closed
+// connection within a bounded time, no backend sees an ambiguous request, and
+// normal clients keep being served.
+
+import assert from "node:assert/strict";
+import {
+  get,
+  poolToml,
+  startBackend,
+  startRawBackend,
+  startStrom,
+  waitFor,
+} from "../_helpers/servers.ts";
+import { StromProcess } from "../_helpers/process.ts";
+
+const enc = new TextEncoder();
+
+/** Sends raw bytes; returns the status line (or "(closed)") and how long it took. */
+async function exchange(
+  port: number,
+  raw: string,
+  limitMs = 3000,
+): Promise<{ answer: string; ms: number }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const started = performance.now();
+  const timer = setTimeout(() => conn.close(), limitMs);
+  let answer: string;
+  try {
+    await conn.write(enc.encode(raw)).catch(() => 0);
+    const buf = new Uint8Array(512);
+    const n = await conn.read(buf);
+    answer = n === null
+      ? "(closed)"
+      : new TextDecoder().decode(buf.subarray(0, n)).split("\r\n")[0];
+  } catch {
+    answer = "(closed)";
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch { /* closed */ }
+  }
+  return { answer, ms: performance.now() - started };
+}
+
+const HOSTILE: [string, string][] = [
+  ["invalid header name", "GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n"],
+  ["control character in a value", "GET / HTTP/1.1\r\nHost: a\r\nX-A: a\x01b\r\n\r\n"],
+  ["absolute-form naming another host", "GET http://evil.example/x HTTP/1.1\r\nHost: a\r\n\r\n"],
+  ["CONNECT (authority-form)", "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n"],
+  ["a 64 KiB header line", `GET / HTTP/1.1\r\nHost: a\r\nX-Big: ${"a".repeat(65536)}\r\n\r\n`],
+  [
+    "1,000 headers",
+    "GET / HTTP/1.1\r\nHost: a\r\n" +
+    Array.from({ length: 1000 }, (_, i) => `X-H${i}: v\r\n`).join("") +
+    "\r\n",
+  ],
+  [
+    "conflicting Content-Length",
+    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+  ],
+  [
+    "doubled Content-Length",
+    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+  ],
+  [
+    "Content-Length with chunked",
+    "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+  ],
+  [
+    "bad chunk size",
+    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+  ],
+  ["bare LF line ends with a space before the colon", "GET / HTTP/1.1\nHost : a\n\n"],
+];
+
+Deno.test("hostile requests get a 4xx or a closed connection and never reach a backend", async () => {
+  const seen: string[] = [];
+  await using backend = startBackend((req) => {
+    seen.push(`${req.method} ${req.url}`);
+    return new Response("ok");
+  });
+  await using lb = await startStrom(poolToml([backend.address]));
+  const port = lb.strom.port("http_address");
+  for (const [name, raw] of HOSTILE) {
+    const { answer, ms } = await exchange(port, raw);
+    assert.ok(/^HTTP\/1\.[01] 4\d\d/.test(answer) || answer === "(closed)", `${name}: ${answer}`);
+    assert.ok(ms < 3000, `${name} took ${ms} ms`);
+    assert.equal((await get(`${lb.url}/normal`)).status, 200, `a normal client after: ${name}`);
+  }
+  assert.deepEqual(seen, Array(HOSTILE.length).fill(`GET http://127.0.0.1:${port}/normal`));
+});
+
+Deno.test("a client that never reads its response is cut off and the backend released", async () => {
+  let backendCancelled = false;
+  await using backend = startBackend(() => {
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(c) {
+        if (sent >= 64 * 1024 * 1024) return c.close();
+        sent += 65536;
+        c.enqueue(new Uint8Array(65536));
+      },
+      cancel() {
+        backendCancelled = true;
+      },
+    });
+    return new Response(body, { headers: { "content-length": String(64 * 1024 * 1024) } });
+  });
+  await using lb = await startStrom(`send_timeout = "500ms"\n` + poolToml([backend.address]));
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: lb.strom.port("http_address") });
+  await conn.write(enc.encode("GET /big HTTP/1.1\r\nHost: a\r\n\r\n"));
+  await conn.read(new Uint8Array(1024)); // the head, then nothing more is read
+  await waitFor(() => backendCancelled, "the backend's body to be cancelled", 10_000);
+  await waitFor(
+    () => lb.strom.runtime.pools[0].backends[0].inFlight === 0,
+    "in-flight to drop to zero",
+  );
+  conn.close();
+  assert.equal((await get(`${lb.url}/small`)).status, 200, "others are still served");
+});
+
+Deno.test("backends that misbehave give 502 or a cut connection, and the pool stays in sync", async () => {
+  const scripts: Record<string, (conn: Deno.Conn) => Promise<void>> = {
+    "/split": async (conn) => {
+      for (const piece of ["HTTP/1.1 2", "00 OK\r\nCont", "ent-Length: 2\r", "\n\r\nok"]) {
+        await conn.write(enc.encode(piece));
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    },
+    "/reset": async (conn) => {
+      await conn.write(enc.encode("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npartial"));
+    },
+    "/endless": async (conn) => {
+      await conn.write(enc.encode("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"));
+      for (let i = 0; i < 10_000; i++) await conn.write(enc.encode("4\r\nmore\r\n"));
+    },
+  };
+  await using bad = startRawBackend(async (conn, head) => {
+    const path = head.split(" ")[1];
+    await scripts[path]?.(conn);
+  });
+  await using lb = await startStrom(poolToml([bad.address], { extra: "retries = 0" }));
+  assert.equal((await get(`${lb.url}/split`)).text, "ok", "a head split across packets is fine");
+  await assert.rejects(
+    async () => await (await fetch(`${lb.url}/reset`)).text(),
+    "a reset mid-body cuts the client",
+  );
+  const endless = await fetch(`${lb.url}/endless`);
+  const reader = endless.body!.getReader();
+  await reader.read();
+  await reader.cancel(); // the client gives up on an endless body
+  await waitFor(
+    () => lb.strom.runtime.pools[0].backends[0].inFlight === 0,
+    "the endless exchange to end",
+  );
+  for (let i = 0; i < 3; i++) {
+    assert.equal((await get(`${lb.url}/split`)).text, "ok", "still in sync");
+  }
+});
+
+Deno.test({
+  name: "with file descriptors exhausted new connections are refused, Strom survives and recovers",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    await using backend = startBackend(() => new Response("ok"));
+    const path = await Deno.makeTempFile({ suffix: ".toml" });
+    await Deno.writeTextFile(
+      path,
+      `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n` + poolToml([backend.address]),
+    );
+    // prlimit caps Strom's descriptors; the test holds connections until the cap is hit.
+    await using strom = new StromProcess(["-c", path], {}, ["prlimit", "--nofile=160"]);
+    const [, port] = await strom.waitForLine(/\(http_address, port (\d+)\)/);
+    const held: Deno.Conn[] = [];
+    const keeper = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
+    const ask = async (conn: Deno.Conn) => {
+      await conn.write(enc.encode("GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+      const buf = new Uint8Array(512);
+      return new TextDecoder().decode(buf.subarray(0, (await conn.read(buf)) ?? 0));
+    };
+    assert.match(await ask(keeper), /^HTTP\/1\.1 200/);
+    // Open connections until Strom has no descriptor left for a new one.
+    let refused = false;
+    for (let i = 0; i < 400 && !refused; i++) {
+      try {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
+        held.push(conn);
+        await conn.write(enc.encode("GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        if ((await conn.read(new Uint8Array(512))) === null) refused = true;
+      } catch {
+        refused = true; // reset or refused: no descriptor for it
+      }
+    }
+    assert.ok(refused, "new connections are refused once descriptors run out");
+    // Deno's accept loop gives up on EMFILE and closes its connections (keeper
+    // included); Strom survives it and binds again once descriptors are free.
+    assert.equal(strom.exited, false, "Strom is still running");
+    for (const c of held) c.close();
+    await waitFor(
+      async () => {
+        try {
+          const r = await fetch(`http://127.0.0.1:${port}/`);
+          return (await r.text()) === "ok";
+        } catch {
+          return false;
+        }
+      },
+      "Strom to accept again after descriptors were freed",
+      10_000,
+    );
+    keeper.close();
+    await Deno.remove(path);
+  },
+});
