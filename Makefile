@@ -10,7 +10,7 @@ PERMS := --allow-net --allow-read --allow-write --allow-env --allow-sys
 # RSS under load at no measurable throughput cost (bench/results/latest.md).
 FLAGS := --unstable-no-legacy-abort --unstable-net --v8-flags=--max-semi-space-size=8
 
-.PHONY: start test check fmt bench bench-deps compile release clean deno
+.PHONY: start test check fmt dashboard bench soak bench-deps compile release clean deno
 
 ## start: Strom on its embedded demo (balancer :8000, admin :9090, backends :8080-8082)
 start: deno
@@ -30,9 +30,17 @@ check: deno
 fmt: deno
 	$(DENO) fmt
 
+## dashboard: regenerate lib/admin/dashboard/assets.ts from web/ and uPlot's npm package
+dashboard: deno
+	$(DENO) run --allow-read --allow-write --allow-run lib/admin/dashboard/build.ts
+
 ## bench: the benchmark harness (writes bench/results/latest.md)
 bench: deno
 	$(DENO) run --allow-all bench/run.ts $(BENCH_ARGS)
+
+## soak: 10 minutes under load with reloads and backend restarts (writes bench/results/soak.md)
+soak: deno
+	$(DENO) run --allow-all bench/soak.ts $(SOAK_ARGS)
 
 ## bench-deps: wrk and the peer proxies from Debian's packages
 bench-deps:

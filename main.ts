@@ -11,6 +11,7 @@ import { summarizeConfig } from "./lib/config/summary.ts";
 import { ListenError, Strom } from "./lib/server.ts";
 import { demoBanner, demoConfig, startDemoBackends } from "./lib/demo.ts";
 import { COMMIT, VERSION } from "./lib/version.ts";
+import { reviveListeners } from "./lib/net/http_listener.ts";
 
 async function main(args: string[]): Promise<number> {
   let command: Command;
@@ -128,5 +129,14 @@ function reportFatal(e: unknown): number {
 }
 
 if (import.meta.main) {
+  // Never die of a stray rejected promise (Deno.serve, for one, reports accept
+  // errors such as EMFILE this way): log it and keep serving.
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    console.error(
+      `${new Date().toISOString()} ERROR An unexpected error was not handled: ${event.reason}`,
+    );
+    reviveListeners();
+  });
   Deno.exit(await main(Deno.args));
 }

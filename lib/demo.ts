@@ -67,6 +67,7 @@ export function demoBanner(http: number, admin: number, backends: number[]): str
   return `
 Strom demo is running:
   balancer   http://127.0.0.1:${http}   RoundRobin over ${backends.length} backends, health checks every 2 s
+  dashboard  http://127.0.0.1:${admin}/
   admin API  http://127.0.0.1:${admin}/api/pools
   backends   ${backends.map((p) => `http://127.0.0.1:${p}`).join("  ")}
 

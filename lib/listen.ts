@@ -8,6 +8,7 @@ import type { Logger } from "./log.ts";
 import type { Runtime } from "./runtime.ts";
 import { createProxy } from "./proxy/forward.ts";
 import type { Observers } from "./proxy/tracker.ts";
+import { type HttpListener, serveTcp } from "./net/http_listener.ts";
 import type { WebSocketRegistry } from "./proxy/websockets.ts";
 import { CHALLENGE_PREFIX, type ChallengeStore } from "./tls/challenges.ts";
 
@@ -47,19 +48,14 @@ export function listen(
   address: SocketAddress,
   handler: Handler,
   { log, reusePort = false }: ListenOptions,
-): Deno.HttpServer<Deno.NetAddr> {
-  let server: Deno.HttpServer<Deno.NetAddr>;
+): HttpListener {
+  let server: HttpListener;
   try {
-    server = Deno.serve({
-      hostname: address.hostname,
-      port: address.port,
-      ...(reusePort ? { reusePort: true } : {}),
-      onListen: () => {},
-      onError: (error) => {
-        log.error(`Failed to handle a request on ${role}: ${String(error)}`);
-        return new Response("500 - Internal Server Error", { status: 500 });
-      },
-    }, (request, info) => handler(request, { remote: info.remoteAddr }));
+    server = serveTcp(address, (request, remote) => handler(request, { remote }), {
+      role,
+      log,
+      reusePort,
+    });
   } catch (e) {
     throw new ListenError(role, address, e);
   }
@@ -117,7 +113,7 @@ export function listenProxy(
   address: SocketAddress,
   runtime: () => Runtime,
   options: ProxyListenOptions,
-): Deno.HttpServer<Deno.NetAddr> {
+): HttpListener {
   const handler = proxyHandler(scheme, address.port, runtime, options);
   const server = listen(role, address, handler, options);
   handler.setPort(server.addr.port);

@@ -14,6 +14,7 @@ import { createHttpProbe, type Probe } from "./health/probe.ts";
 import { listen, ListenError, listenProxy, proxyHandler } from "./listen.ts";
 import { CertificateStore } from "./tls/store.ts";
 import { ChallengeStore } from "./tls/challenges.ts";
+import { AcmeManager, type AcmeTuning } from "./tls/acme.ts";
 import { WebSocketRegistry } from "./proxy/websockets.ts";
 import { type HttpsListener, listenHttps } from "./tls/listener.ts";
 import { type ConfigSource, WorkerGroup } from "./workers/group.ts";
@@ -39,6 +40,8 @@ export interface StartOptions {
   readonly probe?: Probe;
   /** The config's text and origin: needed for workers, reloads and the config API. */
   readonly configSource?: ConfigSource;
+  /** ACME timers and protocol (default: real time, acme-client); tests inject a manual clock. */
+  readonly acme?: AcmeTuning;
 }
 
 /** The outcome of a reload. */
@@ -67,6 +70,8 @@ export class Strom {
   readonly challenges = new ChallengeStore();
   /** WebSockets relayed by this isolate. */
   readonly websockets = new WebSocketRegistry();
+  /** Obtains and renews the config's ACME certificates into `certificates`. */
+  readonly acme: AcmeManager;
   #runtime: Runtime;
   #source: ConfigSource | undefined;
   #deps: RuntimeDeps;
@@ -95,6 +100,14 @@ export class Strom {
       () => this.certificates.expiries(),
     );
     this.#loadCertificates(runtime.config);
+    this.acme = new AcmeManager({
+      ...options.acme,
+      store: this.certificates,
+      challenges: this.challenges,
+      log: options.log,
+      onCertificate: () => this.refreshCertificates(),
+      onFailure: (name) => this.state.acmeFailed(name),
+    });
     this.health = new HealthMonitor({
       clock: deps.clock,
       log: options.log,
@@ -133,6 +146,15 @@ export class Strom {
           runtime: () => strom.#runtime,
         });
       } else strom.#bindProxy(config.httpAddress);
+      // Persisted ACME certificates go into the store now, before HTTPS binds;
+      // orders run in the background. Until a name has a certificate its
+      // handshakes fail (the store finds none), nothing else does.
+      // With workers, they serve the HTTP port: every challenge answer goes to them.
+      const workers = strom.#workers;
+      if (workers) {
+        strom.challenges.onChange = (token, answer) => workers.broadcastChallenge(token, answer);
+      }
+      strom.acme.reconfigure(config.certificates);
       if (config.certificates.length > 0) strom.#bindHttps(config.httpsAddress);
       strom.#bindAdmin(config.adminAddress);
     } catch (e) {
@@ -258,6 +280,7 @@ export class Strom {
     await this.#swapAccessLog(old.config, config);
     this.#loadCertificates(config);
     this.#rebind(old.config, config);
+    this.acme.reconfigure(config.certificates);
     old.retire(runtime);
     this.state.reloaded(true);
     this.log.info(`Reloaded configuration (generation ${generation})`);
@@ -269,7 +292,10 @@ export class Strom {
     this.log.warn(
       `Could not reload configuration: ${problems.length} problem(s); keeping generation ${this.#runtime.generation}`,
     );
-    for (const p of problems) this.log.warn(`  ${p.path ? `${p.path}: ` : ""}${p.message}`);
+    for (const p of problems) {
+      const line = p.line === undefined ? "" : ` (line ${p.line})`;
+      this.log.warn(`  ${p.path ? `${p.path}: ` : ""}${p.message.split("\n")[0]}${line}`);
+    }
     return { ok: false, problems };
   }
 
@@ -328,7 +354,9 @@ export class Strom {
     });
     let server: HttpsListener;
     try {
-      server = listenHttps(address, this.certificates, handler, { log: this.log });
+      server = listenHttps(address, this.certificates, handler, {
+        log: this.log,
+      });
     } catch (e) {
       throw new ListenError("https_address", address, e);
     }
@@ -345,7 +373,7 @@ export class Strom {
   /** Serves the store's current certificates: a new HTTPS listener when they changed. */
   refreshCertificates(): void {
     const https = this.#listeners.find((l) => l.role === "https_address");
-    if (!https || this.#httpsVersion === this.certificates.version) return;
+    if (!https || this.#stopping || this.#httpsVersion === this.certificates.version) return;
     this.#replace("https_address", () => this.#bindHttps(https.address));
   }
 
@@ -403,6 +431,7 @@ export class Strom {
 
   async #drain(graceMs: number): Promise<void> {
     clearTimeout(this.#liveTimer);
+    const acmeStopped = this.acme.stop();
     this.websockets.closeAll();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const grace = new Promise<boolean>((resolve) =>
@@ -411,6 +440,7 @@ export class Strom {
     const drained = Promise.all([
       ...[...this.#listeners, ...this.#retired].map((s) => s.server.shutdown()),
       this.#workers?.shutdown(graceMs),
+      acmeStopped,
     ]).then(() => true);
     const clean = await Promise.race([drained, grace]);
     clearTimeout(timer);
@@ -421,8 +451,10 @@ export class Strom {
   }
 
   async #abort(): Promise<void> {
+    const acmeStopped = this.acme.stop();
     for (const { server } of this.#listeners) server.shutdown();
     await this.#workers?.shutdown(0);
+    await acmeStopped;
     this.health.stop();
     this.#runtime.close();
     await this.#accessLog?.close();

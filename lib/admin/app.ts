@@ -11,6 +11,7 @@ import { ConfigError } from "../config/errors.ts";
 import { METRICS_CONTENT_TYPE } from "../metrics/metrics.ts";
 import { adminGuard, isLoopbackHost } from "./auth.ts";
 import { poolsView } from "./views.ts";
+import { serveDashboard } from "./dashboard/serve.ts";
 
 /** Largest config accepted by PUT /api/config. */
 const MAX_CONFIG_BYTES = 1024 * 1024;
@@ -18,6 +19,10 @@ const MAX_CONFIG_BYTES = 1024 * 1024;
 /** Builds the admin app for a running Strom. */
 export function createAdminApp(strom: Strom): Hono {
   const app = new Hono();
+  // The dashboard's page and files come before the guard: they hold no data
+  // (the same bytes as in every copy of Strom), and a browser must get the page
+  // to prompt for the token that the API calls it makes then carry.
+  serveDashboard(app);
   app.use(
     "*",
     adminGuard({

@@ -32,7 +32,10 @@ export function adminGuard(
       return c.text("403 - cross-origin requests cannot change Strom", 403);
     }
     const token = options.token();
-    const needed = mutating || !options.loopback();
+    // The config text holds secrets (the token itself, LDAP and Redis
+    // credentials): once a token exists, reading it needs the token too.
+    const secret = token !== null && new URL(c.req.url).pathname === "/api/config";
+    const needed = mutating || secret || !options.loopback();
     if (needed) {
       if (token === null) {
         return c.text("403 - set admin_token or admin_token_file to allow this call", 403);

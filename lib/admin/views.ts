@@ -15,6 +15,8 @@ export function poolsView(runtime: Runtime) {
       backends: pool.backends.map((b) => ({
         address: b.id,
         health: b.health.status,
+        /** False until the first probe answered (a new backend starts Healthy). */
+        verified: b.health.verified,
         available: available.includes(b),
         lastCheck: b.health.last && {
           ok: b.health.last.ok,
@@ -23,6 +25,8 @@ export function poolsView(runtime: Runtime) {
           latencyMs: b.health.last.latencyMs,
         },
         ejected: b.outlier.ejected,
+        /** Passive ejections in a row (the cooldown's multiplier). */
+        ejections: b.outlier.ejections,
         inFlight: b.inFlight,
         requests: b.requests,
         failures: b.failures,

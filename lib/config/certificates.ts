@@ -8,6 +8,7 @@ import type { CertificateConfig } from "./types.ts";
 import { type LoadedCertificate, parseCertificate } from "../tls/pem.ts";
 
 const TYPES = ["Local", "ACME"];
+const CERT_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 // A DNS name, optionally with one leading wildcard label.
 const SERVER_NAME =
   /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
@@ -41,9 +42,6 @@ export function validateCertificates(
     }
     const cert = readCertificate(r, serverName.toLowerCase(), type, baseDir);
     r.finish();
-    if (cert?.type === "ACME") {
-      r.problem("", `ACME certificates are not available yet (planned in issue #7)`);
-    }
     return cert;
   });
 }
@@ -69,6 +67,24 @@ function loadPair(
     return undefined;
   }
   return loaded;
+}
+
+/** Reads `ca_file`: the CA certificates trusted for the ACME directory's HTTPS. */
+function readCaFile(r: TableReader, baseDir: string): string[] | undefined {
+  const caFile = r.string("ca_file");
+  if (caFile === undefined) return undefined;
+  let pem: string;
+  try {
+    pem = Deno.readTextFileSync(resolve(baseDir, caFile));
+  } catch (e) {
+    r.problem("ca_file", `cannot read ${JSON.stringify(caFile)}: ${(e as Error).message}`);
+    return undefined;
+  }
+  const blocks = pem.match(CERT_BLOCK) ?? [];
+  if (blocks.length === 0) {
+    r.problem("ca_file", `no CERTIFICATE block in ${JSON.stringify(caFile)}`);
+  }
+  return blocks.length === 0 ? undefined : blocks;
 }
 
 function readCertificate(
@@ -98,13 +114,17 @@ function readCertificate(
         : "https://acme-v02.api.letsencrypt.org/directory",
     );
     const renewBeforeDays = r.int("renew_before_days", { fallback: 30, min: 1, max: 365 });
+    const caCerts = r.has("ca_file") ? readCaFile(r, baseDir) : [];
     if (/^[\d.]+$|:/.test(serverName)) {
       r.problem("", "ACME does not support IP addresses");
     }
     if (serverName.startsWith("*.")) r.problem("", "HTTP-01 cannot obtain wildcard certificates");
+    if (directoryUrl !== undefined && !/^https?:\/\/[^/]/.test(directoryUrl)) {
+      r.problem("directory_url", `invalid URL ${JSON.stringify(directoryUrl)}: expected https://`);
+    }
     if (
       staging === undefined || email === undefined || persistDir === undefined ||
-      directoryUrl === undefined || renewBeforeDays === undefined
+      directoryUrl === undefined || renewBeforeDays === undefined || caCerts === undefined
     ) return undefined;
     return {
       type,
@@ -114,6 +134,7 @@ function readCertificate(
       persistDir: resolve(baseDir, persistDir),
       directoryUrl,
       renewBeforeDays,
+      caCerts,
     };
   }
   if (type !== undefined) {

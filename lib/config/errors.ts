@@ -27,7 +27,9 @@ export function formatProblems(source: string, problems: readonly Problem[]): st
   const lines = problems.map((p) => {
     const where = p.path === "" ? "" : `${p.path}: `;
     const line = p.line === undefined ? "" : ` (line ${p.line})`;
-    return `  ${where}${p.message.replaceAll("\n", "\n    ")}${line}`;
+    // The line goes after the message's first line, before any caret lines below it.
+    const [first, ...rest] = p.message.split("\n");
+    return `  ${where}${first}${line}${rest.map((r) => `\n    ${r}`).join("")}`;
   });
   return `Cannot load config "${source}": found ${count}\n${lines.join("\n")}`;
 }

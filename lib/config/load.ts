@@ -3,10 +3,11 @@
 import { dirname, resolve } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { ConfigError } from "./errors.ts";
+import { withLines } from "./locate.ts";
 import { type Origin, validateConfig } from "./validate.ts";
 import type { Config } from "./types.ts";
 
-/** Parses and validates config text; throws ConfigError listing every problem. */
+/** Parses and validates config text; throws ConfigError listing every problem, with its line when found. */
 export function parseConfig(text: string, origin: Origin): Config {
   let doc: Record<string, unknown>;
   try {
@@ -15,7 +16,7 @@ export function parseConfig(text: string, origin: Origin): Config {
     throw new ConfigError(origin.source, [tomlProblem(e)]);
   }
   const result = validateConfig(doc, origin);
-  if (!result.ok) throw new ConfigError(origin.source, result.problems);
+  if (!result.ok) throw new ConfigError(origin.source, withLines(text, result.problems));
   return result.config;
 }
 

@@ -142,6 +142,8 @@ export type CertificateConfig =
     readonly directoryUrl: string;
     /** Renew when fewer days than this are left. Default 30. */
     readonly renewBeforeDays: number;
+    /** CA certificates (PEM) trusted for the directory's HTTPS (`ca_file`); none: the system's. */
+    readonly caCerts: readonly string[];
   };
 
 /** `[access_log]`: one line per request. */
@@ -166,6 +168,8 @@ export interface Config {
    * or null. Required for mutating calls, and for every call off loopback.
    */
   readonly adminToken: string | null;
+  /** A client that reads nothing of a streamed response for this long is cut off. Default 60 s. */
+  readonly sendTimeoutMs: number;
   /** Worker isolates serving the HTTP port (SO_REUSEPORT). Default 1. */
   readonly workers: number;
   /** Seconds between health rounds; 0 disables. Default 10. */

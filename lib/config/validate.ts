@@ -54,6 +54,10 @@ export function validateConfig(doc: Record<string, unknown>, origin: Origin): Va
   const adminToken = readAdminToken(top, origin.baseDir, adminAddress);
   const healthCheckEverySec = readHealthInterval(top);
   const workers = readWorkers(top);
+  const sendTimeoutMs = top.has("send_timeout")
+    ? parseDurationMs(top.raw("send_timeout"), "send_timeout", problems)
+    : 60_000;
+  if (sendTimeoutMs === 0) top.problem("send_timeout", "expected a positive duration");
   const trustedProxies = readTrustedProxies(top);
   const accessLog = readAccessLog(top.subtable("access_log"), origin.baseDir);
   const pools = readPools(top, warnings, origin.baseDir);
@@ -82,6 +86,7 @@ export function validateConfig(doc: Record<string, unknown>, origin: Origin): Va
       adminAddress: adminAddress!,
       adminToken,
       workers: workers!,
+      sendTimeoutMs: sendTimeoutMs!,
       healthCheckEverySec: healthCheckEverySec!,
       trustedProxies,
       accessLog: accessLog ?? null,

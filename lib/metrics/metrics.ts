@@ -28,6 +28,7 @@ export class TrafficMetrics {
   readonly #retries: Counter;
   readonly #ejections: Counter;
   readonly #rateLimited: Counter;
+  readonly #websockets: client.Gauge<string>;
   readonly #statusChildren = new Map<number, client.Counter.Internal>();
   readonly #backendChildren = new Map<string, client.Histogram.Internal<string>>();
   readonly #bytesIn: client.Counter.Internal;
@@ -111,6 +112,11 @@ export class TrafficMetrics {
       labelNames: ["pool"],
       registers,
     });
+    this.#websockets = new client.Gauge({
+      name: N.WEBSOCKETS_OPEN,
+      help: "WebSockets relayed right now (each isolate counts its own; they add up)",
+      registers,
+    });
     this.#bytesIn = this.#bytes.labels("in");
     this.#bytesOut = this.#bytes.labels("out");
   }
@@ -178,6 +184,16 @@ export class TrafficMetrics {
     this.#rateLimited.labels(pool).inc();
   }
 
+  /** A relayed WebSocket opened (both legs up). */
+  websocketOpened(): void {
+    this.#websockets.inc();
+  }
+
+  /** A relayed WebSocket ended (both legs closed). */
+  websocketClosed(): void {
+    this.#websockets.dec();
+  }
+
   #backend(id: string): client.Histogram.Internal<string> {
     let child = this.#backendChildren.get(id);
     if (child === undefined) {
@@ -194,6 +210,7 @@ export class StateMetrics {
   readonly registry = new client.Registry();
   readonly #reloads: Counter;
   readonly #checks: Counter;
+  readonly #acmeFailures: Counter;
 
   constructor(
     runtime: () => Runtime,
@@ -302,10 +319,16 @@ export class StateMetrics {
         for (const c of certificates()) this.set({ name: c.name }, c.notAfter.getTime() / 1000);
       },
     });
+    this.#acmeFailures = new client.Counter({
+      name: N.ACME_FAILURES_TOTAL,
+      help: "Failed ACME orders (the current certificate is kept)",
+      labelNames: ["name"],
+      registers,
+    });
     client.collectDefaultMetrics({ register: this.registry });
   }
 
-  /** Creates the per-backend check counters at zero. */
+  /** Creates the per-backend check counters and the ACME failure counters at zero. */
   prime(runtime: Runtime): void {
     for (const pool of runtime.pools) {
       for (const b of pool.backends) {
@@ -314,10 +337,18 @@ export class StateMetrics {
         }
       }
     }
+    for (const c of runtime.config.certificates) {
+      if (c.type === "ACME") this.#acmeFailures.labels(c.serverName).inc(0);
+    }
   }
 
   healthChecked(pool: string, backend: string, ok: boolean): void {
     this.#checks.labels(pool, backend, ok ? "pass" : "fail").inc();
+  }
+
+  /** An ACME order for `name` failed. */
+  acmeFailed(name: string): void {
+    this.#acmeFailures.labels(name).inc();
   }
 
   reloaded(ok: boolean): void {

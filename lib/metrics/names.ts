@@ -47,4 +47,6 @@ export const RATE_LIMITED_TOTAL = "strom_rate_limited_requests_total";
 export const CONFIG_RELOADS_TOTAL = "strom_config_reloads_total";
 export const CONFIG_GENERATION = "strom_config_generation";
 export const CERTIFICATE_EXPIRY_SECONDS = "strom_certificate_expiry_timestamp_seconds";
+export const ACME_FAILURES_TOTAL = "strom_acme_failures_total";
 export const WORKERS = "strom_workers";
+export const WEBSOCKETS_OPEN = "strom_websockets_open";

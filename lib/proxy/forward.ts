@@ -23,6 +23,7 @@ import {
 } from "./headers.ts";
 import { classifyFailure, type Failure, failureResponse } from "./errors.ts";
 import { mayRetry } from "./retry.ts";
+import { isWebSocketUpgrade, relayWebSocket } from "./websocket.ts";
 
 /** What the proxy needs from its listener and the process. */
 export interface ProxyOptions {
@@ -44,6 +45,11 @@ export type ProxyHandler = (request: Request, remote: Deno.NetAddr) => Promise<R
 interface Target extends MatchRequest {
   /** Path and query exactly as forwarded. */
   readonly target: string;
+  /**
+   * An absolute-form target whose authority differs from the Host header:
+   * ambiguous (which host is meant?), so refused with 400 (RFC 9112 3.2.2).
+   */
+  readonly conflict: boolean;
 }
 
 /** Creates the proxy handler for one listener. */
@@ -59,6 +65,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
     const runtime = options.runtime();
     const target = splitTarget(request);
     tracker.path = target.target;
+    if (target.conflict) return failureResponse("bad-request");
     const pool = selectPool(runtime.poolsFor(options.scheme), target);
     if (pool === null) return failureResponse("no-pool");
     tracker.pool = pool.config.name;
@@ -82,10 +89,27 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       query: target.query,
       pool: pool.config.name,
       fields: forwardedFields(request.headers, client, { ...options.arrival, host: target.host }),
-      body: request.body,
+      // Deno gives some body-less requests (OPTIONS) an empty body stream; only
+      // a request that announces a body has one, so none is invented upstream.
+      body: request.headers.has("content-length") || request.headers.has("transfer-encoding")
+        ? request.body
+        : null,
     };
     const exchange = { target, client, context, options, middleware, tracker };
-    const response = await pool.chain(middleware, () => proxyToPool(pool, request, exchange));
+    // A WebSocket upgrade runs the same chain; only the terminal differs.
+    const terminal = isWebSocketUpgrade(request)
+      ? () =>
+        relayWebSocket(pool, request, {
+          target: target.target,
+          fields: middleware.fields,
+          pick: context,
+          tracker,
+          log: options.log,
+          metrics: options.observers.metrics,
+          websockets: options.websockets,
+        })
+      : () => proxyToPool(pool, request, exchange);
+    const response = await pool.chain(middleware, terminal);
     if (context.setCookie !== null) response.headers.append("set-cookie", context.setCookie);
     return response;
   }
@@ -101,13 +125,17 @@ function splitTarget(request: Request): Target {
   const rawPath = url.slice(pathStart, queryStart < 0 ? url.length : queryStart) || "/";
   const path = removeDotSegments(rawPath);
   const query = queryStart < 0 ? "" : url.slice(queryStart + 1);
+  const authority = url.slice(authorityStart, pathStart);
+  const host = request.headers.get("host");
   return {
     method: request.method,
-    host: request.headers.get("host") ?? url.slice(authorityStart, pathStart),
+    host: host ?? authority,
     path,
     query,
     headers: request.headers,
     target: queryStart < 0 ? path : `${path}?${query}`,
+    // Deno builds the URL from the Host header for origin-form targets, so they never differ.
+    conflict: host !== null && host.toLowerCase() !== authority.toLowerCase(),
   };
 }
 
@@ -266,6 +294,7 @@ async function attemptOnce(
       body,
       signal: deadline.controller.signal,
       connectTimeoutMs: pool.config.connectTimeoutMs,
+      stallTimeoutMs: exchange.options.runtime().config.sendTimeoutMs,
       onEnd: finish,
     });
     responded = true;

@@ -27,12 +27,23 @@ export class RequestTracker {
   #bytesOut = 0;
   #answered = false;
   #ended = false;
+  /** Referer and User-Agent copied by keepHeaders(), or null to read them at the end. */
+  #kept: { referer: string | null; userAgent: string | null } | null = null;
 
   constructor(observers: Observers, request: Request, client: string) {
     this.#observers = observers;
     this.#request = request;
     this.#client = client;
     observers.metrics.requestStarted();
+  }
+
+  /**
+   * Copies what the access log reads from the request now: a WebSocket upgrade
+   * consumes the request, and its headers throw afterwards.
+   */
+  keepHeaders(): void {
+    const headers = this.#request.headers;
+    this.#kept = { referer: headers.get("referer"), userAgent: headers.get("user-agent") };
   }
 
   /** The response headers are ready. */
@@ -63,7 +74,10 @@ export class RequestTracker {
     metrics.bytesOut(this.#bytesOut);
     const log = this.#observers.accessLog();
     if (log === null) return;
-    const headers = this.#request.headers;
+    const kept = this.#kept ?? {
+      referer: this.#request.headers.get("referer"),
+      userAgent: this.#request.headers.get("user-agent"),
+    };
     log.write({
       time: this.#time,
       client: this.#client,
@@ -77,8 +91,8 @@ export class RequestTracker {
       pool: this.pool,
       backend: this.backend,
       attempts: this.attempts,
-      referer: headers.get("referer"),
-      userAgent: headers.get("user-agent"),
+      referer: kept.referer,
+      userAgent: kept.userAgent,
     });
   }
 }

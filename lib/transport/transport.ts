@@ -17,6 +17,8 @@ export interface UpstreamRequest {
   readonly signal: AbortSignal;
   /** Limit for establishing a connection (transports that cannot enforce it rely on `signal`). */
   readonly connectTimeoutMs: number;
+  /** A streamed response body whose client reads nothing for this long is cut off. */
+  readonly stallTimeoutMs?: number;
   /**
    * Called exactly once when the exchange is over (the response body ended,
    * failed or was cancelled, or `send` rejected), with the body bytes the

@@ -10,20 +10,23 @@ import type { Config } from "../config/types.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { defaultRuntimeDeps, Runtime, type RuntimeDeps } from "../runtime.ts";
 import { listenProxy } from "../listen.ts";
+import type { HttpListener } from "../net/http_listener.ts";
 import { TrafficMetrics } from "../metrics/metrics.ts";
 import { HealthMonitor } from "../health/monitor.ts";
 import { createHttpProbe } from "../health/probe.ts";
 import { AccessLog } from "../access_log.ts";
 import { WebSocketRegistry } from "../proxy/websockets.ts";
+import { ChallengeStore } from "../tls/challenges.ts";
 import { type FromWorker, STATS_INTERVAL_MS, type ToWorker } from "./protocol.ts";
 
 const metrics = new TrafficMetrics();
 const websockets = new WebSocketRegistry();
+const challenges = new ChallengeStore();
 const deps: RuntimeDeps = { ...defaultRuntimeDeps, metrics };
 let log: Logger;
 let runtime: Runtime | null = null;
 let accessLog: AccessLog | null = null;
-let server: Deno.HttpServer<Deno.NetAddr> | null = null;
+let server: HttpListener | null = null;
 let monitor: HealthMonitor | null = null;
 let statsTimer: ReturnType<typeof setInterval> | undefined;
 
@@ -79,6 +82,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
           reusePort: true,
           observers: { metrics, accessLog: () => accessLog },
           websockets,
+          challenges,
         });
         statsTimer = setInterval(
           () => post({ type: "stats", counters: counters() }),
@@ -106,6 +110,11 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
         backend.health = message.state;
         pool.invalidate();
       }
+      break;
+    }
+    case "challenge": {
+      if (message.keyAuthorization === null) challenges.delete(message.token);
+      else challenges.set(message.token, message.keyAuthorization);
       break;
     }
     case "metrics": {

@@ -135,6 +135,12 @@ export class WorkerGroup {
     });
   }
 
+  /** Tells every worker to answer (or stop answering) an ACME HTTP-01 challenge. */
+  broadcastChallenge(token: string, keyAuthorization: string | null): void {
+    const message: ToWorker = { type: "challenge", token, keyAuthorization };
+    for (const worker of this.#workers) worker.postMessage(message);
+  }
+
   /** Tells every worker about a backend's new health state. */
   broadcastHealth(pool: number, backend: number, state: HealthState): void {
     const message: ToWorker = { type: "health", pool, backend, state };

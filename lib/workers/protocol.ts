@@ -27,6 +27,7 @@ export type ToWorker =
     readonly baseDir: string;
   }
   | { readonly type: "metrics"; readonly id: number }
+  | { readonly type: "challenge"; readonly token: string; readonly keyAuthorization: string | null }
   | { readonly type: "shutdown"; readonly graceMs: number };
 
 /** Per backend of each pool: requests, failures, in-flight. */

@@ -1,5 +1,7 @@
 // Test certificates made with the openssl program (Debian package "openssl").
 
+import { X509Certificate } from "node:crypto";
+
 /** Whether openssl is installed. */
 export const hasOpenssl = await new Deno.Command("openssl", {
   args: ["version"],
@@ -26,13 +28,15 @@ export interface TestCa extends AsyncDisposable {
   /** Path of the CA certificate (PEM). */
   readonly caPath: string;
   readonly caPem: string;
-  /** Makes `<file>.crt` and `<file>.key` for DNS names (the first is the CN); EC or RSA. */
+  /** Makes `<file>.crt` and `<file>.key` for DNS names or IPs (the first is the CN); EC or RSA. */
   issue(
     file: string,
     names: string[],
     options?: { rsa?: boolean; sec1?: boolean; days?: number },
   ): Promise<{ cert: string; key: string }>;
 }
+
+const IP = /^[\d.]+$|:/;
 
 async function openssl(args: string[], cwd: string): Promise<void> {
   const out = await new Deno.Command("openssl", { args, cwd, stdout: "piped", stderr: "piped" })
@@ -84,7 +88,7 @@ export async function createCa(): Promise<TestCa> {
       ], dir);
       await Deno.writeTextFile(
         `${dir}/${file}.ext`,
-        `subjectAltName=${names.map((n) => `DNS:${n}`).join(",")}\n`,
+        `subjectAltName=${names.map((n) => `${IP.test(n) ? "IP" : "DNS"}:${n}`).join(",")}\n`,
       );
       await openssl([
         "x509",
@@ -117,6 +121,23 @@ export async function createCa(): Promise<TestCa> {
 
 /** The subject CN of the certificate a TLS server presents for `serverName`, via openssl s_client. */
 export async function presentedCn(port: number, serverName: string | null): Promise<string> {
+  const out = await sClient(port, serverName);
+  return /subject=.*?CN\s*=\s*([^\n,]+)/.exec(out)?.[1]?.trim() ??
+    `(no certificate) ${out.slice(0, 200)}`;
+}
+
+/** The leaf certificate a TLS server presents for `serverName`, or null when the handshake fails. */
+export async function presentedCertificate(
+  port: number,
+  serverName: string,
+): Promise<X509Certificate | null> {
+  const pem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(
+    await sClient(port, serverName),
+  );
+  return pem ? new X509Certificate(pem[0]) : null;
+}
+
+async function sClient(port: number, serverName: string | null): Promise<string> {
   const args = [
     "s_client",
     "-connect",
@@ -131,7 +152,5 @@ export async function presentedCn(port: number, serverName: string | null): Prom
   }).spawn();
   const writer = child.stdin.getWriter();
   await writer.close();
-  const out = new TextDecoder().decode((await child.output()).stdout);
-  return /subject=.*?CN\s*=\s*([^\n,]+)/.exec(out)?.[1]?.trim() ??
-    `(no certificate) ${out.slice(0, 200)}`;
+  return new TextDecoder().decode((await child.output()).stdout);
 }

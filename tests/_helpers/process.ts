@@ -23,17 +23,22 @@ export async function runStrom(
 export class StromProcess implements AsyncDisposable {
   readonly child: Deno.ChildProcess;
   readonly lines: string[] = [];
+  /** Whether the process has ended. */
+  exited = false;
   #waiters: (() => void)[] = [];
   #reading: Promise<void>;
 
-  constructor(args: string[], env: Record<string, string> = {}) {
-    this.child = new Deno.Command(Deno.execPath(), {
-      args: ["run", ...DENO_FLAGS, MAIN, ...args],
+  /** `wrapper` runs Deno through another program, e.g. `["prlimit", "--nofile=100"]`. */
+  constructor(args: string[], env: Record<string, string> = {}, wrapper: string[] = []) {
+    const command = [...wrapper, Deno.execPath(), "run", ...DENO_FLAGS, MAIN, ...args];
+    this.child = new Deno.Command(command[0], {
+      args: command.slice(1),
       env: { NO_COLOR: "1", ...env },
       stdout: "piped",
       stderr: "inherit",
     }).spawn();
     this.#reading = this.#read();
+    this.child.status.then(() => this.exited = true);
   }
 
   async #read(): Promise<void> {

@@ -6,6 +6,8 @@ import { type Logger, silentLogger } from "../../lib/log.ts";
 import { defaultRuntimeDeps, type RuntimeDeps } from "../../lib/runtime.ts";
 import { Strom } from "../../lib/server.ts";
 import type { Probe } from "../../lib/health/probe.ts";
+import type { LogRing } from "../../lib/log_ring.ts";
+import type { AcmeTuning } from "../../lib/tls/acme.ts";
 
 /** A test backend: a real HTTP server and what it has seen. */
 export interface TestBackend extends AsyncDisposable {
@@ -64,6 +66,10 @@ export interface StromTestOptions {
   readonly probe?: Probe;
   /** Where the config "lives" (for reload and the config API); default "<test>". */
   readonly source?: { source: string; baseDir: string };
+  /** Recent log lines for GET /api/logs (give `log` a sink that fills it). */
+  readonly logRing?: LogRing;
+  /** ACME timers and protocol (e.g. a ManualClock). */
+  readonly acme?: AcmeTuning;
 }
 
 /**
@@ -83,6 +89,8 @@ export async function startStrom(toml: string, options: StromTestOptions = {}): 
     deps: { ...defaultRuntimeDeps, ...options.deps },
     autoHealth: options.autoHealth ?? false,
     probe: options.probe,
+    logRing: options.logRing,
+    acme: options.acme,
   });
   return {
     strom,

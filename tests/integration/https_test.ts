@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { createCa, hasCurl, hasOpenssl, presentedCn } from "../_helpers/certs.ts";
-import { poolToml, startBackend, startStrom } from "../_helpers/servers.ts";
+import { poolToml, startBackend, startStrom, waitFor } from "../_helpers/servers.ts";
 
 async function curl(args: string[]): Promise<string> {
   const out = await new Deno.Command("curl", {
@@ -111,31 +111,38 @@ Deno.test({
     await using ca = await createCa();
     const first = await ca.issue("first", ["first.test", "a.test", "localhost"]);
     const second = await ca.issue("second", ["second.test", "a.test", "localhost"]);
-    await using backend = startBackend(() => new Response("ok"));
+    const gate = Promise.withResolvers<void>();
+    let reached = false;
+    await using backend = startBackend(async (req) => {
+      if (new URL(req.url).pathname === "/slow") {
+        reached = true;
+        await gate.promise;
+      }
+      return new Response("ok");
+    });
     const pool = HTTPS + poolToml([backend.address], { schemes: '["HTTPS"]' });
     await using lb = await startStrom(pool + httpsConfig({ "a.test": first }));
     const port = lb.strom.port("https_address");
-    // An established connection (HTTP/1.1 keep-alive) opened before the reload.
+    // A request in flight on a connection made before the reload.
     const conn = await Deno.connectTls({ hostname: "localhost", port, caCerts: [ca.caPem] });
-    const ask = async () => {
-      await conn.write(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"));
-      const buf = new Uint8Array(4096);
-      return new TextDecoder().decode(buf.subarray(0, (await conn.read(buf)) ?? 0));
-    };
-    assert.match(await ask(), /^HTTP\/1\.1 200/);
+    await conn.write(new TextEncoder().encode("GET /slow HTTP/1.1\r\nHost: a.test\r\n\r\n"));
+    await waitFor(() => reached, "the slow request to reach the backend");
     assert.equal(await presentedCn(port, "a.test"), "first.test");
     const result = await lb.strom.reload(
       `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n` + pool +
         httpsConfig({ "a.test": second }),
     );
     assert.ok(result.ok);
-    assert.equal(lb.strom.port("https_address"), port, "same listener");
+    assert.equal(lb.strom.port("https_address"), port, "same port");
     assert.equal(
       await presentedCn(port, "a.test"),
       "second.test",
       "new handshakes get the new certificate",
     );
-    assert.match(await ask(), /^HTTP\/1\.1 200/, "the established connection still works");
+    gate.resolve();
+    const buf = new Uint8Array(4096);
+    const answer = new TextDecoder().decode(buf.subarray(0, (await conn.read(buf)) ?? 0));
+    assert.match(answer, /^HTTP\/1\.1 200/, "the request in flight on the old listener completed");
     conn.close();
   },
 });
@@ -169,5 +176,34 @@ Deno.test({
     } finally {
       await server.shutdown();
     }
+  },
+});
+
+Deno.test({
+  name: "TLS below 1.2 is refused",
+  ignore: !hasOpenssl,
+  async fn() {
+    await using ca = await createCa();
+    const a = await ca.issue("a", ["a.test"]);
+    await using backend = startBackend(() => new Response("ok"));
+    await using lb = await startStrom(
+      HTTPS + poolToml([backend.address], { schemes: '["HTTPS"]' }) + httpsConfig({ "a.test": a }),
+    );
+    const port = lb.strom.port("https_address");
+    const attempt = async (version: string) => {
+      const out = await new Deno.Command("openssl", {
+        args: ["s_client", "-connect", `127.0.0.1:${port}`, "-servername", "a.test", version],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      return new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    };
+    const old = await attempt("-tls1_1");
+    assert.match(old, /no peer certificate available/, "no TLS 1.1 session");
+    assert.match(old, /handshake failure|protocol version|no protocols available/i);
+    const ok = await attempt("-tls1_2");
+    assert.match(ok, /Protocol\s*:\s*TLSv1\.2/);
+    assert.match(ok, /subject=.*a\.test/);
   },
 });

@@ -222,7 +222,10 @@ Deno.test("PUT /api/config: a bad file is refused with 422, a good one is writte
   assert.deepEqual(await good.json(), { ok: true, generation: 2 });
   assert.equal(await Deno.readTextFile(lb.path), lb.text + "\n# edited\n");
   assert.equal(await Deno.readTextFile(`${lb.path}.bak`), lb.text);
-  const text = await (await fetch(`${lb.adminUrl}/api/config`)).text();
+  const hidden = await fetch(`${lb.adminUrl}/api/config`);
+  assert.equal(hidden.status, 401, "the config holds secrets: reading it needs the token");
+  await hidden.body?.cancel();
+  const text = await (await fetch(`${lb.adminUrl}/api/config`, { headers: auth })).text();
   assert.equal(text, lb.text + "\n# edited\n");
 
   const reload = await fetch(`${lb.adminUrl}/api/reload`, { method: "POST", headers: auth });

@@ -89,3 +89,25 @@ Deno.test("with workers, /metrics adds up every worker and a reload reaches them
   }
   assert.equal(b.requests.length, before, "no worker sends to the removed backend");
 });
+
+Deno.test("with workers, ACME challenge answers are served on the shared HTTP port", async () => {
+  await using a = startBackend(() => new Response("backend"));
+  await using lb = await startStrom(`workers = 2\n` + poolToml([a.address]));
+  lb.strom.challenges.set("token-123", "token-123.key-authorization");
+  await waitFor(async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 6 }, () =>
+        get(`${lb.url}/.well-known/acme-challenge/token-123`, {
+          headers: { connection: "close" },
+        })),
+    );
+    return answers.every((r) => r.text === "token-123.key-authorization");
+  }, "every worker to answer the challenge");
+  lb.strom.challenges.delete("token-123");
+  await waitFor(async () => {
+    const r = await get(`${lb.url}/.well-known/acme-challenge/token-123`, {
+      headers: { connection: "close" },
+    });
+    return r.text === "backend";
+  }, "a deleted challenge to be routed like any request again");
+});

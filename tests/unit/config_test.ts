@@ -387,9 +387,81 @@ type = "Remote"
     'certificates."a.com".private_key_path: missing required key',
     `certificates."b.com".Local: cannot read the certificate or key: No such file or directory (os error 2): readfile '/etc/strom/b.pem'`,
     'certificates."10.0.0.1": ACME does not support IP addresses',
-    'certificates."10.0.0.1": ACME certificates are not available yet (planned in issue #7)',
     'certificates."c.com".type: unknown certificate type "Remote" (expected "Local" or "ACME")',
   ]);
+});
+
+Deno.test("parseConfig() reads ACME entries with their defaults, directory_url and ca_file", () => {
+  const baseDir = Deno.makeTempDirSync();
+  try {
+    const here = { source: `${baseDir}/strom.toml`, baseDir };
+    Deno.writeTextFileSync(
+      `${baseDir}/ca.pem`,
+      "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    );
+    Deno.writeTextFileSync(`${baseDir}/empty.pem`, "");
+    const config = parseConfig(
+      POOL + `
+[certificates."a.com"]
+type = "ACME"
+staging = true
+email = "ops@example.com"
+persist_dir = "acme"
+[certificates."b.com"]
+type = "ACME"
+staging = false
+email = "ops@example.com"
+persist_dir = "/var/lib/strom"
+directory_url = "https://127.0.0.1:14000/dir"
+renew_before_days = 10
+ca_file = "ca.pem"
+`,
+      here,
+    );
+    assert.deepEqual(config.certificates, [
+      {
+        type: "ACME",
+        serverName: "a.com",
+        staging: true,
+        email: "ops@example.com",
+        persistDir: `${baseDir}/acme`,
+        directoryUrl: "https://acme-staging-v02.api.letsencrypt.org/directory",
+        renewBeforeDays: 30,
+        caCerts: [],
+      },
+      {
+        type: "ACME",
+        serverName: "b.com",
+        staging: false,
+        email: "ops@example.com",
+        persistDir: "/var/lib/strom",
+        directoryUrl: "https://127.0.0.1:14000/dir",
+        renewBeforeDays: 10,
+        caCerts: ["-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"],
+      },
+    ]);
+    const acme = (extra: string) =>
+      `[certificates."c.com"]\ntype = "ACME"\nstaging = false\nemail = "e"\npersist_dir = "d"\n${extra}\n`;
+    assert.deepEqual(
+      problemsOf(
+        POOL + acme(`ca_file = "missing.pem"\ndirectory_url = "acme.example.com"`),
+        here,
+      ),
+      [
+        `certificates."c.com".ca_file: cannot read "missing.pem": No such file or directory (os error 2): readfile '${baseDir}/missing.pem'`,
+        'certificates."c.com".directory_url: invalid URL "acme.example.com": expected https://',
+      ],
+    );
+    assert.deepEqual(
+      problemsOf(POOL + acme(`ca_file = "empty.pem"\nrenew_before_days = 0`), here),
+      [
+        'certificates."c.com".renew_before_days: expected an integer from 1 to 365, found 0',
+        'certificates."c.com".ca_file: no CERTIFICATE block in "empty.pem"',
+      ],
+    );
+  } finally {
+    Deno.removeSync(baseDir, { recursive: true });
+  }
 });
 
 Deno.test("parseConfig() gives the TOML line and column of a syntax error", () => {

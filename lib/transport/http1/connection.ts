@@ -155,6 +155,7 @@ export class Connection {
   bodyStream(
     framing: Framing,
     done: (reusable: boolean, bytes: number) => void,
+    stallTimeoutMs = 60_000,
   ): ReadableStream<Uint8Array> {
     let remaining = framing.kind === "length" ? framing.length : Infinity;
     let chunkLeft = 0;
@@ -192,8 +193,21 @@ export class Connection {
       }
       return chunk;
     };
+    // A client that stops reading would hold this connection (and its own)
+    // forever: after `stallTimeoutMs` without a pull the body fails, which
+    // closes both (like nginx's send_timeout).
+    let stall: ReturnType<typeof setTimeout> | undefined;
+    const stalled = (controller: ReadableStreamDefaultController<Uint8Array>) => {
+      stall = setTimeout(() => {
+        finish(false);
+        this.close();
+        controller.error(new Error(`the client read nothing for ${stallTimeoutMs} ms`));
+      }, stallTimeoutMs);
+      Deno.unrefTimer(stall);
+    };
     return new ReadableStream<Uint8Array>({
       pull: async (controller) => {
+        clearTimeout(stall);
         try {
           const chunk = await next();
           if (chunk === null) {
@@ -202,13 +216,17 @@ export class Connection {
           } else {
             bytes += chunk.length;
             controller.enqueue(chunk);
+            stalled(controller);
           }
         } catch (e) {
           finish(false);
           controller.error(e);
         }
       },
-      cancel: () => finish(false),
+      cancel: () => {
+        clearTimeout(stall);
+        finish(false);
+      },
     }, { highWaterMark: 0 });
   }
 }

@@ -134,7 +134,7 @@ async function exchange(
     release(true, buffered.length);
     return new Response(buffered, init);
   }
-  return new Response(conn.bodyStream(head.framing, release), init);
+  return new Response(conn.bodyStream(head.framing, release, request.stallTimeoutMs), init);
 }
 
 /** Writes a streamed request body, chunk-encoded when its length is unknown. */
