@@ -11,17 +11,15 @@ import { defaultRuntimeDeps, Runtime, type RuntimeDeps } from "./runtime.ts";
 import { createAdminApp } from "./admin/app.ts";
 import { HealthMonitor } from "./health/monitor.ts";
 import { createHttpProbe, type Probe } from "./health/probe.ts";
-import { listen, ListenError, listenProxy, proxyHandler } from "./listen.ts";
+import { Listeners } from "./listeners.ts";
 import { CertificateStore } from "./tls/store.ts";
 import { ChallengeStore } from "./tls/challenges.ts";
 import { AcmeManager, type AcmeTuning } from "./tls/acme.ts";
 import { WebSocketRegistry } from "./proxy/websockets.ts";
-import { type HttpsListener, listenHttps } from "./tls/listener.ts";
 import { type ConfigSource, WorkerGroup } from "./workers/group.ts";
 import { aggregate, StateMetrics, TrafficMetrics } from "./metrics/metrics.ts";
 import { LiveStats } from "./metrics/live.ts";
 import { AccessLog } from "./access_log.ts";
-import type { SocketAddress } from "./net/address.ts";
 
 export { ListenError } from "./listen.ts";
 import type { LoadedCertificate } from "./tls/pem.ts";
@@ -49,12 +47,6 @@ export type ReloadResult =
   | { readonly ok: true; readonly generation: number }
   | { readonly ok: false; readonly problems: readonly Problem[] };
 
-type Listener = {
-  role: string;
-  address: SocketAddress;
-  server: { readonly addr: Deno.NetAddr; shutdown(): Promise<void>; retire?(): void };
-};
-
 /** A running Strom: its listeners and the live config generation. */
 export class Strom {
   readonly log: Logger;
@@ -76,15 +68,12 @@ export class Strom {
   #source: ConfigSource | undefined;
   #deps: RuntimeDeps;
   #logLevel: Level;
-  #listeners: Listener[] = [];
+  readonly #listeners: Listeners;
   #workers: WorkerGroup | null = null;
   #accessLog: AccessLog | null = null;
   #reloading: Promise<unknown> = Promise.resolve();
   #liveTimer: ReturnType<typeof setTimeout> | undefined;
   #stopping: Promise<void> | null = null;
-  #httpsVersion = -1;
-  /** Listeners that stopped accepting but still serve their connections. */
-  #retired: Listener[] = [];
 
   private constructor(runtime: Runtime, options: StartOptions, deps: RuntimeDeps) {
     this.#runtime = runtime;
@@ -123,6 +112,18 @@ export class Strom {
     this.health.watch(runtime);
     this.traffic.prime(runtime);
     this.state.prime(runtime);
+    this.#listeners = new Listeners({
+      log: options.log,
+      runtime: () => this.#runtime,
+      proxy: {
+        observers: { metrics: this.traffic, accessLog: () => this.#accessLog },
+        websockets: this.websockets,
+      },
+      certificates: this.certificates,
+      challenges: this.challenges,
+      admin: createAdminApp(this).fetch,
+      workers: () => this.#workers !== null,
+    });
   }
 
   /**
@@ -145,18 +146,17 @@ export class Strom {
           logLevel: strom.#logLevel,
           runtime: () => strom.#runtime,
         });
-      } else strom.#bindProxy(config.httpAddress);
-      // Persisted ACME certificates go into the store now, before HTTPS binds;
-      // orders run in the background. Until a name has a certificate its
-      // handshakes fail (the store finds none), nothing else does.
+      }
       // With workers, they serve the HTTP port: every challenge answer goes to them.
       const workers = strom.#workers;
       if (workers) {
         strom.challenges.onChange = (token, answer) => workers.broadcastChallenge(token, answer);
       }
+      // Persisted ACME certificates go into the store now, before HTTPS binds;
+      // orders run in the background. Until a name has a certificate its
+      // handshakes fail (the store finds none), nothing else does.
       strom.acme.reconfigure(config.certificates);
-      if (config.certificates.length > 0) strom.#bindHttps(config.httpsAddress);
-      strom.#bindAdmin(config.adminAddress);
+      strom.#listeners.bindAll(config);
     } catch (e) {
       await strom.#abort();
       throw e;
@@ -182,18 +182,18 @@ export class Strom {
   }
 
   /** The bound port of a listener role (`http_address`, `admin_address`), e.g. after port 0. */
-  port(role: string): number {
+  port(role: "http_address" | "https_address" | "admin_address"): number {
     if (role === "http_address" && this.#workers) return this.#workers.port;
-    const entry = this.#listeners.find((s) => s.role === role);
-    if (!entry) throw new Error(`Cannot find listener "${role}"`);
-    return entry.server.addr.port;
+    const port = this.#listeners.port(role);
+    if (port === undefined) throw new Error(`Cannot find listener "${role}"`);
+    return port;
   }
 
   /** The listeners, for status output. */
   listeners(): { role: string; address: string }[] {
-    const out = this.#listeners.map(({ role, server }) => ({
+    const out = this.#listeners.list().map(({ role, addr }) => ({
       role,
-      address: formatAddr(server.addr.hostname, server.addr.port),
+      address: formatAddr(addr.hostname, addr.port),
     }));
     if (this.#workers) {
       const { hostname } = this.#runtime.config.httpAddress;
@@ -279,7 +279,7 @@ export class Strom {
     this.state.prime(runtime);
     await this.#swapAccessLog(old.config, config);
     this.#loadCertificates(config);
-    this.#rebind(old.config, config);
+    this.#listeners.rebind(old.config, config);
     this.acme.reconfigure(config.certificates);
     old.retire(runtime);
     this.state.reloaded(true);
@@ -306,35 +306,6 @@ export class Strom {
     await old?.close();
   }
 
-  /** A changed listener address: the new listener starts, then the old one drains and closes. */
-  #rebind(before: Config, after: Config): void {
-    const changed = (a: SocketAddress, b: SocketAddress) =>
-      a.hostname !== b.hostname || a.port !== b.port;
-    if (!this.#workers && changed(before.httpAddress, after.httpAddress)) {
-      this.#replace("http_address", () => this.#bindProxy(after.httpAddress));
-    } else if (this.#workers && changed(before.httpAddress, after.httpAddress)) {
-      this.log.warn(
-        `A restart is required for the new http_address ${after.httpAddress.text} (workers)`,
-      );
-    }
-    if (changed(before.adminAddress, after.adminAddress)) {
-      this.#replace("admin_address", () => this.#bindAdmin(after.adminAddress));
-    }
-    const httpsBefore = before.certificates.length > 0;
-    const httpsAfter = after.certificates.length > 0;
-    if (httpsAfter && (!httpsBefore || changed(before.httpsAddress, after.httpsAddress))) {
-      this.#replace("https_address", () => this.#bindHttps(after.httpsAddress));
-    } else if (httpsAfter) {
-      this.refreshCertificates();
-    } else if (!httpsAfter && httpsBefore) {
-      const old = this.#listeners.find((l) => l.role === "https_address");
-      if (old) {
-        this.#listeners.splice(this.#listeners.indexOf(old), 1);
-        old.server.shutdown();
-      }
-    }
-  }
-
   /** Puts a config's Local certificates in the store (new handshakes use them at once). */
   #loadCertificates(config: Config): void {
     const local = new Map<string, LoadedCertificate>();
@@ -346,67 +317,9 @@ export class Strom {
     this.certificates.replace(local, { defaultName: config.defaultCertificate, obtained });
   }
 
-  #bindHttps(address: SocketAddress): void {
-    const handler = proxyHandler("HTTPS", address.port, () => this.#runtime, {
-      log: this.log,
-      observers: { metrics: this.traffic, accessLog: () => this.#accessLog },
-      websockets: this.websockets,
-    });
-    let server: HttpsListener;
-    try {
-      server = listenHttps(address, this.certificates, handler, {
-        log: this.log,
-      });
-    } catch (e) {
-      throw new ListenError("https_address", address, e);
-    }
-    handler.setPort(server.addr.port);
-    this.#httpsVersion = this.certificates.version;
-    // Same port after rebinding (SO_REUSEPORT), even when configured as port 0.
-    this.#listeners.push({
-      role: "https_address",
-      address: { ...address, port: server.addr.port },
-      server,
-    });
-  }
-
   /** Serves the store's current certificates: a new HTTPS listener when they changed. */
   refreshCertificates(): void {
-    const https = this.#listeners.find((l) => l.role === "https_address");
-    if (!https || this.#stopping || this.#httpsVersion === this.certificates.version) return;
-    this.#replace("https_address", () => this.#bindHttps(https.address));
-  }
-
-  #replace(role: string, bind: () => void): void {
-    const old = this.#listeners.find((l) => l.role === role);
-    try {
-      if (old) this.#listeners.splice(this.#listeners.indexOf(old), 1);
-      bind();
-      if (old?.server.retire && role === "https_address" && old.address.port === this.port(role)) {
-        // Same address, new certificates: the old listener stops accepting but
-        // its connections carry on until they end (or Strom stops).
-        old.server.retire();
-        this.#retired.push(old);
-      } else old?.server.shutdown();
-    } catch (e) {
-      if (old) this.#listeners.push(old);
-      this.log.error(`Keeping the old ${role}: ${(e as Error).message}`);
-    }
-  }
-
-  #bindProxy(address: SocketAddress): void {
-    const server = listenProxy("HTTP", "http_address", address, () => this.#runtime, {
-      log: this.log,
-      observers: { metrics: this.traffic, accessLog: () => this.#accessLog },
-      websockets: this.websockets,
-      challenges: this.challenges,
-    });
-    this.#listeners.push({ role: "http_address", address, server });
-  }
-
-  #bindAdmin(address: SocketAddress): void {
-    const server = listen("admin_address", address, createAdminApp(this).fetch, { log: this.log });
-    this.#listeners.push({ role: "admin_address", address, server });
+    this.#listeners.refreshCertificates();
   }
 
   async #metricsJson(withState = true) {
@@ -438,7 +351,7 @@ export class Strom {
       timer = setTimeout(() => resolve(false), graceMs)
     );
     const drained = Promise.all([
-      ...[...this.#listeners, ...this.#retired].map((s) => s.server.shutdown()),
+      this.#listeners.shutdown(),
       this.#workers?.shutdown(graceMs),
       acmeStopped,
     ]).then(() => true);
@@ -452,7 +365,7 @@ export class Strom {
 
   async #abort(): Promise<void> {
     const acmeStopped = this.acme.stop();
-    for (const { server } of this.#listeners) server.shutdown();
+    this.#listeners.shutdown();
     await this.#workers?.shutdown(0);
     await acmeStopped;
     this.health.stop();

@@ -39,9 +39,7 @@ type ServeOnListener = (
 /** A running listener. */
 export interface HttpListener {
   readonly addr: Deno.NetAddr;
-  /** Stops accepting; requests in flight finish, idle connections close. */
-  retire(): void;
-  /** Stops accepting and waits until requests in flight finished. */
+  /** Stops accepting, closes idle connections and waits until requests in flight finished. */
   shutdown(): Promise<void>;
 }
 
@@ -55,7 +53,7 @@ function errorHandler(role: string, log: Logger) {
 function wrap(server: Served, addr: Deno.NetAddr): HttpListener {
   let stopping: Promise<void> | null = null;
   const stop = () => stopping ??= server.shutdown().catch(() => {});
-  return { addr, retire: () => void stop(), shutdown: stop };
+  return { addr, shutdown: stop };
 }
 
 /** Rebinds every plain listener whose accept loop died; see `reviveListeners`. */
@@ -137,7 +135,7 @@ export function serveTcp(
     revivers.delete(revive);
     return stopping ??= server.shutdown().catch(() => {});
   };
-  return { addr, retire: () => void stop(), shutdown: stop };
+  return { addr, shutdown: stop };
 }
 
 /** Serves a bound TLS listener (HTTP/2 when ALPN chose h2). */

@@ -45,6 +45,7 @@ export class WorkerGroup {
             if (message.type === "listening") resolve(message.port);
             else if (message.type === "error") reject(new Error(message.message));
             else if (message.type === "stats") group.#collect(id - 1, message.counters);
+            else if (message.type === "log") options.log[message.level](message.message);
           });
           worker.onerror = (event) => {
             event.preventDefault();

@@ -3,6 +3,7 @@
 
 import assert from "node:assert/strict";
 import { get, poolToml, startBackend, startStrom, waitFor } from "../_helpers/servers.ts";
+import { createLogger } from "../../lib/log.ts";
 
 Deno.test("two workers share the port, every backend serves, and counters add up", async () => {
   await using a = startBackend();
@@ -110,4 +111,20 @@ Deno.test("with workers, ACME challenge answers are served on the shared HTTP po
     });
     return r.text === "backend";
   }, "a deleted challenge to be routed like any request again");
+});
+
+Deno.test("worker log lines reach the primary's log, with the worker named", async () => {
+  const lines: string[] = [];
+  const log = createLogger("info", { sink: (r) => lines.push(`${r.level} ${r.message}`) });
+  await using a = startBackend();
+  await using lb = await startStrom(`workers = 2\n` + poolToml([a.address]), { log });
+  for (const id of [1, 2]) {
+    assert.ok(
+      lines.some((l) =>
+        l.startsWith(`info worker ${id}: Started listening on `) && l.includes("(http_address")
+      ),
+      `worker ${id}'s "Started listening" line in ${JSON.stringify(lines)}`,
+    );
+  }
+  assert.equal((await get(`${lb.url}/`)).status, 200);
 });

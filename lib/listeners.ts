@@ -1,0 +1,185 @@
+// The listeners of a running Strom: the HTTP proxy, the HTTPS proxy and the
+// admin listener, bound from a config and rebound when a reload changes their
+// address (the new one starts, then the old one drains) or the certificates
+// change (a new HTTPS listener next to the old one, see lib/tls/listener.ts).
+
+import type { Config } from "./config/types.ts";
+import type { Logger } from "./log.ts";
+import type { Runtime } from "./runtime.ts";
+import type { SocketAddress } from "./net/address.ts";
+import {
+  type Handler,
+  listen,
+  ListenError,
+  listenProxy,
+  proxyHandler,
+  type ProxyListenOptions,
+} from "./listen.ts";
+import type { CertificateStore } from "./tls/store.ts";
+import type { ChallengeStore } from "./tls/challenges.ts";
+import { listenHttps } from "./tls/listener.ts";
+import type { HttpListener } from "./net/http_listener.ts";
+
+type Role = "http_address" | "https_address" | "admin_address";
+
+interface Bound {
+  readonly role: Role;
+  /** The configured address, with the bound port (so port 0 rebinds the same port). */
+  readonly address: SocketAddress;
+  readonly server: HttpListener;
+}
+
+/** What the listeners serve. */
+export interface ListenerDeps {
+  readonly log: Logger;
+  readonly runtime: () => Runtime;
+  /** Metrics, access log and WebSockets of the proxy listeners. */
+  readonly proxy: Omit<ProxyListenOptions, "log" | "challenges">;
+  readonly certificates: CertificateStore;
+  readonly challenges: ChallengeStore;
+  readonly admin: Handler;
+  /** True when workers serve the HTTP port instead of this isolate. */
+  readonly workers: () => boolean;
+}
+
+/** The listeners this isolate binds. */
+export class Listeners {
+  readonly #deps: ListenerDeps;
+  #bound: Bound[] = [];
+  /** HTTPS listeners replaced for new certificates, still finishing their requests. */
+  #retired: Bound[] = [];
+  #certificatesServed = -1;
+  #closed = false;
+
+  constructor(deps: ListenerDeps) {
+    this.#deps = deps;
+  }
+
+  /** Binds what `config` asks for (the HTTP port only without workers). Throws ListenError. */
+  bindAll(config: Config): void {
+    if (!this.#deps.workers()) this.#bindProxy(config.httpAddress);
+    if (config.certificates.length > 0) this.#bindHttps(config.httpsAddress);
+    this.#bind(
+      "admin_address",
+      config.adminAddress,
+      () => listen("admin_address", config.adminAddress, this.#deps.admin, { log: this.#deps.log }),
+    );
+  }
+
+  /** The bound port of a role, or undefined. */
+  port(role: Role): number | undefined {
+    return this.#bound.find((b) => b.role === role)?.server.addr.port;
+  }
+
+  /** The bound listeners. */
+  list(): { role: string; addr: Deno.NetAddr }[] {
+    return this.#bound.map((b) => ({ role: b.role, addr: b.server.addr }));
+  }
+
+  /** Rebinds what a reload changed. */
+  rebind(before: Config, after: Config): void {
+    const changed = (a: SocketAddress, b: SocketAddress) =>
+      a.hostname !== b.hostname || a.port !== b.port;
+    if (changed(before.httpAddress, after.httpAddress)) {
+      if (this.#deps.workers()) {
+        this.#deps.log.warn(
+          `A restart is required for the new http_address ${after.httpAddress.text} (workers)`,
+        );
+      } else this.#replace("http_address", () => this.#bindProxy(after.httpAddress));
+    }
+    if (changed(before.adminAddress, after.adminAddress)) {
+      this.#replace(
+        "admin_address",
+        () =>
+          this.#bind(
+            "admin_address",
+            after.adminAddress,
+            () =>
+              listen("admin_address", after.adminAddress, this.#deps.admin, {
+                log: this.#deps.log,
+              }),
+          ),
+      );
+    }
+    const httpsBefore = before.certificates.length > 0;
+    const httpsAfter = after.certificates.length > 0;
+    if (httpsAfter && (!httpsBefore || changed(before.httpsAddress, after.httpsAddress))) {
+      this.#replace("https_address", () => this.#bindHttps(after.httpsAddress));
+    } else if (httpsAfter) {
+      this.refreshCertificates();
+    } else if (httpsBefore) {
+      const old = this.#bound.find((b) => b.role === "https_address");
+      if (old) {
+        this.#bound = this.#bound.filter((b) => b !== old);
+        old.server.shutdown();
+      }
+    }
+  }
+
+  /** Serves the store's current certificates: a new HTTPS listener when they changed. */
+  refreshCertificates(): void {
+    const https = this.#bound.find((b) => b.role === "https_address");
+    if (!https || this.#closed || this.#certificatesServed === this.#deps.certificates.version) {
+      return;
+    }
+    this.#replace("https_address", () => this.#bindHttps(https.address));
+  }
+
+  /** Stops accepting everywhere and waits until requests in flight finished. */
+  async shutdown(): Promise<void> {
+    this.#closed = true;
+    await Promise.all([...this.#bound, ...this.#retired].map((b) => b.server.shutdown()));
+  }
+
+  #bindProxy(address: SocketAddress): void {
+    this.#bind(
+      "http_address",
+      address,
+      () =>
+        listenProxy("HTTP", "http_address", address, this.#deps.runtime, {
+          ...this.#deps.proxy,
+          log: this.#deps.log,
+          challenges: this.#deps.challenges,
+        }),
+    );
+  }
+
+  #bindHttps(address: SocketAddress): void {
+    const handler = proxyHandler("HTTPS", address.port, this.#deps.runtime, {
+      ...this.#deps.proxy,
+      log: this.#deps.log,
+    });
+    this.#bind("https_address", address, () => {
+      try {
+        return listenHttps(address, this.#deps.certificates, handler, { log: this.#deps.log });
+      } catch (e) {
+        throw new ListenError("https_address", address, e);
+      }
+    });
+    handler.setPort(this.port("https_address")!);
+    this.#certificatesServed = this.#deps.certificates.version;
+  }
+
+  #bind(role: Role, address: SocketAddress, start: () => HttpListener): void {
+    const server = start();
+    this.#bound.push({ role, address: { ...address, port: server.addr.port }, server });
+  }
+
+  #replace(role: Role, bind: () => void): void {
+    const old = this.#bound.find((b) => b.role === role);
+    try {
+      if (old) this.#bound = this.#bound.filter((b) => b !== old);
+      bind();
+      if (role === "https_address" && old && old.address.port === this.port(role)) {
+        // Same address, new certificates: the old listener finishes its requests.
+        this.#retired.push(old);
+        void old.server.shutdown().then(() => {
+          this.#retired = this.#retired.filter((b) => b !== old);
+        });
+      } else old?.server.shutdown();
+    } catch (e) {
+      if (old) this.#bound.push(old);
+      this.#deps.log.error(`Keeping the old ${role}: ${(e as Error).message}`);
+    }
+  }
+}
