@@ -240,7 +240,10 @@ function readPool(
   const matcher = matcherSource === undefined ? undefined : readMatcher(r, matcherSource);
   const addresses = readAddresses(r);
   const schemes = readSchemes(r);
-  const strategy = parseStrategy(r.raw("strategy", true), r.at("strategy"), r.problems);
+  const strategyValue = r.raw("strategy", true);
+  const strategy = strategyValue === undefined
+    ? undefined
+    : parseStrategy(strategyValue, r.at("strategy"), r.problems);
   const health = readHealth(r.subtable("health_config"));
   const client = readClient(r.subtable("client"), baseDir);
   const transport = readTransport(r, addresses);

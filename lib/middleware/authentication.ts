@@ -8,7 +8,7 @@ import {
   type ChallengeOptions,
   parseChallengeOptions,
 } from "./basic_credentials.ts";
-import { type DirectoryOptions, LdapDirectory } from "./ldap_directory.ts";
+import type { DirectoryOptions } from "./ldap_directory.ts";
 
 /** Validated options: the directory, plus realm, cache and forwarding. */
 export type AuthenticationOptions = DirectoryOptions & ChallengeOptions;
@@ -71,7 +71,9 @@ export const authentication: MiddlewareSpec<AuthenticationOptions> = {
       ...parseChallengeOptions(r),
     };
   },
-  create(options, deps) {
+  async create(options, deps) {
+    // The LDAP client is loaded only when a pool uses Authentication.
+    const { LdapDirectory } = await import("./ldap_directory.ts");
     const directory = new LdapDirectory(options);
     const verify = async ({ user, password }: { user: string; password: string }) => {
       try {

@@ -2,7 +2,6 @@
 // file read at config load (relative to the config file). Only bcrypt hashes
 // (`htpasswd -B`) are accepted: MD5-crypt, SHA-1 and plain text are refused.
 
-import bcrypt from "bcryptjs";
 import type { MiddlewareSpec } from "./middleware.ts";
 import { readConfigFile } from "./files.ts";
 import {
@@ -61,7 +60,9 @@ export const basicAuth: MiddlewareSpec<BasicAuthOptions> = {
     }
     return { users, ...parseChallengeOptions(r) };
   },
-  create(options, deps) {
+  async create(options, deps) {
+    // Loaded only when a pool uses BasicAuth, like the other optional clients.
+    const { default: bcrypt } = await import("bcryptjs");
     const users = new Map(Object.entries(options.users));
     return basicAuthMiddleware(options, async ({ user, password }) => {
       const hash = users.get(user);

@@ -5,7 +5,6 @@
 
 import { HttpError, type Middleware, type MiddlewareSpec } from "./middleware.ts";
 import { type Decision, MemoryWindow, type WindowStore } from "./rate_limit_window.ts";
-import { RedisWindow } from "./rate_limit_redis.ts";
 
 /** Validated options; `maxClients` (default 100000) bounds the in-memory store. */
 export type RateLimiterOptions = {
@@ -60,11 +59,12 @@ export const rateLimiter: MiddlewareSpec<RateLimiterOptions> = {
       maxClients: maxClients!,
     };
   },
-  create(options, deps) {
+  async create(options, deps) {
     const windowMs = options.windowSec * 1000;
+    // The Redis client (ioredis, about 16 MB of memory) is loaded only when a pool uses it.
     const store: WindowStore = options.store === null
       ? new MemoryWindow({ limit: options.limit, windowMs, maxClients: options.maxClients })
-      : new RedisWindow(options.store, {
+      : new (await import("./rate_limit_redis.ts")).RedisWindow(options.store, {
         limit: options.limit,
         windowMs,
         log: deps.log,

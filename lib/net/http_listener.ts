@@ -56,6 +56,13 @@ function wrap(server: Served, addr: Deno.NetAddr): HttpListener {
   return { addr, shutdown: stop };
 }
 
+/** Where a listener bound to `hostname` can reach itself (loopback for the wildcards). */
+function probeHost(hostname: string): string {
+  if (hostname === "0.0.0.0") return "127.0.0.1";
+  if (hostname === "::" || hostname === "[::]") return "::1";
+  return hostname;
+}
+
 /** Rebinds every plain listener whose accept loop died; see `reviveListeners`. */
 const revivers = new Set<() => void>();
 
@@ -95,7 +102,7 @@ export function serveTcp(
   /** Whether this listener still answers: one request to itself over loopback. */
   const answers = async () => {
     try {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port: addr.port });
+      const conn = await Deno.connect({ hostname: probeHost(addr.hostname), port: addr.port });
       try {
         const timer = setTimeout(() => conn.close(), 1000);
         await conn.write(new TextEncoder().encode("OPTIONS * HTTP/1.1\r\nHost: strom\r\n\r\n"));

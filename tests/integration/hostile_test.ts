@@ -91,9 +91,37 @@ Deno.test("hostile requests get a 4xx or a closed connection and never reach a b
   assert.deepEqual(seen, Array(HOSTILE.length).fill(`GET http://127.0.0.1:${port}/normal`));
 });
 
+Deno.test("many connections trickling their headers do not stop normal clients", async () => {
+  const seen: string[] = [];
+  await using backend = startBackend((req) => {
+    seen.push(new URL(req.url).pathname);
+    return new Response("ok");
+  });
+  await using lb = await startStrom(poolToml([backend.address]));
+  const port = lb.strom.port("http_address");
+  // 200 slowloris clients: a request line and part of the head, then a field
+  // now and then, never the blank line that ends the head.
+  const slow = await Promise.all(
+    Array.from({ length: 200 }, () => Deno.connect({ hostname: "127.0.0.1", port })),
+  );
+  try {
+    for (const conn of slow) await conn.write(enc.encode("GET /slow HTTP/1.1\r\nHost: a\r\n"));
+    for (let round = 0; round < 3; round++) {
+      for (const conn of slow) await conn.write(enc.encode(`X-Trickle-${round}: x\r\n`));
+      const started = performance.now();
+      assert.equal((await get(`${lb.url}/normal`)).status, 200);
+      assert.ok(performance.now() - started < 2000, "a normal request is answered promptly");
+    }
+  } finally {
+    for (const conn of slow) conn.close();
+  }
+  assert.deepEqual(seen, ["/normal", "/normal", "/normal"], "no partial head reaches a backend");
+});
+
 Deno.test("a client that never reads its response is cut off and the backend released", async () => {
   let backendCancelled = false;
-  await using backend = startBackend(() => {
+  await using backend = startBackend((req) => {
+    if (new URL(req.url).pathname === "/small") return new Response("ok");
     let sent = 0;
     const body = new ReadableStream<Uint8Array>({
       pull(c) {

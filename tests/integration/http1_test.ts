@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { gzipSync } from "node:zlib";
-import { get, poolToml, startRawBackend, startStrom } from "../_helpers/servers.ts";
+import { get, poolToml, startRawBackend, startStrom, waitFor } from "../_helpers/servers.ts";
 import { rawExchange } from "../_helpers/raw.ts";
 
 const enc = new TextEncoder();
@@ -233,7 +233,11 @@ Deno.test("http1: connections are reused up to the cap and requests queue beyond
     extra: `${HTTP1}\n[backend_pools.client]\nmax_connections_per_host = 2`,
   }));
   const pending = Array.from({ length: 5 }, () => get(`${lb.url}/`));
-  await new Promise((r) => setTimeout(r, 100));
+  // All five reached the backend's transport; two hold connections, three wait.
+  await waitFor(
+    () => open === 2 && lb.strom.runtime.pools[0].backends[0].inFlight === 5,
+    "two connections open and five requests in flight",
+  );
   assert.equal(maxOpen, 2);
   gate.resolve();
   const results = await Promise.all(pending);

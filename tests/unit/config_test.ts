@@ -661,3 +661,15 @@ Deno.test("config/example.toml loads", async () => {
   assert.equal(config.pools.length, 2);
   assert.deepEqual(config.warnings, []);
 });
+
+Deno.test("parseConfig() reports a missing key once", () => {
+  const text = `
+[[backend_pools]]
+matcher = "Host('a.com')"
+addresses = ["127.0.0.1:8080"]
+`;
+  assert.deepEqual(problemsOf(text), [
+    "backend_pools[0].schemes: missing required key",
+    "backend_pools[0].strategy: missing required key",
+  ]);
+});
