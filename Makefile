@@ -18,7 +18,7 @@ start: deno
 
 ## test: the whole test suite; the integration tests run once per transport
 test: deno
-	$(DENO) test $(FLAGS) --allow-all --parallel tests/
+	$(DENO) test $(FLAGS) --allow-all --parallel tests/ bench/
 	STROM_TEST_TRANSPORT=fetch $(DENO) test $(FLAGS) --allow-all --parallel tests/integration/
 
 ## check: formatting, lint and type check

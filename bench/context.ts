@@ -13,6 +13,8 @@ export interface BenchOptions {
   readonly stromExtra: string;
   /** Strom runs of scenario 2: a name and TOML lines added to the pool. */
   readonly stromVariants: readonly StromVariant[];
+  /** How many times scenario 2 goes through all its targets (the median run is reported). */
+  readonly rounds: number;
 }
 
 /** A named set of per-pool TOML lines for one Strom run in scenario 2. */

@@ -18,6 +18,8 @@ const USAGE = `Usage: deno run --allow-all bench/run.ts [options]
   --strom-extra=TOML          lines added to Strom's pool in every scenario, e.g. 'transport = "fetch"'
   --strom-variant=NAME:TOML   a Strom run of scenario 2 (repeatable; default one "strom (default)")
                               with its own extra pool lines; "\\n" in TOML separates lines
+  --rounds=N                  scenario 2 goes through all its targets N times, interleaved, and
+                              reports each target's median run (default 1)
   --help                      this text`;
 
 /** The default Strom run of scenario 2. */
@@ -32,6 +34,7 @@ export function parseOptions(args: string[]): BenchOptions | null {
       only: { type: "string", default: "1,2,3" },
       "strom-extra": { type: "string", default: "" },
       "strom-variant": { type: "string", multiple: true, default: [] },
+      rounds: { type: "string", default: "1" },
       help: { type: "boolean", default: false },
     },
   });
@@ -41,11 +44,16 @@ export function parseOptions(args: string[]): BenchOptions | null {
     throw new Error(`Invalid --only "${values.only}" (expected scenario numbers 1, 2, 3)`);
   }
   const variants = values["strom-variant"].map(parseVariant);
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 9) {
+    throw new Error(`Invalid --rounds "${values.rounds}" (expected 1 to 9)`);
+  }
   return {
     quick: values.quick,
     only,
     stromExtra: unescapeLines(values["strom-extra"]),
     stromVariants: variants.length ? variants : [DEFAULT_VARIANT],
+    rounds,
   };
 }
 

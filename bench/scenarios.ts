@@ -93,28 +93,54 @@ export async function peerRuns(ctx: BenchContext, backends: Backends): Promise<S
     headers: ["Accept-Encoding: gzip"],
   };
   const common = { backends, load, warmupS: WARMUP_S, balanced: true };
-  const runs: RunRecord[] = [];
-  const direct = directTarget(backends);
-  runs.push(await measure(ctx, { ...common, target: direct, slug: "s2-direct", balanced: false }));
-  logRun(2, runs[0]);
   const skipped: string[] = [];
+  /** Each target measures one run; the list is gone through once per round. */
+  const targets: { label: string; run: (round: string) => Promise<RunRecord> }[] = [{
+    label: "direct",
+    run: (round) =>
+      measure(ctx, {
+        ...common,
+        target: directTarget(backends),
+        slug: `s2-direct${round}`,
+        balanced: false,
+      }),
+  }];
   for (const peer of [NGINX, HAPROXY, CADDY]) {
     if (!(await peerAvailable(peer))) {
       skipped.push(`${peer.label}: \`${peer.binary}\` is not installed`);
       continue;
     }
     const start = () => peer.start(ctx, backends.addresses);
-    runs.push(await measureStarted(ctx, start, { ...common, label: peer.label, slug: slug(peer) }));
-    logRun(2, runs[runs.length - 1]);
+    targets.push({
+      label: peer.label,
+      run: (round) =>
+        measureStarted(ctx, start, { ...common, label: peer.label, slug: slug(peer) + round }),
+    });
   }
   for (const [i, variant] of ctx.options.stromVariants.entries()) {
     const extra = joinToml(ctx.options.stromExtra, variant.toml);
     const start = () =>
       startStrom(ctx, { label: variant.name, addresses: backends.addresses, extra });
-    const spec = { ...common, label: variant.name, slug: `s2-strom-${i + 1}` };
-    runs.push(await measureStarted(ctx, start, spec));
-    logRun(2, runs[runs.length - 1]);
+    targets.push({
+      label: variant.name,
+      run: (round) =>
+        measureStarted(ctx, start, {
+          ...common,
+          label: variant.name,
+          slug: `s2-strom-${i + 1}${round}`,
+        }),
+    });
   }
+  const { rounds } = ctx.options;
+  const byTarget: RunRecord[][] = targets.map(() => []);
+  for (let r = 1; r <= rounds; r++) {
+    for (const [i, target] of targets.entries()) {
+      const run = await target.run(rounds > 1 ? `-r${r}` : "");
+      byTarget[i].push(run);
+      logRun(2, run);
+    }
+  }
+  const runs = byTarget.map(medianRun);
   return {
     id: 2,
     title: "Strom side by side with nginx, HAProxy and Caddy",
@@ -122,6 +148,13 @@ export async function peerRuns(ctx: BenchContext, backends: Backends): Promise<S
       "The same three nginx backends, first reached directly (wrk on b1 only), then through each " +
       "proxy, one after another, each started fresh with one core's worth of workers.",
       `Each measured run follows a ${WARMUP_S} s warm-up run at the same load (not recorded).`,
+      ...(rounds > 1
+        ? [
+          `${rounds} rounds: the whole list of targets was measured ${rounds} times, one target ` +
+          "after another, and each row is that target's median run by req/s (every round's req/s " +
+          "is in the notes), so a noisy moment on the shared machine does not decide a ratio.",
+        ]
+        : []),
       "nginx: `worker_processes 1`, upstream `keepalive 64`. HAProxy: `nbthread 1`, " +
       "`balance roundrobin`, `http-reuse always`. Caddy: `GOMAXPROCS=1`, `reverse_proxy` with " +
       "`lb_policy round_robin`, admin endpoint off. Strom: as in scenario 1, plus each variant's lines.",
@@ -135,6 +168,19 @@ export async function peerRuns(ctx: BenchContext, backends: Backends): Promise<S
     runs,
     skipped,
     error: null,
+  };
+}
+
+/** The run with the median req/s (failed runs count as 0), with every round's req/s in its notes. */
+export function medianRun(runs: readonly RunRecord[]): RunRecord {
+  const rate = (r: RunRecord) => r.result?.reqPerSec ?? 0;
+  const sorted = [...runs].sort((a, b) => rate(a) - rate(b));
+  const median = sorted[Math.floor((sorted.length - 1) / 2)];
+  if (runs.length === 1) return median;
+  const each = runs.map((r) => r.result ? Math.round(rate(r)).toLocaleString("en-US") : "failed");
+  return {
+    ...median,
+    notes: [...median.notes, `req/s in rounds 1-${runs.length}: ${each.join(", ")} (median shown)`],
   };
 }
 

@@ -1,0 +1,55 @@
+import { deepStrictEqual, equal, throws } from "node:assert/strict";
+import type { RunRecord } from "./measure.ts";
+import { parseWrk } from "./wrk.ts";
+
+const WRK = `Running 3s test @ http://127.0.0.1:43077/
+  2 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.00ms    0.50ms   5.00ms   82.78%
+    Req/Sec     5.00k     1.00k    6.00k    64.00%
+  Latency Distribution
+     50%  1.00ms
+     75%  1.20ms
+     90%  1.50ms
+     99%  3.00ms
+  30000 requests in 3.00s, 1.09MB read
+Requests/sec:  10000.00
+Transfer/sec:    369.14KB
+`;
+import { medianRun } from "./scenarios.ts";
+import { parseOptions } from "./run.ts";
+
+function run(reqPerSec: number | null): RunRecord {
+  const result = reqPerSec === null ? null : {
+    ...parseWrk(WRK),
+    reqPerSec,
+  };
+  return {
+    label: "x",
+    command: "wrk",
+    rawPath: `raw-${reqPerSec}`,
+    result,
+    error: result ? null : "failed",
+    distribution: null,
+    rss: null,
+    notes: ["a note"],
+  };
+}
+
+Deno.test("medianRun() picks the median round and lists every round's req/s", () => {
+  const median = medianRun([run(900), run(1500), run(1200)]);
+  equal(median.rawPath, "raw-1200");
+  deepStrictEqual(median.notes, [
+    "a note",
+    "req/s in rounds 1-3: 900, 1,500, 1,200 (median shown)",
+  ]);
+  equal(medianRun([run(5)]).notes.length, 1, "one round adds no note");
+  equal(medianRun([run(null), run(7), run(8)]).rawPath, "raw-7", "a failed round counts as 0");
+});
+
+Deno.test("parseOptions() reads --rounds and refuses nonsense", () => {
+  equal(parseOptions([])!.rounds, 1);
+  equal(parseOptions(["--rounds=3"])!.rounds, 3);
+  throws(() => parseOptions(["--rounds=0"]), /Invalid --rounds "0"/);
+  throws(() => parseOptions(["--rounds=two"]), /Invalid --rounds/);
+});
