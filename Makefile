@@ -53,7 +53,7 @@ compile: deno
 ## release: archives, SHA256SUMS and the Homebrew formula (make release VERSION=x.y.z)
 release: deno
 	@test -n "$(VERSION)" || (echo "usage: make release VERSION=x.y.z" && exit 2)
-	$(DENO) run --allow-all scripts/build.ts release --version=$(VERSION)
+	$(DENO) run --allow-all scripts/build.ts release --version=$(VERSION) $(if $(PREBUILT),--prebuilt)
 
 deno: $(if $(filter $(LOCAL_DENO),$(DENO)),$(LOCAL_DENO))
 

@@ -1,7 +1,7 @@
 // Builds Strom's single binaries and release archives.
 //
 //   deno run -A scripts/build.ts compile [--target=T ...] [--version=X.Y.Z]
-//   deno run -A scripts/build.ts release --version=X.Y.Z [--base-url=URL]
+//   deno run -A scripts/build.ts release --version=X.Y.Z [--base-url=URL] [--prebuilt]
 //
 // `deno compile` downloads its runtime base (denort) unless DENORT_BIN points
 // at one; on machines without that download the compile step fails with
@@ -97,38 +97,57 @@ async function sha256(path: string): Promise<string> {
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Compiles every target, packs each into an archive, writes SHA256SUMS and the Homebrew formula. */
+/** Compiles every target, then packs them (see `pack`). */
 async function release(version: string, baseUrl: string): Promise<void> {
   await compile(TARGETS, version);
-  const dir = join(ROOT, "dist", "release");
+  await pack(version, baseUrl, {
+    dist: join(ROOT, "dist"),
+    formula: join(ROOT, "packaging/homebrew/strom.rb"),
+  });
+}
+
+/**
+ * Packs the binaries already in `paths.dist` into one archive per target in
+ * `<dist>/release` (the binary, the example config and the README), writes
+ * SHA256SUMS there and renders the Homebrew formula to `paths.formula`.
+ */
+export async function pack(
+  version: string,
+  baseUrl: string,
+  paths: { readonly dist: string; readonly formula: string },
+): Promise<void> {
+  const dir = join(paths.dist, "release");
   await Deno.mkdir(dir, { recursive: true });
   const sums: Record<string, string> = {};
   for (const target of TARGETS) {
     const archive = target.archive(version);
     const binary = target.file.endsWith(".exe") ? "strom.exe" : "strom";
     const stage = await Deno.makeTempDir();
-    await Deno.copyFile(join(ROOT, "dist", target.file), join(stage, binary));
-    await Deno.copyFile(join(ROOT, "config/example.toml"), join(stage, "strom.toml.example"));
-    await Deno.copyFile(join(ROOT, "README.md"), join(stage, "README.md"));
-    await run("tar", [
-      "-czf",
-      join(dir, archive),
-      "-C",
-      stage,
-      binary,
-      "strom.toml.example",
-      "README.md",
-    ]);
-    await Deno.remove(stage, { recursive: true });
+    try {
+      await Deno.copyFile(join(paths.dist, target.file), join(stage, binary));
+      await Deno.chmod(join(stage, binary), 0o755);
+      await Deno.copyFile(join(ROOT, "config/example.toml"), join(stage, "strom.toml.example"));
+      await Deno.copyFile(join(ROOT, "README.md"), join(stage, "README.md"));
+      await run("tar", [
+        "-czf",
+        join(dir, archive),
+        "-C",
+        stage,
+        binary,
+        "strom.toml.example",
+        "README.md",
+      ]);
+    } finally {
+      await Deno.remove(stage, { recursive: true });
+    }
     sums[archive] = await sha256(join(dir, archive));
   }
   await Deno.writeTextFile(
     join(dir, "SHA256SUMS"),
     Object.entries(sums).map(([file, sum]) => `${sum}  ${file}\n`).join(""),
   );
-  const formula = renderFormula({ version, baseUrl, sha256: sums });
-  await Deno.writeTextFile(join(ROOT, "packaging/homebrew/strom.rb"), formula);
-  console.log(`wrote ${dir} and packaging/homebrew/strom.rb`);
+  await Deno.writeTextFile(paths.formula, renderFormula({ version, baseUrl, sha256: sums }));
+  console.log(`wrote ${dir} and ${paths.formula}`);
 }
 
 if (import.meta.main) {
@@ -139,6 +158,7 @@ if (import.meta.main) {
       target: { type: "string", multiple: true },
       version: { type: "string" },
       "base-url": { type: "string" },
+      prebuilt: { type: "boolean", default: false },
     },
   });
   const deno = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json")));
@@ -151,13 +171,18 @@ if (import.meta.main) {
     await compile(targets, version);
   } else if (command === "release") {
     if (!values.version) throw new Error("release needs --version=X.Y.Z");
-    await release(
-      version,
-      values["base-url"] ?? `https://github.com/strom-lb/strom/releases/download/v${version}`,
-    );
+    const baseUrl = values["base-url"] ??
+      `https://github.com/strom-lb/strom/releases/download/v${version}`;
+    // --prebuilt packs the binaries already in dist/ (built elsewhere, e.g. with DENORT_BIN).
+    if (values.prebuilt) {
+      await pack(version, baseUrl, {
+        dist: join(ROOT, "dist"),
+        formula: join(ROOT, "packaging/homebrew/strom.rb"),
+      });
+    } else await release(version, baseUrl);
   } else {
     console.error(
-      "usage: build.ts compile [--target=T] [--version=V] | release --version=V [--base-url=URL]",
+      "usage: build.ts compile [--target=T] [--version=V] | release --version=V [--base-url=URL] [--prebuilt]",
     );
     Deno.exit(2);
   }

@@ -24,12 +24,42 @@ export function requirePrograms(programs: readonly string[], pkg: string): boole
   return false;
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago (bound on port 0, then released). */
+/**
+ * A TCP port on 127.0.0.1 that is free now, for programs that must be told their port before
+ * they start (pebble, slapd, redis-server, an HTTP-01 port). It is taken below the kernel's
+ * ephemeral range, so neither a port-0 listener nor an outgoing connection of a test running
+ * in parallel can take it between this check and the program's bind; a port handed out once
+ * is not handed out again by this process.
+ */
 export function freePort(): number {
+  const [low] = ephemeralRange();
+  const first = 10_000;
+  for (let attempt = 0; attempt < 200 && low - first > 1_000; attempt++) {
+    const port = first + Math.floor(Math.random() * (low - first));
+    if (handedOut.has(port)) continue;
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+    } catch {
+      continue; // in use by something else
+    }
+    handedOut.add(port);
+    return port;
+  }
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;
   listener.close();
   return port;
+}
+
+const handedOut = new Set<number>();
+
+function ephemeralRange(): [number, number] {
+  try {
+    const [low, high] = Deno.readTextFileSync("/proc/sys/net/ipv4/ip_local_port_range")
+      .trim().split(/\s+/).map(Number);
+    if (low > 0 && high >= low) return [low, high];
+  } catch { /* not Linux: fall back to the usual default */ }
+  return [32_768, 60_999];
 }
 
 /** Waits until something accepts TCP connections on 127.0.0.1:port. */

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { renderFormula, TARGETS } from "../../scripts/release.ts";
+import { pack } from "../../scripts/build.ts";
 
 const hasRuby = await new Deno.Command("ruby", {
   args: ["--version"],
@@ -68,4 +69,44 @@ Deno.test({
     assert.match(new TextDecoder().decode(out.stdout), /Syntax OK/);
     await Deno.remove(path);
   },
+});
+
+Deno.test("pack() archives each target's binary with the example config and README, and sums them", async () => {
+  const dist = await Deno.makeTempDir();
+  try {
+    // Stand-ins for compiled binaries (deno compile cannot run everywhere).
+    for (const t of TARGETS) await Deno.writeTextFile(`${dist}/${t.file}`, `binary ${t.file}`);
+    const formula = `${dist}/strom.rb`;
+    await pack("1.2.3", "https://example.invalid/v1.2.3", { dist, formula });
+    const release = `${dist}/release`;
+    const sums = await Deno.readTextFile(`${release}/SHA256SUMS`);
+    const lines = sums.trim().split("\n");
+    assert.equal(lines.length, TARGETS.length);
+    for (const t of TARGETS) {
+      const archive = t.archive("1.2.3");
+      assert.ok(lines.some((l) => l.endsWith(`  ${archive}`)), `${archive} in SHA256SUMS`);
+      const list = await new Deno.Command("tar", {
+        args: ["-tzf", `${release}/${archive}`],
+        stdout: "piped",
+      }).output();
+      const binary = t.file.endsWith(".exe") ? "strom.exe" : "strom";
+      assert.deepEqual(
+        new TextDecoder().decode(list.stdout).trim().split("\n").sort(),
+        ["README.md", binary, "strom.toml.example"],
+      );
+    }
+    // The sums are right: sha256sum checks every archive.
+    const check = await new Deno.Command("sha256sum", { args: ["-c", "SHA256SUMS"], cwd: release })
+      .output();
+    assert.ok(check.success, new TextDecoder().decode(check.stdout));
+    const rendered = await Deno.readTextFile(formula);
+    for (const line of lines) {
+      const [sum, archive] = line.split("  ");
+      // Homebrew installs the macOS and Linux archives; Windows is not in the formula.
+      if (archive.includes("windows")) continue;
+      assert.ok(rendered.includes(`sha256 "${sum}"`), `${archive}'s sum in the formula`);
+    }
+  } finally {
+    await Deno.remove(dist, { recursive: true });
+  }
 });
