@@ -2,6 +2,7 @@
 // admin listener, bound from a config and rebound when a reload changes their
 // address (the new one starts, then the old one drains) or the certificates
 // change (a new HTTPS listener next to the old one, see lib/tls/listener.ts).
+// With workers, each HTTPS (re)bind is passed on so they listen next to it.
 
 import type { Config } from "./config/types.ts";
 import type { Logger } from "./log.ts";
@@ -40,6 +41,8 @@ export interface ListenerDeps {
   readonly admin: Handler;
   /** True when workers serve the HTTP port instead of this isolate. */
   readonly workers: () => boolean;
+  /** HTTPS now listens on `address` (bound port) with the store's certificates; null: stopped. */
+  readonly onHttps?: (address: SocketAddress | null) => void;
 }
 
 /** The listeners this isolate binds. */
@@ -112,6 +115,7 @@ export class Listeners {
       if (old) {
         this.#bound = this.#bound.filter((b) => b !== old);
         old.server.shutdown();
+        this.#deps.onHttps?.(null);
       }
     }
   }
@@ -158,6 +162,7 @@ export class Listeners {
     });
     handler.setPort(this.port("https_address")!);
     this.#certificatesServed = this.#deps.certificates.version;
+    this.#deps.onHttps?.(this.#bound.find((b) => b.role === "https_address")!.address);
   }
 
   #bind(role: Role, address: SocketAddress, start: () => HttpListener): void {

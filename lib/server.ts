@@ -1,5 +1,5 @@
 // Lifecycle: binds the proxy and admin listeners (or starts proxy workers that
-// share the HTTP port), holds the live runtime generation, runs health checks,
+// serve the HTTP port, and the HTTPS port next to this isolate), holds the live runtime generation, runs health checks,
 // reloads the config without dropping a request, and drains on shutdown.
 
 import type { Config } from "./config/types.ts";
@@ -123,12 +123,17 @@ export class Strom {
       challenges: this.challenges,
       admin: createAdminApp(this).fetch,
       workers: () => this.#workers !== null,
+      onHttps: (address) =>
+        this.#workers?.broadcastHttps(
+          address && { address, certificates: this.certificates.snapshot() },
+        ),
     });
   }
 
   /**
    * Validated config in, listening balancer out; health rounds start at once.
-   * With `workers` > 1 the HTTP port is served by that many worker isolates.
+   * With `workers` > 1 the HTTP port is served by that many worker isolates, and
+   * the HTTPS port by them and this isolate.
    * Throws ListenError when a bind fails.
    */
   static async start(config: Config, options: StartOptions): Promise<Strom> {

@@ -15,6 +15,12 @@ interface Entry {
   readonly pair: KeyPair;
 }
 
+/** What a store serves, as plain data (sent to worker isolates). */
+export interface CertificateSnapshot {
+  readonly entries: readonly (readonly [string, LoadedCertificate])[];
+  readonly defaultName: string | null;
+}
+
 /** Certificates by server name; replaced on reload, updated by ACME. */
 export class CertificateStore {
   #entries = new Map<string, Entry>();
@@ -41,6 +47,24 @@ export class CertificateStore {
     }
     this.#entries = next;
     this.#defaultName = options.defaultName;
+  }
+
+  /** A store serving what `snapshot` describes. */
+  static from(snapshot: CertificateSnapshot): CertificateStore {
+    const store = new CertificateStore();
+    for (const [name, certificate] of snapshot.entries) {
+      store.#entries.set(name, entry(name, certificate));
+    }
+    store.#defaultName = snapshot.defaultName;
+    return store;
+  }
+
+  /** What this store serves now, as plain data. */
+  snapshot(): CertificateSnapshot {
+    return {
+      entries: [...this.#entries].map(([name, e]) => [name, e.certificate] as const),
+      defaultName: this.#defaultName,
+    };
   }
 
   /** Sets one name's certificate (obtained or renewed at run time). */

@@ -1,5 +1,6 @@
 // A proxy worker: its own config generation and HTTP listener on the shared
-// port (SO_REUSEPORT). Health comes from the primary; passive health, retry
+// port (SO_REUSEPORT), and an HTTPS listener next to the primary's when
+// certificates are configured. Health comes from the primary; passive health, retry
 // budgets and LeastConnection counts are this worker's own. Log lines go to
 // the primary, which prints them and keeps them for the admin API.
 
@@ -9,7 +10,9 @@ import { parseConfig } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { defaultRuntimeDeps, Runtime, type RuntimeDeps } from "../runtime.ts";
-import { listenProxy } from "../listen.ts";
+import { listenProxy, proxyHandler } from "../listen.ts";
+import { listenHttps } from "../tls/listener.ts";
+import { CertificateStore } from "../tls/store.ts";
 import type { HttpListener } from "../net/http_listener.ts";
 import { TrafficMetrics } from "../metrics/metrics.ts";
 import { HealthMonitor } from "../health/monitor.ts";
@@ -27,6 +30,7 @@ let log: Logger;
 let runtime: Runtime | null = null;
 let accessLog: AccessLog | null = null;
 let server: HttpListener | null = null;
+let https: HttpListener | null = null;
 let monitor: HealthMonitor | null = null;
 let statsTimer: ReturnType<typeof setInterval> | undefined;
 
@@ -58,6 +62,30 @@ async function adopt(config: Config, generation: number): Promise<void> {
   monitor!.watch(next);
   if (old) old.retire(next);
   if (oldLog && oldLog !== accessLog) await oldLog.close();
+}
+
+/**
+ * Listens for HTTPS next to the primary (SO_REUSEPORT) with its certificates; the
+ * previous listener finishes its requests. Keeps the previous one when binding fails.
+ */
+function serveHttps(next: Extract<ToWorker, { type: "https" }>["https"]): void {
+  const old = https;
+  if (next !== null) {
+    const handler = proxyHandler("HTTPS", next.address.port, () => runtime!, {
+      log,
+      observers: { metrics, accessLog: () => accessLog },
+      websockets,
+    });
+    try {
+      https = listenHttps(next.address, CertificateStore.from(next.certificates), handler, {
+        log,
+      });
+    } catch (e) {
+      log.error(`Cannot serve HTTPS on ${next.address.text}: ${String(e)}`);
+      return;
+    }
+  } else https = null;
+  void old?.shutdown();
 }
 
 function same(a: unknown, b: unknown): boolean {
@@ -112,6 +140,10 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       }
       break;
     }
+    case "https": {
+      serveHttps(message.https);
+      break;
+    }
     case "challenge": {
       if (message.keyAuthorization === null) challenges.delete(message.token);
       else challenges.set(message.token, message.keyAuthorization);
@@ -126,7 +158,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       websockets.closeAll();
       monitor?.stop();
       const timer = setTimeout(() => post({ type: "stopped" }), message.graceMs);
-      await server?.shutdown();
+      await Promise.all([server?.shutdown(), https?.shutdown()]);
       clearTimeout(timer);
       runtime?.close();
       await accessLog?.close();

@@ -1,11 +1,13 @@
-// The primary's side of multi-core serving: N workers share the HTTP port;
-// the primary probes health once and tells every worker, and sums their
-// counters for the admin API.
+// The primary's side of multi-core serving: N workers share the HTTP port
+// (and the HTTPS port, with the primary); the primary probes health once and
+// tells every worker, and sums their counters for the admin API.
 
 import type { Level, Logger } from "../log.ts";
 import type { Runtime } from "../runtime.ts";
 import type { HealthState } from "../health/state.ts";
 import type { Counters, FromWorker, ToWorker } from "./protocol.ts";
+import type { SocketAddress } from "../net/address.ts";
+import type { CertificateSnapshot } from "../tls/store.ts";
 
 /** Where the config came from, so workers can build the same generation. */
 export interface ConfigSource {
@@ -18,6 +20,8 @@ export interface ConfigSource {
 export class WorkerGroup {
   readonly #workers: Worker[] = [];
   readonly #counters: Counters[] = [];
+  /** Per backend of the primary's runtime: the workers' sums last added to its counters. */
+  readonly #written = new WeakMap<object, readonly [number, number, number]>();
   readonly #runtime: () => Runtime;
   #port = 0;
   #asked = 0;
@@ -142,6 +146,14 @@ export class WorkerGroup {
     for (const worker of this.#workers) worker.postMessage(message);
   }
 
+  /** Tells every worker to serve HTTPS on the primary's port with these certificates (null: stop). */
+  broadcastHttps(
+    https: { readonly address: SocketAddress; readonly certificates: CertificateSnapshot } | null,
+  ): void {
+    const message: ToWorker = { type: "https", https };
+    for (const worker of this.#workers) worker.postMessage(message);
+  }
+
   /** Tells every worker about a backend's new health state. */
   broadcastHealth(pool: number, backend: number, state: HealthState): void {
     const message: ToWorker = { type: "health", pool, backend, state };
@@ -166,7 +178,7 @@ export class WorkerGroup {
 
   #collect(index: number, counters: Counters): void {
     this.#counters[index] = counters;
-    // The primary's runtime shows the sum over workers.
+    // The primary's runtime shows the sum over workers and itself.
     const runtime = this.#runtime();
     runtime.pools.forEach((pool, p) => {
       pool.backends.forEach((backend, b) => {
@@ -178,9 +190,12 @@ export class WorkerGroup {
           failures += row[b * 3 + 1] ?? 0;
           inFlight += row[b * 3 + 2] ?? 0;
         }
-        backend.requests = requests;
-        backend.failures = failures;
-        backend.inFlight = inFlight;
+        // The primary's own traffic (HTTPS) counts too: add the change of the workers' sums.
+        const last = this.#written.get(backend) ?? [0, 0, 0];
+        backend.requests += requests - last[0];
+        backend.failures += failures - last[1];
+        backend.inFlight += inFlight - last[2];
+        this.#written.set(backend, [requests, failures, inFlight]);
       });
     });
   }

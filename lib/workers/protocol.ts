@@ -2,6 +2,8 @@
 
 import type { HealthState } from "../health/state.ts";
 import type { Level } from "../log.ts";
+import type { SocketAddress } from "../net/address.ts";
+import type { CertificateSnapshot } from "../tls/store.ts";
 
 /** Primary → worker. */
 export type ToWorker =
@@ -28,6 +30,13 @@ export type ToWorker =
   }
   | { readonly type: "metrics"; readonly id: number }
   | { readonly type: "challenge"; readonly token: string; readonly keyAuthorization: string | null }
+  | {
+    /** Serve HTTPS on `address` (the primary's bound port) with these certificates; null: stop. */
+    readonly type: "https";
+    readonly https:
+      | { readonly address: SocketAddress; readonly certificates: CertificateSnapshot }
+      | null;
+  }
   | { readonly type: "shutdown"; readonly graceMs: number };
 
 /** Per backend of each pool: requests, failures, in-flight. */

@@ -1,9 +1,12 @@
 // `workers = N`: several isolates share the HTTP port; health is probed once
-// and reaches every worker; the admin API sums their counters.
+// and reaches every worker; the admin API sums their counters; HTTPS is served
+// by the workers and the primary, with the same certificates.
 
 import assert from "node:assert/strict";
 import { get, poolToml, startBackend, startStrom, waitFor } from "../_helpers/servers.ts";
 import { createLogger } from "../../lib/log.ts";
+import { X509Certificate } from "node:crypto";
+import { createCa, hasCurl, hasOpenssl, presentedCertificate } from "../_helpers/certs.ts";
 
 Deno.test("two workers share the port, every backend serves, and counters add up", async () => {
   await using a = startBackend();
@@ -127,4 +130,65 @@ Deno.test("worker log lines reach the primary's log, with the worker named", asy
     );
   }
   assert.equal((await get(`${lb.url}/`)).status, 200);
+});
+
+Deno.test({
+  name: "with workers, HTTPS is served by every isolate and new certificates reach them all",
+  ignore: !hasOpenssl || !hasCurl,
+  async fn() {
+    await using ca = await createCa();
+    const first = await ca.issue("first", ["a.test"]);
+    const second = await ca.issue("second", ["a.test"]);
+    await using backend = startBackend(() => new Response("ok"));
+    const lines: string[] = [];
+    const log = createLogger("info", { sink: (r) => lines.push(r.message) });
+    const toml = (c: { cert: string; key: string }) =>
+      `workers = 2\nhttps_address = "127.0.0.1:0"\n` +
+      poolToml([backend.address], { schemes: '["HTTP", "HTTPS"]' }) +
+      `[certificates."a.test"]\ntype = "Local"\ncertificate_path = "${c.cert}"\n` +
+      `private_key_path = "${c.key}"\n`;
+    await using lb = await startStrom(toml(first), { log });
+    const port = lb.strom.port("https_address")!;
+    const httpsListening = (id: number) =>
+      lines.some((l) =>
+        l.startsWith(`worker ${id}: Started listening on `) &&
+        l.includes(`(https_address, port ${port})`)
+      );
+    await waitFor(() => httpsListening(1) && httpsListening(2), "both workers to serve HTTPS");
+
+    // Each curl is a new connection; the kernel spreads them over the three listeners.
+    const curl = async () => {
+      const out = await new Deno.Command("curl", {
+        args: [
+          "-sS",
+          "--cacert",
+          ca.caPath,
+          "--resolve",
+          `a.test:${port}:127.0.0.1`,
+          `https://a.test:${port}/`,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      return new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    };
+    for (let i = 0; i < 30; i++) assert.equal(await curl(), "ok");
+    // The primary's own HTTPS requests and the workers' add up in the admin API.
+    await waitFor(async () => {
+      const pools = await (await fetch(`${lb.adminUrl}/api/pools`)).json();
+      return pools[0].backends[0].requests === 30;
+    }, "the admin API to count the 30 HTTPS requests");
+
+    // A reload with a new certificate: every isolate presents it to new handshakes.
+    const serial = (pem: string) => new X509Certificate(pem).serialNumber;
+    const expected = serial(await Deno.readTextFile(second.cert));
+    assert.notEqual(expected, serial(await Deno.readTextFile(first.cert)));
+    lines.length = 0;
+    assert.ok((await lb.strom.reload(toml(second))).ok);
+    await waitFor(() => httpsListening(1) && httpsListening(2), "both workers to rebind HTTPS");
+    for (let i = 0; i < 20; i++) {
+      assert.equal((await presentedCertificate(port, "a.test"))?.serialNumber, expected);
+    }
+    assert.equal(await curl(), "ok");
+  },
 });
