@@ -27,6 +27,12 @@ const HEALTH: HealthConfig = {
 };
 
 /** A backend whose health endpoint answers `status` (changeable) and counts live requests. */
+/**
+ * Probes of /health that a busy machine cannot turn Slow or time out: for tests
+ * about thresholds and ejection, not about timing.
+ */
+const PATIENT = `path = "/health"\nslow_threshold = 10000\ntimeout = 10000`;
+
 function switchable() {
   const state = { status: 200, live: 0, delayMs: 0 };
   const backend = startBackend(async (req) => {
@@ -100,7 +106,7 @@ Deno.test("a backend failing its probes leaves after unhealthy_after rounds and 
   const b = switchable();
   const log = captureLog();
   await using lb = await startStrom(
-    poolToml([a.address, b.address], { extra: `[backend_pools.health_config]\npath = "/health"` }),
+    poolToml([a.address, b.address], { extra: `[backend_pools.health_config]\n${PATIENT}` }),
     { log: createLogger("info", { sink: log.sink }) },
   );
   const spread = async () => {
@@ -149,7 +155,7 @@ Deno.test("all backends down gives 503 at once; recovery is picked up by the nex
   const a = switchable();
   const b = switchable();
   await using lb = await startStrom(poolToml([a.address, b.address], {
-    extra: `[backend_pools.health_config]\npath = "/health"\nhealthy_after = 1`,
+    extra: `[backend_pools.health_config]\n${PATIENT}\nhealthy_after = 1`,
   }));
   a.state.status = b.state.status = 500;
   await lb.strom.health.checkAll();
@@ -193,7 +199,7 @@ Deno.test("an ejected backend is probed back after its cooldown (injected clock)
   await using lb = await startStrom(
     poolToml([deadAddress, a.address, a.address], {
       extra: `retries = 0
-[backend_pools.health_config]\npath = "/health"
+[backend_pools.health_config]\n${PATIENT}
 [backend_pools.outlier_detection]\nconsecutive_failures = 2\nbase_ejection_time = "10s"`,
     }),
     {

@@ -51,7 +51,9 @@ Deno.test("health found by the primary reaches every worker", async () => {
   await using lb = await startStrom(
     `workers = 2\n` +
       poolToml([sick.address, ok.address], {
-        extra: `[backend_pools.health_config]\npath = "/health"`,
+        // Generous limits: a busy machine must not make a probe Slow or time out.
+        extra:
+          `[backend_pools.health_config]\npath = "/health"\nslow_threshold = 10000\ntimeout = 10000`,
       }),
   );
   failing = true;
