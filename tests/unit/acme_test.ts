@@ -206,13 +206,14 @@ Deno.test({
     await second.renewal("a.test")!.settled();
     assert.equal(t.fake.requests.length, 1, "no new order");
 
-    // A persisted certificate inside the renewal window is served and renewed at once.
-    second.reconfigure([acmeConfig("a.test", t.dir, 10)]);
+    // A persisted certificate inside the renewal window is served and renewed at once (the
+    // window, 11 days, is longer than the certificate's 10: due whatever second it was issued).
+    second.reconfigure([acmeConfig("a.test", t.dir, 11)]);
     assert.equal(store.get("a.test")?.certPem, obtained.certPem);
     await second.renewal("a.test")!.settled();
     assert.equal(t.fake.requests.length, 2);
 
-    second.reconfigure([acmeConfig("a.test", t.dir, 10), acmeConfig("b.test", t.dir)]);
+    second.reconfigure([acmeConfig("a.test", t.dir, 11), acmeConfig("b.test", t.dir)]);
     await second.renewal("b.test")!.settled();
     assert.equal(t.fake.requests.length, 3, "only the new name orders");
     second.reconfigure([]);
