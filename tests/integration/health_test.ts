@@ -162,7 +162,7 @@ Deno.test("all backends down gives 503 at once; recovery is picked up by the nex
   const started = Date.now();
   const down = await get(`${lb.url}/`);
   assert.deepEqual([down.status, down.text], [503, "503 - Service Unavailable"]);
-  assert.ok(Date.now() - started < 1000);
+  assert.ok(Date.now() - started < 3000, "at once: no connect or request timeout is waited for");
   b.state.status = 200;
   await lb.strom.health.checkAll();
   assert.equal((await get(`${lb.url}/`)).text, `backend ${b.port}`);
