@@ -10,6 +10,14 @@ import { random } from "./random.ts";
 import { ipHash } from "./ip_hash.ts";
 import { leastConnection } from "./least_connection.ts";
 import { stickyCookie } from "./sticky_cookie.ts";
+import { weightedRoundRobin } from "./weighted_round_robin.ts";
+import { powerOfTwoChoices } from "./power_of_two.ts";
+
+/** What a strategy's options may be checked against. */
+export interface StrategyParseContext {
+  /** The pool's addresses as written, when they are valid. */
+  readonly addresses?: readonly string[];
+}
 
 /** One strategy: option validation at config time, construction at runtime. */
 export interface StrategyFactory {
@@ -18,6 +26,7 @@ export interface StrategyFactory {
   parse(
     reader: TableReader,
     parseInner: (value: unknown, path: string) => StrategyConfig | undefined,
+    context: StrategyParseContext,
   ): Record<string, unknown>;
   /** Builds a fresh strategy instance (its state lives for one config generation). */
   create(
@@ -33,6 +42,8 @@ const FACTORIES: readonly StrategyFactory[] = [
   ipHash,
   leastConnection,
   stickyCookie,
+  weightedRoundRobin,
+  powerOfTwoChoices,
 ];
 
 const BY_NAME = new Map(FACTORIES.map((f) => [f.name, f]));
@@ -48,6 +59,7 @@ export function parseStrategy(
   value: unknown,
   path: string,
   problems: Problem[],
+  context: StrategyParseContext = {},
 ): StrategyConfig | undefined {
   let name: string;
   let options: unknown = {};
@@ -85,7 +97,7 @@ export function parseStrategy(
   const reader = TableReader.of(options, optionsPath, problems);
   if (!reader) return undefined;
   const before = problems.length;
-  const parsed = factory.parse(reader, (v, p) => parseStrategy(v, p, problems));
+  const parsed = factory.parse(reader, (v, p) => parseStrategy(v, p, problems, context), context);
   reader.finish();
   if (problems.length > before) return undefined;
   return Object.freeze({ name, options: Object.freeze(parsed) });

@@ -4,6 +4,11 @@ import type { Config, StrategyConfig } from "./types.ts";
 
 /** Describes a strategy with its nesting, e.g. `StickyCookie(cookie "lb", inner RoundRobin)`. */
 function describeStrategy(s: StrategyConfig): string {
+  if (s.name === "WeightedRoundRobin") {
+    const weights = Object.entries(s.options.weights as Record<string, number>);
+    if (weights.length === 0) return s.name;
+    return `WeightedRoundRobin(${weights.map(([a, w]) => `${a} = ${w}`).join(", ")})`;
+  }
   if (s.name !== "StickyCookie") return s.name;
   const inner = describeStrategy(s.options.inner as StrategyConfig);
   return `StickyCookie(cookie "${s.options.cookieName}", inner ${inner})`;

@@ -243,7 +243,9 @@ function readPool(
   const strategyValue = r.raw("strategy", true);
   const strategy = strategyValue === undefined
     ? undefined
-    : parseStrategy(strategyValue, r.at("strategy"), r.problems);
+    : parseStrategy(strategyValue, r.at("strategy"), r.problems, {
+      addresses: addresses?.map((a) => a.id),
+    });
   const health = readHealth(r.subtable("health_config"));
   const client = readClient(r.subtable("client"), baseDir);
   const transport = readTransport(r, addresses);

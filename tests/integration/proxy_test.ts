@@ -24,6 +24,28 @@ Deno.test("RoundRobin spreads requests exactly evenly over three backends", asyn
   assert.deepEqual([...counts.values()], [100, 100, 100]);
 });
 
+Deno.test("WeightedRoundRobin sends each backend its weight's share, and backups only at need", async () => {
+  const a = startBackend(() => new Response("a"));
+  const b = startBackend(() => new Response("b"));
+  await using spare = startBackend(() => new Response("spare"));
+  const weights = `{ "${a.address}" = 3, "${spare.address}" = 0 }`;
+  await using lb = await startStrom(
+    poolToml([a.address, b.address, spare.address], {
+      strategy: `{ WeightedRoundRobin = { weights = ${weights} } }`,
+    }),
+  );
+  const texts = [];
+  for (let i = 0; i < 40; i++) texts.push((await get(`${lb.url}/`)).text);
+  assert.deepEqual(texts.slice(0, 4), ["a", "a", "b", "a"]);
+  assert.equal(texts.filter((t) => t === "a").length, 30);
+  assert.equal(texts.filter((t) => t === "b").length, 10);
+  // a and b die; once health checks took them out, the backup serves.
+  await a.close();
+  await b.close();
+  for (let i = 0; i < 3; i++) await lb.strom.health.checkAll();
+  for (let i = 0; i < 5; i++) assert.equal((await get(`${lb.url}/`)).text, "spare");
+});
+
 Deno.test("the first pool in file order whose matcher matches wins; none gives 404", async () => {
   await using api = startBackend(() => new Response("api"));
   await using web = startBackend(() => new Response("web"));

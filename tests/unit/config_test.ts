@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { loadConfigFile, parseConfig } from "../../lib/config/load.ts";
 import { ConfigError } from "../../lib/config/errors.ts";
+import { summarizeConfig } from "../../lib/config/summary.ts";
 
 const origin = { source: "strom.toml", baseDir: "/etc/strom" };
 const POOL = `
@@ -213,10 +214,38 @@ request_timeout = "soon"
     'backend_pools[0].health_check: unknown key (did you mean "health_config"?)',
     "backend_pools[1].strategy.StickyCookie.secure: missing required key",
     'backend_pools[1].strategy.StickyCookie.same_site: invalid value "lax" (expected "Strict", "Lax" or "None")',
-    'backend_pools[1].strategy.StickyCookie.inner: unknown strategy "Nope" (expected one of "RoundRobin", "Random", "IPHash", "LeastConnection", "StickyCookie")',
+    'backend_pools[1].strategy.StickyCookie.inner: unknown strategy "Nope" (expected one of "RoundRobin", "Random", "IPHash", "LeastConnection", "StickyCookie", "WeightedRoundRobin", "PowerOfTwoChoices")',
     'backend_pools[1].request_timeout: expected a duration such as 30, "30s", "500ms" or { secs = 30, nanos = 0 }, found a string ("soon")',
     'admin_adress: unknown key (did you mean "admin_address"?)',
   ]);
+});
+
+Deno.test("parseConfig() checks WeightedRoundRobin's weights against the pool's addresses", () => {
+  const pool = (strategy: string) =>
+    `http_address = "127.0.0.1:80"
+[[backend_pools]]
+matcher = "PathPrefix('/')"
+addresses = ["10.0.0.1:80", "10.0.0.2:80"]
+schemes = ["HTTP"]
+strategy = ${strategy}
+`;
+  const ok = parseConfig(
+    pool(`{ WeightedRoundRobin = { weights = { "10.0.0.1:80" = 4, "10.0.0.2:80" = 0 } } }`),
+    origin,
+  );
+  assert.deepEqual(ok.pools[0].strategy.options, {
+    weights: { "10.0.0.1:80": 4, "10.0.0.2:80": 0 },
+  });
+  assert.match(
+    summarizeConfig(ok),
+    /strategy WeightedRoundRobin\(10\.0\.0\.1:80 = 4, 10\.0\.0\.2:80 = 0\)/,
+  );
+  assert.deepEqual(
+    problemsOf(pool(`{ WeightedRoundRobin = { weights = { "10.0.0.3:80" = 2 } } }`)),
+    [
+      'backend_pools[0].strategy.WeightedRoundRobin.weights."10.0.0.3:80": not one of the pool\'s addresses',
+    ],
+  );
 });
 
 Deno.test("parseConfig() validates middleware options and never drops a middleware silently", () => {

@@ -49,6 +49,8 @@ const ALL: Record<string, unknown> = {
   IPHash: "IPHash",
   LeastConnection: "LeastConnection",
   StickyCookie: STICKY,
+  WeightedRoundRobin: { WeightedRoundRobin: { weights: { "10.0.0.1:80": 2 } } },
+  PowerOfTwoChoices: "PowerOfTwoChoices",
 };
 
 Deno.test("every registered strategy has a contract case", () => {
@@ -207,6 +209,76 @@ Deno.test("findCookie() parses cookie headers per RFC 6265", () => {
   assert.equal(findCookie("lb", "lb"), null);
   assert.equal(findCookie("", "lb"), null);
   assert.equal(findCookie(";;;=;lb=4", "lb"), "4");
+});
+
+Deno.test("weightedRoundRobin() gives each backend its share, interleaved", () => {
+  const s = make({ WeightedRoundRobin: { weights: { "10.0.0.1:80": 3 } } });
+  const [a, b] = candidates(2);
+  const picks = Array.from({ length: 8 }, () => s.pick([a, b], context()).id);
+  assert.deepEqual(picks, [a.id, a.id, b.id, a.id, a.id, a.id, b.id, a.id]);
+  // Over a long run with three backends (5:2:1), the shares are exact.
+  const three = candidates(3);
+  const weighted = make({
+    WeightedRoundRobin: { weights: { "10.0.0.1:80": 5, "10.0.0.2:80": 2 } },
+  });
+  const counts = new Map<string, number>();
+  for (let i = 0; i < 800; i++) {
+    const c = weighted.pick(three, context());
+    counts.set(c.id, (counts.get(c.id) ?? 0) + 1);
+  }
+  assert.deepEqual([...counts.values()], [500, 200, 100]);
+});
+
+Deno.test("weightedRoundRobin() keeps shares among the candidates that are left", () => {
+  const s = make({ WeightedRoundRobin: { weights: { "10.0.0.2:80": 2, "10.0.0.3:80": 1 } } });
+  const [, b, c] = candidates(3);
+  const counts = { b: 0, c: 0 };
+  for (let i = 0; i < 300; i++) s.pick([b, c], context()) === b ? counts.b++ : counts.c++;
+  assert.deepEqual(counts, { b: 200, c: 100 });
+});
+
+Deno.test("weightedRoundRobin() sends to weight-0 backups only when nothing else is left", () => {
+  const s = make({
+    WeightedRoundRobin: { weights: { "10.0.0.2:80": 0, "10.0.0.3:80": 0 } },
+  });
+  const [a, b, c] = candidates(3);
+  for (let i = 0; i < 20; i++) assert.equal(s.pick([a, b, c], context()), a);
+  const backups = new Set(Array.from({ length: 10 }, () => s.pick([b, c], context()).id));
+  assert.deepEqual([...backups].sort(), [b.id, c.id], "the backups take turns");
+});
+
+Deno.test("powerOfTwoChoices() takes the less loaded of two different random candidates", () => {
+  const all = candidates(4);
+  all[0].inFlight = 9;
+  all[1].inFlight = 3;
+  const s = make("PowerOfTwoChoices", seeded(7));
+  const counts = new Map<string, number>();
+  for (let i = 0; i < 4000; i++) {
+    const c = s.pick(all, context());
+    counts.set(c.id, (counts.get(c.id) ?? 0) + 1);
+  }
+  assert.equal(counts.get(all[0].id), undefined, "the busiest is never chosen over another");
+  // The two idle ones win every pair they are in; the one with 3 only its pair with the busiest.
+  assert.ok(counts.get(all[1].id)! > 400 && counts.get(all[1].id)! < 1000);
+  assert.ok(counts.get(all[2].id)! > 1200 && counts.get(all[3].id)! > 1200);
+  // Two candidates with equal load: both are used.
+  const pair = candidates(2);
+  const seen = new Set(Array.from({ length: 50 }, () => s.pick(pair, context()).id));
+  assert.equal(seen.size, 2);
+});
+
+Deno.test("WeightedRoundRobin's weights must name the pool's addresses, from 0 to 1000", () => {
+  const problems: { path: string; message: string }[] = [];
+  const value = {
+    WeightedRoundRobin: { weights: { "10.0.0.1:80": 1001, "10.0.0.9:80": 1, "10.0.0.2:80": 1.5 } },
+  };
+  const addresses = ["10.0.0.1:80", "10.0.0.2:80"];
+  assert.equal(parseStrategy(value, "strategy", problems, { addresses }), undefined);
+  assert.deepEqual(problems.map((p) => `${p.path}: ${p.message}`), [
+    'strategy.WeightedRoundRobin.weights."10.0.0.1:80": expected an integer from 0 to 1000, found 1001',
+    'strategy.WeightedRoundRobin.weights."10.0.0.9:80": not one of the pool\'s addresses',
+    'strategy.WeightedRoundRobin.weights."10.0.0.2:80": expected an integer, found a float (1.5)',
+  ]);
 });
 
 Deno.test("parseStrategy() rejects malformed strategy values", () => {
