@@ -46,6 +46,14 @@ Deno.test("WeightedRoundRobin sends each backend its weight's share, and backups
   for (let i = 0; i < 5; i++) assert.equal((await get(`${lb.url}/`)).text, "spare");
 });
 
+Deno.test("a backend given by host name is resolved, probed and reached", async () => {
+  await using a = startBackend(() => new Response("by name"));
+  await using lb = await startStrom(poolToml([`localhost:${a.port}`]));
+  await lb.strom.health.checkAll();
+  assert.equal(lb.strom.runtime.pools[0].backends[0].health.status, "Healthy");
+  assert.equal((await get(`${lb.url}/`)).text, "by name");
+});
+
 Deno.test("the first pool in file order whose matcher matches wins; none gives 404", async () => {
   await using api = startBackend(() => new Response("api"));
   await using web = startBackend(() => new Response("web"));
