@@ -24,6 +24,11 @@ export interface MiddlewareContext {
   readonly query: string;
   /** Name of the pool handling it. */
   readonly pool: string;
+  /**
+   * Path and query sent upstream: `path`, then `?query` when there is one.
+   * Middlewares may rewrite it (StripPrefix); matching already happened.
+   */
+  target: string;
   /** Fields sent upstream (lower-case names); middlewares may edit the list. */
   fields: Fields;
   /** Body sent upstream; middlewares may wrap it (e.g. to count bytes). */

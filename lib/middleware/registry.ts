@@ -12,6 +12,7 @@ import { authentication } from "./authentication.ts";
 import { customErrorPages } from "./custom_error_pages.ts";
 import { headers } from "./headers.ts";
 import { basicAuth } from "./basic_auth.ts";
+import { stripPrefix } from "./strip_prefix.ts";
 
 /** Every middleware a config may name: RustStrom's six, then Strom's own. */
 export const MIDDLEWARES: readonly MiddlewareSpec[] = [
@@ -23,6 +24,7 @@ export const MIDDLEWARES: readonly MiddlewareSpec[] = [
   customErrorPages,
   headers,
   basicAuth,
+  stripPrefix,
 ] as MiddlewareSpec[];
 
 const BY_NAME = new Map(MIDDLEWARES.map((s) => [s.name, s]));

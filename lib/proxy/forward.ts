@@ -88,6 +88,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       path: target.path,
       query: target.query,
       pool: pool.config.name,
+      target: target.target,
       fields: forwardedFields(request.headers, client, { ...options.arrival, host: target.host }),
       // Deno gives some body-less requests (OPTIONS) an empty body stream; only
       // a request that announces a body has one, so none is invented upstream.
@@ -100,7 +101,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
     const terminal = isWebSocketUpgrade(request)
       ? () =>
         relayWebSocket(pool, request, {
-          target: target.target,
+          target: middleware.target,
           fields: middleware.fields,
           pick: context,
           tracker,
@@ -208,7 +209,6 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
         fields,
         body,
         deadline,
-        target,
         exchange,
       });
       if (outcome instanceof Response) return outcome;
@@ -260,11 +260,10 @@ async function attemptOnce(
   pool: Pool,
   backend: Backend,
   request: Request,
-  { fields, body, deadline, target, exchange }: {
+  { fields, body, deadline, exchange }: {
     fields: Fields;
     body: Body;
     deadline: RequestDeadline;
-    target: Target;
     exchange: Exchange;
   },
 ): Promise<Response | AttemptFailure> {
@@ -289,7 +288,7 @@ async function attemptOnce(
   try {
     const response = await pool.transport.send(backend.address, {
       method: request.method,
-      target: target.target,
+      target: exchange.middleware.target,
       fields,
       body,
       signal: deadline.controller.signal,

@@ -34,6 +34,7 @@ export function fakeContext(
     path: parsed.pathname,
     query: parsed.search.slice(1),
     pool: init.pool ?? "pool-0",
+    target: parsed.pathname + parsed.search,
     fields,
     body: request.body,
   };

@@ -232,3 +232,20 @@ on_store_error = "deny"
     assert.deepEqual(Object.fromEntries(counts), { 200: 100, 429: 50 });
   },
 });
+
+Deno.test("StripPrefix: the backend gets the path without the prefix, the prefix in a header", async () => {
+  const seen: string[] = [];
+  await using backend = startBackend((req) => {
+    const url = new URL(req.url);
+    seen.push(`${url.pathname}${url.search} ${req.headers.get("x-forwarded-prefix")}`);
+    return new Response("ok");
+  });
+  await using lb = await startStrom(
+    poolToml([backend.address], { matcher: "PathPrefix('/api')" }) +
+      `[backend_pools.middlewares.StripPrefix]\nprefixes = ["/api"]\n`,
+  );
+  assert.equal((await get(`${lb.url}/api/users?id=7`)).status, 200);
+  assert.equal((await get(`${lb.url}/api`)).status, 200);
+  assert.equal((await get(`${lb.url}/apis`)).status, 200);
+  assert.deepEqual(seen, ["/users?id=7 /api", "/ /api", "/apis null"]);
+});

@@ -62,6 +62,19 @@ Deno.test("a WebSocket echoes text and binary (1 MiB too), agrees on a subprotoc
   assert.equal(lb.strom.websockets.count, 0);
 });
 
+Deno.test("a WebSocket upgrade goes upstream with the path StripPrefix left", async () => {
+  await using backend = startWsBackend();
+  await using lb = await startStrom(
+    poolToml([backend.address]) + `[backend_pools.middlewares.StripPrefix]\nprefixes = ["/ws"]\n`,
+  );
+  const client = await TestClient.open(wsUrl(lb, "/ws/chat?room=1"));
+  assert.equal(await client.echo("hi"), "hi");
+  const url = new URL(backend.requests[0].url);
+  assert.equal(url.pathname + url.search, "/chat?room=1");
+  assert.equal(backend.upgrades[0].get("x-forwarded-prefix"), "/ws");
+  await client.close(1000, "done");
+});
+
 Deno.test("close codes and reasons cross Strom both ways", async () => {
   await using backend = startWsBackend();
   await using lb = await startStrom(poolToml([backend.address]));

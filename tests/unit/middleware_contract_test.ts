@@ -22,7 +22,7 @@ for (const { name } of MIDDLEWARES) {
   });
 }
 
-Deno.test("the registry lists RustStrom's six middlewares and Strom's two, each once", () => {
+Deno.test("the registry lists RustStrom's six middlewares and Strom's own, each once", () => {
   assert.deepEqual(MIDDLEWARES.map((m) => m.name), [
     "HttpsRedirector",
     "RateLimiter",
@@ -32,6 +32,7 @@ Deno.test("the registry lists RustStrom's six middlewares and Strom's two, each 
     "CustomErrorPages",
     "Headers",
     "BasicAuth",
+    "StripPrefix",
   ]);
   assert.equal(
     findMiddleware("Ratelimiter"),

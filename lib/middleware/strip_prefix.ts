@@ -1,0 +1,62 @@
+// StripPrefix (Strom's own): removes a path prefix before the request goes
+// upstream, so a pool matched by `PathPrefix('/api')` can reach a backend
+// that serves from `/`.
+//
+//   [backend_pools.middlewares.StripPrefix]
+//   prefixes = ["/api", "/v1"]
+//
+// A prefix matches whole segments: "/api" strips "/api" and "/api/users" (to
+// "/" and "/users") but leaves "/apis" alone. The longest matching prefix wins.
+// The stripped prefix goes upstream as `X-Forwarded-Prefix` (replacing any the
+// client sent), so the backend can build links; the query is kept.
+
+import type { MiddlewareSpec } from "./middleware.ts";
+
+/** Validated options: prefixes without a trailing slash, longest first. */
+export type StripPrefixOptions = { readonly prefixes: readonly string[] };
+
+/** Visible ASCII without "?" and "#", starting with "/". */
+const PREFIX = /^\/[\x21-\x22\x24-\x3e\x40-\x7e]*$/;
+
+/** The strip-prefix middleware's spec. */
+export const stripPrefix: MiddlewareSpec<StripPrefixOptions> = {
+  name: "StripPrefix",
+  parse(r) {
+    const list = r.array("prefixes", true);
+    if (list === null) return { prefixes: [] };
+    const prefixes: string[] = [];
+    list.forEach((value, i) => {
+      const path = `${r.at("prefixes")}[${i}]`;
+      const prefix = typeof value === "string" ? value.replace(/\/+$/, "") : null;
+      if (prefix === null || typeof value !== "string" || !PREFIX.test(value)) {
+        r.problems.push({
+          path,
+          message: `invalid prefix ${
+            JSON.stringify(value)
+          }: expected a path such as "/api" (visible ASCII, no "?" or "#")`,
+        });
+      } else if (prefix === "") {
+        r.problems.push({ path, message: `the prefix "/" would strip nothing` });
+      } else prefixes.push(prefix);
+    });
+    if (list.length === 0) r.problem("prefixes", "expected at least one prefix");
+    return { prefixes: [...new Set(prefixes)].sort((a, b) => b.length - a.length) };
+  },
+  create(options) {
+    return async (context, next) => {
+      const target = context.target;
+      const queryAt = target.indexOf("?");
+      const path = queryAt < 0 ? target : target.slice(0, queryAt);
+      for (const prefix of options.prefixes) {
+        if (!path.startsWith(prefix)) continue;
+        if (path.length !== prefix.length && path.charCodeAt(prefix.length) !== 0x2f) continue;
+        const rest = path.slice(prefix.length) || "/";
+        context.target = queryAt < 0 ? rest : rest + target.slice(queryAt);
+        context.fields = context.fields.filter(([name]) => name !== "x-forwarded-prefix");
+        context.fields.push(["x-forwarded-prefix", prefix]);
+        break;
+      }
+      return await next();
+    };
+  },
+};

@@ -1,0 +1,58 @@
+import assert from "node:assert/strict";
+import { stripPrefix } from "../../lib/middleware/strip_prefix.ts";
+import { TableReader } from "../../lib/config/fields.ts";
+import type { Problem } from "../../lib/config/errors.ts";
+import { build, fakeContext, field, run } from "../_helpers/middleware.ts";
+
+async function upstream(prefixes: string[], url: string, headers: Record<string, string> = {}) {
+  const mw = await build(stripPrefix, { prefixes });
+  const context = fakeContext(url, { headers });
+  await (await run(mw, context)).body?.cancel();
+  return { target: context.target, prefix: field(context, "x-forwarded-prefix") };
+}
+
+Deno.test("stripPrefix() removes whole leading segments and keeps the query", async () => {
+  assert.deepEqual(await upstream(["/api"], "http://a.com/api/users?id=7"), {
+    target: "/users?id=7",
+    prefix: "/api",
+  });
+  assert.deepEqual(await upstream(["/api"], "http://a.com/api"), { target: "/", prefix: "/api" });
+  assert.deepEqual(await upstream(["/api/"], "http://a.com/api/?q"), {
+    target: "/?q",
+    prefix: "/api",
+  });
+  assert.deepEqual(await upstream(["/api"], "http://a.com/apis/x"), {
+    target: "/apis/x",
+    prefix: null,
+  });
+  assert.deepEqual(await upstream(["/api"], "http://a.com/other"), {
+    target: "/other",
+    prefix: null,
+  });
+});
+
+Deno.test("stripPrefix() takes the longest matching prefix and replaces a client's X-Forwarded-Prefix", async () => {
+  assert.deepEqual(
+    await upstream(["/a", "/a/b"], "http://a.com/a/b/c", { "x-forwarded-prefix": "/evil" }),
+    { target: "/c", prefix: "/a/b" },
+  );
+});
+
+Deno.test("stripPrefix() options: at least one prefix, each a path that strips something", () => {
+  const problems = (table: Record<string, unknown>) => {
+    const found: Problem[] = [];
+    const reader = new TableReader(table, "StripPrefix", found);
+    stripPrefix.parse(reader, { baseDir: Deno.cwd() });
+    reader.finish();
+    return found.map((p) => `${p.path}: ${p.message}`);
+  };
+  assert.deepEqual(problems({ prefixes: [] }), [
+    "StripPrefix.prefixes: expected at least one prefix",
+  ]);
+  assert.deepEqual(problems({ prefixes: ["api", "/", "/a?b", 3] }), [
+    'StripPrefix.prefixes[0]: invalid prefix "api": expected a path such as "/api" (visible ASCII, no "?" or "#")',
+    'StripPrefix.prefixes[1]: the prefix "/" would strip nothing',
+    'StripPrefix.prefixes[2]: invalid prefix "/a?b": expected a path such as "/api" (visible ASCII, no "?" or "#")',
+    'StripPrefix.prefixes[3]: invalid prefix 3: expected a path such as "/api" (visible ASCII, no "?" or "#")',
+  ]);
+});
