@@ -21,11 +21,11 @@ import {
   type Cidr,
   formatAuthority,
   parseBackendAuthority,
-  parseCidr,
   parseSocketAddress,
   type SocketAddress,
 } from "../net/address.ts";
 import { parseStrategy } from "../balance/registry.ts";
+import { readNetworks } from "./networks.ts";
 import { readHealth, readOutlier } from "./health.ts";
 import { findMiddleware } from "../middleware/registry.ts";
 import { validateCertificates } from "./certificates.ts";
@@ -191,20 +191,7 @@ function readWorkers(top: TableReader): number | undefined {
 }
 
 function readTrustedProxies(top: TableReader): Cidr[] {
-  const list = top.array("trusted_proxies") ?? [];
-  const out: Cidr[] = [];
-  list.forEach((v, i) => {
-    const path = top.at("trusted_proxies") + `[${i}]`;
-    if (typeof v !== "string") {
-      top.problems.push({ path, message: 'expected a string such as "10.0.0.0/8"' });
-      return;
-    }
-    const cidr = parseCidr(v);
-    if (typeof cidr === "string") {
-      top.problems.push({ path, message: `invalid network ${JSON.stringify(v)}: ${cidr}` });
-    } else out.push(cidr);
-  });
-  return out;
+  return readNetworks(top, "trusted_proxies") ?? [];
 }
 
 function readPools(

@@ -13,6 +13,7 @@ import { customErrorPages } from "./custom_error_pages.ts";
 import { headers } from "./headers.ts";
 import { basicAuth } from "./basic_auth.ts";
 import { stripPrefix } from "./strip_prefix.ts";
+import { ipFilter } from "./ip_filter.ts";
 
 /** Every middleware a config may name: RustStrom's six, then Strom's own. */
 export const MIDDLEWARES: readonly MiddlewareSpec[] = [
@@ -25,6 +26,7 @@ export const MIDDLEWARES: readonly MiddlewareSpec[] = [
   headers,
   basicAuth,
   stripPrefix,
+  ipFilter,
 ] as MiddlewareSpec[];
 
 const BY_NAME = new Map(MIDDLEWARES.map((s) => [s.name, s]));

@@ -249,3 +249,22 @@ Deno.test("StripPrefix: the backend gets the path without the prefix, the prefix
   assert.equal((await get(`${lb.url}/apis`)).status, 200);
   assert.deepEqual(seen, ["/users?id=7 /api", "/ /api", "/apis null"]);
 });
+
+Deno.test("IpFilter refuses clients outside its networks with 403, using trusted_proxies", async () => {
+  await using backend = startBackend(() => new Response("in"));
+  const filter = `[backend_pools.middlewares.IpFilter]\nallow = ["192.0.2.0/24"]\n`;
+  {
+    await using lb = await startStrom(withMiddlewares(backend.address, filter));
+    const r = await get(`${lb.url}/`, { headers: { "x-forwarded-for": "192.0.2.5" } });
+    assert.equal(r.status, 403, "an untrusted peer cannot claim an allowed address");
+    assert.equal(backend.requests.length, 0);
+  }
+  {
+    await using lb = await startStrom(
+      `trusted_proxies = ["127.0.0.1"]\n` + withMiddlewares(backend.address, filter),
+    );
+    const allowed = await get(`${lb.url}/`, { headers: { "x-forwarded-for": "192.0.2.5" } });
+    const refused = await get(`${lb.url}/`, { headers: { "x-forwarded-for": "203.0.113.5" } });
+    assert.deepEqual([allowed.status, allowed.text, refused.status], [200, "in", 403]);
+  }
+});
