@@ -69,6 +69,18 @@ export function parseOptions<O>(
   return options;
 }
 
+/** The problems parsing `table` as a spec's options reports, as "path: message" lines. */
+export function optionProblems<O>(
+  spec: MiddlewareSpec<O>,
+  table: Record<string, unknown>,
+): string[] {
+  const found: Problem[] = [];
+  const reader = new TableReader(table, spec.name, found);
+  spec.parse(reader, { baseDir: Deno.cwd() });
+  reader.finish();
+  return found.map((p) => `${p.path}: ${p.message}`);
+}
+
 /** Builds a middleware from a spec and raw options. */
 export async function build<O>(
   spec: MiddlewareSpec<O>,

@@ -1,8 +1,6 @@
 import assert from "node:assert/strict";
 import { ipFilter } from "../../lib/middleware/ip_filter.ts";
-import { TableReader } from "../../lib/config/fields.ts";
-import type { Problem } from "../../lib/config/errors.ts";
-import { build, fakeContext, run } from "../_helpers/middleware.ts";
+import { build, fakeContext, optionProblems, run } from "../_helpers/middleware.ts";
 
 async function statuses(table: Record<string, unknown>, clients: string[]): Promise<number[]> {
   const mw = await build(ipFilter, table);
@@ -44,13 +42,7 @@ Deno.test("ipFilter() answers 403 with a short text body", async () => {
 });
 
 Deno.test("ipFilter() options: allow, deny or both, each a list of IPs or CIDRs", () => {
-  const problems = (table: Record<string, unknown>) => {
-    const found: Problem[] = [];
-    const reader = new TableReader(table, "IpFilter", found);
-    ipFilter.parse(reader, { baseDir: Deno.cwd() });
-    reader.finish();
-    return found.map((p) => `${p.path}: ${p.message}`);
-  };
+  const problems = (table: Record<string, unknown>) => optionProblems(ipFilter, table);
   assert.deepEqual(problems({}), [
     'IpFilter.allow: missing required key (give "allow", "deny" or both)',
   ]);

@@ -1,8 +1,6 @@
 import assert from "node:assert/strict";
 import { stripPrefix } from "../../lib/middleware/strip_prefix.ts";
-import { TableReader } from "../../lib/config/fields.ts";
-import type { Problem } from "../../lib/config/errors.ts";
-import { build, fakeContext, field, run } from "../_helpers/middleware.ts";
+import { build, fakeContext, field, optionProblems, run } from "../_helpers/middleware.ts";
 
 async function upstream(prefixes: string[], url: string, headers: Record<string, string> = {}) {
   const mw = await build(stripPrefix, { prefixes });
@@ -39,13 +37,7 @@ Deno.test("stripPrefix() takes the longest matching prefix and replaces a client
 });
 
 Deno.test("stripPrefix() options: at least one prefix, each a path that strips something", () => {
-  const problems = (table: Record<string, unknown>) => {
-    const found: Problem[] = [];
-    const reader = new TableReader(table, "StripPrefix", found);
-    stripPrefix.parse(reader, { baseDir: Deno.cwd() });
-    reader.finish();
-    return found.map((p) => `${p.path}: ${p.message}`);
-  };
+  const problems = (table: Record<string, unknown>) => optionProblems(stripPrefix, table);
   assert.deepEqual(problems({ prefixes: [] }), [
     "StripPrefix.prefixes: expected at least one prefix",
   ]);
