@@ -20,6 +20,8 @@ export interface RequestRecord {
   readonly attempts: number;
   readonly referer: string | null;
   readonly userAgent: string | null;
+  /** Set by a RequestId middleware; only the JSON format has a field for it. */
+  readonly requestId?: string | null;
 }
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
@@ -64,6 +66,7 @@ export function formatAccess(format: AccessLogConfig["format"], r: RequestRecord
       attempts: r.attempts,
       referer: r.referer,
       user_agent: r.userAgent,
+      request_id: r.requestId ?? null,
     });
   }
   const request = quoted(`${r.method} ${r.path} ${r.protocol}`);

@@ -134,6 +134,8 @@ export class Pool {
 /** Injected effects and factories a runtime needs. */
 export interface RuntimeDeps extends StrategyDeps {
   readonly clock: Clock;
+  /** New request IDs (RequestId middleware); default random UUIDs. */
+  readonly newId?: () => string;
   readonly createTransport: (pool: PoolConfig) => Transport;
   /** Counts ejections (and more, through the proxy); absent in unit tests. */
   readonly metrics?: TrafficMetrics;
@@ -185,6 +187,7 @@ export class Runtime {
       baseDir: config.baseDir,
       httpsPort: config.certificates.length > 0 ? config.httpsAddress.port : null,
       onRateLimited: deps.metrics && ((pool) => deps.metrics!.rateLimited(pool)),
+      newId: deps.newId ?? (() => crypto.randomUUID()),
     };
     const onError = (error: unknown) => {
       if (!(error instanceof HttpError)) options.log.error(`A middleware failed: ${String(error)}`);

@@ -20,7 +20,8 @@ export type HeaderEdits = {
 /** Validated options: edits of the request (upstream) and the response (to the client). */
 export type HeadersOptions = { readonly request: HeaderEdits; readonly response: HeaderEdits };
 
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** A field name: an RFC 9110 token. */
+export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** Field values: visible ASCII, spaces, tabs and obs-text, without CR, LF or NUL (RFC 9110 §5.5). */
 const VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 /** Fields whose change would break message framing; Strom manages them. */
@@ -29,7 +30,7 @@ const FRAMING = new Set(["content-length", "transfer-encoding", "host"]);
 function checkName(r: TableReader, path: string, name: string): string | null {
   const lower = name.toLowerCase();
   let problem: string | null = null;
-  if (!TOKEN.test(name)) problem = `invalid header name ${JSON.stringify(name)}`;
+  if (!HEADER_NAME.test(name)) problem = `invalid header name ${JSON.stringify(name)}`;
   else if (FRAMING.has(lower) || isHopByHop(lower, null)) {
     problem = `cannot change header ${JSON.stringify(name)}: Strom manages it`;
   }

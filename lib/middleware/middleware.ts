@@ -15,6 +15,8 @@ export interface MiddlewareContext {
   readonly scheme: Scheme;
   /** Client IP after `trusted_proxies`. */
   readonly clientIp: string;
+  /** Whether the TCP peer is in `trusted_proxies` (its forwarding headers are believed). */
+  readonly peerTrusted: boolean;
   readonly method: string;
   /** Host as received ("" when absent). */
   readonly host: string;
@@ -29,6 +31,8 @@ export interface MiddlewareContext {
    * Middlewares may rewrite it (StripPrefix); matching already happened.
    */
   target: string;
+  /** The request's ID when a RequestId middleware gave it one (the access log records it). */
+  requestId: string | null;
   /** Fields sent upstream (lower-case names); middlewares may edit the list. */
   fields: Fields;
   /** Body sent upstream; middlewares may wrap it (e.g. to count bytes). */
@@ -75,6 +79,8 @@ export interface MiddlewareDeps {
   readonly baseDir: string;
   /** Port of the HTTPS listener, or null when there is none. */
   readonly httpsPort: number | null;
+  /** A new unique request ID (a random UUID outside tests). */
+  readonly newId: () => string;
   /** Counts a request a middleware refused for rate limiting (metrics). */
   readonly onRateLimited?: (pool: string) => void;
 }

@@ -14,6 +14,7 @@ import { headers } from "./headers.ts";
 import { basicAuth } from "./basic_auth.ts";
 import { stripPrefix } from "./strip_prefix.ts";
 import { ipFilter } from "./ip_filter.ts";
+import { requestId } from "./request_id.ts";
 
 /** Every middleware a config may name: RustStrom's six, then Strom's own. */
 export const MIDDLEWARES: readonly MiddlewareSpec[] = [
@@ -27,6 +28,7 @@ export const MIDDLEWARES: readonly MiddlewareSpec[] = [
   basicAuth,
   stripPrefix,
   ipFilter,
+  requestId,
 ] as MiddlewareSpec[];
 
 const BY_NAME = new Map(MIDDLEWARES.map((s) => [s.name, s]));

@@ -83,12 +83,14 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       request,
       scheme: options.scheme,
       clientIp: client.clientIp,
+      peerTrusted: client.peerTrusted,
       method: target.method,
       host: target.host,
       path: target.path,
       query: target.query,
       pool: pool.config.name,
       target: target.target,
+      requestId: null,
       fields: forwardedFields(request.headers, client, { ...options.arrival, host: target.host }),
       // Deno gives some body-less requests (OPTIONS) an empty body stream; only
       // a request that announces a body has one, so none is invented upstream.
@@ -111,6 +113,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
         })
       : () => proxyToPool(pool, request, exchange);
     const response = await pool.chain(middleware, terminal);
+    tracker.requestId = middleware.requestId;
     if (context.setCookie !== null) response.headers.append("set-cookie", context.setCookie);
     return response;
   }

@@ -23,6 +23,7 @@ export class RequestTracker {
   backend: string | null = null;
   attempts = 0;
   path = "";
+  requestId: string | null = null;
   bytesIn = 0;
   #bytesOut = 0;
   #answered = false;
@@ -93,6 +94,7 @@ export class RequestTracker {
       attempts: this.attempts,
       referer: kept.referer,
       userAgent: kept.userAgent,
+      requestId: this.requestId,
     });
   }
 }

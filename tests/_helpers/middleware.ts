@@ -18,7 +18,12 @@ import { ManualClock } from "./clock.ts";
 /** A request as a middleware sees it; `url` is `http://host/path?query`. */
 export function fakeContext(
   url: string,
-  init: RequestInit & { scheme?: Scheme; clientIp?: string; pool?: string } = {},
+  init: RequestInit & {
+    scheme?: Scheme;
+    clientIp?: string;
+    peerTrusted?: boolean;
+    pool?: string;
+  } = {},
 ): MiddlewareContext {
   const parsed = new URL(url);
   const headers = new Headers(init.headers);
@@ -29,12 +34,14 @@ export function fakeContext(
     request,
     scheme: init.scheme ?? "HTTP",
     clientIp: init.clientIp ?? "192.0.2.1",
+    peerTrusted: init.peerTrusted ?? false,
     method: request.method,
     host: request.headers.get("host") ?? parsed.host,
     path: parsed.pathname,
     query: parsed.search.slice(1),
     pool: init.pool ?? "pool-0",
     target: parsed.pathname + parsed.search,
+    requestId: null,
     fields,
     body: request.body,
   };
@@ -49,6 +56,10 @@ export function testDeps(overrides: Partial<MiddlewareDeps> = {}): MiddlewareDep
     log: silentLogger as Logger,
     baseDir: Deno.cwd(),
     httpsPort: null,
+    newId: (() => {
+      let n = 0;
+      return () => `id-${++n}`;
+    })(),
     ...overrides,
   } as MiddlewareDeps & { clock: ManualClock };
 }

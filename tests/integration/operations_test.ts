@@ -86,9 +86,49 @@ Deno.test("the access log writes one JSON line per request with its fields", asy
       attempts: 1,
       referer: null,
       user_agent: "test-agent",
+      request_id: null,
     },
   );
   assert.equal(lines[1].bytes_in, 5);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("RequestId: backend, client and access log share one ID; only trusted peers set it", async () => {
+  const dir = await Deno.makeTempDir();
+  const seen: (string | null)[] = [];
+  await using backend = startBackend((req) => {
+    seen.push(req.headers.get("x-request-id"));
+    return new Response("ok");
+  });
+  let n = 0;
+  const toml = (trusted: string) =>
+    `${trusted}[access_log]\nformat = "json"\npath = "${dir}/access.log"\n` +
+    poolToml([backend.address]) + `[backend_pools.middlewares.RequestId]\n`;
+  {
+    const lb = await startStrom(toml(""), { deps: { newId: () => `gen-${++n}` } });
+    const first = await get(`${lb.url}/`);
+    const forged = await get(`${lb.url}/`, { headers: { "x-request-id": "forged" } });
+    await lb.strom.shutdown(1000);
+    assert.deepEqual(
+      [first.headers.get("x-request-id"), forged.headers.get("x-request-id")],
+      ["gen-1", "gen-2"],
+      "the client sees the ID; an untrusted client's own is replaced",
+    );
+  }
+  {
+    const lb = await startStrom(toml(`trusted_proxies = ["127.0.0.1"]\n`), {
+      deps: { newId: () => `gen-${++n}` },
+    });
+    const kept = await get(`${lb.url}/`, { headers: { "x-request-id": "edge-42" } });
+    const insane = await get(`${lb.url}/`, { headers: { "x-request-id": "a b" } });
+    await lb.strom.shutdown(1000);
+    assert.equal(kept.headers.get("x-request-id"), "edge-42", "a trusted peer's ID is kept");
+    assert.equal(insane.headers.get("x-request-id"), "gen-3");
+  }
+  assert.deepEqual(seen, ["gen-1", "gen-2", "edge-42", "gen-3"]);
+  const logged = (await Deno.readTextFile(`${dir}/access.log`)).trim().split("\n")
+    .map((l) => JSON.parse(l).request_id);
+  assert.deepEqual(logged, ["gen-1", "gen-2", "edge-42", "gen-3"]);
   await Deno.remove(dir, { recursive: true });
 });
 

@@ -34,6 +34,7 @@ Deno.test("the registry lists RustStrom's six middlewares and Strom's own, each 
     "BasicAuth",
     "StripPrefix",
     "IpFilter",
+    "RequestId",
   ]);
   assert.equal(
     findMiddleware("Ratelimiter"),
