@@ -39,15 +39,17 @@ export class Backend implements Candidate {
   readonly outlier: OutlierState = initialOutlierState();
   /** A probe is running (rounds never overlap for one backend). */
   probing = false;
+  /** Taken out of rotation by an operator (admin API): no new requests, health still probed. */
+  drained = false;
 
   constructor(address: BackendAddress) {
     this.address = address;
     this.id = address.id;
   }
 
-  /** Whether strategies may choose it at all (neither Unresponsive nor ejected). */
+  /** Whether strategies may choose it at all (not Unresponsive, ejected or drained). */
   get usable(): boolean {
-    return this.health.status !== "Unresponsive" && !this.outlier.ejected;
+    return this.health.status !== "Unresponsive" && !this.outlier.ejected && !this.drained;
   }
 }
 
@@ -222,6 +224,19 @@ export class Runtime {
       if (!next.pools.some((p) => p.transport === pool.transport)) pool.transport.close();
       if (!next.pools.some((p) => p.chain === pool.chain)) void pool.chain.close();
     }
+  }
+
+  /**
+   * Drains a backend (no new requests; those in flight finish) or restores it.
+   * Returns false when the pool or the backend is not in this generation.
+   */
+  setDrained(poolName: string, backendId: string, drained: boolean): boolean {
+    const pool = this.pools.find((p) => p.config.name === poolName);
+    const backend = pool?.backends.find((b) => b.id === backendId);
+    if (!pool || !backend) return false;
+    backend.drained = drained;
+    pool.invalidate();
+    return true;
   }
 
   /** Pools eligible on a listener of this scheme, in file order. */

@@ -311,6 +311,26 @@ export class Strom {
     await old?.close();
   }
 
+  /**
+   * Takes a backend out of rotation, or back in: while drained it gets no new
+   * requests (those in flight finish) and is still probed. Workers follow; a
+   * reload keeps the state for a backend it keeps. False when not found.
+   */
+  setDrained(poolName: string, backendId: string, drained: boolean): boolean {
+    const pool = this.#runtime.pools.find((p) => p.config.name === poolName);
+    const was = pool?.backends.find((b) => b.id === backendId)?.drained;
+    if (!this.#runtime.setDrained(poolName, backendId, drained)) return false;
+    this.#workers?.broadcastDrain(poolName, backendId, drained);
+    if (was !== drained) {
+      this.log.info(
+        `backend ${backendId} in pool ${poolName}: ${
+          drained ? "drained, no new requests" : "back in rotation"
+        } (admin API)`,
+      );
+    }
+    return true;
+  }
+
   /** Puts a config's Local certificates in the store (new handshakes use them at once). */
   #loadCertificates(config: Config): void {
     const local = new Map<string, LoadedCertificate>();

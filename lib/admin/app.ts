@@ -73,6 +73,30 @@ export function createAdminApp(strom: Strom): Hono {
     return c.json(result, result.ok ? 200 : 422);
   });
 
+  // { pool, backend, drained = true }: no new requests for that backend (or again).
+  app.post("/api/drain", async (c) => {
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      return c.text("400 - expected a JSON body", 400);
+    }
+    const { pool, backend, drained = true } = (body ?? {}) as Record<string, unknown>;
+    if (typeof pool !== "string" || typeof backend !== "string" || typeof drained !== "boolean") {
+      return c.text(
+        '400 - expected { "pool": string, "backend": string, "drained": boolean }',
+        400,
+      );
+    }
+    if (!strom.setDrained(pool, backend, drained)) {
+      return c.text(
+        `404 - no backend ${JSON.stringify(backend)} in pool ${JSON.stringify(pool)}`,
+        404,
+      );
+    }
+    return c.json({ pool, backend, drained });
+  });
+
   app.post("/api/reload", async (c) => {
     const result = await strom.reload();
     return c.json(result, result.ok ? 200 : 422);

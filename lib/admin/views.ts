@@ -25,6 +25,8 @@ export function poolsView(runtime: Runtime) {
           latencyMs: b.health.last.latencyMs,
         },
         ejected: b.outlier.ejected,
+        /** Taken out of rotation through POST /api/drain. */
+        drained: b.drained,
         /** Passive ejections in a row (the cooldown's multiplier). */
         ejections: b.outlier.ejections,
         inFlight: b.inFlight,

@@ -140,6 +140,10 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       }
       break;
     }
+    case "drain": {
+      runtime?.setDrained(message.pool, message.backend, message.drained);
+      break;
+    }
     case "https": {
       serveHttps(message.https);
       break;

@@ -154,6 +154,12 @@ export class WorkerGroup {
     for (const worker of this.#workers) worker.postMessage(message);
   }
 
+  /** Tells every worker that a backend was drained or restored. */
+  broadcastDrain(pool: string, backend: string, drained: boolean): void {
+    const message: ToWorker = { type: "drain", pool, backend, drained };
+    for (const worker of this.#workers) worker.postMessage(message);
+  }
+
   /** Tells every worker about a backend's new health state. */
   broadcastHealth(pool: number, backend: number, state: HealthState): void {
     const message: ToWorker = { type: "health", pool, backend, state };

@@ -28,6 +28,13 @@ export type ToWorker =
     readonly source: string;
     readonly baseDir: string;
   }
+  | {
+    /** An operator drained (or restored) a backend; pool and backend by name. */
+    readonly type: "drain";
+    readonly pool: string;
+    readonly backend: string;
+    readonly drained: boolean;
+  }
   | { readonly type: "metrics"; readonly id: number }
   | { readonly type: "challenge"; readonly token: string; readonly keyAuthorization: string | null }
   | {

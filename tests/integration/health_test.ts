@@ -8,6 +8,7 @@ import {
   waitFor,
 } from "../_helpers/servers.ts";
 import { BackendProcess } from "../_helpers/process.ts";
+import { freePort } from "../_helpers/programs.ts";
 import { captureLog, ManualClock } from "../_helpers/clock.ts";
 import { createLogger } from "../../lib/log.ts";
 import { createHttpProbe, PROBE_USER_AGENT } from "../../lib/health/probe.ts";
@@ -239,11 +240,17 @@ Deno.test("an ejected backend is probed back after its cooldown (injected clock)
 });
 
 Deno.test("killing a backend under load loses no request, and it gets no traffic after one round", async () => {
-  const procs = [new BackendProcess(), new BackendProcess(), new BackendProcess()];
+  // Ports below the ephemeral range: once the victim is killed, no port-0 listener of a test
+  // running in parallel can take its port and answer in its place.
+  const procs = [0, 0, 0].map(() => new BackendProcess(freePort()));
   const ports = await Promise.all(procs.map((p) => p.port));
-  await using lb = await startStrom(poolToml(ports.map((p) => `127.0.0.1:${p}`), {
-    extra: `[backend_pools.health_config]\ntimeout = 500`,
-  }));
+  const log = captureLog();
+  await using lb = await startStrom(
+    poolToml(ports.map((p) => `127.0.0.1:${p}`), {
+      extra: `[backend_pools.health_config]\ntimeout = 500`,
+    }),
+    { log: createLogger("info", { sink: log.sink }) },
+  );
   await lb.strom.health.checkAll();
   const seconds = Number(Deno.env.get("STROM_LOAD_SECONDS") ?? 10);
   const end = Date.now() + seconds * 1000;
@@ -269,7 +276,12 @@ Deno.test("killing a backend under load loses no request, and it gets no traffic
     }
   };
   await Promise.all(Array.from({ length: 8 }, worker));
-  assert.deepEqual(failures, [], `${failures.length} of ${total} requests failed`);
+  assert.deepEqual(
+    failures,
+    [],
+    `${failures.length} of ${total} requests failed; Strom logged:\n` +
+      log.lines.filter((l) => !l.startsWith("info Started")).join("\n"),
+  );
   assert.ok(total > 100, `only ${total} requests`);
   assert.ok(attemptsAfterRound >= 0, "the backend was killed during the run");
   assert.equal(

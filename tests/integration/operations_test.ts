@@ -292,3 +292,59 @@ Deno.test("the admin API serves status, logs and a live event stream", async () 
   assert.match(text, /^event: history\ndata: \[/);
   await reader.cancel();
 });
+
+Deno.test("POST /api/drain takes a backend out of rotation and back; in-flight requests finish", async () => {
+  let release = () => {};
+  const held = new Promise<void>((r) => release = r);
+  let hold = true;
+  await using a = startBackend(async () => {
+    if (hold) {
+      hold = false;
+      await held;
+    }
+    return new Response("a");
+  });
+  await using b = startBackend(() => new Response("b"));
+  const toml = `admin_token = "${TOKEN}"\n` + poolToml([a.address, b.address]);
+  await using lb = await startStrom(toml);
+  const drain = (body: unknown, token: string | null = TOKEN) =>
+    fetch(`${lb.adminUrl}/api/drain`, {
+      method: "POST",
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+      body: JSON.stringify(body),
+    }).then(async (r) => `${r.status} ${await r.text()}`);
+
+  const inFlight = get(`${lb.url}/`); // RoundRobin's first pick: a, which holds it
+  await waitFor(() => a.requests.length === 1, "the request to reach a");
+  assert.match(await drain({ pool: "pool-0", backend: a.address }, null), /^401 /);
+  assert.equal(
+    await drain({ pool: "pool-0", backend: a.address }),
+    `200 {"pool":"pool-0","backend":"${a.address}","drained":true}`,
+  );
+  for (let i = 0; i < 6; i++) assert.equal((await get(`${lb.url}/`)).text, "b");
+  release();
+  assert.equal((await inFlight).text, "a", "the request in flight when drained finishes");
+  const pools = await (await fetch(`${lb.adminUrl}/api/pools`)).json();
+  assert.deepEqual(
+    pools[0].backends.map((x: { drained: boolean; available: boolean }) => [
+      x.drained,
+      x.available,
+    ]),
+    [[true, false], [false, true]],
+  );
+
+  // A reload keeps the backend drained; undraining brings it back.
+  assert.ok(
+    (await lb.strom.reload(`http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n${toml}`))
+      .ok,
+  );
+  for (let i = 0; i < 4; i++) assert.equal((await get(`${lb.url}/`)).text, "b");
+  assert.match(await drain({ pool: "pool-0", backend: a.address, drained: false }), /^200 /);
+  const after = new Set<string>();
+  for (let i = 0; i < 4; i++) after.add((await get(`${lb.url}/`)).text);
+  assert.deepEqual([...after].sort(), ["a", "b"]);
+
+  assert.match(await drain({ pool: "pool-0", backend: "10.9.9.9:80" }), /^404 /);
+  assert.match(await drain({ pool: "pool-0" }), /^400 /);
+  assert.match(await drain("not json{", TOKEN), /^400 /);
+});

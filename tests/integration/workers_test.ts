@@ -96,6 +96,34 @@ Deno.test("with workers, /metrics adds up every worker and a reload reaches them
   assert.equal(b.requests.length, before, "no worker sends to the removed backend");
 });
 
+Deno.test("with workers, a backend drained through the admin API gets no request from any worker", async () => {
+  await using a = startBackend(() => new Response("a"));
+  await using b = startBackend(() => new Response("b"));
+  const token = "workers-token-0123456789";
+  await using lb = await startStrom(
+    `workers = 2\nadmin_token = "${token}"\n` + poolToml([a.address, b.address]),
+  );
+  const r = await fetch(`${lb.adminUrl}/api/drain`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}` },
+    body: JSON.stringify({ pool: "pool-0", backend: a.address }),
+  });
+  assert.equal(r.status, 200);
+  await r.body?.cancel();
+  // The drain reaches the workers as a message; poll for its effect, then check many connections.
+  await waitFor(async () => {
+    const texts = await Promise.all(
+      Array.from({ length: 8 }, () => get(`${lb.url}/`, { headers: { connection: "close" } })),
+    );
+    return texts.every((t) => t.text === "b");
+  }, "every worker to stop sending to the drained backend");
+  const before = a.requests.length;
+  for (let i = 0; i < 30; i++) {
+    assert.equal((await get(`${lb.url}/`, { headers: { connection: "close" } })).text, "b");
+  }
+  assert.equal(a.requests.length, before);
+});
+
 Deno.test("with workers, ACME challenge answers are served on the shared HTTP port", async () => {
   await using a = startBackend(() => new Response("backend"));
   await using lb = await startStrom(`workers = 2\n` + poolToml([a.address]));

@@ -80,7 +80,7 @@ function fillCard(card, b) {
   card.root.dataset.state = b.health;
   set(card.badge, label);
   const v = card.values;
-  set(v.traffic, b.available ? "yes" : "no");
+  set(v.traffic, b.available ? "yes" : b.drained ? "no (drained)" : "no");
   set(v.check, b.lastCheck ? b.lastCheck.reason : "none yet");
   set(v.latency, b.lastCheck ? `${b.lastCheck.latencyMs} ms` : "–");
   set(v.requests, String(b.requests));
@@ -89,10 +89,14 @@ function fillCard(card, b) {
   set(v.ejected, b.ejected ? `yes (${b.ejections} in a row)` : "no");
 }
 
-/** Tone and label: red for a backend out of rotation, amber for Slow, grey before any probe. */
+/**
+ * Tone and label: red for a backend out of rotation, amber for Slow or drained by
+ * an operator, grey before any probe.
+ */
 function stateOf(b) {
   if (b.health === "Unresponsive") return ["bad", "Unresponsive"];
   if (b.ejected) return ["bad", `${b.health}, ejected`];
+  if (b.drained) return ["warn", `${b.health}, drained`];
   if (b.health === "Slow") return ["warn", "Slow"];
   if (!b.verified) return ["unknown", "Healthy, not checked yet"];
   return ["ok", b.health];
