@@ -78,9 +78,11 @@ export function reviveListeners(): void {
 /**
  * Binds `address` with `Deno.serve`; throws Deno's error when binding fails.
  * Deno ends its accept loop on an accept error such as EMFILE (out of file
- * descriptors), closing the listener and its connections; `reviveListeners`
- * then binds the same port again (retrying until descriptors are free), so
- * Strom keeps serving once the shortage is over instead of going deaf.
+ * descriptors) and closes the listener, but keeps serving the connections it
+ * has (measured with Deno 2.9.6). The listener then binds the same port again
+ * (retrying until descriptors are free), so Strom keeps serving once the
+ * shortage is over instead of going deaf; the old server is left to finish
+ * its connections and is shut down with the listener.
  */
 export function serveTcp(
   address: SocketAddress,
@@ -97,6 +99,8 @@ export function serveTcp(
     }, (request, info) => handler(request, info.remoteAddr));
   let server = bind(address.port);
   const addr = server.addr;
+  /** Servers whose accept loop died: their connections are still served. */
+  const dead: Deno.HttpServer[] = [];
   let stopping: Promise<void> | null = null;
   let reviving = false;
   /** Whether this listener still answers: one request to itself over loopback. */
@@ -125,8 +129,10 @@ export function serveTcp(
       await new Promise((r) => setTimeout(r, delay)); // descriptors may still be short
       if (await answers()) break;
       try {
-        await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 500))]);
-        server = bind(addr.port);
+        const next = bind(addr.port);
+        dead.push(server);
+        server = next;
+        watch(next);
         options.log.warn(
           `The ${options.role} listener had stopped; it listens on port ${addr.port} again`,
         );
@@ -137,10 +143,18 @@ export function serveTcp(
     }
     reviving = false;
   };
+  /** An accept loop that fails makes its server's `finished` reject: revive then. */
+  const watch = (s: Deno.HttpServer) => {
+    s.finished.catch(() => {
+      if (s === server) void revive();
+    });
+  };
+  watch(server);
   revivers.add(revive);
   const stop = () => {
     revivers.delete(revive);
-    return stopping ??= server.shutdown().catch(() => {});
+    return stopping ??= Promise.all([server, ...dead].map((s) => s.shutdown().catch(() => {})))
+      .then(() => {});
   };
   return { addr, shutdown: stop };
 }

@@ -188,7 +188,8 @@ Deno.test("backends that misbehave give 502 or a cut connection, and the pool st
 });
 
 Deno.test({
-  name: "with file descriptors exhausted new connections are refused, Strom survives and recovers",
+  name:
+    "with file descriptors exhausted new connections are refused, open ones served, and Strom recovers",
   ignore: Deno.build.os !== "linux",
   async fn() {
     await using backend = startBackend(() => new Response("ok"));
@@ -221,9 +222,10 @@ Deno.test({
       }
     }
     assert.ok(refused, "new connections are refused once descriptors run out");
-    // Deno's accept loop gives up on EMFILE and closes its connections (keeper
-    // included); Strom survives it and binds again once descriptors are free.
+    // Deno's accept loop gives up on EMFILE; Strom survives it, keeps serving the
+    // connections it has, and binds again once descriptors are free.
     assert.equal(strom.exited, false, "Strom is still running");
+    assert.match(await ask(keeper), /^HTTP\/1\.1 200/, "an open connection is still served");
     for (const c of held) c.close();
     await waitFor(
       async () => {
@@ -237,6 +239,7 @@ Deno.test({
       "Strom to accept again after descriptors were freed",
       10_000,
     );
+    assert.match(await ask(keeper), /^HTTP\/1\.1 200/, "and still after the listener came back");
     keeper.close();
     await Deno.remove(path);
   },
