@@ -11,7 +11,6 @@ import { summarizeConfig } from "./lib/config/summary.ts";
 import { ListenError, Strom } from "./lib/server.ts";
 import { demoBanner, demoConfig, startDemoBackends } from "./lib/demo.ts";
 import { COMMIT, VERSION } from "./lib/version.ts";
-import { reviveListeners } from "./lib/net/http_listener.ts";
 
 async function main(args: string[]): Promise<number> {
   let command: Command;
@@ -129,14 +128,12 @@ function reportFatal(e: unknown): number {
 }
 
 if (import.meta.main) {
-  // Never die of a stray rejected promise (Deno.serve, for one, reports accept
-  // errors such as EMFILE this way): log it and keep serving.
+  // Never die of a stray rejected promise: log it and keep serving.
   globalThis.addEventListener("unhandledrejection", (event) => {
     event.preventDefault();
     console.error(
       `${new Date().toISOString()} ERROR An unexpected error was not handled: ${event.reason}`,
     );
-    reviveListeners();
   });
   Deno.exit(await main(Deno.args));
 }

@@ -2,6 +2,7 @@
 // soak run's memory, descriptors and throughput over time.
 
 import { deflateSync } from "node:zlib";
+import { concatBytes } from "../lib/bytes.ts";
 
 const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
   let c = n;
@@ -42,13 +43,7 @@ export function encodePng(width: number, height: number, rgb: Uint8Array): Uint8
     chunk("IDAT", new Uint8Array(deflateSync(raw))),
     chunk("IEND", new Uint8Array(0)),
   ];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /** Draws one series (x = seconds, y = value) as a line chart with a zero-based y axis and grid. */

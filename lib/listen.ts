@@ -11,6 +11,8 @@ import type { Observers } from "./proxy/tracker.ts";
 import { type HttpListener, serveTcp } from "./net/http_listener.ts";
 import type { WebSocketRegistry } from "./proxy/websockets.ts";
 import { CHALLENGE_PREFIX, type ChallengeStore } from "./tls/challenges.ts";
+import type { CertificateStore } from "./tls/store.ts";
+import { listenHttps } from "./tls/listener.ts";
 
 /** A listener that could not bind; the message names the address and the cause. */
 export class ListenError extends Error {
@@ -116,6 +118,24 @@ export function listenProxy(
 ): HttpListener {
   const handler = proxyHandler(scheme, address.port, runtime, options);
   const server = listen(role, address, handler, options);
+  handler.setPort(server.addr.port);
+  return server;
+}
+
+/** Binds `address` for HTTPS with `certificates` (chosen by SNI) and serves the proxy there. */
+export function listenHttpsProxy(
+  address: SocketAddress,
+  certificates: CertificateStore,
+  runtime: () => Runtime,
+  options: ProxyListenOptions,
+): HttpListener {
+  const handler = proxyHandler("HTTPS", address.port, runtime, options);
+  let server: HttpListener;
+  try {
+    server = listenHttps(address, certificates, handler, { log: options.log });
+  } catch (e) {
+    throw new ListenError("https_address", address, e);
+  }
   handler.setPort(server.addr.port);
   return server;
 }

@@ -11,14 +11,12 @@ import type { SocketAddress } from "./net/address.ts";
 import {
   type Handler,
   listen,
-  ListenError,
+  listenHttpsProxy,
   listenProxy,
-  proxyHandler,
   type ProxyListenOptions,
 } from "./listen.ts";
 import type { CertificateStore } from "./tls/store.ts";
 import type { ChallengeStore } from "./tls/challenges.ts";
-import { listenHttps } from "./tls/listener.ts";
 import type { HttpListener } from "./net/http_listener.ts";
 
 type Role = "http_address" | "https_address" | "admin_address";
@@ -149,18 +147,15 @@ export class Listeners {
   }
 
   #bindHttps(address: SocketAddress): void {
-    const handler = proxyHandler("HTTPS", address.port, this.#deps.runtime, {
-      ...this.#deps.proxy,
-      log: this.#deps.log,
-    });
-    this.#bind("https_address", address, () => {
-      try {
-        return listenHttps(address, this.#deps.certificates, handler, { log: this.#deps.log });
-      } catch (e) {
-        throw new ListenError("https_address", address, e);
-      }
-    });
-    handler.setPort(this.port("https_address")!);
+    this.#bind(
+      "https_address",
+      address,
+      () =>
+        listenHttpsProxy(address, this.#deps.certificates, this.#deps.runtime, {
+          ...this.#deps.proxy,
+          log: this.#deps.log,
+        }),
+    );
     this.#certificatesServed = this.#deps.certificates.version;
     this.#deps.onHttps?.(this.#bound.find((b) => b.role === "https_address")!.address);
   }

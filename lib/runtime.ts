@@ -228,15 +228,17 @@ export class Runtime {
 
   /**
    * Drains a backend (no new requests; those in flight finish) or restores it.
-   * Returns false when the pool or the backend is not in this generation.
+   * Returns its previous state, or null when the pool or the backend is not in
+   * this generation.
    */
-  setDrained(poolName: string, backendId: string, drained: boolean): boolean {
+  setDrained(poolName: string, backendId: string, drained: boolean): boolean | null {
     const pool = this.pools.find((p) => p.config.name === poolName);
     const backend = pool?.backends.find((b) => b.id === backendId);
-    if (!pool || !backend) return false;
+    if (!pool || !backend) return null;
+    const was = backend.drained;
     backend.drained = drained;
     pool.invalidate();
-    return true;
+    return was;
   }
 
   /** Pools eligible on a listener of this scheme, in file order. */

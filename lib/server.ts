@@ -317,9 +317,8 @@ export class Strom {
    * reload keeps the state for a backend it keeps. False when not found.
    */
   setDrained(poolName: string, backendId: string, drained: boolean): boolean {
-    const pool = this.#runtime.pools.find((p) => p.config.name === poolName);
-    const was = pool?.backends.find((b) => b.id === backendId)?.drained;
-    if (!this.#runtime.setDrained(poolName, backendId, drained)) return false;
+    const was = this.#runtime.setDrained(poolName, backendId, drained);
+    if (was === null) return false;
     this.#workers?.broadcastDrain(poolName, backendId, drained);
     if (was !== drained) {
       this.log.info(

@@ -1,10 +1,10 @@
 import { createHmac } from "node:crypto";
 import type { Candidate, Strategy } from "./strategy.ts";
 import type { StrategyFactory } from "./registry.ts";
+// RFC 6265 cookie-name is an RFC 9110 token.
+import { TOKEN } from "../proxy/headers.ts";
 
 const SAME_SITE = ["Strict", "Lax", "None"];
-// RFC 6265 cookie-name is an RFC 7230 token.
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /**
  * `StickyCookie`: a client keeps its backend through a cookie. The value is an

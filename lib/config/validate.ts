@@ -18,7 +18,6 @@ import type {
   TransportName,
 } from "./types.ts";
 import {
-  type Cidr,
   formatAuthority,
   parseBackendAuthority,
   parseSocketAddress,
@@ -58,7 +57,7 @@ export function validateConfig(doc: Record<string, unknown>, origin: Origin): Va
     ? parseDurationMs(top.raw("send_timeout"), "send_timeout", problems)
     : 60_000;
   if (sendTimeoutMs === 0) top.problem("send_timeout", "expected a positive duration");
-  const trustedProxies = readTrustedProxies(top);
+  const trustedProxies = readNetworks(top, "trusted_proxies") ?? [];
   const accessLog = readAccessLog(top.subtable("access_log"), origin.baseDir);
   const pools = readPools(top, warnings, origin.baseDir);
   const certificates = validateCertificates(top.raw("certificates"), origin.baseDir, problems);
@@ -188,10 +187,6 @@ function readWorkers(top: TableReader): number | undefined {
   if (typeof n === "number" && Number.isInteger(n) && n >= 1 && n <= 256) return n;
   top.problem("workers", `expected a number from 1 to 256 or "auto", found ${describe(value)}`);
   return undefined;
-}
-
-function readTrustedProxies(top: TableReader): Cidr[] {
-  return readNetworks(top, "trusted_proxies") ?? [];
 }
 
 function readPools(

@@ -7,7 +7,7 @@
 // Removals run first, then `set` (replaces every value), then `add` (appends).
 
 import type { TableReader } from "../config/fields.ts";
-import { isHopByHop } from "../proxy/headers.ts";
+import { isHopByHop, TOKEN } from "../proxy/headers.ts";
 import type { MiddlewareSpec } from "./middleware.ts";
 
 /** Edits for one direction; names are lower-case. */
@@ -20,8 +20,6 @@ export type HeaderEdits = {
 /** Validated options: edits of the request (upstream) and the response (to the client). */
 export type HeadersOptions = { readonly request: HeaderEdits; readonly response: HeaderEdits };
 
-/** A field name: an RFC 9110 token. */
-export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** Field values: visible ASCII, spaces, tabs and obs-text, without CR, LF or NUL (RFC 9110 §5.5). */
 const VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 /** Fields whose change would break message framing; Strom manages them. */
@@ -30,7 +28,7 @@ const FRAMING = new Set(["content-length", "transfer-encoding", "host"]);
 function checkName(r: TableReader, path: string, name: string): string | null {
   const lower = name.toLowerCase();
   let problem: string | null = null;
-  if (!HEADER_NAME.test(name)) problem = `invalid header name ${JSON.stringify(name)}`;
+  if (!TOKEN.test(name)) problem = `invalid header name ${JSON.stringify(name)}`;
   else if (FRAMING.has(lower) || isHopByHop(lower, null)) {
     problem = `cannot change header ${JSON.stringify(name)}: Strom manages it`;
   }

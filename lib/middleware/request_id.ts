@@ -10,7 +10,7 @@
 // else it is replaced, so clients cannot forge IDs in the backends' logs.
 // New IDs are random UUIDs. The JSON access log has it as `request_id`.
 
-import { HEADER_NAME } from "./headers.ts";
+import { TOKEN } from "../proxy/headers.ts";
 import type { MiddlewareSpec } from "./middleware.ts";
 
 /** Validated options: the header (lower-case) and whether the response carries it. */
@@ -23,7 +23,7 @@ export const requestId: MiddlewareSpec<RequestIdOptions> = {
   name: "RequestId",
   parse(r) {
     const header = r.string("header", "X-Request-Id");
-    if (header !== undefined && !HEADER_NAME.test(header)) {
+    if (header !== undefined && !TOKEN.test(header)) {
       r.problem("header", `invalid header name ${JSON.stringify(header)}`);
     }
     const response = r.bool("response", true);

@@ -56,25 +56,6 @@ function wrap(server: Served, addr: Deno.NetAddr): HttpListener {
   return { addr, shutdown: stop };
 }
 
-/** Where a listener bound to `hostname` can reach itself (loopback for the wildcards). */
-function probeHost(hostname: string): string {
-  if (hostname === "0.0.0.0") return "127.0.0.1";
-  if (hostname === "::" || hostname === "[::]") return "::1";
-  return hostname;
-}
-
-/** Rebinds every plain listener whose accept loop died; see `reviveListeners`. */
-const revivers = new Set<() => void>();
-
-/**
- * Called when Deno reports a failure of a `Deno.serve` loop (it does so as an
- * unhandled promise rejection): each plain listener checks whether its port is
- * still bound and binds it again if not.
- */
-export function reviveListeners(): void {
-  for (const revive of revivers) revive();
-}
-
 /**
  * Binds `address` with `Deno.serve`; throws Deno's error when binding fails.
  * Deno ends its accept loop on an accept error such as EMFILE (out of file
@@ -102,32 +83,10 @@ export function serveTcp(
   /** Servers whose accept loop died: their connections are still served. */
   const dead: Deno.HttpServer[] = [];
   let stopping: Promise<void> | null = null;
-  let reviving = false;
-  /** Whether this listener still answers: one request to itself over loopback. */
-  const answers = async () => {
-    try {
-      const conn = await Deno.connect({ hostname: probeHost(addr.hostname), port: addr.port });
-      try {
-        const timer = setTimeout(() => conn.close(), 1000);
-        await conn.write(new TextEncoder().encode("OPTIONS * HTTP/1.1\r\nHost: strom\r\n\r\n"));
-        const n = await conn.read(new Uint8Array(64));
-        clearTimeout(timer);
-        return n !== null;
-      } finally {
-        try {
-          conn.close();
-        } catch { /* closed */ }
-      }
-    } catch {
-      return false;
-    }
-  };
+  /** Binds the port again, retrying while descriptors are short. */
   const revive = async () => {
-    if (reviving) return;
-    reviving = true;
     for (let delay = 100; !stopping; delay = Math.min(delay * 2, 2000)) {
-      await new Promise((r) => setTimeout(r, delay)); // descriptors may still be short
-      if (await answers()) break;
+      await new Promise((r) => setTimeout(r, delay));
       try {
         const next = bind(addr.port);
         dead.push(server);
@@ -141,21 +100,17 @@ export function serveTcp(
         options.log.debug(`Cannot bind ${options.role} again yet: ${e}`);
       }
     }
-    reviving = false;
   };
-  /** An accept loop that fails makes its server's `finished` reject: revive then. */
+  /** A failed accept loop makes its server's `finished` reject (once): revive then. */
   const watch = (s: Deno.HttpServer) => {
     s.finished.catch(() => {
-      if (s === server) void revive();
+      if (!stopping) void revive();
     });
   };
   watch(server);
-  revivers.add(revive);
-  const stop = () => {
-    revivers.delete(revive);
-    return stopping ??= Promise.all([server, ...dead].map((s) => s.shutdown().catch(() => {})))
+  const stop = () =>
+    stopping ??= Promise.all([server, ...dead].map((s) => s.shutdown().catch(() => {})))
       .then(() => {});
-  };
   return { addr, shutdown: stop };
 }
 

@@ -29,7 +29,8 @@ const FORWARDING = new Set([
   "x-forwarded-server",
 ]);
 
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** An RFC 9110 token: what a field name (or a cookie name) must be. */
+export const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /**
  * The extra hop-by-hop names a `Connection` value lists (lower case), or null

@@ -233,15 +233,5 @@ function passThrough(
     settle();
     tracker.ended(bytes);
   };
-  const init = { status: answer.status, headers: answer.fields };
-  if (answer.framing.kind === "none") {
-    done(true, 0);
-    return new Response(null, init);
-  }
-  const buffered = conn.takeBufferedBody(answer.framing);
-  if (buffered !== null) {
-    done(true, buffered.length);
-    return new Response(buffered, init);
-  }
-  return new Response(conn.bodyStream(answer.framing, done), init);
+  return conn.response(answer, done);
 }

@@ -3,6 +3,8 @@
 // from the server is a protocol error (section 5.1). No extension is ever
 // negotiated, so any reserved bit set is an error too (section 5.2).
 
+import { concatBytes } from "../bytes.ts";
+
 /** Frame opcodes (RFC 6455 section 5.2). */
 export const OPCODE = {
   continuation: 0x0,
@@ -205,7 +207,9 @@ export class FrameDecoder {
     this.#parts.push(payload);
     this.#partsBytes += length;
     if (!fin) return null;
-    const data = this.#parts.length === 1 ? this.#parts[0] : concat(this.#parts, this.#partsBytes);
+    const data = this.#parts.length === 1
+      ? this.#parts[0]
+      : concatBytes(this.#parts, this.#partsBytes);
     const type = this.#messageOpcode === OPCODE.text ? "text" : "binary";
     this.#messageOpcode = -1;
     this.#parts = [];
@@ -258,14 +262,4 @@ function decodeUtf8(bytes: Uint8Array, what: string): string {
   } catch {
     throw new WebSocketProtocolError(1007, `${what} is not valid UTF-8`);
   }
-}
-
-function concat(parts: Uint8Array[], total: number): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }

@@ -10,8 +10,7 @@ import { parseConfig } from "../config/load.ts";
 import type { Config } from "../config/types.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { defaultRuntimeDeps, Runtime, type RuntimeDeps } from "../runtime.ts";
-import { listenProxy, proxyHandler } from "../listen.ts";
-import { listenHttps } from "../tls/listener.ts";
+import { listenHttpsProxy, listenProxy } from "../listen.ts";
 import { CertificateStore } from "../tls/store.ts";
 import type { HttpListener } from "../net/http_listener.ts";
 import { TrafficMetrics } from "../metrics/metrics.ts";
@@ -71,17 +70,15 @@ async function adopt(config: Config, generation: number): Promise<void> {
 function serveHttps(next: Extract<ToWorker, { type: "https" }>["https"]): void {
   const old = https;
   if (next !== null) {
-    const handler = proxyHandler("HTTPS", next.address.port, () => runtime!, {
-      log,
-      observers: { metrics, accessLog: () => accessLog },
-      websockets,
-    });
     try {
-      https = listenHttps(next.address, CertificateStore.from(next.certificates), handler, {
-        log,
-      });
+      https = listenHttpsProxy(
+        next.address,
+        CertificateStore.from(next.certificates),
+        () => runtime!,
+        { log, observers: { metrics, accessLog: () => accessLog }, websockets },
+      );
     } catch (e) {
-      log.error(`Cannot serve HTTPS on ${next.address.text}: ${String(e)}`);
+      log.error(`Cannot serve HTTPS: ${(e as Error).message}`);
       return;
     }
   } else https = null;

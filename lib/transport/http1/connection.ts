@@ -136,11 +136,34 @@ export class Connection {
   }
 
   /** The whole body when it is a Content-Length body already buffered; else null. */
-  takeBufferedBody(framing: Framing): Uint8Array<ArrayBuffer> | null {
+  #takeBufferedBody(framing: Framing): Uint8Array<ArrayBuffer> | null {
     if (framing.kind !== "length" || this.#end - this.#start < framing.length) return null;
     const body = this.#buf.slice(this.#start, this.#start + framing.length);
     this.#start += framing.length;
     return body;
+  }
+
+  /**
+   * The client's response for an answer `head` read on this connection: no body,
+   * the body already buffered (the common small answer, no stream), or a stream.
+   * `done(reusable, bytes)` is called once, when the body is over.
+   */
+  response(
+    head: ResponseHead,
+    done: (reusable: boolean, bytes: number) => void,
+    stallTimeoutMs?: number,
+  ): Response {
+    const init = { status: head.status, headers: head.fields };
+    if (head.framing.kind === "none") {
+      done(true, 0);
+      return new Response(null, init);
+    }
+    const buffered = this.#takeBufferedBody(head.framing);
+    if (buffered !== null) {
+      done(true, buffered.length);
+      return new Response(buffered, init);
+    }
+    return new Response(this.bodyStream(head.framing, done, stallTimeoutMs), init);
   }
 
   /** Whether bytes beyond the current response arrived (a broken backend). */

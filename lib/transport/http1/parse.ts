@@ -2,7 +2,7 @@
 // ambiguous is refused, so a confused backend gives a 502 and a closed
 // connection instead of a desynchronized pool.
 
-import { connectionListed, type Fields, isHopByHop } from "../../proxy/headers.ts";
+import { connectionListed, type Fields, isHopByHop, TOKEN } from "../../proxy/headers.ts";
 
 /** How the response body is delimited. */
 export type Framing =
@@ -35,7 +35,6 @@ export const MAX_HEAD_BYTES = 64 * 1024;
 export const MAX_HEADER_LINES = 256;
 
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: [^\r\n]*)?$/;
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 // Field values: visible ASCII, obs-text, spaces and tabs; no CR, LF or NUL.
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 

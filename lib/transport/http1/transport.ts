@@ -124,17 +124,7 @@ async function exchange(
     pool.release(conn, clean && head.keepAlive && bodyWritten);
     request.onEnd(bytes);
   };
-  const init = { status: head.status, headers: head.fields };
-  if (head.framing.kind === "none") {
-    release(true, 0);
-    return new Response(null, init);
-  }
-  const buffered = conn.takeBufferedBody(head.framing);
-  if (buffered !== null) {
-    release(true, buffered.length);
-    return new Response(buffered, init);
-  }
-  return new Response(conn.bodyStream(head.framing, release, request.stallTimeoutMs), init);
+  return conn.response(head, release, request.stallTimeoutMs);
 }
 
 /** Writes a streamed request body, chunk-encoded when its length is unknown. */
