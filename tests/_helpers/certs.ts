@@ -119,6 +119,29 @@ export async function createCa(): Promise<TestCa> {
   };
 }
 
+/**
+ * An HTTPS backend on 127.0.0.1 with a certificate for "localhost" from `ca`, and the
+ * pool lines that reach it through the fetch transport trusting that CA.
+ */
+export async function startTlsBackend(
+  ca: TestCa,
+  handler: (request: Request) => Response | Promise<Response>,
+): Promise<{ address: string; poolExtra: string } & AsyncDisposable> {
+  const tls = await ca.issue("backend", ["localhost"]);
+  const server = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: await Deno.readTextFile(tls.cert),
+    key: await Deno.readTextFile(tls.key),
+    onListen: () => {},
+  }, handler);
+  return {
+    address: `https://localhost:${server.addr.port}`,
+    poolExtra: `transport = "fetch"\n[backend_pools.client]\nca_file = "${ca.caPath}"`,
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
+}
+
 /** The subject CN of the certificate a TLS server presents for `serverName`, via openssl s_client. */
 export async function presentedCn(port: number, serverName: string | null): Promise<string> {
   const out = await sClient(port, serverName);

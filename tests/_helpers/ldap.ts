@@ -1,7 +1,7 @@
 // A real OpenLDAP slapd for tests: its own config and a small directory in a
 // temp folder, on 127.0.0.1 at a free port. Needs the Debian package "slapd".
 
-import { findProgram, freePort, requirePrograms, stopChild, waitForPort } from "./programs.ts";
+import { findProgram, freePort, requirePrograms, startServerProgram } from "./programs.ts";
 
 /** Whether slapd can run here (prints the package to install when not). */
 export const hasSlapd: boolean = requirePrograms(["slapd", "slapadd"], "slapd");
@@ -70,21 +70,11 @@ export async function startSlapd(options: { anonymousSearch?: boolean } = {}): P
   if (!load.success) throw new Error(`slapadd failed: ${new TextDecoder().decode(load.stderr)}`);
   const port = freePort();
   const url = `ldap://127.0.0.1:${port}`;
-  // -d 0 keeps slapd in the foreground, so it is our child and dies with the test.
-  const child = new Deno.Command(findProgram("slapd")!, {
-    args: ["-f", `${dir}/slapd.conf`, "-h", `${url}/`, "-d", "0"],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  const dispose = async () => {
-    await stopChild(child);
-    await Deno.remove(dir, { recursive: true });
-  };
-  try {
-    await waitForPort(port, "slapd");
-  } catch (e) {
-    await dispose();
-    throw e;
-  }
+  // -d 0 keeps slapd in the foreground.
+  const dispose = await startServerProgram(
+    "slapd",
+    ["-f", `${dir}/slapd.conf`, "-h", `${url}/`, "-d", "0"],
+    { port, dir },
+  );
   return { url, port, [Symbol.asyncDispose]: dispose };
 }

@@ -80,6 +80,30 @@ export async function waitForPort(port: number, what: string, timeoutMs = 10_000
   }
 }
 
+/**
+ * Starts `program` in the foreground (our child, so it dies with the test) and waits until
+ * it accepts connections on `port`. The returned dispose stops it and removes `dir`.
+ */
+export async function startServerProgram(
+  program: string,
+  args: string[],
+  options: { port: number; dir: string },
+): Promise<() => Promise<void>> {
+  const child = new Deno.Command(findProgram(program)!, { args, stdout: "null", stderr: "null" })
+    .spawn();
+  const dispose = async () => {
+    await stopChild(child);
+    await Deno.remove(options.dir, { recursive: true });
+  };
+  try {
+    await waitForPort(options.port, program);
+  } catch (e) {
+    await dispose();
+    throw e;
+  }
+  return dispose;
+}
+
 /** A child process that is killed and awaited on dispose. */
 export async function stopChild(child: Deno.ChildProcess): Promise<void> {
   try {

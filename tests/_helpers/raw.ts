@@ -1,5 +1,7 @@
 // Raw HTTP/1.1 over TCP, for tests that need exact bytes on the wire.
 
+import { concatBytes } from "../../lib/bytes.ts";
+
 /** Sends `request` as is to 127.0.0.1:port and returns everything read until the peer closes. */
 export async function rawExchange(port: number, request: string | Uint8Array): Promise<string> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
@@ -12,20 +14,10 @@ export async function rawExchange(port: number, request: string | Uint8Array): P
       if (n === null) break;
       chunks.push(buf.slice(0, n));
     }
-    return new TextDecoder().decode(concat(chunks));
+    return new TextDecoder().decode(concatBytes(chunks));
   } finally {
     try {
       conn.close();
     } catch { /* already closed */ }
   }
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.length;
-  }
-  return out;
 }

@@ -1,7 +1,7 @@
 // A real redis-server for tests, on 127.0.0.1 at a free port, with nothing
 // persisted. Needs the Debian package "redis-server".
 
-import { findProgram, freePort, requirePrograms, stopChild, waitForPort } from "./programs.ts";
+import { freePort, requirePrograms, startServerProgram } from "./programs.ts";
 
 /** Whether redis-server can run here (prints the package to install when not). */
 export const hasRedis: boolean = requirePrograms(["redis-server"], "redis-server");
@@ -17,33 +17,19 @@ export interface TestRedis extends AsyncDisposable {
 export async function startRedis(): Promise<TestRedis> {
   const port = freePort();
   const dir = await Deno.makeTempDir({ prefix: "strom-redis-" });
-  const child = new Deno.Command(findProgram("redis-server")!, {
-    args: [
-      "--port",
-      String(port),
-      "--bind",
-      "127.0.0.1",
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-      "--dir",
-      dir,
-      "--daemonize",
-      "no",
-    ],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  const dispose = async () => {
-    await stopChild(child);
-    await Deno.remove(dir, { recursive: true });
-  };
-  try {
-    await waitForPort(port, "redis-server");
-  } catch (e) {
-    await dispose();
-    throw e;
-  }
+  const dispose = await startServerProgram("redis-server", [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    dir,
+    "--daemonize",
+    "no",
+  ], { port, dir });
   return { url: `redis://127.0.0.1:${port}`, port, [Symbol.asyncDispose]: dispose };
 }

@@ -165,6 +165,15 @@ export async function acceptFor(key: string): Promise<string> {
   return btoa(String.fromCharCode(...new Uint8Array(digest)));
 }
 
+/** Answers the upgrade request `head` on a raw backend connection with a valid 101. */
+export async function acceptUpgrade(conn: Deno.Conn, head: string): Promise<void> {
+  const key = /\r\nsec-websocket-key: *([^\r]+)/i.exec(head)![1];
+  await conn.write(new TextEncoder().encode(
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+      `Sec-WebSocket-Accept: ${await acceptFor(key)}\r\n\r\n`,
+  ));
+}
+
 /** Reads the small frames a client (Strom) sends on a raw connection, unmasked. */
 export class ClientFrames {
   readonly #conn: Deno.Conn;

@@ -2,7 +2,7 @@
 // time-limited handshakes, certificate reload, https:// backends.
 
 import assert from "node:assert/strict";
-import { createCa, hasCurl, hasOpenssl, presentedCn } from "../_helpers/certs.ts";
+import { createCa, hasCurl, hasOpenssl, presentedCn, startTlsBackend } from "../_helpers/certs.ts";
 import { poolToml, startBackend, startStrom, waitFor } from "../_helpers/servers.ts";
 
 async function curl(args: string[]): Promise<string> {
@@ -46,28 +46,20 @@ Deno.test({
       "an unknown name gets the default",
     );
     assert.equal(await presentedCn(port, null), "b.test", "no SNI gets the default");
-    const h2 = await curl([
-      "--http2",
-      "--cacert",
-      ca.caPath,
-      "--resolve",
-      `a.test:${port}:127.0.0.1`,
-      "-w",
-      " %{http_version}",
-      `https://a.test:${port}/`,
-    ]);
-    assert.equal(h2, `host a.test:${port} 2`);
-    const h1 = await curl([
-      "--http1.1",
-      "--cacert",
-      ca.caPath,
-      "--resolve",
-      `a.test:${port}:127.0.0.1`,
-      "-w",
-      " %{http_version}",
-      `https://a.test:${port}/x`,
-    ]);
-    assert.equal(h1, `host a.test:${port} 1.1`);
+    // The body, then the HTTP version curl negotiated.
+    const withVersion = (flag: string, path: string) =>
+      curl([
+        flag,
+        "--cacert",
+        ca.caPath,
+        "--resolve",
+        `a.test:${port}:127.0.0.1`,
+        "-w",
+        " %{http_version}",
+        `https://a.test:${port}${path}`,
+      ]);
+    assert.equal(await withVersion("--http2", "/"), `host a.test:${port} 2`);
+    assert.equal(await withVersion("--http1.1", "/x"), `host a.test:${port} 1.1`);
     const metrics = await (await fetch(`${lb.adminUrl}/metrics`)).text();
     assert.match(metrics, /^strom_certificate_expiry_timestamp_seconds\{name="a\.test"\} \d+/m);
   },
@@ -152,30 +144,20 @@ Deno.test({
   ignore: !hasOpenssl,
   async fn() {
     await using ca = await createCa();
-    const tls = await ca.issue("backend", ["localhost"]);
-    const server = Deno.serve({
-      hostname: "127.0.0.1",
-      port: 0,
-      cert: await Deno.readTextFile(tls.cert),
-      key: await Deno.readTextFile(tls.key),
-      onListen: () => {},
-    }, (req) => new Response(`tls backend saw ${new URL(req.url).pathname}`));
-    try {
-      await using lb = await startStrom(poolToml([`https://localhost:${server.addr.port}`], {
-        extra: `transport = "fetch"\n[backend_pools.client]\nca_file = "${ca.caPath}"`,
-      }));
-      assert.equal(lb.config.pools[0].transport, "fetch");
-      const r = await fetch(`${lb.url}/x`);
-      assert.equal(await r.text(), "tls backend saw /x");
-      await lb.strom.health.checkAll();
-      assert.equal(
-        lb.strom.runtime.pools[0].backends[0].health.last?.ok,
-        true,
-        "the probe speaks TLS",
-      );
-    } finally {
-      await server.shutdown();
-    }
+    await using backend = await startTlsBackend(
+      ca,
+      (req) => new Response(`tls backend saw ${new URL(req.url).pathname}`),
+    );
+    await using lb = await startStrom(poolToml([backend.address], { extra: backend.poolExtra }));
+    assert.equal(lb.config.pools[0].transport, "fetch");
+    const r = await fetch(`${lb.url}/x`);
+    assert.equal(await r.text(), "tls backend saw /x");
+    await lb.strom.health.checkAll();
+    assert.equal(
+      lb.strom.runtime.pools[0].backends[0].health.last?.ok,
+      true,
+      "the probe speaks TLS",
+    );
   },
 });
 

@@ -6,9 +6,9 @@ import assert from "node:assert/strict";
 import bcrypt from "bcryptjs";
 import { poolToml, startRawBackend, startStrom, waitFor } from "../_helpers/servers.ts";
 import { freePort } from "../_helpers/programs.ts";
-import { createCa, hasOpenssl } from "../_helpers/certs.ts";
+import { createCa, hasOpenssl, startTlsBackend } from "../_helpers/certs.ts";
 import {
-  acceptFor,
+  acceptUpgrade,
   ClientFrames,
   HANDSHAKE,
   rawUpgrade,
@@ -251,12 +251,7 @@ Deno.test("an open WebSocket survives reloads and is closed with 1001 at shutdow
 Deno.test("Strom answers the backend's pings and closes the client with 1011 when the backend vanishes", async () => {
   const sawPong: Uint8Array[] = [];
   await using raw = startRawBackend(async (conn, head) => {
-    const key = /\r\nsec-websocket-key: *([^\r]+)/i.exec(head)![1];
-    await conn.write(new TextEncoder().encode(
-      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${await acceptFor(
-        key,
-      )}\r\n\r\n`,
-    ));
+    await acceptUpgrade(conn, head);
     const frames = new ClientFrames(conn);
     await conn.write(encodeFrame(OPCODE.ping, new TextEncoder().encode("hi"), { mask: null }));
     const pong = await frames.next();
@@ -286,12 +281,7 @@ Deno.test("Strom answers the backend's pings and closes the client with 1011 whe
 Deno.test("a backend breaking the protocol gets a 1002 close and the client a 1011", async () => {
   let backendClose: { opcode: number; payload: Uint8Array } | null = null;
   await using raw = startRawBackend(async (conn, head) => {
-    const key = /\r\nsec-websocket-key: *([^\r]+)/i.exec(head)![1];
-    await conn.write(new TextEncoder().encode(
-      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${await acceptFor(
-        key,
-      )}\r\n\r\n`,
-    ));
+    await acceptUpgrade(conn, head);
     const frames = new ClientFrames(conn);
     const first = await frames.next();
     assert.equal(first?.opcode, OPCODE.text);
@@ -316,28 +306,15 @@ Deno.test({
   ignore: !hasOpenssl,
   async fn() {
     await using ca = await createCa();
-    const tls = await ca.issue("backend", ["localhost"]);
-    const server = Deno.serve({
-      hostname: "127.0.0.1",
-      port: 0,
-      cert: await Deno.readTextFile(tls.cert),
-      key: await Deno.readTextFile(tls.key),
-      onListen: () => {},
-    }, (request) => {
+    await using backend = await startTlsBackend(ca, (request) => {
       const { socket, response } = Deno.upgradeWebSocket(request);
       socket.onmessage = (e) => socket.send(`tls: ${e.data}`);
       return response;
     });
-    try {
-      await using lb = await startStrom(poolToml([`https://localhost:${server.addr.port}`], {
-        extra: `transport = "fetch"\n[backend_pools.client]\nca_file = "${ca.caPath}"`,
-      }));
-      const client = await TestClient.open(wsUrl(lb));
-      assert.equal(await client.echo("hello"), "tls: hello");
-      await client.close();
-      await waitFor(() => lb.strom.websockets.count === 0, "the relay to end");
-    } finally {
-      await server.shutdown();
-    }
+    await using lb = await startStrom(poolToml([backend.address], { extra: backend.poolExtra }));
+    const client = await TestClient.open(wsUrl(lb));
+    assert.equal(await client.echo("hello"), "tls: hello");
+    await client.close();
+    await waitFor(() => lb.strom.websockets.count === 0, "the relay to end");
   },
 });

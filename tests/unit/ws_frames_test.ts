@@ -10,6 +10,7 @@ import {
   WebSocketProtocolError,
   type WsEvent,
 } from "../../lib/proxy/ws_frames.ts";
+import { concatBytes } from "../../lib/bytes.ts";
 
 const utf8 = new TextEncoder();
 const MASK = new Uint8Array([0x37, 0xfa, 0x21, 0x3d]);
@@ -20,15 +21,7 @@ function serverFrame(opcode: number, payload: Uint8Array | string, fin = true): 
   return encodeFrame(opcode, bytes, { mask: null, fin });
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
-}
+const concat = (...parts: Uint8Array[]) => concatBytes(parts);
 
 function decodeAll(bytes: Uint8Array, options?: { maxMessageBytes?: number }): WsEvent[] {
   return new FrameDecoder(options).push(bytes);
