@@ -197,6 +197,9 @@ function directTarget(backends: Backends): Target {
   };
 }
 
+const CAPPED_TOML = "[backend_pools.client]\nmax_connections_per_host = 4";
+const CAPPED_LABEL = "Strom, max_connections_per_host = 4";
+
 /** Scenario 3: three Python http.server backends, Strom and then nginx in front of them. */
 export async function pythonRuns(
   ctx: BenchContext,
@@ -208,7 +211,8 @@ export async function pythonRuns(
     title: "The seed's set-up: Python http.server backends, Strom next to nginx",
     setup: [
       'Three `python3 -m http.server` backends, each serving an index.html with `{"backend":"pN"}`.',
-      "Strom (as in scenario 1), then nginx (as in scenario 2), on the same backends, " +
+      "Strom (as in scenario 1), Strom with `max_connections_per_host = 4` in the pool's " +
+      "`[backend_pools.client]`, then nginx (as in scenario 2), on the same backends, " +
       `each after a ${WARMUP_S} s warm-up run.`,
       "http.server answers HTTP/1.0 and closes every connection, so each proxy connects anew for " +
       "every request, and it listens with a backlog of 5 (socketserver's `request_queue_size`): " +
@@ -229,11 +233,27 @@ export async function pythonRuns(
     const extra = ctx.options.stromExtra;
     const strom = () => startStrom(ctx, { label: "Strom", addresses: backends.addresses, extra });
     runs.push(await measureStarted(ctx, strom, { ...common, label: "Strom", slug: "s3-strom" }));
-    logRun(3, runs[0]);
+    logRun(3, runs.at(-1)!);
+    // The same with a cap on connections per backend: requests wait in Strom
+    // instead of overflowing http.server's listen queue (no 1 s SYN retries).
+    const capped = () =>
+      startStrom(ctx, {
+        label: CAPPED_LABEL,
+        addresses: backends.addresses,
+        extra: `${extra}\n${CAPPED_TOML}`,
+      });
+    runs.push(
+      await measureStarted(ctx, capped, {
+        ...common,
+        label: CAPPED_LABEL,
+        slug: "s3-strom-capped",
+      }),
+    );
+    logRun(3, runs.at(-1)!);
     if (await peerAvailable(NGINX)) {
       const nginx = () => NGINX.start(ctx, backends.addresses);
       runs.push(await measureStarted(ctx, nginx, { ...common, label: "nginx", slug: "s3-nginx" }));
-      logRun(3, runs[1]);
+      logRun(3, runs.at(-1)!);
     } else {
       report.skipped.push("nginx: `nginx` is not installed");
     }

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { gzipSync } from "node:zlib";
 import { get, poolToml, startRawBackend, startStrom, waitFor } from "../_helpers/servers.ts";
 import { rawExchange } from "../_helpers/raw.ts";
+import { SMALL_BODY_BYTES } from "../../lib/transport/http1/connection.ts";
 
 const enc = new TextEncoder();
 const HTTP1 = 'transport = "http1"';
@@ -193,9 +194,16 @@ Deno.test("http1: ambiguous or broken answers give 502 and never poison the pool
   }
 });
 
-Deno.test("http1: a body shorter than announced cuts the client off; longer is not reused", async () => {
+Deno.test("http1: a body shorter than announced gives 502 (small) or cuts the client off (large); longer is not reused", async () => {
+  // A small body is read whole with the head, so its end is known before the
+  // client gets anything: a clean 502. A large one streams, so the client is cut off.
   await using short = startRawBackend(async (conn) => {
     await conn.write(enc.encode("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this"));
+  });
+  await using shortLarge = startRawBackend(async (conn) => {
+    await conn.write(
+      enc.encode(`HTTP/1.1 200 OK\r\nContent-Length: ${SMALL_BODY_BYTES + 1}\r\n\r\nonly this`),
+    );
   });
   let longConnections = 0;
   await using long = startRawBackend(async (conn) => {
@@ -204,16 +212,39 @@ Deno.test("http1: a body shorter than announced cuts the client off; longer is n
     await new Promise((r) => setTimeout(r, 50));
   });
   await using lb = await startStrom(
-    poolToml([short.address], { matcher: "Path('/short')", extra: HTTP1 }) +
+    poolToml([short.address], { matcher: "Path('/short')", extra: `${HTTP1}\nretries = 0` }) +
+      poolToml([shortLarge.address], { matcher: "Path('/short-large')", extra: HTTP1 }) +
       poolToml([long.address], { matcher: "Path('/long')", extra: HTTP1 }),
   );
+  const r = await get(`${lb.url}/short`);
+  assert.deepEqual([r.status, r.text], [502, "502 - Bad Gateway"]);
   await assert.rejects(async () => {
-    const r = await fetch(`${lb.url}/short`);
+    const r = await fetch(`${lb.url}/short-large`);
+    assert.equal(r.status, 200);
     await r.text();
   });
   assert.equal((await get(`${lb.url}/long`)).text, "ok");
   assert.equal((await get(`${lb.url}/long`)).text, "ok");
   assert.equal(longConnections, 2, "a connection with extra bytes is not reused");
+});
+
+Deno.test("http1: a small body sent after the head, in pieces, arrives whole", async () => {
+  const body = "x".repeat(SMALL_BODY_BYTES);
+  let connections = 0;
+  await using backend = startRawBackend(async (conn) => {
+    connections++;
+    await conn.write(enc.encode(`HTTP/1.0 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`));
+    for (let i = 0; i < body.length; i += 4096) {
+      await new Promise((r) => setTimeout(r, 5));
+      await conn.write(enc.encode(body.slice(i, i + 4096)));
+    }
+  });
+  await using lb = await startStrom(poolToml([backend.address], { extra: HTTP1 }));
+  for (let i = 0; i < 2; i++) {
+    const r = await get(`${lb.url}/`);
+    assert.deepEqual([r.status, r.text.length, r.text === body], [200, body.length, true]);
+  }
+  assert.equal(connections, 2, "an HTTP/1.0 answer closes its connection");
 });
 
 Deno.test("http1: connections are reused up to the cap and requests queue beyond it", async () => {

@@ -12,14 +12,23 @@ import {
   type ResponseHead,
 } from "./parse.ts";
 
+/** Largest read of a body chunk. */
 const READ_SIZE = 64 * 1024;
+/**
+ * First size of a connection's buffer: a response head fits in it; it grows
+ * for bigger heads. Connections are opened per request for backends that do
+ * not keep them alive, so a small start saves a 64 KiB allocation each time.
+ */
+const FIRST_BUFFER_SIZE = 8 * 1024;
+/** A Content-Length body up to this size is read whole with the head (no stream). */
+export const SMALL_BODY_BYTES = 16 * 1024;
 const CRLF = [13, 10];
 const CRLF2 = [13, 10, 13, 10];
 
 /** A TCP connection to one backend with its own read buffer. */
 export class Connection {
   readonly #conn: Deno.Conn;
-  #buf = new Uint8Array(READ_SIZE);
+  #buf = new Uint8Array(FIRST_BUFFER_SIZE);
   #start = 0;
   #end = 0;
   #closed = false;
@@ -92,6 +101,21 @@ export class Connection {
     const text = latin1(this.#buf.subarray(this.#start, at));
     this.#start = at + 4;
     return text;
+  }
+
+  /**
+   * Buffers the rest of a small Content-Length body, so the answer needs no
+   * stream (backends often send the head and the body in separate packets).
+   * Larger and other bodies are left to `bodyStream`.
+   */
+  async readSmallBody(head: ResponseHead): Promise<void> {
+    const { framing } = head;
+    if (framing.kind !== "length" || framing.length > SMALL_BODY_BYTES) return;
+    while (this.#end - this.#start < framing.length) {
+      if (!(await this.#fill())) {
+        throw new ProtocolError("connection closed before the end of the body");
+      }
+    }
   }
 
   /** Reads one CRLF-terminated line (chunk sizes, trailers). */

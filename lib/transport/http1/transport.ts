@@ -109,6 +109,7 @@ async function exchange(
       }
     }
     head = await conn.readHead(request.method);
+    await conn.readSmallBody(head);
   } catch (e) {
     conn.close();
     pool.release(conn, false);
