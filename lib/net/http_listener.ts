@@ -50,45 +50,31 @@ function errorHandler(role: string, log: Logger) {
   };
 }
 
-function wrap(server: Served, addr: Deno.NetAddr): HttpListener {
-  let stopping: Promise<void> | null = null;
-  const stop = () => stopping ??= server.shutdown().catch(() => {});
-  return { addr, shutdown: stop };
-}
-
 /**
- * Binds `address` with `Deno.serve`; throws Deno's error when binding fails.
- * Deno ends its accept loop on an accept error such as EMFILE (out of file
- * descriptors) and closes the listener, but keeps serving the connections it
- * has (measured with Deno 2.9.6). The listener then binds the same port again
- * (retrying until descriptors are free), so Strom keeps serving once the
- * shortage is over instead of going deaf; the old server is left to finish
- * its connections and is shut down with the listener.
+ * Keeps a listener accepting. Deno ends its accept loop on an accept error
+ * such as EMFILE (out of file descriptors) and closes the listener, but keeps
+ * serving the connections it has (measured with Deno 2.9.6 for plain and TLS
+ * listeners). The failed loop makes its server's `finished` reject; the port
+ * is then bound again with `bind` (retrying until descriptors are free), so
+ * Strom keeps serving once the shortage is over instead of going deaf. The old
+ * server is left to finish its connections and is shut down with the listener.
  */
-export function serveTcp(
-  address: SocketAddress,
-  handler: ConnectionHandler,
-  options: { role: string; log: Logger; reusePort?: boolean },
+function resilient(
+  bind: (port: number) => { server: Served; addr: Deno.NetAddr },
+  port: number,
+  options: { role: string; log: Logger },
 ): HttpListener {
-  const bind = (port: number) =>
-    Deno.serve({
-      hostname: address.hostname,
-      port,
-      ...(options.reusePort ? { reusePort: true } : {}),
-      onListen: () => {},
-      onError: errorHandler(options.role, options.log),
-    }, (request, info) => handler(request, info.remoteAddr));
-  let server = bind(address.port);
-  const addr = server.addr;
+  let { server, addr } = bind(port);
   /** Servers whose accept loop died: their connections are still served. */
-  const dead: Deno.HttpServer[] = [];
+  const dead: Served[] = [];
   let stopping: Promise<void> | null = null;
   /** Binds the port again, retrying while descriptors are short. */
   const revive = async () => {
     for (let delay = 100; !stopping; delay = Math.min(delay * 2, 2000)) {
       await new Promise((r) => setTimeout(r, delay));
+      if (stopping) break;
       try {
-        const next = bind(addr.port);
+        const next = bind(addr.port).server;
         dead.push(server);
         server = next;
         watch(next);
@@ -102,7 +88,7 @@ export function serveTcp(
     }
   };
   /** A failed accept loop makes its server's `finished` reject (once): revive then. */
-  const watch = (s: Deno.HttpServer) => {
+  const watch = (s: Served) => {
     s.finished.catch(() => {
       if (!stopping) void revive();
     });
@@ -114,9 +100,32 @@ export function serveTcp(
   return { addr, shutdown: stop };
 }
 
-/** Serves a bound TLS listener (HTTP/2 when ALPN chose h2). */
+/** Binds `address` with `Deno.serve`; throws Deno's error when binding fails. */
+export function serveTcp(
+  address: SocketAddress,
+  handler: ConnectionHandler,
+  options: { role: string; log: Logger; reusePort?: boolean },
+): HttpListener {
+  const bind = (port: number) => {
+    const server = Deno.serve({
+      hostname: address.hostname,
+      port,
+      ...(options.reusePort ? { reusePort: true } : {}),
+      onListen: () => {},
+      onError: errorHandler(options.role, options.log),
+    }, (request, info) => handler(request, info.remoteAddr));
+    return { server, addr: server.addr };
+  };
+  return resilient(bind, address.port, options);
+}
+
+/**
+ * Binds TLS listeners with `listenTls(port)` and serves them (HTTP/2 when ALPN
+ * chose h2); throws when the first bind fails. Revived like `serveTcp`.
+ */
 export function serveTls(
-  listener: Deno.TlsListener,
+  listenTls: (port: number) => Deno.TlsListener,
+  port: number,
   handler: ConnectionHandler,
   options: { role: string; log: Logger },
 ): HttpListener {
@@ -126,12 +135,16 @@ export function serveTls(
   if (typeof serve !== "function") {
     throw new Error("this Deno has no serveHttpOnListener (HTTPS needs Deno 2.x)");
   }
-  const server = serve(
-    listener,
-    new AbortController().signal,
-    (request, info) => handler(request, info.remoteAddr),
-    errorHandler(options.role, options.log),
-    () => {},
-  );
-  return wrap(server, listener.addr as Deno.NetAddr);
+  const bind = (port: number) => {
+    const listener = listenTls(port);
+    const server = serve(
+      listener,
+      new AbortController().signal,
+      (request, info) => handler(request, info.remoteAddr),
+      errorHandler(options.role, options.log),
+      () => {},
+    );
+    return { server, addr: listener.addr as Deno.NetAddr };
+  };
+  return resilient(bind, port, options);
 }

@@ -28,20 +28,26 @@ export function listenHttps(
   handler: Handler,
   options: { log: Logger },
 ): HttpsListener {
-  const listener = Deno.listenTls(
+  const listenTls = (port: number) =>
+    Deno.listenTls(
+      {
+        hostname: address.hostname,
+        port,
+        transport: "tcp",
+        reusePort: true,
+        alpnProtocols: ["h2", "http/1.1"],
+        [RESOLVER]: (serverName: string) => store.resolve(serverName),
+      } as unknown as Deno.ListenTlsOptions & Deno.TlsCertifiedKeyPem,
+    );
+  const served = serveTls(
+    listenTls,
+    address.port,
+    (request, remote) => handler(request, { remote }),
     {
-      hostname: address.hostname,
-      port: address.port,
-      transport: "tcp",
-      reusePort: true,
-      alpnProtocols: ["h2", "http/1.1"],
-      [RESOLVER]: (serverName: string) => store.resolve(serverName),
-    } as unknown as Deno.ListenTlsOptions & Deno.TlsCertifiedKeyPem,
+      role: "https_address",
+      log: options.log,
+    },
   );
-  const served = serveTls(listener, (request, remote) => handler(request, { remote }), {
-    role: "https_address",
-    log: options.log,
-  });
   options.log.info(
     `Started listening on ${address.text} (https_address, port ${served.addr.port})`,
   );

@@ -12,6 +12,7 @@ import {
   waitFor,
 } from "../_helpers/servers.ts";
 import { StromProcess } from "../_helpers/process.ts";
+import { createCa, hasOpenssl } from "../_helpers/certs.ts";
 
 const enc = new TextEncoder();
 
@@ -187,60 +188,102 @@ Deno.test("backends that misbehave give 502 or a cut connection, and the pool st
   }
 });
 
+/**
+ * Runs Strom with few file descriptors and holds connections (made by `open`)
+ * until new ones are refused; then checks that an open connection is still
+ * served, and that new connections are accepted again once descriptors are free.
+ */
+async function exhaustDescriptors(
+  config: string,
+  role: "http_address" | "https_address",
+  open: (port: number) => Promise<Deno.Conn>,
+): Promise<void> {
+  const path = await Deno.makeTempFile({ suffix: ".toml" });
+  await Deno.writeTextFile(path, config);
+  // prlimit caps Strom's descriptors; the test holds connections until the cap is hit.
+  await using strom = new StromProcess(["-c", path], {}, ["prlimit", "--nofile=160"]);
+  const [, text] = await strom.waitForLine(new RegExp(`\\(${role}, port (\\d+)\\)`));
+  const port = Number(text);
+  const ask = async (conn: Deno.Conn) => {
+    const timer = setTimeout(() => conn.close(), 2000);
+    try {
+      await conn.write(enc.encode("GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+      const buf = new Uint8Array(512);
+      const n = await conn.read(buf);
+      return n === null ? "(closed)" : new TextDecoder().decode(buf.subarray(0, n));
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  const askNew = async () => {
+    const conn = await open(port);
+    try {
+      return await ask(conn);
+    } finally {
+      conn.close();
+    }
+  };
+  const held: Deno.Conn[] = [];
+  const keeper = await open(port);
+  assert.match(await ask(keeper), /^HTTP\/1\.1 200/);
+  // Open connections until Strom has no descriptor left for a new one.
+  let refused = false;
+  for (let i = 0; i < 400 && !refused; i++) {
+    try {
+      const conn = await open(port);
+      held.push(conn);
+      if (!/^HTTP\/1\.1 200/.test(await ask(conn))) refused = true;
+    } catch {
+      refused = true; // reset or refused: no descriptor for it
+    }
+  }
+  assert.ok(refused, "new connections are refused once descriptors run out");
+  // Deno's accept loop gives up on EMFILE; Strom survives it, keeps serving the
+  // connections it has, and binds again once descriptors are free.
+  assert.equal(strom.exited, false, "Strom is still running");
+  assert.match(await ask(keeper), /^HTTP\/1\.1 200/, "an open connection is still served");
+  for (const c of held) c.close();
+  await waitFor(
+    async () => /^HTTP\/1\.1 200/.test(await askNew().catch(() => "")),
+    `Strom to accept again on ${role} after descriptors were freed`,
+    10_000,
+  );
+  // Every new connection is accepted: no listener is left that accepts nothing.
+  for (let i = 0; i < 20; i++) assert.match(await askNew(), /^HTTP\/1\.1 200/, `connection ${i}`);
+  assert.match(await ask(keeper), /^HTTP\/1\.1 200/, "and still after the listener came back");
+  keeper.close();
+  await Deno.remove(path);
+}
+
 Deno.test({
   name:
     "with file descriptors exhausted new connections are refused, open ones served, and Strom recovers",
   ignore: Deno.build.os !== "linux",
   async fn() {
     await using backend = startBackend(() => new Response("ok"));
-    const path = await Deno.makeTempFile({ suffix: ".toml" });
-    await Deno.writeTextFile(
-      path,
+    await exhaustDescriptors(
       `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n` + poolToml([backend.address]),
+      "http_address",
+      (port) => Deno.connect({ hostname: "127.0.0.1", port }),
     );
-    // prlimit caps Strom's descriptors; the test holds connections until the cap is hit.
-    await using strom = new StromProcess(["-c", path], {}, ["prlimit", "--nofile=160"]);
-    const [, port] = await strom.waitForLine(/\(http_address, port (\d+)\)/);
-    const held: Deno.Conn[] = [];
-    const keeper = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
-    const ask = async (conn: Deno.Conn) => {
-      await conn.write(enc.encode("GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
-      const buf = new Uint8Array(512);
-      return new TextDecoder().decode(buf.subarray(0, (await conn.read(buf)) ?? 0));
-    };
-    assert.match(await ask(keeper), /^HTTP\/1\.1 200/);
-    // Open connections until Strom has no descriptor left for a new one.
-    let refused = false;
-    for (let i = 0; i < 400 && !refused; i++) {
-      try {
-        const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
-        held.push(conn);
-        await conn.write(enc.encode("GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
-        if ((await conn.read(new Uint8Array(512))) === null) refused = true;
-      } catch {
-        refused = true; // reset or refused: no descriptor for it
-      }
-    }
-    assert.ok(refused, "new connections are refused once descriptors run out");
-    // Deno's accept loop gives up on EMFILE; Strom survives it, keeps serving the
-    // connections it has, and binds again once descriptors are free.
-    assert.equal(strom.exited, false, "Strom is still running");
-    assert.match(await ask(keeper), /^HTTP\/1\.1 200/, "an open connection is still served");
-    for (const c of held) c.close();
-    await waitFor(
-      async () => {
-        try {
-          const r = await fetch(`http://127.0.0.1:${port}/`);
-          return (await r.text()) === "ok";
-        } catch {
-          return false;
-        }
-      },
-      "Strom to accept again after descriptors were freed",
-      10_000,
+  },
+});
+
+Deno.test({
+  name: "the HTTPS listener also survives running out of file descriptors",
+  ignore: Deno.build.os !== "linux" || !hasOpenssl,
+  async fn() {
+    await using backend = startBackend(() => new Response("ok"));
+    await using ca = await createCa();
+    const cert = await ca.issue("lb", ["127.0.0.1"]);
+    await exhaustDescriptors(
+      `http_address = "127.0.0.1:0"\nhttps_address = "127.0.0.1:0"\n` +
+        `admin_address = "127.0.0.1:0"\n` +
+        poolToml([backend.address], { schemes: '["HTTPS"]' }) +
+        `[certificates."127.0.0.1"]\ntype = "Local"\n` +
+        `certificate_path = "${cert.cert}"\nprivate_key_path = "${cert.key}"\n`,
+      "https_address",
+      (port) => Deno.connectTls({ hostname: "127.0.0.1", port, caCerts: [ca.caPem] }),
     );
-    assert.match(await ask(keeper), /^HTTP\/1\.1 200/, "and still after the listener came back");
-    keeper.close();
-    await Deno.remove(path);
   },
 });
