@@ -1,4 +1,4 @@
-import type { Strategy } from "./strategy.ts";
+import type { Candidate, Strategy } from "./strategy.ts";
 import type { StrategyFactory } from "./registry.ts";
 
 /**
@@ -13,14 +13,26 @@ export const powerOfTwoChoices: StrategyFactory = {
   create(_options, deps): Strategy {
     return {
       pick(candidates) {
-        const n = candidates.length;
-        if (n === 1) return candidates[0];
-        const i = Math.floor(deps.random() * n);
-        // A second index among the other n - 1, so the two always differ.
-        const j = (i + 1 + Math.floor(deps.random() * (n - 1))) % n;
-        const a = candidates[i], b = candidates[j];
-        return b.inFlight < a.inFlight ? b : a;
+        return chooseOfTwo(candidates, deps.random, (c) => c.inFlight);
       },
     };
   },
 };
+
+/**
+ * Two different candidates drawn at random; the one with the lower `cost`
+ * (the first drawn on a tie). A single candidate is returned as it is.
+ */
+export function chooseOfTwo<T extends Candidate>(
+  candidates: readonly T[],
+  random: () => number,
+  cost: (candidate: T) => number,
+): T {
+  const n = candidates.length;
+  if (n === 1) return candidates[0];
+  const i = Math.floor(random() * n);
+  // A second index among the other n - 1, so the two always differ.
+  const j = (i + 1 + Math.floor(random() * (n - 1))) % n;
+  const a = candidates[i], b = candidates[j];
+  return cost(b) < cost(a) ? b : a;
+}

@@ -12,6 +12,7 @@ import { leastConnection } from "./least_connection.ts";
 import { stickyCookie } from "./sticky_cookie.ts";
 import { weightedRoundRobin } from "./weighted_round_robin.ts";
 import { powerOfTwoChoices } from "./power_of_two.ts";
+import { peakEwma } from "./peak_ewma.ts";
 
 /** What a strategy's options may be checked against. */
 export interface StrategyParseContext {
@@ -44,6 +45,7 @@ const FACTORIES: readonly StrategyFactory[] = [
   stickyCookie,
   weightedRoundRobin,
   powerOfTwoChoices,
+  peakEwma,
 ];
 
 const BY_NAME = new Map(FACTORIES.map((f) => [f.name, f]));

@@ -60,6 +60,7 @@ export const stickyCookie: StrategyFactory = {
         context.setCookie = `${name}=${tokenOf(chosen)}${attributes}`;
         return chosen;
       },
+      observe: inner.observe && ((id, ms) => inner.observe!(id, ms)),
     };
   },
 };

@@ -22,10 +22,14 @@ export interface PickContext {
 /** Chooses one backend; `candidates` is never empty and is in config order. */
 export interface Strategy {
   pick<T extends Candidate>(candidates: readonly T[], context: PickContext): T;
+  /** Told how long a backend took to answer (to its response headers), for strategies that learn. */
+  observe?(id: string, latencyMs: number): void;
 }
 
 /** Injected effects a strategy may use. */
 export interface StrategyDeps {
   /** Uniform in [0, 1). */
   readonly random: () => number;
+  /** Milliseconds; wall time when absent. */
+  readonly clock?: { now(): number };
 }

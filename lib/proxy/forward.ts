@@ -302,10 +302,9 @@ async function attemptOnce(
     responded = true;
     tracker.backend = backend.id;
     if (endedWith >= 0) tracker.ended(endedWith);
-    exchange.options.observers.metrics.backendAnswered(
-      backend.id,
-      (performance.now() - started) / 1000,
-    );
+    const tookMs = performance.now() - started;
+    exchange.options.observers.metrics.backendAnswered(backend.id, tookMs / 1000);
+    pool.strategy.observe?.(backend.id, tookMs);
     const failed = pool.config.outlier.count5xx && response.status >= 500;
     pool.reportOutcome(backend, failed, "");
     return response;

@@ -188,7 +188,7 @@ Deno.test({
     assert.deepEqual(await page.locator("#cfg-problems li").allInnerTexts(), [
       `line ${typoLine} backend_pools[0].retires: unknown key (did you mean "retries"?)`,
       `line ${strategyLine} backend_pools[0].strategy: unknown strategy "Fastest" ` +
-      `(expected one of "RoundRobin", "Random", "IPHash", "LeastConnection", "StickyCookie", "WeightedRoundRobin", "PowerOfTwoChoices")`,
+      `(expected one of "RoundRobin", "Random", "IPHash", "LeastConnection", "StickyCookie", "WeightedRoundRobin", "PowerOfTwoChoices", "PeakEWMA")`,
     ]);
     for (const line of [typoLine, strategyLine]) {
       assert.equal(

@@ -131,6 +131,25 @@ Deno.test("LeastConnection steers away from a backend still busy with a request"
   assert.equal((await pending).text, "slow");
 });
 
+Deno.test("PeakEWMA learns which backend answers slowly and sends it almost nothing", async () => {
+  let slowHits = 0;
+  await using slow = startBackend(async () => {
+    slowHits++;
+    await new Promise((r) => setTimeout(r, 300)); // the backend under test is slow
+    return new Response("slow");
+  });
+  await using fast = startBackend(() => new Response("fast"));
+  await using lb = await startStrom(
+    poolToml([slow.address, fast.address], { strategy: '"PeakEWMA"' }),
+  );
+  const answers: string[] = [];
+  for (let i = 0; i < 30; i++) answers.push((await get(`${lb.url}/`)).text);
+  // Each backend is tried once while it has no answer on record; then the slow
+  // one's 300 ms keep it out (RoundRobin would have sent it 15 of the 30).
+  assert.ok(slowHits >= 1 && slowHits <= 2, `the slow backend got ${slowHits} requests`);
+  assert.equal(answers.filter((a) => a === "fast").length, 30 - slowHits);
+});
+
 Deno.test("a refused connection gives 502 and an empty pool gives 503", async () => {
   const closed = startBackend();
   const address = closed.address;

@@ -214,7 +214,7 @@ request_timeout = "soon"
     'backend_pools[0].health_check: unknown key (did you mean "health_config"?)',
     "backend_pools[1].strategy.StickyCookie.secure: missing required key",
     'backend_pools[1].strategy.StickyCookie.same_site: invalid value "lax" (expected "Strict", "Lax" or "None")',
-    'backend_pools[1].strategy.StickyCookie.inner: unknown strategy "Nope" (expected one of "RoundRobin", "Random", "IPHash", "LeastConnection", "StickyCookie", "WeightedRoundRobin", "PowerOfTwoChoices")',
+    'backend_pools[1].strategy.StickyCookie.inner: unknown strategy "Nope" (expected one of "RoundRobin", "Random", "IPHash", "LeastConnection", "StickyCookie", "WeightedRoundRobin", "PowerOfTwoChoices", "PeakEWMA")',
     'backend_pools[1].request_timeout: expected a duration such as 30, "30s", "500ms" or { secs = 30, nanos = 0 }, found a string ("soon")',
     'admin_adress: unknown key (did you mean "admin_address"?)',
   ]);

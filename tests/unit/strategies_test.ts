@@ -3,6 +3,7 @@ import { createStrategy, parseStrategy, STRATEGY_NAMES } from "../../lib/balance
 import type { Candidate, PickContext } from "../../lib/balance/strategy.ts";
 import { findCookie } from "../../lib/balance/sticky_cookie.ts";
 import type { StrategyConfig } from "../../lib/config/types.ts";
+import { ManualClock } from "../_helpers/clock.ts";
 
 const STICKY = {
   StickyCookie: {
@@ -51,6 +52,7 @@ const ALL: Record<string, unknown> = {
   StickyCookie: STICKY,
   WeightedRoundRobin: { WeightedRoundRobin: { weights: { "10.0.0.1:80": 2 } } },
   PowerOfTwoChoices: "PowerOfTwoChoices",
+  PeakEWMA: "PeakEWMA",
 };
 
 Deno.test("every registered strategy has a contract case", () => {
@@ -265,6 +267,111 @@ Deno.test("powerOfTwoChoices() takes the less loaded of two different random can
   const pair = candidates(2);
   const seen = new Set(Array.from({ length: 50 }, () => s.pick(pair, context()).id));
   assert.equal(seen.size, 2);
+});
+
+/** Picks `n` times; how often each candidate was chosen. */
+function tally(s: ReturnType<typeof make>, all: readonly Candidate[], n: number) {
+  const counts = new Map<string, number>(all.map((c) => [c.id, 0]));
+  for (let i = 0; i < n; i++) {
+    const c = s.pick(all, context());
+    counts.set(c.id, counts.get(c.id)! + 1);
+  }
+  return counts;
+}
+
+function peakEwma(decay: unknown = "10s") {
+  const clock = new ManualClock();
+  const s = createStrategy(config({ PeakEWMA: { decay } }), { random: seeded(3), clock });
+  return { s, clock };
+}
+
+Deno.test("peakEwma() avoids the slower backend and weighs requests in flight", () => {
+  const { s } = peakEwma();
+  const [a, b, c] = candidates(3);
+  s.observe!(a.id, 10);
+  s.observe!(b.id, 100);
+  s.observe!(c.id, 10);
+  const counts = tally(s, [a, b, c], 3000);
+  assert.equal(counts.get(b.id), 0, "the slow one loses every pair it is in");
+  assert.ok(counts.get(a.id)! > 1200 && counts.get(c.id)! > 1200, "the fast ones share");
+  // Cost is the estimate times (in flight + 1): 10 ms with 10 in flight costs more than 100 ms idle.
+  a.inFlight = 10;
+  assert.equal(tally(s, [a, b], 50).get(b.id), 50);
+  a.inFlight = 8; // 90 ms
+  assert.equal(tally(s, [a, b], 50).get(a.id), 50);
+});
+
+Deno.test("peakEwma() counts a slower answer at once and blends faster ones in", () => {
+  const { s, clock } = peakEwma("10s");
+  const [a, b] = candidates(2);
+  s.observe!(a.id, 10);
+  s.observe!(b.id, 20);
+  assert.equal(s.pick([a, b], context()), a);
+  s.observe!(a.id, 500); // one slow answer: a is avoided right away
+  assert.equal(tally(s, [a, b], 50).get(a.id), 0);
+  // Fast answers pull the estimate down by the weight of the time since the last one:
+  // after 10 s (one time constant) a 10 ms answer leaves 500 * e^-1 + 10 * (1 - e^-1) ≈ 190 ms.
+  clock.advance(10_000);
+  s.observe!(a.id, 10);
+  s.observe!(b.id, 150);
+  assert.equal(tally(s, [a, b], 50).get(a.id), 0, "190 ms still costs more than 150 ms");
+  s.observe!(b.id, 200);
+  assert.equal(tally(s, [a, b], 50).get(a.id), 50, "and less than 200 ms");
+});
+
+Deno.test("peakEwma() tries a backend again after a slow spell (no starvation)", () => {
+  const { s, clock } = peakEwma("10s");
+  const [a, b] = candidates(2);
+  s.observe!(a.id, 1000); // a was very slow once
+  s.observe!(b.id, 10);
+  let seconds = 0;
+  // b keeps answering in 10 ms; a gets nothing, so its estimate only decays.
+  while (s.pick([a, b], context()) === b && seconds < 120) {
+    clock.advance(1000);
+    seconds++;
+    s.observe!(b.id, 10);
+  }
+  // 1000 * e^(-t/10) < 10 once t > 10 * ln(100) ≈ 46 s.
+  assert.ok(seconds >= 45 && seconds <= 48, `a was tried again after ${seconds} s`);
+});
+
+Deno.test("peakEwma() tries a backend without answers while idle, not while it has requests", () => {
+  const { s } = peakEwma();
+  const [a, b] = candidates(2);
+  s.observe!(a.id, 5);
+  assert.equal(s.pick([a, b], context()), b, "an idle newcomer is tried");
+  b.inFlight = 1; // its first request has not answered yet (it may hang)
+  assert.equal(tally(s, [a, b], 50).get(b.id), 0);
+  a.inFlight = 1000;
+  assert.equal(tally(s, [a, b], 50).get(b.id), 0, "not even against a busy backend");
+});
+
+Deno.test("PeakEWMA's decay is a duration of at least 100 ms", () => {
+  for (
+    const [decay, message] of [
+      ["50ms", "strategy.PeakEWMA.decay: must be at least 100 ms"],
+      [
+        "soon",
+        'strategy.PeakEWMA.decay: expected a duration such as 30, "30s", "500ms" or ' +
+        '{ secs = 30, nanos = 0 }, found a string ("soon")',
+      ],
+    ]
+  ) {
+    const problems: { path: string; message: string }[] = [];
+    assert.equal(parseStrategy({ PeakEWMA: { decay } }, "strategy", problems), undefined);
+    assert.deepEqual(problems.map((p) => `${p.path}: ${p.message}`), [message]);
+  }
+  assert.deepEqual(config({ PeakEWMA: { decay: 2 } }).options, { decayMs: 2000 });
+  assert.deepEqual(config("PeakEWMA").options, { decayMs: 10_000 });
+});
+
+Deno.test("StickyCookie passes response times on to its inner strategy", () => {
+  const s = make({ StickyCookie: { ...STICKY.StickyCookie, inner: "PeakEWMA" } });
+  const [a, b] = candidates(2);
+  s.observe!(a.id, 100);
+  s.observe!(b.id, 10);
+  assert.equal(tally(s, [a, b], 30).get(a.id), 0);
+  assert.equal(make(STICKY).observe, undefined, "nothing to pass to RoundRobin");
 });
 
 Deno.test("WeightedRoundRobin's weights must name the pool's addresses, from 0 to 1000", () => {

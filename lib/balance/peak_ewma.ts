@@ -1,0 +1,76 @@
+import { parseDurationMs } from "../config/duration.ts";
+import type { Strategy } from "./strategy.ts";
+import { chooseOfTwo } from "./power_of_two.ts";
+import type { StrategyFactory } from "./registry.ts";
+
+/** Default time constant of the moving average. */
+export const DEFAULT_DECAY_MS = 10_000;
+
+/**
+ * Cost of a backend that has requests in flight but no answer on record yet:
+ * it is not sent more until it answered once (it may be hanging).
+ */
+const UNANSWERED = 1e12;
+
+/** One backend's response-time estimate. */
+interface Estimate {
+  /** Milliseconds, as of `at`. */
+  ms: number;
+  at: number;
+}
+
+/**
+ * `PeakEWMA { decay = "10s" }`: latency-aware balancing (Finagle's and
+ * Linkerd's peak EWMA). Each backend's response time (to the response
+ * headers) is a moving average that jumps at once to a slower answer and
+ * otherwise decays with the time constant `decay`, also while the backend
+ * gets no traffic, so a backend that was slow once is tried again later
+ * instead of starving (the trap of Traefik's `leasttime`, issue #12306). A
+ * backend's cost is its estimate times (in-flight requests + 1); of two
+ * different random candidates the cheaper wins. A backend with no answer on
+ * record costs nothing while idle (it gets tried) and is avoided while it has
+ * requests in flight. Failures are left to health checks and passive ejection.
+ */
+export const peakEwma: StrategyFactory = {
+  name: "PeakEWMA",
+  parse(reader) {
+    let decayMs = DEFAULT_DECAY_MS;
+    if (reader.has("decay")) {
+      const ms = parseDurationMs(reader.raw("decay"), reader.at("decay"), reader.problems);
+      if (ms !== undefined && ms < 100) reader.problem("decay", "must be at least 100 ms");
+      else if (ms !== undefined) decayMs = ms;
+    }
+    return { decayMs };
+  },
+  create(options, deps): Strategy {
+    const tau = options.decayMs as number;
+    const now = deps.clock ? () => deps.clock!.now() : () => Date.now();
+    const estimates = new Map<string, Estimate>();
+    /** The estimate decayed to time `t` (a slower answer raises it at once, see observe). */
+    const current = (e: Estimate, t: number) => e.ms * Math.exp(-Math.max(0, t - e.at) / tau);
+    const cost = (c: { id: string; inFlight: number }, t: number) => {
+      const e = estimates.get(c.id);
+      if (e === undefined) return c.inFlight === 0 ? 0 : UNANSWERED + c.inFlight;
+      return current(e, t) * (c.inFlight + 1);
+    };
+    return {
+      pick(candidates) {
+        const t = now();
+        return chooseOfTwo(candidates, deps.random, (c) => cost(c, t));
+      },
+      observe(id, ms) {
+        const t = now();
+        const e = estimates.get(id);
+        if (e === undefined) {
+          estimates.set(id, { ms, at: t });
+          return;
+        }
+        const decayed = current(e, t);
+        const w = Math.exp(-Math.max(0, t - e.at) / tau);
+        // The peak: a slower answer counts in full at once; faster ones blend in.
+        e.ms = ms > decayed ? ms : e.ms * w + ms * (1 - w);
+        e.at = t;
+      },
+    };
+  },
+};
