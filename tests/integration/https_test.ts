@@ -4,6 +4,8 @@
 import assert from "node:assert/strict";
 import { createCa, hasCurl, hasOpenssl, presentedCn, startTlsBackend } from "../_helpers/certs.ts";
 import { poolToml, startBackend, startStrom, waitFor } from "../_helpers/servers.ts";
+import { ClientFrames, HANDSHAKE } from "../_helpers/websockets.ts";
+import tls from "node:tls";
 
 async function curl(args: string[]): Promise<string> {
   const out = await new Deno.Command("curl", {
@@ -95,6 +97,81 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "HTTPS requests reach the backend with the real client address and carry WebSockets",
+  ignore: !hasOpenssl || Deno.build.os !== "linux",
+  async fn() {
+    await using ca = await createCa();
+    const a = await ca.issue("a", ["a.test", "127.0.0.1"]);
+    await using backend = startBackend((req) => {
+      if (req.headers.get("upgrade") === "websocket") {
+        const { socket, response } = Deno.upgradeWebSocket(req);
+        socket.onmessage = (e) => socket.send(`echo ${e.data}`);
+        return response;
+      }
+      return new Response(`for ${req.headers.get("x-forwarded-for")}`);
+    });
+    await using lb = await startStrom(
+      HTTPS + poolToml([backend.address], { schemes: '["HTTPS"]' }) + httpsConfig({ "a.test": a }),
+    );
+    const port = lb.strom.port("https_address");
+    // From 127.0.0.2 (any 127/8 address is loopback on Linux), so the address
+    // seen cannot be a default or Strom's own.
+    const text = await new Promise<string>((resolve, reject) => {
+      const options = {
+        host: "127.0.0.1",
+        port,
+        localAddress: "127.0.0.2", // Node's net option, passed through by tls.connect
+        ca: ca.caPem,
+        servername: "a.test",
+      };
+      const socket = tls.connect(options as tls.ConnectionOptions);
+      let data = "";
+      socket.on(
+        "secureConnect",
+        () => socket.write("GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"),
+      );
+      socket.on("data", (chunk) => data += chunk.toString("latin1"));
+      socket.on("end", () => resolve(data));
+      socket.on("error", reject);
+    });
+    assert.match(text, /^HTTP\/1\.1 200/);
+    assert.ok(text.endsWith("for 127.0.0.2"), text);
+    // A WebSocket over TLS: upgrade, one masked text frame out, its echo back.
+    const conn = await Deno.connectTls({ hostname: "127.0.0.1", port, caCerts: [ca.caPem] });
+    await conn.write(
+      new TextEncoder().encode(`GET /ws HTTP/1.1\r\nHost: a.test\r\n${HANDSHAKE}\r\n`),
+    );
+    const frames = new ClientFrames(conn);
+    const head = await readHead(conn);
+    assert.match(head, /^HTTP\/1\.1 101/);
+    const payload = new TextEncoder().encode("hi");
+    const mask = [1, 2, 3, 4];
+    await conn.write(
+      new Uint8Array([
+        0x81,
+        0x80 | payload.length,
+        ...mask,
+        ...payload.map((b, i) => b ^ mask[i & 3]),
+      ]),
+    );
+    const echo = await frames.next();
+    assert.equal(new TextDecoder().decode(echo!.payload), "echo hi");
+    conn.close();
+  },
+});
+
+/** Reads a response head byte by byte (so nothing after it is consumed). */
+async function readHead(conn: Deno.Conn): Promise<string> {
+  let head = "";
+  const byte = new Uint8Array(1);
+  while (!head.endsWith("\r\n\r\n")) {
+    if ((await conn.read(byte)) === null) throw new Error(`closed after ${JSON.stringify(head)}`);
+    head += String.fromCharCode(byte[0]);
+  }
+  return head;
+}
 
 Deno.test({
   name: "a reload with a new certificate applies to new handshakes",
