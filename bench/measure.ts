@@ -57,7 +57,7 @@ export async function measure(ctx: BenchContext, spec: MeasureSpec): Promise<Run
   const base = { label: spec.target.label, command, rawPath: rawRel };
   let notes: string[] = [];
   try {
-    await preflight(spec.target.url);
+    await preflight(spec.target.url, spec.target.caPem);
     if (spec.warmupS > 0) await warmUp(ctx, spec);
     const before = await spec.backends.counts();
     const problemsBefore = (await spec.backends.problems()).length;

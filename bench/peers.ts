@@ -6,12 +6,19 @@ import { nginxCommon, nginxTempPaths } from "./backends.ts";
 import type { BenchContext } from "./context.ts";
 import { childPids, freePort, hasCommand, peakRssKb, readyOrStop, waitForPort } from "./procs.ts";
 import { processRss, type Rss, type Target } from "./target.ts";
+import type { BenchTls } from "./tls.ts";
 
-/** A peer proxy: its label, the program it needs, and how to start it. */
+/** A peer proxy: its label, the program it needs, and how to start it (terminating TLS with `tls`). */
 export interface Peer {
   readonly label: string;
   readonly binary: string;
-  start(ctx: BenchContext, addresses: readonly string[]): Promise<Target>;
+  start(ctx: BenchContext, addresses: readonly string[], tls?: BenchTls): Promise<Target>;
+}
+
+function targetUrl(port: number, tls: BenchTls | undefined): Pick<Target, "url" | "caPem"> {
+  return tls
+    ? { url: `https://127.0.0.1:${port}/`, caPem: tls.caPem }
+    : { url: `http://127.0.0.1:${port}/` };
 }
 
 /** nginx as a proxy: `worker_processes 1`, upstream keepalive. */
@@ -26,7 +33,11 @@ export function peerAvailable(peer: Peer): Promise<boolean> {
   return hasCommand(peer.binary);
 }
 
-async function startNginxProxy(ctx: BenchContext, addresses: readonly string[]): Promise<Target> {
+async function startNginxProxy(
+  ctx: BenchContext,
+  addresses: readonly string[],
+  tls?: BenchTls,
+): Promise<Target> {
   const dir = await Deno.makeTempDir({ dir: ctx.tmp, prefix: "nginx-proxy-" });
   const port = freePort();
   const conf = `${nginxCommon(dir)}
@@ -38,8 +49,12 @@ ${addresses.map((a) => `    server ${a};`).join("\n")}
     keepalive 64;
   }
   server {
-    listen 127.0.0.1:${port};
-    location / {
+    listen 127.0.0.1:${port}${tls ? " ssl" : ""};
+${
+    tls
+      ? `    ssl_certificate ${tls.cert};\n    ssl_certificate_key ${tls.key};\n`
+      : ""
+  }    location / {
       proxy_pass http://pool;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
@@ -56,7 +71,7 @@ ${addresses.map((a) => `    server ${a};`).join("\n")}
   await readyOrStop(ctx.group, proc, waitForPort(port, proc));
   return {
     label: "nginx",
-    url: `http://127.0.0.1:${port}/`,
+    ...targetUrl(port, tls),
     peakRss: () => nginxRss(proc.pid),
     stop: () => ctx.group.stop(proc),
   };
@@ -72,7 +87,11 @@ async function nginxRss(masterPid: number): Promise<Rss | null> {
   return { kb: worker, note: `worker only (master: ${master ?? "?"} KiB more)` };
 }
 
-async function startHaproxy(ctx: BenchContext, addresses: readonly string[]): Promise<Target> {
+async function startHaproxy(
+  ctx: BenchContext,
+  addresses: readonly string[],
+  tls?: BenchTls,
+): Promise<Target> {
   const dir = await Deno.makeTempDir({ dir: ctx.tmp, prefix: "haproxy-" });
   const port = freePort();
   const conf = `global
@@ -87,7 +106,7 @@ defaults
   http-reuse always
 
 frontend fe
-  bind 127.0.0.1:${port}
+  bind 127.0.0.1:${port}${tls ? ` ssl crt ${tls.combined} alpn h2,http/1.1` : ""}
   default_backend pool
 
 backend pool
@@ -102,13 +121,17 @@ ${addresses.map((a, i) => `  server s${i + 1} ${a}`).join("\n")}
   await readyOrStop(ctx.group, proc, waitForPort(port, proc));
   return {
     label: "HAProxy",
-    url: `http://127.0.0.1:${port}/`,
+    ...targetUrl(port, tls),
     peakRss: processRss(proc.pid),
     stop: () => ctx.group.stop(proc),
   };
 }
 
-async function startCaddy(ctx: BenchContext, addresses: readonly string[]): Promise<Target> {
+async function startCaddy(
+  ctx: BenchContext,
+  addresses: readonly string[],
+  tls?: BenchTls,
+): Promise<Target> {
   const dir = await Deno.makeTempDir({ dir: ctx.tmp, prefix: "caddy-" });
   const port = freePort();
   const conf = `{
@@ -116,8 +139,8 @@ async function startCaddy(ctx: BenchContext, addresses: readonly string[]): Prom
   auto_https off
 }
 
-http://127.0.0.1:${port} {
-  reverse_proxy ${addresses.join(" ")} {
+${tls ? "https" : "http"}://127.0.0.1:${port} {
+${tls ? `  tls ${tls.cert} ${tls.key}\n` : ""}  reverse_proxy ${addresses.join(" ")} {
     lb_policy round_robin
   }
 }
@@ -133,7 +156,7 @@ http://127.0.0.1:${port} {
   await readyOrStop(ctx.group, proc, waitForPort(port, proc));
   return {
     label: "Caddy",
-    url: `http://127.0.0.1:${port}/`,
+    ...targetUrl(port, tls),
     peakRss: processRss(proc.pid),
     stop: () => ctx.group.stop(proc),
   };

@@ -69,11 +69,14 @@ function renderMethod(): string[] {
   ];
 }
 
+/** Scenarios whose targets are compared side by side, with ratio tables. */
+const COMPARED = [2, 4, 5];
+
 function renderScenario(s: ScenarioReport): string[] {
   const lines = [`## Scenario ${s.id}: ${s.title}`, "", ...s.setup.map((l) => `- ${l}`), ""];
   if (s.error) lines.push(`**Scenario failed:** ${s.error}`, "");
   for (const skip of s.skipped) lines.push(`**Skipped** ${skip}.`, "");
-  if (s.id === 2 && s.runs.length > 0) lines.push(...renderComparison(s.runs));
+  if (COMPARED.includes(s.id) && s.runs.length > 0) lines.push(...renderComparison(s.runs));
   if (s.runs.length > 0) lines.push(...renderRuns(s.runs), ...renderNotes(s.runs));
   if (s.runs.length > 0) lines.push(...renderCommands(s.runs));
   return lines;
@@ -107,7 +110,7 @@ function runRow(run: RunRecord): string {
     `${rss(run)} |`;
 }
 
-/** Scenario 2's summary: one row per target, then the ratios of each Strom run. */
+/** A side-by-side summary: one row per target, then the ratios of each Strom run. */
 function renderComparison(runs: readonly RunRecord[]): string[] {
   const rows = runs.map((run) => {
     const r = run.result;

@@ -9,12 +9,12 @@ import type { BenchContext, BenchOptions, StromVariant } from "./context.ts";
 import { describeMachine, loadAverage } from "./machine.ts";
 import { hasCommand, ProcessGroup } from "./procs.ts";
 import { renderReport } from "./report.ts";
-import { peerRuns, pythonRuns, type ScenarioReport, seedRuns } from "./scenarios.ts";
+import { peerRuns, pythonRuns, type ScenarioReport, seedRuns, tlsRuns } from "./scenarios.ts";
 
 const USAGE = `Usage: deno run --allow-all bench/run.ts [options]
 
   --quick                     every measured run lasts 3 s (same connection counts)
-  --only=1,2,3                scenarios to run (default all)
+  --only=1,2,3,4,5            scenarios to run (default all; 4 and 5 are HTTPS)
   --strom-extra=TOML          lines added to Strom's pool in every scenario, e.g. 'transport = "fetch"'
   --strom-variant=NAME:TOML   a Strom run of scenario 2 (repeatable; default one "strom (default)")
                               with its own extra pool lines; "\\n" in TOML separates lines
@@ -31,7 +31,7 @@ export function parseOptions(args: string[]): BenchOptions | null {
     args,
     options: {
       quick: { type: "boolean", default: false },
-      only: { type: "string", default: "1,2,3" },
+      only: { type: "string", default: "1,2,3,4,5" },
       "strom-extra": { type: "string", default: "" },
       "strom-variant": { type: "string", multiple: true, default: [] },
       rounds: { type: "string", default: "1" },
@@ -40,8 +40,8 @@ export function parseOptions(args: string[]): BenchOptions | null {
   });
   if (values.help) return null;
   const only = values.only.split(",").map((s) => Number(s.trim()));
-  if (only.some((n) => ![1, 2, 3].includes(n))) {
-    throw new Error(`Invalid --only "${values.only}" (expected scenario numbers 1, 2, 3)`);
+  if (only.some((n) => ![1, 2, 3, 4, 5].includes(n))) {
+    throw new Error(`Invalid --only "${values.only}" (expected scenario numbers 1 to 5)`);
   }
   const variants = values["strom-variant"].map(parseVariant);
   const rounds = Number(values.rounds);
@@ -70,7 +70,7 @@ function unescapeLines(text: string): string {
 async function runScenarios(ctx: BenchContext): Promise<ScenarioReport[]> {
   const only = ctx.options.only;
   const reports: ScenarioReport[] = [];
-  if (only.includes(1) || only.includes(2)) {
+  if ([1, 2, 4, 5].some((n) => only.includes(n))) {
     let backends: Backends | null = null;
     let error = "";
     try {
@@ -84,6 +84,12 @@ async function runScenarios(ctx: BenchContext): Promise<ScenarioReport[]> {
       }
       if (only.includes(2)) {
         reports.push(backends ? await peerRuns(ctx, backends) : failed(2, error));
+      }
+      if (only.includes(4) || only.includes(5)) {
+        const ids = [4, 5].filter((n) => only.includes(n));
+        reports.push(
+          ...(backends ? await tlsRuns(ctx, backends, ids) : ids.map((n) => failed(n, error))),
+        );
       }
     } finally {
       await backends?.stop();

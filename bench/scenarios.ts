@@ -1,5 +1,6 @@
-// The three scenarios: the seed's runs against Strom, Strom side by side with
-// nginx, HAProxy and Caddy, and the seed's Python set-up with nginx next to Strom.
+// The scenarios: the seed's runs against Strom, Strom side by side with nginx,
+// HAProxy and Caddy, the seed's Python set-up with nginx next to Strom, and
+// HTTPS termination side by side (over kept-alive and over new connections).
 
 import type { Backends } from "./backends.ts";
 import type { BenchContext } from "./context.ts";
@@ -8,6 +9,7 @@ import { CADDY, HAPROXY, NGINX, type Peer, peerAvailable } from "./peers.ts";
 import { startStrom } from "./strom.ts";
 import type { Target } from "./target.ts";
 import type { Load } from "./wrk.ts";
+import { benchCertificate, type BenchTls } from "./tls.ts";
 
 /** The outcome of one scenario, as the report shows it. */
 export interface ScenarioReport {
@@ -169,6 +171,100 @@ export async function peerRuns(ctx: BenchContext, backends: Backends): Promise<S
     skipped,
     error: null,
   };
+}
+
+/**
+ * Scenarios 4 and 5: every proxy terminates TLS (the same EC P-256 certificate)
+ * in front of the nginx backends; wrk keeps its connections (4), or opens a new
+ * TLS connection for every request (5: handshakes dominate). One round each.
+ */
+export async function tlsRuns(
+  ctx: BenchContext,
+  backends: Backends,
+  ids: readonly number[] = [4, 5],
+): Promise<ScenarioReport[]> {
+  const scenarios = [
+    {
+      id: 4,
+      title: "HTTPS side by side, connections kept alive",
+      load: { threads: 2, connections: 50, durationS: duration(ctx, 20) },
+      slug: "s4",
+      what: "wrk keeps its 50 connections, so this measures encrypting and decrypting requests.",
+    },
+    {
+      id: 5,
+      title: "HTTPS side by side, a new TLS connection per request",
+      load: {
+        threads: 2,
+        connections: 50,
+        durationS: duration(ctx, 10),
+        headers: ["Connection: close"],
+      },
+      slug: "s5",
+      what: "wrk sends `Connection: close`, so every request pays a full TLS handshake " +
+        "(TCP connect included).",
+    },
+  ].filter((s) => ids.includes(s.id));
+  let tls: BenchTls;
+  try {
+    tls = await benchCertificate(ctx);
+  } catch (e) {
+    const error = `Cannot make a certificate: ${errorText(e)}`;
+    return scenarios.map((s) => ({ ...s, setup: [], runs: [], skipped: [], error }));
+  }
+  const peers: Peer[] = [];
+  const skipped: string[] = [];
+  for (const peer of [NGINX, HAPROXY, CADDY]) {
+    if (await peerAvailable(peer)) peers.push(peer);
+    else skipped.push(`${peer.label}: \`${peer.binary}\` is not installed`);
+  }
+  const reports: ScenarioReport[] = [];
+  for (const scenario of scenarios) {
+    const common = { backends, load: scenario.load, warmupS: WARMUP_S, balanced: true };
+    const runs: RunRecord[] = [];
+    for (const peer of peers) {
+      const start = () => peer.start(ctx, backends.addresses, tls);
+      runs.push(
+        await measureStarted(ctx, start, {
+          ...common,
+          label: peer.label,
+          slug: `${scenario.slug}-${peer.binary}`,
+        }),
+      );
+      logRun(scenario.id, runs.at(-1)!);
+    }
+    const strom = () =>
+      startStrom(ctx, {
+        label: "Strom",
+        addresses: backends.addresses,
+        extra: ctx.options.stromExtra,
+        tls,
+      });
+    runs.push(
+      await measureStarted(ctx, strom, {
+        ...common,
+        label: "Strom",
+        slug: `${scenario.slug}-strom`,
+      }),
+    );
+    logRun(scenario.id, runs.at(-1)!);
+    reports.push({
+      id: scenario.id,
+      title: scenario.title,
+      setup: [
+        "The three nginx backends of scenario 2 over plain HTTP; each proxy terminates TLS with " +
+        "the same certificate (EC P-256, signed by a throwaway CA) and is configured as in " +
+        "scenario 2 otherwise (Strom: the default run, with `https_address`).",
+        scenario.what,
+        `Each measured run follows a ${WARMUP_S} s warm-up run at the same load; one round.`,
+        `Distribution: ${backends.countNote}.`,
+      ],
+      runs,
+      skipped,
+      error: null,
+    });
+  }
+  return reports;
 }
 
 /** The run with the median req/s (failed runs count as 0), with every round's req/s in its notes. */

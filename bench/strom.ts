@@ -5,6 +5,7 @@
 import type { BenchContext } from "./context.ts";
 import { exitMessage, freePort, type Proc, readyOrStop, waitFor, waitForPort } from "./procs.ts";
 import { processRss, type Target } from "./target.ts";
+import type { BenchTls } from "./tls.ts";
 
 /** Options for a Strom target. */
 export interface StromOptions {
@@ -12,6 +13,8 @@ export interface StromOptions {
   readonly addresses: readonly string[];
   /** TOML lines appended to the pool table (e.g. `transport = "fetch"`); "" for none. */
   readonly extra: string;
+  /** Terminate TLS with this certificate: wrk then loads the HTTPS listener. */
+  readonly tls?: BenchTls;
 }
 
 /** Keys a variant may set that belong to the top level, not to the pool. */
@@ -19,15 +22,22 @@ const TOP_LEVEL = /^\s*(workers)\s*=/;
 
 /** The config the benchmark runs Strom with: round-robin, health checks every 10 s, admin on. */
 export function stromConfig(
-  ports: { http: number; admin: number },
-  pool: { addresses: readonly string[]; extra: string },
+  ports: { http: number; admin: number; https?: number },
+  pool: { addresses: readonly string[]; extra: string; tls?: BenchTls },
 ): string {
   const lines = pool.extra.split("\n");
   const top = lines.filter((l) => TOP_LEVEL.test(l)).join("\n");
   const extra = lines.filter((l) => !TOP_LEVEL.test(l)).join("\n");
+  const https = pool.tls && ports.https !== undefined
+    ? `https_address = "127.0.0.1:${ports.https}"\ndefault_certificate = "bench"\n`
+    : "";
+  const certificate = pool.tls
+    ? `\n[certificates."bench"]\ntype = "Local"\ncertificate_path = "${pool.tls.cert}"\n` +
+      `private_key_path = "${pool.tls.key}"\n`
+    : "";
   return `http_address = "127.0.0.1:${ports.http}"
 admin_address = "127.0.0.1:${ports.admin}"
-${top}
+${https}${top}
 
 [health_interval]
 check_every = 10
@@ -35,10 +45,10 @@ check_every = 10
 [[backend_pools]]
 matcher = "PathPrefix('/')"
 addresses = [${pool.addresses.map((a) => `"${a}"`).join(", ")}]
-schemes = ["HTTP"]
+schemes = ["HTTP"${pool.tls ? ', "HTTPS"' : ""}]
 strategy = "RoundRobin"
 ${extra}
-`;
+${certificate}`;
 }
 
 /** The exact command line Strom is started with (for the report). */
@@ -60,7 +70,8 @@ export function stromCommand(configPath: string): string[] {
 export async function startStrom(ctx: BenchContext, options: StromOptions): Promise<Target> {
   const dir = await Deno.makeTempDir({ dir: ctx.tmp, prefix: "strom-" });
   const admin = freePort();
-  const config = stromConfig({ http: freePort(), admin }, options);
+  const ports = { http: freePort(), admin, https: options.tls ? freePort() : undefined };
+  const config = stromConfig(ports, options);
   await Deno.writeTextFile(`${dir}/strom.toml`, config);
   const proc = ctx.group.spawn(options.label, Deno.execPath(), stromCommand(`${dir}/strom.toml`), {
     cwd: ctx.repo,
@@ -69,9 +80,12 @@ export async function startStrom(ctx: BenchContext, options: StromOptions): Prom
   });
   const port = await readyOrStop(ctx.group, proc, listeningPort(proc));
   await readyOrStop(ctx.group, proc, waitForPort(admin, proc));
+  if (ports.https !== undefined) await readyOrStop(ctx.group, proc, waitForPort(ports.https, proc));
   return {
     label: options.label,
-    url: `http://127.0.0.1:${port}/`,
+    ...(options.tls && ports.https !== undefined
+      ? { url: `https://127.0.0.1:${ports.https}/`, caPem: options.tls.caPem }
+      : { url: `http://127.0.0.1:${port}/` }),
     peakRss: processRss(proc.pid),
     watch: () => watchStrom(proc, admin),
     stop: () => ctx.group.stop(proc),

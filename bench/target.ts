@@ -14,6 +14,8 @@ export interface Target {
   readonly label: string;
   /** The URL wrk requests. */
   readonly url: string;
+  /** For an https:// URL: the CA its certificate is checked against before the run. */
+  readonly caPem?: string;
   /** Peak RSS of the proxy (null when not applicable or unreadable). */
   peakRss(): Promise<Rss | null>;
   /**
@@ -33,14 +35,17 @@ export function processRss(pid: number): () => Promise<Rss | null> {
 }
 
 /** Fetches `url` once and checks the answer is a 200 from one of the backends; throws otherwise. */
-export async function preflight(url: string): Promise<void> {
+export async function preflight(url: string, caPem?: string): Promise<void> {
   let res: Response;
+  const client = caPem ? Deno.createHttpClient({ caCerts: [caPem] }) : undefined;
   try {
-    res = await fetch(url, { signal: AbortSignal.timeout(5000) });
+    res = await fetch(url, { signal: AbortSignal.timeout(5000), client });
   } catch (e) {
+    client?.close();
     throw new Error(`Failed the pre-flight request to "${url}": ${e}`);
   }
   const body = await res.text();
+  client?.close();
   if (res.status !== 200 || !body.includes('"backend"')) {
     throw new Error(
       `Failed the pre-flight request to "${url}": status ${res.status}, body "${
