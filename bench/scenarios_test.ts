@@ -18,6 +18,8 @@ Transfer/sec:    369.14KB
 `;
 import { medianRun } from "./scenarios.ts";
 import { parseOptions } from "./run.ts";
+import { stromConfig } from "./strom.ts";
+import { parseConfig } from "../lib/config/load.ts";
 
 function run(reqPerSec: number | null): RunRecord {
   const result = reqPerSec === null ? null : {
@@ -52,4 +54,32 @@ Deno.test("parseOptions() reads --rounds and refuses nonsense", () => {
   equal(parseOptions(["--rounds=3"])!.rounds, 3);
   throws(() => parseOptions(["--rounds=0"]), /Invalid --rounds "0"/);
   throws(() => parseOptions(["--rounds=two"]), /Invalid --rounds/);
+});
+
+Deno.test("the benchmark's Strom config is valid, with and without HTTPS", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // The certificate files are read at validation: empty ones fail, so use real PEM.
+    const cert = `${dir}/leaf.crt`, key = `${dir}/leaf.key`;
+    const out = await new Deno.Command("openssl", {
+      args: ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        .concat(["-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1"]),
+      stdout: "null",
+      stderr: "null",
+    }).output().catch(() => null);
+    const origin = { source: "<bench>", baseDir: dir };
+    const addresses = ["127.0.0.1:1", "127.0.0.1:2"];
+    const plain = parseConfig(stromConfig({ http: 1, admin: 2 }, { addresses, extra: "" }), origin);
+    equal(plain.certificates.length, 0);
+    if (!out?.success) return; // no openssl here: the HTTPS case cannot be checked
+    const tls = { cert, key, combined: cert, caPem: "" };
+    const https = parseConfig(
+      stromConfig({ http: 1, admin: 2, https: 3 }, { addresses, extra: "", tls }),
+      origin,
+    );
+    deepStrictEqual([https.httpsAddress.port, https.certificates.length], [3, 1]);
+    deepStrictEqual([...https.pools[0].schemes].sort(), ["HTTP", "HTTPS"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
