@@ -24,6 +24,33 @@ function httpsConfig(certs: Record<string, { cert: string; key: string }>): stri
   ).join("\n");
 }
 
+/**
+ * A CA, a certificate from it for `names`, a backend with `handler`, and Strom
+ * serving that backend over HTTPS with the certificate (named after the first name).
+ */
+async function httpsSetup(
+  names: string[],
+  handler: (request: Request) => Response | Promise<Response> = () => new Response("ok"),
+) {
+  const ca = await createCa();
+  const cert = await ca.issue("lb", names);
+  const backend = startBackend(handler);
+  const lb = await startStrom(
+    HTTPS + poolToml([backend.address], { schemes: '["HTTPS"]' }) +
+      httpsConfig({ [names[0]]: cert }),
+  );
+  return {
+    ca,
+    lb,
+    port: lb.strom.port("https_address"),
+    async [Symbol.asyncDispose]() {
+      await lb[Symbol.asyncDispose]();
+      await backend[Symbol.asyncDispose]();
+      await ca[Symbol.asyncDispose]();
+    },
+  };
+}
+
 Deno.test({
   name: "HTTPS picks each name's certificate by SNI, a default otherwise, and speaks h2",
   ignore: !hasOpenssl || !hasCurl,
@@ -71,13 +98,8 @@ Deno.test({
   name: "clients that connect and send nothing do not delay another client's handshake",
   ignore: !hasOpenssl || !hasCurl,
   async fn() {
-    await using ca = await createCa();
-    const a = await ca.issue("a", ["a.test"]);
-    await using backend = startBackend(() => new Response("ok"));
-    await using lb = await startStrom(
-      HTTPS + poolToml([backend.address], { schemes: '["HTTPS"]' }) + httpsConfig({ "a.test": a }),
-    );
-    const port = lb.strom.port("https_address");
+    await using setup = await httpsSetup(["a.test"]);
+    const { ca, port } = setup;
     const idle = await Promise.all(
       Array.from({ length: 10 }, () => Deno.connect({ hostname: "127.0.0.1", port })),
     );
@@ -102,9 +124,7 @@ Deno.test({
   name: "HTTPS requests reach the backend with the real client address and carry WebSockets",
   ignore: !hasOpenssl || Deno.build.os !== "linux",
   async fn() {
-    await using ca = await createCa();
-    const a = await ca.issue("a", ["a.test", "127.0.0.1"]);
-    await using backend = startBackend((req) => {
+    await using setup = await httpsSetup(["a.test", "127.0.0.1"], (req) => {
       if (req.headers.get("upgrade") === "websocket") {
         const { socket, response } = Deno.upgradeWebSocket(req);
         socket.onmessage = (e) => socket.send(`echo ${e.data}`);
@@ -112,10 +132,7 @@ Deno.test({
       }
       return new Response(`for ${req.headers.get("x-forwarded-for")}`);
     });
-    await using lb = await startStrom(
-      HTTPS + poolToml([backend.address], { schemes: '["HTTPS"]' }) + httpsConfig({ "a.test": a }),
-    );
-    const port = lb.strom.port("https_address");
+    const { ca, port } = setup;
     // From 127.0.0.2 (any 127/8 address is loopback on Linux), so the address
     // seen cannot be a default or Strom's own.
     const text = await new Promise<string>((resolve, reject) => {
@@ -242,13 +259,8 @@ Deno.test({
   name: "TLS below 1.2 is refused",
   ignore: !hasOpenssl,
   async fn() {
-    await using ca = await createCa();
-    const a = await ca.issue("a", ["a.test"]);
-    await using backend = startBackend(() => new Response("ok"));
-    await using lb = await startStrom(
-      HTTPS + poolToml([backend.address], { schemes: '["HTTPS"]' }) + httpsConfig({ "a.test": a }),
-    );
-    const port = lb.strom.port("https_address");
+    await using setup = await httpsSetup(["a.test"]);
+    const { port } = setup;
     const attempt = async (version: string) => {
       const out = await new Deno.Command("openssl", {
         args: ["s_client", "-connect", `127.0.0.1:${port}`, "-servername", "a.test", version],
