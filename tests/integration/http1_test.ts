@@ -247,6 +247,20 @@ Deno.test("http1: a small body sent after the head, in pieces, arrives whole", a
   assert.equal(connections, 2, "an HTTP/1.0 answer closes its connection");
 });
 
+Deno.test("http1: a small body is part of request_timeout: one that comes too late gives 504", async () => {
+  const late = Promise.withResolvers<void>();
+  await using backend = startRawBackend(async (conn) => {
+    await conn.write(enc.encode("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n"));
+    await late.promise; // the body never comes while the request waits
+  });
+  await using lb = await startStrom(
+    poolToml([backend.address], { extra: `${HTTP1}\nrequest_timeout = "200ms"\nretries = 0` }),
+  );
+  const r = await get(`${lb.url}/`);
+  late.resolve();
+  assert.equal(r.status, 504);
+});
+
 Deno.test("http1: connections are reused up to the cap and requests queue beyond it", async () => {
   const gate = Promise.withResolvers<void>();
   let open = 0;
