@@ -5,7 +5,7 @@
 import { nginxCommon, nginxTempPaths } from "./backends.ts";
 import type { BenchContext } from "./context.ts";
 import { childPids, freePort, hasCommand, peakRssKb, readyOrStop, waitForPort } from "./procs.ts";
-import { processRss, type Rss, type Target } from "./target.ts";
+import { processRss, type Rss, type Target, targetUrl } from "./target.ts";
 import type { BenchTls } from "./tls.ts";
 
 /** A peer proxy: its label, the program it needs, and how to start it (terminating TLS with `tls`). */
@@ -13,12 +13,6 @@ export interface Peer {
   readonly label: string;
   readonly binary: string;
   start(ctx: BenchContext, addresses: readonly string[], tls?: BenchTls): Promise<Target>;
-}
-
-function targetUrl(port: number, tls: BenchTls | undefined): Pick<Target, "url" | "caPem"> {
-  return tls
-    ? { url: `https://127.0.0.1:${port}/`, caPem: tls.caPem }
-    : { url: `http://127.0.0.1:${port}/` };
 }
 
 /** nginx as a proxy: `worker_processes 1`, upstream keepalive. */

@@ -4,7 +4,7 @@
 
 import type { BenchContext } from "./context.ts";
 import { exitMessage, freePort, type Proc, readyOrStop, waitFor, waitForPort } from "./procs.ts";
-import { processRss, type Target } from "./target.ts";
+import { processRss, type Target, targetUrl } from "./target.ts";
 import type { BenchTls } from "./tls.ts";
 
 /** Options for a Strom target. */
@@ -83,9 +83,9 @@ export async function startStrom(ctx: BenchContext, options: StromOptions): Prom
   if (ports.https !== undefined) await readyOrStop(ctx.group, proc, waitForPort(ports.https, proc));
   return {
     label: options.label,
-    ...(options.tls && ports.https !== undefined
-      ? { url: `https://127.0.0.1:${ports.https}/`, caPem: options.tls.caPem }
-      : { url: `http://127.0.0.1:${port}/` }),
+    ...(ports.https === undefined
+      ? targetUrl(port, undefined)
+      : targetUrl(ports.https, options.tls)),
     peakRss: processRss(proc.pid),
     watch: () => watchStrom(proc, admin),
     stop: () => ctx.group.stop(proc),

@@ -2,6 +2,7 @@
 // front of the backends. The measuring code does not know which one it is.
 
 import { peakRssKb } from "./procs.ts";
+import type { BenchTls } from "./tls.ts";
 
 /** Peak RSS of a target in KiB; `note` says what was measured when it is not one process. */
 export interface Rss {
@@ -24,6 +25,13 @@ export interface Target {
    */
   watch?(): Promise<() => Promise<string[]>>;
   stop(): Promise<void>;
+}
+
+/** The URL of a loopback port: https (checked against the CA) when it terminates `tls`. */
+export function targetUrl(port: number, tls: BenchTls | undefined): Pick<Target, "url" | "caPem"> {
+  return tls
+    ? { url: `https://127.0.0.1:${port}/`, caPem: tls.caPem }
+    : { url: `http://127.0.0.1:${port}/` };
 }
 
 /** A Rss reader for one process. */

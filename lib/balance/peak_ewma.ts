@@ -46,12 +46,12 @@ export const peakEwma: StrategyFactory = {
     const tau = options.decayMs as number;
     const now = deps.clock ? () => deps.clock!.now() : () => Date.now();
     const estimates = new Map<string, Estimate>();
-    /** The estimate decayed to time `t` (a slower answer raises it at once, see observe). */
-    const current = (e: Estimate, t: number) => e.ms * Math.exp(-Math.max(0, t - e.at) / tau);
+    /** How much of an estimate is left at time `t`. */
+    const weight = (e: Estimate, t: number) => Math.exp(-Math.max(0, t - e.at) / tau);
     const cost = (c: { id: string; inFlight: number }, t: number) => {
       const e = estimates.get(c.id);
       if (e === undefined) return c.inFlight === 0 ? 0 : UNANSWERED + c.inFlight;
-      return current(e, t) * (c.inFlight + 1);
+      return e.ms * weight(e, t) * (c.inFlight + 1);
     };
     return {
       pick(candidates) {
@@ -65,10 +65,10 @@ export const peakEwma: StrategyFactory = {
           estimates.set(id, { ms, at: t });
           return;
         }
-        const decayed = current(e, t);
-        const w = Math.exp(-Math.max(0, t - e.at) / tau);
+        const w = weight(e, t);
+        const decayed = e.ms * w;
         // The peak: a slower answer counts in full at once; faster ones blend in.
-        e.ms = ms > decayed ? ms : e.ms * w + ms * (1 - w);
+        e.ms = ms > decayed ? ms : decayed + ms * (1 - w);
         e.at = t;
       },
     };

@@ -106,12 +106,18 @@ export class Connection {
   /**
    * Buffers the rest of a small Content-Length body, so the answer needs no
    * stream (backends often send the head and the body in separate packets).
-   * Larger and other bodies are left to `bodyStream`.
+   * Null when nothing is missing (the common case: no await on the hot path);
+   * larger and other bodies are left to `bodyStream`.
    */
-  async readSmallBody(head: ResponseHead): Promise<void> {
+  readSmallBody(head: ResponseHead): Promise<void> | null {
     const { framing } = head;
-    if (framing.kind !== "length" || framing.length > SMALL_BODY_BYTES) return;
-    while (this.#end - this.#start < framing.length) {
+    if (framing.kind !== "length" || framing.length > SMALL_BODY_BYTES) return null;
+    if (this.#end - this.#start >= framing.length) return null;
+    return this.#fillTo(framing.length);
+  }
+
+  async #fillTo(length: number): Promise<void> {
+    while (this.#end - this.#start < length) {
       if (!(await this.#fill())) {
         throw new ProtocolError("connection closed before the end of the body");
       }

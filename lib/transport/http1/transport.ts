@@ -109,7 +109,8 @@ async function exchange(
       }
     }
     head = await conn.readHead(request.method);
-    await conn.readSmallBody(head);
+    const rest = conn.readSmallBody(head);
+    if (rest !== null) await rest;
   } catch (e) {
     conn.close();
     pool.release(conn, false);
