@@ -36,9 +36,25 @@ export function formatRecord(r: LogRecord): string {
 
 const encoder = new TextEncoder();
 
-/** The default sink: one line to stdout. */
+let stdoutGone = false;
+
+/**
+ * The default sink: one line to stdout. Logging never breaks what is being
+ * logged: when stdout fails (a log reader that went away: EPIPE), lines are
+ * dropped and the proxy, its signal handlers and its shutdown carry on.
+ */
 export function stdoutSink(r: LogRecord): void {
-  Deno.stdout.writeSync(encoder.encode(formatRecord(r) + "\n"));
+  if (stdoutGone) return;
+  try {
+    Deno.stdout.writeSync(encoder.encode(formatRecord(r) + "\n"));
+  } catch (e) {
+    stdoutGone = true;
+    try {
+      Deno.stderr.writeSync(
+        encoder.encode(`Writing the log to stdout failed (${e}); further log lines are dropped\n`),
+      );
+    } catch { /* stderr is gone too */ }
+  }
 }
 
 /** Where log records go and how they are stamped. */

@@ -27,6 +27,7 @@ export class StromProcess implements AsyncDisposable {
   exited = false;
   #waiters: (() => void)[] = [];
   #reading: Promise<void>;
+  #stopReading = new AbortController();
 
   /** `wrapper` runs Deno through another program, e.g. `["prlimit", "--nofile=100"]`. */
   constructor(args: string[], env: Record<string, string> = {}, wrapper: string[] = []) {
@@ -42,14 +43,26 @@ export class StromProcess implements AsyncDisposable {
   }
 
   async #read(): Promise<void> {
-    const lines = this.child.stdout.pipeThrough(new TextDecoderStream());
+    const lines = this.child.stdout.pipeThrough(new TextDecoderStream(), {
+      signal: this.#stopReading.signal,
+    });
     let rest = "";
-    for await (const chunk of lines) {
-      const parts = (rest + chunk).split("\n");
-      rest = parts.pop()!;
-      this.lines.push(...parts);
-      this.#waiters.splice(0).forEach((w) => w());
+    try {
+      for await (const chunk of lines) {
+        const parts = (rest + chunk).split("\n");
+        rest = parts.pop()!;
+        this.lines.push(...parts);
+        this.#waiters.splice(0).forEach((w) => w());
+      }
+    } catch (e) {
+      if (!this.#stopReading.signal.aborted) throw e;
     }
+  }
+
+  /** Closes the reading end of Strom's stdout, as a log reader that died would. */
+  async closeStdout(): Promise<void> {
+    this.#stopReading.abort();
+    await this.#reading;
   }
 
   /** Waits for a stdout line matching `pattern` and returns its match. */

@@ -137,6 +137,39 @@ Deno.test("SIGTERM lets an in-flight request finish, then strom exits 0", async 
   await Deno.remove(path);
 });
 
+Deno.test("a log reader that goes away (EPIPE on stdout) neither breaks requests nor SIGTERM", async () => {
+  await using backend = startBackend(() => new Response("still here"));
+  const path = await configFile(`http_address = "127.0.0.1:0"
+admin_address = "127.0.0.1:0"
+[[backend_pools]]
+matcher = "PathPrefix('/dead')"
+addresses = ["127.0.0.1:1"]
+schemes = ["HTTP"]
+strategy = "RoundRobin"
+[[backend_pools]]
+matcher = "PathPrefix('/')"
+addresses = ["${backend.address}"]
+schemes = ["HTTP"]
+strategy = "RoundRobin"
+`);
+  await using strom = new StromProcess(["-c", path]);
+  const [, port] = await strom.waitForLine(/\(http_address, port (\d+)\)/);
+  await strom.closeStdout();
+  // Each answer from the dead pool logs a warning, so each meets the broken pipe.
+  for (let i = 0; i < 3; i++) {
+    const dead = await get(`http://127.0.0.1:${port}/dead`);
+    assert.ok([502, 503].includes(dead.status), `status ${dead.status}: ${dead.text}`);
+    const r = await get(`http://127.0.0.1:${port}/x`);
+    assert.deepEqual([r.status, r.text], [200, "still here"]);
+  }
+  strom.child.kill("SIGTERM");
+  const kill = setTimeout(() => strom.child.kill("SIGKILL"), 10_000);
+  const status = await strom.child.status;
+  clearTimeout(kill);
+  assert.equal(status.code, 0, "strom did not exit on SIGTERM after its stdout broke");
+  await Deno.remove(path);
+});
+
 Deno.test("strom demo serves three backends in turn", async () => {
   await using demo = new StromProcess([
     "demo",
