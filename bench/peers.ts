@@ -155,3 +155,38 @@ ${tls ? `  tls ${tls.cert} ${tls.key}\n` : ""}  reverse_proxy ${addresses.join("
     stop: () => ctx.group.stop(proc),
   };
 }
+
+/** The label of the minimal Deno proxy's row (bench/deno_floor.ts). */
+export const DENO_FLOOR_LABEL = "Deno floor";
+
+/**
+ * The minimal Deno proxy (bench/deno_floor.ts) with the Deno and V8 flags
+ * Strom runs with: what any proxy on this runtime costs at the least.
+ */
+export async function startDenoFloor(
+  ctx: BenchContext,
+  addresses: readonly string[],
+): Promise<Target> {
+  const dir = await Deno.makeTempDir({ dir: ctx.tmp, prefix: "deno-floor-" });
+  const port = freePort();
+  const args = [
+    "run",
+    "--allow-net",
+    "--v8-flags=--max-semi-space-size=8",
+    "bench/deno_floor.ts",
+    String(port),
+    ...addresses,
+  ];
+  const proc = ctx.group.spawn(DENO_FLOOR_LABEL, Deno.execPath(), args, {
+    cwd: ctx.repo,
+    stdoutPath: `${dir}/stdout.log`,
+    stderrPath: `${dir}/stderr.log`,
+  });
+  await readyOrStop(ctx.group, proc, waitForPort(port, proc));
+  return {
+    label: DENO_FLOOR_LABEL,
+    ...targetUrl(port, undefined),
+    peakRss: processRss(proc.pid),
+    stop: () => ctx.group.stop(proc),
+  };
+}

@@ -2,6 +2,7 @@
 // values are printed; a run that failed shows its error instead of numbers.
 
 import type { Machine } from "./machine.ts";
+import { DENO_FLOOR_LABEL } from "./peers.ts";
 import type { RunRecord } from "./measure.ts";
 import type { ScenarioReport } from "./scenarios.ts";
 import { totalSocketErrors } from "./wrk.ts";
@@ -133,17 +134,26 @@ const PEERS = ["nginx", "HAProxy", "Caddy"];
 
 function renderRatios(runs: readonly RunRecord[]): string[] {
   const find = (label: string) => runs.find((r) => r.label === label)?.result ?? null;
-  const stroms = runs.filter((r) => !PEERS.includes(r.label) && !r.label.startsWith("direct"));
+  const stroms = runs.filter((r) =>
+    !PEERS.includes(r.label) && r.label !== DENO_FLOOR_LABEL && !r.label.startsWith("direct")
+  );
   const nginx = find("nginx");
+  const floor = find(DENO_FLOOR_LABEL);
   const rows = stroms.map((s) => {
     const cells = PEERS.map((p) => ratio(s.result?.reqPerSec, find(p)?.reqPerSec));
     cells.push(ratio(s.result?.latencyMs.p99, nginx?.latencyMs.p99));
+    if (floor) cells.push(ratio(s.result?.reqPerSec, floor.reqPerSec));
     return `| ${s.label} | ${cells.join(" | ")} |`;
   });
+  const floorColumn = floor ? ` req/s Strom/${DENO_FLOOR_LABEL} |` : "";
   return [
-    "| Strom run | req/s Strom/nginx | req/s Strom/HAProxy | req/s Strom/Caddy | p99 Strom/nginx |",
-    "| --- | ---: | ---: | ---: | ---: |",
+    "| Strom run | req/s Strom/nginx | req/s Strom/HAProxy | req/s Strom/Caddy | p99 Strom/nginx |" +
+    floorColumn,
+    `| --- | ---: | ---: | ---: | ---: |${floor ? " ---: |" : ""}`,
     ...rows,
+    ...(floor && nginx
+      ? ["", `${DENO_FLOOR_LABEL}/nginx: ${ratio(floor.reqPerSec, nginx.reqPerSec)} req/s.`]
+      : []),
     "",
   ];
 }

@@ -5,7 +5,15 @@
 import type { Backends } from "./backends.ts";
 import type { BenchContext } from "./context.ts";
 import { measure, measureStarted, type RunRecord } from "./measure.ts";
-import { CADDY, HAPROXY, NGINX, type Peer, peerAvailable } from "./peers.ts";
+import {
+  CADDY,
+  DENO_FLOOR_LABEL,
+  HAPROXY,
+  NGINX,
+  type Peer,
+  peerAvailable,
+  startDenoFloor,
+} from "./peers.ts";
 import { startStrom } from "./strom.ts";
 import type { Target } from "./target.ts";
 import type { Load } from "./wrk.ts";
@@ -119,6 +127,15 @@ export async function peerRuns(ctx: BenchContext, backends: Backends): Promise<S
         measureStarted(ctx, start, { ...common, label: peer.label, slug: slug(peer) + round }),
     });
   }
+  targets.push({
+    label: DENO_FLOOR_LABEL,
+    run: (round) =>
+      measureStarted(ctx, () => startDenoFloor(ctx, backends.addresses), {
+        ...common,
+        label: DENO_FLOOR_LABEL,
+        slug: `s2-deno-floor${round}`,
+      }),
+  });
   for (const [i, variant] of ctx.options.stromVariants.entries()) {
     const extra = joinToml(ctx.options.stromExtra, variant.toml);
     const start = () =>
@@ -160,6 +177,10 @@ export async function peerRuns(ctx: BenchContext, backends: Backends): Promise<S
       "nginx: `worker_processes 1`, upstream `keepalive 64`. HAProxy: `nbthread 1`, " +
       "`balance roundrobin`, `http-reuse always`. Caddy: `GOMAXPROCS=1`, `reverse_proxy` with " +
       "`lb_policy round_robin`, admin endpoint off. Strom: as in scenario 1, plus each variant's lines.",
+      `${DENO_FLOOR_LABEL}: bench/deno_floor.ts, the least a proxy on Deno does (\`Deno.serve\`, ` +
+      "pooled keep-alive `Deno.connect`, Content-Length bodies; no header rules, health checks, " +
+      "metrics or timeouts), with Strom's Deno and V8 flags: the gap to it is what Strom's " +
+      "features cost, the gap from it to nginx is the runtime's.",
       ...ctx.options.stromVariants.map((v) =>
         `Strom variant "${v.name}": ${
           v.toml.trim() ? `\`${v.toml.replaceAll("\n", "; ")}\`` : "no extra lines"

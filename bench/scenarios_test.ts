@@ -19,6 +19,7 @@ Transfer/sec:    369.14KB
 import { medianRun } from "./scenarios.ts";
 import { parseOptions } from "./run.ts";
 import { stromConfig } from "./strom.ts";
+import { freePort, waitForPort } from "./procs.ts";
 import { parseConfig } from "../lib/config/load.ts";
 
 function run(reqPerSec: number | null): RunRecord {
@@ -81,5 +82,42 @@ Deno.test("the benchmark's Strom config is valid, with and without HTTPS", async
     deepStrictEqual([...https.pools[0].schemes].sort(), ["HTTP", "HTTPS"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the Deno floor proxy round-robins GETs over its backends, keeping status and type", async () => {
+  const backends = ["one", "two"].map((name) =>
+    Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      (request) => Response.json({ name, path: new URL(request.url).pathname }, { status: 201 }),
+    )
+  );
+  const port = freePort();
+  const floor = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net",
+      new URL("./deno_floor.ts", import.meta.url).pathname,
+      String(port),
+      ...backends.map((b) => `127.0.0.1:${b.addr.port}`),
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    await waitForPort(port);
+    const seen = [];
+    for (let i = 0; i < 4; i++) {
+      const response = await fetch(`http://127.0.0.1:${port}/a/b?c=1`);
+      equal(response.status, 201);
+      equal(response.headers.get("content-type"), "application/json");
+      seen.push(await response.json());
+    }
+    deepStrictEqual(seen.map((s) => s.name), ["one", "two", "one", "two"]);
+    equal(seen[0].path, "/a/b");
+  } finally {
+    floor.kill();
+    await floor.status;
+    await Promise.all(backends.map((b) => b.shutdown()));
   }
 });
