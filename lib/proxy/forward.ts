@@ -160,12 +160,23 @@ interface AttemptFailure {
   readonly reason: string;
 }
 
+/**
+ * How long a request waits for its answer before Strom watches for its client
+ * going away. Reading `request.signal` makes Deno start an async op for that
+ * request (op_http_request_on_cancel); most answers come sooner, so they never
+ * pay for it. A client gone before then is seen when the watch starts (the
+ * signal is then already aborted).
+ */
+export const WATCH_CLIENT_AFTER_MS = 20;
+
 /** The request's overall deadline (`request_timeout`) and the client going away. */
 class RequestDeadline {
   readonly controller = new AbortController();
   timedOut = false;
   readonly #deadline: Deadline;
+  readonly #watchLater: Deadline;
   readonly #request: Request;
+  #watching = false;
   readonly #onClientGone = () => this.controller.abort();
 
   constructor(timeoutMs: number, request: Request, deadlines: Deadlines) {
@@ -174,13 +185,21 @@ class RequestDeadline {
       this.timedOut = true;
       this.controller.abort();
     });
-    request.signal.addEventListener("abort", this.#onClientGone);
+    this.#watchLater = deadlines.set(WATCH_CLIENT_AFTER_MS, () => this.#watchClient());
+  }
+
+  #watchClient(): void {
+    const signal = this.#request.signal;
+    if (signal.aborted) return this.controller.abort();
+    this.#watching = true;
+    signal.addEventListener("abort", this.#onClientGone);
   }
 
   /** Disarms it once response headers arrived (bodies may stream longer). */
   dispose(): void {
     this.#deadline.cancel();
-    this.#request.signal.removeEventListener("abort", this.#onClientGone);
+    this.#watchLater.cancel();
+    if (this.#watching) this.#request.signal.removeEventListener("abort", this.#onClientGone);
   }
 }
 
