@@ -66,9 +66,9 @@ function main(args: string[]): void {
     const url = request.url;
     const path = url.slice(url.indexOf("/", url.indexOf("//") + 2));
     // A pooled connection the backend has closed meanwhile (nginx ends one
-    // after 1,000 requests) gets one retry on a new connection.
+    // after 1,000 requests) gets one retry, always on a new connection.
     for (let attempt = 0; attempt < 2; attempt++) {
-      const pooled = idle[i].pop();
+      const pooled = attempt === 0 ? idle[i].pop() : undefined;
       const conn = pooled ?? await Deno.connect(targets[i]);
       try {
         const response = await exchange(conn, path);
