@@ -167,7 +167,7 @@ interface AttemptFailure {
  * pay for it. A client gone before then is seen when the watch starts: the
  * abort event still comes (checked on Deno 2.9.6 with --unstable-no-legacy-abort).
  */
-export const WATCH_CLIENT_AFTER_MS = 20;
+const WATCH_CLIENT_AFTER_MS = 20;
 
 /** The request's overall deadline (`request_timeout`) and the client going away. */
 class RequestDeadline {
