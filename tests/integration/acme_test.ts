@@ -121,6 +121,12 @@ Deno.test({
       assert.equal(pebble.orders(), 1);
 
       // Due, but pebble's validation now reaches a port where Strom is not.
+      // Pebble may give an order a valid authorization of the same account
+      // without validating (PEBBLE_AUTHZREUSE=0 leaves a small chance), and this
+      // order must be validated: a new account has no authorization to reuse.
+      for (const file of Deno.readDirSync(dir)) {
+        if (file.name.startsWith("account-")) Deno.removeSync(`${dir}/${file.name}`);
+      }
       await pebble.pointName(NAME, "127.0.0.2");
       clock.advance(first.notAfter.getTime() - 30 * DAY_MS - clock.now());
       await waitFor(async () => await failures(lb.adminUrl) === 1, "a failed renewal", 20_000);
