@@ -1,4 +1,4 @@
-// The cost of the per-request metric calls (prom-client behind TrafficMetrics):
+// The cost of the per-request metric calls (TrafficMetrics):
 //   deno bench bench/metrics_bench.ts
 // One iteration is what one proxied request records.
 

@@ -18,6 +18,7 @@ import { AcmeManager, type AcmeTuning } from "./tls/acme.ts";
 import { WebSocketRegistry } from "./proxy/websockets.ts";
 import { type ConfigSource, WorkerGroup } from "./workers/group.ts";
 import { aggregate, StateMetrics, TrafficMetrics } from "./metrics/metrics.ts";
+import { type Family, merge } from "./metrics/registry.ts";
 import { LiveStats } from "./metrics/live.ts";
 import { AccessLog } from "./access_log.ts";
 
@@ -209,7 +210,7 @@ export class Strom {
 
   /** The Prometheus text of every metric, summed over workers. */
   async metricsText(): Promise<string> {
-    return await aggregate(await this.#metricsJson());
+    return aggregate(await this.#snapshots());
   }
 
   /**
@@ -346,18 +347,17 @@ export class Strom {
     this.#listeners.refreshCertificates();
   }
 
-  async #metricsJson(withState = true) {
-    const own = [await this.traffic.registry.getMetricsAsJSON()];
-    if (withState) own.push(await this.state.registry.getMetricsAsJSON());
-    const workers = (await this.#workers?.metrics() ?? []) as typeof own;
-    return [...own, ...workers];
+  /** This isolate's snapshots (traffic, and state unless `withState` is false) and the workers'. */
+  async #snapshots(withState = true): Promise<Family[][]> {
+    const own = [this.traffic.registry.snapshot()];
+    if (withState) own.push(this.state.registry.snapshot());
+    return [...own, ...(await this.#workers?.metrics() ?? [])];
   }
 
   /** One live sample per second for the dashboard's charts. */
   #sampleLive(): void {
     const tick = async () => {
-      const json = (await this.#metricsJson(false)).flat();
-      this.live.record(json, Date.now());
+      this.live.record(merge(await this.#snapshots(false)), Date.now());
       if (!this.#stopping) {
         this.#liveTimer = setTimeout(tick, 1000);
         Deno.unrefTimer(this.#liveTimer);
@@ -383,6 +383,7 @@ export class Strom {
     clearTimeout(timer);
     if (!clean) this.log.warn(`Stopped with requests still in flight after ${graceMs} ms`);
     this.health.stop();
+    this.state.stop();
     this.#runtime.close();
     await this.#accessLog?.close();
   }
@@ -393,6 +394,7 @@ export class Strom {
     await this.#workers?.shutdown(0);
     await acmeStopped;
     this.health.stop();
+    this.state.stop();
     this.#runtime.close();
     await this.#accessLog?.close();
   }

@@ -2,10 +2,8 @@
 // (aggregated) metrics: request rate, latency quantiles, error rate, status
 // mix, in-flight. The last 15 minutes are kept.
 
-import type client from "prom-client";
+import type { Family } from "./registry.ts";
 import * as N from "./names.ts";
-
-type MetricJson = client.MetricObjectWithValues<client.MetricValue<string>>;
 
 /** One second of traffic. */
 export interface LiveSample {
@@ -39,7 +37,7 @@ export class LiveStats {
   }
 
   /** Adds a sample from the metrics as of `now`; returns it (null for the first call). */
-  record(metrics: MetricJson[], now: number): LiveSample | null {
+  record(metrics: readonly Family[], now: number): LiveSample | null {
     const totals = readTotals(metrics, now);
     const last = this.#last;
     this.#last = totals;
@@ -63,16 +61,16 @@ export class LiveStats {
   }
 }
 
-function readTotals(metrics: MetricJson[], time: number): Totals {
+function readTotals(metrics: readonly Family[], time: number): Totals {
   const byName = new Map(metrics.map((m) => [m.name, m]));
-  const sum = (name: string) => (byName.get(name)?.values ?? []).reduce((n, v) => n + v.value, 0);
+  const sum = (name: string) => (byName.get(name)?.samples ?? []).reduce((n, v) => n + v.value, 0);
   const byClass = [0, 0, 0, 0];
-  for (const v of byName.get(N.HTTP_STATUS_CODES_TOTAL)?.values ?? []) {
+  for (const v of byName.get(N.HTTP_STATUS_CODES_TOTAL)?.samples ?? []) {
     const cls = Math.floor(Number(v.labels.code) / 100) - 2;
     if (cls >= 0 && cls < 4) byClass[cls] += v.value;
   }
   const buckets = new Map<number, number>();
-  for (const v of byName.get(N.REQUEST_DURATION_SECONDS)?.values ?? []) {
+  for (const v of byName.get(N.REQUEST_DURATION_SECONDS)?.samples ?? []) {
     if (!("le" in v.labels)) continue;
     const le = v.labels.le === "+Inf" ? Infinity : Number(v.labels.le);
     buckets.set(le, (buckets.get(le) ?? 0) + v.value);

@@ -1,22 +1,31 @@
-// Prometheus metrics with prom-client. The per-request calls are cheap
-// (cached label children, ~0.2 µs each, measured); per-backend state is read
-// from the live runtime at scrape time instead of being pushed per request.
+// Strom's metrics (lib/metrics/registry.ts). The per-request calls add to
+// label children kept here; per-backend state is read from the live runtime at
+// scrape time instead of being pushed per request.
 
-import client from "prom-client";
 import * as N from "./names.ts";
+import {
+  CONTENT_TYPE,
+  type Counter,
+  type CounterChild,
+  type Family,
+  type Gauge,
+  type Histogram,
+  type HistogramChild,
+  merge,
+  Registry,
+  render,
+} from "./registry.ts";
+import { processMetrics } from "./process.ts";
 import type { Runtime } from "../runtime.ts";
 import type { HealthStatus } from "../health/state.ts";
-
-type Counter = client.Counter<string>;
-type Histogram = client.Histogram<string>;
 
 const STATES: HealthStatus[] = ["Healthy", "Slow", "Unresponsive"];
 
 /** Traffic metrics every isolate counts (the primary adds up the workers' at scrape time). */
 export class TrafficMetrics {
-  readonly registry = new client.Registry();
+  readonly registry = new Registry();
   readonly #requests: Counter;
-  readonly #active: client.Gauge<string>;
+  readonly #active: Gauge;
   readonly #duration: Histogram;
   readonly #fine: Histogram;
   readonly #backendTime: Histogram;
@@ -28,94 +37,80 @@ export class TrafficMetrics {
   readonly #retries: Counter;
   readonly #ejections: Counter;
   readonly #rateLimited: Counter;
-  readonly #websockets: client.Gauge<string>;
-  readonly #statusChildren = new Map<number, client.Counter.Internal>();
-  readonly #backendChildren = new Map<string, client.Histogram.Internal<string>>();
-  readonly #bytesIn: client.Counter.Internal;
-  readonly #bytesOut: client.Counter.Internal;
+  readonly #websockets: Gauge;
+  readonly #statusChildren = new Map<number, CounterChild>();
+  readonly #backendChildren = new Map<string, HistogramChild>();
+  readonly #bytesIn: CounterChild;
+  readonly #bytesOut: CounterChild;
 
   constructor() {
-    const registers = [this.registry];
-    this.#requests = new client.Counter({
+    const r = this.registry;
+    this.#requests = r.counter({
       name: N.HTTP_REQUESTS_TOTAL,
       help: "Requests received on the proxy listeners",
-      registers,
     });
-    this.#active = new client.Gauge({
+    this.#active = r.gauge({
       name: N.ACTIVE_HTTP_CONNECTIONS,
       help: "Requests in progress (RustStrom's name; it counts requests, not connections)",
-      registers,
     });
-    this.#duration = new client.Histogram({
+    this.#duration = r.histogram({
       name: N.HTTP_REQUEST_DURATION_SECONDS,
       help:
         "Time from a request's arrival to its response headers, for requests that matched a pool",
       buckets: N.DURATION_BUCKETS,
-      registers,
     });
-    this.#fine = new client.Histogram({
+    this.#fine = r.histogram({
       name: N.REQUEST_DURATION_SECONDS,
       help: "Time from arrival to response headers of every proxied request, fine buckets",
       buckets: N.FINE_BUCKETS,
-      registers,
     });
-    this.#backendTime = new client.Histogram({
+    this.#backendTime = r.histogram({
       name: N.BACKEND_RESPONSE_TIME_SECONDS,
       help: "Time to the response headers of forwarded requests, by backend",
       labelNames: ["backend"],
       buckets: N.DURATION_BUCKETS,
-      registers,
     });
-    this.#status = new client.Counter({
+    this.#status = r.counter({
       name: N.HTTP_STATUS_CODES_TOTAL,
       help: "Responses by status code",
       labelNames: ["code"],
-      registers,
     });
-    this.#errors = new client.Counter({
+    this.#errors = r.counter({
       name: N.HTTP_ERRORS_TOTAL,
       help: "Responses with a 5xx status",
-      registers,
     });
-    this.#timeouts = new client.Counter({
+    this.#timeouts = r.counter({
       name: N.HTTP_TIMEOUTS_TOTAL,
       help: "Requests that ran past request_timeout (504)",
-      registers,
     });
-    this.#backendFailures = new client.Counter({
+    this.#backendFailures = r.counter({
       name: N.BACKEND_FAILURES_TOTAL,
       help: "Attempts that failed at a backend (connect, reset, invalid answer, timeout)",
       labelNames: ["backend"],
-      registers,
     });
-    this.#bytes = new client.Counter({
+    this.#bytes = r.counter({
       name: N.BYTES_TRANSFERRED_TOTAL,
       help: 'Body bytes: direction="in" from clients, "out" to clients',
       labelNames: ["direction"],
-      registers,
     });
-    this.#retries = new client.Counter({
+    this.#retries = r.counter({
       name: N.RETRIES_TOTAL,
       help: "Requests sent again to another backend",
       labelNames: ["pool"],
-      registers,
     });
-    this.#ejections = new client.Counter({
+    this.#ejections = r.counter({
       name: N.EJECTIONS_TOTAL,
       help: "Backends taken out of rotation by passive health (outlier detection)",
       labelNames: ["pool", "backend"],
-      registers,
     });
-    this.#rateLimited = new client.Counter({
+    this.#rateLimited = r.counter({
       name: N.RATE_LIMITED_TOTAL,
       help: "Requests refused by a RateLimiter",
       labelNames: ["pool"],
-      registers,
     });
-    this.#websockets = new client.Gauge({
+    this.#websockets = r.gauge({
       name: N.WEBSOCKETS_OPEN,
       help: "WebSockets relayed right now (each isolate counts its own; they add up)",
-      registers,
     });
     this.#bytesIn = this.#bytes.labels("in");
     this.#bytesOut = this.#bytes.labels("out");
@@ -194,10 +189,9 @@ export class TrafficMetrics {
     this.#websockets.dec();
   }
 
-  #backend(id: string): client.Histogram.Internal<string> {
+  #backend(id: string): HistogramChild {
     let child = this.#backendChildren.get(id);
     if (child === undefined) {
-      this.#backendTime.zero({ backend: id });
       child = this.#backendTime.labels(id);
       this.#backendChildren.set(id, child);
     }
@@ -207,125 +201,108 @@ export class TrafficMetrics {
 
 /** What the primary knows beyond traffic: backend state, reloads, health checks, process. */
 export class StateMetrics {
-  readonly registry = new client.Registry();
+  readonly registry = new Registry();
   readonly #reloads: Counter;
   readonly #checks: Counter;
   readonly #acmeFailures: Counter;
+  readonly #process: { stop(): void };
 
   constructor(
     runtime: () => Runtime,
     workers: () => number,
     certificates: () => { name: string; notAfter: Date }[] = () => [],
   ) {
-    const registers = [this.registry];
-    const perBackend = (
-      fill: (set: (labels: Record<string, string>, value: number) => void) => void,
-    ) =>
-      function (this: client.Gauge<string>) {
-        this.reset();
-        fill((labels, value) => this.set(labels, value));
+    const r = this.registry;
+    const perBackend =
+      (fill: (set: (value: number, ...labels: string[]) => void) => void) => (gauge: Gauge) => {
+        gauge.reset();
+        fill((value, ...labels) => gauge.labels(...labels).set(value));
       };
     const eachBackend = (
       f: (pool: string, backend: Runtime["pools"][number]["backends"][number]) => void,
     ) => {
       for (const pool of runtime().pools) for (const b of pool.backends) f(pool.config.name, b);
     };
-    new client.Gauge({
+    r.gauge({
       name: N.BACKEND_UP,
       help: "1 when the backend may receive traffic (not Unresponsive, not ejected)",
       labelNames: ["pool", "backend"],
-      registers,
-      collect: perBackend((set) =>
-        eachBackend((pool, b) => set({ pool, backend: b.id }, b.usable ? 1 : 0))
-      ),
+      collect: perBackend((set) => eachBackend((pool, b) => set(b.usable ? 1 : 0, pool, b.id))),
     });
-    new client.Gauge({
+    r.gauge({
       name: N.BACKEND_STATE,
       help: "1 for the backend's current active-health state",
       labelNames: ["pool", "backend", "state"],
-      registers,
       collect: perBackend((set) =>
         eachBackend((pool, b) => {
           for (const state of STATES) {
-            set({ pool, backend: b.id, state }, b.health.status === state ? 1 : 0);
+            set(b.health.status === state ? 1 : 0, pool, b.id, state);
           }
         })
       ),
     });
-    new client.Gauge({
+    r.gauge({
       name: N.BACKEND_EJECTED,
       help: "1 while passive health keeps the backend out (as seen by the main isolate)",
       labelNames: ["pool", "backend"],
-      registers,
       collect: perBackend((set) =>
-        eachBackend((pool, b) => set({ pool, backend: b.id }, b.outlier.ejected ? 1 : 0))
+        eachBackend((pool, b) => set(b.outlier.ejected ? 1 : 0, pool, b.id))
       ),
     });
-    new client.Gauge({
+    r.gauge({
       name: N.BACKEND_IN_FLIGHT,
       help: "Requests being forwarded to the backend",
       labelNames: ["pool", "backend"],
-      registers,
-      collect: perBackend((set) =>
-        eachBackend((pool, b) => set({ pool, backend: b.id }, b.inFlight))
-      ),
+      collect: perBackend((set) => eachBackend((pool, b) => set(b.inFlight, pool, b.id))),
     });
-    new client.Gauge({
+    r.gauge({
       name: N.BACKEND_REQUESTS_TOTAL,
       help: "Attempts sent to the backend (a counter, exposed as read from the runtime)",
       labelNames: ["pool", "backend"],
-      registers,
-      collect: perBackend((set) =>
-        eachBackend((pool, b) => set({ pool, backend: b.id }, b.requests))
-      ),
+      collect: perBackend((set) => eachBackend((pool, b) => set(b.requests, pool, b.id))),
     });
-    this.#checks = new client.Counter({
+    this.#checks = r.counter({
       name: N.HEALTH_CHECKS_TOTAL,
       help: "Active health probes by result",
       labelNames: ["pool", "backend", "result"],
-      registers,
     });
-    this.#reloads = new client.Counter({
+    this.#reloads = r.counter({
       name: N.CONFIG_RELOADS_TOTAL,
       help: "Config reloads by result",
       labelNames: ["result"],
-      registers,
     });
     this.#reloads.labels("success").inc(0);
     this.#reloads.labels("failure").inc(0);
-    new client.Gauge({
+    r.gauge({
       name: N.CONFIG_GENERATION,
       help: "Generation of the live config (1 at start, +1 per successful reload)",
-      registers,
-      collect() {
-        this.set(runtime().generation);
-      },
+      collect: (g) => g.set(runtime().generation),
     });
-    new client.Gauge({
+    r.gauge({
       name: N.WORKERS,
       help: "Isolates serving the proxy listeners",
-      registers,
-      collect() {
-        this.set(workers());
-      },
+      collect: (g) => g.set(workers()),
     });
-    new client.Gauge({
+    r.gauge({
       name: N.CERTIFICATE_EXPIRY_SECONDS,
       help: "When each served certificate expires (Unix time)",
       labelNames: ["name"],
-      registers,
-      collect() {
-        this.reset();
-        for (const c of certificates()) this.set({ name: c.name }, c.notAfter.getTime() / 1000);
+      collect: (g) => {
+        g.reset();
+        for (const c of certificates()) g.labels(c.name).set(c.notAfter.getTime() / 1000);
       },
     });
-    this.#acmeFailures = new client.Counter({
+    this.#acmeFailures = r.counter({
       name: N.ACME_FAILURES_TOTAL,
       help: "Failed ACME orders (the current certificate is kept)",
       labelNames: ["name"],
-      registers,
     });
-    client.collectDefaultMetrics({ register: this.registry });
+    this.#process = processMetrics(r);
+  }
+
+  /** Ends the event-loop sampler. */
+  stop(): void {
+    this.#process.stop();
   }
 
   /** Creates the per-backend check counters and the ACME failure counters at zero. */
@@ -356,13 +333,10 @@ export class StateMetrics {
   }
 }
 
-/** The Prometheus text of several registries' JSON, summed (workers and primary). */
-export async function aggregate(
-  parts: client.MetricObjectWithValues<client.MetricValue<string>>[][],
-) {
-  const registry = client.AggregatorRegistry.aggregate(parts);
-  return await registry.metrics();
+/** The Prometheus text of several registries' snapshots, summed (workers and primary). */
+export function aggregate(parts: readonly (readonly Family[])[]): string {
+  return render(merge(parts));
 }
 
 /** The content type of the Prometheus text format. */
-export const METRICS_CONTENT_TYPE = client.Registry.PROMETHEUS_CONTENT_TYPE;
+export const METRICS_CONTENT_TYPE = CONTENT_TYPE;

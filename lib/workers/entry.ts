@@ -151,7 +151,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       break;
     }
     case "metrics": {
-      post({ type: "metrics", id: message.id, json: await metrics.registry.getMetricsAsJSON() });
+      post({ type: "metrics", id: message.id, families: metrics.registry.snapshot() });
       break;
     }
     case "shutdown": {

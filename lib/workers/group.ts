@@ -8,6 +8,7 @@ import type { HealthState } from "../health/state.ts";
 import type { Counters, FromWorker, ToWorker } from "./protocol.ts";
 import type { SocketAddress } from "../net/address.ts";
 import type { CertificateSnapshot } from "../tls/store.ts";
+import type { Family } from "../metrics/registry.ts";
 
 /** Where the config came from, so workers can build the same generation. */
 export interface ConfigSource {
@@ -108,15 +109,15 @@ export class WorkerGroup {
     return null;
   }
 
-  /** Every worker's traffic metrics as prom-client JSON (a worker that does not answer is left out). */
-  async metrics(): Promise<unknown[][]> {
+  /** Every worker's traffic metrics (a worker that does not answer is left out). */
+  async metrics(): Promise<Family[][]> {
     const id = ++this.#asked;
     const replies = await Promise.all(
       this.#workers.map((worker) =>
         this.#ask(worker, { type: "metrics", id }, (m) => m.type === "metrics" && m.id === id)
       ),
     );
-    return replies.flatMap((r) => r?.type === "metrics" ? [r.json] : []);
+    return replies.flatMap((r) => r?.type === "metrics" ? [r.families] : []);
   }
 
   /** Sends a message and waits (up to 10 s) for the reply that `matches`. */

@@ -4,6 +4,7 @@ import type { HealthState } from "../health/state.ts";
 import type { Level } from "../log.ts";
 import type { SocketAddress } from "../net/address.ts";
 import type { CertificateSnapshot } from "../tls/store.ts";
+import type { Family } from "../metrics/registry.ts";
 
 /** Primary → worker. */
 export type ToWorker =
@@ -54,7 +55,7 @@ export type FromWorker =
   | { readonly type: "listening"; readonly port: number }
   | { readonly type: "error"; readonly message: string }
   | { readonly type: "stats"; readonly counters: Counters }
-  | { readonly type: "metrics"; readonly id: number; readonly json: unknown[] }
+  | { readonly type: "metrics"; readonly id: number; readonly families: Family[] }
   | {
     readonly type: "log";
     readonly level: "error" | "warn" | "info" | "debug" | "trace";

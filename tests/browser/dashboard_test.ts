@@ -349,7 +349,7 @@ Deno.test({
     // The server's 15 minutes of history, filled before any traffic (so every
     // sample is a true zero, only backdated): the page holds as many points from
     // its first load as it ever will, and any growth after the warm-up is a leak.
-    const metrics = await lb.strom.traffic.registry.getMetricsAsJSON();
+    const metrics = lb.strom.traffic.registry.snapshot();
     const now = Date.now();
     for (let t = now - 900_000; t < now - 2000; t += 1000) lb.strom.live.record(metrics, t);
     await using _traffic = traffic(lb.url, ["/app/x", "/missing"], 2);

@@ -81,6 +81,10 @@ Deno.test("with workers, /metrics adds up every worker and a reload reaches them
   }
   const text = await (await fetch(`${lb.adminUrl}/metrics`)).text();
   assert.match(text, /^http_requests_total 40$/m);
+  // The dashboard's live figures (one sample a second) count every worker too.
+  const answered = () => lb.strom.live.samples.reduce((n, s) => n + s.status["2xx"], 0);
+  await waitFor(() => answered() >= 40, "40 answers in the live samples", 5000);
+  assert.equal(answered(), 40);
   const result = await lb.strom.reload(
     `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n` +
       toml.replace(`,"${b.address}"`, ""),
