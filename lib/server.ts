@@ -74,6 +74,7 @@ export class Strom {
   #accessLog: AccessLog | null = null;
   #reloading: Promise<unknown> = Promise.resolve();
   #liveTimer: ReturnType<typeof setTimeout> | undefined;
+  #lagSampler: { stop(): void } | null = null;
   #stopping: Promise<void> | null = null;
 
   private constructor(runtime: Runtime, options: StartOptions, deps: RuntimeDeps) {
@@ -169,6 +170,7 @@ export class Strom {
     }
     if (options.autoHealth ?? true) strom.health.start();
     strom.#sampleLive();
+    strom.#lagSampler = strom.traffic.sampleEventLoop();
     return strom;
   }
 
@@ -383,7 +385,7 @@ export class Strom {
     clearTimeout(timer);
     if (!clean) this.log.warn(`Stopped with requests still in flight after ${graceMs} ms`);
     this.health.stop();
-    this.state.stop();
+    this.#lagSampler?.stop();
     this.#runtime.close();
     await this.#accessLog?.close();
   }
@@ -394,7 +396,7 @@ export class Strom {
     await this.#workers?.shutdown(0);
     await acmeStopped;
     this.health.stop();
-    this.state.stop();
+    this.#lagSampler?.stop();
     this.#runtime.close();
     await this.#accessLog?.close();
   }

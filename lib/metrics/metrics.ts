@@ -15,7 +15,7 @@ import {
   Registry,
   render,
 } from "./registry.ts";
-import { processMetrics } from "./process.ts";
+import { eventLoopLag, processMetrics } from "./process.ts";
 import type { Runtime } from "../runtime.ts";
 import type { HealthStatus } from "../health/state.ts";
 
@@ -42,6 +42,7 @@ export class TrafficMetrics {
   readonly #backendChildren = new Map<string, HistogramChild>();
   readonly #bytesIn: CounterChild;
   readonly #bytesOut: CounterChild;
+  readonly #lag: { start(): { stop(): void } };
 
   constructor() {
     const r = this.registry;
@@ -114,6 +115,12 @@ export class TrafficMetrics {
     });
     this.#bytesIn = this.#bytes.labels("in");
     this.#bytesOut = this.#bytes.labels("out");
+    this.#lag = eventLoopLag(r);
+  }
+
+  /** Samples this isolate's event-loop lag until `stop()`. */
+  sampleEventLoop(): { stop(): void } {
+    return this.#lag.start();
   }
 
   /** Creates the labelled series of a runtime at zero, so they exist before any traffic. */
@@ -205,7 +212,6 @@ export class StateMetrics {
   readonly #reloads: Counter;
   readonly #checks: Counter;
   readonly #acmeFailures: Counter;
-  readonly #process: { stop(): void };
 
   constructor(
     runtime: () => Runtime,
@@ -297,12 +303,7 @@ export class StateMetrics {
       help: "Failed ACME orders (the current certificate is kept)",
       labelNames: ["name"],
     });
-    this.#process = processMetrics(r);
-  }
-
-  /** Ends the event-loop sampler. */
-  stop(): void {
-    this.#process.stop();
+    processMetrics(r);
   }
 
   /** Creates the per-backend check counters and the ACME failure counters at zero. */

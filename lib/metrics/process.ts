@@ -1,7 +1,7 @@
-// Process metrics: the `process_*` families every Prometheus client exposes,
-// the V8 heap as `deno_*`, and how late the event loop runs, which is what a
-// busy JavaScript proxy shows first. They describe the whole process (worker
-// isolates are threads of it), except the event-loop lag: the main isolate's.
+// Process metrics: the `process_*` families every Prometheus client exposes
+// and the V8 heap as `deno_*`; they describe the whole process (worker
+// isolates are threads of it). And how late the event loop runs, which is what
+// a busy JavaScript proxy shows first, sampled in each isolate.
 
 import { cpuUsage } from "node:process";
 import type { Gauge, Registry } from "./registry.ts";
@@ -12,8 +12,8 @@ export const LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 /** How often the event loop's lag is sampled. */
 export const LAG_INTERVAL_MS = 100;
 
-/** Registers the process metrics on `registry`; `stop()` ends the event-loop sampler. */
-export function processMetrics(registry: Registry): { stop(): void } {
+/** Registers the process metrics on `registry`. */
+export function processMetrics(registry: Registry): void {
   const seconds = (micros: number) => micros / 1e6;
   registry.counter({
     name: "process_cpu_user_seconds_total",
@@ -80,12 +80,21 @@ export function processMetrics(registry: Registry): { stop(): void } {
     labelNames: ["version", "v8", "typescript"],
   })
     .labels(Deno.version.deno, Deno.version.v8, Deno.version.typescript).set(1);
+}
+
+/**
+ * Registers the event-loop lag histogram on `registry`. `start()` samples this
+ * isolate's loop until `stop()`; every isolate samples its own, and their
+ * snapshots add up, so the histogram holds the samples of all of them.
+ */
+export function eventLoopLag(registry: Registry): { start(): { stop(): void } } {
   const lag = registry.histogram({
     name: "deno_eventloop_lag_seconds",
-    help: `How late a timer due every ${LAG_INTERVAL_MS} ms ran on the main isolate.`,
+    help:
+      `How late a timer due every ${LAG_INTERVAL_MS} ms ran, in each isolate that serves requests.`,
     buckets: LAG_BUCKETS,
   });
-  return sampleLag((late) => lag.observe(late / 1000));
+  return { start: () => sampleLag((lateMs) => lag.observe(lateMs / 1000)) };
 }
 
 /** Calls `observe` with how many ms late a timer ran, every LAG_INTERVAL_MS, until stopped. */

@@ -22,6 +22,7 @@ import { ChallengeStore } from "../tls/challenges.ts";
 import { type FromWorker, STATS_INTERVAL_MS, type ToWorker } from "./protocol.ts";
 
 const metrics = new TrafficMetrics();
+metrics.sampleEventLoop(); // until the worker ends
 const websockets = new WebSocketRegistry();
 const challenges = new ChallengeStore();
 const deps: RuntimeDeps = { ...defaultRuntimeDeps, metrics };

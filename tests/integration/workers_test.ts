@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { get, poolToml, startBackend, startStrom, waitFor } from "../_helpers/servers.ts";
 import { createLogger } from "../../lib/log.ts";
+import { render } from "../../lib/metrics/registry.ts";
 import { X509Certificate } from "node:crypto";
 import { createCa, hasCurl, hasOpenssl, presentedCertificate } from "../_helpers/certs.ts";
 
@@ -85,6 +86,14 @@ Deno.test("with workers, /metrics adds up every worker and a reload reaches them
   const answered = () => lb.strom.live.samples.reduce((n, s) => n + s.status["2xx"], 0);
   await waitFor(() => answered() >= 40, "40 answers in the live samples", 5000);
   assert.equal(answered(), 40);
+  // Each worker samples its own event loop: their samples add to the primary's.
+  const lagCount = (text: string) =>
+    Number(/^deno_eventloop_lag_seconds_count (\d+)$/m.exec(text)?.[1] ?? NaN);
+  const own = () => lagCount(render(lb.strom.traffic.registry.snapshot()));
+  await waitFor(
+    async () => lagCount(await (await fetch(`${lb.adminUrl}/metrics`)).text()) > own() + 1,
+    "event-loop samples from the workers",
+  );
   const result = await lb.strom.reload(
     `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n` +
       toml.replace(`,"${b.address}"`, ""),

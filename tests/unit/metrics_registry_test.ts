@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { merge, Registry, render } from "../../lib/metrics/registry.ts";
-import { processMetrics, sampleLag } from "../../lib/metrics/process.ts";
+import {
+  eventLoopLag,
+  LAG_INTERVAL_MS,
+  processMetrics,
+  sampleLag,
+} from "../../lib/metrics/process.ts";
 
 Deno.test("the text format: help, type, escaped labels, zero before use, cumulative buckets", () => {
   const r = new Registry();
@@ -109,28 +114,37 @@ Deno.test("merge adds up the same series across snapshots and keeps the others",
 
 Deno.test("process metrics read the process at each snapshot", () => {
   const r = new Registry();
-  const sampler = processMetrics(r);
-  try {
-    const text = render(r.snapshot());
-    const value = (name: string) => {
-      const match = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
-      assert.ok(match, `${name} in\n${text}`);
-      return Number(match[1]);
-    };
-    assert.ok(value("process_resident_memory_bytes") > 10e6);
-    assert.ok(value("process_cpu_seconds_total") > 0);
-    assert.ok(value("deno_heap_size_used_bytes") > 0);
-    const started = value("process_start_time_seconds");
-    assert.ok(Math.abs(Date.now() / 1000 - started) < 3600, `start ${started}`);
-    if (Deno.build.os === "linux") {
-      assert.ok(value("process_open_fds") > 2);
-      assert.ok(value("process_max_fds") >= value("process_open_fds"));
-    }
-    assert.match(text, new RegExp(`^deno_version_info\\{version="${Deno.version.deno}",`, "m"));
-    assert.match(text, /^deno_eventloop_lag_seconds_count 0$/m);
-  } finally {
-    sampler.stop();
+  processMetrics(r);
+  const text = render(r.snapshot());
+  const value = (name: string) => {
+    const match = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
+    assert.ok(match, `${name} in\n${text}`);
+    return Number(match[1]);
+  };
+  assert.ok(value("process_resident_memory_bytes") > 10e6);
+  assert.ok(value("process_cpu_seconds_total") > 0);
+  assert.ok(value("deno_heap_size_used_bytes") > 0);
+  const started = value("process_start_time_seconds");
+  assert.ok(Math.abs(Date.now() / 1000 - started) < 3600, `start ${started}`);
+  if (Deno.build.os === "linux") {
+    assert.ok(value("process_open_fds") > 2);
+    assert.ok(value("process_max_fds") >= value("process_open_fds"));
   }
+  assert.match(text, new RegExp(`^deno_version_info\\{version="${Deno.version.deno}",`, "m"));
+});
+
+Deno.test("the event-loop lag histogram counts samples once started, until stopped", async () => {
+  const r = new Registry();
+  const lag = eventLoopLag(r);
+  const count = () => r.snapshot()[0].samples.find((s) => s.name.endsWith("_count"))!.value;
+  assert.equal(count(), 0);
+  const sampler = lag.start();
+  const alive = setTimeout(() => {}, 10_000); // the sampler's timer does not keep Deno running
+  await new Promise((resolve) => setTimeout(resolve, LAG_INTERVAL_MS * 3));
+  sampler.stop();
+  clearTimeout(alive);
+  const counted = count();
+  assert.ok(counted >= 1 && counted <= 3, `${counted} samples`);
 });
 
 Deno.test("the event-loop sampler reports how late its timer ran", async () => {
