@@ -1,6 +1,6 @@
 // Live figures for the dashboard, one sample per second, computed from the
 // (aggregated) metrics: request rate, latency quantiles, error rate, status
-// mix, in-flight. The last 15 minutes are kept.
+// mix, in-flight, event-loop lag. The last 15 minutes are kept.
 
 import type { Family } from "./registry.ts";
 import * as N from "./names.ts";
@@ -16,6 +16,8 @@ export interface LiveSample {
   readonly errorRate: number;
   readonly status: { readonly "2xx": number; "3xx": number; "4xx": number; "5xx": number };
   readonly inFlight: number;
+  /** p99 of how late the isolates' timers ran (ms); null without samples in that second. */
+  readonly loopLagP99Ms: number | null;
 }
 
 interface Totals {
@@ -23,6 +25,7 @@ interface Totals {
   requests: number;
   byClass: number[];
   buckets: Map<number, number>;
+  lag: Map<number, number>;
   inFlight: number;
 }
 
@@ -54,6 +57,7 @@ export class LiveStats {
       errorRate: answered === 0 ? 0 : classes[3] / answered,
       status: { "2xx": classes[0], "3xx": classes[1], "4xx": classes[2], "5xx": classes[3] },
       inFlight: totals.inFlight,
+      loopLagP99Ms: quantileMs(0.99, totals.lag, last.lag),
     };
     this.samples.push(sample);
     if (this.samples.length > this.#capacity) this.samples.shift();
@@ -69,19 +73,25 @@ function readTotals(metrics: readonly Family[], time: number): Totals {
     const cls = Math.floor(Number(v.labels.code) / 100) - 2;
     if (cls >= 0 && cls < 4) byClass[cls] += v.value;
   }
-  const buckets = new Map<number, number>();
-  for (const v of byName.get(N.REQUEST_DURATION_SECONDS)?.samples ?? []) {
-    if (!("le" in v.labels)) continue;
-    const le = v.labels.le === "+Inf" ? Infinity : Number(v.labels.le);
-    buckets.set(le, (buckets.get(le) ?? 0) + v.value);
-  }
   return {
     time,
     requests: sum(N.HTTP_REQUESTS_TOTAL),
     byClass,
-    buckets,
+    buckets: cumulativeBuckets(byName.get(N.REQUEST_DURATION_SECONDS)),
+    lag: cumulativeBuckets(byName.get(N.EVENT_LOOP_LAG_SECONDS)),
     inFlight: sum(N.ACTIVE_HTTP_CONNECTIONS),
   };
+}
+
+/** A histogram's cumulative bucket counts by upper bound, summed over its label sets. */
+function cumulativeBuckets(family: Family | undefined): Map<number, number> {
+  const buckets = new Map<number, number>();
+  for (const v of family?.samples ?? []) {
+    if (!("le" in v.labels)) continue;
+    const le = v.labels.le === "+Inf" ? Infinity : Number(v.labels.le);
+    buckets.set(le, (buckets.get(le) ?? 0) + v.value);
+  }
+  return buckets;
 }
 
 /** Quantile of the requests between two cumulative bucket snapshots, interpolated (ms). */

@@ -5,6 +5,7 @@
 
 import { cpuUsage } from "node:process";
 import type { Gauge, Registry } from "./registry.ts";
+import { EVENT_LOOP_LAG_SECONDS } from "./names.ts";
 
 /** Upper bounds of the event-loop lag histogram, in seconds. */
 export const LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
@@ -89,7 +90,7 @@ export function processMetrics(registry: Registry): void {
  */
 export function eventLoopLag(registry: Registry): { start(): { stop(): void } } {
   const lag = registry.histogram({
-    name: "deno_eventloop_lag_seconds",
+    name: EVENT_LOOP_LAG_SECONDS,
     help:
       `How late a timer due every ${LAG_INTERVAL_MS} ms ran, in each isolate that serves requests.`,
     buckets: LAG_BUCKETS,

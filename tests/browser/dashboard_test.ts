@@ -146,8 +146,10 @@ Deno.test({
     );
     await page.waitForFunction(() =>
       Number(document.getElementById("t-p50").dataset.value) > 0 &&
-      Number(document.getElementById("t-err").dataset.value) > 0
+      Number(document.getElementById("t-err").dataset.value) > 0 &&
+      Number(document.getElementById("t-lag").dataset.value) > 0
     );
+    assert.match(await page.innerText("#t-lag"), /^[\d.]+ ms$/);
     await page.waitForTimeout(3000); // a few more points, for the screenshot only
     await page.screenshot({ path: await screenshotPath("overview"), fullPage: true });
 
@@ -263,7 +265,7 @@ Deno.test({
     assert.equal(overflow, 0, "nothing wider than a phone's screen");
     await phone.screenshot({ path: await screenshotPath("phone-backends"), fullPage: true });
     await phone.goto(`${lb.adminUrl}/#overview`);
-    await phone.waitForSelector("#c-inflight canvas");
+    await phone.waitForSelector("#c-lag canvas");
     await phone.evaluate(() => scrollTo(0, 0));
     await phone.screenshot({ path: await screenshotPath("phone-overview"), fullPage: true });
 

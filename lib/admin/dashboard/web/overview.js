@@ -17,9 +17,10 @@ const CHARTS = [
     ]],
   },
   { id: "c-inflight", series: [["in flight", "inflight", "#7c3aed"]] },
+  { id: "c-lag", series: [["lag p99", "lag", "#0d9488"]] },
 ];
 
-const KEYS = ["rps", "p50", "p99", "err", "s2", "s3", "s4", "s5", "inflight"];
+const KEYS = ["rps", "p50", "p99", "err", "s2", "s3", "s4", "s5", "inflight", "lag"];
 
 /** The Overview view; feed it with `history(samples)` and `sample(sample)`. */
 export function createOverview() {
@@ -39,6 +40,7 @@ export function createOverview() {
     columns.s4.push(s.status["4xx"]);
     columns.s5.push(s.status["5xx"]);
     columns.inflight.push(s.inFlight);
+    columns.lag.push(s.loopLagP99Ms);
     if (time.length > KEEP) {
       time.shift();
       for (const k of KEYS) columns[k].shift();
@@ -143,6 +145,7 @@ function showTiles(s) {
   tile("t-p99", s.p99Ms, s.p99Ms === null ? "–" : `${s.p99Ms} ms`);
   tile("t-err", s.errorRate, `${round(s.errorRate * 100)} %`);
   tile("t-inflight", s.inFlight, String(s.inFlight));
+  tile("t-lag", s.loopLagP99Ms, s.loopLagP99Ms === null ? "–" : `${s.loopLagP99Ms} ms`);
 }
 
 function tile(id, value, text) {
