@@ -79,6 +79,7 @@ abstract class Metric<Child> implements Collectable {
         `${this.name} takes ${this.labelNames.length} label values, got ${values.length}`,
       );
     }
+    if (values.length === 0) return this.unlabelled;
     const key = values.length === 1 ? values[0] : JSON.stringify(values);
     const found = this.#children.get(key);
     if (found) return found.child;

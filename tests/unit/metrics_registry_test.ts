@@ -53,6 +53,10 @@ Deno.test("label children are kept, counted once per value set, and checked", ()
     [{ a: "12", b: "" }, 0],
   ]);
   assert.throws(() => c.labels("1"), TypeError);
+  const plain = r.counter({ name: "plain_total", help: "P" });
+  plain.labels().inc();
+  plain.inc();
+  assert.deepEqual(r.snapshot()[1].samples, [{ name: "plain_total", labels: {}, value: 2 }]);
   assert.throws(() => c.inc(), TypeError);
   assert.throws(() => c.labels("1", "2").inc(-1), RangeError);
   assert.throws(() => r.counter({ name: "c_total", help: "again" }), TypeError);
