@@ -1,7 +1,8 @@
-// Process metrics: the `process_*` families every Prometheus client exposes
-// and the V8 heap as `deno_*`; they describe the whole process (worker
-// isolates are threads of it). And how late the event loop runs, which is what
-// a busy JavaScript proxy shows first, sampled in each isolate.
+// Process metrics: the `process_*` families every Prometheus client exposes,
+// which describe the whole process (worker isolates are threads of it); the
+// V8 heap as `deno_*`, which `Deno.memoryUsage()` gives for the main isolate
+// only; and how late the event loop runs, which is what a busy JavaScript
+// proxy shows first, sampled in each isolate.
 
 import { cpuUsage } from "node:process";
 import type { Gauge, Registry } from "./registry.ts";
@@ -62,17 +63,17 @@ export function processMetrics(registry: Registry): void {
   });
   registry.gauge({
     name: "deno_heap_size_total_bytes",
-    help: "V8 heap size of all isolates in bytes.",
+    help: "V8 heap size of the main isolate in bytes.",
     collect: (g) => g.set(Deno.memoryUsage().heapTotal),
   });
   registry.gauge({
     name: "deno_heap_size_used_bytes",
-    help: "V8 heap used by all isolates in bytes.",
+    help: "V8 heap used by the main isolate in bytes.",
     collect: (g) => g.set(Deno.memoryUsage().heapUsed),
   });
   registry.gauge({
     name: "deno_external_memory_bytes",
-    help: "Memory of objects outside the V8 heap (buffers) in bytes.",
+    help: "Memory of the main isolate's objects outside the V8 heap (buffers) in bytes.",
     collect: (g) => g.set(Deno.memoryUsage().external),
   });
   registry.gauge({
