@@ -15,7 +15,7 @@ import {
   Registry,
   render,
 } from "./registry.ts";
-import { eventLoopLag, processMetrics } from "./process.ts";
+import { eventLoopLag, heapMetrics, processMetrics } from "./process.ts";
 import type { Runtime } from "../runtime.ts";
 import type { HealthStatus } from "../health/state.ts";
 
@@ -116,6 +116,7 @@ export class TrafficMetrics {
     this.#bytesIn = this.#bytes.labels("in");
     this.#bytesOut = this.#bytes.labels("out");
     this.#lag = eventLoopLag(r);
+    heapMetrics(r);
   }
 
   /** Samples this isolate's event-loop lag until `stop()`. */

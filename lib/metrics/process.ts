@@ -1,8 +1,7 @@
 // Process metrics: the `process_*` families every Prometheus client exposes,
-// which describe the whole process (worker isolates are threads of it); the
-// V8 heap as `deno_*`, which `Deno.memoryUsage()` gives for the main isolate
-// only; and how late the event loop runs, which is what a busy JavaScript
-// proxy shows first, sampled in each isolate.
+// which describe the whole process (worker isolates are threads of it); and,
+// per isolate (their snapshots add up), the V8 heap as `deno_*` and how late
+// the event loop runs, which is what a busy JavaScript proxy shows first.
 
 import { cpuUsage } from "node:process";
 import type { Gauge, Registry } from "./registry.ts";
@@ -62,26 +61,33 @@ export function processMetrics(registry: Registry): void {
     collect: ifKnown(maxFds),
   });
   registry.gauge({
-    name: "deno_heap_size_total_bytes",
-    help: "V8 heap size of the main isolate in bytes.",
-    collect: (g) => g.set(Deno.memoryUsage().heapTotal),
-  });
-  registry.gauge({
-    name: "deno_heap_size_used_bytes",
-    help: "V8 heap used by the main isolate in bytes.",
-    collect: (g) => g.set(Deno.memoryUsage().heapUsed),
-  });
-  registry.gauge({
-    name: "deno_external_memory_bytes",
-    help: "Memory of the main isolate's objects outside the V8 heap (buffers) in bytes.",
-    collect: (g) => g.set(Deno.memoryUsage().external),
-  });
-  registry.gauge({
     name: "deno_version_info",
     help: "Deno, V8 and TypeScript versions.",
     labelNames: ["version", "v8", "typescript"],
   })
     .labels(Deno.version.deno, Deno.version.v8, Deno.version.typescript).set(1);
+}
+
+/**
+ * Registers this isolate's V8 heap figures on `registry` (`Deno.memoryUsage()`
+ * gives them per isolate; each isolate registers its own, and they add up).
+ */
+export function heapMetrics(registry: Registry): void {
+  registry.gauge({
+    name: "deno_heap_size_total_bytes",
+    help: "V8 heap size of every isolate, added up, in bytes.",
+    collect: (g) => g.set(Deno.memoryUsage().heapTotal),
+  });
+  registry.gauge({
+    name: "deno_heap_size_used_bytes",
+    help: "V8 heap used by every isolate, added up, in bytes.",
+    collect: (g) => g.set(Deno.memoryUsage().heapUsed),
+  });
+  registry.gauge({
+    name: "deno_external_memory_bytes",
+    help: "Memory of the isolates' objects outside the V8 heap (buffers), added up, in bytes.",
+    collect: (g) => g.set(Deno.memoryUsage().external),
+  });
 }
 
 /**

@@ -94,6 +94,12 @@ Deno.test("with workers, /metrics adds up every worker and a reload reaches them
     async () => lagCount(await (await fetch(`${lb.adminUrl}/metrics`)).text()) > own() + 1,
     "event-loop samples from the workers",
   );
+  // So do their V8 heaps (each worker's is a few MB at least).
+  const heapUsed = (text: string) =>
+    Number(/^deno_heap_size_used_bytes (\d+)$/m.exec(text)?.[1] ?? NaN);
+  const all = heapUsed(await (await fetch(`${lb.adminUrl}/metrics`)).text());
+  const primary = heapUsed(render(lb.strom.traffic.registry.snapshot()));
+  assert.ok(all > primary + 2e6, `all isolates ${all} bytes, the primary ${primary}`);
   const result = await lb.strom.reload(
     `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n` +
       toml.replace(`,"${b.address}"`, ""),

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { merge, Registry, render } from "../../lib/metrics/registry.ts";
 import {
   eventLoopLag,
+  heapMetrics,
   LAG_INTERVAL_MS,
   processMetrics,
   sampleLag,
@@ -119,6 +120,7 @@ Deno.test("merge adds up the same series across snapshots and keeps the others",
 Deno.test("process metrics read the process at each snapshot", () => {
   const r = new Registry();
   processMetrics(r);
+  heapMetrics(r);
   const text = render(r.snapshot());
   const value = (name: string) => {
     const match = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
