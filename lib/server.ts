@@ -359,7 +359,12 @@ export class Strom {
   /** One live sample per second for the dashboard's charts. */
   #sampleLive(): void {
     const tick = async () => {
-      this.live.record(merge(await this.#snapshots(false)), Date.now());
+      try {
+        this.live.record(merge(await this.#snapshots(false)), Date.now());
+      } catch (e) {
+        // A failing metric must not end the samples (or, unhandled, the process).
+        this.log.warn(`Could not take the live sample: ${e instanceof Error ? e.message : e}`);
+      }
       if (!this.#stopping) {
         this.#liveTimer = setTimeout(tick, 1000);
         Deno.unrefTimer(this.#liveTimer);

@@ -19,6 +19,16 @@ const MAX_CONFIG_BYTES = 1024 * 1024;
 /** Builds the admin app for a running Strom. */
 export function createAdminApp(strom: Strom): Hono {
   const app = new Hono();
+  // A handler that throws is Strom's bug: logged through Strom's log (Hono's
+  // default prints to stderr), answered 500 without details.
+  app.onError((error, c) => {
+    strom.log.error(
+      `Admin ${c.req.method} ${new URL(c.req.url).pathname} failed: ${
+        error instanceof Error ? error.message : String(error)
+      }`,
+    );
+    return c.text("500 - Internal Server Error", 500);
+  });
   // The dashboard's page and files come before the guard: they hold no data
   // (the same bytes as in every copy of Strom), and a browser must get the page
   // to prompt for the token that the API calls it makes then carry.

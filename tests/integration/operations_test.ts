@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { get, poolToml, startBackend, startStrom, waitFor } from "../_helpers/servers.ts";
 import * as N from "../../lib/metrics/names.ts";
 import { watchConfig } from "../../lib/config/watch.ts";
+import { createLogger } from "../../lib/log.ts";
 
 const TOKEN = "test-token-0123456789abcdef";
 
@@ -12,6 +13,28 @@ function sample(text: string, series: string): number | null {
   const line = text.split("\n").find((l) => l.startsWith(series + " "));
   return line ? Number(line.slice(series.length + 1)) : null;
 }
+
+Deno.test("a metric that fails when read costs a log line and a 500 on /metrics, not the process", async () => {
+  await using backend = startBackend();
+  const lines: string[] = [];
+  await using lb = await startStrom(poolToml([backend.address]), {
+    log: createLogger("warn", { sink: (r) => lines.push(r.message) }),
+  });
+  lb.strom.traffic.registry.add({
+    name: "broken",
+    snapshot: () => {
+      throw new Error("cannot read it");
+    },
+  });
+  const warned = () => lines.filter((l) => l === "Could not take the live sample: cannot read it");
+  // The live sampler warns every second and keeps going.
+  await waitFor(() => warned().length >= 2, "two warnings from the live sampler");
+  const metrics = await fetch(`${lb.adminUrl}/metrics`);
+  assert.equal(metrics.status, 500);
+  assert.equal(await metrics.text(), "500 - Internal Server Error");
+  assert.ok(lines.includes("Admin GET /metrics failed: cannot read it"), lines.join("\n"));
+  assert.equal((await get(`${lb.url}/`)).status, 200, "the proxy serves on");
+});
 
 Deno.test("/metrics lists every family before traffic and counts what was sent", async () => {
   await using a = startBackend();
