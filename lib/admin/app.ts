@@ -23,7 +23,7 @@ export function createAdminApp(strom: Strom): Hono {
   // default prints to stderr), answered 500 without details.
   app.onError((error, c) => {
     strom.log.error(
-      `Admin ${c.req.method} ${new URL(c.req.url).pathname} failed: ${
+      `Admin ${c.req.method} ${c.req.path} failed: ${
         error instanceof Error ? error.message : String(error)
       }`,
     );

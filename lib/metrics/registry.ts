@@ -344,7 +344,7 @@ function renderLabels(labels: Readonly<Record<string, string>>): string {
 }
 
 /** A sample value or bucket bound as the format writes it. */
-export function formatNumber(value: number): string {
+function formatNumber(value: number): string {
   if (value === Infinity) return "+Inf";
   if (value === -Infinity) return "-Inf";
   return String(value);
