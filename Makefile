@@ -4,7 +4,7 @@
 DENO_VERSION := 2.9.6
 LOCAL_DENO := .tools/node_modules/.bin/deno
 DENO ?= $(shell command -v deno 2>/dev/null || echo $(LOCAL_DENO))
-PERMS := --allow-net --allow-read --allow-write --allow-env --allow-sys
+PERMS := --allow-net --allow-read --allow-write --allow-env --allow-sys --allow-ffi
 # --unstable-no-legacy-abort: request.signal aborts only when the client really goes away.
 # --unstable-net: SO_REUSEPORT for `workers`. The smaller young generation saves ~35 MB of
 # RSS under load at no measurable throughput cost (bench/results/latest.md).

@@ -72,6 +72,11 @@ export class Listeners {
     return this.#bound.find((b) => b.role === role)?.server.addr.port;
   }
 
+  /** The ports of every listener still serving (retired HTTPS ones too). */
+  ports(): number[] {
+    return [...this.#bound, ...this.#retired].map((b) => b.server.addr.port);
+  }
+
   /** The bound listeners. */
   list(): { role: string; addr: Deno.NetAddr }[] {
     return this.#bound.map((b) => ({ role: b.role, addr: b.server.addr }));

@@ -21,6 +21,9 @@ import { aggregate, StateMetrics, TrafficMetrics } from "./metrics/metrics.ts";
 import { type Family, merge } from "./metrics/registry.ts";
 import { LiveStats } from "./metrics/live.ts";
 import { AccessLog } from "./access_log.ts";
+import { ClientTimeouts } from "./net/client_timeouts.ts";
+import { openSocketTable } from "./net/sockets.ts";
+import { isolateActivity } from "./net/activity.ts";
 
 export { ListenError } from "./listen.ts";
 import type { LoadedCertificate } from "./tls/pem.ts";
@@ -75,6 +78,7 @@ export class Strom {
   #reloading: Promise<unknown> = Promise.resolve();
   #liveTimer: ReturnType<typeof setTimeout> | undefined;
   #lagSampler: { stop(): void } | null = null;
+  #clientTimeouts: ClientTimeouts | null = null;
   #stopping: Promise<void> | null = null;
 
   private constructor(runtime: Runtime, options: StartOptions, deps: RuntimeDeps) {
@@ -171,7 +175,41 @@ export class Strom {
     if (options.autoHealth ?? true) strom.health.start();
     strom.#sampleLive();
     strom.#lagSampler = strom.traffic.sampleEventLoop();
+    strom.#watchClients();
     return strom;
+  }
+
+  /** Starts the client header and idle timeouts (lib/net/client_timeouts.ts) where they work. */
+  #watchClients(): void {
+    const table = openSocketTable();
+    if (typeof table === "string") {
+      const { clientHeaderTimeoutMs, clientIdleTimeoutMs } = this.#runtime.config;
+      if (clientHeaderTimeoutMs > 0 || clientIdleTimeoutMs > 0) {
+        this.log.warn(
+          `client_header_timeout and client_idle_timeout are not enforced: ${table}; slow or silent clients keep their connections`,
+        );
+      }
+      return;
+    }
+    const activity = isolateActivity.reader();
+    this.#clientTimeouts = new ClientTimeouts({
+      clock: this.#deps.clock,
+      log: this.log,
+      table,
+      ports: () => {
+        const ports = this.#listeners.ports();
+        if (this.#workers) ports.push(this.#workers.port);
+        return ports;
+      },
+      peers: () => [...activity.take(), ...(this.#workers?.peers() ?? [])],
+      limits: () => ({
+        headerMs: this.#runtime.config.clientHeaderTimeoutMs,
+        idleMs: this.#runtime.config.clientIdleTimeoutMs,
+      }),
+      onRound: (open, closed) => this.state.clientRound(open, closed),
+      onStop: () => activity.close(),
+    });
+    this.#clientTimeouts.start();
   }
 
   /** The live config generation. */
@@ -375,6 +413,7 @@ export class Strom {
 
   async #drain(graceMs: number): Promise<void> {
     clearTimeout(this.#liveTimer);
+    this.#clientTimeouts?.stop();
     const acmeStopped = this.acme.stop();
     this.websockets.closeAll();
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -396,6 +435,7 @@ export class Strom {
   }
 
   async #abort(): Promise<void> {
+    this.#clientTimeouts?.stop();
     const acmeStopped = this.acme.stop();
     this.#listeners.shutdown();
     await this.#workers?.shutdown(0);

@@ -25,7 +25,8 @@ export const RUN_FLAGS = [
 /**
  * Only what Strom needs: the network, reading config and certificates,
  * writing the config (PUT /api/config), access log and ACME files, the
- * environment (LOG_LEVEL) and system information (host name, memory).
+ * environment (LOG_LEVEL), system information (host name, memory) and FFI
+ * (libc's shutdown(2), to close slow and idle clients: lib/net/sockets.ts).
  */
 export const PERMISSIONS = [
   "--allow-net",
@@ -33,6 +34,7 @@ export const PERMISSIONS = [
   "--allow-write",
   "--allow-env",
   "--allow-sys",
+  "--allow-ffi",
 ];
 
 async function run(cmd: string, args: string[]): Promise<void> {

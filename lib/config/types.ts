@@ -170,6 +170,13 @@ export interface Config {
   readonly adminToken: string | null;
   /** A client that reads nothing of a streamed response for this long is cut off. Default 60 s. */
   readonly sendTimeoutMs: number;
+  /**
+   * A client connection without a complete request head (TLS handshake
+   * included) this long after it was accepted is closed; 0: never. Default 10 s.
+   */
+  readonly clientHeaderTimeoutMs: number;
+  /** A client connection idle this long after its last request is closed; 0: never. Default 60 s. */
+  readonly clientIdleTimeoutMs: number;
   /** Worker isolates serving the HTTP port (SO_REUSEPORT). Default 1. */
   readonly workers: number;
   /** Seconds between health rounds; 0 disables. Default 10. */

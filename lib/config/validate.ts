@@ -57,6 +57,8 @@ export function validateConfig(doc: Record<string, unknown>, origin: Origin): Va
     ? parseDurationMs(top.raw("send_timeout"), "send_timeout", problems)
     : 60_000;
   if (sendTimeoutMs === 0) top.problem("send_timeout", "expected a positive duration");
+  const clientHeaderTimeoutMs = readClientTimeout(top, "client_header_timeout", 10_000);
+  const clientIdleTimeoutMs = readClientTimeout(top, "client_idle_timeout", 60_000);
   const trustedProxies = readNetworks(top, "trusted_proxies") ?? [];
   const accessLog = readAccessLog(top.subtable("access_log"), origin.baseDir);
   const pools = readPools(top, warnings, origin.baseDir);
@@ -86,6 +88,8 @@ export function validateConfig(doc: Record<string, unknown>, origin: Origin): Va
       adminToken,
       workers: workers!,
       sendTimeoutMs: sendTimeoutMs!,
+      clientHeaderTimeoutMs: clientHeaderTimeoutMs!,
+      clientIdleTimeoutMs: clientIdleTimeoutMs!,
       healthCheckEverySec: healthCheckEverySec!,
       trustedProxies,
       accessLog: accessLog ?? null,
@@ -106,6 +110,17 @@ function readSocket(r: TableReader, key: string, fallback: string): SocketAddres
     return undefined;
   }
   return parsed;
+}
+
+/** A client timeout: 0 (off) or at least a second (it is enforced once a second). */
+function readClientTimeout(top: TableReader, key: string, fallback: number): number | undefined {
+  if (!top.has(key)) return fallback;
+  const ms = parseDurationMs(top.raw(key), key, top.problems);
+  if (ms !== undefined && ms > 0 && ms < 1000) {
+    top.problem(key, "expected 0 (off) or at least 1s: it is checked once a second");
+    return undefined;
+  }
+  return ms;
 }
 
 function readHealthInterval(top: TableReader): number | undefined {

@@ -213,6 +213,8 @@ export class StateMetrics {
   readonly #reloads: Counter;
   readonly #checks: Counter;
   readonly #acmeFailures: Counter;
+  readonly #clientConnections: Gauge;
+  readonly #clientTimeouts: Counter;
 
   constructor(
     runtime: () => Runtime,
@@ -304,7 +306,25 @@ export class StateMetrics {
       help: "Failed ACME orders (the current certificate is kept)",
       labelNames: ["name"],
     });
+    this.#clientConnections = r.gauge({
+      name: N.CLIENT_CONNECTIONS,
+      help: "Client connections open on Strom's ports (counted once a second; Linux)",
+    });
+    this.#clientTimeouts = r.counter({
+      name: N.CLIENT_TIMEOUTS_TOTAL,
+      help: "Client connections closed by client_header_timeout or client_idle_timeout",
+      labelNames: ["reason"],
+    });
+    this.#clientTimeouts.labels("header").inc(0);
+    this.#clientTimeouts.labels("idle").inc(0);
     processMetrics(r);
+  }
+
+  /** A round of the client timeouts: connections open, and those closed by reason. */
+  clientRound(open: number, closed: { header: number; idle: number }): void {
+    this.#clientConnections.set(open);
+    this.#clientTimeouts.labels("header").inc(closed.header);
+    this.#clientTimeouts.labels("idle").inc(closed.idle);
   }
 
   /** Creates the per-backend check counters and the ACME failure counters at zero. */

@@ -50,6 +50,8 @@ export const CERTIFICATE_EXPIRY_SECONDS = "strom_certificate_expiry_timestamp_se
 export const ACME_FAILURES_TOTAL = "strom_acme_failures_total";
 export const WORKERS = "strom_workers";
 export const WEBSOCKETS_OPEN = "strom_websockets_open";
+export const CLIENT_CONNECTIONS = "strom_client_connections";
+export const CLIENT_TIMEOUTS_TOTAL = "strom_client_timeouts_total";
 
 /** The runtime's: how late each isolate's event loop runs. */
 export const EVENT_LOOP_LAG_SECONDS = "deno_eventloop_lag_seconds";

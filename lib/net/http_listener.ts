@@ -7,12 +7,14 @@
 // Both serve at the listener level on purpose: serving each accepted
 // connection separately (`serveHttpOnConnection`) would allow per-connection
 // header and idle timeouts, but Deno then closes upgraded WebSockets right
-// after their 101 (measured with Deno 2.9.6), and WebSockets must work. So
-// there is no header-read timeout for slow clients (Deno.serve has none);
-// they cost a connection each but hold no one else up.
+// after their 101 (measured with Deno 2.9.6), and WebSockets must work. Slow
+// and idle clients are closed from outside instead (lib/net/client_timeouts.ts),
+// for which every request holds its peer in `isolateActivity` until its
+// response has been sent.
 
 import type { Logger } from "../log.ts";
 import type { SocketAddress } from "./address.ts";
+import { isolateActivity, peerKey } from "./activity.ts";
 
 /** Handles one request; `remote` is the peer. */
 export type ConnectionHandler = (
@@ -41,6 +43,14 @@ export interface HttpListener {
   readonly addr: Deno.NetAddr;
   /** Stops accepting, closes idle connections and waits until requests in flight finished. */
   shutdown(): Promise<void>;
+}
+
+/** Holds the request's peer as busy until Deno has sent the response (or given up). */
+function hold(remote: Deno.NetAddr, completed: Promise<void>): void {
+  if (!isolateActivity.recording) return;
+  const entry = isolateActivity.hold(peerKey(remote));
+  const release = () => isolateActivity.release(entry);
+  completed.then(release, release);
 }
 
 function errorHandler(role: string, log: Logger) {
@@ -113,7 +123,11 @@ export function serveTcp(
       ...(options.reusePort ? { reusePort: true } : {}),
       onListen: () => {},
       onError: errorHandler(options.role, options.log),
-    }, (request, info) => handler(request, info.remoteAddr));
+    }, (request, info) => {
+      const remote = info.remoteAddr;
+      hold(remote, info.completed);
+      return handler(request, remote);
+    });
     return { server, addr: server.addr };
   };
   return resilient(bind, address.port, options);
@@ -140,7 +154,11 @@ export function serveTls(
     const server = serve(
       listener,
       new AbortController().signal,
-      (request, info) => handler(request, info.remoteAddr),
+      (request, info) => {
+        const remote = info.remoteAddr;
+        hold(remote, info.completed);
+        return handler(request, remote);
+      },
       errorHandler(options.role, options.log),
       () => {},
     );

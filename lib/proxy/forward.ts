@@ -12,6 +12,7 @@ import type { MiddlewareContext } from "../middleware/middleware.ts";
 import { type Observers, RequestTracker } from "./tracker.ts";
 import type { WebSocketRegistry } from "./websockets.ts";
 import { plainIp } from "../net/address.ts";
+import { peerKey } from "../net/activity.ts";
 import { UpstreamError } from "../transport/transport.ts";
 import { removeDotSegments } from "./path.ts";
 import {
@@ -110,6 +111,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
           log: options.log,
           metrics: options.observers.metrics,
           websockets: options.websockets,
+          peer: peerKey(remote),
         })
       : () => proxyToPool(pool, request, exchange);
     const response = await pool.chain(middleware, terminal);

@@ -15,6 +15,7 @@ import type { Fields } from "./headers.ts";
 import type { RequestTracker } from "./tracker.ts";
 import type { WebSocketRegistry } from "./websockets.ts";
 import { startRelay } from "./ws_relay.ts";
+import { isolateActivity } from "../net/activity.ts";
 import { checkAnswer, connect, handshakeHead } from "./ws_handshake.ts";
 
 /** What the pipeline hands the WebSocket relay. */
@@ -29,6 +30,8 @@ export interface WebSocketExchange {
   readonly log: Logger;
   readonly metrics: TrafficMetrics;
   readonly websockets: WebSocketRegistry;
+  /** The client's connection (lib/net/activity.ts): held busy while the WebSocket is open. */
+  readonly peer: string;
 }
 
 /** Whether a request asks for a WebSocket (RFC 6455 4.1: GET, `Upgrade: websocket`, `Connection: upgrade`). */
@@ -205,6 +208,8 @@ function upgradeClient(
   for (const [name, value] of answer.fields) {
     if (!HANDSHAKE_ANSWER.has(name)) upgraded.response.headers.append(name, value);
   }
+  // An open WebSocket may be quiet for long: the client timeouts must leave it be.
+  const held = isolateActivity.hold(exchange.peer);
   startRelay({
     socket: upgraded.socket,
     backend: conn,
@@ -214,6 +219,7 @@ function upgradeClient(
     metrics: exchange.metrics,
     websockets: exchange.websockets,
     onEnd: (bytesIn, bytesOut) => {
+      isolateActivity.release(held);
       tracker.bytesIn = bytesIn;
       tracker.ended(bytesOut);
     },

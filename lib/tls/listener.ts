@@ -5,8 +5,10 @@
 // their own tasks; h2 by ALPN).
 // rustls offers TLS 1.2 and 1.3 only, so 1.2 is the minimum.
 //
-// Handshakes have no time limit (issue #7): Deno 2.9.6 offers none, and two
-// ways to add one were measured and dropped. Accepting from the listener in JS
+// Deno 2.9.6 gives handshakes no time limit; the client timeouts
+// (lib/net/client_timeouts.ts) close a connection that has not delivered a
+// request head, handshake included, within client_header_timeout. Two other
+// ways were measured and dropped. Accepting from the listener in JS
 // and closing a `Deno.TlsConn` whose handshake is pending cancels the handshake
 // but leaves the TCP connection open (the silent client was still connected
 // 15 s later). `node:tls`'s `handshakeTimeout` (with the socket destroyed on

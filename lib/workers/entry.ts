@@ -19,12 +19,15 @@ import { createHttpProbe } from "../health/probe.ts";
 import { AccessLog } from "../access_log.ts";
 import { WebSocketRegistry } from "../proxy/websockets.ts";
 import { ChallengeStore } from "../tls/challenges.ts";
+import { isolateActivity } from "../net/activity.ts";
 import { type FromWorker, STATS_INTERVAL_MS, type ToWorker } from "./protocol.ts";
 
 const metrics = new TrafficMetrics();
 metrics.sampleEventLoop(); // until the worker ends
 const websockets = new WebSocketRegistry();
 const challenges = new ChallengeStore();
+/** Tells the primary's client timeouts which peers this worker serves. */
+const activity = isolateActivity.reader();
 const deps: RuntimeDeps = { ...defaultRuntimeDeps, metrics };
 let log: Logger;
 let runtime: Runtime | null = null;
@@ -111,7 +114,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
           challenges,
         });
         statsTimer = setInterval(
-          () => post({ type: "stats", counters: counters() }),
+          () => post({ type: "stats", counters: counters(), peers: activity.take() }),
           STATS_INTERVAL_MS,
         );
         post({ type: "listening", port: server.addr.port });
@@ -164,7 +167,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       clearTimeout(timer);
       runtime?.close();
       await accessLog?.close();
-      post({ type: "stats", counters: runtime ? counters() : [] });
+      post({ type: "stats", counters: runtime ? counters() : [], peers: [] });
       post({ type: "stopped" });
       break;
     }

@@ -21,6 +21,8 @@ export interface ConfigSource {
 export class WorkerGroup {
   readonly #workers: Worker[] = [];
   readonly #counters: Counters[] = [];
+  /** Each worker's busy peers from its latest stats. */
+  readonly #peers: string[][] = [];
   /** Per backend of the primary's runtime: the workers' sums last added to its counters. */
   readonly #written = new WeakMap<object, readonly [number, number, number]>();
   readonly #runtime: () => Runtime;
@@ -49,8 +51,10 @@ export class WorkerGroup {
             const message = event.data;
             if (message.type === "listening") resolve(message.port);
             else if (message.type === "error") reject(new Error(message.message));
-            else if (message.type === "stats") group.#collect(id - 1, message.counters);
-            else if (message.type === "log") options.log[message.level](message.message);
+            else if (message.type === "stats") {
+              group.#collect(id - 1, message.counters);
+              group.#peers[id - 1] = message.peers;
+            } else if (message.type === "log") options.log[message.level](message.message);
           });
           worker.onerror = (event) => {
             event.preventDefault();
@@ -81,6 +85,11 @@ export class WorkerGroup {
   /** How many workers run. */
   get size(): number {
     return this.#workers.length;
+  }
+
+  /** The peers the workers reported busy in their latest stats (lib/net/activity.ts). */
+  peers(): string[] {
+    return this.#peers.flat();
   }
 
   /** The shared HTTP port. */

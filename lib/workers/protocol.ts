@@ -54,7 +54,12 @@ export type Counters = number[][];
 export type FromWorker =
   | { readonly type: "listening"; readonly port: number }
   | { readonly type: "error"; readonly message: string }
-  | { readonly type: "stats"; readonly counters: Counters }
+  | {
+    readonly type: "stats";
+    readonly counters: Counters;
+    /** Peers served since the previous stats, or being served (lib/net/activity.ts). */
+    readonly peers: string[];
+  }
   | { readonly type: "metrics"; readonly id: number; readonly families: Family[] }
   | {
     readonly type: "log";

@@ -119,6 +119,89 @@ Deno.test("many connections trickling their headers do not stop normal clients",
   assert.deepEqual(seen, ["/normal", "/normal", "/normal"], "no partial head reaches a backend");
 });
 
+/** Reads until the peer closes; how long that took from `since` (the guard closes it after 10 s). */
+async function closedAfter(conn: Deno.Conn, since: number): Promise<number> {
+  const guard = setTimeout(() => conn.close(), 10_000);
+  const buf = new Uint8Array(4096);
+  try {
+    while ((await conn.read(buf)) !== null) { /* the answer to a request, if any */ }
+  } catch { /* reset, or the guard */ }
+  clearTimeout(guard);
+  try {
+    conn.close();
+  } catch { /* closed */ }
+  return performance.now() - since;
+}
+
+Deno.test({
+  name:
+    "silent, slowloris and idle clients are closed after their timeouts; a long request and a quiet WebSocket are not",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    let release!: () => void;
+    const released = new Promise<void>((r) => release = r);
+    await using backend = startBackend(async (req) => {
+      if (req.headers.get("upgrade") === "websocket") {
+        const { socket, response } = Deno.upgradeWebSocket(req);
+        socket.onmessage = (e) => socket.send(`echo ${e.data}`);
+        return response;
+      }
+      if (new URL(req.url).pathname === "/long") await released;
+      return new Response("ok");
+    });
+    await using lb = await startStrom(
+      `client_header_timeout = "1s"\nclient_idle_timeout = "2s"\n` + poolToml([backend.address]),
+    );
+    const port = lb.strom.port("http_address");
+    const connect = () => Deno.connect({ hostname: "127.0.0.1", port });
+    // Served once, then idle.
+    const idle = await connect();
+    await idle.write(enc.encode("GET /once HTTP/1.1\r\nHost: a\r\n\r\n"));
+    await idle.read(new Uint8Array(4096));
+    const idleSince = performance.now();
+    // A request the backend holds longer than both limits, and a WebSocket that stays quiet.
+    const long = get(`${lb.url}/long`);
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
+    const messages: string[] = [];
+    ws.onmessage = (e) => messages.push(e.data);
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = reject;
+    });
+    // Never a complete head: one says nothing, one trickles fields.
+    const silent = await connect();
+    const slow = await connect();
+    const started = performance.now();
+    await slow.write(enc.encode("GET /slow HTTP/1.1\r\nHost: a\r\n"));
+    const trickle = setInterval(() => slow.write(enc.encode("X-More: x\r\n")).catch(() => {}), 200);
+    const [silentMs, slowMs, idleMs] = await Promise.all([
+      closedAfter(silent, started),
+      closedAfter(slow, started).finally(() => clearInterval(trickle)),
+      closedAfter(idle, idleSince),
+    ]);
+    for (
+      const [what, ms, limit] of [
+        ["silent", silentMs, 1000],
+        ["slowloris", slowMs, 1000],
+        ["idle", idleMs, 2000],
+      ] as const
+    ) {
+      assert.ok(ms >= limit - 100 && ms < limit + 3000, `${what} closed after ${ms} ms`);
+    }
+    // Both outlived the idle limit untouched.
+    ws.send("still there");
+    await waitFor(() => messages.length === 1, "the WebSocket echo");
+    assert.equal(messages[0], "echo still there");
+    release();
+    assert.equal((await long).text, "ok");
+    ws.close();
+    const metrics = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+    assert.match(metrics, /^strom_client_timeouts_total\{reason="header"\} [2-9]/m);
+    assert.match(metrics, /^strom_client_timeouts_total\{reason="idle"\} [1-9]/m);
+    assert.equal(backend.requests.filter((r) => r.url.endsWith("/slow")).length, 0);
+  },
+});
+
 Deno.test("a client that never reads its response is cut off and the backend released", async () => {
   let backendCancelled = false;
   await using backend = startBackend((req) => {

@@ -31,12 +31,13 @@ function httpsConfig(certs: Record<string, { cert: string; key: string }>): stri
 async function httpsSetup(
   names: string[],
   handler: (request: Request) => Response | Promise<Response> = () => new Response("ok"),
+  top = "",
 ) {
   const ca = await createCa();
   const cert = await ca.issue("lb", names);
   const backend = startBackend(handler);
   const lb = await startStrom(
-    HTTPS + poolToml([backend.address], { schemes: '["HTTPS"]' }) +
+    HTTPS + top + poolToml([backend.address], { schemes: '["HTTPS"]' }) +
       httpsConfig({ [names[0]]: cert }),
   );
   return {
@@ -117,6 +118,47 @@ Deno.test({
     } finally {
       for (const c of idle) c.close();
     }
+  },
+});
+
+Deno.test({
+  name: "a client silent in its TLS handshake is closed after client_header_timeout",
+  ignore: !hasOpenssl || Deno.build.os !== "linux",
+  async fn() {
+    await using setup = await httpsSetup(
+      ["a.test", "127.0.0.1"],
+      undefined,
+      `client_header_timeout = "1s"\n`,
+    );
+    const { ca, port } = setup;
+    // A client served first keeps its connection (client_idle_timeout is 60 s).
+    const served = await Deno.connectTls({
+      hostname: "127.0.0.1",
+      port,
+      caCerts: [await Deno.readTextFile(ca.caPath)],
+    });
+    const ask = async () => {
+      await served.write(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"));
+      const buf = new Uint8Array(4096);
+      const n = await served.read(buf);
+      return n === null
+        ? "(closed)"
+        : new TextDecoder().decode(buf.subarray(0, n)).split("\r\n")[0];
+    };
+    assert.equal(await ask(), "HTTP/1.1 200 OK");
+    const silent = await Deno.connect({ hostname: "127.0.0.1", port });
+    const started = performance.now();
+    const guard = setTimeout(() => silent.close(), 10_000);
+    const n = await silent.read(new Uint8Array(64)).catch(() => null);
+    clearTimeout(guard);
+    const ms = performance.now() - started;
+    try {
+      silent.close();
+    } catch { /* closed */ }
+    assert.equal(n, null, "the server sent nothing and closed");
+    assert.ok(ms >= 900 && ms < 4000, `closed after ${ms} ms`);
+    assert.equal(await ask(), "HTTP/1.1 200 OK", "the served client is still connected");
+    served.close();
   },
 });
 

@@ -241,3 +241,46 @@ Deno.test({
     assert.equal(await curl(), "ok");
   },
 });
+
+Deno.test({
+  name: "with workers, the client timeouts know the connections the workers serve",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    await using backend = startBackend(() => new Response("ok"));
+    await using lb = await startStrom(
+      `workers = 2\nclient_header_timeout = "1s"\n` + poolToml([backend.address]),
+    );
+    const port = lb.strom.port("http_address");
+    const enc = new TextEncoder();
+    const dec = new TextDecoder();
+    const busy = await Deno.connect({ hostname: "127.0.0.1", port });
+    const silent = await Deno.connect({ hostname: "127.0.0.1", port });
+    let silentClosed = false;
+    const guard = setTimeout(() => silent.close(), 10_000);
+    const closing = silent.read(new Uint8Array(16)).catch(() => null).then((n) => {
+      clearTimeout(guard);
+      silentClosed = true;
+      return n;
+    });
+    // A worker serves `busy` back to back: the primary, which runs the timeouts,
+    // must learn that from the worker's reports or it would close `busy` too.
+    let answered = 0;
+    const buf = new Uint8Array(4096);
+    while (!silentClosed) {
+      await busy.write(enc.encode("GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+      let text = "";
+      while (!text.endsWith("\r\n\r\nok")) {
+        const n = await busy.read(buf);
+        assert.notEqual(n, null, `busy was closed after ${answered} answers`);
+        text += dec.decode(buf.subarray(0, n!));
+      }
+      answered++;
+    }
+    assert.equal(await closing, null, "the silent client was closed");
+    assert.ok(answered > 10);
+    busy.close();
+    try {
+      silent.close();
+    } catch { /* closed */ }
+  },
+});

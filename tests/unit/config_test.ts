@@ -583,6 +583,22 @@ max_ejection_time = "1m"
   );
 });
 
+Deno.test("parseConfig() reads the client timeouts: defaults, 0 for off, at least a second", () => {
+  const defaults = parseConfig(POOL, origin);
+  assert.equal(defaults.clientHeaderTimeoutMs, 10_000);
+  assert.equal(defaults.clientIdleTimeoutMs, 60_000);
+  const set = parseConfig(`client_header_timeout = "5s"\nclient_idle_timeout = 0\n` + POOL, origin);
+  assert.equal(set.clientHeaderTimeoutMs, 5000);
+  assert.equal(set.clientIdleTimeoutMs, 0);
+  assert.deepEqual(
+    problemsOf(`client_header_timeout = "500ms"\nclient_idle_timeout = "soon"\n` + POOL),
+    [
+      "client_header_timeout: expected 0 (off) or at least 1s: it is checked once a second",
+      'client_idle_timeout: expected a duration such as 30, "30s", "500ms" or { secs = 30, nanos = 0 }, found a string ("soon")',
+    ],
+  );
+});
+
 Deno.test("parseConfig() rejects duplicate pool names", () => {
   const pool = POOL.replace("[[backend_pools]]", '[[backend_pools]]\nname = "api"');
   assert.deepEqual(problemsOf(pool + pool), ['backend_pools[1].name: duplicate pool name "api"']);

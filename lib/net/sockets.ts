@@ -1,0 +1,212 @@
+// The process's client connections as the kernel sees them, and a way to end
+// one: what the client timeouts need, since `Deno.serve` has neither a
+// header-read timeout nor a TLS handshake time limit and shows Strom no
+// connection objects (issues #7 and #10).
+//
+// Listing reads /proc/self/net/tcp and tcp6. Ending a connection calls libc's
+// shutdown(2) through FFI on a duplicate of the socket's descriptor: the
+// runtime's reader then sees end of stream and closes the connection itself,
+// so Strom never closes a descriptor it does not own. The duplicate pins the
+// socket while it is checked, so a descriptor number reused meanwhile cannot
+// send the shutdown to another socket. Measured with Deno 2.9.6: a client
+// trickling a request head, or connected to the HTTPS port and silent in its
+// TLS handshake, sees its connection closed at once, and Deno releases it.
+//
+// Linux only; elsewhere, or without --allow-ffi, the timeouts are off and
+// `openSocketTable` says why.
+
+/** An established connection to one of Strom's listening ports. */
+export interface ClientSocket {
+  /** The kernel's inode of the socket: its identity while it exists. */
+  readonly inode: string;
+  readonly localPort: number;
+  /** The peer as `canonicalPeer` writes it. */
+  readonly peer: string;
+}
+
+/** Lists client connections and ends them. */
+export interface SocketTable {
+  /** Established TCP connections whose local port is one of `ports`. */
+  list(ports: ReadonlySet<number>): Promise<ClientSocket[]>;
+  /** Shuts down the connections with these inodes that this process holds; returns those shut. */
+  shut(inodes: ReadonlySet<string>): Set<string>;
+}
+
+const ESTABLISHED = "01";
+
+/**
+ * Parses /proc/net/tcp or tcp6 text: established connections on `ports`.
+ * Addresses there are hex words in the machine's byte order (little-endian
+ * on the x86-64 and arm64 machines Strom targets).
+ */
+export function parseProcNetTcp(text: string, ports: ReadonlySet<number>): ClientSocket[] {
+  const out: ClientSocket[] = [];
+  let start = text.indexOf("\n") + 1; // the header line
+  while (start > 0 && start < text.length) {
+    let end = text.indexOf("\n", start);
+    if (end < 0) end = text.length;
+    const line = text.slice(start, end);
+    start = end + 1;
+    const f = line.trim().split(/\s+/);
+    if (f.length < 10 || f[3] !== ESTABLISHED) continue;
+    const local = f[1].split(":");
+    const localPort = parseInt(local[1], 16);
+    if (!ports.has(localPort)) continue;
+    const [ipHex, portHex] = f[2].split(":");
+    const ip = ipFromProc(ipHex);
+    if (ip === null) continue;
+    out.push({ inode: f[9], localPort, peer: `${ip}|${parseInt(portHex, 16)}` });
+  }
+  return out;
+}
+
+/** The address of a /proc/net/tcp{,6} hex field, written as `canonicalIp` does; null if malformed. */
+function ipFromProc(hex: string): string | null {
+  if (hex.length !== 8 && hex.length !== 32) return null;
+  const bytes: number[] = [];
+  for (let w = 0; w < hex.length; w += 8) {
+    // each 32-bit word is little-endian
+    for (let b = 6; b >= 0; b -= 2) bytes.push(parseInt(hex.slice(w + b, w + b + 2), 16));
+  }
+  if (bytes.some((b) => Number.isNaN(b))) return null;
+  return formatIp(bytes);
+}
+
+/** IPv4 as dotted quad (also for IPv4-mapped IPv6); other IPv6 as eight full hex groups. */
+function formatIp(bytes: number[]): string {
+  if (bytes.length === 4) return bytes.join(".");
+  const mapped = bytes.slice(0, 10).every((b) => b === 0) && bytes[10] === 255 &&
+    bytes[11] === 255;
+  if (mapped) return bytes.slice(12).join(".");
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) {
+    groups.push(((bytes[i] << 8) | bytes[i + 1]).toString(16).padStart(4, "0"));
+  }
+  return groups.join(":");
+}
+
+/** An IP address as Deno reports it, written as the socket table writes it; null if not an IP. */
+export function canonicalIp(text: string): string | null {
+  const address = text.replace(/%.*$/, "").replace(/^\[|\]$/g, "");
+  const v4 = parseIpv4(address);
+  if (v4 !== null) return formatIp(v4);
+  const v6 = parseIpv6(address);
+  return v6 === null ? null : formatIp(v6);
+}
+
+/** A peer key of lib/net/activity.ts (`hostname|port`), written as the socket table writes it. */
+export function canonicalPeer(key: string): string | null {
+  const bar = key.lastIndexOf("|");
+  if (bar < 0) return null;
+  const ip = canonicalIp(key.slice(0, bar));
+  return ip === null ? null : `${ip}|${key.slice(bar + 1)}`;
+}
+
+function parseIpv4(text: string): number[] | null {
+  const parts = text.split(".");
+  if (parts.length !== 4) return null;
+  const bytes = parts.map((p) => /^\d{1,3}$/.test(p) ? Number(p) : NaN);
+  return bytes.every((b) => b >= 0 && b <= 255) ? bytes : null;
+}
+
+function parseIpv6(text: string): number[] | null {
+  if (!text.includes(":")) return null;
+  let words: number[] = [];
+  const halves = text.split("::");
+  if (halves.length > 2) return null;
+  const parse = (part: string): number[] | null => {
+    if (part === "") return [];
+    const out: number[] = [];
+    const pieces = part.split(":");
+    for (let i = 0; i < pieces.length; i++) {
+      const piece = pieces[i];
+      if (i === pieces.length - 1 && piece.includes(".")) {
+        const v4 = parseIpv4(piece);
+        if (v4 === null) return null;
+        out.push((v4[0] << 8) | v4[1], (v4[2] << 8) | v4[3]);
+      } else if (/^[0-9a-fA-F]{1,4}$/.test(piece)) out.push(parseInt(piece, 16));
+      else return null;
+    }
+    return out;
+  };
+  const head = parse(halves[0]);
+  const tail = halves.length === 2 ? parse(halves[1]) : [];
+  if (head === null || tail === null) return null;
+  if (halves.length === 2) {
+    const missing = 8 - head.length - tail.length;
+    if (missing < 1) return null;
+    words = [...head, ...new Array(missing).fill(0), ...tail];
+  } else words = head;
+  if (words.length !== 8) return null;
+  return words.flatMap((w) => [w >> 8, w & 255]);
+}
+
+const SHUT_RDWR = 2;
+const LIBC_NAMES = ["libc.so.6", "libc.so", "libc.musl-x86_64.so.1", "libc.musl-aarch64.so.1"];
+const SYMBOLS = {
+  dup: { parameters: ["i32"], result: "i32" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+} as const;
+
+/** The Linux socket table, or why there is none here. */
+export function openSocketTable(): SocketTable | string {
+  if (Deno.build.os !== "linux") return `it needs Linux (this is ${Deno.build.os})`;
+  let libc: Deno.DynamicLibrary<typeof SYMBOLS> | null = null;
+  let failure = "";
+  for (const name of LIBC_NAMES) {
+    try {
+      libc = Deno.dlopen(name, SYMBOLS);
+      break;
+    } catch (e) {
+      if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+        return "it needs --allow-ffi (to end connections with libc's shutdown)";
+      }
+      failure = e instanceof Error ? e.message : String(e);
+    }
+  }
+  if (libc === null) return `cannot load libc: ${failure}`;
+  const { dup, shutdown, close } = libc.symbols;
+  return {
+    async list(ports) {
+      const out: ClientSocket[] = [];
+      for (const file of ["/proc/self/net/tcp", "/proc/self/net/tcp6"]) {
+        let text: string;
+        try {
+          text = await Deno.readTextFile(file);
+        } catch {
+          continue; // no IPv6 on this machine
+        }
+        out.push(...parseProcNetTcp(text, ports));
+      }
+      return out;
+    },
+    shut(inodes) {
+      const done = new Set<string>();
+      if (inodes.size === 0) return done;
+      for (const entry of Deno.readDirSync("/proc/self/fd")) {
+        const link = readLink(`/proc/self/fd/${entry.name}`);
+        const inode = link?.match(/^socket:\[(\d+)\]$/)?.[1];
+        if (inode === undefined || !inodes.has(inode) || done.has(inode)) continue;
+        const copy = dup(Number(entry.name));
+        if (copy < 0) continue;
+        try {
+          if (readLink(`/proc/self/fd/${copy}`) === link && shutdown(copy, SHUT_RDWR) === 0) {
+            done.add(inode);
+          }
+        } finally {
+          close(copy);
+        }
+      }
+      return done;
+    },
+  };
+}
+
+function readLink(path: string): string | null {
+  try {
+    return Deno.readLinkSync(path);
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,215 @@
+// The client timeouts' decisions (with a fake socket table and a manual clock),
+// the /proc/net/tcp parser, peer canonicalization, and connection activity.
+
+import assert from "node:assert/strict";
+import { ClientTimeouts } from "../../lib/net/client_timeouts.ts";
+import {
+  canonicalIp,
+  canonicalPeer,
+  type ClientSocket,
+  parseProcNetTcp,
+  type SocketTable,
+} from "../../lib/net/sockets.ts";
+import { ConnectionActivity } from "../../lib/net/activity.ts";
+import { silentLogger } from "../../lib/log.ts";
+import { ManualClock } from "../_helpers/clock.ts";
+
+/** A socket table over a list the test edits; `owned` says which inodes this process holds. */
+function fakeTable(sockets: ClientSocket[], owned = (_inode: string) => true) {
+  const shutdowns: string[] = [];
+  const table: SocketTable = {
+    list: (ports) => Promise.resolve(sockets.filter((s) => ports.has(s.localPort))),
+    shut(inodes) {
+      const done = new Set([...inodes].filter(owned));
+      for (const inode of done) {
+        shutdowns.push(inode);
+        sockets.splice(sockets.findIndex((s) => s.inode === inode), 1);
+      }
+      return done;
+    },
+  };
+  return { table, shutdowns };
+}
+
+function setup(sockets: ClientSocket[], options: { owned?: (inode: string) => boolean } = {}) {
+  const clock = new ManualClock();
+  const { table, shutdowns } = fakeTable(sockets, options.owned);
+  let busy: string[] = [];
+  const rounds: [number, number, number][] = [];
+  const timeouts = new ClientTimeouts({
+    clock,
+    log: silentLogger,
+    table,
+    ports: () => [8080],
+    peers: () => busy,
+    limits: () => ({ headerMs: 3000, idleMs: 10_000 }),
+    onRound: (open, closed) => rounds.push([open, closed.header, closed.idle]),
+  });
+  return {
+    clock,
+    shutdowns,
+    rounds,
+    timeouts,
+    setBusy: (keys: string[]) => busy = keys,
+    /** Advances a second and runs a round. */
+    async second() {
+      clock.advance(1000);
+      return await timeouts.round();
+    },
+  };
+}
+
+const socket = (inode: string, peer: string, localPort = 8080): ClientSocket => ({
+  inode,
+  localPort,
+  peer,
+});
+
+Deno.test("a connection without a request is closed after the header limit", async () => {
+  const t = setup([socket("1", "10.0.0.1|5000"), socket("2", "10.0.0.2|5000", 9999)]);
+  await t.timeouts.round(); // first seen
+  assert.deepEqual(await t.second(), { header: [], idle: [] });
+  assert.deepEqual(await t.second(), { header: [], idle: [] });
+  assert.deepEqual(await t.second(), { header: ["1"], idle: [] });
+  assert.deepEqual(t.shutdowns, ["1"], "a socket on another port is not watched");
+  assert.deepEqual(t.rounds.at(-1), [1, 1, 0]);
+});
+
+Deno.test("a served connection gets the idle limit, counted from its last activity", async () => {
+  const t = setup([socket("1", "10.0.0.1|5000")]);
+  await t.timeouts.round();
+  t.setBusy(["10.0.0.1|5000"]);
+  await t.second();
+  t.setBusy([]);
+  for (let s = 1; s < 10; s++) {
+    assert.deepEqual(await t.second(), { header: [], idle: [] }, `second ${s}`);
+  }
+  assert.deepEqual(await t.second(), { header: [], idle: ["1"] });
+});
+
+Deno.test("a busy connection is never closed", async () => {
+  const t = setup([socket("1", "10.0.0.1|5000")]);
+  t.setBusy(["::ffff:10.0.0.1|5000"]); // how Deno names an IPv4 client of a dual-stack listener
+  for (let s = 0; s < 60; s++) assert.deepEqual(await t.second(), { header: [], idle: [] });
+  assert.deepEqual(t.shutdowns, []);
+});
+
+Deno.test("a socket this process does not hold is tried again, and a gone one forgotten", async () => {
+  let owned = false;
+  const sockets = [socket("1", "10.0.0.1|5000")];
+  const t = setup(sockets, { owned: () => owned });
+  await t.timeouts.round();
+  for (let s = 0; s < 3; s++) await t.second();
+  assert.deepEqual(await t.second(), { header: [], idle: [] }, "not held yet (accept queue)");
+  owned = true;
+  assert.deepEqual(await t.second(), { header: ["1"], idle: [] });
+  // A new connection that reuses the inode number starts from zero.
+  sockets.push(socket("1", "10.0.0.9|6000"));
+  assert.deepEqual(await t.second(), { header: [], idle: [] });
+});
+
+Deno.test("a limit of 0 is off", async () => {
+  const clock = new ManualClock();
+  const { table, shutdowns } = fakeTable([socket("1", "10.0.0.1|5000")]);
+  const timeouts = new ClientTimeouts({
+    clock,
+    log: silentLogger,
+    table,
+    ports: () => [8080],
+    peers: () => [],
+    limits: () => ({ headerMs: 0, idleMs: 0 }),
+  });
+  for (let s = 0; s < 100; s++) {
+    clock.advance(1000);
+    await timeouts.round();
+  }
+  assert.deepEqual(shutdowns, []);
+});
+
+Deno.test("rounds run on the clock until stopped", async () => {
+  const t = setup([socket("1", "10.0.0.1|5000")]);
+  t.timeouts.start();
+  for (let s = 0; s < 5; s++) {
+    t.clock.advance(1000);
+    await new Promise((r) => setTimeout(r, 0)); // let the round's promise settle
+  }
+  assert.deepEqual(t.shutdowns, ["1"]);
+  t.timeouts.stop();
+  assert.equal(t.clock.pending, 0);
+});
+
+Deno.test("/proc/net/tcp and tcp6 lines give established connections on the watched ports", () => {
+  const header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt" +
+    "   uid  timeout inode\n";
+  const v4 = header +
+    "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000 0 111 1\n" +
+    "   1: 0100007F:1F90 0200007F:C350 01 00000000:00000000 00:00000000 00000000  1000 0 222 1\n" +
+    "   2: 0100007F:1F91 0200007F:C351 01 00000000:00000000 00:00000000 00000000  1000 0 333 1\n" +
+    "   3: 0100007F:1F90 0300007F:C352 06 00000000:00000000 00:00000000 00000000  1000 0 0 1\n";
+  assert.deepEqual(parseProcNetTcp(v4, new Set([8080])), [
+    { inode: "222", localPort: 8080, peer: "127.0.0.2|50000" },
+  ]);
+  const v6 = header +
+    "   0: 00000000000000000000000000000000:1F90 0000000000000000FFFF00000100007F:C350 01 " +
+    "00000000:00000000 00:00000000 00000000 1000 0 444 1\n" +
+    "   1: 00000000000000000000000001000000:1F90 00000000000000000000000001000000:C351 01 " +
+    "00000000:00000000 00:00000000 00000000 1000 0 555 1\n" +
+    "   2: 00000000000000000000000001000000:1F90 B80D0120000000000000000001000000:C352 01 " +
+    "00000000:00000000 00:00000000 00000000 1000 0 666 1\n";
+  assert.deepEqual(parseProcNetTcp(v6, new Set([8080])).map((s) => s.peer), [
+    "127.0.0.1|50000",
+    "0000:0000:0000:0000:0000:0000:0000:0001|50001",
+    "2001:0db8:0000:0000:0000:0000:0000:0001|50002",
+  ]);
+  assert.deepEqual(parseProcNetTcp("garbage\nmore garbage\n", new Set([8080])), []);
+});
+
+Deno.test("peer addresses as Deno writes them match the socket table's form", () => {
+  assert.equal(canonicalPeer("127.0.0.1|50000"), "127.0.0.1|50000");
+  assert.equal(canonicalPeer("::ffff:127.0.0.1|50000"), "127.0.0.1|50000");
+  assert.equal(canonicalPeer("::1|50001"), "0000:0000:0000:0000:0000:0000:0000:0001|50001");
+  assert.equal(
+    canonicalPeer("2001:db8::1|50002"),
+    "2001:0db8:0000:0000:0000:0000:0000:0001|50002",
+  );
+  assert.equal(canonicalIp("fe80::1%eth0"), "fe80:0000:0000:0000:0000:0000:0000:0001");
+  assert.equal(canonicalIp("[::]"), "0000:0000:0000:0000:0000:0000:0000:0000");
+  for (const bad of ["", "1.2.3", "1.2.3.256", "1::2::3", "g::1", "1:2:3:4:5:6:7:8:9"]) {
+    assert.equal(canonicalIp(bad), null, bad);
+  }
+  assert.equal(canonicalPeer("no-bar"), null);
+});
+
+Deno.test("connection activity: nothing without a reader; each reader sees what came after its last read", () => {
+  const activity = new ConnectionActivity();
+  assert.equal(activity.hold("a|1"), null);
+  assert.equal(activity.recording, false);
+  const one = activity.reader();
+  assert.deepEqual(one.take(), [], "a hold before any reader is not recorded");
+  const b = activity.hold("b|1");
+  activity.release(activity.hold("c|1"));
+  const two = activity.reader();
+  assert.deepEqual(one.take().sort(), ["b|1", "c|1"]);
+  assert.deepEqual(one.take(), ["b|1"], "b still holds; c was seen before the last read");
+  assert.deepEqual(two.take().sort(), ["b|1", "c|1"], "the other reader still sees both");
+  activity.release(b);
+  assert.deepEqual(one.take(), ["b|1"], "seen at its release");
+  assert.deepEqual(one.take(), []);
+  // Two requests on one connection (HTTP/2): busy until both are over.
+  const first = activity.hold("h2|1");
+  const second = activity.hold("h2|1");
+  one.take();
+  activity.release(first);
+  one.take();
+  assert.deepEqual(one.take(), ["h2|1"]);
+  activity.release(second);
+  activity.release(second);
+  one.take();
+  assert.deepEqual(one.take(), [], "a double release does not go below zero");
+  for (let i = 0; i < 20; i++) one.take();
+  one.close();
+  two.close();
+  assert.equal(activity.recording, false);
+  activity.hold("d|1");
+  assert.deepEqual(activity.reader().take(), [], "closing the last reader forgot everything");
+});
