@@ -10,7 +10,8 @@
 // mark those whose peer some isolate served since the last round
 // (lib/net/activity.ts), and shut the ones past their limit. A connection is
 // first seen at most one round after it was accepted, so it is closed between
-// the limit and the limit plus two rounds.
+// the limit and the limit plus two rounds (a round is 1 s, and up to 5 s on a
+// host with so many sockets that listing them costs more than 40 ms).
 
 import type { Clock } from "../clock.ts";
 import type { Logger } from "../log.ts";
@@ -49,6 +50,10 @@ interface Tracked {
 
 /** Round interval. */
 export const ROUND_MS = 1000;
+/** Longest round interval, however costly rounds are. */
+export const MAX_ROUND_MS = 5000;
+/** Rounds are spaced at least this many times their own duration apart. */
+const COST_SHARE = 25;
 
 /** Watches client connections and closes those past their limit. */
 export class ClientTimeouts {
@@ -61,20 +66,26 @@ export class ClientTimeouts {
     this.#o = options;
   }
 
-  /** Runs rounds every ROUND_MS until stop(). */
+  /**
+   * Runs rounds until stop(): every ROUND_MS, or further apart when a round
+   * is costly (tens of thousands of sockets on the host), so that rounds take
+   * at most 1/COST_SHARE of the time, and never more than MAX_ROUND_MS apart.
+   */
   start(): void {
-    const next = () => {
+    const next = (delay: number) => {
       if (this.#stopped) return;
       this.#timer = this.#o.clock.setTimeout(async () => {
+        const started = this.#o.clock.now();
         try {
           await this.round();
         } catch (e) {
           this.#o.log.warn(`Client timeouts: ${e instanceof Error ? e.message : e}`);
         }
-        next();
-      }, ROUND_MS);
+        const cost = (this.#o.clock.now() - started) * COST_SHARE;
+        next(Math.min(MAX_ROUND_MS, Math.max(ROUND_MS, cost)));
+      }, delay);
     };
-    next();
+    next(ROUND_MS);
   }
 
   stop(): void {
@@ -114,7 +125,7 @@ export class ClientTimeouts {
     for (const inode of this.#tracked.keys()) if (!present.has(inode)) this.#tracked.delete(inode);
     const closed: Record<TimeoutReason, string[]> = { header: [], idle: [] };
     if (due.size > 0) {
-      const shut = this.#o.table.shut(new Set(due.keys()));
+      const shut = await this.#o.table.shut(new Set(due.keys()));
       for (const [inode, reason] of due) {
         if (shut.has(inode)) {
           closed[reason].push(inode);

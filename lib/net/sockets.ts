@@ -29,35 +29,76 @@ export interface SocketTable {
   /** Established TCP connections whose local port is one of `ports`. */
   list(ports: ReadonlySet<number>): Promise<ClientSocket[]>;
   /** Shuts down the connections with these inodes that this process holds; returns those shut. */
-  shut(inodes: ReadonlySet<string>): Set<string>;
+  shut(inodes: ReadonlySet<string>): Promise<Set<string>>;
 }
-
-const ESTABLISHED = "01";
 
 /**
  * Parses /proc/net/tcp or tcp6 text: established connections on `ports`.
  * Addresses there are hex words in the machine's byte order (little-endian
- * on the x86-64 and arm64 machines Strom targets).
+ * on the x86-64 and arm64 machines Strom targets). A busy host lists tens of
+ * thousands of lines, so each is checked in place (fixed columns after the
+ * slot number) and only matching ones are taken apart.
  */
 export function parseProcNetTcp(text: string, ports: ReadonlySet<number>): ClientSocket[] {
   const out: ClientSocket[] = [];
+  const wanted = [...ports].map((p) => p.toString(16).toUpperCase().padStart(4, "0"));
   let start = text.indexOf("\n") + 1; // the header line
   while (start > 0 && start < text.length) {
     let end = text.indexOf("\n", start);
     if (end < 0) end = text.length;
-    const line = text.slice(start, end);
+    const line = start;
     start = end + 1;
-    const f = line.trim().split(/\s+/);
-    if (f.length < 10 || f[3] !== ESTABLISHED) continue;
-    const local = f[1].split(":");
-    const localPort = parseInt(local[1], 16);
-    if (!ports.has(localPort)) continue;
-    const [ipHex, portHex] = f[2].split(":");
-    const ip = ipFromProc(ipHex);
-    if (ip === null) continue;
-    out.push({ inode: f[9], localPort, peer: `${ip}|${parseInt(portHex, 16)}` });
+    // "  12: LLLLLLLL:PPPP RRRRRRRR:PPPP ST ..." (32 hex digits per address in tcp6)
+    const address = text.indexOf(":", line) + 2;
+    if (address < 2 || address >= end) continue;
+    const width = text.charCodeAt(address + 8) === COLON ? 8 : 32;
+    const remote = address + width + 6;
+    const state = remote + width + 6;
+    if (state + 2 > end || text.charCodeAt(state) !== 48 || text.charCodeAt(state + 1) !== 49) {
+      continue; // not "01", ESTABLISHED
+    }
+    const portAt = address + width + 1;
+    let watched = false;
+    for (let i = 0; i < wanted.length && !watched; i++) {
+      watched = text.startsWith(wanted[i], portAt);
+    }
+    if (!watched) continue;
+    const ip = width === 8
+      ? ipv4FromProc(parseInt(text.slice(remote, remote + 8), 16))
+      : ipFromProc(text.slice(remote, remote + width));
+    const peerPort = parseInt(text.slice(remote + width + 1, remote + width + 5), 16);
+    const inode = field(text, state + 2, end, 5);
+    if (ip === null || Number.isNaN(peerPort) || !/^\d+$/.test(inode)) continue;
+    out.push({
+      inode,
+      localPort: parseInt(text.slice(portAt, portAt + 4), 16),
+      peer: `${ip}|${peerPort}`,
+    });
   }
   return out;
+}
+
+const COLON = 58;
+const SPACE = 32;
+
+/**
+ * The `index`th space-separated field of text[from, end): after the state
+ * come the tx:rx queues, timer, retransmits, uid, timeout and the inode (5).
+ */
+function field(text: string, from: number, end: number, index: number): string {
+  let i = from;
+  for (let n = 0;; n++) {
+    while (i < end && text.charCodeAt(i) === SPACE) i++;
+    const start = i;
+    while (i < end && text.charCodeAt(i) !== SPACE) i++;
+    if (n === index || i >= end) return text.slice(start, i);
+  }
+}
+
+/** An IPv4 address from its /proc/net/tcp word (little-endian), or null. */
+function ipv4FromProc(n: number): string | null {
+  if (Number.isNaN(n)) return null;
+  return `${n & 255}.${(n >>> 8) & 255}.${(n >>> 16) & 255}.${n >>> 24}`;
 }
 
 /** The address of a /proc/net/tcp{,6} hex field, written as `canonicalIp` does; null if malformed. */
@@ -167,6 +208,7 @@ export function openSocketTable(): SocketTable | string {
   }
   if (libc === null) return `cannot load libc: ${failure}`;
   const { dup, shutdown, close } = libc.symbols;
+  let descriptors = new Map<string, number>();
   return {
     async list(ports) {
       const out: ClientSocket[] = [];
@@ -181,31 +223,55 @@ export function openSocketTable(): SocketTable | string {
       }
       return out;
     },
-    shut(inodes) {
+    async shut(inodes) {
       const done = new Set<string>();
       if (inodes.size === 0) return done;
-      for (const entry of Deno.readDirSync("/proc/self/fd")) {
-        const link = readLink(`/proc/self/fd/${entry.name}`);
-        const inode = link?.match(/^socket:\[(\d+)\]$/)?.[1];
-        if (inode === undefined || !inodes.has(inode) || done.has(inode)) continue;
-        const copy = dup(Number(entry.name));
+      // Which descriptor holds each socket, from the last scan of /proc/self/fd;
+      // scanned again when one is not there (a socket accepted since).
+      if ([...inodes].some((inode) => !descriptors.has(inode))) descriptors = await scan();
+      for (const inode of inodes) {
+        const fd = descriptors.get(inode);
+        if (fd === undefined) continue;
+        const copy = dup(fd);
         if (copy < 0) continue;
         try {
-          if (readLink(`/proc/self/fd/${copy}`) === link && shutdown(copy, SHUT_RDWR) === 0) {
-            done.add(inode);
-          }
+          // The copy pins the open file: if `fd` was closed and reused since
+          // the scan, the copy names another file and is left alone.
+          const link = await readLink(`/proc/self/fd/${copy}`);
+          if (link === `socket:[${inode}]` && shutdown(copy, SHUT_RDWR) === 0) done.add(inode);
         } finally {
           close(copy);
         }
+        descriptors.delete(inode);
       }
       return done;
     },
   };
 }
 
-function readLink(path: string): string | null {
+/** Socket inode → descriptor for every socket this process holds (off the event loop). */
+async function scan(): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  let batch: string[] = [];
+  const look = async () => {
+    const links = await Promise.all(batch.map((fd) => readLink(`/proc/self/fd/${fd}`)));
+    links.forEach((link, i) => {
+      const inode = link?.match(/^socket:\[(\d+)\]$/)?.[1];
+      if (inode !== undefined) out.set(inode, Number(batch[i]));
+    });
+    batch = [];
+  };
+  for await (const entry of Deno.readDir("/proc/self/fd")) {
+    batch.push(entry.name);
+    if (batch.length === 256) await look();
+  }
+  await look();
+  return out;
+}
+
+async function readLink(path: string): Promise<string | null> {
   try {
-    return Deno.readLinkSync(path);
+    return await Deno.readLink(path);
   } catch {
     return null;
   }

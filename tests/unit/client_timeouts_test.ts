@@ -25,7 +25,7 @@ function fakeTable(sockets: ClientSocket[], owned = (_inode: string) => true) {
         shutdowns.push(inode);
         sockets.splice(sockets.findIndex((s) => s.inode === inode), 1);
       }
-      return done;
+      return Promise.resolve(done);
     },
   };
   return { table, shutdowns };
@@ -136,6 +136,46 @@ Deno.test("rounds run on the clock until stopped", async () => {
   assert.deepEqual(t.shutdowns, ["1"]);
   t.timeouts.stop();
   assert.equal(t.clock.pending, 0);
+});
+
+Deno.test("costly rounds are spaced out, up to 5 s apart", async () => {
+  const clock = new ManualClock();
+  let rounds = 0;
+  let cost = 100;
+  const table: SocketTable = {
+    list: async () => {
+      await Promise.resolve();
+      rounds++;
+      clock.advance(cost); // listing takes this long
+      return [];
+    },
+    shut: () => Promise.resolve(new Set()),
+  };
+  const timeouts = new ClientTimeouts({
+    clock,
+    log: silentLogger,
+    table,
+    ports: () => [8080],
+    peers: () => [],
+    limits: () => ({ headerMs: 3000, idleMs: 10_000 }),
+  });
+  const advance = async (ms: number) => {
+    clock.advance(ms);
+    await new Promise((r) => setTimeout(r, 0)); // the round's promises settle
+  };
+  timeouts.start();
+  await advance(1000);
+  assert.equal(rounds, 1);
+  await advance(2499);
+  assert.equal(rounds, 1, "after a 100 ms round, the next comes 2.5 s later");
+  cost = 1000;
+  await advance(1);
+  assert.equal(rounds, 2);
+  await advance(4999);
+  assert.equal(rounds, 2, "after a 1 s round, 5 s later (not 25 s)");
+  await advance(1);
+  assert.equal(rounds, 3);
+  timeouts.stop();
 });
 
 Deno.test("/proc/net/tcp and tcp6 lines give established connections on the watched ports", () => {
