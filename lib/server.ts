@@ -201,7 +201,12 @@ export class Strom {
         if (this.#workers) ports.push(this.#workers.port);
         return ports;
       },
-      peers: () => [...activity.take(), ...(this.#workers?.peers() ?? [])],
+      peers: async () => {
+        const own = activity.take();
+        if (!this.#workers) return own;
+        const theirs = await this.#workers.peers();
+        return theirs && [...own, ...theirs];
+      },
       limits: () => ({
         headerMs: this.#runtime.config.clientHeaderTimeoutMs,
         idleMs: this.#runtime.config.clientIdleTimeoutMs,

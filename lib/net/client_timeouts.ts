@@ -32,8 +32,11 @@ export interface ClientTimeoutsOptions {
   readonly table: SocketTable;
   /** The ports Strom's listeners serve on (proxy, HTTPS, admin). */
   readonly ports: () => Iterable<number>;
-  /** Peer keys every isolate served since the previous round, or serves now. */
-  readonly peers: () => Iterable<string>;
+  /**
+   * Peer keys every isolate served since the previous call, or serves now;
+   * null when that is not known this round (a worker did not answer).
+   */
+  readonly peers: () => Iterable<string> | null | Promise<Iterable<string> | null>;
   readonly limits: () => ClientLimits;
   /** After each round: connections seen, and how many each reason closed. */
   readonly onRound?: (open: number, closed: Record<TimeoutReason, number>) => void;
@@ -97,14 +100,17 @@ export class ClientTimeouts {
 
   /** One round (tests call it directly): returns the inodes shut, by reason. */
   async round(): Promise<Record<TimeoutReason, string[]>> {
-    const now = this.#o.clock.now();
     const limits = this.#o.limits();
+    const sockets = await this.#o.table.list(new Set(this.#o.ports()));
+    // Asked after listing, right before deciding: a request that began on a
+    // connection meanwhile keeps it.
+    const peers = await this.#o.peers();
+    const now = this.#o.clock.now();
     const busy = new Set<string>();
-    for (const key of this.#o.peers()) {
+    for (const key of peers ?? []) {
       const peer = canonicalPeer(key);
       if (peer !== null) busy.add(peer);
     }
-    const sockets = await this.#o.table.list(new Set(this.#o.ports()));
     const present = new Set<string>();
     const due = new Map<string, TimeoutReason>();
     for (const socket of sockets) {
@@ -119,6 +125,7 @@ export class ClientTimeouts {
         t.served = true;
         continue;
       }
+      if (peers === null) continue; // unknown: close nothing this round
       const limit = t.served ? limits.idleMs : limits.headerMs;
       if (limit > 0 && now - t.since >= limit) due.set(socket.inode, t.served ? "idle" : "header");
     }

@@ -114,7 +114,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
           challenges,
         });
         statsTimer = setInterval(
-          () => post({ type: "stats", counters: counters(), peers: activity.take() }),
+          () => post({ type: "stats", counters: counters() }),
           STATS_INTERVAL_MS,
         );
         post({ type: "listening", port: server.addr.port });
@@ -154,6 +154,10 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       else challenges.set(message.token, message.keyAuthorization);
       break;
     }
+    case "peers": {
+      post({ type: "peers", id: message.id, peers: activity.take() });
+      break;
+    }
     case "metrics": {
       post({ type: "metrics", id: message.id, families: metrics.registry.snapshot() });
       break;
@@ -167,7 +171,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       clearTimeout(timer);
       runtime?.close();
       await accessLog?.close();
-      post({ type: "stats", counters: runtime ? counters() : [], peers: [] });
+      post({ type: "stats", counters: runtime ? counters() : [] });
       post({ type: "stopped" });
       break;
     }

@@ -21,8 +21,6 @@ export interface ConfigSource {
 export class WorkerGroup {
   readonly #workers: Worker[] = [];
   readonly #counters: Counters[] = [];
-  /** Each worker's busy peers from its latest stats. */
-  readonly #peers: string[][] = [];
   /** Per backend of the primary's runtime: the workers' sums last added to its counters. */
   readonly #written = new WeakMap<object, readonly [number, number, number]>();
   readonly #runtime: () => Runtime;
@@ -51,10 +49,8 @@ export class WorkerGroup {
             const message = event.data;
             if (message.type === "listening") resolve(message.port);
             else if (message.type === "error") reject(new Error(message.message));
-            else if (message.type === "stats") {
-              group.#collect(id - 1, message.counters);
-              group.#peers[id - 1] = message.peers;
-            } else if (message.type === "log") options.log[message.level](message.message);
+            else if (message.type === "stats") group.#collect(id - 1, message.counters);
+            else if (message.type === "log") options.log[message.level](message.message);
           });
           worker.onerror = (event) => {
             event.preventDefault();
@@ -87,9 +83,23 @@ export class WorkerGroup {
     return this.#workers.length;
   }
 
-  /** The peers the workers reported busy in their latest stats (lib/net/activity.ts). */
-  peers(): string[] {
-    return this.#peers.flat();
+  /**
+   * The peers each worker served since it was last asked, or serves now
+   * (lib/net/activity.ts); null when a worker did not answer.
+   */
+  async peers(): Promise<string[] | null> {
+    const id = ++this.#asked;
+    const replies = await Promise.all(
+      this.#workers.map((worker) =>
+        this.#ask(worker, { type: "peers", id }, (m) => m.type === "peers" && m.id === id)
+      ),
+    );
+    const out: string[] = [];
+    for (const reply of replies) {
+      if (reply?.type !== "peers") return null;
+      out.push(...reply.peers);
+    }
+    return out;
   }
 
   /** The shared HTTP port. */

@@ -37,6 +37,7 @@ export type ToWorker =
     readonly drained: boolean;
   }
   | { readonly type: "metrics"; readonly id: number }
+  | { readonly type: "peers"; readonly id: number }
   | { readonly type: "challenge"; readonly token: string; readonly keyAuthorization: string | null }
   | {
     /** Serve HTTPS on `address` (the primary's bound port) with these certificates; null: stop. */
@@ -54,10 +55,11 @@ export type Counters = number[][];
 export type FromWorker =
   | { readonly type: "listening"; readonly port: number }
   | { readonly type: "error"; readonly message: string }
+  | { readonly type: "stats"; readonly counters: Counters }
   | {
-    readonly type: "stats";
-    readonly counters: Counters;
-    /** Peers served since the previous stats, or being served (lib/net/activity.ts). */
+    /** Peers served since the previous ask, or being served (lib/net/activity.ts). */
+    readonly type: "peers";
+    readonly id: number;
     readonly peers: string[];
   }
   | { readonly type: "metrics"; readonly id: number; readonly families: Family[] }

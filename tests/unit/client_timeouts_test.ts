@@ -108,6 +108,28 @@ Deno.test("a socket this process does not hold is tried again, and a gone one fo
   assert.deepEqual(await t.second(), { header: [], idle: [] });
 });
 
+Deno.test("a round that cannot learn every isolate's peers closes nothing", async () => {
+  const clock = new ManualClock();
+  const { table, shutdowns } = fakeTable([socket("1", "10.0.0.1|5000")]);
+  let known = false;
+  const timeouts = new ClientTimeouts({
+    clock,
+    log: silentLogger,
+    table,
+    ports: () => [8080],
+    peers: () => Promise.resolve(known ? [] : null), // a worker did not answer
+    limits: () => ({ headerMs: 3000, idleMs: 10_000 }),
+  });
+  for (let s = 0; s < 10; s++) {
+    clock.advance(1000);
+    await timeouts.round();
+  }
+  assert.deepEqual(shutdowns, []);
+  known = true;
+  await timeouts.round();
+  assert.deepEqual(shutdowns, ["1"]);
+});
+
 Deno.test("a limit of 0 is off", async () => {
   const clock = new ManualClock();
   const { table, shutdowns } = fakeTable([socket("1", "10.0.0.1|5000")]);
