@@ -156,6 +156,7 @@ export class Strom {
           log: options.log,
           logLevel: strom.#logLevel,
           runtime: () => strom.#runtime,
+          watchPeers: typeof openSocketTable() !== "string",
         });
       }
       // With workers, they serve the HTTP port: every challenge answer goes to them.

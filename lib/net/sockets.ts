@@ -190,8 +190,14 @@ const SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
 } as const;
 
-/** The Linux socket table, or why there is none here. */
+let opened: SocketTable | string | undefined;
+
+/** The Linux socket table (one per isolate), or why there is none here. */
 export function openSocketTable(): SocketTable | string {
+  return opened ??= open();
+}
+
+function open(): SocketTable | string {
   if (Deno.build.os !== "linux") return `it needs Linux (this is ${Deno.build.os})`;
   let libc: Deno.DynamicLibrary<typeof SYMBOLS> | null = null;
   let failure = "";

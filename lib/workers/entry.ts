@@ -19,15 +19,15 @@ import { createHttpProbe } from "../health/probe.ts";
 import { AccessLog } from "../access_log.ts";
 import { WebSocketRegistry } from "../proxy/websockets.ts";
 import { ChallengeStore } from "../tls/challenges.ts";
-import { isolateActivity } from "../net/activity.ts";
+import { type ActivityReader, isolateActivity } from "../net/activity.ts";
 import { type FromWorker, STATS_INTERVAL_MS, type ToWorker } from "./protocol.ts";
 
 const metrics = new TrafficMetrics();
 metrics.sampleEventLoop(); // until the worker ends
 const websockets = new WebSocketRegistry();
 const challenges = new ChallengeStore();
-/** Tells the primary's client timeouts which peers this worker serves. */
-const activity = isolateActivity.reader();
+/** Tells the primary's client timeouts which peers this worker serves (when it runs them). */
+let activity: ActivityReader | null = null;
 const deps: RuntimeDeps = { ...defaultRuntimeDeps, metrics };
 let log: Logger;
 let runtime: Runtime | null = null;
@@ -97,6 +97,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
   const message = event.data;
   switch (message.type) {
     case "start": {
+      if (message.watchPeers) activity = isolateActivity.reader();
       log = createLogger(message.logLevel, {
         sink: (r) => post({ type: "log", level: r.level, message: r.message }),
         prefix: `worker ${message.id}: `,
@@ -155,7 +156,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       break;
     }
     case "peers": {
-      post({ type: "peers", id: message.id, peers: activity.take() });
+      post({ type: "peers", id: message.id, peers: activity?.take() ?? [] });
       break;
     }
     case "metrics": {

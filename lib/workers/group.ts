@@ -35,7 +35,13 @@ export class WorkerGroup {
   static async start(
     count: number,
     config: ConfigSource,
-    options: { readonly log: Logger; readonly logLevel: Level; readonly runtime: () => Runtime },
+    options: {
+      readonly log: Logger;
+      readonly logLevel: Level;
+      readonly runtime: () => Runtime;
+      /** Workers record their busy peers for the primary's client timeouts. */
+      readonly watchPeers: boolean;
+    },
   ): Promise<WorkerGroup> {
     const group = new WorkerGroup(options.runtime);
     const ready: Promise<number>[] = [];
@@ -65,6 +71,7 @@ export class WorkerGroup {
         source: config.source,
         baseDir: config.baseDir,
         logLevel: options.logLevel,
+        watchPeers: options.watchPeers,
       };
       worker.postMessage(start);
     }

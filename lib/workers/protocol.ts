@@ -15,6 +15,8 @@ export type ToWorker =
     readonly source: string;
     readonly baseDir: string;
     readonly logLevel: Level;
+    /** Whether the primary runs the client timeouts, which ask for this worker's busy peers. */
+    readonly watchPeers: boolean;
   }
   | {
     readonly type: "health";
