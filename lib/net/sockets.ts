@@ -3,7 +3,8 @@
 // header-read timeout nor a TLS handshake time limit and shows Strom no
 // connection objects (issues #7 and #10).
 //
-// Listing reads /proc/self/net/tcp and tcp6. Ending a connection calls libc's
+// Listing reads /proc/self/net/tcp and tcp6 (through libc: Deno lets only
+// --allow-all read /proc). Ending a connection calls libc's
 // shutdown(2) through FFI on a duplicate of the socket's descriptor: the
 // runtime's reader then sees end of stream and closes the connection itself,
 // so Strom never closes a descriptor it does not own. The duplicate pins the
@@ -183,12 +184,24 @@ function parseIpv6(text: string): number[] | null {
 }
 
 const SHUT_RDWR = 2;
+const O_RDONLY_CLOEXEC = 0x80000;
+/** Where d_name starts in glibc's and musl's 64-bit `struct dirent`. */
+const DIRENT_NAME = 19;
 const LIBC_NAMES = ["libc.so.6", "libc.so", "libc.musl-x86_64.so.1", "libc.musl-aarch64.so.1"];
 const SYMBOLS = {
   dup: { parameters: ["i32"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  // A large /proc file is produced by the kernel as it is read: off the event loop.
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
+  readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
+  opendir: { parameters: ["buffer"], result: "pointer" },
+  readdir: { parameters: ["pointer"], result: "pointer" },
+  closedir: { parameters: ["pointer"], result: "i32" },
 } as const;
+
+type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
 let opened: SocketTable | string | undefined;
 
@@ -199,11 +212,11 @@ export function openSocketTable(): SocketTable | string {
 
 function open(): SocketTable | string {
   if (Deno.build.os !== "linux") return `it needs Linux (this is ${Deno.build.os})`;
-  let libc: Deno.DynamicLibrary<typeof SYMBOLS> | null = null;
+  let libc: Libc | null = null;
   let failure = "";
   for (const name of LIBC_NAMES) {
     try {
-      libc = Deno.dlopen(name, SYMBOLS);
+      libc = Deno.dlopen(name, SYMBOLS).symbols;
       break;
     } catch (e) {
       if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
@@ -213,72 +226,110 @@ function open(): SocketTable | string {
     }
   }
   if (libc === null) return `cannot load libc: ${failure}`;
-  const { dup, shutdown, close } = libc.symbols;
+  // /proc is read through libc too: Deno lets only --allow-all read it, and
+  // --allow-ffi, which Strom needs anyway, already grants as much.
+  const proc = new ProcFiles(libc);
+  const { dup, shutdown, close } = libc;
   let descriptors = new Map<string, number>();
   return {
     async list(ports) {
       const out: ClientSocket[] = [];
       for (const file of ["/proc/self/net/tcp", "/proc/self/net/tcp6"]) {
-        let text: string;
-        try {
-          text = await Deno.readTextFile(file);
-        } catch {
-          continue; // no IPv6 on this machine
-        }
-        out.push(...parseProcNetTcp(text, ports));
+        const text = await proc.read(file); // null: no IPv6 on this machine
+        if (text !== null) out.push(...parseProcNetTcp(text, ports));
       }
       return out;
     },
-    async shut(inodes) {
+    shut(inodes) {
       const done = new Set<string>();
-      if (inodes.size === 0) return done;
-      // Which descriptor holds each socket, from the last scan of /proc/self/fd;
-      // scanned again when one is not there (a socket accepted since).
-      if ([...inodes].some((inode) => !descriptors.has(inode))) descriptors = await scan();
+      if (inodes.size === 0) return Promise.resolve(done);
+      // Which descriptor holds each socket, from the last look at /proc/self/fd;
+      // looked at again when one is not there (a socket accepted since).
+      if ([...inodes].some((inode) => !descriptors.has(inode))) descriptors = proc.sockets();
       for (const inode of inodes) {
         const fd = descriptors.get(inode);
+        descriptors.delete(inode);
         if (fd === undefined) continue;
         const copy = dup(fd);
         if (copy < 0) continue;
-        try {
-          // The copy pins the open file: if `fd` was closed and reused since
-          // the scan, the copy names another file and is left alone.
-          const link = await readLink(`/proc/self/fd/${copy}`);
-          if (link === `socket:[${inode}]` && shutdown(copy, SHUT_RDWR) === 0) done.add(inode);
-        } finally {
-          close(copy);
+        // The copy pins the open file: if `fd` was closed and reused since the
+        // look, the copy names another file and is left alone.
+        if (proc.link(`/proc/self/fd/${copy}`) === `socket:[${inode}]`) {
+          if (shutdown(copy, SHUT_RDWR) === 0) done.add(inode);
         }
-        descriptors.delete(inode);
+        close(copy);
       }
-      return done;
+      return Promise.resolve(done);
     },
   };
 }
 
-/** Socket inode → descriptor for every socket this process holds (off the event loop). */
-async function scan(): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
-  let batch: string[] = [];
-  const look = async () => {
-    const links = await Promise.all(batch.map((fd) => readLink(`/proc/self/fd/${fd}`)));
-    links.forEach((link, i) => {
-      const inode = link?.match(/^socket:\[(\d+)\]$/)?.[1];
-      if (inode !== undefined) out.set(inode, Number(batch[i]));
-    });
-    batch = [];
-  };
-  for await (const entry of Deno.readDir("/proc/self/fd")) {
-    batch.push(entry.name);
-    if (batch.length === 256) await look();
+/** Reads /proc with libc calls. */
+class ProcFiles {
+  readonly #libc: Libc;
+  readonly #link = new Uint8Array(256);
+
+  constructor(libc: Libc) {
+    this.#libc = libc;
   }
-  await look();
-  return out;
+
+  /** A whole file (read in the runtime's blocking pool), or null when it cannot be read. */
+  async read(path: string): Promise<string | null> {
+    const fd = this.#libc.open(cString(path), O_RDONLY_CLOEXEC);
+    if (fd < 0) return null;
+    try {
+      const chunks: Uint8Array[] = [];
+      let total = 0;
+      while (true) {
+        const chunk = new Uint8Array(64 * 1024);
+        const n = Number(await this.#libc.read(fd, chunk, BigInt(chunk.length)));
+        if (n < 0) return null;
+        if (n === 0) break;
+        chunks.push(chunk.subarray(0, n));
+        total += n;
+      }
+      const all = new Uint8Array(total);
+      let at = 0;
+      for (const c of chunks) {
+        all.set(c, at);
+        at += c.length;
+      }
+      return latin1.decode(all);
+    } finally {
+      this.#libc.close(fd);
+    }
+  }
+
+  /** The target of a symbolic link, or null. */
+  link(path: string): string | null {
+    const n = Number(this.#libc.readlink(cString(path), this.#link, BigInt(this.#link.length)));
+    return n < 0 ? null : latin1.decode(this.#link.subarray(0, n));
+  }
+
+  /** Socket inode → descriptor, for every socket this process holds. */
+  sockets(): Map<string, number> {
+    const out = new Map<string, number>();
+    const dir = this.#libc.opendir(cString("/proc/self/fd"));
+    if (dir === null) return out;
+    try {
+      const names: string[] = [];
+      for (let entry = this.#libc.readdir(dir); entry !== null; entry = this.#libc.readdir(dir)) {
+        names.push(new Deno.UnsafePointerView(entry).getCString(DIRENT_NAME));
+      }
+      for (const name of names) {
+        const inode = this.link(`/proc/self/fd/${name}`)?.match(/^socket:\[(\d+)\]$/)?.[1];
+        if (inode !== undefined) out.set(inode, Number(name));
+      }
+    } finally {
+      this.#libc.closedir(dir);
+    }
+    return out;
+  }
 }
 
-async function readLink(path: string): Promise<string | null> {
-  try {
-    return await Deno.readLink(path);
-  } catch {
-    return null;
-  }
+const latin1 = new TextDecoder("latin1");
+const utf8 = new TextEncoder();
+
+function cString(text: string): Uint8Array<ArrayBuffer> {
+  return utf8.encode(`${text}\0`);
 }

@@ -1,8 +1,13 @@
 // Runs Strom's real command line (main.ts) as a child process.
 
+import { PERMISSIONS, RUN_FLAGS } from "../../scripts/build.ts";
+
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
-/** Flags every Strom process runs with (see the Makefile). */
-export const DENO_FLAGS = ["--allow-all", "--unstable-no-legacy-abort", "--unstable-net"];
+/**
+ * Flags every Strom process runs with: the permissions of `make start` and
+ * the compiled binaries (not --allow-all), so tests see what users get.
+ */
+export const DENO_FLAGS = [...PERMISSIONS, ...RUN_FLAGS];
 
 /** Runs `strom <args>` to completion. */
 export async function runStrom(

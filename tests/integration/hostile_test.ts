@@ -217,6 +217,31 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "the strom command, with the permissions it ships with, closes a silent client",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    await using backend = startBackend();
+    const path = await Deno.makeTempFile({ suffix: ".toml" });
+    await Deno.writeTextFile(
+      path,
+      `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\nclient_header_timeout = "1s"\n` +
+        poolToml([backend.address]),
+    );
+    try {
+      // DENO_FLAGS are the compiled binaries' and `make start`'s permissions, not --allow-all.
+      await using strom = new StromProcess(["-c", path]);
+      const [, port] = await strom.waitForLine(/\(http_address, port (\d+)\)/);
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
+      const ms = await closedAfter(conn, performance.now());
+      assert.ok(ms >= 900 && ms < 4000, `closed after ${ms} ms`);
+      assert.ok(!strom.lines.some((l) => /not enforced/.test(l)), strom.lines.join("\n"));
+    } finally {
+      await Deno.remove(path);
+    }
+  },
+});
+
 Deno.test("a client that never reads its response is cut off and the backend released", async () => {
   let backendCancelled = false;
   await using backend = startBackend((req) => {
