@@ -3,9 +3,12 @@
 // header-read timeout nor a TLS handshake time limit and shows Strom no
 // connection objects (issues #7 and #10).
 //
-// Listing reads /proc/self/net/tcp and tcp6 (through libc: Deno lets only
-// --allow-all read /proc). Ending a connection calls libc's
-// shutdown(2) through FFI on a duplicate of the socket's descriptor: the
+// Listing asks the kernel over netlink (sock_diag, what `ss` uses) for the
+// established TCP sockets: it skips the TIME_WAIT and listening ones itself, so
+// a round stays cheap on a busy host. Where sock_diag is missing, it reads
+// /proc/self/net/tcp and tcp6 instead (through libc: Deno lets only
+// --allow-all read /proc), which costs about 100 ms per round at 28,000
+// sockets. Ending a connection calls libc's shutdown(2) through FFI on a duplicate of the socket's descriptor: the
 // runtime's reader then sees end of stream and closes the connection itself,
 // so Strom never closes a descriptor it does not own. The duplicate pins the
 // socket while it is checked, so a descriptor number reused meanwhile cannot
@@ -34,71 +37,157 @@ export interface SocketTable {
 }
 
 /**
- * Parses /proc/net/tcp or tcp6 text: established connections on `ports`.
- * Addresses there are hex words in the machine's byte order (little-endian
- * on the x86-64 and arm64 machines Strom targets). A busy host lists tens of
- * thousands of lines, so each is checked in place (fixed columns after the
- * slot number) and only matching ones are taken apart.
+ * Parses the bytes of /proc/net/tcp or tcp6: established connections on
+ * `ports`. Addresses there are hex words in the machine's byte order
+ * (little-endian on the x86-64 and arm64 machines Strom targets). A busy host
+ * lists tens of thousands of lines, so each is checked in place, as bytes
+ * (fixed columns after the slot number), and only matching ones are taken apart.
  */
-export function parseProcNetTcp(text: string, ports: ReadonlySet<number>): ClientSocket[] {
+export function parseProcNetTcp(bytes: Uint8Array, ports: ReadonlySet<number>): ClientSocket[] {
   const out: ClientSocket[] = [];
-  const wanted = [...ports].map((p) => p.toString(16).toUpperCase().padStart(4, "0"));
-  let start = text.indexOf("\n") + 1; // the header line
-  while (start > 0 && start < text.length) {
-    let end = text.indexOf("\n", start);
-    if (end < 0) end = text.length;
+  let start = bytes.indexOf(NEWLINE) + 1; // the header line
+  while (start > 0 && start < bytes.length) {
+    let end = bytes.indexOf(NEWLINE, start);
+    if (end < 0) end = bytes.length;
     const line = start;
     start = end + 1;
     // "  12: LLLLLLLL:PPPP RRRRRRRR:PPPP ST ..." (32 hex digits per address in tcp6)
-    const address = text.indexOf(":", line) + 2;
+    const address = bytes.indexOf(COLON, line) + 2;
     if (address < 2 || address >= end) continue;
-    const width = text.charCodeAt(address + 8) === COLON ? 8 : 32;
+    const width = bytes[address + 8] === COLON ? 8 : 32;
     const remote = address + width + 6;
     const state = remote + width + 6;
-    if (state + 2 > end || text.charCodeAt(state) !== 48 || text.charCodeAt(state + 1) !== 49) {
+    if (state + 2 > end || bytes[state] !== 48 || bytes[state + 1] !== 49) {
       continue; // not "01", ESTABLISHED
     }
-    const portAt = address + width + 1;
-    let watched = false;
-    for (let i = 0; i < wanted.length && !watched; i++) {
-      watched = text.startsWith(wanted[i], portAt);
-    }
-    if (!watched) continue;
+    const localPort = hex(bytes, address + width + 1, 4);
+    if (!ports.has(localPort)) continue;
     const ip = width === 8
-      ? ipv4FromProc(parseInt(text.slice(remote, remote + 8), 16))
-      : ipFromProc(text.slice(remote, remote + width));
-    const peerPort = parseInt(text.slice(remote + width + 1, remote + width + 5), 16);
-    const inode = field(text, state + 2, end, 5);
-    if (ip === null || Number.isNaN(peerPort) || !/^\d+$/.test(inode)) continue;
-    out.push({
-      inode,
-      localPort: parseInt(text.slice(portAt, portAt + 4), 16),
-      peer: `${ip}|${peerPort}`,
-    });
+      ? ipv4FromProc(hex(bytes, remote, 8))
+      : ipFromProc(ascii.decode(bytes.subarray(remote, remote + width)));
+    const peerPort = hex(bytes, remote + width + 1, 4);
+    const inode = inodeField(bytes, state + 2, end);
+    if (ip === null || peerPort < 0 || inode === null) continue;
+    out.push({ inode, localPort, peer: `${ip}|${peerPort}` });
   }
   return out;
 }
 
+const NEWLINE = 10;
 const COLON = 58;
 const SPACE = 32;
 
-/**
- * The `index`th space-separated field of text[from, end): after the state
- * come the tx:rx queues, timer, retransmits, uid, timeout and the inode (5).
- */
-function field(text: string, from: number, end: number, index: number): string {
-  let i = from;
-  for (let n = 0;; n++) {
-    while (i < end && text.charCodeAt(i) === SPACE) i++;
-    const start = i;
-    while (i < end && text.charCodeAt(i) !== SPACE) i++;
-    if (n === index || i >= end) return text.slice(start, i);
+/** The value of `length` hex digits at `at`, or -1. */
+function hex(bytes: Uint8Array, at: number, length: number): number {
+  let n = 0;
+  for (let i = at; i < at + length; i++) {
+    const b = bytes[i];
+    const d = b >= 48 && b <= 57
+      ? b - 48
+      : b >= 65 && b <= 70
+      ? b - 55
+      : b >= 97 && b <= 102
+      ? b - 87
+      : -1;
+    if (d < 0) return -1;
+    n = n * 16 + d;
   }
+  return n;
+}
+
+/**
+ * The inode: the sixth space-separated field after the state (tx:rx queues,
+ * timer, retransmits, uid, timeout, inode), as digits; null if malformed.
+ */
+function inodeField(bytes: Uint8Array, from: number, end: number): string | null {
+  let i = from;
+  for (let n = 0; n < 6; n++) {
+    while (i < end && bytes[i] === SPACE) i++;
+    const first = i;
+    while (i < end && bytes[i] !== SPACE) i++;
+    if (n < 5) continue;
+    if (i === first) return null;
+    let inode = "";
+    for (let j = first; j < i; j++) {
+      if (bytes[j] < 48 || bytes[j] > 57) return null;
+      inode += String.fromCharCode(bytes[j]);
+    }
+    return inode;
+  }
+  return null;
+}
+
+/** Netlink and sock_diag constants (linux/netlink.h, linux/sock_diag.h, linux/inet_diag.h). */
+const NLMSG_HEADER = 16;
+const NLMSG_ERROR = 2;
+const NLMSG_DONE = 3;
+const SOCK_DIAG_BY_FAMILY = 20;
+const NLM_F_REQUEST = 0x1;
+const NLM_F_DUMP = 0x300;
+const AF_INET = 2;
+const AF_INET6 = 10;
+const IPPROTO_TCP = 6;
+const TCP_ESTABLISHED = 1;
+/** struct inet_diag_msg: family, state, timer, retrans, the 48-byte id, expires, queues, uid, inode. */
+const DIAG_MSG = 72;
+
+/** A sock_diag dump request for `family`'s established TCP sockets. */
+export function diagRequest(family: number, seq: number): Uint8Array<ArrayBuffer> {
+  const req = new Uint8Array(NLMSG_HEADER + 56);
+  const v = new DataView(req.buffer);
+  v.setUint32(0, req.length, true);
+  v.setUint16(4, SOCK_DIAG_BY_FAMILY, true);
+  v.setUint16(6, NLM_F_REQUEST | NLM_F_DUMP, true);
+  v.setUint32(8, seq, true);
+  req[16] = family;
+  req[17] = IPPROTO_TCP;
+  v.setUint32(20, 1 << TCP_ESTABLISHED, true);
+  return req;
+}
+
+/**
+ * Parses netlink messages of a sock_diag dump: the sockets on `ports`, and
+ * whether the dump is over (`done`), or the kernel's error (a negative errno).
+ */
+export function parseDiag(
+  bytes: Uint8Array,
+  ports: ReadonlySet<number>,
+): { sockets: ClientSocket[]; done: boolean; error: number } {
+  const sockets: ClientSocket[] = [];
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let at = 0; at + NLMSG_HEADER <= bytes.length;) {
+    const length = v.getUint32(at, true);
+    const type = v.getUint16(at + 4, true);
+    if (length < NLMSG_HEADER || at + length > bytes.length) break;
+    if (type === NLMSG_DONE) return { sockets, done: true, error: 0 };
+    if (type === NLMSG_ERROR) {
+      return { sockets, done: true, error: length >= 20 ? v.getInt32(at + 16, true) : -1 };
+    }
+    const m = at + NLMSG_HEADER;
+    if (type === SOCK_DIAG_BY_FAMILY && length >= NLMSG_HEADER + DIAG_MSG) {
+      const family = bytes[m];
+      const localPort = v.getUint16(m + 4); // network order
+      if (bytes[m + 1] === TCP_ESTABLISHED && ports.has(localPort)) {
+        const peerPort = v.getUint16(m + 6);
+        const dst = m + 24; // id.idiag_dst
+        const ip = family === AF_INET
+          ? formatIp([...bytes.subarray(dst, dst + 4)])
+          : formatIp([...bytes.subarray(dst, dst + 16)]);
+        sockets.push({
+          inode: String(v.getUint32(m + 68, true)),
+          localPort,
+          peer: `${ip}|${peerPort}`,
+        });
+      }
+    }
+    at += (length + 3) & ~3; // NLMSG_ALIGN
+  }
+  return { sockets, done: false, error: 0 };
 }
 
 /** An IPv4 address from its /proc/net/tcp word (little-endian), or null. */
 function ipv4FromProc(n: number): string | null {
-  if (Number.isNaN(n)) return null;
+  if (n < 0) return null;
   return `${n & 255}.${(n >>> 8) & 255}.${(n >>> 16) & 255}.${n >>> 24}`;
 }
 
@@ -185,6 +274,12 @@ function parseIpv6(text: string): number[] | null {
 
 const SHUT_RDWR = 2;
 const O_RDONLY_CLOEXEC = 0x80000;
+const READ_CHUNK = 64 * 1024;
+/** Descriptors looked at between two yields to the event loop. */
+const FDS_PER_SLICE = 512;
+/** Read calls between two yields to the event loop (~1 ms of kernel work). */
+const READS_PER_SLICE = 32;
+
 /** Where d_name starts in glibc's and musl's 64-bit `struct dirent`. */
 const DIRENT_NAME = 19;
 const LIBC_NAMES = ["libc.so.6", "libc.so", "libc.musl-x86_64.so.1", "libc.musl-aarch64.so.1"];
@@ -193,12 +288,17 @@ const SYMBOLS = {
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   open: { parameters: ["buffer", "i32"], result: "i32" },
-  // A large /proc file is produced by the kernel as it is read: off the event loop.
-  read: { parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
   opendir: { parameters: ["buffer"], result: "pointer" },
   readdir: { parameters: ["pointer"], result: "pointer" },
   closedir: { parameters: ["pointer"], result: "i32" },
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  // Called only to give the event loop a turn: an async op, unlike setTimeout(0),
+  // which a timer callback's nested timers clamp to 4 ms.
+  getpid: { parameters: [], result: "i32", nonblocking: true },
 } as const;
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -207,10 +307,13 @@ let opened: SocketTable | string | undefined;
 
 /** The Linux socket table (one per isolate), or why there is none here. */
 export function openSocketTable(): SocketTable | string {
-  return opened ??= open();
+  return opened ??= createSocketTable();
 }
 
-function open(): SocketTable | string {
+/** A socket table; `source` "proc" skips sock_diag (tests compare the two). */
+export function createSocketTable(
+  { source = "diag" }: { source?: "diag" | "proc" } = {},
+): SocketTable | string {
   if (Deno.build.os !== "linux") return `it needs Linux (this is ${Deno.build.os})`;
   let libc: Libc | null = null;
   let failure = "";
@@ -229,23 +332,29 @@ function open(): SocketTable | string {
   // /proc is read through libc too: Deno lets only --allow-all read it, and
   // --allow-ffi, which Strom needs anyway, already grants as much.
   const proc = new ProcFiles(libc);
+  let diag: SockDiag | null = source === "diag" ? new SockDiag(libc) : null;
   const { dup, shutdown, close } = libc;
   let descriptors = new Map<string, number>();
   return {
     async list(ports) {
+      if (diag !== null) {
+        const listed = await diag.list(ports);
+        if (typeof listed !== "string") return listed;
+        if (listed === "missing") diag = null; // /proc from now on; "failed": this round
+      }
       const out: ClientSocket[] = [];
       for (const file of ["/proc/self/net/tcp", "/proc/self/net/tcp6"]) {
-        const text = await proc.read(file); // null: no IPv6 on this machine
-        if (text !== null) out.push(...parseProcNetTcp(text, ports));
+        const bytes = await proc.read(file); // null: no IPv6 on this machine
+        if (bytes !== null) out.push(...parseProcNetTcp(bytes, ports));
       }
       return out;
     },
-    shut(inodes) {
+    async shut(inodes) {
       const done = new Set<string>();
-      if (inodes.size === 0) return Promise.resolve(done);
+      if (inodes.size === 0) return done;
       // Which descriptor holds each socket, from the last look at /proc/self/fd;
       // looked at again when one is not there (a socket accepted since).
-      if ([...inodes].some((inode) => !descriptors.has(inode))) descriptors = proc.sockets();
+      if ([...inodes].some((inode) => !descriptors.has(inode))) descriptors = await proc.sockets();
       for (const inode of inodes) {
         const fd = descriptors.get(inode);
         descriptors.delete(inode);
@@ -259,42 +368,96 @@ function open(): SocketTable | string {
         }
         close(copy);
       }
-      return Promise.resolve(done);
+      return done;
     },
   };
+}
+
+const AF_NETLINK = 16;
+const SOCK_DGRAM_CLOEXEC = 2 | 0x80000;
+const NETLINK_SOCK_DIAG = 4;
+const MSG_DONTWAIT = 0x40;
+
+/** Dumps established TCP sockets over netlink (sock_diag). */
+class SockDiag {
+  readonly #libc: Libc;
+  readonly #buffer = new Uint8Array(64 * 1024);
+  #seq = 0;
+
+  constructor(libc: Libc) {
+    this.#libc = libc;
+  }
+
+  /**
+   * The established connections on `ports`; "missing" when this kernel has
+   * no sock_diag, "failed" when this dump did not work.
+   */
+  async list(ports: ReadonlySet<number>): Promise<ClientSocket[] | "missing" | "failed"> {
+    const fd = this.#libc.socket(AF_NETLINK, SOCK_DGRAM_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (fd < 0) return "missing";
+    try {
+      const out: ClientSocket[] = [];
+      for (const family of [AF_INET, AF_INET6]) {
+        const request = diagRequest(family, ++this.#seq);
+        if (Number(this.#libc.send(fd, request, BigInt(request.length), 0)) !== request.length) {
+          return "failed";
+        }
+        for (let batch = 1;; batch++) {
+          // Each batch is produced by the kernel inside recv: give requests a turn now and then.
+          if (batch % 16 === 0) await this.#libc.getpid();
+          const n = Number(
+            this.#libc.recv(fd, this.#buffer, BigInt(this.#buffer.length), MSG_DONTWAIT),
+          );
+          if (n <= 0) return "failed";
+          const { sockets, done, error } = parseDiag(this.#buffer.subarray(0, n), ports);
+          out.push(...sockets);
+          if (error !== 0) return family === AF_INET6 ? out : "missing"; // AF_INET6: no IPv6
+          if (done) break;
+        }
+      }
+      return out;
+    } finally {
+      this.#libc.close(fd);
+    }
+  }
 }
 
 /** Reads /proc with libc calls. */
 class ProcFiles {
   readonly #libc: Libc;
   readonly #link = new Uint8Array(256);
+  readonly #scratch = new Uint8Array(READ_CHUNK);
 
   constructor(libc: Libc) {
     this.#libc = libc;
   }
 
-  /** A whole file (read in the runtime's blocking pool), or null when it cannot be read. */
-  async read(path: string): Promise<string | null> {
+  /**
+   * A whole file, or null when it cannot be read. The kernel writes
+   * /proc/net/tcp a page per read call (~30 us each); the event loop gets a
+   * turn every READS_PER_SLICE calls, so a large table does not stall requests.
+   */
+  async read(path: string): Promise<Uint8Array | null> {
     const fd = this.#libc.open(cString(path), O_RDONLY_CLOEXEC);
     if (fd < 0) return null;
     try {
-      const chunks: Uint8Array[] = [];
+      const scratch = this.#scratch;
+      let all = new Uint8Array(READ_CHUNK * 4);
       let total = 0;
-      while (true) {
-        const chunk = new Uint8Array(64 * 1024);
-        const n = Number(await this.#libc.read(fd, chunk, BigInt(chunk.length)));
+      for (let calls = 1;; calls++) {
+        if (calls % READS_PER_SLICE === 0) await this.#libc.getpid();
+        const n = Number(this.#libc.read(fd, scratch, BigInt(scratch.length)));
         if (n < 0) return null;
         if (n === 0) break;
-        chunks.push(chunk.subarray(0, n));
+        if (all.length - total < n) {
+          const bigger = new Uint8Array(all.length * 2);
+          bigger.set(all.subarray(0, total));
+          all = bigger;
+        }
+        all.set(scratch.subarray(0, n), total);
         total += n;
       }
-      const all = new Uint8Array(total);
-      let at = 0;
-      for (const c of chunks) {
-        all.set(c, at);
-        at += c.length;
-      }
-      return latin1.decode(all);
+      return all.subarray(0, total);
     } finally {
       this.#libc.close(fd);
     }
@@ -302,32 +465,63 @@ class ProcFiles {
 
   /** The target of a symbolic link, or null. */
   link(path: string): string | null {
-    const n = Number(this.#libc.readlink(cString(path), this.#link, BigInt(this.#link.length)));
-    return n < 0 ? null : latin1.decode(this.#link.subarray(0, n));
+    const n = this.#readLink(cString(path));
+    return n < 0 ? null : ascii.decode(this.#link.subarray(0, n));
   }
 
-  /** Socket inode → descriptor, for every socket this process holds. */
-  sockets(): Map<string, number> {
+  #readLink(path: Uint8Array<ArrayBuffer>): number {
+    return Number(this.#libc.readlink(path, this.#link, BigInt(this.#link.length)));
+  }
+
+  /**
+   * Socket inode → descriptor, for every socket this process holds. Yields to
+   * the event loop every FDS_PER_SLICE descriptors, so thousands of them do
+   * not stall requests.
+   */
+  async sockets(): Promise<Map<string, number>> {
     const out = new Map<string, number>();
     const dir = this.#libc.opendir(cString("/proc/self/fd"));
     if (dir === null) return out;
+    const names: string[] = [];
     try {
-      const names: string[] = [];
       for (let entry = this.#libc.readdir(dir); entry !== null; entry = this.#libc.readdir(dir)) {
         names.push(new Deno.UnsafePointerView(entry).getCString(DIRENT_NAME));
       }
-      for (const name of names) {
-        const inode = this.link(`/proc/self/fd/${name}`)?.match(/^socket:\[(\d+)\]$/)?.[1];
-        if (inode !== undefined) out.set(inode, Number(name));
-      }
     } finally {
       this.#libc.closedir(dir);
+    }
+    const path = new Uint8Array(64);
+    const prefix = utf8.encode("/proc/self/fd/");
+    path.set(prefix);
+    for (let i = 0; i < names.length; i++) {
+      if (i > 0 && i % FDS_PER_SLICE === 0) await this.#libc.getpid();
+      const name = names[i];
+      const { written } = utf8.encodeInto(name, path.subarray(prefix.length));
+      path[prefix.length + written] = 0;
+      const inode = socketInode(this.#link, this.#readLink(path));
+      if (inode !== null) out.set(inode, Number(name));
     }
     return out;
   }
 }
 
-const latin1 = new TextDecoder("latin1");
+const SOCKET_PREFIX = Array.from("socket:[", (c) => c.charCodeAt(0));
+
+/** The inode of a `socket:[N]` link in `bytes[0, n)`, or null. */
+function socketInode(bytes: Uint8Array, n: number): string | null {
+  if (n <= SOCKET_PREFIX.length + 1 || bytes[n - 1] !== 93) return null; // "]"
+  for (let i = 0; i < SOCKET_PREFIX.length; i++) if (bytes[i] !== SOCKET_PREFIX[i]) return null;
+  let inode = "";
+  for (let i = SOCKET_PREFIX.length; i < n - 1; i++) {
+    if (bytes[i] < 48 || bytes[i] > 57) return null;
+    inode += String.fromCharCode(bytes[i]);
+  }
+  return inode;
+}
+
+// /proc/net/tcp and link targets are ASCII; the UTF-8 decoder is the fast native one
+// (windows-1252, "latin1", took 52 ms for 3 MB).
+const ascii = new TextDecoder();
 const utf8 = new TextEncoder();
 
 function cString(text: string): Uint8Array<ArrayBuffer> {

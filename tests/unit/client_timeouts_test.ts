@@ -7,6 +7,9 @@ import {
   canonicalIp,
   canonicalPeer,
   type ClientSocket,
+  createSocketTable,
+  diagRequest,
+  parseDiag,
   parseProcNetTcp,
   type SocketTable,
 } from "../../lib/net/sockets.ts";
@@ -200,6 +203,9 @@ Deno.test("costly rounds are spaced out, up to 5 s apart", async () => {
   timeouts.stop();
 });
 
+const parse = (text: string, ports: number[]) =>
+  parseProcNetTcp(new TextEncoder().encode(text), new Set(ports));
+
 Deno.test("/proc/net/tcp and tcp6 lines give established connections on the watched ports", () => {
   const header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt" +
     "   uid  timeout inode\n";
@@ -208,7 +214,7 @@ Deno.test("/proc/net/tcp and tcp6 lines give established connections on the watc
     "   1: 0100007F:1F90 0200007F:C350 01 00000000:00000000 00:00000000 00000000  1000 0 222 1\n" +
     "   2: 0100007F:1F91 0200007F:C351 01 00000000:00000000 00:00000000 00000000  1000 0 333 1\n" +
     "   3: 0100007F:1F90 0300007F:C352 06 00000000:00000000 00:00000000 00000000  1000 0 0 1\n";
-  assert.deepEqual(parseProcNetTcp(v4, new Set([8080])), [
+  assert.deepEqual(parse(v4, [8080]), [
     { inode: "222", localPort: 8080, peer: "127.0.0.2|50000" },
   ]);
   const v6 = header +
@@ -218,12 +224,103 @@ Deno.test("/proc/net/tcp and tcp6 lines give established connections on the watc
     "00000000:00000000 00:00000000 00000000 1000 0 555 1\n" +
     "   2: 00000000000000000000000001000000:1F90 B80D0120000000000000000001000000:C352 01 " +
     "00000000:00000000 00:00000000 00000000 1000 0 666 1\n";
-  assert.deepEqual(parseProcNetTcp(v6, new Set([8080])).map((s) => s.peer), [
+  assert.deepEqual(parse(v6, [8080]).map((s) => s.peer), [
     "127.0.0.1|50000",
     "0000:0000:0000:0000:0000:0000:0000:0001|50001",
     "2001:0db8:0000:0000:0000:0000:0000:0001|50002",
   ]);
-  assert.deepEqual(parseProcNetTcp("garbage\nmore garbage\n", new Set([8080])), []);
+  assert.deepEqual(parse("garbage\nmore garbage\n", [8080]), []);
+  assert.deepEqual(parse(v4.replace("222", "22x"), [8080]), [], "a malformed inode");
+});
+
+/** A netlink message: header (type, length) and body. */
+function netlink(type: number, body: Uint8Array): Uint8Array {
+  const out = new Uint8Array(16 + body.length);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, out.length, true);
+  v.setUint16(4, type, true);
+  out.set(body, 16);
+  return out;
+}
+
+/** An inet_diag_msg for an established socket. */
+function diagMsg(
+  family: number,
+  localPort: number,
+  peer: number[],
+  peerPort: number,
+  inode: number,
+) {
+  const body = new Uint8Array(72);
+  const v = new DataView(body.buffer);
+  body[0] = family;
+  body[1] = 1; // TCP_ESTABLISHED
+  v.setUint16(4, localPort);
+  v.setUint16(6, peerPort);
+  body.set(peer, 24);
+  v.setUint32(68, inode, true);
+  return netlink(20, body);
+}
+
+Deno.test("sock_diag dumps give established connections on the watched ports", () => {
+  const request = diagRequest(10, 7);
+  assert.equal(request.length, 72);
+  assert.deepEqual([...request.subarray(4, 8)], [20, 0, 0x01, 0x03], "SOCK_DIAG_BY_FAMILY, dump");
+  assert.deepEqual([...request.subarray(16, 18)], [10, 6], "AF_INET6, TCP");
+  assert.equal(new DataView(request.buffer).getUint32(20, true), 2, "ESTABLISHED only");
+  const mapped = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 127, 0, 0, 2];
+  const dump = [
+    diagMsg(2, 8080, [127, 0, 0, 2], 50000, 222),
+    diagMsg(2, 9999, [127, 0, 0, 3], 50001, 333),
+    diagMsg(10, 8080, mapped, 50002, 444),
+    diagMsg(10, 8080, [0x20, 0x01, 0x0d, 0xb8, ...new Array(11).fill(0), 1], 50003, 555),
+  ];
+  const bytes = new Uint8Array(dump.reduce((n, m) => n + m.length, 0));
+  dump.reduce((at, m) => (bytes.set(m, at), at + m.length), 0);
+  const first = parseDiag(bytes, new Set([8080]));
+  assert.deepEqual(first.sockets, [
+    { inode: "222", localPort: 8080, peer: "127.0.0.2|50000" },
+    { inode: "444", localPort: 8080, peer: "127.0.0.2|50002" },
+    { inode: "555", localPort: 8080, peer: "2001:0db8:0000:0000:0000:0000:0000:0001|50003" },
+  ]);
+  assert.equal(first.done, false);
+  assert.deepEqual(parseDiag(netlink(3, new Uint8Array(4)), new Set([8080])), {
+    sockets: [],
+    done: true,
+    error: 0,
+  });
+  const error = new Uint8Array(4);
+  new DataView(error.buffer).setInt32(0, -97, true); // EAFNOSUPPORT
+  assert.equal(parseDiag(netlink(2, error), new Set([8080])).error, -97);
+  assert.equal(parseDiag(bytes.subarray(0, 50), new Set([8080])).sockets.length, 0, "cut short");
+});
+
+Deno.test({
+  name: "sock_diag and /proc/net/tcp list the same real connections",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = listener.addr.port;
+    const clients = await Promise.all(
+      Array.from({ length: 3 }, () => Deno.connect({ hostname: "127.0.0.1", port })),
+    );
+    const served = await Promise.all(clients.map(() => listener.accept()));
+    try {
+      const diag = createSocketTable();
+      const proc = createSocketTable({ source: "proc" });
+      assert.ok(typeof diag !== "string" && typeof proc !== "string");
+      const byInode = (a: ClientSocket, b: ClientSocket) => a.inode.localeCompare(b.inode);
+      const fromDiag = (await diag.list(new Set([port]))).sort(byInode);
+      const fromProc = (await proc.list(new Set([port]))).sort(byInode);
+      assert.equal(fromDiag.length, 3);
+      assert.deepEqual(fromDiag, fromProc);
+      const peers = clients.map((c) => `127.0.0.1|${c.localAddr.port}`).sort();
+      assert.deepEqual(fromDiag.map((s) => s.peer).sort(), peers);
+    } finally {
+      for (const c of [...clients, ...served]) c.close();
+      listener.close();
+    }
+  },
 });
 
 Deno.test("peer addresses as Deno writes them match the socket table's form", () => {
