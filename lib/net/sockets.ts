@@ -62,9 +62,7 @@ export function parseProcNetTcp(bytes: Uint8Array, ports: ReadonlySet<number>): 
     }
     const localPort = hex(bytes, address + width + 1, 4);
     if (!ports.has(localPort)) continue;
-    const ip = width === 8
-      ? ipv4FromProc(hex(bytes, remote, 8))
-      : ipFromProc(ascii.decode(bytes.subarray(remote, remote + width)));
+    const ip = ipFromProc(bytes, remote, width);
     const peerPort = hex(bytes, remote + width + 1, 4);
     const inode = inodeField(bytes, state + 2, end);
     if (ip === null || peerPort < 0 || inode === null) continue;
@@ -185,22 +183,21 @@ export function parseDiag(
   return { sockets, done: false, error: 0 };
 }
 
-/** An IPv4 address from its /proc/net/tcp word (little-endian), or null. */
-function ipv4FromProc(n: number): string | null {
-  if (n < 0) return null;
-  return `${n & 255}.${(n >>> 8) & 255}.${(n >>> 16) & 255}.${n >>> 24}`;
-}
-
-/** The address of a /proc/net/tcp{,6} hex field, written as `canonicalIp` does; null if malformed. */
-function ipFromProc(hex: string): string | null {
-  if (hex.length !== 8 && hex.length !== 32) return null;
-  const bytes: number[] = [];
-  for (let w = 0; w < hex.length; w += 8) {
-    // each 32-bit word is little-endian
-    for (let b = 6; b >= 0; b -= 2) bytes.push(parseInt(hex.slice(w + b, w + b + 2), 16));
+/**
+ * The address in the `width` hex digits at `at` of a /proc/net/tcp{,6} line,
+ * written as `canonicalIp` does; null if malformed. Each 32-bit word is
+ * little-endian.
+ */
+function ipFromProc(bytes: Uint8Array, at: number, width: number): string | null {
+  const out: number[] = [];
+  for (let w = at; w < at + width; w += 8) {
+    for (let b = 6; b >= 0; b -= 2) {
+      const byte = hex(bytes, w + b, 2);
+      if (byte < 0) return null;
+      out.push(byte);
+    }
   }
-  if (bytes.some((b) => Number.isNaN(b))) return null;
-  return formatIp(bytes);
+  return formatIp(out);
 }
 
 /** IPv4 as dotted quad (also for IPv4-mapped IPv6); other IPv6 as eight full hex groups. */
@@ -363,9 +360,7 @@ export function createSocketTable(
         if (copy < 0) continue;
         // The copy pins the open file: if `fd` was closed and reused since the
         // look, the copy names another file and is left alone.
-        if (proc.link(`/proc/self/fd/${copy}`) === `socket:[${inode}]`) {
-          if (shutdown(copy, SHUT_RDWR) === 0) done.add(inode);
-        }
+        if (proc.socketOf(copy) === inode && shutdown(copy, SHUT_RDWR) === 0) done.add(inode);
         close(copy);
       }
       return done;
@@ -427,9 +422,12 @@ class ProcFiles {
   readonly #libc: Libc;
   readonly #link = new Uint8Array(256);
   readonly #scratch = new Uint8Array(READ_CHUNK);
+  /** "/proc/self/fd/<fd>\0", the number written in by `socketOf`. */
+  readonly #path = new Uint8Array(64);
 
   constructor(libc: Libc) {
     this.#libc = libc;
+    this.#path.set(FD_PREFIX);
   }
 
   /**
@@ -463,14 +461,12 @@ class ProcFiles {
     }
   }
 
-  /** The target of a symbolic link, or null. */
-  link(path: string): string | null {
-    const n = this.#readLink(cString(path));
-    return n < 0 ? null : ascii.decode(this.#link.subarray(0, n));
-  }
-
-  #readLink(path: Uint8Array<ArrayBuffer>): number {
-    return Number(this.#libc.readlink(path, this.#link, BigInt(this.#link.length)));
+  /** The inode of the socket descriptor `fd` names, or null (not a socket, or closed). */
+  socketOf(fd: number): string | null {
+    const { written } = utf8.encodeInto(String(fd), this.#path.subarray(FD_PREFIX.length));
+    this.#path[FD_PREFIX.length + written] = 0;
+    const n = Number(this.#libc.readlink(this.#path, this.#link, BigInt(this.#link.length)));
+    return socketInode(this.#link, n);
   }
 
   /**
@@ -482,24 +478,19 @@ class ProcFiles {
     const out = new Map<string, number>();
     const dir = this.#libc.opendir(cString("/proc/self/fd"));
     if (dir === null) return out;
-    const names: string[] = [];
+    const fds: number[] = [];
     try {
       for (let entry = this.#libc.readdir(dir); entry !== null; entry = this.#libc.readdir(dir)) {
-        names.push(new Deno.UnsafePointerView(entry).getCString(DIRENT_NAME));
+        const name = new Deno.UnsafePointerView(entry).getCString(DIRENT_NAME);
+        if (/^\d+$/.test(name)) fds.push(Number(name)); // not "." or ".."
       }
     } finally {
       this.#libc.closedir(dir);
     }
-    const path = new Uint8Array(64);
-    const prefix = utf8.encode("/proc/self/fd/");
-    path.set(prefix);
-    for (let i = 0; i < names.length; i++) {
+    for (let i = 0; i < fds.length; i++) {
       if (i > 0 && i % FDS_PER_SLICE === 0) await this.#libc.getpid();
-      const name = names[i];
-      const { written } = utf8.encodeInto(name, path.subarray(prefix.length));
-      path[prefix.length + written] = 0;
-      const inode = socketInode(this.#link, this.#readLink(path));
-      if (inode !== null) out.set(inode, Number(name));
+      const inode = this.socketOf(fds[i]);
+      if (inode !== null) out.set(inode, fds[i]);
     }
     return out;
   }
@@ -519,10 +510,8 @@ function socketInode(bytes: Uint8Array, n: number): string | null {
   return inode;
 }
 
-// /proc/net/tcp and link targets are ASCII; the UTF-8 decoder is the fast native one
-// (windows-1252, "latin1", took 52 ms for 3 MB).
-const ascii = new TextDecoder();
 const utf8 = new TextEncoder();
+const FD_PREFIX = utf8.encode("/proc/self/fd/");
 
 function cString(text: string): Uint8Array<ArrayBuffer> {
   return utf8.encode(`${text}\0`);

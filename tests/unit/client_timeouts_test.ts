@@ -2,7 +2,7 @@
 // the /proc/net/tcp parser, peer canonicalization, and connection activity.
 
 import assert from "node:assert/strict";
-import { ClientTimeouts } from "../../lib/net/client_timeouts.ts";
+import { ClientTimeouts, type ClientTimeoutsOptions } from "../../lib/net/client_timeouts.ts";
 import {
   canonicalIp,
   canonicalPeer,
@@ -34,18 +34,30 @@ function fakeTable(sockets: ClientSocket[], owned = (_inode: string) => true) {
   return { table, shutdowns };
 }
 
+/** Client timeouts on port 8080 with a 3 s header and 10 s idle limit, unless `options` say otherwise. */
+function watch(
+  clock: ManualClock,
+  table: SocketTable,
+  options: Partial<ClientTimeoutsOptions> = {},
+): ClientTimeouts {
+  return new ClientTimeouts({
+    clock,
+    log: silentLogger,
+    table,
+    ports: () => [8080],
+    peers: () => [],
+    limits: () => ({ headerMs: 3000, idleMs: 10_000 }),
+    ...options,
+  });
+}
+
 function setup(sockets: ClientSocket[], options: { owned?: (inode: string) => boolean } = {}) {
   const clock = new ManualClock();
   const { table, shutdowns } = fakeTable(sockets, options.owned);
   let busy: string[] = [];
   const rounds: [number, number, number][] = [];
-  const timeouts = new ClientTimeouts({
-    clock,
-    log: silentLogger,
-    table,
-    ports: () => [8080],
+  const timeouts = watch(clock, table, {
     peers: () => busy,
-    limits: () => ({ headerMs: 3000, idleMs: 10_000 }),
     onRound: (open, closed) => rounds.push([open, closed.header, closed.idle]),
   });
   return {
@@ -115,13 +127,8 @@ Deno.test("a round that cannot learn every isolate's peers closes nothing", asyn
   const clock = new ManualClock();
   const { table, shutdowns } = fakeTable([socket("1", "10.0.0.1|5000")]);
   let known = false;
-  const timeouts = new ClientTimeouts({
-    clock,
-    log: silentLogger,
-    table,
-    ports: () => [8080],
+  const timeouts = watch(clock, table, {
     peers: () => Promise.resolve(known ? [] : null), // a worker did not answer
-    limits: () => ({ headerMs: 3000, idleMs: 10_000 }),
   });
   for (let s = 0; s < 10; s++) {
     clock.advance(1000);
@@ -136,14 +143,7 @@ Deno.test("a round that cannot learn every isolate's peers closes nothing", asyn
 Deno.test("a limit of 0 is off", async () => {
   const clock = new ManualClock();
   const { table, shutdowns } = fakeTable([socket("1", "10.0.0.1|5000")]);
-  const timeouts = new ClientTimeouts({
-    clock,
-    log: silentLogger,
-    table,
-    ports: () => [8080],
-    peers: () => [],
-    limits: () => ({ headerMs: 0, idleMs: 0 }),
-  });
+  const timeouts = watch(clock, table, { limits: () => ({ headerMs: 0, idleMs: 0 }) });
   for (let s = 0; s < 100; s++) {
     clock.advance(1000);
     await timeouts.round();
@@ -176,14 +176,7 @@ Deno.test("costly rounds are spaced out, up to 5 s apart", async () => {
     },
     shut: () => Promise.resolve(new Set()),
   };
-  const timeouts = new ClientTimeouts({
-    clock,
-    log: silentLogger,
-    table,
-    ports: () => [8080],
-    peers: () => [],
-    limits: () => ({ headerMs: 3000, idleMs: 10_000 }),
-  });
+  const timeouts = watch(clock, table);
   const advance = async (ms: number) => {
     clock.advance(ms);
     await new Promise((r) => setTimeout(r, 0)); // the round's promises settle
