@@ -4,10 +4,9 @@
 
 import type { BackendAddress } from "../config/types.ts";
 import type { Pool } from "../runtime.ts";
-import { describeNetError } from "../net/errors.ts";
+import { dialTcp } from "../transport/dial.ts";
 import { Connection } from "../transport/http1/connection.ts";
 import { ProtocolError, type ResponseHead } from "../transport/http1/parse.ts";
-import { UpstreamError } from "../transport/transport.ts";
 import type { Fields } from "./headers.ts";
 
 /** Fields of the client's handshake Strom never forwards: it offers no extension (see README). */
@@ -24,25 +23,7 @@ export async function connect(
   pool: Pool,
   signal: AbortSignal,
 ): Promise<Connection> {
-  const timeout = AbortSignal.timeout(pool.config.connectTimeoutMs);
-  let tcp: Deno.TcpConn;
-  try {
-    tcp = await Deno.connect({
-      hostname: address.host,
-      port: address.port,
-      signal: AbortSignal.any([signal, timeout]),
-    });
-  } catch (e) {
-    if (signal.aborted) throw new UpstreamError("aborted", "aborted while connecting");
-    if (timeout.aborted) {
-      throw new UpstreamError(
-        "connect",
-        `connect timed out after ${pool.config.connectTimeoutMs} ms`,
-      );
-    }
-    throw new UpstreamError("connect", describeNetError(e), { cause: e });
-  }
-  tcp.setNoDelay(true);
+  const tcp = await dialTcp(address.host, address.port, signal, pool.config.connectTimeoutMs);
   if (!address.tls) return new Connection(tcp);
   const caCerts = pool.config.client.caCerts;
   const tls = await Deno.startTls(tcp, {

@@ -3,7 +3,7 @@
 
 import { UpstreamError } from "../transport.ts";
 import { Connection } from "./connection.ts";
-import { describeNetError } from "../../net/errors.ts";
+import { dialTcp } from "../dial.ts";
 
 /** Limits of one backend's connection pool. */
 export interface PoolLimits {
@@ -109,23 +109,13 @@ export class HostPool {
 
   async #connect(signal: AbortSignal, connectTimeoutMs: number): Promise<Lease> {
     this.#open++;
-    const timeout = AbortSignal.timeout(connectTimeoutMs);
     try {
-      const tcp = await Deno.connect({
-        hostname: this.#hostname,
-        port: this.#port,
-        signal: AbortSignal.any([signal, timeout]),
-      });
-      tcp.setNoDelay(true);
+      const tcp = await dialTcp(this.#hostname, this.#port, signal, connectTimeoutMs);
       return { conn: new Connection(tcp), reused: false };
     } catch (e) {
       this.#open--;
       this.#serveWaiter();
-      if (signal.aborted) throw new UpstreamError("aborted", "request aborted while connecting");
-      if (timeout.aborted) {
-        throw new UpstreamError("connect", `connect timed out after ${connectTimeoutMs} ms`);
-      }
-      throw new UpstreamError("connect", describeNetError(e), { cause: e });
+      throw e;
     }
   }
 
