@@ -26,6 +26,8 @@ export interface RunRecord {
   readonly error: string | null;
   readonly distribution: Distribution | null;
   readonly rss: Rss | null;
+  /** CPU microseconds the proxy used per completed request during the run; null when not measured. */
+  readonly cpuUsPerRequest: number | null;
   readonly notes: readonly string[];
 }
 
@@ -63,11 +65,14 @@ export async function measure(ctx: BenchContext, spec: MeasureSpec): Promise<Run
     const problemsBefore = (await spec.backends.problems()).length;
     const finish = spec.target.watch ? await spec.target.watch() : null;
     const overflowsBefore = await listenOverflows();
+    const cpuBefore = await spec.target.cpuSeconds?.() ?? null;
     const raw = await runWrk(ctx.group, {
       load: spec.load,
       url: spec.target.url,
       rawPath: `${ctx.rawDir}/${spec.slug}.txt`,
     });
+    const cpuAfter = await spec.target.cpuSeconds?.() ?? null;
+    const result = parseWrk(raw);
     const after = await spec.backends.counts();
     const overflows = overflowNote(overflowsBefore, await listenOverflows());
     const counts = after.map((n, i) => n - before[i]);
@@ -76,7 +81,7 @@ export async function measure(ctx: BenchContext, spec: MeasureSpec): Promise<Run
     notes.push(...backendProblems((await spec.backends.problems()).slice(problemsBefore)));
     return {
       ...base,
-      result: parseWrk(raw),
+      result,
       error: null,
       distribution: {
         names: spec.backends.names,
@@ -84,11 +89,22 @@ export async function measure(ctx: BenchContext, spec: MeasureSpec): Promise<Run
         spreadPct: spec.balanced ? spreadPct(counts) : null,
       },
       rss: await spec.target.peakRss(),
+      cpuUsPerRequest: cpuBefore === null || cpuAfter === null || result.requests === 0
+        ? null
+        : (cpuAfter - cpuBefore) * 1e6 / result.requests,
       notes,
     };
   } catch (e) {
     const error = e instanceof Error ? e.message : String(e);
-    return { ...base, result: null, error, distribution: null, rss: null, notes };
+    return {
+      ...base,
+      result: null,
+      error,
+      distribution: null,
+      rss: null,
+      cpuUsPerRequest: null,
+      notes,
+    };
   }
 }
 
@@ -136,6 +152,7 @@ export async function measureStarted(
       error,
       distribution: null,
       rss: null,
+      cpuUsPerRequest: null,
       notes: [],
     };
   }

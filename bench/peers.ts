@@ -4,8 +4,16 @@
 
 import { nginxCommon, nginxTempPaths } from "./backends.ts";
 import type { BenchContext } from "./context.ts";
-import { childPids, freePort, hasCommand, peakRssKb, readyOrStop, waitForPort } from "./procs.ts";
-import { processRss, type Rss, type Target, targetUrl } from "./target.ts";
+import {
+  childPids,
+  cpuSeconds,
+  freePort,
+  hasCommand,
+  peakRssKb,
+  readyOrStop,
+  waitForPort,
+} from "./procs.ts";
+import { processCpu, processRss, type Rss, type Target, targetUrl } from "./target.ts";
 import type { BenchTls } from "./tls.ts";
 
 /** A peer proxy: its label, the program it needs, and how to start it (terminating TLS with `tls`). */
@@ -67,8 +75,20 @@ ${
     label: "nginx",
     ...targetUrl(port, tls),
     peakRss: () => nginxRss(proc.pid),
+    cpuSeconds: () => nginxCpu(proc.pid),
     stop: () => ctx.group.stop(proc),
   };
+}
+
+/** CPU seconds of nginx's master and workers together. */
+async function nginxCpu(masterPid: number): Promise<number | null> {
+  let total = 0;
+  for (const pid of [masterPid, ...await childPids(masterPid)]) {
+    const seconds = await cpuSeconds(pid);
+    if (seconds === null) return null;
+    total += seconds;
+  }
+  return total;
 }
 
 /** The nginx worker's VmHWM; the master's is named in the note (it only supervises). */
@@ -117,6 +137,7 @@ ${addresses.map((a, i) => `  server s${i + 1} ${a}`).join("\n")}
     label: "HAProxy",
     ...targetUrl(port, tls),
     peakRss: processRss(proc.pid),
+    cpuSeconds: processCpu(proc.pid),
     stop: () => ctx.group.stop(proc),
   };
 }
@@ -152,6 +173,7 @@ ${tls ? `  tls ${tls.cert} ${tls.key}\n` : ""}  reverse_proxy ${addresses.join("
     label: "Caddy",
     ...targetUrl(port, tls),
     peakRss: processRss(proc.pid),
+    cpuSeconds: processCpu(proc.pid),
     stop: () => ctx.group.stop(proc),
   };
 }
@@ -187,6 +209,7 @@ export async function startDenoFloor(
     label: DENO_FLOOR_LABEL,
     ...targetUrl(port, undefined),
     peakRss: processRss(proc.pid),
+    cpuSeconds: processCpu(proc.pid),
     stop: () => ctx.group.stop(proc),
   };
 }

@@ -149,6 +149,21 @@ export async function peakRssKb(pid: number): Promise<number | null> {
   }
 }
 
+/**
+ * User + system CPU seconds `pid` has used so far (all its threads), or null
+ * when unreadable. /proc counts in USER_HZ ticks, 100 per second on Linux.
+ */
+export async function cpuSeconds(pid: number): Promise<number | null> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    // After the command name (field 2, may hold spaces): state is field 3, utime 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
+  }
+}
+
 /** Pids whose parent is `pid`, found by scanning /proc. */
 export async function childPids(pid: number): Promise<number[]> {
   const children: number[] = [];

@@ -64,6 +64,10 @@ function renderMethod(): string[] {
     "- Spread: the largest deviation of one backend's request count from an even share, in % of " +
     "that share (0 % = perfectly even).",
     "- Peak RSS is VmHWM from /proc/<pid>/status after the measured run (warm-up included).",
+    "- CPU/req is the user + system CPU time the proxy used during the measured run (all its " +
+    "threads; nginx: master and workers), from /proc/<pid>/stat, in microseconds per request wrk " +
+    "completed. When wrk, the proxy and the backends saturate the cores, this is what a request " +
+    "costs the proxy, and it varies less between runs than req/s.",
     "- Processes the harness did not start (other work on the machine) take CPU too; the load " +
     "averages above hint at it. Rerun before trusting a surprising number.",
     "",
@@ -84,7 +88,7 @@ function renderScenario(s: ScenarioReport): string[] {
 }
 
 const RUN_HEADER = "| run | requests | duration | req/s | avg | p50 | p75 | p90 | p99 | max | " +
-  "non-2xx | socket errors (c/r/w/t) | per backend | spread | peak RSS |";
+  "non-2xx | socket errors (c/r/w/t) | per backend | spread | peak RSS | CPU/req |";
 
 /** The detailed table: every field of every run. */
 function renderRuns(runs: readonly RunRecord[]): string[] {
@@ -92,7 +96,7 @@ function renderRuns(runs: readonly RunRecord[]): string[] {
     "All latencies in ms.",
     "",
     RUN_HEADER,
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: |",
     ...runs.map(runRow),
     "",
   ];
@@ -100,7 +104,7 @@ function renderRuns(runs: readonly RunRecord[]): string[] {
 
 function runRow(run: RunRecord): string {
   const r = run.result;
-  if (!r) return `| ${run.label} | **failed** (see below) ||||||||||||||`;
+  if (!r) return `| ${run.label} | **failed** (see below) |||||||||||||||`;
   const l = r.latencyMs;
   const e = r.socketErrors;
   const d = run.distribution;
@@ -108,22 +112,24 @@ function runRow(run: RunRecord): string {
     `${ms(l.avg)} | ${ms(l.p50)} | ${ms(l.p75)} | ${ms(l.p90)} | ${ms(l.p99)} | ${ms(l.max)} | ` +
     `${r.non2xx} | ${e.connect}/${e.read}/${e.write}/${e.timeout} | ` +
     `${d ? d.names.map((n, i) => `${n}: ${d.counts[i]}`).join(", ") : "?"} | ${spread(run)} | ` +
-    `${rss(run)} |`;
+    `${rss(run)} | ${cpu(run)} |`;
 }
 
 /** A side-by-side summary: one row per target, then the ratios of each Strom run. */
 function renderComparison(runs: readonly RunRecord[]): string[] {
   const rows = runs.map((run) => {
     const r = run.result;
-    if (!r) return `| ${run.label} | **failed** (see below) |||||||`;
+    if (!r) return `| ${run.label} | **failed** (see below) ||||||||`;
     return `| ${run.label} | ${rps(r.reqPerSec)} | ${ms(r.latencyMs.p50)} | ${
       ms(r.latencyMs.p99)
     } | ` +
-      `${r.non2xx} | ${totalSocketErrors(r.socketErrors)} | ${rss(run)} | ${spread(run)} |`;
+      `${r.non2xx} | ${totalSocketErrors(r.socketErrors)} | ${rss(run)} | ${cpu(run)} | ` +
+      `${spread(run)} |`;
   });
   return [
-    "| target | req/s | p50 ms | p99 ms | non-2xx | socket errors | peak RSS (proxy) | spread |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| target | req/s | p50 ms | p99 ms | non-2xx | socket errors | peak RSS (proxy) | " +
+    "CPU/req (proxy) | spread |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ...rows,
     "",
     ...renderRatios(runs),
@@ -134,6 +140,8 @@ const PEERS = ["nginx", "HAProxy", "Caddy"];
 
 function renderRatios(runs: readonly RunRecord[]): string[] {
   const find = (label: string) => runs.find((r) => r.label === label)?.result ?? null;
+  const cpuOf = (label: string) =>
+    runs.find((r) => r.label === label)?.cpuUsPerRequest ?? undefined;
   const stroms = runs.filter((r) =>
     !PEERS.includes(r.label) && r.label !== DENO_FLOOR_LABEL && !r.label.startsWith("direct")
   );
@@ -142,14 +150,20 @@ function renderRatios(runs: readonly RunRecord[]): string[] {
   const rows = stroms.map((s) => {
     const cells = PEERS.map((p) => ratio(s.result?.reqPerSec, find(p)?.reqPerSec));
     cells.push(ratio(s.result?.latencyMs.p99, nginx?.latencyMs.p99));
-    if (floor) cells.push(ratio(s.result?.reqPerSec, floor.reqPerSec));
+    cells.push(ratio(s.cpuUsPerRequest ?? undefined, cpuOf("nginx")));
+    if (floor) {
+      cells.push(ratio(s.result?.reqPerSec, floor.reqPerSec));
+      cells.push(ratio(s.cpuUsPerRequest ?? undefined, cpuOf(DENO_FLOOR_LABEL)));
+    }
     return `| ${s.label} | ${cells.join(" | ")} |`;
   });
-  const floorColumn = floor ? ` req/s Strom/${DENO_FLOOR_LABEL} |` : "";
+  const floorColumns = floor
+    ? ` req/s Strom/${DENO_FLOOR_LABEL} | CPU/req Strom/${DENO_FLOOR_LABEL} |`
+    : "";
   return [
-    "| Strom run | req/s Strom/nginx | req/s Strom/HAProxy | req/s Strom/Caddy | p99 Strom/nginx |" +
-    floorColumn,
-    `| --- | ---: | ---: | ---: | ---: |${floor ? " ---: |" : ""}`,
+    "| Strom run | req/s Strom/nginx | req/s Strom/HAProxy | req/s Strom/Caddy | p99 Strom/nginx | " +
+    "CPU/req Strom/nginx |" + floorColumns,
+    `| --- | ---: | ---: | ---: | ---: | ---: |${floor ? " ---: | ---: |" : ""}`,
     ...rows,
     ...(floor && nginx
       ? ["", `${DENO_FLOOR_LABEL}/nginx: ${ratio(floor.reqPerSec, nginx.reqPerSec)} req/s.`]
@@ -201,6 +215,10 @@ function ms(n: number): string {
 
 function rss(run: RunRecord): string {
   return run.rss ? `${(run.rss.kb / 1024).toFixed(1)} MiB` : "-";
+}
+
+function cpu(run: RunRecord): string {
+  return run.cpuUsPerRequest === null ? "-" : `${run.cpuUsPerRequest.toFixed(0)} us`;
 }
 
 function spread(run: RunRecord): string {

@@ -295,10 +295,15 @@ export function medianRun(runs: readonly RunRecord[]): RunRecord {
   const median = sorted[Math.floor((sorted.length - 1) / 2)];
   if (runs.length === 1) return median;
   const each = runs.map((r) => r.result ? Math.round(rate(r)).toLocaleString("en-US") : "failed");
-  return {
-    ...median,
-    notes: [...median.notes, `req/s in rounds 1-${runs.length}: ${each.join(", ")} (median shown)`],
-  };
+  const notes = [
+    ...median.notes,
+    `req/s in rounds 1-${runs.length}: ${each.join(", ")} (median shown)`,
+  ];
+  if (runs.some((r) => r.cpuUsPerRequest !== null)) {
+    const cpu = runs.map((r) => r.cpuUsPerRequest?.toFixed(0) ?? "-");
+    notes.push(`proxy CPU us/request in rounds 1-${runs.length}: ${cpu.join(", ")}`);
+  }
+  return { ...median, notes };
 }
 
 function slug(peer: Peer): string {

@@ -1,4 +1,4 @@
-import { deepStrictEqual, equal, throws } from "node:assert/strict";
+import { deepStrictEqual, equal, match, ok, throws } from "node:assert/strict";
 import type { RunRecord } from "./measure.ts";
 import { parseWrk } from "./wrk.ts";
 
@@ -19,10 +19,12 @@ Transfer/sec:    369.14KB
 import { medianRun } from "./scenarios.ts";
 import { parseOptions } from "./run.ts";
 import { stromConfig } from "./strom.ts";
-import { freePort, waitForPort } from "./procs.ts";
+import { cpuSeconds, freePort, waitForPort } from "./procs.ts";
+import { renderReport } from "./report.ts";
+import { DENO_FLOOR_LABEL } from "./peers.ts";
 import { parseConfig } from "../lib/config/load.ts";
 
-function run(reqPerSec: number | null): RunRecord {
+function run(reqPerSec: number | null, cpuUsPerRequest: number | null = null): RunRecord {
   const result = reqPerSec === null ? null : {
     ...parseWrk(WRK),
     reqPerSec,
@@ -35,6 +37,7 @@ function run(reqPerSec: number | null): RunRecord {
     error: result ? null : "failed",
     distribution: null,
     rss: null,
+    cpuUsPerRequest,
     notes: ["a note"],
   };
 }
@@ -48,6 +51,69 @@ Deno.test("medianRun() picks the median round and lists every round's req/s", ()
   ]);
   equal(medianRun([run(5)]).notes.length, 1, "one round adds no note");
   equal(medianRun([run(null), run(7), run(8)]).rawPath, "raw-7", "a failed round counts as 0");
+});
+
+Deno.test("medianRun() lists every round's proxy CPU per request when it was measured", () => {
+  const median = medianRun([run(900, 80.4), run(1500, 60), run(1200, null)]);
+  deepStrictEqual(median.notes.slice(1), [
+    "req/s in rounds 1-3: 900, 1,500, 1,200 (median shown)",
+    "proxy CPU us/request in rounds 1-3: 80, 60, -",
+  ]);
+});
+
+Deno.test("the report shows the proxy's CPU per request and its ratios to nginx and the floor", () => {
+  const labelled = (label: string, reqPerSec: number, cpu: number | null) => ({
+    ...run(reqPerSec, cpu),
+    label,
+  });
+  const report = renderReport({
+    machine: {
+      date: "2026-01-01T00:00:00Z",
+      cpu: "test",
+      cores: 2,
+      kernel: "linux",
+      versions: {},
+      stromCommit: "abc",
+      loadAtStart: "0 0 0",
+    },
+    commandLine: "bench",
+    quick: true,
+    elapsedS: 1,
+    loadAtEnd: "0 0 0",
+    scenarios: [{
+      id: 2,
+      title: "side by side",
+      setup: [],
+      skipped: [],
+      error: null,
+      runs: [
+        labelled("direct (b1)", 4000, null),
+        labelled("nginx", 2000, 50),
+        labelled(DENO_FLOOR_LABEL, 1600, 60),
+        labelled("default", 1000, 90),
+      ],
+    }],
+  });
+  const row = (label: string) => report.split("\n").find((l) => l.startsWith(`| ${label} |`));
+  match(row("nginx")!, /\| 50 us \| - \|$/);
+  match(row("direct (b1)")!, /\| - \| - \|$/);
+  // Ratios: req/s to nginx, HAProxy, Caddy, p99 to nginx, CPU/req to nginx; req/s and CPU/req to the floor.
+  const ratios = report.split("\n").find((l) => l.startsWith("| default | 0."));
+  equal(ratios, "| default | 0.50x | n/a | n/a | 1.00x | 1.80x | 0.63x | 1.50x |");
+});
+
+Deno.test("cpuSeconds() reads the CPU time a process has used", async () => {
+  const before = (await cpuSeconds(Deno.pid))!;
+  let after = before;
+  // Burn CPU until the kernel's 10 ms ticks show it (bounded).
+  for (let i = 0; i < 200 && after < before + 0.02; i++) {
+    let x = 0;
+    for (let j = 0; j < 1e6; j++) x += Math.sqrt(j);
+    if (x < 0) throw new Error("unreachable");
+    after = (await cpuSeconds(Deno.pid))!;
+  }
+  ok(after >= before + 0.02, `${before} -> ${after}`);
+  equal(await cpuSeconds(2 ** 22 + 1), null, "no such process");
 });
 
 Deno.test("parseOptions() reads --rounds and refuses nonsense", () => {

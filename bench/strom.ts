@@ -4,7 +4,7 @@
 
 import type { BenchContext } from "./context.ts";
 import { exitMessage, freePort, type Proc, readyOrStop, waitFor, waitForPort } from "./procs.ts";
-import { processRss, type Target, targetUrl } from "./target.ts";
+import { processCpu, processRss, type Target, targetUrl } from "./target.ts";
 import type { BenchTls } from "./tls.ts";
 
 /** Options for a Strom target. */
@@ -87,6 +87,7 @@ export async function startStrom(ctx: BenchContext, options: StromOptions): Prom
       ? targetUrl(port, undefined)
       : targetUrl(ports.https, options.tls)),
     peakRss: processRss(proc.pid),
+    cpuSeconds: processCpu(proc.pid),
     watch: () => watchStrom(proc, admin),
     stop: () => ctx.group.stop(proc),
   };

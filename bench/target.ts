@@ -1,7 +1,7 @@
 // A target is whatever wrk is pointed at: a backend directly, or a proxy in
 // front of the backends. The measuring code does not know which one it is.
 
-import { peakRssKb } from "./procs.ts";
+import { cpuSeconds, peakRssKb } from "./procs.ts";
 import type { BenchTls } from "./tls.ts";
 
 /** Peak RSS of a target in KiB; `note` says what was measured when it is not one process. */
@@ -19,6 +19,8 @@ export interface Target {
   readonly caPem?: string;
   /** Peak RSS of the proxy (null when not applicable or unreadable). */
   peakRss(): Promise<Rss | null>;
+  /** CPU seconds the proxy's processes have used so far (absent or null: not measured). */
+  cpuSeconds?(): Promise<number | null>;
   /**
    * Called just before a measured run; the returned function is called right
    * after it and gives notes for the report (e.g. Strom's warnings).
@@ -40,6 +42,11 @@ export function processRss(pid: number): () => Promise<Rss | null> {
     const kb = await peakRssKb(pid);
     return kb === null ? null : { kb, note: null };
   };
+}
+
+/** A CPU reader for one process (with all its threads). */
+export function processCpu(pid: number): () => Promise<number | null> {
+  return () => cpuSeconds(pid);
 }
 
 /** Fetches `url` once and checks the answer is a 200 from one of the backends; throws otherwise. */
