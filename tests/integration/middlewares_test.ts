@@ -73,14 +73,8 @@ errors = [502]
   assert.equal(plain.headers.get("content-length"), String(plain.text.length));
 });
 
-Deno.test("Compression gzips a backend answer on the wire", async () => {
-  const page = "<p>compress me</p>".repeat(500);
-  await using backend = startBackend(() =>
-    new Response(page, { headers: { "content-type": "text/html" } })
-  );
-  await using lb = await startStrom(
-    withMiddlewares(backend.address, "[backend_pools.middlewares.Compression]\n"),
-  );
+/** Sends a gzip-accepting GET to `lb` and splits the raw answer into head text and body bytes. */
+async function rawGzipGet(lb: { url: string }): Promise<{ head: string; body: Uint8Array }> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(lb.url).port) });
   await conn.write(
     new TextEncoder().encode(
@@ -91,11 +85,47 @@ Deno.test("Compression gzips a backend answer on the wire", async () => {
   const split = bytes.findIndex((_, i) =>
     bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 && bytes[i + 3] === 10
   );
-  const head = new TextDecoder().decode(bytes.subarray(0, split));
+  return {
+    head: new TextDecoder().decode(bytes.subarray(0, split)),
+    body: bytes.subarray(split + 4),
+  };
+}
+
+Deno.test("Compression gzips a backend answer on the wire, with its new length", async () => {
+  const page = "<p>compress me</p>".repeat(500);
+  await using backend = startBackend(() =>
+    new Response(page, { headers: { "content-type": "text/html" } })
+  );
+  await using lb = await startStrom(
+    withMiddlewares(backend.address, "[backend_pools.middlewares.Compression]\n"),
+  );
+  const { head, body } = await rawGzipGet(lb);
+  assert.match(head, /\r\ncontent-encoding: gzip\r\n/i);
+  // A body of known length is compressed whole and sent with its new length.
+  assert.match(head, new RegExp(`\r\ncontent-length: ${body.length}\r\n`, "i"));
+  assert.doesNotMatch(head, /transfer-encoding/i);
+  assert.equal(new TextDecoder().decode(gunzipSync(body)), page);
+});
+
+Deno.test("Compression streams a backend answer of unknown length, chunked", async () => {
+  const part = "<p>compress me</p>".repeat(500);
+  await using backend = startBackend(() => {
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent++ === 3) return controller.close();
+        controller.enqueue(new TextEncoder().encode(part));
+      },
+    });
+    return new Response(body, { headers: { "content-type": "text/html" } });
+  });
+  await using lb = await startStrom(
+    withMiddlewares(backend.address, "[backend_pools.middlewares.Compression]\n"),
+  );
+  const { head, body } = await rawGzipGet(lb);
   assert.match(head, /\r\ncontent-encoding: gzip\r\n/i);
   assert.match(head, /\r\ntransfer-encoding: chunked\r\n/i);
-  const body = dechunk(bytes.subarray(split + 4));
-  assert.equal(new TextDecoder().decode(gunzipSync(body)), page);
+  assert.equal(new TextDecoder().decode(gunzipSync(dechunk(body))), part.repeat(3));
 });
 
 /** Decodes a chunked body. */

@@ -118,6 +118,46 @@ Deno.test("compression() adds Vary once, keeps other Vary names, and compresses 
   await plain.body?.cancel();
 });
 
+Deno.test("compression() sends a body that does not shrink as it came, still varying", async () => {
+  const mw = await build(compression, { min_size: 0 });
+  const json = '{"backend":"b1"}';
+  const r = await run(
+    mw,
+    asking("gzip"),
+    answer(json, { "content-type": "application/json", "content-length": "16", etag: '"e"' }),
+  );
+  assert.equal(r.headers.get("content-encoding"), null);
+  assert.equal(r.headers.get("content-length"), "16");
+  assert.equal(r.headers.get("etag"), '"e"', "a strong validator stays on unchanged bytes");
+  assert.equal(r.headers.get("vary"), "Accept-Encoding");
+  assert.equal(await r.text(), json);
+});
+
+Deno.test("compression() compresses small bodies of every size class that decode back", async () => {
+  const mw = await build(compression, { min_size: 0 });
+  const decode: Record<string, (b: Uint8Array) => Uint8Array> = {
+    gzip: zlib.gunzipSync,
+    deflate: zlib.inflateSync,
+    br: zlib.brotliDecompressSync,
+    zstd: zlib.zstdDecompressSync,
+  };
+  // Sizes around the zlib window steps (512 B to 32 KB) and the one-shot limit (64 KB).
+  for (const size of [200, 600, 3000, 40_000, 65_536, 70_000]) {
+    const text = Array.from({ length: size }, (_, i) => "abc def ghi, jkl"[(i * 7) % 16]).join("");
+    for (const coding of ["gzip", "deflate", "br", "zstd"]) {
+      const r = await run(
+        mw,
+        asking(coding),
+        answer(text, { "content-type": "text/plain", "content-length": String(size) }),
+      );
+      assert.equal(r.headers.get("content-encoding"), coding, `${coding} ${size}`);
+      const bytes = new Uint8Array(await r.arrayBuffer());
+      assert.ok(bytes.length < size / 2, `${coding} ${size}: ${bytes.length} bytes`);
+      assert.equal(new TextDecoder().decode(decode[coding](bytes)), text, `${coding} ${size}`);
+    }
+  }
+});
+
 Deno.test("compression() compresses a streamed body of unknown length", async () => {
   const mw = await build(compression, { min_size: 0 });
   const chunks = ["a".repeat(5000), "b".repeat(5000)];
