@@ -8,6 +8,7 @@ import { STATUS_CODES } from "node:http";
 export type Failure =
   | "bad-request" // the client's request could not be read: 400
   | "no-pool" // no pool matched: 404
+  | "not-implemented" // CONNECT: a reverse proxy opens no tunnels: 501
   | "no-backend" // the pool has no available backend: 503
   | "connect" // the backend refused or could not be reached: 502
   | "bad-gateway" // reset or malformed answer: 502
@@ -17,6 +18,7 @@ export type Failure =
 const STATUS: Record<Failure, [number, string]> = {
   "bad-request": [400, "400 - Bad Request"],
   "no-pool": [404, "404 - page not found"],
+  "not-implemented": [501, "501 - Not Implemented"],
   "no-backend": [503, "503 - Service Unavailable"],
   "connect": [502, "502 - Bad Gateway"],
   "bad-gateway": [502, "502 - Bad Gateway"],

@@ -67,6 +67,12 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
     const target = splitTarget(request);
     tracker.path = target.target;
     if (target.conflict) return failureResponse("bad-request");
+    // CONNECT asks for a tunnel, which a reverse proxy does not open (RustStrom could crash on it).
+    if (target.method === "CONNECT") return failureResponse("not-implemented");
+    // Deno takes repeated equal Content-Length fields as one; like nginx, Strom refuses them
+    // (RFC 9112 6.3 allows either), so no backend ever has to decide.
+    const length = request.headers.get("content-length");
+    if (length !== null && !DIGITS.test(length)) return failureResponse("bad-request");
     const pool = selectPool(runtime.poolsFor(options.scheme), target);
     if (pool === null) return failureResponse("no-pool");
     tracker.pool = pool.config.name;
@@ -120,6 +126,8 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
     return response;
   }
 }
+
+const DIGITS = /^\d+$/;
 
 /** Splits `request.url` (raw target as received) into host, path and query. */
 function splitTarget(request: Request): Target {

@@ -10,6 +10,7 @@
 import type { BackendAddress, ClientConfig } from "../config/types.ts";
 import { type Transport, UpstreamError, type UpstreamRequest } from "./transport.ts";
 import { endToEnd } from "../proxy/headers.ts";
+import { StallTimer } from "./stall.ts";
 
 /** Encodings Deno's fetch decodes by itself (measured with Deno 2.9.6). */
 const DECODED = new Set(["gzip", "br"]);
@@ -61,7 +62,7 @@ export function createFetchTransport(client: ClientConfig): Transport {
         body = null;
       }
       if (body === null) request.onEnd(0);
-      return new Response(body && trackBody(body, request.onEnd), {
+      return new Response(body && trackBody(body, request.onEnd, request.stallTimeoutMs), {
         status: upstream.status,
         headers,
       });
@@ -82,15 +83,37 @@ function classify(e: unknown): UpstreamError {
   return new UpstreamError("protocol", detail, { cause: e });
 }
 
-/** Passes a body through and calls `done(bytes)` once when it ends, fails or is cancelled. */
+/**
+ * Passes a body through and calls `done(bytes)` once when it ends, fails or is
+ * cancelled; a client that pulls nothing for `stallTimeoutMs` fails it, which
+ * cancels the backend's body.
+ */
 function trackBody(
   body: ReadableStream<Uint8Array>,
-  done: (bytes: number) => void,
+  onEnd: (bytes: number) => void,
+  stallTimeoutMs: number | undefined,
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   let bytes = 0;
+  let ended = false;
+  const done = (n: number) => {
+    if (!ended) {
+      ended = true;
+      onEnd(n);
+    }
+  };
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  const stall = new StallTimer(stallTimeoutMs, () => {
+    done(bytes);
+    reader.cancel(stall.error).catch(() => {});
+    controller.error(stall.error);
+  });
   return new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c;
+    },
     async pull(controller) {
+      stall.disarm();
       try {
         const { value, done: end } = await reader.read();
         if (end) {
@@ -99,6 +122,7 @@ function trackBody(
         } else {
           bytes += value.length;
           controller.enqueue(value);
+          stall.arm();
         }
       } catch (e) {
         done(bytes);
@@ -106,6 +130,7 @@ function trackBody(
       }
     },
     cancel(reason) {
+      stall.disarm();
       done(bytes);
       return reader.cancel(reason);
     },

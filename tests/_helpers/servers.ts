@@ -118,6 +118,7 @@ matcher = ${JSON.stringify(options.matcher ?? "PathPrefix('/')")}
 addresses = ${JSON.stringify(addresses)}
 schemes = ${options.schemes ?? '["HTTP"]'}
 strategy = ${options.strategy ?? "{ RoundRobin = {} }"}
+${/^transport\s*=/m.test(options.extra ?? "") ? "" : `transport = "${TEST_TRANSPORT}"`}
 ${options.extra ?? ""}
 `;
 }

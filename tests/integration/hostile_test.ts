@@ -85,7 +85,8 @@ Deno.test("hostile requests get a 4xx or a closed connection and never reach a b
   const port = lb.strom.port("http_address");
   for (const [name, raw] of HOSTILE) {
     const { answer, ms } = await exchange(port, raw);
-    assert.ok(/^HTTP\/1\.[01] 4\d\d/.test(answer) || answer === "(closed)", `${name}: ${answer}`);
+    const refused = name.startsWith("CONNECT") ? /^HTTP\/1\.1 501 / : /^HTTP\/1\.[01] 4\d\d/;
+    assert.ok(refused.test(answer) || answer === "(closed)", `${name}: ${answer}`);
     assert.ok(ms < 3000, `${name} took ${ms} ms`);
     assert.equal((await get(`${lb.url}/normal`)).status, 200, `a normal client after: ${name}`);
   }
@@ -316,6 +317,14 @@ Deno.test("backends that misbehave give 502 or a cut connection, and the pool st
  * until new ones are refused; then checks that an open connection is still
  * served, and that new connections are accepted again once descriptors are free.
  */
+/**
+ * These tests are about the listeners; they pin the http1 transport, whose
+ * pooled backend connection serves the open client without a new descriptor.
+ * (fetch's client may open a new one at any request, which fails while none
+ * are left: a 502, not a listener failure.)
+ */
+const LISTENER_ONLY = 'transport = "http1"';
+
 async function exhaustDescriptors(
   config: string,
   role: "http_address" | "https_address",
@@ -385,7 +394,8 @@ Deno.test({
   async fn() {
     await using backend = startBackend(() => new Response("ok"));
     await exhaustDescriptors(
-      `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n` + poolToml([backend.address]),
+      `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n` +
+        poolToml([backend.address], { extra: LISTENER_ONLY }),
       "http_address",
       (port) => Deno.connect({ hostname: "127.0.0.1", port }),
     );
@@ -402,7 +412,7 @@ Deno.test({
     await exhaustDescriptors(
       `http_address = "127.0.0.1:0"\nhttps_address = "127.0.0.1:0"\n` +
         `admin_address = "127.0.0.1:0"\n` +
-        poolToml([backend.address], { schemes: '["HTTPS"]' }) +
+        poolToml([backend.address], { schemes: '["HTTPS"]', extra: LISTENER_ONLY }) +
         `[certificates."127.0.0.1"]\ntype = "Local"\n` +
         `certificate_path = "${cert.cert}"\nprivate_key_path = "${cert.key}"\n`,
       "https_address",

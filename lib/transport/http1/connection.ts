@@ -2,6 +2,7 @@
 // response bodies as streams that hand the connection back when they end.
 
 import { UpstreamError } from "../transport.ts";
+import { StallTimer } from "../stall.ts";
 import type { Fields } from "../../proxy/headers.ts";
 import {
   type Framing,
@@ -209,7 +210,7 @@ export class Connection {
   bodyStream(
     framing: Framing,
     done: (reusable: boolean, bytes: number) => void,
-    stallTimeoutMs = 60_000,
+    stallTimeoutMs?: number,
   ): ReadableStream<Uint8Array> {
     let remaining = framing.kind === "length" ? framing.length : Infinity;
     let chunkLeft = 0;
@@ -247,21 +248,20 @@ export class Connection {
       }
       return chunk;
     };
-    // A client that stops reading would hold this connection (and its own)
-    // forever: after `stallTimeoutMs` without a pull the body fails, which
-    // closes both (like nginx's send_timeout).
-    let stall: ReturnType<typeof setTimeout> | undefined;
-    const stalled = (controller: ReadableStreamDefaultController<Uint8Array>) => {
-      stall = setTimeout(() => {
-        finish(false);
-        this.close();
-        controller.error(new Error(`the client read nothing for ${stallTimeoutMs} ms`));
-      }, stallTimeoutMs);
-      Deno.unrefTimer(stall);
-    };
+    // A client that stops reading fails the body, which closes this
+    // connection and the client's.
+    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    const stall = new StallTimer(stallTimeoutMs, () => {
+      finish(false);
+      this.close();
+      controller.error(stall.error);
+    });
     return new ReadableStream<Uint8Array>({
+      start: (c) => {
+        controller = c;
+      },
       pull: async (controller) => {
-        clearTimeout(stall);
+        stall.disarm();
         try {
           const chunk = await next();
           if (chunk === null) {
@@ -270,7 +270,7 @@ export class Connection {
           } else {
             bytes += chunk.length;
             controller.enqueue(chunk);
-            stalled(controller);
+            stall.arm();
           }
         } catch (e) {
           finish(false);
@@ -278,7 +278,7 @@ export class Connection {
         }
       },
       cancel: () => {
-        clearTimeout(stall);
+        stall.disarm();
         finish(false);
       },
     }, { highWaterMark: 0 });

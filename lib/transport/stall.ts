@@ -1,0 +1,37 @@
+// Cutting off a client that stops reading a streamed response: without it, a
+// client that never reads would hold its backend connection (and the body
+// the backend keeps producing) forever. Like nginx's send_timeout.
+
+/** Default when a request names no `stallTimeoutMs`. */
+export const DEFAULT_STALL_TIMEOUT_MS = 60_000;
+
+/**
+ * Armed after each chunk handed to the client and disarmed when the client
+ * pulls the next one; fires `onStall` when no pull came within `ms`.
+ */
+export class StallTimer {
+  readonly #ms: number;
+  readonly #onStall: () => void;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(ms: number | undefined, onStall: () => void) {
+    this.#ms = ms ?? DEFAULT_STALL_TIMEOUT_MS;
+    this.#onStall = onStall;
+  }
+
+  /** The error a body fails with when it fires. */
+  get error(): Error {
+    return new Error(`the client read nothing for ${this.#ms} ms`);
+  }
+
+  arm(): void {
+    const timer = setTimeout(this.#onStall, this.#ms);
+    Deno.unrefTimer(timer);
+    this.#timer = timer;
+  }
+
+  disarm(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+}
