@@ -245,7 +245,7 @@ function readPool(
     });
   const health = readHealth(r.subtable("health_config"));
   const client = readClient(r.subtable("client"), baseDir);
-  const transport = readTransport(r, addresses);
+  const transport = readTransport(r);
   const middlewares = readMiddlewares(r.subtable("middlewares"), baseDir);
   const timeout = (key: string, fallbackMs: number) =>
     r.has(key) ? parseDurationMs(r.raw(key), r.at(key), r.problems) : fallbackMs;
@@ -372,17 +372,8 @@ function readClient(r: TableReader | null, baseDir: string): ClientConfig | unde
   };
 }
 
-function readTransport(
-  r: TableReader,
-  addresses: BackendAddress[] | undefined,
-): TransportName | undefined {
-  const tls = addresses?.some((a) => a.tls) ?? false;
-  // https:// backends go through fetch (the HTTP/1.1 transport speaks plain TCP only).
-  const name = r.string("transport", tls ? "fetch" : "http1");
-  if (name === "http1" && tls) {
-    r.problem("transport", 'https:// backends need transport = "fetch"');
-    return undefined;
-  }
+function readTransport(r: TableReader): TransportName | undefined {
+  const name = r.string("transport", "http1");
   if (name === "http1" || name === "fetch") return name;
   if (name !== undefined) {
     r.problem(

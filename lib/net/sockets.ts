@@ -307,6 +307,23 @@ export function openSocketTable(): SocketTable | string {
   return opened ??= createSocketTable();
 }
 
+/**
+ * Shuts down this process's established TCP connection from local port
+ * `localPort` to remote port `remotePort`, if it has one; whether it did.
+ * For a connection Deno no longer lets Strom close: closing a `Deno.TlsConn`
+ * whose handshake is pending cancels the handshake but leaves the TCP
+ * connection open (Deno 2.9.6); after a shutdown the runtime sees the end and
+ * releases it. Linux with --allow-ffi only (false elsewhere).
+ */
+export async function shutConnection(localPort: number, remotePort: number): Promise<boolean> {
+  const table = openSocketTable();
+  if (typeof table === "string") return false;
+  const suffix = `|${remotePort}`;
+  const mine = (await table.list(new Set([localPort]))).filter((s) => s.peer.endsWith(suffix));
+  if (mine.length !== 1) return false;
+  return (await table.shut(new Set([mine[0].inode]))).size === 1;
+}
+
 /** A socket table; `source` "proc" skips sock_diag (tests compare the two). */
 export function createSocketTable(
   { source = "diag" }: { source?: "diag" | "proc" } = {},

@@ -4,7 +4,7 @@
 
 import type { BackendAddress } from "../config/types.ts";
 import type { Pool } from "../runtime.ts";
-import { dialTcp } from "../transport/dial.ts";
+import { dial } from "../transport/dial.ts";
 import { Connection } from "../transport/http1/connection.ts";
 import { ProtocolError, type ResponseHead } from "../transport/http1/parse.ts";
 import type { Fields } from "./headers.ts";
@@ -17,20 +17,15 @@ const NOT_FORWARDED = new Set([
   "content-length",
 ]);
 
-/** Opens a dedicated connection: TCP within connect_timeout, then TLS for `https://` backends. */
+/** Opens a dedicated connection: TCP, then TLS for `wss://` backends, within connect_timeout. */
 export async function connect(
   address: BackendAddress,
   pool: Pool,
   signal: AbortSignal,
 ): Promise<Connection> {
-  const tcp = await dialTcp(address.host, address.port, signal, pool.config.connectTimeoutMs);
-  if (!address.tls) return new Connection(tcp);
   const caCerts = pool.config.client.caCerts;
-  const tls = await Deno.startTls(tcp, {
-    hostname: address.host,
-    ...(caCerts.length > 0 ? { caCerts: [...caCerts] } : {}),
-  });
-  return new Connection(tls);
+  const target = { host: address.host, port: address.port, tls: address.tls, caCerts };
+  return new Connection(await dial(target, signal, pool.config.connectTimeoutMs));
 }
 
 /** Checks a 101 answer against RFC 6455 4.1: the accept value, a protocol offered, no extension. */

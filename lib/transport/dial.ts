@@ -1,4 +1,5 @@
-// Opening a TCP connection to a backend within its connect_timeout.
+// Opening a connection to a backend within its connect_timeout: TCP, then TLS
+// for `https://` (and `wss://`) backends.
 //
 // One AbortController and one timer per connect, both done with when the
 // connect settles. `AbortSignal.timeout` + `AbortSignal.any`, used before,
@@ -10,36 +11,80 @@
 import { UpstreamError } from "./transport.ts";
 import { describeNetError } from "../net/errors.ts";
 import { type Clock, systemClock } from "../clock.ts";
+import { shutConnection } from "../net/sockets.ts";
+
+/** Where to connect. */
+export interface DialTarget {
+  readonly host: string;
+  readonly port: number;
+  /** Speak TLS (server name `host`, checked against the system roots or `caCerts`). */
+  readonly tls: boolean;
+  /** Extra trusted roots (PEM) for TLS; none means the system's. */
+  readonly caCerts?: readonly string[];
+}
 
 /**
- * A TCP connection to `hostname:port` with TCP_NODELAY set. Fails with an
- * UpstreamError: "aborted" when `signal` aborts first, else "connect"
- * (refused, unreachable, or not established within `timeoutMs`).
+ * A connection to `target` with TCP_NODELAY set, its TLS handshake done when
+ * `target.tls`. Fails with an UpstreamError: "aborted" when `signal` aborts
+ * first, else "connect" (refused, unreachable, a failed handshake, or not
+ * done within `timeoutMs`, TCP and TLS together).
  */
-export async function dialTcp(
-  hostname: string,
-  port: number,
+export async function dial(
+  target: DialTarget,
   signal: AbortSignal,
   timeoutMs: number,
   clock: Clock = systemClock,
-): Promise<Deno.TcpConn> {
+): Promise<Deno.TcpConn | Deno.TlsConn> {
   if (signal.aborted) throw new UpstreamError("aborted", "request aborted before connecting");
   const controller = new AbortController();
-  const abort = () => controller.abort();
+  let pending: Deno.Conn | null = null;
+  const abort = () => {
+    controller.abort();
+    try {
+      pending?.close(); // cancels a handshake in progress
+    } catch { /* already closed, or handed over to TLS */ }
+  };
   let timedOut = false;
+  /** The local port of a connection in its TLS handshake (0: none). */
+  let handshaking = 0;
   const timer = clock.setTimeout(() => {
     timedOut = true;
-    controller.abort();
+    abort();
   }, timeoutMs);
   signal.addEventListener("abort", abort);
   try {
-    const tcp = await Deno.connect({ hostname, port, signal: controller.signal });
+    const tcp = await Deno.connect({
+      hostname: target.host,
+      port: target.port,
+      signal: controller.signal,
+    });
     tcp.setNoDelay(true);
-    return tcp;
+    if (!target.tls) return tcp;
+    pending = tcp;
+    const caCerts = target.caCerts ?? [];
+    const tls = await Deno.startTls(tcp, {
+      hostname: target.host,
+      alpnProtocols: ["http/1.1"],
+      ...(caCerts.length > 0 ? { caCerts: [...caCerts] } : {}),
+    });
+    pending = tls;
+    if (controller.signal.aborted) throw new Error("aborted");
+    handshaking = tcp.localAddr.port;
+    await tls.handshake();
+    pending = null;
+    return tls;
   } catch (e) {
+    try {
+      pending?.close();
+    } catch { /* closed by abort() */ }
+    // A cancelled handshake leaves the TCP connection open (see shutConnection).
+    if (handshaking !== 0 && (timedOut || signal.aborted)) {
+      shutConnection(handshaking, target.port).catch(() => {});
+    }
     if (signal.aborted) throw new UpstreamError("aborted", "request aborted while connecting");
     if (timedOut) throw new UpstreamError("connect", `connect timed out after ${timeoutMs} ms`);
-    throw new UpstreamError("connect", describeNetError(e), { cause: e });
+    const what = pending === null ? "" : "TLS handshake failed: ";
+    throw new UpstreamError("connect", what + describeNetError(e), { cause: e });
   } finally {
     clock.clearTimeout(timer);
     signal.removeEventListener("abort", abort);

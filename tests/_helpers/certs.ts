@@ -121,7 +121,7 @@ export async function createCa(): Promise<TestCa> {
 
 /**
  * An HTTPS backend on 127.0.0.1 with a certificate for "localhost" from `ca`, and the
- * pool lines that reach it through the fetch transport trusting that CA.
+ * pool lines that reach it (with the tests' transport) trusting that CA.
  */
 export async function startTlsBackend(
   ca: TestCa,
@@ -137,7 +137,7 @@ export async function startTlsBackend(
   }, handler);
   return {
     address: `https://localhost:${server.addr.port}`,
-    poolExtra: `transport = "fetch"\n[backend_pools.client]\nca_file = "${ca.caPath}"`,
+    poolExtra: `[backend_pools.client]\nca_file = "${ca.caPath}"`,
     [Symbol.asyncDispose]: () => server.shutdown(),
   };
 }

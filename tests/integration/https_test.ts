@@ -3,7 +3,13 @@
 
 import assert from "node:assert/strict";
 import { createCa, hasCurl, hasOpenssl, presentedCn, startTlsBackend } from "../_helpers/certs.ts";
-import { poolToml, startBackend, startStrom, waitFor } from "../_helpers/servers.ts";
+import {
+  poolToml,
+  startBackend,
+  startStrom,
+  TEST_TRANSPORT,
+  waitFor,
+} from "../_helpers/servers.ts";
 import { ClientFrames, HANDSHAKE } from "../_helpers/websockets.ts";
 import tls from "node:tls";
 
@@ -276,7 +282,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "https:// backends are reached through fetch, trusting the pool's ca_file",
+  name: "https:// backends are reached over TLS with either transport, trusting the pool's ca_file",
   ignore: !hasOpenssl,
   async fn() {
     await using ca = await createCa();
@@ -285,7 +291,7 @@ Deno.test({
       (req) => new Response(`tls backend saw ${new URL(req.url).pathname}`),
     );
     await using lb = await startStrom(poolToml([backend.address], { extra: backend.poolExtra }));
-    assert.equal(lb.config.pools[0].transport, "fetch");
+    assert.equal(lb.config.pools[0].transport, TEST_TRANSPORT);
     const r = await fetch(`${lb.url}/x`);
     assert.equal(await r.text(), "tls backend saw /x");
     await lb.strom.health.checkAll();

@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
-import { dialTcp } from "../../lib/transport/dial.ts";
+import { dial } from "../../lib/transport/dial.ts";
 import { UpstreamError } from "../../lib/transport/transport.ts";
 import { ManualClock } from "../_helpers/clock.ts";
+import { createCa, hasOpenssl, startTlsBackend, type TestCa } from "../_helpers/certs.ts";
+
+/** A plain TCP target on loopback. */
+function plain(port: number) {
+  return { host: "127.0.0.1", port, tls: false };
+}
 
 /** Rejects with an UpstreamError of `kind` whose message matches `message`. */
 async function rejectsWith(promise: Promise<unknown>, kind: string, message: RegExp) {
@@ -13,12 +19,12 @@ async function rejectsWith(promise: Promise<unknown>, kind: string, message: Reg
   });
 }
 
-Deno.test("dialTcp connects and leaves no timer behind", async () => {
+Deno.test("dial() connects and leaves no timer behind", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const accepted = listener.accept();
   const clock = new ManualClock();
   const signal = new AbortController().signal;
-  const conn = await dialTcp("127.0.0.1", listener.addr.port, signal, 5000, clock);
+  const conn = await dial(plain(listener.addr.port), signal, 5000, clock);
   assert.equal(clock.pending, 0, "the connect timer outlived the connect");
   const server = await accepted;
   await conn.write(new TextEncoder().encode("hi"));
@@ -29,24 +35,24 @@ Deno.test("dialTcp connects and leaves no timer behind", async () => {
   listener.close();
 });
 
-Deno.test("dialTcp reports a refused connect as a connect failure", async () => {
+Deno.test("dial() reports a refused connect as a connect failure", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr;
   listener.close();
   const clock = new ManualClock();
   await rejectsWith(
-    dialTcp("127.0.0.1", port, new AbortController().signal, 5000, clock),
+    dial(plain(port), new AbortController().signal, 5000, clock),
     "connect",
     /refused/,
   );
   assert.equal(clock.pending, 0);
 });
 
-Deno.test("dialTcp does not connect for an already aborted request", async () => {
+Deno.test("dial() does not connect for an already aborted request", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const abort = new AbortController();
   abort.abort();
-  await rejectsWith(dialTcp("127.0.0.1", listener.addr.port, abort.signal, 5000), "aborted", /./);
+  await rejectsWith(dial(plain(listener.addr.port), abort.signal, 5000), "aborted", /./);
   listener.close();
 });
 
@@ -91,11 +97,11 @@ function hangingPort(): { port: number; close(): void } {
 // The hanging port needs Linux's libc (the other tests run everywhere).
 const linuxOnly = { ignore: Deno.build.os !== "linux" };
 
-Deno.test("dialTcp gives up after its connect timeout", linuxOnly, async () => {
+Deno.test("dial() gives up after its connect timeout", linuxOnly, async () => {
   const hanging = hangingPort();
   try {
     const clock = new ManualClock();
-    const dialing = dialTcp("127.0.0.1", hanging.port, new AbortController().signal, 200, clock);
+    const dialing = dial(plain(hanging.port), new AbortController().signal, 200, clock);
     let settled = false;
     dialing.catch(() => {}).finally(() => settled = true);
     clock.advance(199);
@@ -108,12 +114,12 @@ Deno.test("dialTcp gives up after its connect timeout", linuxOnly, async () => {
   }
 });
 
-Deno.test("dialTcp stops connecting when the request is aborted", linuxOnly, async () => {
+Deno.test("dial() stops connecting when the request is aborted", linuxOnly, async () => {
   const hanging = hangingPort();
   try {
     const abort = new AbortController();
     const clock = new ManualClock();
-    const dialing = dialTcp("127.0.0.1", hanging.port, abort.signal, 60_000, clock);
+    const dialing = dial(plain(hanging.port), abort.signal, 60_000, clock);
     abort.abort();
     await rejectsWith(dialing, "aborted", /while connecting/);
     assert.equal(clock.pending, 0);
@@ -121,3 +127,81 @@ Deno.test("dialTcp stops connecting when the request is aborted", linuxOnly, asy
     hanging.close();
   }
 });
+
+/** A TLS server on loopback with a "localhost" certificate from a throwaway CA. */
+async function tlsServer(ca: TestCa) {
+  const backend = await startTlsBackend(ca, () => new Response("over tls"));
+  return Object.assign(backend, { port: Number(new URL(backend.address).port) });
+}
+
+const withOpenssl = { ignore: !hasOpenssl };
+
+Deno.test(
+  "dial() speaks TLS to a backend whose certificate the pool's CA signed",
+  withOpenssl,
+  async () => {
+    await using ca = await createCa();
+    await using server = await tlsServer(ca);
+    const clock = new ManualClock();
+    const target = { host: "localhost", port: server.port, tls: true, caCerts: [ca.caPem] };
+    const conn = await dial(target, new AbortController().signal, 5000, clock);
+    assert.equal(clock.pending, 0);
+    await conn.write(
+      new TextEncoder().encode("GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+    );
+    const answer = new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
+    assert.match(answer, /^HTTP\/1\.1 200 [\s\S]*over tls$/);
+  },
+);
+
+Deno.test(
+  "dial() refuses a certificate it cannot verify, as a connect failure",
+  withOpenssl,
+  async () => {
+    await using ca = await createCa();
+    await using server = await tlsServer(ca);
+    const clock = new ManualClock();
+    await rejectsWith(
+      dial(
+        { host: "localhost", port: server.port, tls: true },
+        new AbortController().signal,
+        5000,
+        clock,
+      ),
+      "connect",
+      /^TLS handshake failed: .*(certificate|UnknownIssuer)/i,
+    );
+    assert.equal(clock.pending, 0);
+  },
+);
+
+Deno.test(
+  "dial() gives up on a TLS handshake that never ends, closing the connection",
+  linuxOnly,
+  async () => {
+    // A server that accepts and then says nothing.
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const accepted = listener.accept();
+    const clock = new ManualClock();
+    const target = { host: "localhost", port: listener.addr.port, tls: true };
+    const dialing = dial(target, new AbortController().signal, 300, clock);
+    const server = await accepted;
+    // The client's hello arrives; no answer comes.
+    const hello = new Uint8Array(4096);
+    assert.ok(((await server.read(hello)) ?? 0) > 0, "a client hello");
+    clock.advance(300);
+    await rejectsWith(dialing, "connect", /^connect timed out after 300 ms$/);
+    // The backend sees the connection end: nothing is left open.
+    const guard = setTimeout(() => server.close(), 5000);
+    let end: number | null | "error" = 0;
+    try {
+      while (end !== null) end = await server.read(hello);
+    } catch {
+      end = "error";
+    }
+    clearTimeout(guard);
+    assert.notEqual(end, "error", "the connection stayed open until the guard closed it");
+    server.close();
+    listener.close();
+  },
+);

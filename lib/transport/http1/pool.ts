@@ -3,7 +3,7 @@
 
 import { UpstreamError } from "../transport.ts";
 import { Connection } from "./connection.ts";
-import { dialTcp } from "../dial.ts";
+import { dial, type DialTarget } from "../dial.ts";
 
 /** Limits of one backend's connection pool. */
 export interface PoolLimits {
@@ -31,17 +31,16 @@ interface Waiter {
 
 /** The connection pool of one backend. */
 export class HostPool {
-  readonly #hostname: string;
-  readonly #port: number;
+  readonly #target: DialTarget;
   readonly #limits: PoolLimits;
   readonly #idle: Connection[] = [];
   readonly #waiters: Waiter[] = [];
   #open = 0;
   #closed = false;
 
-  constructor(hostname: string, port: number, limits: PoolLimits) {
-    this.#hostname = hostname;
-    this.#port = port;
+  /** `target`: the backend's host and port, and whether (and trusting what) to speak TLS. */
+  constructor(target: DialTarget, limits: PoolLimits) {
+    this.#target = target;
     this.#limits = limits;
   }
 
@@ -110,8 +109,8 @@ export class HostPool {
   async #connect(signal: AbortSignal, connectTimeoutMs: number): Promise<Lease> {
     this.#open++;
     try {
-      const tcp = await dialTcp(this.#hostname, this.#port, signal, connectTimeoutMs);
-      return { conn: new Connection(tcp), reused: false };
+      const conn = await dial(this.#target, signal, connectTimeoutMs);
+      return { conn: new Connection(conn), reused: false };
     } catch (e) {
       this.#open--;
       this.#serveWaiter();

@@ -25,6 +25,7 @@ export function createHttp1Transport(client: ClientConfig): Transport {
     idleTimeoutMs: client.poolIdleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
   };
   const pools = new Map<string, HostPool>();
+  const caCerts = client.caCerts;
   const sweeper = setInterval(() => {
     for (const pool of pools.values()) pool.sweep();
   }, Math.max(500, Math.min(limits.idleTimeoutMs / 2, 30_000)));
@@ -33,7 +34,8 @@ export function createHttp1Transport(client: ClientConfig): Transport {
     send(backend, request) {
       let pool = pools.get(backend.authority);
       if (!pool) {
-        pools.set(backend.authority, pool = new HostPool(backend.host, backend.port, limits));
+        const target = { host: backend.host, port: backend.port, tls: backend.tls, caCerts };
+        pools.set(backend.authority, pool = new HostPool(target, limits));
       }
       return send(pool, backend, request);
     },
