@@ -5,7 +5,7 @@
 
 import zlib from "node:zlib";
 import { Duplex } from "node:stream";
-import type { MiddlewareSpec } from "./middleware.ts";
+import { HttpError, type MiddlewareSpec } from "./middleware.ts";
 import { type Coding, CODINGS, negotiate } from "./accept_encoding.ts";
 
 /** Options: `min_size` bytes (default 1024), `encodings` in preference order, `skip_types`. */
@@ -118,7 +118,12 @@ const ONE_SHOT_LIMIT = 64 * 1024;
  */
 async function compressWhole(response: Response, coding: Coding): Promise<Response> {
   const { status, statusText, headers } = response;
-  const input = new Uint8Array(await response.arrayBuffer());
+  let input: Uint8Array<ArrayBuffer>;
+  try {
+    input = new Uint8Array(await response.arrayBuffer());
+  } catch {
+    throw new HttpError(502); // the backend's body broke off: nothing was sent yet
+  }
   const output = compressBytes(coding, input);
   if (output.length >= input.length) return new Response(input, { status, statusText, headers });
   markEncoded(headers, coding);

@@ -158,6 +158,25 @@ Deno.test("compression() compresses small bodies of every size class that decode
   }
 });
 
+Deno.test("compression() answers 502 when a backend's body breaks off before it is compressed", async () => {
+  const mw = await build(compression, { min_size: 0 });
+  const broken = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode("a".repeat(500)));
+      controller.error(new Error("connection closed before the end of the body"));
+    },
+  });
+  const r = await run(
+    mw,
+    asking("gzip"),
+    () =>
+      new Response(broken, { headers: { "content-type": "text/plain", "content-length": "1000" } }),
+  );
+  assert.equal(r.status, 502);
+  assert.equal(r.headers.get("content-encoding"), null);
+  await r.body?.cancel();
+});
+
 Deno.test("compression() compresses a streamed body of unknown length", async () => {
   const mw = await build(compression, { min_size: 0 });
   const chunks = ["a".repeat(5000), "b".repeat(5000)];
