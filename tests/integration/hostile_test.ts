@@ -123,7 +123,9 @@ Deno.test("many connections trickling their headers do not stop normal clients a
       const times = await Promise.all(slow.map((conn) => closedAfter(conn, opened)));
       clearInterval(trickle);
       const [first, last] = [Math.min(...times), Math.max(...times)];
-      assert.ok(first >= 1900 && last < 5000, `closed between ${first} and ${last} ms`);
+      // The limit (2 s) plus up to two rounds; rounds come every second, further apart when a
+      // loaded machine makes them slow (lib/net/client_timeouts.ts), as in a parallel test run.
+      assert.ok(first >= 1900 && last < 8000, `closed between ${first} and ${last} ms`);
     }
   } finally {
     for (const conn of slow) {
@@ -334,7 +336,8 @@ async function exhaustDescriptors(
   await Deno.writeTextFile(path, config);
   // prlimit caps Strom's descriptors; the test holds connections until the cap is hit.
   await using strom = new StromProcess(["-c", path], {}, ["prlimit", "--nofile=160"]);
-  const [, text] = await strom.waitForLine(new RegExp(`\\(${role}, port (\\d+)\\)`));
+  // A start with a tight descriptor limit on a loaded machine (a parallel test run) can be slow.
+  const [, text] = await strom.waitForLine(new RegExp(`\\(${role}, port (\\d+)\\)`), 30_000);
   const port = Number(text);
   const ask = async (conn: Deno.Conn) => {
     const timer = setTimeout(() => conn.close(), 2000);
