@@ -66,9 +66,9 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
     const runtime = options.runtime();
     const target = splitTarget(request);
     tracker.path = target.target;
-    if (target.conflict) return failureResponse("bad-request");
     // CONNECT asks for a tunnel, which a reverse proxy does not open (RustStrom could crash on it).
     if (target.method === "CONNECT") return failureResponse("not-implemented");
+    if (target.conflict) return failureResponse("bad-request");
     // Deno takes repeated equal Content-Length fields as one; like nginx, Strom refuses them
     // (RFC 9112 6.3 allows either), so no backend ever has to decide.
     const length = request.headers.get("content-length");

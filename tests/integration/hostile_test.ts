@@ -49,6 +49,7 @@ const HOSTILE: [string, string][] = [
   ["control character in a value", "GET / HTTP/1.1\r\nHost: a\r\nX-A: a\x01b\r\n\r\n"],
   ["absolute-form naming another host", "GET http://evil.example/x HTTP/1.1\r\nHost: a\r\n\r\n"],
   ["CONNECT (authority-form)", "CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n"],
+  ["CONNECT to another host", "CONNECT b.example:443 HTTP/1.1\r\nHost: a\r\n\r\n"],
   ["a 64 KiB header line", `GET / HTTP/1.1\r\nHost: a\r\nX-Big: ${"a".repeat(65536)}\r\n\r\n`],
   [
     "1,000 headers",
