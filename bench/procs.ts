@@ -150,18 +150,25 @@ export async function peakRssKb(pid: number): Promise<number | null> {
 }
 
 /**
+ * The fields of /proc/<pid>/stat after the command name (field 2, which may
+ * hold spaces): index 0 is field 3 (state). Null when unreadable.
+ */
+async function statFields(pid: number | string): Promise<string[] | null> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return null;
+  }
+}
+
+/**
  * User + system CPU seconds `pid` has used so far (all its threads), or null
  * when unreadable. /proc counts in USER_HZ ticks, 100 per second on Linux.
  */
 export async function cpuSeconds(pid: number): Promise<number | null> {
-  try {
-    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-    // After the command name (field 2, may hold spaces): state is field 3, utime 14, stime 15.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return null;
-  }
+  const fields = await statFields(pid);
+  return fields === null ? null : (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime
 }
 
 /** Pids whose parent is `pid`, found by scanning /proc. */
@@ -169,14 +176,9 @@ export async function childPids(pid: number): Promise<number[]> {
   const children: number[] = [];
   for await (const entry of Deno.readDir("/proc")) {
     if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
-      // Field 4 is the ppid; the command name (field 2) may hold spaces, so split after ")".
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid === pid) children.push(Number(entry.name));
-    } catch {
-      // The process went away while scanning.
-    }
+    // Field 4 is the ppid; null: the process went away while scanning.
+    const fields = await statFields(entry.name);
+    if (fields !== null && Number(fields[1]) === pid) children.push(Number(entry.name));
   }
   return children;
 }

@@ -164,27 +164,38 @@ function addVary(headers: Headers): void {
 /** Brotli's quality for on-the-fly work (11, its default, would be far too slow). */
 const BROTLI_QUALITY = 4;
 
-/** A streaming compressor, with the same settings as `compressBytes`. */
+/**
+ * How each coding compresses, as a stream or in one call, with the same
+ * settings. `deflate` is zlib-wrapped, as "deflate" means in HTTP.
+ */
+const COMPRESSORS: Record<Coding, {
+  stream(sizeHint: number): Duplex;
+  whole(bytes: Uint8Array): Uint8Array;
+}> = {
+  br: {
+    stream: (sizeHint) => zlib.createBrotliCompress({ params: brotliParams(sizeHint) }),
+    whole: (bytes) => zlib.brotliCompressSync(bytes, { params: brotliParams(bytes.length) }),
+  },
+  zstd: { stream: () => zlib.createZstdCompress(), whole: (bytes) => zlib.zstdCompressSync(bytes) },
+  gzip: {
+    stream: () => zlib.createGzip(),
+    whole: (bytes) => zlib.gzipSync(bytes, zlibWindow(bytes.length)),
+  },
+  deflate: {
+    stream: () => zlib.createDeflate(),
+    whole: (bytes) => zlib.deflateSync(bytes, zlibWindow(bytes.length)),
+  },
+};
+
+/** A streaming compressor. */
 function compressor(coding: Coding, sizeHint: number): TransformStream<Uint8Array, Uint8Array> {
-  const stream = coding === "br"
-    ? zlib.createBrotliCompress({ params: brotliParams(sizeHint) })
-    : coding === "zstd"
-    ? zlib.createZstdCompress()
-    : coding === "gzip"
-    ? zlib.createGzip()
-    : zlib.createDeflate(); // zlib-wrapped, as "deflate" means in HTTP
+  const stream = COMPRESSORS[coding].stream(sizeHint);
   return Duplex.toWeb(stream) as unknown as TransformStream<Uint8Array, Uint8Array>;
 }
 
 /** `bytes` compressed with `coding` in one call. */
 function compressBytes(coding: Coding, bytes: Uint8Array): Uint8Array<ArrayBuffer> {
-  const out = coding === "br"
-    ? zlib.brotliCompressSync(bytes, { params: brotliParams(bytes.length) })
-    : coding === "zstd"
-    ? zlib.zstdCompressSync(bytes)
-    : coding === "gzip"
-    ? zlib.gzipSync(bytes, zlibWindow(bytes.length))
-    : zlib.deflateSync(bytes, zlibWindow(bytes.length)); // zlib-wrapped, as "deflate" means in HTTP
+  const out = COMPRESSORS[coding].whole(bytes);
   return new Uint8Array(out.buffer as ArrayBuffer, out.byteOffset, out.byteLength);
 }
 

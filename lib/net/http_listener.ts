@@ -45,12 +45,20 @@ export interface HttpListener {
   shutdown(): Promise<void>;
 }
 
-/** Holds the request's peer as busy until Deno has sent the response (or given up). */
-function hold(remote: Deno.NetAddr, completed: Promise<void>): void {
-  if (!isolateActivity.recording) return;
-  const entry = isolateActivity.hold(peerKey(remote));
-  const release = () => isolateActivity.release(entry);
-  completed.then(release, release);
+/**
+ * Deno's handler for `handler`: each request holds its peer as busy until Deno
+ * has sent the response (or given up).
+ */
+function holdingPeers(handler: ConnectionHandler) {
+  return (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => {
+    const remote = info.remoteAddr;
+    if (isolateActivity.recording) {
+      const entry = isolateActivity.hold(peerKey(remote));
+      const release = () => isolateActivity.release(entry);
+      info.completed.then(release, release);
+    }
+    return handler(request, remote);
+  };
 }
 
 function errorHandler(role: string, log: Logger) {
@@ -123,11 +131,7 @@ export function serveTcp(
       ...(options.reusePort ? { reusePort: true } : {}),
       onListen: () => {},
       onError: errorHandler(options.role, options.log),
-    }, (request, info) => {
-      const remote = info.remoteAddr;
-      hold(remote, info.completed);
-      return handler(request, remote);
-    });
+    }, holdingPeers(handler));
     return { server, addr: server.addr };
   };
   return resilient(bind, address.port, options);
@@ -154,11 +158,7 @@ export function serveTls(
     const server = serve(
       listener,
       new AbortController().signal,
-      (request, info) => {
-        const remote = info.remoteAddr;
-        hold(remote, info.completed);
-        return handler(request, remote);
-      },
+      holdingPeers(handler),
       errorHandler(options.role, options.log),
       () => {},
     );

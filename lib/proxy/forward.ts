@@ -101,9 +101,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       fields: forwardedFields(request.headers, client, { ...options.arrival, host: target.host }),
       // Deno gives some body-less requests (OPTIONS) an empty body stream; only
       // a request that announces a body has one, so none is invented upstream.
-      body: request.headers.has("content-length") || request.headers.has("transfer-encoding")
-        ? request.body
-        : null,
+      body: length !== null || request.headers.has("transfer-encoding") ? request.body : null,
     };
     const exchange = { target, client, context, options, middleware, tracker };
     // A WebSocket upgrade runs the same chain; only the terminal differs.
