@@ -15,6 +15,7 @@ import {
 } from "./procs.ts";
 import { processCpu, processRss, type Rss, type Target, targetUrl } from "./target.ts";
 import type { BenchTls } from "./tls.ts";
+import { V8_FLAGS } from "../scripts/build.ts";
 
 /** A peer proxy: its label, the program it needs, and how to start it (terminating TLS with `tls`). */
 export interface Peer {
@@ -194,7 +195,7 @@ export async function startDenoFloor(
   const args = [
     "run",
     "--allow-net",
-    "--v8-flags=--max-semi-space-size=8",
+    V8_FLAGS,
     "bench/deno_floor.ts",
     String(port),
     ...addresses,

@@ -10,15 +10,11 @@ import { parseArgs } from "node:util";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { lineChart } from "./png.ts";
+import { RUN_FLAGS } from "../scripts/build.ts";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const RESULTS = join(ROOT, "bench", "results");
-const FLAGS = [
-  "--allow-all",
-  "--unstable-no-legacy-abort",
-  "--unstable-net",
-  "--v8-flags=--max-semi-space-size=8",
-];
+const FLAGS = ["--allow-all", ...RUN_FLAGS];
 
 function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });

@@ -6,6 +6,7 @@ import type { BenchContext } from "./context.ts";
 import { exitMessage, freePort, type Proc, readyOrStop, waitFor, waitForPort } from "./procs.ts";
 import { processCpu, processRss, type Target, targetUrl } from "./target.ts";
 import type { BenchTls } from "./tls.ts";
+import { RUN_FLAGS } from "../scripts/build.ts";
 
 /** Options for a Strom target. */
 export interface StromOptions {
@@ -56,10 +57,8 @@ export function stromCommand(configPath: string): string[] {
   return [
     "run",
     "--allow-all",
-    "--unstable-no-legacy-abort",
-    "--unstable-net",
-    // As `make start` and the compiled binary run it (smaller young generation, less RSS).
-    "--v8-flags=--max-semi-space-size=8",
+    // As `make start` and the compiled binary run it.
+    ...RUN_FLAGS,
     "main.ts",
     "--config",
     configPath,
