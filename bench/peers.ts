@@ -25,7 +25,30 @@ export interface Peer {
 }
 
 /** nginx as a proxy: `worker_processes 1`, upstream keepalive. */
-export const NGINX: Peer = { label: "nginx", binary: "nginx", start: startNginxProxy };
+export const NGINX: Peer = {
+  label: "nginx",
+  binary: "nginx",
+  start: (ctx, addresses, tls) => startNginxProxy(ctx, addresses, tls, false),
+};
+/**
+ * nginx sending the six X-Forwarded-* fields Strom sends by default (nginx
+ * sends none unless told): the same work for backends that parse each field.
+ */
+export const NGINX_FORWARDED: Peer = {
+  label: "nginx, with Strom's X-Forwarded-* fields",
+  binary: "nginx",
+  start: (ctx, addresses, tls) => startNginxProxy(ctx, addresses, tls, true),
+};
+
+/** nginx directives setting the fields Strom adds (lib/proxy/headers.ts, forwardedFields). */
+const NGINX_FORWARDED_FIELDS = [
+  "X-Forwarded-For $remote_addr",
+  "X-Real-IP $remote_addr",
+  "X-Forwarded-Proto $scheme",
+  "X-Forwarded-Host $host",
+  "X-Forwarded-Port $server_port",
+  "X-Forwarded-Server $hostname",
+].map((f) => `      proxy_set_header ${f};\n`).join("");
 /** HAProxy: `nbthread 1`, roundrobin, `http-reuse always`. */
 export const HAPROXY: Peer = { label: "HAProxy", binary: "haproxy", start: startHaproxy };
 /** Caddy: `GOMAXPROCS=1`, reverse_proxy with round_robin, admin endpoint off. */
@@ -39,7 +62,8 @@ export function peerAvailable(peer: Peer): Promise<boolean> {
 async function startNginxProxy(
   ctx: BenchContext,
   addresses: readonly string[],
-  tls?: BenchTls,
+  tls: BenchTls | undefined,
+  forwarded: boolean,
 ): Promise<Target> {
   const dir = await Deno.makeTempDir({ dir: ctx.tmp, prefix: "nginx-proxy-" });
   const port = freePort();
@@ -61,7 +85,7 @@ ${
       proxy_pass http://pool;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-    }
+${forwarded ? NGINX_FORWARDED_FIELDS : ""}    }
   }
 }
 `;
@@ -73,7 +97,7 @@ ${
   });
   await readyOrStop(ctx.group, proc, waitForPort(port, proc));
   return {
-    label: "nginx",
+    label: forwarded ? NGINX_FORWARDED.label : NGINX.label,
     ...targetUrl(port, tls),
     peakRss: () => nginxRss(proc.pid),
     cpuSeconds: () => nginxCpu(proc.pid),

@@ -10,6 +10,7 @@ import {
   DENO_FLOOR_LABEL,
   HAPROXY,
   NGINX,
+  NGINX_FORWARDED,
   type Peer,
   peerAvailable,
   startDenoFloor,
@@ -334,8 +335,9 @@ export async function pythonRuns(
     setup: [
       'Three `python3 -m http.server` backends, each serving an index.html with `{"backend":"pN"}`.',
       "Strom (as in scenario 1), Strom with `max_connections_per_host = 4` in the pool's " +
-      "`[backend_pools.client]`, then nginx (as in scenario 2), on the same backends, " +
-      `each after a ${WARMUP_S} s warm-up run.`,
+      "`[backend_pools.client]`, then nginx (as in scenario 2), then nginx sending the six " +
+      "X-Forwarded-* fields Strom adds (nginx adds none by default, and http.server parses " +
+      `every field), on the same backends, each after a ${WARMUP_S} s warm-up run.`,
       "http.server answers HTTP/1.0 and closes every connection, so each proxy connects anew for " +
       "every request, and it listens with a backlog of 5 (socketserver's `request_queue_size`): " +
       "under this load SYNs are dropped and retried after 1 s, which sets the tail latencies " +
@@ -375,6 +377,15 @@ export async function pythonRuns(
     if (await peerAvailable(NGINX)) {
       const nginx = () => NGINX.start(ctx, backends.addresses);
       runs.push(await measureStarted(ctx, nginx, { ...common, label: "nginx", slug: "s3-nginx" }));
+      logRun(3, runs.at(-1)!);
+      const same = () => NGINX_FORWARDED.start(ctx, backends.addresses);
+      runs.push(
+        await measureStarted(ctx, same, {
+          ...common,
+          label: NGINX_FORWARDED.label,
+          slug: "s3-nginx-forwarded",
+        }),
+      );
       logRun(3, runs.at(-1)!);
     } else {
       report.skipped.push("nginx: `nginx` is not installed");
