@@ -126,6 +126,28 @@ Deno.test("http1: the request reaches the backend as sent, with nothing added", 
   assert.ok(lines.includes("host: Example.com"));
 });
 
+Deno.test("http1: heads of any length on one connection arrive whole, none with bytes of another", async () => {
+  await using backend = scripted(() => "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  await using lb = await startStrom(poolToml([backend.address], { extra: HTTP1 }));
+  const url = `http://127.0.0.1:${lb.strom.port("http_address")}`;
+  // Short, longer than the connection's first head buffer, short, longer than
+  // it may grow (another encoding path), non-ASCII, short again.
+  const values = ["a", "b".repeat(3000), "c", "d".repeat(20_000), "caf\u00e9", "e"];
+  for (const [i, value] of values.entries()) {
+    const headers = new Headers();
+    headers.set("x-value", value);
+    assert.equal((await get(`${url}/${i}`, { headers })).status, 200);
+  }
+  assert.equal(backend.connections(), 1, "one kept-alive backend connection");
+  const sent = backend.heads.map((head) => {
+    const lines = head.split("\r\n");
+    return [lines[0], lines.find((l) => l.startsWith("x-value: "))?.slice(9)];
+  });
+  // The scripted backend decodes as UTF-8: the latin1 byte of "é" arrives as U+FFFD.
+  const expected = values.map((v, i) => [`GET /${i} HTTP/1.1`, v.replace("\u00e9", "\ufffd")]);
+  assert.deepEqual(sent, expected);
+});
+
 Deno.test("http1: a request body of unknown length is forwarded chunked", async () => {
   let received = "";
   await using backend = startRawBackend(async (conn, head) => {

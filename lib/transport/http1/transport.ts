@@ -95,7 +95,7 @@ async function exchange(
     const { body } = request;
     const chunked = body instanceof ReadableStream &&
       !request.fields.some(([name]) => name === "content-length");
-    const headBytes = encodeHead(request, chunked);
+    const headBytes = encodeHead(conn, request, chunked);
     if (body instanceof Uint8Array) {
       const all = new Uint8Array(headBytes.length + body.length);
       all.set(headBytes);
@@ -155,7 +155,7 @@ async function writeBody(conn: Connection, body: ReadableStream<Uint8Array>, chu
  * request target as UTF-8 and field values as octets (latin1), so each is
  * encoded back the same way.
  */
-function encodeHead(request: UpstreamRequest, chunked: boolean): Uint8Array {
+function encodeHead(conn: Connection, request: UpstreamRequest, chunked: boolean): Uint8Array {
   const line = `${request.method} ${request.target} HTTP/1.1\r\n`;
   let text = "";
   const { body } = request;
@@ -166,8 +166,10 @@ function encodeHead(request: UpstreamRequest, chunked: boolean): Uint8Array {
   if (body instanceof Uint8Array) text += `content-length: ${body.length}\r\n`;
   else if (chunked) text += "transfer-encoding: chunked\r\n";
   text += "\r\n";
-  // The common case is all ASCII, where both encodings agree: one native call.
-  if (ASCII.test(line) && ASCII.test(text)) return utf8.encode(line + text);
+  // The common case is all ASCII, where both encodings agree (so a head too long
+  // for the connection's buffer may take the other path too).
+  const ascii = conn.asciiBytes(line + text);
+  if (ascii !== null) return ascii;
   const lineBytes = utf8.encode(line);
   const fields = encodeLatin1(text);
   const out = new Uint8Array(lineBytes.length + fields.length);
@@ -175,9 +177,6 @@ function encodeHead(request: UpstreamRequest, chunked: boolean): Uint8Array {
   out.set(fields, lineBytes.length);
   return out;
 }
-
-// Anything outside ASCII needs the slow path (no control characters reach here: Headers rejects them).
-const ASCII = /^[\t\r\n\x20-\x7e]*$/;
 
 const utf8 = new TextEncoder();
 
