@@ -130,8 +130,8 @@ Deno.test("http1: heads of any length on one connection arrive whole, none with 
   await using backend = scripted(() => "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
   await using lb = await startStrom(poolToml([backend.address], { extra: HTTP1 }));
   const url = `http://127.0.0.1:${lb.strom.port("http_address")}`;
-  // Short, longer than the connection's first head buffer, short, longer than
-  // it may grow (another encoding path), non-ASCII, short again.
+  // Short, long, short, longer than the connection's read buffer (another
+  // encoding path), non-ASCII, short again.
   const values = ["a", "b".repeat(3000), "c", "d".repeat(20_000), "caf\u00e9", "e"];
   for (const [i, value] of values.entries()) {
     const headers = new Headers();

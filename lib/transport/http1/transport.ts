@@ -167,7 +167,7 @@ function encodeHead(conn: Connection, request: UpstreamRequest, chunked: boolean
   else if (chunked) text += "transfer-encoding: chunked\r\n";
   text += "\r\n";
   // The common case is all ASCII, where both encodings agree (so a head too long
-  // for the connection's buffer may take the other path too).
+  // for the connection's read buffer may take the other path too).
   const ascii = conn.asciiBytes(line + text);
   if (ascii !== null) return ascii;
   const lineBytes = utf8.encode(line);
