@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
+  latin1,
   parseChunkSize,
   parseResponseHead,
   ProtocolError,
@@ -71,6 +72,24 @@ Deno.test("parseResponseHead() frames every well-formed head as announced", () =
         }
       },
     ),
+    options,
+  );
+});
+
+Deno.test("latin1() maps every byte to the character of that code, ASCII or not", () => {
+  // Bytes biased towards ASCII, UTF-8 sequences (valid or cut), a BOM and U+FFFD's encoding.
+  const piece = fc.oneof(
+    fc.uint8Array({ maxLength: 40 }).map((b) => b.map((x) => x & 0x7f)),
+    fc.uint8Array({ maxLength: 8 }),
+    fc.constantFrom([0xef, 0xbb, 0xbf], [0xef, 0xbf, 0xbd], [0xc3, 0xa9], [0xf0, 0x9f, 0x98, 0x80]),
+  );
+  fc.assert(
+    fc.property(fc.array(piece, { maxLength: 8 }), (pieces) => {
+      const bytes = new Uint8Array(pieces.flatMap((p) => [...p]));
+      const text = latin1(bytes);
+      assert.equal(text.length, bytes.length);
+      for (let i = 0; i < bytes.length; i++) assert.equal(text.charCodeAt(i), bytes[i]);
+    }),
     options,
   );
 });
