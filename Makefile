@@ -6,9 +6,10 @@ LOCAL_DENO := .tools/node_modules/.bin/deno
 DENO ?= $(shell command -v deno 2>/dev/null || echo $(LOCAL_DENO))
 PERMS := --allow-net --allow-read --allow-write --allow-env --allow-sys --allow-ffi
 # --unstable-no-legacy-abort: request.signal aborts only when the client really goes away.
-# --unstable-net: SO_REUSEPORT for `workers`. V8's default heap sizing lets the young generation
-# reach 32 MB and the old one grow up to 4x before a full collection; with these two flags, peak
-# RSS under load is ~25 MB lower at no measurable CPU cost (README, Performance).
+# --unstable-net: SO_REUSEPORT for `workers`. V8 flags: semi-spaces of 4 MB (V8's default goes
+# to 16), and a full collection once the old generation grew by 20 % (at least 8 MB) instead of
+# up to 4x. Peak RSS under load ~100 MB against 117-135 with 8 MB semi-spaces alone, at no CPU
+# cost this noisy machine could resolve (README, Performance).
 FLAGS := --unstable-no-legacy-abort --unstable-net --v8-flags=--max-semi-space-size=4,--heap-growing-percent=20
 
 .PHONY: start test check fmt dashboard bench soak bench-deps compile release clean deno
