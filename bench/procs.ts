@@ -82,12 +82,43 @@ function signal(pid: number, sig: Deno.Signal): void {
   }
 }
 
-/** Finds a free TCP port on 127.0.0.1 by binding port 0 and releasing it. */
+/**
+ * A TCP port on 127.0.0.1 that is free now, for programs that must be told their port before
+ * they start (nginx, HAProxy, Caddy, the soak's backends that restart on their port; in the
+ * tests pebble, slapd, redis-server, an HTTP-01 port). It is taken below the kernel's ephemeral
+ * range, so neither a port-0 listener nor an outgoing connection (wrk's, a test's running in
+ * parallel) can take it between this check and the program's bind; a port handed out once is
+ * not handed out again by this process.
+ */
 export function freePort(): number {
+  const [low] = ephemeralRange();
+  const first = 10_000;
+  for (let attempt = 0; attempt < 200 && low - first > 1_000; attempt++) {
+    const port = first + Math.floor(Math.random() * (low - first));
+    if (handedOut.has(port)) continue;
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+    } catch {
+      continue; // in use by something else
+    }
+    handedOut.add(port);
+    return port;
+  }
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
+  const { port } = listener.addr as Deno.NetAddr;
   listener.close();
   return port;
+}
+
+const handedOut = new Set<number>();
+
+function ephemeralRange(): [number, number] {
+  try {
+    const [low, high] = Deno.readTextFileSync("/proc/sys/net/ipv4/ip_local_port_range")
+      .trim().split(/\s+/).map(Number);
+    if (low > 0 && high >= low) return [low, high];
+  } catch { /* not Linux: fall back to the usual default */ }
+  return [32_768, 60_999];
 }
 
 /** Polls `check` every 50 ms until it returns a value other than null; throws `what` on timeout. */

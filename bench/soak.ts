@@ -11,17 +11,11 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { lineChart } from "./png.ts";
 import { RUN_FLAGS } from "../scripts/build.ts";
+import { freePort } from "./procs.ts";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const RESULTS = join(ROOT, "bench", "results");
 const FLAGS = ["--allow-all", ...RUN_FLAGS];
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 /** A backend process on a fixed port (so a restart comes back on the same address). */
 class Backend {

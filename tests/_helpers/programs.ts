@@ -1,6 +1,8 @@
 // External programs tests use (slapd, redis-server): found on PATH or in the
 // sbin folders, with a one-line reason naming the package when missing.
 
+export { freePort } from "../../bench/procs.ts";
+
 const EXTRA_DIRS = ["/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/local/bin", "/usr/bin"];
 
 /** The full path of a program, or null when it is not installed. */
@@ -22,44 +24,6 @@ export function requirePrograms(programs: readonly string[], pkg: string): boole
     `Skipping tests that need ${missing.join(", ")}: install the Debian package "${pkg}"`,
   );
   return false;
-}
-
-/**
- * A TCP port on 127.0.0.1 that is free now, for programs that must be told their port before
- * they start (pebble, slapd, redis-server, an HTTP-01 port). It is taken below the kernel's
- * ephemeral range, so neither a port-0 listener nor an outgoing connection of a test running
- * in parallel can take it between this check and the program's bind; a port handed out once
- * is not handed out again by this process.
- */
-export function freePort(): number {
-  const [low] = ephemeralRange();
-  const first = 10_000;
-  for (let attempt = 0; attempt < 200 && low - first > 1_000; attempt++) {
-    const port = first + Math.floor(Math.random() * (low - first));
-    if (handedOut.has(port)) continue;
-    try {
-      Deno.listen({ hostname: "127.0.0.1", port }).close();
-    } catch {
-      continue; // in use by something else
-    }
-    handedOut.add(port);
-    return port;
-  }
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
-const handedOut = new Set<number>();
-
-function ephemeralRange(): [number, number] {
-  try {
-    const [low, high] = Deno.readTextFileSync("/proc/sys/net/ipv4/ip_local_port_range")
-      .trim().split(/\s+/).map(Number);
-    if (low > 0 && high >= low) return [low, high];
-  } catch { /* not Linux: fall back to the usual default */ }
-  return [32_768, 60_999];
 }
 
 /** Waits until something accepts TCP connections on 127.0.0.1:port. */
