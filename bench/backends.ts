@@ -4,7 +4,7 @@
 // body naming itself, and each keeps a log from which requests are counted.
 
 import type { BenchContext } from "./context.ts";
-import { freePort, hasCommand, type Proc, readyOrStop, waitForPort } from "./procs.ts";
+import { cpuSeconds, freePort, hasCommand, type Proc, readyOrStop, waitForPort } from "./procs.ts";
 
 /** Three running backends and a way to count the requests each has served. */
 export interface Backends {
@@ -18,6 +18,8 @@ export interface Backends {
   counts(): Promise<number[]>;
   /** Errors the backends logged so far (e.g. the last line of each Python traceback). */
   problems(): Promise<string[]>;
+  /** CPU seconds the backend processes have used so far (absent or null: not measured). */
+  cpuSeconds?(): Promise<number | null>;
   /** Stops the backend processes. */
   stop(): Promise<void>;
 }
@@ -123,6 +125,10 @@ export async function startPythonBackends(ctx: BenchContext): Promise<Backends> 
       "probes: one per backend per 10 s while Strom runs)",
     counts: () => Promise.all(logs.map((l) => countLines(l, (line) => PY_REQUEST.test(line)))),
     problems: async () => (await Promise.all(logs.map((l) => readLines(l, isErrorLine)))).flat(),
+    cpuSeconds: async () => {
+      const each = await Promise.all(procs.map((p) => cpuSeconds(p.pid)));
+      return each.some((s) => s === null) ? null : each.reduce((a, b) => a! + b!, 0);
+    },
     stop: async () => {
       await Promise.all(procs.map((p) => ctx.group.stop(p)));
     },

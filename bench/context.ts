@@ -11,16 +11,18 @@ export interface BenchOptions {
   readonly only: readonly number[];
   /** TOML lines added to every Strom pool, in every scenario (default none). */
   readonly stromExtra: string;
-  /** Strom runs of scenario 2: a name and TOML lines added to the pool. */
+  /** Strom runs of scenario 2: a name, TOML lines added to the pool, V8 flags added. */
   readonly stromVariants: readonly StromVariant[];
   /** How many times scenario 2 goes through all its targets (the median run is reported). */
   readonly rounds: number;
 }
 
-/** A named set of per-pool TOML lines for one Strom run in scenario 2. */
+/** A named set of per-pool TOML lines, or of V8 flags, for one Strom run in scenario 2. */
 export interface StromVariant {
   readonly name: string;
   readonly toml: string;
+  /** V8 flags after Strom's own (`--a,--no-b`; V8 takes the last of two that disagree); "" for none. */
+  readonly v8: string;
 }
 
 /** The shared state of one harness run. */

@@ -5,6 +5,7 @@ import type { Backends } from "./backends.ts";
 import type { BenchContext } from "./context.ts";
 import { type Load, parseWrk, runWrk, wrkArgs, type WrkResult } from "./wrk.ts";
 import { listenOverflows } from "./netstat.ts";
+import { machineCpu } from "./procs.ts";
 import { preflight, type Rss, type Target } from "./target.ts";
 
 /** Requests per backend during a run and how uneven they were. */
@@ -28,6 +29,10 @@ export interface RunRecord {
   readonly rss: Rss | null;
   /** CPU microseconds the proxy used per completed request during the run; null when not measured. */
   readonly cpuUsPerRequest: number | null;
+  /** The same for the backend processes (scenario 3's Python servers); null when not measured. */
+  readonly backendCpuUsPerRequest: number | null;
+  /** How busy all the machine's cores were during the run, in % (null when unreadable). */
+  readonly machineBusyPct: number | null;
   readonly notes: readonly string[];
 }
 
@@ -66,11 +71,15 @@ export async function measure(ctx: BenchContext, spec: MeasureSpec): Promise<Run
     const finish = spec.target.watch ? await spec.target.watch() : null;
     const overflowsBefore = await listenOverflows();
     const cpuBefore = await spec.target.cpuSeconds?.() ?? null;
+    const backendCpuBefore = await spec.backends.cpuSeconds?.() ?? null;
+    const machineBefore = await machineCpu();
     const raw = await runWrk(ctx.group, {
       load: spec.load,
       url: spec.target.url,
       rawPath: `${ctx.rawDir}/${spec.slug}.txt`,
     });
+    const machineAfter = await machineCpu();
+    const backendCpuAfter = await spec.backends.cpuSeconds?.() ?? null;
     const cpuAfter = await spec.target.cpuSeconds?.() ?? null;
     const result = parseWrk(raw);
     const after = await spec.backends.counts();
@@ -89,9 +98,13 @@ export async function measure(ctx: BenchContext, spec: MeasureSpec): Promise<Run
         spreadPct: spec.balanced ? spreadPct(counts) : null,
       },
       rss: await spec.target.peakRss(),
-      cpuUsPerRequest: cpuBefore === null || cpuAfter === null || result.requests === 0
+      cpuUsPerRequest: perRequest(cpuBefore, cpuAfter, result.requests),
+      backendCpuUsPerRequest: perRequest(backendCpuBefore, backendCpuAfter, result.requests),
+      machineBusyPct: machineBefore === null || machineAfter === null ||
+          machineAfter.total <= machineBefore.total
         ? null
-        : (cpuAfter - cpuBefore) * 1e6 / result.requests,
+        : (machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total) *
+          100,
       notes,
     };
   } catch (e) {
@@ -103,9 +116,18 @@ export async function measure(ctx: BenchContext, spec: MeasureSpec): Promise<Run
       distribution: null,
       rss: null,
       cpuUsPerRequest: null,
+      backendCpuUsPerRequest: null,
+      machineBusyPct: null,
       notes,
     };
   }
+}
+
+/** CPU microseconds per request between two readings in seconds; null when one is missing. */
+function perRequest(before: number | null, after: number | null, requests: number): number | null {
+  return before === null || after === null || requests === 0
+    ? null
+    : (after - before) * 1e6 / requests;
 }
 
 function overflowNote(before: number | null, after: number | null): string | null {
@@ -153,6 +175,8 @@ export async function measureStarted(
       distribution: null,
       rss: null,
       cpuUsPerRequest: null,
+      backendCpuUsPerRequest: null,
+      machineBusyPct: null,
       notes: [],
     };
   }

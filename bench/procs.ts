@@ -202,6 +202,21 @@ export async function cpuSeconds(pid: number): Promise<number | null> {
   return fields === null ? null : (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime
 }
 
+/**
+ * The machine's CPU time so far from /proc/stat's first line, in seconds
+ * summed over all cores: `busy` (everything but idle and iowait) and `total`;
+ * null when unreadable.
+ */
+export async function machineCpu(): Promise<{ busy: number; total: number } | null> {
+  const text = await Deno.readTextFile("/proc/stat").catch(() => "");
+  const fields = /^cpu\s+([\d ]+)/.exec(text)?.[1].trim().split(/\s+/).map(Number);
+  if (!fields || fields.length < 5 || fields.some((n) => !Number.isFinite(n))) return null;
+  // user nice system idle iowait irq softirq steal (guest time is inside user)
+  const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
+  const idle = fields[3] + fields[4];
+  return { busy: (total - idle) / 100, total: total / 100 };
+}
+
 /** Pids whose parent is `pid`, found by scanning /proc. */
 export async function childPids(pid: number): Promise<number[]> {
   const children: number[] = [];

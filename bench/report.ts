@@ -82,9 +82,36 @@ function renderScenario(s: ScenarioReport): string[] {
   if (s.error) lines.push(`**Scenario failed:** ${s.error}`, "");
   for (const skip of s.skipped) lines.push(`**Skipped** ${skip}.`, "");
   if (COMPARED.includes(s.id) && s.runs.length > 0) lines.push(...renderComparison(s.runs));
+  if (s.runs.some((r) => r.backendCpuUsPerRequest !== null)) lines.push(...renderCpuBudget(s.runs));
   if (s.runs.length > 0) lines.push(...renderRuns(s.runs), ...renderNotes(s.runs));
   if (s.runs.length > 0) lines.push(...renderCommands(s.runs));
   return lines;
+}
+
+/**
+ * Where each run's CPU went: the proxy's and the backends' CPU per request,
+ * and how busy the machine's cores were. When the cores are saturated,
+ * throughput is what the cores can do divided by what a request costs all of
+ * them together.
+ */
+function renderCpuBudget(runs: readonly RunRecord[]): string[] {
+  const us = (n: number | null) => n === null ? "-" : `${n.toFixed(0)} us`;
+  const rows = runs.filter((r) => r.result).map((run) => {
+    const both = run.cpuUsPerRequest === null || run.backendCpuUsPerRequest === null
+      ? null
+      : run.cpuUsPerRequest + run.backendCpuUsPerRequest;
+    const busy = run.machineBusyPct === null ? "-" : `${run.machineBusyPct.toFixed(0)} %`;
+    return `| ${run.label} | ${rps(run.result!.reqPerSec)} | ${us(run.cpuUsPerRequest)} | ` +
+      `${us(run.backendCpuUsPerRequest)} | ${us(both)} | ${busy} |`;
+  });
+  return [
+    "CPU per request, by process (the machine's busy share is of all its cores; wrk takes the rest):",
+    "",
+    "| target | req/s | proxy CPU/req | backends CPU/req | proxy + backends | machine busy |",
+    "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ...rows,
+    "",
+  ];
 }
 
 const RUN_HEADER = "| run | requests | duration | req/s | avg | p50 | p75 | p90 | p99 | max | " +

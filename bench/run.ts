@@ -17,13 +17,15 @@ const USAGE = `Usage: deno run --allow-all bench/run.ts [options]
   --only=1,2,3,4,5            scenarios to run (default all; 4 and 5 are HTTPS)
   --strom-extra=TOML          lines added to Strom's pool in every scenario, e.g. 'transport = "fetch"'
   --strom-variant=NAME:TOML   a Strom run of scenario 2 (repeatable; default one "strom (default)")
+  --strom-v8-variant=NAME:FLAGS  a Strom run of scenario 2 with these V8 flags after its own
+                              (comma-separated, e.g. --concurrent-recompilation; repeatable)
                               with its own extra pool lines; "\\n" in TOML separates lines
   --rounds=N                  scenario 2 goes through all its targets N times, interleaved, and
                               reports each target's median run (default 1)
   --help                      this text`;
 
 /** The default Strom run of scenario 2. */
-export const DEFAULT_VARIANT: StromVariant = { name: "strom (default)", toml: "" };
+export const DEFAULT_VARIANT: StromVariant = { name: "strom (default)", toml: "", v8: "" };
 
 /** Parses the harness's arguments; throws an Error with a message for bad ones. */
 export function parseOptions(args: string[]): BenchOptions | null {
@@ -34,6 +36,7 @@ export function parseOptions(args: string[]): BenchOptions | null {
       only: { type: "string", default: "1,2,3,4,5" },
       "strom-extra": { type: "string", default: "" },
       "strom-variant": { type: "string", multiple: true, default: [] },
+      "strom-v8-variant": { type: "string", multiple: true, default: [] },
       rounds: { type: "string", default: "1" },
       help: { type: "boolean", default: false },
     },
@@ -43,7 +46,10 @@ export function parseOptions(args: string[]): BenchOptions | null {
   if (only.some((n) => ![1, 2, 3, 4, 5].includes(n))) {
     throw new Error(`Invalid --only "${values.only}" (expected scenario numbers 1 to 5)`);
   }
-  const variants = values["strom-variant"].map(parseVariant);
+  const variants = [
+    ...values["strom-variant"].map(parseVariant),
+    ...values["strom-v8-variant"].map(parseV8Variant),
+  ];
   const rounds = Number(values.rounds);
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 9) {
     throw new Error(`Invalid --rounds "${values.rounds}" (expected 1 to 9)`);
@@ -60,7 +66,17 @@ export function parseOptions(args: string[]): BenchOptions | null {
 function parseVariant(text: string): StromVariant {
   const colon = text.indexOf(":");
   if (colon <= 0) throw new Error(`Invalid --strom-variant "${text}" (expected name:toml lines)`);
-  return { name: text.slice(0, colon), toml: unescapeLines(text.slice(colon + 1)) };
+  return { name: text.slice(0, colon), toml: unescapeLines(text.slice(colon + 1)), v8: "" };
+}
+
+/** `NAME:--flag,--other-flag`: V8 flags, each a `--name` or `--name=value` without spaces. */
+function parseV8Variant(text: string): StromVariant {
+  const colon = text.indexOf(":");
+  const flags = colon > 0 ? text.slice(colon + 1).split(",") : [];
+  if (flags.length === 0 || !flags.every((f) => /^--[a-z][a-z0-9_-]*(=[^\s,]+)?$/.test(f))) {
+    throw new Error(`Invalid --strom-v8-variant "${text}" (expected name:--flag,--flag=value)`);
+  }
+  return { name: text.slice(0, colon), toml: "", v8: flags.join(",") };
 }
 
 function unescapeLines(text: string): string {

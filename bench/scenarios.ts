@@ -140,7 +140,12 @@ export async function peerRuns(ctx: BenchContext, backends: Backends): Promise<S
   for (const [i, variant] of ctx.options.stromVariants.entries()) {
     const extra = joinToml(ctx.options.stromExtra, variant.toml);
     const start = () =>
-      startStrom(ctx, { label: variant.name, addresses: backends.addresses, extra });
+      startStrom(ctx, {
+        label: variant.name,
+        addresses: backends.addresses,
+        extra,
+        v8: variant.v8,
+      });
     targets.push({
       label: variant.name,
       run: (round) =>
@@ -185,7 +190,7 @@ export async function peerRuns(ctx: BenchContext, backends: Backends): Promise<S
       ...ctx.options.stromVariants.map((v) =>
         `Strom variant "${v.name}": ${
           v.toml.trim() ? `\`${v.toml.replaceAll("\n", "; ")}\`` : "no extra lines"
-        }`
+        }${v.v8 ? `, V8 flags \`${v.v8}\` after Strom's own` : ""}`
       ),
       `Distribution: ${backends.countNote}.`,
     ],

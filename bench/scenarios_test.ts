@@ -18,8 +18,9 @@ Transfer/sec:    369.14KB
 `;
 import { medianRun } from "./scenarios.ts";
 import { parseOptions } from "./run.ts";
-import { stromConfig } from "./strom.ts";
-import { cpuSeconds, freePort, waitForPort } from "./procs.ts";
+import { stromCommand, stromConfig } from "./strom.ts";
+import { V8_FLAGS } from "../scripts/build.ts";
+import { cpuSeconds, freePort, machineCpu, waitForPort } from "./procs.ts";
 import { renderReport } from "./report.ts";
 import { DENO_FLOOR_LABEL } from "./peers.ts";
 import { parseConfig } from "../lib/config/load.ts";
@@ -38,6 +39,8 @@ function run(reqPerSec: number | null, cpuUsPerRequest: number | null = null): R
     distribution: null,
     rss: null,
     cpuUsPerRequest,
+    backendCpuUsPerRequest: null,
+    machineBusyPct: null,
     notes: ["a note"],
   };
 }
@@ -102,6 +105,42 @@ Deno.test("the report shows the proxy's CPU per request and its ratios to nginx 
   equal(ratios, "| default | 0.50x | n/a | n/a | 1.00x | 1.80x | 0.63x | 1.50x |");
 });
 
+Deno.test("scenario 3's report adds up the proxy's and the backends' CPU per request", () => {
+  const budget = (label: string, proxy: number | null, backends: number | null) => ({
+    ...run(1000, proxy),
+    label,
+    backendCpuUsPerRequest: backends,
+    machineBusyPct: 95.4,
+  });
+  const scenario = (runs: RunRecord[]) =>
+    renderReport({
+      machine: {
+        date: "2026-01-01T00:00:00Z",
+        cpu: "test",
+        cores: 2,
+        kernel: "linux",
+        versions: {},
+        stromCommit: "abc",
+        loadAtStart: "0 0 0",
+      },
+      commandLine: "bench",
+      quick: true,
+      elapsedS: 1,
+      loadAtEnd: "0 0 0",
+      scenarios: [{ id: 3, title: "python", setup: [], skipped: [], error: null, runs }],
+    });
+  const report = scenario([budget("Strom", 280.4, 900), budget("nginx", 100, null)]);
+  const lines = report.split("\n");
+  ok(lines.includes("| Strom | 1,000 | 280 us | 900 us | 1180 us | 95 % |"), report);
+  ok(lines.includes("| nginx | 1,000 | 100 us | - | - | 95 % |"), report);
+  ok(!scenario([run(1000, 50)]).includes("backends CPU/req"), "no table without backend CPU");
+});
+
+Deno.test("machineCpu() reads the cores' busy and total time", async () => {
+  const cpu = (await machineCpu())!;
+  ok(cpu.total > 0 && cpu.busy > 0 && cpu.busy < cpu.total, JSON.stringify(cpu));
+});
+
 Deno.test("cpuSeconds() reads the CPU time a process has used", async () => {
   const before = (await cpuSeconds(Deno.pid))!;
   let after = before;
@@ -121,6 +160,27 @@ Deno.test("parseOptions() reads --rounds and refuses nonsense", () => {
   equal(parseOptions(["--rounds=3"])!.rounds, 3);
   throws(() => parseOptions(["--rounds=0"]), /Invalid --rounds "0"/);
   throws(() => parseOptions(["--rounds=two"]), /Invalid --rounds/);
+});
+
+Deno.test("a V8 variant runs Strom with its flags after Strom's own, and bad flags are refused", () => {
+  const options = parseOptions([
+    "--strom-variant=default:",
+    "--strom-v8-variant=concurrent:--concurrent-recompilation,--max-semi-space-size=8",
+  ])!;
+  deepStrictEqual(options.stromVariants, [
+    { name: "default", toml: "", v8: "" },
+    { name: "concurrent", toml: "", v8: "--concurrent-recompilation,--max-semi-space-size=8" },
+  ]);
+  const plain = stromCommand("s.toml");
+  const tuned = stromCommand("s.toml", options.stromVariants[1].v8);
+  ok(plain.includes(V8_FLAGS));
+  deepStrictEqual(
+    tuned,
+    plain.map((f) => f === V8_FLAGS ? `${V8_FLAGS},${options.stromVariants[1].v8}` : f),
+  );
+  for (const bad of ["x:", "x:concurrent", "x:--a b", ":--a", "--a"]) {
+    throws(() => parseOptions([`--strom-v8-variant=${bad}`]), /Invalid --strom-v8-variant/, bad);
+  }
 });
 
 Deno.test("the benchmark's Strom config is valid, with and without HTTPS", async () => {

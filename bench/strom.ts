@@ -6,7 +6,7 @@ import type { BenchContext } from "./context.ts";
 import { exitMessage, freePort, type Proc, readyOrStop, waitFor, waitForPort } from "./procs.ts";
 import { processCpu, processRss, type Target, targetUrl } from "./target.ts";
 import type { BenchTls } from "./tls.ts";
-import { RUN_FLAGS } from "../scripts/build.ts";
+import { RUN_FLAGS, V8_FLAGS } from "../scripts/build.ts";
 
 /** Options for a Strom target. */
 export interface StromOptions {
@@ -14,6 +14,8 @@ export interface StromOptions {
   readonly addresses: readonly string[];
   /** TOML lines appended to the pool table (e.g. `transport = "fetch"`); "" for none. */
   readonly extra: string;
+  /** V8 flags after Strom's own (a scenario 2 variant); "" or absent for none. */
+  readonly v8?: string;
   /** Terminate TLS with this certificate: wrk then loads the HTTPS listener. */
   readonly tls?: BenchTls;
 }
@@ -52,13 +54,15 @@ ${extra}
 ${certificate}`;
 }
 
-/** The exact command line Strom is started with (for the report). */
-export function stromCommand(configPath: string): string[] {
+/**
+ * The exact command line Strom is started with (for the report): as `make
+ * start` and the compiled binary run it, with `v8` flags after Strom's own.
+ */
+export function stromCommand(configPath: string, v8 = ""): string[] {
   return [
     "run",
     "--allow-all",
-    // As `make start` and the compiled binary run it.
-    ...RUN_FLAGS,
+    ...RUN_FLAGS.map((flag) => v8 && flag === V8_FLAGS ? `${flag},${v8}` : flag),
     "main.ts",
     "--config",
     configPath,
@@ -72,11 +76,16 @@ export async function startStrom(ctx: BenchContext, options: StromOptions): Prom
   const ports = { http: freePort(), admin, https: options.tls ? freePort() : undefined };
   const config = stromConfig(ports, options);
   await Deno.writeTextFile(`${dir}/strom.toml`, config);
-  const proc = ctx.group.spawn(options.label, Deno.execPath(), stromCommand(`${dir}/strom.toml`), {
-    cwd: ctx.repo,
-    stdoutPath: `${dir}/stdout.log`,
-    stderrPath: `${dir}/stderr.log`,
-  });
+  const proc = ctx.group.spawn(
+    options.label,
+    Deno.execPath(),
+    stromCommand(`${dir}/strom.toml`, options.v8),
+    {
+      cwd: ctx.repo,
+      stdoutPath: `${dir}/stdout.log`,
+      stderrPath: `${dir}/stderr.log`,
+    },
+  );
   const port = await readyOrStop(ctx.group, proc, listeningPort(proc));
   await readyOrStop(ctx.group, proc, waitForPort(admin, proc));
   if (ports.https !== undefined) await readyOrStop(ctx.group, proc, waitForPort(ports.https, proc));
