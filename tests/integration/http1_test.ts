@@ -283,6 +283,24 @@ Deno.test("http1: a small body is part of request_timeout: one that comes too la
   assert.equal(r.status, 504);
 });
 
+Deno.test("http1: bodies answered over one connection stay whole while the next request reuses it", async () => {
+  // Each answer's body is read from the connection's buffer, which the next
+  // request on the connection overwrites at once (its head is encoded there):
+  // every client must still get its own body, byte for byte.
+  const body = (path: string) => `${path}:`.padEnd(300, path.slice(-1));
+  await using backend = scripted((head) => {
+    const text = body(head.split(" ")[1]);
+    return `HTTP/1.1 200 OK\r\nContent-Length: ${text.length}\r\n\r\n${text}`;
+  });
+  await using lb = await startStrom(poolToml([backend.address], {
+    extra: `${HTTP1}\n[backend_pools.client]\nmax_connections_per_host = 1`,
+  }));
+  const paths = Array.from({ length: 30 }, (_, i) => `/r${i % 10}x${i}`);
+  const answers = await Promise.all(paths.map((p) => get(`${lb.url}${p}`)));
+  assert.deepEqual(answers.map((a) => a.text), paths.map(body));
+  assert.equal(backend.connections(), 1, "all of them over one backend connection");
+});
+
 Deno.test("http1: connections are reused up to the cap and requests queue beyond it", async () => {
   const gate = Promise.withResolvers<void>();
   let open = 0;

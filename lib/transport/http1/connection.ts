@@ -185,10 +185,15 @@ export class Connection {
     return out;
   }
 
-  /** The whole body when it is a Content-Length body already buffered; else null. */
+  /**
+   * The whole body when it is a Content-Length body already buffered; else
+   * null. A view of the read buffer, valid until the next read or request:
+   * only for `new Response`, which copies it (Fetch: a BufferSource body is
+   * "a copy of the bytes").
+   */
   #takeBufferedBody(framing: Framing): Uint8Array<ArrayBuffer> | null {
     if (framing.kind !== "length" || this.#end - this.#start < framing.length) return null;
-    const body = this.#buf.slice(this.#start, this.#start + framing.length);
+    const body = this.#buf.subarray(this.#start, this.#start + framing.length);
     this.#start += framing.length;
     return body;
   }
@@ -209,8 +214,11 @@ export class Connection {
     }
     const buffered = this.#takeBufferedBody(head.framing);
     if (buffered !== null) {
+      // Copied into the Response before the connection is released: the next
+      // request on it reuses the buffer.
+      const response = new Response(buffered, { status: head.status });
       done(true, buffered.length);
-      return withFields(new Response(buffered, { status: head.status }), head.fields);
+      return withFields(response, head.fields);
     }
     const body = this.bodyStream(head.framing, done, stallTimeoutMs);
     return withFields(new Response(body, { status: head.status }), head.fields);
