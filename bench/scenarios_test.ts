@@ -64,12 +64,9 @@ Deno.test("medianRun() lists every round's proxy CPU per request when it was mea
   ]);
 });
 
-Deno.test("the report shows the proxy's CPU per request and its ratios to nginx and the floor", () => {
-  const labelled = (label: string, reqPerSec: number, cpu: number | null) => ({
-    ...run(reqPerSec, cpu),
-    label,
-  });
-  const report = renderReport({
+/** The report of one scenario `id` with these runs, on a made-up machine. */
+function reportOf(id: number, runs: RunRecord[]): string {
+  return renderReport({
     machine: {
       date: "2026-01-01T00:00:00Z",
       cpu: "test",
@@ -83,20 +80,21 @@ Deno.test("the report shows the proxy's CPU per request and its ratios to nginx 
     quick: true,
     elapsedS: 1,
     loadAtEnd: "0 0 0",
-    scenarios: [{
-      id: 2,
-      title: "side by side",
-      setup: [],
-      skipped: [],
-      error: null,
-      runs: [
-        labelled("direct (b1)", 4000, null),
-        labelled("nginx", 2000, 50),
-        labelled(DENO_FLOOR_LABEL, 1600, 60),
-        labelled("default", 1000, 90),
-      ],
-    }],
+    scenarios: [{ id, title: `scenario ${id}`, setup: [], skipped: [], error: null, runs }],
   });
+}
+
+Deno.test("the report shows the proxy's CPU per request and its ratios to nginx and the floor", () => {
+  const labelled = (label: string, reqPerSec: number, cpu: number | null) => ({
+    ...run(reqPerSec, cpu),
+    label,
+  });
+  const report = reportOf(2, [
+    labelled("direct (b1)", 4000, null),
+    labelled("nginx", 2000, 50),
+    labelled(DENO_FLOOR_LABEL, 1600, 60),
+    labelled("default", 1000, 90),
+  ]);
   const row = (label: string) => report.split("\n").find((l) => l.startsWith(`| ${label} |`));
   match(row("nginx")!, /\| 50 us \| - \|$/);
   match(row("direct (b1)")!, /\| - \| - \|$/);
@@ -112,23 +110,7 @@ Deno.test("scenario 3's report adds up the proxy's and the backends' CPU per req
     backendCpuUsPerRequest: backends,
     machineBusyPct: 95.4,
   });
-  const scenario = (runs: RunRecord[]) =>
-    renderReport({
-      machine: {
-        date: "2026-01-01T00:00:00Z",
-        cpu: "test",
-        cores: 2,
-        kernel: "linux",
-        versions: {},
-        stromCommit: "abc",
-        loadAtStart: "0 0 0",
-      },
-      commandLine: "bench",
-      quick: true,
-      elapsedS: 1,
-      loadAtEnd: "0 0 0",
-      scenarios: [{ id: 3, title: "python", setup: [], skipped: [], error: null, runs }],
-    });
+  const scenario = (runs: RunRecord[]) => reportOf(3, runs);
   const report = scenario([budget("Strom", 280.4, 900), budget("nginx", 100, null)]);
   const lines = report.split("\n");
   ok(lines.includes("| Strom | 1,000 | 280 us | 900 us | 1180 us | 95 % |"), report);
