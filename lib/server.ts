@@ -24,6 +24,7 @@ import { AccessLog } from "./access_log.ts";
 import { ClientTimeouts } from "./net/client_timeouts.ts";
 import { openSocketTable } from "./net/sockets.ts";
 import { isolateActivity } from "./net/activity.ts";
+import { MemoryTrimmer, openMallocTrim, type Trim } from "./memory_trim.ts";
 
 export { ListenError } from "./listen.ts";
 import type { LoadedCertificate } from "./tls/pem.ts";
@@ -44,6 +45,8 @@ export interface StartOptions {
   readonly configSource?: ConfigSource;
   /** ACME timers and protocol (default: real time, acme-client); tests inject a manual clock. */
   readonly acme?: AcmeTuning;
+  /** How memory is trimmed, or why it cannot be (default: glibc's malloc_trim, lib/memory_trim.ts). */
+  readonly memoryTrim?: Trim | string;
 }
 
 /** The outcome of a reload. */
@@ -79,6 +82,7 @@ export class Strom {
   #liveTimer: ReturnType<typeof setTimeout> | undefined;
   #lagSampler: { stop(): void } | null = null;
   #clientTimeouts: ClientTimeouts | null = null;
+  #memoryTrimmer: MemoryTrimmer | null = null;
   #stopping: Promise<void> | null = null;
 
   private constructor(runtime: Runtime, options: StartOptions, deps: RuntimeDeps) {
@@ -177,7 +181,25 @@ export class Strom {
     strom.#sampleLive();
     strom.#lagSampler = strom.traffic.sampleEventLoop();
     strom.#watchClients();
+    strom.#trimMemory(options.memoryTrim ?? openMallocTrim());
     return strom;
+  }
+
+  /** Starts memory trimming (lib/memory_trim.ts) for the whole process, workers included. */
+  #trimMemory(trim: Trim | string): void {
+    if (typeof trim === "string") {
+      if (this.#runtime.config.memoryTrimIntervalMs > 0) {
+        this.log.debug(`Memory is not trimmed: ${trim}`);
+      }
+      return;
+    }
+    this.#memoryTrimmer = new MemoryTrimmer({
+      clock: this.#deps.clock,
+      log: this.log,
+      trim,
+      intervalMs: () => this.#runtime.config.memoryTrimIntervalMs,
+    });
+    this.#memoryTrimmer.start();
   }
 
   /** Starts the client header and idle timeouts (lib/net/client_timeouts.ts) where they work. */
@@ -436,6 +458,7 @@ export class Strom {
     if (!clean) this.log.warn(`Stopped with requests still in flight after ${graceMs} ms`);
     this.health.stop();
     this.#lagSampler?.stop();
+    await this.#memoryTrimmer?.stop();
     this.#runtime.close();
     await this.#accessLog?.close();
   }

@@ -177,6 +177,11 @@ export interface Config {
   readonly clientHeaderTimeoutMs: number;
   /** A client connection idle this long after its last request is closed; 0: never. Default 60 s. */
   readonly clientIdleTimeoutMs: number;
+  /**
+   * How often freed malloc memory is returned to the OS (lib/memory_trim.ts);
+   * 0: never. Default 1 s.
+   */
+  readonly memoryTrimIntervalMs: number;
   /** Worker isolates serving the HTTP port (SO_REUSEPORT). Default 1. */
   readonly workers: number;
   /** Seconds between health rounds; 0 disables. Default 10. */

@@ -59,6 +59,7 @@ export function validateConfig(doc: Record<string, unknown>, origin: Origin): Va
   if (sendTimeoutMs === 0) top.problem("send_timeout", "expected a positive duration");
   const clientHeaderTimeoutMs = readClientTimeout(top, "client_header_timeout", 10_000);
   const clientIdleTimeoutMs = readClientTimeout(top, "client_idle_timeout", 60_000);
+  const memoryTrimIntervalMs = readMemoryTrimInterval(top);
   const trustedProxies = readNetworks(top, "trusted_proxies") ?? [];
   const accessLog = readAccessLog(top.subtable("access_log"), origin.baseDir);
   const pools = readPools(top, warnings, origin.baseDir);
@@ -90,6 +91,7 @@ export function validateConfig(doc: Record<string, unknown>, origin: Origin): Va
       sendTimeoutMs: sendTimeoutMs!,
       clientHeaderTimeoutMs: clientHeaderTimeoutMs!,
       clientIdleTimeoutMs: clientIdleTimeoutMs!,
+      memoryTrimIntervalMs: memoryTrimIntervalMs!,
       healthCheckEverySec: healthCheckEverySec!,
       trustedProxies,
       accessLog: accessLog ?? null,
@@ -118,6 +120,18 @@ function readClientTimeout(top: TableReader, key: string, fallback: number): num
   const ms = parseDurationMs(top.raw(key), key, top.problems);
   if (ms !== undefined && ms > 0 && ms < 1000) {
     top.problem(key, "expected 0 (off) or at least 1s: it is checked once a second");
+    return undefined;
+  }
+  return ms;
+}
+
+/** `memory_trim_interval`: 0 (off) or at least 100 ms; default 1 s (lib/memory_trim.ts). */
+function readMemoryTrimInterval(top: TableReader): number | undefined {
+  const key = "memory_trim_interval";
+  if (!top.has(key)) return 1000;
+  const ms = parseDurationMs(top.raw(key), key, top.problems);
+  if (ms !== undefined && ms > 0 && ms < 100) {
+    top.problem(key, "expected 0 (off) or at least 100ms");
     return undefined;
   }
   return ms;

@@ -8,6 +8,7 @@ import { Strom } from "../../lib/server.ts";
 import type { Probe } from "../../lib/health/probe.ts";
 import type { LogRing } from "../../lib/log_ring.ts";
 import type { AcmeTuning } from "../../lib/tls/acme.ts";
+import type { Trim } from "../../lib/memory_trim.ts";
 
 /** A test backend: a real HTTP server and what it has seen. */
 export interface TestBackend extends AsyncDisposable {
@@ -70,6 +71,8 @@ export interface StromTestOptions {
   readonly logRing?: LogRing;
   /** ACME timers and protocol (e.g. a ManualClock). */
   readonly acme?: AcmeTuning;
+  /** Memory trimming (default: glibc's malloc_trim). */
+  readonly memoryTrim?: Trim | string;
 }
 
 /**
@@ -91,6 +94,7 @@ export async function startStrom(toml: string, options: StromTestOptions = {}): 
     probe: options.probe,
     logRing: options.logRing,
     acme: options.acme,
+    memoryTrim: options.memoryTrim,
   });
   return {
     strom,

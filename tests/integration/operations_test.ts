@@ -5,6 +5,7 @@ import { get, poolToml, startBackend, startStrom, waitFor } from "../_helpers/se
 import * as N from "../../lib/metrics/names.ts";
 import { watchConfig } from "../../lib/config/watch.ts";
 import { createLogger } from "../../lib/log.ts";
+import { ManualClock } from "../_helpers/clock.ts";
 
 const TOKEN = "test-token-0123456789abcdef";
 
@@ -208,6 +209,45 @@ Deno.test("reloads every 200 ms under load fail no request; a broken file keeps 
   })).text();
   assert.equal(sample(metrics, `${N.CONFIG_RELOADS_TOTAL}{result="failure"}`), 1);
   assert.equal(sample(metrics, `${N.CONFIG_RELOADS_TOTAL}{result="success"}`), reloads);
+});
+
+Deno.test("memory is trimmed every memory_trim_interval, as a reload sets it, until shutdown", async () => {
+  const clock = new ManualClock();
+  let trims = 0;
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
+  await using backend = startBackend();
+  const pool = poolToml([backend.address]);
+  const lb = await startStrom(`memory_trim_interval = "2s"\n` + pool, {
+    deps: { clock },
+    memoryTrim: () => Promise.resolve(void trims++),
+  });
+  clock.advance(2000);
+  await settle();
+  clock.advance(2000);
+  await settle();
+  assert.equal(trims, 2);
+  assert.equal((await get(`${lb.url}/`)).status, 200);
+
+  assert.ok((await lb.strom.reload(`memory_trim_interval = 0\n` + pool)).ok);
+  clock.advance(2000); // the wait begun before the reload ends without a trim
+  await settle();
+  for (let i = 0; i < 10; i++) {
+    clock.advance(1000);
+    await settle();
+  }
+  assert.equal(trims, 2);
+
+  assert.ok((await lb.strom.reload(pool)).ok); // the default: every second
+  clock.advance(1000);
+  await settle();
+  clock.advance(1000);
+  await settle();
+  assert.equal(trims, 3);
+
+  await lb.strom.shutdown(1000);
+  clock.advance(10_000);
+  await settle();
+  assert.equal(trims, 3);
 });
 
 Deno.test("a reload keeps health and connections of remaining backends and stops a removed one", async () => {

@@ -583,6 +583,21 @@ max_ejection_time = "1m"
   );
 });
 
+Deno.test("parseConfig() reads memory_trim_interval: 1 s by default, 0 for off, at least 100ms", () => {
+  assert.equal(parseConfig(POOL, origin).memoryTrimIntervalMs, 1000);
+  assert.equal(parseConfig(`memory_trim_interval = 0\n` + POOL, origin).memoryTrimIntervalMs, 0);
+  assert.equal(
+    parseConfig(`memory_trim_interval = "250ms"\n` + POOL, origin).memoryTrimIntervalMs,
+    250,
+  );
+  assert.deepEqual(problemsOf(`memory_trim_interval = "10ms"\n` + POOL), [
+    "memory_trim_interval: expected 0 (off) or at least 100ms",
+  ]);
+  assert.deepEqual(problemsOf(`memory_trim_interval = -1\n` + POOL), [
+    'memory_trim_interval: expected a duration such as 30, "30s", "500ms" or { secs = 30, nanos = 0 }, found an integer (-1)',
+  ]);
+});
+
 Deno.test("parseConfig() reads the client timeouts: defaults, 0 for off, at least a second", () => {
   const defaults = parseConfig(POOL, origin);
   assert.equal(defaults.clientHeaderTimeoutMs, 10_000);

@@ -1,0 +1,88 @@
+// Memory trimming: returns to the operating system what malloc keeps after it
+// was freed. Under load, V8's compiler threads and the runtime's I/O threads
+// allocate and free megabytes through glibc's malloc, which keeps the freed
+// pages resident in its arenas (measured: ~10 MB of a ~100 MB peak, released
+// by one malloc_trim(0) while the load went on, and not taken back). HAProxy
+// trims the same way (its `no-memory-trimming` turns it off). The call runs on
+// a thread of the runtime's blocking pool, not on the JavaScript thread: it
+// takes 1-3 ms under load.
+
+import type { Clock } from "./clock.ts";
+import type { Logger } from "./log.ts";
+
+/** Returns freed malloc memory to the operating system; resolves when done. */
+export type Trim = () => Promise<void>;
+
+/** glibc's `malloc_trim(0)` through FFI, or why there is none here. */
+export function openMallocTrim(): Trim | string {
+  if (Deno.build.os !== "linux") return `it needs Linux with glibc (this is ${Deno.build.os})`;
+  try {
+    const { symbols } = Deno.dlopen("libc.so.6", {
+      malloc_trim: { parameters: ["usize"], result: "i32", nonblocking: true },
+    });
+    return async () => {
+      await symbols.malloc_trim(0n);
+    };
+  } catch (e) {
+    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+      return "it needs --allow-ffi";
+    }
+    return `glibc's malloc_trim is not available: ${e instanceof Error ? e.message : e}`;
+  }
+}
+
+export interface MemoryTrimmerOptions {
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly trim: Trim;
+  /** The live `memory_trim_interval` (read before every wait); 0: off for now. */
+  readonly intervalMs: () => number;
+}
+
+/** While off, how often the interval is looked at again (a reload may turn trimming on). */
+const OFF_RECHECK_MS = 1000;
+
+/** Calls `trim` every `intervalMs()` until stop(); one call at a time. */
+export class MemoryTrimmer {
+  readonly #o: MemoryTrimmerOptions;
+  #timer: number | undefined;
+  #running: Promise<void> | null = null;
+  #stopped = false;
+
+  constructor(options: MemoryTrimmerOptions) {
+    this.#o = options;
+  }
+
+  start(): void {
+    this.#schedule();
+  }
+
+  /** Stops; resolves once a trim in progress has returned. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer !== undefined) this.#o.clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#running;
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    const interval = this.#o.intervalMs();
+    this.#timer = this.#o.clock.setTimeout(async () => {
+      this.#timer = undefined;
+      if (interval > 0 && this.#o.intervalMs() > 0) {
+        this.#running = this.#o.trim();
+        try {
+          await this.#running;
+        } catch (e) {
+          this.#o.log.warn(`Memory trimming stopped: ${e instanceof Error ? e.message : e}`);
+          this.#stopped = true;
+          return;
+        } finally {
+          this.#running = null;
+        }
+      }
+      this.#schedule();
+    }, interval > 0 ? interval : OFF_RECHECK_MS);
+  }
+}
