@@ -24,7 +24,7 @@ import { AccessLog } from "./access_log.ts";
 import { ClientTimeouts } from "./net/client_timeouts.ts";
 import { openSocketTable } from "./net/sockets.ts";
 import { isolateActivity } from "./net/activity.ts";
-import { MemoryTrimmer, openMallocTrim, type Trim } from "./memory_trim.ts";
+import { MemoryTrimmer, processMallocTrim, type Trim } from "./memory_trim.ts";
 
 export { ListenError } from "./listen.ts";
 import type { LoadedCertificate } from "./tls/pem.ts";
@@ -181,7 +181,7 @@ export class Strom {
     strom.#sampleLive();
     strom.#lagSampler = strom.traffic.sampleEventLoop();
     strom.#watchClients();
-    strom.#trimMemory(options.memoryTrim ?? openMallocTrim());
+    strom.#trimMemory(options.memoryTrim ?? processMallocTrim());
     return strom;
   }
 
