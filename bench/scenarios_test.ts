@@ -193,6 +193,22 @@ Deno.test("the benchmark's Strom config is valid, with and without HTTPS", async
   }
 });
 
+Deno.test("a variant's top-level keys go to the top of Strom's config, the others into the pool", () => {
+  const config = parseConfig(
+    stromConfig({ http: 1, admin: 2 }, {
+      addresses: ["127.0.0.1:1"],
+      extra:
+        'workers = 2\nmemory_trim_interval = 0\ntransport = "fetch"\nclient_idle_timeout = "5s"',
+    }),
+    { source: "<bench>", baseDir: "/" },
+  );
+  deepStrictEqual(
+    [config.workers, config.memoryTrimIntervalMs, config.clientIdleTimeoutMs],
+    [2, 0, 5000],
+  );
+  equal(config.pools[0].transport, "fetch");
+});
+
 Deno.test("the Deno floor proxy round-robins GETs over its backends, keeping status and type", async () => {
   const backends = ["one", "two"].map((name) =>
     Deno.serve(

@@ -21,7 +21,18 @@ export interface StromOptions {
 }
 
 /** Keys a variant may set that belong to the top level, not to the pool. */
-const TOP_LEVEL = /^\s*(workers)\s*=/;
+const TOP_LEVEL = new RegExp(
+  `^\\s*(${
+    [
+      "workers",
+      "memory_trim_interval",
+      "send_timeout",
+      "client_header_timeout",
+      "client_idle_timeout",
+      "trusted_proxies",
+    ].join("|")
+  })\\s*=`,
+);
 
 /** The config the benchmark runs Strom with: round-robin, health checks every 10 s, admin on. */
 export function stromConfig(
