@@ -216,8 +216,10 @@ Deno.test("memory is trimmed every memory_trim_interval, as a reload sets it, un
   let trims = 0;
   const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
   await using backend = startBackend();
-  const pool = poolToml([backend.address]);
-  const lb = await startStrom(`memory_trim_interval = "2s"\n` + pool, {
+  const config = (trim: string) =>
+    `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n${trim}\n` +
+    poolToml([backend.address]);
+  await using lb = await startStrom(config(`memory_trim_interval = "2s"`), {
     deps: { clock },
     memoryTrim: () => Promise.resolve(void trims++),
   });
@@ -228,7 +230,7 @@ Deno.test("memory is trimmed every memory_trim_interval, as a reload sets it, un
   assert.equal(trims, 2);
   assert.equal((await get(`${lb.url}/`)).status, 200);
 
-  assert.ok((await lb.strom.reload(`memory_trim_interval = 0\n` + pool)).ok);
+  assert.ok((await lb.strom.reload(config("memory_trim_interval = 0"))).ok);
   clock.advance(2000); // the wait begun before the reload ends without a trim
   await settle();
   for (let i = 0; i < 10; i++) {
@@ -237,12 +239,13 @@ Deno.test("memory is trimmed every memory_trim_interval, as a reload sets it, un
   }
   assert.equal(trims, 2);
 
-  assert.ok((await lb.strom.reload(pool)).ok); // the default: every second
+  assert.ok((await lb.strom.reload(config(""))).ok); // the default: every second
   clock.advance(1000);
   await settle();
   clock.advance(1000);
   await settle();
   assert.equal(trims, 3);
+  assert.equal((await get(`${lb.url}/`)).status, 200, "the listener kept its port");
 
   await lb.strom.shutdown(1000);
   clock.advance(10_000);
