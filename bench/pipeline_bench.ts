@@ -41,11 +41,12 @@ const FIELDS: [string, string][] = [
 /**
  * Answers every request at once with what an nginx backend sends, built as the
  * HTTP/1.1 transport builds it (lib/transport/http1/connection.ts): a Response
- * over a copy of the buffered body, then the backend's fields appended.
+ * over the buffered body (which the constructor copies), then the backend's
+ * fields appended.
  */
 const instant: Transport = {
   send(_backend, request) {
-    const response = new Response(BODY.slice(), { status: 200 });
+    const response = new Response(BODY, { status: 200 });
     const headers = response.headers;
     for (let i = 0; i < FIELDS.length; i++) headers.append(FIELDS[i][0], FIELDS[i][1]);
     request.onEnd(BODY.length);
