@@ -48,6 +48,11 @@ export class ManualClock implements Clock {
   }
 }
 
+/** One turn of the real event loop: lets promises started by a manual clock's timers settle. */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
 /** A logger sink that keeps lines, for asserting on log output. */
 export function captureLog(): {
   lines: string[];

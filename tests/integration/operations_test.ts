@@ -5,7 +5,7 @@ import { get, poolToml, startBackend, startStrom, waitFor } from "../_helpers/se
 import * as N from "../../lib/metrics/names.ts";
 import { watchConfig } from "../../lib/config/watch.ts";
 import { createLogger } from "../../lib/log.ts";
-import { ManualClock } from "../_helpers/clock.ts";
+import { ManualClock, nextTurn } from "../_helpers/clock.ts";
 
 const TOKEN = "test-token-0123456789abcdef";
 
@@ -214,7 +214,6 @@ Deno.test("reloads every 200 ms under load fail no request; a broken file keeps 
 Deno.test("memory is trimmed every memory_trim_interval, as a reload sets it, until shutdown", async () => {
   const clock = new ManualClock();
   let trims = 0;
-  const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
   await using backend = startBackend();
   const config = (trim: string) =>
     `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n${trim}\n` +
@@ -224,32 +223,32 @@ Deno.test("memory is trimmed every memory_trim_interval, as a reload sets it, un
     memoryTrim: () => Promise.resolve(void trims++),
   });
   clock.advance(2000);
-  await settle();
+  await nextTurn();
   clock.advance(2000);
-  await settle();
+  await nextTurn();
   assert.equal(trims, 2);
   assert.equal((await get(`${lb.url}/`)).status, 200);
 
   assert.ok((await lb.strom.reload(config("memory_trim_interval = 0"))).ok);
   clock.advance(2000); // the wait begun before the reload ends without a trim
-  await settle();
+  await nextTurn();
   for (let i = 0; i < 10; i++) {
     clock.advance(1000);
-    await settle();
+    await nextTurn();
   }
   assert.equal(trims, 2);
 
   assert.ok((await lb.strom.reload(config(""))).ok); // the default: every second
   clock.advance(1000);
-  await settle();
+  await nextTurn();
   clock.advance(1000);
-  await settle();
+  await nextTurn();
   assert.equal(trims, 3);
   assert.equal((await get(`${lb.url}/`)).status, 200, "the listener kept its port");
 
   await lb.strom.shutdown(1000);
   clock.advance(10_000);
-  await settle();
+  await nextTurn();
   assert.equal(trims, 3);
 });
 

@@ -15,7 +15,7 @@ import {
 } from "../../lib/net/sockets.ts";
 import { ConnectionActivity } from "../../lib/net/activity.ts";
 import { silentLogger } from "../../lib/log.ts";
-import { ManualClock } from "../_helpers/clock.ts";
+import { ManualClock, nextTurn } from "../_helpers/clock.ts";
 
 /** A socket table over a list the test edits; `owned` says which inodes this process holds. */
 function fakeTable(sockets: ClientSocket[], owned = (_inode: string) => true) {
@@ -156,7 +156,7 @@ Deno.test("rounds run on the clock until stopped", async () => {
   t.timeouts.start();
   for (let s = 0; s < 5; s++) {
     t.clock.advance(1000);
-    await new Promise((r) => setTimeout(r, 0)); // let the round's promise settle
+    await nextTurn(); // let the round's promise settle
   }
   assert.deepEqual(t.shutdowns, ["1"]);
   t.timeouts.stop();
@@ -179,7 +179,7 @@ Deno.test("costly rounds are spaced out, up to 5 s apart", async () => {
   const timeouts = watch(clock, table);
   const advance = async (ms: number) => {
     clock.advance(ms);
-    await new Promise((r) => setTimeout(r, 0)); // the round's promises settle
+    await nextTurn(); // the round's promises settle
   };
   timeouts.start();
   await advance(1000);

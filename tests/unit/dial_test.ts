@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { dial } from "../../lib/transport/dial.ts";
 import { UpstreamError } from "../../lib/transport/transport.ts";
-import { ManualClock } from "../_helpers/clock.ts";
+import { ManualClock, nextTurn } from "../_helpers/clock.ts";
 import { createCa, hasOpenssl, startTlsBackend, type TestCa } from "../_helpers/certs.ts";
 
 /** A plain TCP target on loopback. */
@@ -105,7 +105,7 @@ Deno.test("dial() gives up after its connect timeout", linuxOnly, async () => {
     let settled = false;
     dialing.catch(() => {}).finally(() => settled = true);
     clock.advance(199);
-    await new Promise((r) => setTimeout(r, 0)); // one turn of the event loop
+    await nextTurn();
     assert.equal(settled, false, "gave up before its timeout");
     clock.advance(1);
     await rejectsWith(dialing, "connect", /^connect timed out after 200 ms$/);

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { MemoryTrimmer, processMallocTrim, type Trim } from "../../lib/memory_trim.ts";
 import { createLogger } from "../../lib/log.ts";
-import { captureLog, ManualClock } from "../_helpers/clock.ts";
+import { captureLog, ManualClock, nextTurn } from "../_helpers/clock.ts";
 
 /** A trim that counts its calls and stays pending until `finish()`, when `hold` is set. */
 function countingTrim(options: { hold?: boolean; fail?: string } = {}) {
@@ -25,9 +25,6 @@ function countingTrim(options: { hold?: boolean; fail?: string } = {}) {
   };
 }
 
-/** Lets the awaits after a timer's trim run. */
-const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
-
 Deno.test("MemoryTrimmer trims once per interval, follows the live interval and stops", async () => {
   const clock = new ManualClock();
   const counter = countingTrim();
@@ -43,17 +40,17 @@ Deno.test("MemoryTrimmer trims once per interval, follows the live interval and 
   clock.advance(999);
   assert.equal(counter.calls, 0);
   clock.advance(1);
-  await settle();
+  await nextTurn();
   assert.equal(counter.calls, 1);
   clock.advance(1000);
-  await settle();
+  await nextTurn();
   assert.equal(counter.calls, 2);
 
   // A reload turns it off: no trim, but the interval is looked at again.
   interval = 0;
   for (let i = 0; i < 5; i++) {
     clock.advance(1000);
-    await settle();
+    await nextTurn();
   }
   assert.equal(counter.calls, 2);
   assert.equal(clock.pending, 1);
@@ -61,15 +58,15 @@ Deno.test("MemoryTrimmer trims once per interval, follows the live interval and 
   // And on again, with another interval.
   interval = 250;
   clock.advance(1000); // the off-recheck wait ends; the next wait is 250 ms
-  await settle();
+  await nextTurn();
   assert.equal(counter.calls, 2);
   clock.advance(250);
-  await settle();
+  await nextTurn();
   assert.equal(counter.calls, 3);
 
   await trimmer.stop();
   clock.advance(10_000);
-  await settle();
+  await nextTurn();
   assert.equal(counter.calls, 3);
   assert.equal(clock.pending, 0);
   assert.deepEqual(log.lines, []);
@@ -94,7 +91,7 @@ Deno.test("MemoryTrimmer runs one trim at a time and stop() waits for it", async
 
   let stopped = false;
   const stopping = trimmer.stop().then(() => stopped = true);
-  await settle();
+  await nextTurn();
   assert.equal(stopped, false);
   counter.finish();
   await stopping;
@@ -114,9 +111,9 @@ Deno.test("MemoryTrimmer stops with a warning when a trim fails", async () => {
   });
   trimmer.start();
   clock.advance(1000);
-  await settle();
+  await nextTurn();
   clock.advance(5000);
-  await settle();
+  await nextTurn();
   assert.equal(counter.calls, 1);
   assert.equal(clock.pending, 0);
   assert.deepEqual(log.lines, ["warn Memory trimming stopped: no libc"]);
