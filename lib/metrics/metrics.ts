@@ -142,8 +142,12 @@ export class TrafficMetrics {
     this.#active.inc();
   }
 
-  /** A request's response headers are ready (`seconds` since arrival; null for no pool). */
-  requestAnswered(status: number, seconds: number | null): void {
+  /**
+   * A request's response headers are ready (`seconds` since arrival; null for
+   * no pool). `timedOut`: Strom's own 504 after request_timeout, which is what
+   * http_timeouts_total counts (a backend's 504 is not a timeout of Strom's).
+   */
+  requestAnswered(status: number, seconds: number | null, timedOut = false): void {
     this.#active.dec();
     let child = this.#statusChildren.get(status);
     if (child === undefined) {
@@ -152,7 +156,7 @@ export class TrafficMetrics {
     }
     child.inc();
     if (status >= 500) this.#errors.inc();
-    if (status === 504) this.#timeouts.inc();
+    if (timedOut) this.#timeouts.inc();
     if (seconds !== null) {
       this.#duration.observe(seconds);
       this.#fine.observe(seconds);

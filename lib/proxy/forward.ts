@@ -256,6 +256,7 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
       if (retry) candidates = pool.available().filter((b) => !tried!.includes(b));
       if (!retry || candidates.length === 0 || !pool.retryBudget.tryRetry()) {
         options.log.warn(`Failed ${where}: ${outcome.reason}`);
+        exchange.tracker.timedOut = outcome.failure === "timeout";
         return failureResponse(outcome.failure);
       }
       options.log.info(`Retrying ${where} elsewhere after: ${outcome.reason}`);

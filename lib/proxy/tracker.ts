@@ -24,6 +24,8 @@ export class RequestTracker {
   attempts = 0;
   path = "";
   requestId: string | null = null;
+  /** Strom gave up waiting for the backend (request_timeout): its own 504, not a backend's. */
+  timedOut = false;
   bytesIn = 0;
   #bytesOut = 0;
   #answered = false;
@@ -53,7 +55,11 @@ export class RequestTracker {
     this.#answered = true;
     this.status = response.status;
     const seconds = (performance.now() - this.#started) / 1000;
-    this.#observers.metrics.requestAnswered(this.status, this.pool === null ? null : seconds);
+    this.#observers.metrics.requestAnswered(
+      this.status,
+      this.pool === null ? null : seconds,
+      this.timedOut,
+    );
     // Strom's own answers (no backend) end now; a backend's when its transport says so.
     // (Never touch response.body here: that would turn a byte body into a stream.)
     if (this.backend === null) this.ended(Number(response.headers.get("content-length") ?? 0) || 0);

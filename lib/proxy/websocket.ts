@@ -101,6 +101,7 @@ export async function relayWebSocket(
     if (retry) candidates = pool.available().filter((b) => !tried.includes(b));
     if (!retry || candidates.length === 0 || !pool.retryBudget.tryRetry()) {
       exchange.log.warn(`Failed ${where}: ${outcome.reason}`);
+      exchange.tracker.timedOut = outcome.failure === "timeout";
       return failureResponse(outcome.failure);
     }
     exchange.log.info(`Retrying ${where} elsewhere after: ${outcome.reason}`);

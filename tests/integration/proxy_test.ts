@@ -174,6 +174,17 @@ Deno.test("a backend that never answers gives 504 after request_timeout", async 
   const elapsed = performance.now() - started;
   assert.deepEqual([r.status, r.text], [504, "504 - Gateway Timeout"]);
   assert.ok(elapsed >= 290 && elapsed < 3000, `took ${elapsed} ms`);
+  const metrics = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+  assert.match(metrics, /^http_timeouts_total 1$/m);
+});
+
+Deno.test("http_timeouts_total counts Strom's timeouts only, not a backend's own 504", async () => {
+  await using backend = startBackend(() => new Response("upstream timed out", { status: 504 }));
+  await using lb = await startStrom(poolToml([backend.address]));
+  for (let i = 0; i < 2; i++) assert.equal((await get(`${lb.url}/`)).status, 504);
+  const metrics = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+  assert.match(metrics, /^http_status_codes_total\{code="504"\} 2$/m);
+  assert.match(metrics, /^http_timeouts_total 0$/m);
 });
 
 Deno.test("forwarding headers: spoofed values are replaced, Host passes through", async () => {
