@@ -62,6 +62,7 @@ export function validateConfig(doc: Record<string, unknown>, origin: Origin): Va
   const memoryTrimIntervalMs = readMemoryTrimInterval(top);
   const trustedProxies = readNetworks(top, "trusted_proxies") ?? [];
   const accessLog = readAccessLog(top.subtable("access_log"), origin.baseDir);
+  readPrometheusAddress(top, warnings);
   const pools = readPools(top, warnings, origin.baseDir);
   const certificates = validateCertificates(top.raw("certificates"), origin.baseDir, problems);
   const defaultCertificate = top.has("default_certificate")
@@ -101,6 +102,22 @@ export function validateConfig(doc: Record<string, unknown>, origin: Origin): Va
       warnings,
     }),
   };
+}
+
+/**
+ * RustStrom's `prometheus_metrics_address`, which its own docker and test
+ * configs set: it never took effect there (metrics were on a hard-coded
+ * 0.0.0.0:9090), so a file carrying it loads, with a warning that says where
+ * the metrics are instead.
+ */
+function readPrometheusAddress(top: TableReader, warnings: string[]): void {
+  if (!top.has("prometheus_metrics_address")) return;
+  const text = top.string("prometheus_metrics_address");
+  if (text === undefined) return;
+  warnings.push(
+    `prometheus_metrics_address (${JSON.stringify(text)}) is ignored, as RustStrom ignored it: ` +
+      "metrics are served at /metrics on admin_address",
+  );
 }
 
 function readSocket(r: TableReader, key: string, fallback: string): SocketAddress | undefined {
@@ -408,7 +425,13 @@ function readMiddlewares(r: TableReader | null, baseDir: string): MiddlewareConf
       r.problem(name, spec);
       continue;
     }
-    const options = TableReader.of(value, r.at(name), r.problems);
+    if (value === false) {
+      // RustStrom enabled a middleware whatever its value, `false` included.
+      r.problem(name, "`false` does not turn a middleware off: remove the key instead");
+      continue;
+    }
+    // RustStrom took any value for a middleware without options (`HttpsRedirector = true`).
+    const options = TableReader.of(value === true ? {} : value, r.at(name), r.problems);
     if (!options) continue;
     const parsed = spec.parse(options, { baseDir });
     options.finish();

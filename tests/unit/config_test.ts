@@ -526,6 +526,37 @@ strategy = "Random"
   assert.deepEqual(parseConfig("", origin).warnings, ["No backend pool found."]);
 });
 
+Deno.test("parseConfig() loads RustStrom's ignored prometheus_metrics_address with a warning", () => {
+  const config = parseConfig(`prometheus_metrics_address = "0.0.0.0:9090"\n${POOL}`, origin);
+  assert.deepEqual(config.warnings, [
+    'prometheus_metrics_address ("0.0.0.0:9090") is ignored, as RustStrom ignored it: metrics are served at /metrics on admin_address',
+  ]);
+  assert.equal(config.adminAddress.text, "127.0.0.1:9090");
+  assert.deepEqual(problemsOf(`prometheus_metrics_address = 9090\n${POOL}`), [
+    "prometheus_metrics_address: expected a string, found an integer (9090)",
+  ]);
+});
+
+Deno.test("parseConfig() takes `true` for a middleware's options, as RustStrom took any value", () => {
+  const config = parseConfig(
+    `${POOL}[backend_pools.middlewares]\nHttpsRedirector = true\nCompression = true\n`,
+    origin,
+  );
+  assert.deepEqual(config.pools[0].middlewares.map((m) => m.name), [
+    "HttpsRedirector",
+    "Compression",
+  ]);
+  assert.deepEqual(config.pools[0].middlewares[0].options, { status: 301 });
+  assert.deepEqual(
+    problemsOf(`${POOL}[backend_pools.middlewares]\nHttpsRedirector = false\nRateLimiter = true\n`),
+    [
+      `${MW}.HttpsRedirector: \`false\` does not turn a middleware off: remove the key instead`,
+      `${MW}.RateLimiter.limit: missing required key`,
+      `${MW}.RateLimiter.window_sec: missing required key`,
+    ],
+  );
+});
+
 Deno.test("parseConfig() reads Strom's health, outlier and retry settings", () => {
   const config = parseConfig(
     POOL + `retries = 1
