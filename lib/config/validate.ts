@@ -277,7 +277,7 @@ function readPool(
   const health = readHealth(r.subtable("health_config"));
   const client = readClient(r.subtable("client"), baseDir);
   const transport = readTransport(r);
-  const middlewares = readMiddlewares(r.subtable("middlewares"), baseDir);
+  const middlewares = readMiddlewares(r.subtable("middlewares"), baseDir, warnings);
   const timeout = (key: string, fallbackMs: number) =>
     r.has(key) ? parseDurationMs(r.raw(key), r.at(key), r.problems) : fallbackMs;
   const requestTimeoutMs = timeout("request_timeout", 30_000);
@@ -415,7 +415,11 @@ function readTransport(r: TableReader): TransportName | undefined {
   return undefined;
 }
 
-function readMiddlewares(r: TableReader | null, baseDir: string): MiddlewareConfig[] | undefined {
+function readMiddlewares(
+  r: TableReader | null,
+  baseDir: string,
+  warnings: string[],
+): MiddlewareConfig[] | undefined {
   if (!r) return [];
   const out: MiddlewareConfig[] = [];
   for (const name of Object.keys(r.table)) {
@@ -433,7 +437,8 @@ function readMiddlewares(r: TableReader | null, baseDir: string): MiddlewareConf
     // RustStrom took any value for a middleware without options (`HttpsRedirector = true`).
     const options = TableReader.of(value === true ? {} : value, r.at(name), r.problems);
     if (!options) continue;
-    const parsed = spec.parse(options, { baseDir });
+    const warn = (path: string, message: string) => warnings.push(`${path}: ${message}`);
+    const parsed = spec.parse(options, { baseDir, warn });
     options.finish();
     out.push({ name, options: parsed });
   }

@@ -8,7 +8,7 @@ export function readConfigFile(
   baseDir: string,
   file: string,
   what: string,
-): { text: string; path: string } | { problem: string } {
+): { text: string; path: string } | { problem: string; missing: boolean } {
   const path = resolve(baseDir, file);
   try {
     return { text: Deno.readTextFileSync(path), path };
@@ -22,6 +22,9 @@ export function readConfigFile(
       : e instanceof Error
       ? e.message
       : String(e);
-    return { problem: `cannot read ${what} "${path}": ${reason}` };
+    return {
+      problem: `cannot read ${what} "${path}": ${reason}`,
+      missing: e instanceof Deno.errors.NotFound,
+    };
   }
 }

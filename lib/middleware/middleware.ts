@@ -58,6 +58,8 @@ export type ClosableMiddleware = Middleware & { close?: () => Promise<void> };
 export interface ParseContext {
   /** Folder of the config file. */
   readonly baseDir: string;
+  /** Records a non-fatal remark about the value at `path` (a load warning). */
+  readonly warn?: (path: string, message: string) => void;
 }
 
 /**

@@ -375,11 +375,26 @@ Deno.test("parseConfig() reads error pages and htpasswd files at load, relative 
         here,
       ),
       [
-        `${MW}.CustomErrorPages.errors[1]: cannot read error page "${baseDir}/pages/404.html": no such file`,
         `${MW}.CustomErrorPages.errors[2]: expected an integer from 400 to 599, found 200`,
         `${MW}.CustomErrorPages.errors[3]: expected an integer, found a string ("x")`,
       ],
     );
+    // A page that does not exist is RustStrom's fallback text, with a warning; one that
+    // cannot be read is an error.
+    const pages = `${POOL}[backend_pools.middlewares.CustomErrorPages]\nlocation = "pages"\n`;
+    const config = parseConfig(`${pages}errors = [503, 404]`, here);
+    assert.deepEqual(config.pools[0].middlewares[0].options, {
+      location: "pages",
+      pages: { 503: "busy" },
+      missing: [404],
+    });
+    assert.deepEqual(config.warnings, [
+      `${MW}.CustomErrorPages.errors[1]: cannot read error page "${baseDir}/pages/404.html": no such file: answers with 404 get "404 - Not Found"`,
+    ]);
+    Deno.mkdirSync(`${baseDir}/pages/500.html`);
+    assert.deepEqual(problemsOf(`${pages}errors = [500]`, here), [
+      `${MW}.CustomErrorPages.errors[0]: cannot read error page "${baseDir}/pages/500.html": it is a directory`,
+    ]);
     assert.deepEqual(middlewareProblems("BasicAuth", `htpasswd = "users"`, here), [
       `${MW}.BasicAuth.htpasswd: cannot read htpasswd file "${baseDir}/users": no such file`,
     ]);
@@ -394,6 +409,36 @@ Deno.test("parseConfig() reads error pages and htpasswd files at load, relative 
     ]);
   } finally {
     Deno.removeSync(baseDir, { recursive: true });
+  }
+});
+
+Deno.test("parseConfig() finds error pages relative to the working directory, as RustStrom did, when the config's folder has none", () => {
+  const cwd = Deno.makeTempDirSync();
+  const configDir = Deno.makeTempDirSync();
+  const before = Deno.cwd();
+  try {
+    Deno.mkdirSync(`${cwd}/errors`);
+    Deno.writeTextFileSync(`${cwd}/errors/404.html`, "from the working directory");
+    Deno.chdir(cwd);
+    const text =
+      `${POOL}[backend_pools.middlewares.CustomErrorPages]\nlocation = "errors"\nerrors = [404]\n`;
+    const config = parseConfig(text, { source: "strom.toml", baseDir: configDir });
+    assert.deepEqual(config.pools[0].middlewares[0].options.pages, {
+      404: "from the working directory",
+    });
+    assert.deepEqual(config.warnings, [
+      `${MW}.CustomErrorPages.location: "errors" is not in the config file's folder; using "${cwd}/errors" (relative to the working directory, as RustStrom did)`,
+    ]);
+    // Beside the config file wins when both exist.
+    Deno.mkdirSync(`${configDir}/errors`);
+    Deno.writeTextFileSync(`${configDir}/errors/404.html`, "beside the config");
+    const beside = parseConfig(text, { source: "strom.toml", baseDir: configDir });
+    assert.deepEqual(beside.pools[0].middlewares[0].options.pages, { 404: "beside the config" });
+    assert.deepEqual(beside.warnings, []);
+  } finally {
+    Deno.chdir(before);
+    Deno.removeSync(cwd, { recursive: true });
+    Deno.removeSync(configDir, { recursive: true });
   }
 });
 

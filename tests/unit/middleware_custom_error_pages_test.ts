@@ -87,3 +87,23 @@ Deno.test("customErrorPages() leaves other statuses alone and sends no body to H
     assert.equal(head.headers.get("content-type"), "text/html; charset=utf-8");
   });
 });
+
+Deno.test("customErrorPages() gives a status whose page does not exist RustStrom's `<code> - <reason>` text", async () => {
+  await withPages(async (dir) => {
+    const deps = testDeps({ baseDir: dir });
+    const mw = await build(customErrorPages, { location: "pages", errors: [502, 404] }, deps);
+    const r = await run(
+      mw,
+      fakeContext("http://a.com/"),
+      () =>
+        new Response("<p>nothing here</p>", {
+          status: 404,
+          headers: { "content-type": "text/html", "content-length": "19" },
+        }),
+    );
+    assert.equal(r.status, 404);
+    assert.equal(r.headers.get("content-type"), "text/plain; charset=utf-8");
+    assert.equal(r.headers.get("content-length"), "16");
+    assert.equal(await r.text(), "404 - Not Found\n");
+  });
+});
