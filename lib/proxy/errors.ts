@@ -7,6 +7,7 @@ import { STATUS_CODES } from "node:http";
 /** Why Strom answers a request itself instead of relaying a backend's answer. */
 export type Failure =
   | "bad-request" // the client's request could not be read: 400
+  | "body-on-get" // a GET or HEAD with a body, which Deno does not hand over: 400
   | "no-pool" // no pool matched: 404
   | "not-implemented" // CONNECT: a reverse proxy opens no tunnels: 501
   | "no-backend" // the pool has no available backend: 503
@@ -17,6 +18,10 @@ export type Failure =
 
 const STATUS: Record<Failure, [number, string]> = {
   "bad-request": [400, "400 - Bad Request"],
+  "body-on-get": [
+    400,
+    "400 - Bad Request: Strom cannot forward the body of a GET or HEAD request\n",
+  ],
   "no-pool": [404, "404 - page not found"],
   "not-implemented": [501, "501 - Not Implemented"],
   "no-backend": [503, "503 - Service Unavailable"],

@@ -73,6 +73,13 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
     // (RFC 9112 6.3 allows either), so no backend ever has to decide.
     const length = request.headers.get("content-length");
     if (length !== null && !DIGITS.test(length)) return failureResponse("bad-request");
+    const announced = (length !== null && length !== "0") ||
+      request.headers.has("transfer-encoding");
+    // Deno gives no GET or HEAD request its body (Request.body is null), so forwarding one would
+    // announce a body that never follows and desynchronize the backend connection: refused.
+    if (announced && (target.method === "GET" || target.method === "HEAD")) {
+      return failureResponse("body-on-get");
+    }
     const pool = selectPool(runtime.poolsFor(options.scheme), target);
     if (pool === null) return failureResponse("no-pool");
     tracker.pool = pool.config.name;
