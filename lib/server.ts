@@ -3,7 +3,7 @@
 // reloads the config without dropping a request, and drains on shutdown.
 
 import type { Config } from "./config/types.ts";
-import { parseConfig } from "./config/load.ts";
+import { BLANK_CONFIG_PROBLEM, isBlankConfig, parseConfig } from "./config/load.ts";
 import { ConfigError, type Problem } from "./config/errors.ts";
 import type { Level, Logger } from "./log.ts";
 import type { LogRing } from "./log_ring.ts";
@@ -318,6 +318,7 @@ export class Strom {
         return this.#refused([{ path: "", message: `cannot read file: ${(e as Error).message}` }]);
       }
     }
+    if (isBlankConfig(nextText)) return this.#refused([BLANK_CONFIG_PROBLEM]);
     let config: Config;
     try {
       config = parseConfig(nextText, source);

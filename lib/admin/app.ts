@@ -6,7 +6,7 @@ import { streamSSE } from "hono/streaming";
 import { dirname } from "node:path";
 import { COMMIT, VERSION } from "../version.ts";
 import type { Strom } from "../server.ts";
-import { parseConfig } from "../config/load.ts";
+import { BLANK_CONFIG_PROBLEM, isBlankConfig, parseConfig } from "../config/load.ts";
 import { ConfigError } from "../config/errors.ts";
 import { METRICS_CONTENT_TYPE } from "../metrics/metrics.ts";
 import { adminGuard, isLoopbackHost } from "./auth.ts";
@@ -72,6 +72,7 @@ export function createAdminApp(strom: Strom): Hono {
     if (length > MAX_CONFIG_BYTES) return c.text("413 - config too large", 413);
     const text = await c.req.text();
     if (text.length > MAX_CONFIG_BYTES) return c.text("413 - config too large", 413);
+    if (isBlankConfig(text)) return c.json({ ok: false, problems: [BLANK_CONFIG_PROBLEM] }, 422);
     try {
       parseConfig(text, { source: path, baseDir: dirname(path) });
     } catch (e) {

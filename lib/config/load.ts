@@ -26,6 +26,22 @@ export interface LoadedConfig extends Origin {
   readonly text: string;
 }
 
+/**
+ * Whether a config text holds nothing but blank lines and comments. Such a
+ * text is a valid config (every default, no pool), but as a reload it is
+ * almost always a file caught mid-write or an empty upload, and applying it
+ * would rebind to the default addresses and drop every pool: reloads refuse it.
+ */
+export function isBlankConfig(text: string): boolean {
+  return text.split("\n").every((line) => /^\s*(#.*)?$/.test(line));
+}
+
+/** The problem a reload to a blank config reports. */
+export const BLANK_CONFIG_PROBLEM = {
+  path: "",
+  message: "the new config is empty (only blank lines and comments): keeping the current one",
+} as const;
+
 /** Reads, parses and validates a config file; relative paths in it resolve against its folder. */
 export async function loadConfigFile(path: string): Promise<LoadedConfig> {
   const absolute = resolve(path);

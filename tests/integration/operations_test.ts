@@ -335,6 +335,24 @@ Deno.test("PUT /api/config: a bad file is refused with 422, a good one is writte
 
   const reload = await fetch(`${lb.adminUrl}/api/reload`, { method: "POST", headers: auth });
   assert.deepEqual(await reload.json(), { ok: true, generation: 3 });
+
+  // A blank config is valid (every default, no pool), but never what a reload means:
+  // an empty upload, or a file caught mid-write, is refused and nothing changes.
+  const blankProblem = {
+    path: "",
+    message: "the new config is empty (only blank lines and comments): keeping the current one",
+  };
+  for (const blank of ["", "\n  \n# nothing yet\n"]) {
+    const refused = await put(blank);
+    assert.equal(refused.status, 422);
+    assert.deepEqual(await refused.json(), { ok: false, problems: [blankProblem] });
+  }
+  assert.equal(await Deno.readTextFile(lb.path), lb.text + "\n# edited\n", "the file is unchanged");
+  await Deno.writeTextFile(lb.path, "");
+  const fromFile = await fetch(`${lb.adminUrl}/api/reload`, { method: "POST", headers: auth });
+  assert.equal(fromFile.status, 422);
+  assert.deepEqual(await fromFile.json(), { ok: false, problems: [blankProblem] });
+  assert.equal((await get(`${lb.url}/`)).status, 200, "the pool still serves");
   await Deno.remove(lb.dir, { recursive: true });
 });
 
