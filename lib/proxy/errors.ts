@@ -8,6 +8,7 @@ import { STATUS_CODES } from "node:http";
 export type Failure =
   | "bad-request" // the client's request could not be read: 400
   | "body-on-get" // a GET or HEAD with a body, which Deno does not hand over: 400
+  | "request-timeout" // request_timeout passed while the client was still sending its body: 408
   | "no-pool" // no pool matched: 404
   | "not-implemented" // CONNECT: a reverse proxy opens no tunnels: 501
   | "no-backend" // the pool has no available backend: 503
@@ -23,6 +24,7 @@ const STATUS: Record<Failure, [number, string]> = {
     "400 - Bad Request: Strom cannot forward the body of a GET or HEAD request\n",
   ],
   "no-pool": [404, "404 - page not found"],
+  "request-timeout": [408, "408 - Request Timeout"],
   "not-implemented": [501, "501 - Not Implemented"],
   "no-backend": [503, "503 - Service Unavailable"],
   "connect": [502, "502 - Bad Gateway"],

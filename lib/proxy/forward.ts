@@ -24,6 +24,7 @@ import {
 } from "./headers.ts";
 import { classifyFailure, type Failure, failureResponse } from "./errors.ts";
 import { mayRetry } from "./retry.ts";
+import { concatBytes } from "../bytes.ts";
 import { isWebSocketUpgrade, relayWebSocket } from "./websocket.ts";
 
 /** What the proxy needs from its listener and the process. */
@@ -229,17 +230,25 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
     return failureResponse("no-backend");
   }
   const { fields } = exchange.middleware;
-  let body: Body = null;
-  if (exchange.middleware.body !== null) {
-    try {
-      body = await replayableBody(exchange.middleware.body, fields);
-    } catch {
-      return failureResponse(request.signal.aborted ? "client-gone" : "bad-request");
-    }
-  }
+  // The deadline starts before a small body is read in: a client that stalls
+  // inside it is cut off at request_timeout like any other slow request.
   const deadline = new RequestDeadline(pool.config.requestTimeoutMs, request, pool.deadlines);
   let tried: Backend[] | null = null;
   try {
+    let body: Body = null;
+    if (exchange.middleware.body !== null) {
+      try {
+        body = await replayableBody(exchange.middleware.body, fields, deadline.controller.signal);
+      } catch {
+        if (deadline.timedOut) {
+          options.log.info(
+            `Request body of ${target.method} ${target.path} not received within ${pool.config.requestTimeoutMs} ms`,
+          );
+          return failureResponse("request-timeout");
+        }
+        return failureResponse(request.signal.aborted ? "client-gone" : "bad-request");
+      }
+    }
     for (let attempt = 0;; attempt++) {
       const backend = pool.strategy.pick(candidates, exchange.context);
       const outcome = await attemptOnce(pool, backend, request, {
@@ -280,10 +289,34 @@ type Body = Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
 /** Small bodies of known length are read once, so any attempt can send them again. */
 const BUFFER_LIMIT = 64 * 1024;
 
-async function replayableBody(body: ReadableStream<Uint8Array>, fields: Fields): Promise<Body> {
+async function replayableBody(
+  body: ReadableStream<Uint8Array>,
+  fields: Fields,
+  signal: AbortSignal,
+): Promise<Body> {
   const length = Number(fields.find(([name]) => name === "content-length")?.[1] ?? NaN);
-  if (length <= BUFFER_LIMIT) return new Uint8Array(await new Response(body).arrayBuffer());
-  return body;
+  return length <= BUFFER_LIMIT ? await readAll(body, signal) : body;
+}
+
+/** The whole of `body`; rejects (and cancels it) when `signal` aborts first. */
+async function readAll(
+  body: ReadableStream<Uint8Array>,
+  signal: AbortSignal,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const reader = body.getReader();
+  const stop = () => void reader.cancel().catch(() => {});
+  signal.addEventListener("abort", stop);
+  try {
+    const parts: Uint8Array[] = [];
+    while (true) {
+      const { done, value } = await reader.read();
+      if (signal.aborted) throw new Error("aborted while reading the request body");
+      if (done) return concatBytes(parts);
+      parts.push(value);
+    }
+  } finally {
+    signal.removeEventListener("abort", stop);
+  }
 }
 
 /**

@@ -178,6 +178,32 @@ Deno.test("a backend that never answers gives 504 after request_timeout", async 
   assert.match(metrics, /^http_timeouts_total 1$/m);
 });
 
+Deno.test("a client that stalls inside a small request body gets 408 at request_timeout", async () => {
+  let reached = 0;
+  await using backend = startBackend(() => {
+    reached++;
+    return new Response("ok");
+  });
+  await using lb = await startStrom(
+    poolToml([backend.address], { extra: 'request_timeout = "300ms"' }),
+  );
+  const started = performance.now();
+  // 3 of 1000 announced bytes, then nothing.
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(lb.url).port) });
+  await conn.write(
+    new TextEncoder().encode("POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc"),
+  );
+  const buf = new Uint8Array(4096);
+  const n = await conn.read(buf);
+  const elapsed = performance.now() - started;
+  conn.close();
+  const answer = new TextDecoder().decode(buf.subarray(0, n ?? 0));
+  assert.ok(answer.startsWith("HTTP/1.1 408"), answer);
+  assert.ok(answer.endsWith("\r\n\r\n408 - Request Timeout"), answer);
+  assert.ok(elapsed >= 290 && elapsed < 3000, `took ${elapsed} ms`);
+  assert.equal(reached, 0);
+});
+
 Deno.test("http_timeouts_total counts Strom's timeouts only, not a backend's own 504", async () => {
   await using backend = startBackend(() => new Response("upstream timed out", { status: 504 }));
   await using lb = await startStrom(poolToml([backend.address]));
