@@ -64,6 +64,23 @@ Deno.test("http1: reads Content-Length, chunked and close-delimited bodies", asy
   assert.equal(chunked.connections(), 1, "chunked answers keep the connection");
 });
 
+Deno.test("http1: heads whose lines end in a bare LF are read (RFC 9112 2.2), and the connection kept", async () => {
+  const answers = [
+    "HTTP/1.1 200 OK\nContent-Length: 2\nX-A: 1\n\nhi",
+    "HTTP/1.1 200 OK\r\nContent-Length: 3\nX-A: 2\r\n\nabc",
+    "HTTP/1.1 200 OK\nContent-Length: 4\r\nX-A: 3\n\r\nwxyz",
+    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 4\r\n\r\nok",
+  ];
+  let n = 0;
+  await using backend = scripted(() => answers[n++ % answers.length]);
+  await using lb = await startStrom(poolToml([backend.address], { extra: HTTP1 }));
+  for (const [text, a] of [["hi", "1"], ["abc", "2"], ["wxyz", "3"], ["ok", "4"]]) {
+    const r = await get(`${lb.url}/`);
+    assert.deepEqual([r.status, r.text, r.headers.get("x-a")], [200, text, a]);
+  }
+  assert.equal(backend.connections(), 1);
+});
+
 Deno.test("http1: HEAD, 204 and 304 have no body; 1xx answers are skipped", async () => {
   await using backend = scripted((head) => {
     if (head.startsWith("HEAD")) return "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n";
@@ -192,6 +209,7 @@ const BAD_ANSWERS: [string, string][] = [
   ],
   ["chunked not last", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"],
   ["obs-fold", "HTTP/1.1 200 OK\r\nX-A: 1\r\n  folded\r\nContent-Length: 2\r\n\r\nok"],
+  ["bare CR as a line end", "HTTP/1.1 200 OK\rContent-Length: 2\r\n\r\nok"],
   ["invalid header name", "HTTP/1.1 200 OK\r\nX A: 1\r\nContent-Length: 2\r\n\r\nok"],
   [
     "oversized head",

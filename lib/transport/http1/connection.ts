@@ -25,7 +25,6 @@ const FIRST_BUFFER_SIZE = 8 * 1024;
 /** A Content-Length body up to this size is read whole with the head (no stream). */
 export const SMALL_BODY_BYTES = 16 * 1024;
 const CRLF = [13, 10];
-const CRLF2 = [13, 10, 13, 10];
 const utf8 = new TextEncoder();
 
 /** A TCP connection to one backend with its own read buffer. */
@@ -109,18 +108,29 @@ export class Connection {
     }
   }
 
+  /**
+   * The head up to its empty line. Lines may end in a bare LF (RFC 9112 2.2
+   * lets a recipient take one as a line end, as nginx and hyper do).
+   */
   async #readHeadText(): Promise<string> {
-    const at = await this.#find(
-      CRLF2,
-      MAX_HEAD_BYTES,
-      () =>
-        this.received === 0
+    let scanned = 0;
+    while (true) {
+      const lf = headEndLf(this.#buf, this.#start + Math.max(0, scanned - 2), this.#end);
+      scanned = (lf >= 0 ? lf : this.#end) - this.#start;
+      if (scanned > MAX_HEAD_BYTES) throw new ProtocolError("response head or chunk line too long");
+      if (lf >= 0) {
+        const buf = this.#buf;
+        const end = lf > this.#start && buf[lf - 1] === 13 ? lf - 1 : lf;
+        const text = latin1(buf.subarray(this.#start, end));
+        this.#start = buf[lf + 1] === 10 ? lf + 2 : lf + 3;
+        return text;
+      }
+      if (!(await this.#fill())) {
+        throw this.received === 0
           ? new UpstreamError("reset", "connection closed before an answer")
-          : new ProtocolError("connection closed inside the response head"),
-    );
-    const text = latin1(this.#buf.subarray(this.#start, at));
-    this.#start = at + 4;
-    return text;
+          : new ProtocolError("connection closed inside the response head");
+      }
+    }
   }
 
   /**
@@ -323,6 +333,19 @@ function withFields(response: Response, fields: Fields): Response {
 }
 
 /** Index of `pattern` in bytes[from, to), or -1. */
+/**
+ * The LF that ends a head's last line in `bytes[from, to)`: the one followed by
+ * the empty line (LF or CR LF), or -1 when that is not buffered yet.
+ */
+function headEndLf(bytes: Uint8Array, from: number, to: number): number {
+  for (let i = from; i < to - 1; i++) {
+    if (bytes[i] !== 10) continue;
+    const next = bytes[i + 1];
+    if (next === 10 || (next === 13 && i + 2 < to && bytes[i + 2] === 10)) return i;
+  }
+  return -1;
+}
+
 function indexOf(bytes: Uint8Array, pattern: number[], from: number, to: number): number {
   const first = pattern[0];
   const last = to - pattern.length;

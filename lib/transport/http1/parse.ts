@@ -59,7 +59,9 @@ export function latin1(bytes: Uint8Array): string {
  * for a request with `method`.
  */
 export function parseResponseHead(head: string, method: string): ResponseHead {
-  const lines = head.split("\r\n");
+  let lines = head.split("\r\n");
+  // A line may end in a bare LF (RFC 9112 2.2); a lone CR stays invalid.
+  if (lines.some((line) => line.includes("\n"))) lines = head.split(/\r?\n/);
   const m = STATUS_LINE.exec(lines[0]);
   if (!m) throw new ProtocolError(`invalid status line ${JSON.stringify(lines[0].slice(0, 80))}`);
   if (lines.length - 1 > MAX_HEADER_LINES) throw new ProtocolError("too many header fields");
