@@ -25,6 +25,8 @@ interface Bound {
   readonly role: Role;
   /** The configured address, with the bound port (so port 0 rebinds the same port). */
   readonly address: SocketAddress;
+  /** The address as configured (port 0 stays 0): what a reload compares with. */
+  readonly requested: SocketAddress;
   readonly server: HttpListener;
 }
 
@@ -82,18 +84,29 @@ export class Listeners {
     return this.#bound.map((b) => ({ role: b.role, addr: b.server.addr }));
   }
 
-  /** Rebinds what a reload changed. */
+  /**
+   * Rebinds what a reload changed. Addresses are compared with what is bound,
+   * not with the previous config: after a rebind that failed (the old listener
+   * kept), going back to the old address is then no change at all.
+   */
   rebind(before: Config, after: Config): void {
     const changed = (a: SocketAddress, b: SocketAddress) =>
       a.hostname !== b.hostname || a.port !== b.port;
-    if (changed(before.httpAddress, after.httpAddress)) {
-      if (this.#deps.workers()) {
+    const differs = (role: Role, wanted: SocketAddress) => {
+      const bound = this.#bound.find((b) => b.role === role);
+      return bound === undefined || changed(bound.requested, wanted);
+    };
+    if (this.#deps.workers()) {
+      // The workers bind http_address themselves.
+      if (changed(before.httpAddress, after.httpAddress)) {
         this.#deps.log.warn(
           `A restart is required for the new http_address ${after.httpAddress.text} (workers)`,
         );
-      } else this.#replace("http_address", () => this.#bindProxy(after.httpAddress));
+      }
+    } else if (differs("http_address", after.httpAddress)) {
+      this.#replace("http_address", () => this.#bindProxy(after.httpAddress));
     }
-    if (changed(before.adminAddress, after.adminAddress)) {
+    if (differs("admin_address", after.adminAddress)) {
       this.#replace(
         "admin_address",
         () =>
@@ -107,9 +120,9 @@ export class Listeners {
           ),
       );
     }
-    const httpsBefore = before.certificates.length > 0;
+    const httpsBefore = this.#bound.some((b) => b.role === "https_address");
     const httpsAfter = after.certificates.length > 0;
-    if (httpsAfter && (!httpsBefore || changed(before.httpsAddress, after.httpsAddress))) {
+    if (httpsAfter && differs("https_address", after.httpsAddress)) {
       this.#replace("https_address", () => this.#bindHttps(after.httpsAddress));
     } else if (httpsAfter) {
       this.refreshCertificates();
@@ -129,7 +142,7 @@ export class Listeners {
     if (!https || this.#closed || this.#certificatesServed === this.#deps.certificates.version) {
       return;
     }
-    this.#replace("https_address", () => this.#bindHttps(https.address));
+    this.#replace("https_address", () => this.#bindHttps(https.address, https.requested));
   }
 
   /** Stops accepting everywhere and waits until requests in flight finished. */
@@ -151,7 +164,7 @@ export class Listeners {
     );
   }
 
-  #bindHttps(address: SocketAddress): void {
+  #bindHttps(address: SocketAddress, requested = address): void {
     this.#bind(
       "https_address",
       address,
@@ -160,14 +173,25 @@ export class Listeners {
           ...this.#deps.proxy,
           log: this.#deps.log,
         }),
+      requested,
     );
     this.#certificatesServed = this.#deps.certificates.version;
     this.#deps.onHttps?.(this.#bound.find((b) => b.role === "https_address")!.address);
   }
 
-  #bind(role: Role, address: SocketAddress, start: () => HttpListener): void {
+  #bind(
+    role: Role,
+    address: SocketAddress,
+    start: () => HttpListener,
+    requested = address,
+  ): void {
     const server = start();
-    this.#bound.push({ role, address: { ...address, port: server.addr.port }, server });
+    this.#bound.push({
+      role,
+      address: { ...address, port: server.addr.port },
+      requested,
+      server,
+    });
   }
 
   #replace(role: Role, bind: () => void): void {

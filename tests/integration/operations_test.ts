@@ -272,6 +272,32 @@ Deno.test("a reload keeps health and connections of remaining backends and stops
   assert.equal(b.requests.length, before, "the removed backend gets no traffic");
 });
 
+Deno.test("a reload back to the address still bound after a failed rebind changes nothing", async () => {
+  await using a = startBackend();
+  const lines: string[] = [];
+  const log = createLogger("info", { sink: (r) => lines.push(`${r.level} ${r.message}`) });
+  const text = `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n${
+    poolToml([a.address])
+  }`;
+  await using lb = await startStrom(text, { log });
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const busy = text.replace(
+    'http_address = "127.0.0.1:0"',
+    `http_address = "${(taken.addr as Deno.NetAddr).hostname}:${
+      (taken.addr as Deno.NetAddr).port
+    }"`,
+  );
+  assert.ok((await lb.strom.reload(busy)).ok);
+  assert.ok(
+    lines.some((l) => l.startsWith("error Keeping the old http_address")),
+    lines.join("\n"),
+  );
+  const errors = lines.length;
+  assert.ok((await lb.strom.reload(text)).ok);
+  assert.deepEqual(lines.slice(errors).filter((l) => l.startsWith("error")), []);
+  assert.equal((await get(`${lb.url}/`)).status, 200, "the first listener still serves");
+});
+
 Deno.test("watchConfig() reloads once per save, whether in place or by rename", async () => {
   const dir = await Deno.makeTempDir();
   const path = `${dir}/strom.toml`;
