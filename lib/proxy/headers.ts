@@ -29,6 +29,9 @@ const FORWARDING = new Set([
   "x-forwarded-server",
 ]);
 
+/** Fields a client could forge to claim another address, scheme or host. */
+const SPOOFABLE = new Set([...FORWARDING, "forwarded"]);
+
 /** An RFC 9110 token: what a field name (or a cookie name) must be. */
 export const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
@@ -130,6 +133,11 @@ export function forwardedFields(
   let port: string | null = null;
   for (const [name, value] of headers) {
     if (isHopByHop(name, listed)) continue;
+    // Backends that read fields CGI-style (X_Forwarded_For becomes HTTP_X_FORWARDED_FOR) would
+    // take an underscore spelling for the real field: those are dropped, as nginx drops them.
+    if (name.includes("_") && SPOOFABLE.has(name.replaceAll("_", "-"))) continue;
+    // RFC 7239 Forwarded, which Strom does not write: believed from trusted peers only.
+    if (name === "forwarded" && !client.peerTrusted) continue;
     if (FORWARDING.has(name)) {
       if (!client.peerTrusted) continue;
       if (name === "x-forwarded-for") chain = value;

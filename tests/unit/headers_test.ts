@@ -56,6 +56,10 @@ Deno.test("forwardedFields() replaces spoofed values from untrusted peers", () =
     "x-forwarded-host": "evil.com",
     "x-forwarded-port": "1",
     "x-forwarded-server": "evil",
+    forwarded: "for=6.6.6.6;proto=https",
+    x_forwarded_for: "6.6.6.6",
+    "x_real-ip": "6.6.6.6",
+    x_other: "kept",
     host: "a.com",
     connection: "x-hop",
     "x-hop": "1",
@@ -65,6 +69,7 @@ Deno.test("forwardedFields() replaces spoofed values from untrusted peers", () =
   assert.deepEqual(fields, [
     ["accept", "*/*"],
     ["host", "a.com"],
+    ["x_other", "kept"],
     ["x-forwarded-for", "203.0.113.5"],
     ["x-real-ip", "203.0.113.5"],
     ["x-forwarded-proto", "http"],
@@ -79,6 +84,8 @@ Deno.test("forwardedFields() extends the chain and keeps values from trusted pee
     "x-forwarded-for": "198.51.100.7",
     "x-forwarded-proto": "https",
     "x-forwarded-port": "443",
+    forwarded: "for=198.51.100.7",
+    x_forwarded_for: "6.6.6.6",
   });
   const fields = new Map(
     forwardedFields(h, identifyClient("10.1.1.1", "198.51.100.7", trusted), arrival),
@@ -89,6 +96,8 @@ Deno.test("forwardedFields() extends the chain and keeps values from trusted pee
   assert.equal(fields.get("x-forwarded-port"), "443");
   assert.equal(fields.get("x-forwarded-host"), "a.com");
   assert.equal(fields.get("host"), "a.com", "HTTP/2 requests get Host from :authority");
+  assert.equal(fields.get("forwarded"), "for=198.51.100.7");
+  assert.equal(fields.get("x_forwarded_for"), undefined);
 });
 
 Deno.test("removeDotSegments() resolves dot-segments and leaves everything else", () => {
