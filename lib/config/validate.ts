@@ -77,6 +77,12 @@ export function validateConfig(doc: Record<string, unknown>, origin: Origin): Va
       `no certificate named ${JSON.stringify(defaultCertificate)}`,
     );
   }
+  const listeners: [string, SocketAddress | undefined][] = [
+    ["http_address", httpAddress],
+    ["admin_address", adminAddress],
+  ];
+  if (certificates.length > 0) listeners.splice(1, 0, ["https_address", httpsAddress]);
+  checkListenerClashes(top, listeners);
   top.finish();
   if (problems.length > 0) return { ok: false, problems };
   return {
@@ -118,6 +124,30 @@ function readPrometheusAddress(top: TableReader, warnings: string[]): void {
     `prometheus_metrics_address (${JSON.stringify(text)}) is ignored, as RustStrom ignored it: ` +
       "metrics are served at /metrics on admin_address",
   );
+}
+
+/**
+ * Two listeners on one port cannot both bind when their addresses are the same
+ * or one is a wildcard covering the other (`[::]` covers everything, being
+ * dual-stack; `0.0.0.0` every IPv4 address): a problem at load instead of a
+ * failed start. Port 0 picks a free port for each.
+ */
+function checkListenerClashes(
+  top: TableReader,
+  listeners: readonly [string, SocketAddress | undefined][],
+): void {
+  const covers = (a: string, b: string) =>
+    a === b || a === "::" || (a === "0.0.0.0" && !b.includes(":"));
+  for (let i = 0; i < listeners.length; i++) {
+    for (let j = 0; j < i; j++) {
+      const [key, a] = listeners[i];
+      const [other, b] = listeners[j];
+      if (a === undefined || b === undefined || a.port === 0 || a.port !== b.port) continue;
+      if (covers(a.hostname, b.hostname) || covers(b.hostname, a.hostname)) {
+        top.problem(key, `${a.text} overlaps ${other} ${b.text}: each listener needs its own port`);
+      }
+    }
+  }
 }
 
 function readSocket(r: TableReader, key: string, fallback: string): SocketAddress | undefined {

@@ -582,6 +582,21 @@ Deno.test("parseConfig() loads RustStrom's ignored prometheus_metrics_address wi
   ]);
 });
 
+Deno.test("parseConfig() refuses listeners that cannot both bind their port", () => {
+  const with_ = (lines: string) => problemsOf(`${lines}\n${POOL}`);
+  assert.deepEqual(with_('http_address = "127.0.0.1:9090"'), [
+    "admin_address: 127.0.0.1:9090 overlaps http_address 127.0.0.1:9090: each listener needs its own port",
+  ]);
+  assert.deepEqual(with_('http_address = "[::]:8080"\nadmin_address = "127.0.0.1:8080"'), [
+    "admin_address: 127.0.0.1:8080 overlaps http_address [::]:8080: each listener needs its own port",
+  ]);
+  assert.deepEqual(with_('http_address = "0.0.0.0:8080"\nadmin_address = "[::1]:8080"'), []);
+  assert.deepEqual(with_('http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"'), []);
+  assert.deepEqual(with_('http_address = "127.0.0.1:8080"\nadmin_address = "127.0.0.2:8080"'), []);
+  // https_address counts only when certificates make Strom bind it.
+  assert.deepEqual(with_('https_address = "[::]:80"'), []);
+});
+
 Deno.test("parseConfig() takes `true` for a middleware's options, as RustStrom took any value", () => {
   const config = parseConfig(
     `${POOL}[backend_pools.middlewares]\nHttpsRedirector = true\nCompression = true\n`,
