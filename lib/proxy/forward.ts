@@ -74,8 +74,8 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
     // (RFC 9112 6.3 allows either), so no backend ever has to decide.
     const length = request.headers.get("content-length");
     if (length !== null && !DIGITS.test(length)) return failureResponse("bad-request");
-    const announced = (length !== null && length !== "0") ||
-      request.headers.has("transfer-encoding");
+    const chunked = request.headers.has("transfer-encoding");
+    const announced = (length !== null && length !== "0") || chunked;
     // Deno gives no GET or HEAD request its body (Request.body is null), so forwarding one would
     // announce a body that never follows and desynchronize the backend connection: refused.
     if (announced && (target.method === "GET" || target.method === "HEAD")) {
@@ -109,7 +109,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       fields: forwardedFields(request.headers, client, { ...options.arrival, host: target.host }),
       // Deno gives some body-less requests (OPTIONS) an empty body stream; only
       // a request that announces a body has one, so none is invented upstream.
-      body: length !== null || request.headers.has("transfer-encoding") ? request.body : null,
+      body: length !== null || chunked ? request.body : null,
     };
     const exchange = { target, client, context, options, middleware, tracker };
     // A WebSocket upgrade runs the same chain; only the terminal differs.
