@@ -11,6 +11,7 @@
 // no whitespace inside calls, and only Host, HostRegexp, Method, Path, PathRegexp, Query.
 
 import { Lexer, quote, type Token } from "./matcher_lexer.ts";
+import { translateRustRegex } from "./rust_regex.ts";
 
 export { caretLines, MatcherSyntaxError } from "./matcher_lexer.ts";
 
@@ -262,47 +263,19 @@ function headerName(arg: Token, lexer: Lexer): string {
   return arg.text.toLowerCase();
 }
 
-// Rust's leading inline flags; V8 takes scoped modifiers such as (?i:...) natively.
-const LEADING_FLAGS = /^\(\?([ims]+)\)/;
-
 function compileRegex(
   arg: Token,
   options: { term: string; lexer: Lexer; flags?: string },
 ): RegExp {
-  let body = arg.text;
-  let flags = options.flags ?? "";
-  const leading = LEADING_FLAGS.exec(body);
-  if (leading !== null) {
-    body = body.slice(leading[0].length);
-    flags += leading[1];
-  }
-  if (body.includes("(?P<")) body = renameGroups(body);
+  const what = `invalid regular expression ${quote(arg.text)} in ${quote(options.term)}`;
+  const translated = translateRustRegex(arg.text, options.flags);
+  if ("error" in translated) return options.lexer.fail(`${what}: ${translated.error}`, arg.index);
   try {
-    return new RegExp(body, [...new Set(flags)].join(""));
+    return new RegExp(translated.source, translated.flags);
   } catch (error) {
     // V8 says "Invalid regular expression: /<pattern>/<flags>: <reason>"; keep the reason.
     const message = error instanceof Error ? error.message : String(error);
     const reason = message.slice(message.lastIndexOf(": ") + 1).trim();
-    const what = `invalid regular expression ${quote(arg.text)} in ${quote(options.term)}`;
     return options.lexer.fail(`${what}: ${reason}`, arg.index);
   }
-}
-
-/** Rewrites Rust's `(?P<name>` to `(?<name>`, skipping escapes and character classes. */
-function renameGroups(pattern: string): string {
-  let out = "";
-  let start = 0;
-  let inClass = false;
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i];
-    if (c === "\\") i++;
-    else if (inClass) inClass = c !== "]";
-    else if (c === "[") inClass = true;
-    else if (c === "(" && pattern.startsWith("?P<", i + 1)) {
-      out += `${pattern.slice(start, i)}(?<`;
-      i += 3;
-      start = i + 1;
-    }
-  }
-  return out + pattern.slice(start);
 }

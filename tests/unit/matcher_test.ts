@@ -237,6 +237,48 @@ Deno.test("compileMatcher() unescapes \\' in strings and keeps other backslashes
   assert.equal(matches("PathRegexp('\\'')", { path: "/'" }), true);
 });
 
+Deno.test("compileMatcher() reads Rust-only regex syntax as Rust does", () => {
+  const cases: [string, string, boolean][] = [
+    ["\\A/api", "/api/x", true],
+    ["\\A/api", "/x/api", false],
+    ["/api\\z", "/v1/api", true],
+    ["/api\\z", "/api/", false],
+    ["(?m)^b\\z", "/a\nb", true],
+    ["(?m)\\A/b", "/a\n/b", false],
+    ["^/[[:alpha:]]+$", "/abc", true],
+    ["^/[[:alpha:]]+$", "/ab1", false],
+    ["^/[[:alnum:]_-]+$", "/a_b-1", true],
+    ["^/[[:^digit:]]+$", "/abc", true],
+    ["^/[[:^digit:]]+$", "/a1", false],
+    ["^/\\pL+$", "/été", true],
+    ["^/\\p{L}+$", "/été", true],
+    ["^/\\p{Greek}+$", "/αβ", true],
+    ["^/\\p{Greek}+$", "/ab", false],
+    ["^/\\PL$", "/1", true],
+    ["^/\\x{41}\\x42$", "/AB", true],
+    ["^/\\u0041\\U{42}$", "/AB", true],
+    ["^/a\\-b\\#c\\&d\\~e$", "/a-b#c&d~e", true],
+    ["^/a(?i)B(c)D$", "/abcd", true],
+    ["^/(a(?i)B)c$", "/abC", false],
+    ["^/(a(?i)B)c$", "/aBc", true],
+    ["(?i:^/X)y", "/xy", true],
+    ["(?i:^/X)y", "/xY", false],
+    ["(?x) ^/a  b  # a comment\n $", "/ab", true],
+    ["^/{id}$", "/{id}", true],
+    ["^/a{2}$", "/aa", true],
+    ["^/a]$", "/a]", true],
+    ["^/[]a]+$", "/]a", true],
+  ];
+  for (const [re, path, expected] of cases) {
+    assert.equal(
+      matches(`PathRegexp('${re}')`, { path }),
+      expected,
+      `PathRegexp('${re}') on ${JSON.stringify(path)}`,
+    );
+  }
+  assert.equal(matches("HostRegexp('\\Aexample\\.com\\z')", { host: "Example.com" }), true);
+});
+
 Deno.test("compileMatcher() translates Rust's (?i) and (?P<name> in regexes", () => {
   assert.equal(matches("PathRegexp('(?i)^/API')", { path: "/api" }), true);
   assert.equal(matches("PathRegexp('(?i)^/API')", { path: "/x/api" }), false);
@@ -360,8 +402,20 @@ Deno.test("compileMatcher() rejects bad input with the exact message and column"
       'invalid regular expression "[" in "HeaderRegexp": Unterminated character class at column 19',
     ],
     [
-      "HostRegexp('(?x)a')",
-      'invalid regular expression "(?x)a" in "HostRegexp": Invalid group at column 12',
+      "HostRegexp('(?U)a')",
+      'invalid regular expression "(?U)a" in "HostRegexp": the swap-greed flag (?U) is not supported at column 12',
+    ],
+    [
+      "PathRegexp('[[:^alpha:]0-9]')",
+      'invalid regular expression "[[:^alpha:]0-9]" in "PathRegexp": a negated POSIX class is supported only alone: [[:^name:]] at column 12',
+    ],
+    [
+      "PathRegexp('\\pX')",
+      'invalid regular expression "\\pX" in "PathRegexp": unknown Unicode property "X" at column 12',
+    ],
+    [
+      "PathRegexp('[a-z&&[^aeiou]]')",
+      'invalid regular expression "[a-z&&[^aeiou]]" in "PathRegexp": class set operation "&&" is not supported at column 12',
     ],
     [
       "PathRegexp('(?P<a>x)(?P<a>y)')",
