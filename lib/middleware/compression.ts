@@ -147,8 +147,9 @@ function eligible(response: Response, skip: readonly string[]): boolean {
   if (encoding !== null && encoding.trim().toLowerCase() !== "identity") return false;
   if (headers.has("content-range")) return false;
   if (/(?:^|,)\s*no-transform\s*(?:,|$)/i.test(headers.get("cache-control") ?? "")) return false;
+  // Without a Content-Type the client sniffs; RustStrom compressed those too.
   const type = headers.get("content-type");
-  return type !== null && !skippedType(type, skip);
+  return type === null || !skippedType(type, skip);
 }
 
 /** Adds `Accept-Encoding` to Vary unless it is there (or Vary is `*`). */

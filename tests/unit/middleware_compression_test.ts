@@ -102,6 +102,14 @@ Deno.test("compression() leaves alone what must not or need not be compressed", 
   }
 });
 
+Deno.test("compression() compresses an answer without Content-Type, as RustStrom did", async () => {
+  const mw = await build(compression, { min_size: 100 });
+  const r = await run(mw, asking("gzip"), () => new Response(new TextEncoder().encode(HTML)));
+  assert.equal(r.headers.get("content-type"), null);
+  assert.equal(r.headers.get("content-encoding"), "gzip");
+  assert.equal(zlib.gunzipSync(new Uint8Array(await r.arrayBuffer())).toString(), HTML);
+});
+
 Deno.test("compression() adds Vary once, keeps other Vary names, and compresses error answers", async () => {
   const mw = await build(compression, { min_size: 0 });
   const r = await run(mw, asking("gzip"), answer(HTML, { vary: "Cookie" }, 503));
