@@ -50,6 +50,18 @@ export function createFetchTransport(client: ClientConfig): Transport {
         request.onEnd(0);
         throw classify(e);
       }
+      // Refused as the HTTP/1.1 transport refuses them: a 101 nobody asked for (WebSockets
+      // take their own path), and a length that contradicts chunked framing.
+      const refusal = upstream.status === 101
+        ? "unexpected 101 Switching Protocols"
+        : upstream.headers.has("transfer-encoding") && upstream.headers.has("content-length")
+        ? "both Transfer-Encoding and Content-Length"
+        : null;
+      if (refusal !== null) {
+        upstream.body?.cancel().catch(() => {});
+        request.onEnd(0);
+        throw new UpstreamError("protocol", `invalid answer from ${backend.id}: ${refusal}`);
+      }
       const headers = new Headers(endToEnd(upstream.headers));
       const encoding = headers.get("content-encoding");
       if (encoding !== null && DECODED.has(encoding.trim().toLowerCase())) {

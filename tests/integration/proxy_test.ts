@@ -339,6 +339,22 @@ Deno.test("a GET or HEAD with a body gets 400 and reaches no backend; the connec
   assert.deepEqual(seen, ["GET /after null", "GET /after null", "GET /after null", "GET /d 0"]);
 });
 
+Deno.test("a 101 nobody asked for, or Content-Length with Transfer-Encoding, gives 502", async () => {
+  for (
+    const answer of [
+      "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    ]
+  ) {
+    await using bad = startRawBackend(async (conn) => {
+      await conn.write(new TextEncoder().encode(answer));
+    });
+    await using lb = await startStrom(poolToml([bad.address], { extra: "retries = 0" }));
+    const r = await get(`${lb.url}/`);
+    assert.deepEqual([r.status, r.text], [502, "502 - Bad Gateway"], answer);
+  }
+});
+
 Deno.test("a gzip response reaches the client intact", async () => {
   const original = "compress me ".repeat(500);
   const gz = new Uint8Array(gzipSync(new TextEncoder().encode(original)));
