@@ -25,7 +25,8 @@ export async function connect(
 ): Promise<Connection> {
   const caCerts = pool.config.client.caCerts;
   const target = { host: address.host, port: address.port, tls: address.tls, caCerts };
-  return new Connection(await dial(target, signal, pool.config.connectTimeoutMs));
+  const conn = await dial(target, signal, pool.config.connectTimeoutMs);
+  return new Connection(conn, address.authority);
 }
 
 /** Checks a 101 answer against RFC 6455 4.1: the accept value, a protocol offered, no extension. */

@@ -41,8 +41,12 @@ export class Connection {
   /** Requests this connection carried. */
   uses = 0;
 
-  constructor(conn: Deno.Conn) {
+  /** The backend, as `host:port`, for messages. */
+  readonly #backend: string;
+
+  constructor(conn: Deno.Conn, backend: string) {
     this.#conn = conn;
+    this.#backend = backend;
   }
 
   get closed(): boolean {
@@ -310,7 +314,11 @@ export class Connection {
           }
         } catch (e) {
           finish(false);
-          controller.error(e);
+          // Headers are sent by now: the client's connection is cut, and Deno logs this.
+          const reason = e instanceof Error ? e.message : String(e);
+          controller.error(
+            new ProtocolError(`the body from backend ${this.#backend} broke off: ${reason}`),
+          );
         }
       },
       cancel: () => {

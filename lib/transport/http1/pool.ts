@@ -110,7 +110,9 @@ export class HostPool {
     this.#open++;
     try {
       const conn = await dial(this.#target, signal, connectTimeoutMs);
-      return { conn: new Connection(conn), reused: false };
+      const { host, port } = this.#target;
+      const backend = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+      return { conn: new Connection(conn, backend), reused: false };
     } catch (e) {
       this.#open--;
       this.#serveWaiter();
