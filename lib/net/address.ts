@@ -107,8 +107,10 @@ export function formatAuthority(host: string, port: number): string {
 }
 
 function isHostName(host: string): boolean {
-  if (host.length === 0 || host.length > 253) return false;
-  return host.split(".").every((label) =>
+  // A fully qualified name may end in a dot (`example.com.`): DNS resolves it as written.
+  const name = host.endsWith(".") ? host.slice(0, -1) : host;
+  if (name.length === 0 || name.length > 253) return false;
+  return name.split(".").every((label) =>
     /^[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,61}[a-zA-Z0-9_])?$/.test(label)
   );
 }

@@ -52,6 +52,13 @@ Deno.test("parseBackendAuthority() accepts host[:port] with port 80 by default",
     parseBackendAuthority("ftp://a:80"),
     'unsupported scheme "ftp" (expected host:port, http:// or https://)',
   );
+  assert.deepEqual(parseBackendAuthority("example.com.:80"), {
+    host: "example.com.",
+    port: 80,
+    tls: false,
+  });
+  assert.equal(parseBackendAuthority("example..com:80"), "expected host:port");
+  assert.equal(parseBackendAuthority(".:80"), "expected host:port");
   assert.equal(parseBackendAuthority("a b:80"), "expected host:port");
   assert.equal(parseBackendAuthority("http//10.0.0.2"), "expected host:port");
   assert.equal(parseBackendAuthority(""), "expected host:port, found an empty string");
