@@ -3,15 +3,13 @@
 // URL (it belongs to the HTTP listener) and uses the HTTPS listener's instead.
 
 import { HttpError, type MiddlewareSpec } from "./middleware.ts";
+import { HOST } from "../proxy/headers.ts";
 
 /** Options: `status = 301 | 308` for GET and HEAD (default 301); other methods always get 308. */
 export type HttpsRedirectorOptions = { readonly status: 301 | 308 };
 
 /** Paths an ACME HTTP-01 validation must reach over plain HTTP (RFC 8555 §8.3). */
 const ACME_PREFIX = "/.well-known/acme-challenge/";
-
-/** A Host value: reg-name or IPv4, or an IPv6 literal in brackets, then an optional port. */
-const HOST = /^(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{0,5}))?$/;
 
 /** The redirector's spec. */
 export const httpsRedirector: MiddlewareSpec<HttpsRedirectorOptions> = {

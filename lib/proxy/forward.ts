@@ -20,6 +20,7 @@ import {
   type ClientIdentity,
   type Fields,
   forwardedFields,
+  HOST,
   identifyClient,
 } from "./headers.ts";
 import { classifyFailure, type Failure, failureResponse } from "./errors.ts";
@@ -52,6 +53,8 @@ interface Target extends MatchRequest {
    * ambiguous (which host is meant?), so refused with 400 (RFC 9112 3.2.2).
    */
   readonly conflict: boolean;
+  /** A Host value that is no host (RFC 9112 3.2: 400; Deno refuses some, not all). */
+  readonly invalidHost: boolean;
 }
 
 /** Creates the proxy handler for one listener. */
@@ -69,7 +72,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
     tracker.path = target.target;
     // CONNECT asks for a tunnel, which a reverse proxy does not open (RustStrom could crash on it).
     if (target.method === "CONNECT") return failureResponse("not-implemented");
-    if (target.conflict) return failureResponse("bad-request");
+    if (target.conflict || target.invalidHost) return failureResponse("bad-request");
     // Deno takes repeated equal Content-Length fields as one; like nginx, Strom refuses them
     // (RFC 9112 6.3 allows either), so no backend ever has to decide.
     const length = request.headers.get("content-length");
@@ -156,6 +159,7 @@ function splitTarget(request: Request): Target {
     target: queryStart < 0 ? path : `${path}?${query}`,
     // Deno builds the URL from the Host header for origin-form targets, so they never differ.
     conflict: host !== null && host.toLowerCase() !== authority.toLowerCase(),
+    invalidHost: host !== null && host !== "" && !HOST.test(host),
   };
 }
 

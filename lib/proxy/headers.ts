@@ -29,6 +29,12 @@ const FORWARDING = new Set([
   "x-forwarded-server",
 ]);
 
+/**
+ * A Host value (RFC 9110 7.2): reg-name or IPv4, or an IPv6 literal in
+ * brackets, then an optional port (its digits in group 1).
+ */
+export const HOST = /^(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{0,5}))?$/;
+
 /** Fields a client could forge to claim another address, scheme or host. */
 const SPOOFABLE = new Set([...FORWARDING, "forwarded"]);
 

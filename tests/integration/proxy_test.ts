@@ -342,6 +342,22 @@ Deno.test("a GET or HEAD with a body gets 400 and reaches no backend; the connec
   assert.equal(seen.length, 4);
 });
 
+Deno.test("an invalid Host gets 400 (RFC 9112 3.2); IPv6 literals and ports pass", async () => {
+  await using backend = startBackend((req) => new Response(`host=${req.headers.get("host")}`));
+  await using lb = await startStrom(poolToml([backend.address]));
+  const port = Number(new URL(lb.url).port);
+  const send = (host: string) =>
+    rawExchange(port, `GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+  for (const bad of ["[::1", "a.com:80:80", "a.com]", "[::1]x"]) {
+    const r = await send(bad);
+    assert.ok(r.startsWith("HTTP/1.1 400"), `${bad}: ${r}`);
+  }
+  for (const good of ["[::1]:8080", "a.com:8080", "A.Example", "10.0.0.1"]) {
+    const r = await send(good);
+    assert.ok(r.startsWith("HTTP/1.1 200") && r.endsWith(`host=${good}`), `${good}: ${r}`);
+  }
+});
+
 Deno.test("a 101 nobody asked for, or Content-Length with Transfer-Encoding, gives 502", async () => {
   for (
     const answer of [
