@@ -33,7 +33,7 @@ export interface LoadedConfig extends Origin {
  * would rebind to the default addresses and drop every pool: reloads refuse it.
  */
 export function isBlankConfig(text: string): boolean {
-  return text.split("\n").every((line) => /^\s*(#.*)?$/.test(line));
+  return text.split("\n").every((line) => /^\s*(#[^\n]*)?$/.test(line));
 }
 
 /** The problem a reload to a blank config reports. */

@@ -368,7 +368,7 @@ Deno.test("PUT /api/config: a bad file is refused with 422, a good one is writte
     path: "",
     message: "the new config is empty (only blank lines and comments): keeping the current one",
   };
-  for (const blank of ["", "\n  \n# nothing yet\n"]) {
+  for (const blank of ["", "\n  \n# nothing yet\n", "# written on Windows\r\n\r\n"]) {
     const refused = await put(blank);
     assert.equal(refused.status, 422);
     assert.deepEqual(await refused.json(), { ok: false, problems: [blankProblem] });
