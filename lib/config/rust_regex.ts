@@ -113,19 +113,13 @@ class Translator {
     const p = this.#p;
     const rest = p.slice(this.#i);
     const flags = /^\(\?([a-zA-Z-]*)(:|\))/.exec(rest);
-    if (flags !== null && !/^\(\?P?</.test(rest)) {
+    if (flags !== null) {
       const js = this.#flags(flags[1]);
       this.#i += flags[0].length;
-      if (flags[2] === ":") {
-        this.#groups.push({ synthetic: false, verbose: this.#verbose });
-        this.#verbose = this.#nextVerbose(flags[1], this.#verbose);
-        this.#out += js === "" ? "(?:" : `(?${js}:`;
-      } else {
-        // `(?i)` in the middle: scoped to the rest of the enclosing group.
-        this.#groups.push({ synthetic: true, verbose: this.#verbose });
-        this.#verbose = this.#nextVerbose(flags[1], this.#verbose);
-        this.#out += js === "" ? "(?:" : `(?${js}:`;
-      }
+      // `(?i:...)` is a group; `(?i)` scopes to the rest of the enclosing group.
+      this.#groups.push({ synthetic: flags[2] === ")", verbose: this.#verbose });
+      this.#verbose = this.#nextVerbose(flags[1], this.#verbose);
+      this.#out += js === "" ? "(?:" : `(?${js}:`;
       return;
     }
     this.#groups.push({ synthetic: false, verbose: this.#verbose });

@@ -452,6 +452,7 @@ function readMiddlewares(
 ): MiddlewareConfig[] | undefined {
   if (!r) return [];
   const out: MiddlewareConfig[] = [];
+  const warn = (path: string, message: string) => warnings.push(`${path}: ${message}`);
   for (const name of Object.keys(r.table)) {
     const value = r.raw(name);
     const spec = findMiddleware(name);
@@ -467,7 +468,6 @@ function readMiddlewares(
     // RustStrom took any value for a middleware without options (`HttpsRedirector = true`).
     const options = TableReader.of(value === true ? {} : value, r.at(name), r.problems);
     if (!options) continue;
-    const warn = (path: string, message: string) => warnings.push(`${path}: ${message}`);
     const parsed = spec.parse(options, { baseDir, warn });
     options.finish();
     out.push({ name, options: parsed });

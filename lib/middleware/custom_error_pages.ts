@@ -8,10 +8,9 @@
 // files load; a page that exists but cannot be read is a config error.
 
 import { isAbsolute, resolve } from "node:path";
-import { STATUS_CODES } from "node:http";
 import { readConfigFile } from "./files.ts";
 import { checkInt } from "../config/fields.ts";
-import type { MiddlewareSpec } from "./middleware.ts";
+import { type MiddlewareSpec, statusText } from "./middleware.ts";
 
 /** Validated options: each page's HTML by status code, and the codes without a page. */
 export type CustomErrorPagesOptions = {
@@ -58,7 +57,7 @@ export const customErrorPages: MiddlewareSpec<CustomErrorPagesOptions> = {
       if (!("problem" in read)) pages[code] = read.text;
       else if (read.missing) {
         missing.push(code);
-        warn?.(path, `${read.problem}: answers with ${code} get "${fallbackText(code).trim()}"`);
+        warn?.(path, `${read.problem}: answers with ${code} get "${statusText(code)}"`);
       } else r.problems.push({ path, message: read.problem });
     });
     return { location: location!, pages, missing };
@@ -71,7 +70,7 @@ export const customErrorPages: MiddlewareSpec<CustomErrorPagesOptions> = {
     }
     for (const code of options.missing) {
       pages.set(code, {
-        body: encoder.encode(fallbackText(code)),
+        body: encoder.encode(`${statusText(code)}\n`), // RustStrom's body without a page
         type: "text/plain; charset=utf-8",
       });
     }
@@ -92,11 +91,6 @@ export const customErrorPages: MiddlewareSpec<CustomErrorPagesOptions> = {
     };
   },
 };
-
-/** RustStrom's body for a status without its page. */
-function fallbackText(code: number): string {
-  return `${code} - ${STATUS_CODES[code] ?? "Error"}\n`;
-}
 
 /**
  * The folder of the pages: relative to the config file's folder, unless that

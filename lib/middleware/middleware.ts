@@ -7,6 +7,7 @@ import type { Clock } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import type { Fields } from "../proxy/headers.ts";
 import type { TableReader } from "../config/fields.ts";
+import { STATUS_CODES } from "node:http";
 
 /** What a middleware sees of one request, and may change on its way upstream. */
 export interface MiddlewareContext {
@@ -85,6 +86,11 @@ export interface MiddlewareDeps {
   readonly newId: () => string;
   /** Counts a request a middleware refused for rate limiting (metrics). */
   readonly onRateLimited?: (pool: string) => void;
+}
+
+/** `<status> - <reason>`, the body of an answer Strom makes up for a status. */
+export function statusText(status: number): string {
+  return `${status} - ${STATUS_CODES[status] ?? "Error"}`;
 }
 
 /** Thrown by middlewares to answer with a status; turned into a response in one place. */

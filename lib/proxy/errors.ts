@@ -1,8 +1,7 @@
 // The one place that maps a failure to an HTTP status and a short text body.
 
 import { UpstreamError } from "../transport/transport.ts";
-import { HttpError } from "../middleware/middleware.ts";
-import { STATUS_CODES } from "node:http";
+import { HttpError, statusText } from "../middleware/middleware.ts";
 
 /** Why Strom answers a request itself instead of relaying a backend's answer. */
 export type Failure =
@@ -70,9 +69,7 @@ export function errorResponse(error: unknown): Response {
     });
   }
   const nullBody = error.status === 204 || error.status === 304 || error.status < 200;
-  const body = nullBody
-    ? null
-    : error.body ?? `${error.status} - ${STATUS_CODES[error.status] ?? "Error"}`;
+  const body = nullBody ? null : error.body ?? statusText(error.status);
   const headers = new Headers(error.headers);
   if (body !== null && !headers.has("content-type")) {
     headers.set("content-type", "text/plain; charset=utf-8");

@@ -117,24 +117,20 @@ export class Connection {
    * lets a recipient take one as a line end, as nginx and hyper do).
    */
   async #readHeadText(): Promise<string> {
-    let scanned = 0;
-    while (true) {
-      const lf = headEndLf(this.#buf, this.#start + Math.max(0, scanned - 2), this.#end);
-      scanned = (lf >= 0 ? lf : this.#end) - this.#start;
-      if (scanned > MAX_HEAD_BYTES) throw new ProtocolError("response head or chunk line too long");
-      if (lf >= 0) {
-        const buf = this.#buf;
-        const end = lf > this.#start && buf[lf - 1] === 13 ? lf - 1 : lf;
-        const text = latin1(buf.subarray(this.#start, end));
-        this.#start = buf[lf + 1] === 10 ? lf + 2 : lf + 3;
-        return text;
-      }
-      if (!(await this.#fill())) {
-        throw this.received === 0
+    const lf = await this.#find(
+      headEndLf,
+      2,
+      MAX_HEAD_BYTES,
+      () =>
+        this.received === 0
           ? new UpstreamError("reset", "connection closed before an answer")
-          : new ProtocolError("connection closed inside the response head");
-      }
-    }
+          : new ProtocolError("connection closed inside the response head"),
+    );
+    const buf = this.#buf;
+    const end = lf > this.#start && buf[lf - 1] === 13 ? lf - 1 : lf;
+    const text = latin1(buf.subarray(this.#start, end));
+    this.#start = buf[lf + 1] === 10 ? lf + 2 : lf + 3;
+    return text;
   }
 
   /**
@@ -161,7 +157,8 @@ export class Connection {
   /** Reads one CRLF-terminated line (chunk sizes, trailers). */
   async #readLine(): Promise<string> {
     const at = await this.#find(
-      CRLF,
+      findCrlf,
+      1,
       4096,
       () => new ProtocolError("connection closed inside a chunked body"),
     );
@@ -170,12 +167,21 @@ export class Connection {
     return line;
   }
 
-  /** Reads until `pattern` is buffered and returns its index; at most `limit` bytes before it. */
-  async #find(pattern: number[], limit: number, onEnd: () => Error): Promise<number> {
+  /**
+   * Reads until `locate` finds its mark in the buffer and returns the mark's
+   * index; at most `limit` bytes before it. `locate` needs `lookback` bytes
+   * before the end of what it scanned again once more arrived.
+   */
+  async #find(
+    locate: (bytes: Uint8Array, from: number, to: number) => number,
+    lookback: number,
+    limit: number,
+    onEnd: () => Error,
+  ): Promise<number> {
     let scanned = 0;
     while (true) {
-      const from = this.#start + Math.max(0, scanned - pattern.length + 1);
-      const at = indexOf(this.#buf, pattern, from, this.#end);
+      const from = this.#start + Math.max(0, scanned - lookback);
+      const at = locate(this.#buf, from, this.#end);
       scanned = (at >= 0 ? at : this.#end) - this.#start;
       if (scanned > limit) throw new ProtocolError("response head or chunk line too long");
       if (at >= 0) return at;
@@ -340,7 +346,6 @@ function withFields(response: Response, fields: Fields): Response {
   return response;
 }
 
-/** Index of `pattern` in bytes[from, to), or -1. */
 /**
  * The LF that ends a head's last line in `bytes[from, to)`: the one followed by
  * the empty line (LF or CR LF), or -1 when that is not buffered yet.
@@ -354,6 +359,12 @@ function headEndLf(bytes: Uint8Array, from: number, to: number): number {
   return -1;
 }
 
+/** Index of CR LF in bytes[from, to), or -1. */
+function findCrlf(bytes: Uint8Array, from: number, to: number): number {
+  return indexOf(bytes, CRLF, from, to);
+}
+
+/** Index of `pattern` in bytes[from, to), or -1. */
 function indexOf(bytes: Uint8Array, pattern: number[], from: number, to: number): number {
   const first = pattern[0];
   const last = to - pattern.length;

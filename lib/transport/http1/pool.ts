@@ -4,6 +4,7 @@
 import { UpstreamError } from "../transport.ts";
 import { Connection } from "./connection.ts";
 import { dial, type DialTarget } from "../dial.ts";
+import { formatAuthority } from "../../net/address.ts";
 
 /** Limits of one backend's connection pool. */
 export interface PoolLimits {
@@ -111,8 +112,7 @@ export class HostPool {
     try {
       const conn = await dial(this.#target, signal, connectTimeoutMs);
       const { host, port } = this.#target;
-      const backend = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-      return { conn: new Connection(conn, backend), reused: false };
+      return { conn: new Connection(conn, formatAuthority(host, port)), reused: false };
     } catch (e) {
       this.#open--;
       this.#serveWaiter();
