@@ -1,24 +1,15 @@
 // Test certificates made with the openssl program (Debian package "openssl").
 
 import { X509Certificate } from "node:crypto";
+import { programRuns } from "./programs.ts";
 
 /** Whether openssl is installed. */
-export const hasOpenssl = await new Deno.Command("openssl", {
-  args: ["version"],
-  stdout: "null",
-  stderr: "null",
-})
-  .output().then((o) => o.success, () => false);
+export const hasOpenssl = await programRuns("openssl", ["version"]);
 
 if (!hasOpenssl) console.log("skipping TLS tests: install the Debian package openssl");
 
 /** Whether curl is installed (HTTP/2 and HTTPS client checks). */
-export const hasCurl = await new Deno.Command("curl", {
-  args: ["--version"],
-  stdout: "null",
-  stderr: "null",
-})
-  .output().then((o) => o.success, () => false);
+export const hasCurl = await programRuns("curl", ["--version"]);
 
 if (!hasCurl) console.log("skipping HTTP/2 client checks: install the Debian package curl");
 

@@ -16,6 +16,19 @@ export function findProgram(name: string): string | null {
   return null;
 }
 
+/**
+ * Whether `name args` runs and succeeds. Deno's `Command.output()` throws at
+ * once (no rejected promise) when the program is missing, hence the try.
+ */
+export async function programRuns(name: string, args: string[]): Promise<boolean> {
+  try {
+    return (await new Deno.Command(name, { args, stdout: "null", stderr: "null" }).output())
+      .success;
+  } catch {
+    return false;
+  }
+}
+
 /** Whether every program is installed; prints one line naming the package when not. */
 export function requirePrograms(programs: readonly string[], pkg: string): boolean {
   const missing = programs.filter((p) => findProgram(p) === null);

@@ -1,13 +1,9 @@
 import assert from "node:assert/strict";
 import { renderFormula, TARGETS } from "../../scripts/release.ts";
 import { pack } from "../../scripts/build.ts";
+import { programRuns } from "../_helpers/programs.ts";
 
-const hasRuby = await new Deno.Command("ruby", {
-  args: ["--version"],
-  stdout: "null",
-  stderr: "null",
-})
-  .output().then((o) => o.success, () => false);
+const hasRuby = await programRuns("ruby", ["--version"]);
 if (!hasRuby) {
   console.log("skipping the Homebrew formula syntax check: install the Debian package ruby");
 }
