@@ -2,7 +2,6 @@
 // when the admin listener is not on loopback), and no cross-origin writes.
 
 import type { MiddlewareHandler } from "hono";
-import { timingSafeEqual } from "node:crypto";
 
 const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);
 
@@ -16,7 +15,14 @@ function tokenMatches(header: string | undefined, token: string): boolean {
   if (!header?.startsWith("Bearer ")) return false;
   const given = new TextEncoder().encode(header.slice(7).trim());
   const expected = new TextEncoder().encode(token);
-  return given.length === expected.length && timingSafeEqual(given, expected);
+  return given.length === expected.length && sameBytes(given, expected);
+}
+
+/** Constant-time equality of two byte arrays of the same length. */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
+  return diff === 0;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { createHmac } from "node:crypto";
+import { nodeCrypto } from "../node_builtins.ts";
 import type { Candidate, Strategy } from "./strategy.ts";
 import type { StrategyFactory } from "./registry.ts";
 // RFC 6265 cookie-name is an RFC 9110 token.
@@ -40,6 +40,7 @@ export const stickyCookie: StrategyFactory = {
       (options.secure ? "; Secure" : "") + `; SameSite=${options.sameSite}`;
     const inner = build(options.inner as never, deps);
     const tokens = new Map<string, string>();
+    const { createHmac } = nodeCrypto();
     const tokenOf = (c: Candidate) => {
       let t = tokens.get(c.id);
       if (t === undefined) {

@@ -2,7 +2,7 @@
 // credentials (RFC 7617), the 401 challenge, a short cache of good
 // credentials, and not forwarding `Authorization` unless told to.
 
-import { createHmac } from "node:crypto";
+import { nodeCrypto } from "../node_builtins.ts";
 import type { Clock } from "../clock.ts";
 import type { TableReader } from "../config/fields.ts";
 import { HttpError, type Middleware, type MiddlewareContext } from "./middleware.ts";
@@ -64,6 +64,7 @@ export class CredentialCache {
   readonly #clock: Clock;
   readonly #key = crypto.getRandomValues(new Uint8Array(32));
   readonly #entries = new Map<string, number>();
+  readonly #createHmac = nodeCrypto().createHmac;
   static readonly MAX_ENTRIES = 10_000;
 
   constructor(ttlSec: number, clock: Clock) {
@@ -72,7 +73,7 @@ export class CredentialCache {
   }
 
   #digest(credentials: Credentials): string {
-    return createHmac("sha256", this.#key).update(credentials.raw).digest("base64");
+    return this.#createHmac("sha256", this.#key).update(credentials.raw).digest("base64");
   }
 
   has(credentials: Credentials): boolean {

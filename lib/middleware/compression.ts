@@ -3,8 +3,8 @@
 // §8.4.1.2), honours q-values, `*` and `identity`, adds `Vary`, and leaves
 // alone what does not shrink or must not be touched (spec §2.10.3).
 
-import zlib from "node:zlib";
-import { Duplex } from "node:stream";
+import type { Duplex } from "node:stream";
+import { nodeStream, nodeZlib } from "../node_builtins.ts";
 import { HttpError, type MiddlewareSpec } from "./middleware.ts";
 import { type Coding, CODINGS, negotiate } from "./accept_encoding.ts";
 
@@ -80,6 +80,7 @@ export const compression: MiddlewareSpec<CompressionOptions> = {
     return { minSize: minSize!, encodings, skipTypes };
   },
   create(options) {
+    loadCompressors(); // while the config is built, not on the first answer
     const skip = [...BUILT_IN_SKIP, ...options.skipTypes];
     return async (context, next) => {
       const response = await next();
@@ -169,10 +170,19 @@ const BROTLI_QUALITY = 4;
  * How each coding compresses, as a stream or in one call, with the same
  * settings. `deflate` is zlib-wrapped, as "deflate" means in HTTP.
  */
-const COMPRESSORS: Record<Coding, {
+type Compressors = Record<Coding, {
   stream(sizeHint: number): Duplex;
   whole(bytes: Uint8Array): Uint8Array;
-}> = {
+}>;
+
+let compressors: Compressors | undefined;
+
+/** The codings' compressors; node:zlib is loaded on the first call (see node_builtins.ts). */
+function loadCompressors(): Compressors {
+  return compressors ??= makeCompressors(nodeZlib());
+}
+
+const makeCompressors = (zlib: typeof import("node:zlib")): Compressors => ({
   br: {
     stream: (sizeHint) => zlib.createBrotliCompress({ params: brotliParams(sizeHint) }),
     whole: (bytes) => zlib.brotliCompressSync(bytes, { params: brotliParams(bytes.length) }),
@@ -186,17 +196,17 @@ const COMPRESSORS: Record<Coding, {
     stream: () => zlib.createDeflate(),
     whole: (bytes) => zlib.deflateSync(bytes, zlibWindow(bytes.length)),
   },
-};
+});
 
 /** A streaming compressor. */
 function compressor(coding: Coding, sizeHint: number): TransformStream<Uint8Array, Uint8Array> {
-  const stream = COMPRESSORS[coding].stream(sizeHint);
-  return Duplex.toWeb(stream) as unknown as TransformStream<Uint8Array, Uint8Array>;
+  const stream = loadCompressors()[coding].stream(sizeHint);
+  return nodeStream().Duplex.toWeb(stream) as unknown as TransformStream<Uint8Array, Uint8Array>;
 }
 
 /** `bytes` compressed with `coding` in one call. */
 function compressBytes(coding: Coding, bytes: Uint8Array): Uint8Array<ArrayBuffer> {
-  const out = COMPRESSORS[coding].whole(bytes);
+  const out = loadCompressors()[coding].whole(bytes);
   return new Uint8Array(out.buffer as ArrayBuffer, out.byteOffset, out.byteLength);
 }
 
@@ -212,7 +222,7 @@ function zlibWindow(size: number): { windowBits: number; memLevel: number } {
 }
 
 function brotliParams(sizeHint: number): Record<number, number> {
-  const { constants } = zlib;
+  const { constants } = nodeZlib();
   return {
     [constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY,
     ...(sizeHint > 0 ? { [constants.BROTLI_PARAM_SIZE_HINT]: sizeHint } : {}),

@@ -7,7 +7,7 @@ import type { Clock } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import type { Fields } from "../proxy/headers.ts";
 import type { TableReader } from "../config/fields.ts";
-import { STATUS_CODES } from "node:http";
+import { REASONS } from "../reasons.ts";
 
 /** What a middleware sees of one request, and may change on its way upstream. */
 export interface MiddlewareContext {
@@ -90,7 +90,7 @@ export interface MiddlewareDeps {
 
 /** `<status> - <reason>`, the body of an answer Strom makes up for a status. */
 export function statusText(status: number): string {
-  return `${status} - ${STATUS_CODES[status] ?? "Error"}`;
+  return `${status} - ${REASONS[status] ?? "Error"}`;
 }
 
 /** Thrown by middlewares to answer with a status; turned into a response in one place. */

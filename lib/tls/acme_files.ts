@@ -9,7 +9,7 @@
 // The directory is part of the names so that a staging certificate is never
 // served after switching to production, and one folder can serve several CAs.
 
-import { createHash, generateKeyPairSync } from "node:crypto";
+import { nodeCrypto } from "../node_builtins.ts";
 import { join } from "node:path";
 import { type LoadedCertificate, parseCertificate } from "./pem.ts";
 
@@ -34,7 +34,7 @@ export class AcmeFiles {
     } catch (e) {
       if (!(e instanceof Deno.errors.NotFound)) throw e;
     }
-    const { privateKey } = generateKeyPairSync("ec", {
+    const { privateKey } = nodeCrypto().generateKeyPairSync("ec", {
       namedCurve: "P-256",
       privateKeyEncoding: { format: "pem", type: "pkcs8" },
       publicKeyEncoding: { format: "pem", type: "spki" },
@@ -89,5 +89,5 @@ export class AcmeFiles {
 }
 
 function hash(text: string): string {
-  return createHash("sha256").update(text).digest("hex").slice(0, 16);
+  return nodeCrypto().createHash("sha256").update(text).digest("hex").slice(0, 16);
 }

@@ -13,8 +13,9 @@
 // --unsafely-ignore-certificate-errors, which are fixed at start and global.
 
 import type * as AcmeClient from "acme-client";
-import { AsyncLocalStorage } from "node:async_hooks";
-import { Agent } from "node:https";
+import type { AsyncLocalStorage } from "node:async_hooks";
+import type { Agent } from "node:https";
+import { nodeAsyncHooks, nodeHttps } from "../node_builtins.ts";
 import type { ChallengeStore } from "./challenges.ts";
 
 /** What an order needs. */
@@ -55,7 +56,12 @@ interface OrderContext {
   readonly trace: ((line: string) => void) | undefined;
 }
 
-const context = new AsyncLocalStorage<OrderContext>();
+let contexts: AsyncLocalStorage<OrderContext> | undefined;
+
+/** The order running in this async context (node:async_hooks is loaded on first use). */
+function orderContext(): AsyncLocalStorage<OrderContext> {
+  return contexts ??= new (nodeAsyncHooks().AsyncLocalStorage)<OrderContext>();
+}
 let loading: Promise<typeof AcmeClient> | null = null;
 
 /**
@@ -65,7 +71,7 @@ let loading: Promise<typeof AcmeClient> | null = null;
 function loadClient(): Promise<typeof AcmeClient> {
   return loading ??= import("acme-client").then((acme) => {
     acme.axios.interceptors.request.use((config) => {
-      const order = context.getStore();
+      const order = orderContext().getStore();
       if (order) {
         if (order.agent) config.httpsAgent = order.agent;
         config.signal = order.signal;
@@ -77,7 +83,7 @@ function loadClient(): Promise<typeof AcmeClient> {
     // whole orders with its own backoff, so a failed request fails the order.
     (acme.axios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number } })
       .acmeSettings.retryMaxAttempts = 0;
-    acme.setLogger((line) => context.getStore()?.trace?.(line));
+    acme.setLogger((line) => orderContext().getStore()?.trace?.(line));
     return acme;
   });
 }
@@ -86,10 +92,10 @@ function loadClient(): Promise<typeof AcmeClient> {
 export async function orderCertificate(request: OrderRequest): Promise<OrderedCertificate> {
   const acme = await loadClient();
   const agent = request.caCerts.length > 0
-    ? new Agent({ ca: [...request.caCerts], keepAlive: false })
+    ? new (nodeHttps().Agent)({ ca: [...request.caCerts], keepAlive: false })
     : undefined;
   try {
-    return await context.run(
+    return await orderContext().run(
       { agent, signal: request.signal, trace: request.trace },
       () => order(acme, request),
     );

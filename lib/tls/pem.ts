@@ -1,6 +1,7 @@
 // Reading a PEM certificate chain and its private key, checked at config load.
 
-import { createPrivateKey, X509Certificate } from "node:crypto";
+import type { X509Certificate } from "node:crypto";
+import { nodeCrypto } from "../node_builtins.ts";
 
 /** A certificate ready to serve. */
 export interface LoadedCertificate {
@@ -22,6 +23,7 @@ const KEY_BLOCK =
 export function parseCertificate(certText: string, keyText: string): LoadedCertificate | string {
   const blocks = certText.match(CERT_BLOCK);
   if (!blocks) return "no CERTIFICATE block in the certificate file";
+  const { createPrivateKey, X509Certificate } = nodeCrypto();
   let leaf: X509Certificate;
   try {
     leaf = new X509Certificate(blocks[0]);

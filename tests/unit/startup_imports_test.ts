@@ -1,6 +1,8 @@
 // Optional clients (Redis, LDAP, bcrypt, ACME) cost tens of MB of memory each
 // once imported, so Strom loads them only when a config uses them: none may be
-// reachable from main.ts through static imports.
+// reachable from main.ts through static imports. The same holds for Node's
+// heavier built-ins (node:crypto, node:http, node:zlib: ~6 MB each), which
+// lib/node_builtins.ts loads on first use.
 
 import assert from "node:assert/strict";
 
@@ -14,6 +16,8 @@ interface InfoModule {
 }
 
 const LAZY = ["ioredis", "ldapts", "bcryptjs", "acme-client"];
+/** The only Node built-ins start-up may load (small, or needed by every config). */
+const EAGER_BUILTINS = ["node:path", "node:process", "node:util"];
 
 Deno.test("main.ts does not load the optional clients at start-up", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -40,6 +44,8 @@ Deno.test("main.ts does not load the optional clients at start-up", async () => 
   assert.ok(seen.size > 50, `the walk found the module graph (${seen.size} modules)`);
   const eager = [...seen].filter((s) => LAZY.some((name) => s.includes(name)));
   assert.deepEqual(eager, [], "optional clients imported statically");
+  const builtins = [...seen].filter((s) => s.startsWith("node:")).sort();
+  assert.deepEqual(builtins, EAGER_BUILTINS, "Node built-ins imported statically");
   // The dynamic imports are there (the walk above would miss a renamed package).
   const dynamic = info.modules.flatMap((m) =>
     (m.dependencies ?? []).filter((d) => d.isDynamic).map((d) => d.specifier)
