@@ -11,7 +11,7 @@ import { BackendProcess } from "../_helpers/process.ts";
 import { freePort } from "../_helpers/programs.ts";
 import { captureLog, ManualClock } from "../_helpers/clock.ts";
 import { createLogger } from "../../lib/log.ts";
-import { createHttpProbe, PROBE_USER_AGENT } from "../../lib/health/probe.ts";
+import { createHttpProbe, PROBE_USER_AGENT, probeHost } from "../../lib/health/probe.ts";
 import { systemClock } from "../../lib/clock.ts";
 import type { HealthConfig } from "../../lib/config/types.ts";
 
@@ -100,6 +100,30 @@ Deno.test("the HTTP probe reports status, slowness, refusal and hangs as results
   const hung = await probe(addr(hang.port), { ...HEALTH, timeoutMs: 200 });
   assert.deepEqual([hung.ok, hung.reason], [false, "timed out after 200 ms"]);
   assert.ok(Date.now() - started < 2000, "a hung backend costs one timeout");
+});
+
+Deno.test("a probe's Host is the address as written: no default port added, no scheme", async () => {
+  const written = (id: string) => probeHost({ ...addr(80), id });
+  assert.equal(written("example.com"), "example.com");
+  assert.equal(written("example.com:80"), "example.com:80");
+  assert.equal(written("http://example.com/"), "example.com");
+  assert.equal(written("HTTPS://example.com:8443"), "example.com:8443");
+  assert.equal(written("[::1]:8080"), "[::1]:8080");
+  const probe = createHttpProbe(systemClock);
+  let host: string | null = null;
+  await using backend = startBackend((req) => {
+    host = req.headers.get("host");
+    return new Response("ok");
+  });
+  // Written without a port: the probe connects to host and port as parsed (here the test
+  // backend's) and names the host as written.
+  const result = await probe({ ...addr(backend.port), id: "http://backend.test" }, {
+    ...HEALTH,
+    timeoutMs: 5000,
+    slowThresholdMs: 5000,
+  });
+  assert.equal(result.ok, true, result.reason);
+  assert.equal(host, "backend.test");
 });
 
 Deno.test("a backend failing its probes leaves after unhealthy_after rounds and returns after healthy_after", async () => {
