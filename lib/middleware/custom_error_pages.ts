@@ -1,20 +1,29 @@
 // CustomErrorPages { location, errors }: answers with a status in `errors` get
-// the body of `<location>/<status>.html` instead, read at config load and at
-// each reload rather than RustStrom's blocking disk read per response (spec
-// §2.10.6). `location` is relative to the config file's folder; a folder found
+// the body of `<location>/<status>.html` instead. RustStrom read the file from
+// disk on every such response (spec §2.10.6), so an edited page showed at
+// once; Strom reads the pages at config load and watches their folder, reading
+// a page again when it changes (a page deleted meanwhile gets the fallback
+// below), without blocking a response on the disk. `location` is relative to the config file's folder; a folder found
 // only relative to the working directory, where RustStrom looked, is taken
 // from there with a warning. A page that does not exist is a warning, and its
 // status gets RustStrom's fallback body `<code> - <reason>`, so RustStrom's
 // files load; a page that exists but cannot be read is a config error.
 
-import { isAbsolute, resolve } from "node:path";
+import { basename, isAbsolute, resolve } from "node:path";
 import { readConfigFile } from "./files.ts";
 import { checkInt } from "../config/fields.ts";
-import { type MiddlewareSpec, statusText } from "./middleware.ts";
+import {
+  type Middleware,
+  type MiddlewareDeps,
+  type MiddlewareSpec,
+  statusText,
+} from "./middleware.ts";
 
 /** Validated options: each page's HTML by status code, and the codes without a page. */
 export type CustomErrorPagesOptions = {
   readonly location: string;
+  /** The folder the pages are read from (location resolved). */
+  readonly folder: string;
   readonly pages: Readonly<Record<string, string>>;
   /** Codes whose page file does not exist: they get `<code> - <reason>` as plain text. */
   readonly missing: readonly number[];
@@ -60,21 +69,27 @@ export const customErrorPages: MiddlewareSpec<CustomErrorPagesOptions> = {
         warn?.(path, `${read.problem}: answers with ${code} get "${statusText(code)}"`);
       } else r.problems.push({ path, message: read.problem });
     });
-    return { location: location!, pages, missing };
+    return { location: location!, folder: folder!, pages, missing };
   },
-  create(options) {
-    const encoder = new TextEncoder();
-    const pages = new Map<number, { body: Uint8Array<ArrayBuffer>; type: string }>();
-    for (const [code, html] of Object.entries(options.pages)) {
-      pages.set(Number(code), { body: encoder.encode(html), type: "text/html; charset=utf-8" });
-    }
-    for (const code of options.missing) {
-      pages.set(code, {
-        body: encoder.encode(`${statusText(code)}\n`), // RustStrom's body without a page
-        type: "text/plain; charset=utf-8",
-      });
-    }
-    return async (context, next) => {
+  create(options, deps) {
+    const pages = new Map<number, Page>();
+    for (const [code, html] of Object.entries(options.pages)) pages.set(Number(code), page(html));
+    for (const code of options.missing) pages.set(code, fallbackPage(code));
+    const reread = (code: number) => {
+      const read = readConfigFile(options.folder, `${code}.html`, "error page");
+      const before = pages.get(code)!;
+      if (!("problem" in read)) {
+        if (read.text === before.html) return;
+        pages.set(code, page(read.text));
+        deps.log.info(`Error page for ${code} read again from ${read.path}`);
+      } else if (read.missing) {
+        if (before.html === null) return;
+        pages.set(code, fallbackPage(code));
+        deps.log.warn(`${read.problem}: answers with ${code} get "${statusText(code)}"`);
+      } else deps.log.warn(`${read.problem}: answers with ${code} keep the page read before`);
+    };
+    const stop = watchPages(options.folder, [...pages.keys()], reread, deps);
+    const handler: Middleware = async (context, next) => {
       const response = await next();
       const page = pages.get(response.status);
       if (page === undefined) return response;
@@ -89,8 +104,85 @@ export const customErrorPages: MiddlewareSpec<CustomErrorPagesOptions> = {
         headers,
       });
     };
+    return Object.assign(handler, { close: () => Promise.resolve(stop()) });
   },
 };
+
+/** A page as served: its bytes and type, and the HTML it came from (null: the fallback). */
+interface Page {
+  readonly body: Uint8Array<ArrayBuffer>;
+  readonly type: string;
+  readonly html: string | null;
+}
+
+const encoder = new TextEncoder();
+
+function page(html: string): Page {
+  return { body: encoder.encode(html), type: "text/html; charset=utf-8", html };
+}
+
+/** RustStrom's body for a listed status without a page. */
+function fallbackPage(code: number): Page {
+  return {
+    body: encoder.encode(`${statusText(code)}\n`),
+    type: "text/plain; charset=utf-8",
+    html: null,
+  };
+}
+
+/** Quiet time after the last change to a page before it is read (editors write in bursts). */
+const SETTLE_MS = 100;
+
+/**
+ * Watches `folder` and calls `changed(code)` once a page of one of `codes`
+ * was written, created, renamed or removed and then left alone for SETTLE_MS.
+ * Returns the function that stops watching.
+ */
+function watchPages(
+  folder: string,
+  codes: readonly number[],
+  changed: (code: number) => void,
+  { clock, log }: MiddlewareDeps,
+): () => void {
+  // No folder: every page was missing at load (and warned about); nothing to watch.
+  if (!isFolder(folder)) return () => {};
+  const byName = new Map(codes.map((code) => [`${code}.html`, code]));
+  let watcher: Deno.FsWatcher;
+  try {
+    watcher = Deno.watchFs(folder, { recursive: false });
+  } catch (e) {
+    log.warn(
+      `Cannot watch the error pages in ${folder} (${e instanceof Error ? e.message : e}): ` +
+        "an edited page is read at the next config reload",
+    );
+    return () => {};
+  }
+  const timers = new Map<number, number>();
+  (async () => {
+    for await (const event of watcher) {
+      for (const path of event.paths) {
+        const code = byName.get(basename(path));
+        if (code === undefined) continue;
+        const pending = timers.get(code);
+        if (pending !== undefined) clock.clearTimeout(pending);
+        timers.set(
+          code,
+          clock.setTimeout(() => {
+            timers.delete(code);
+            changed(code);
+          }, SETTLE_MS),
+        );
+      }
+    }
+  })().catch((e) => log.warn(`Watching the error pages in ${folder} stopped: ${e}`));
+  return () => {
+    for (const timer of timers.values()) clock.clearTimeout(timer);
+    timers.clear();
+    try {
+      watcher.close();
+    } catch { /* closed */ }
+  };
+}
 
 /**
  * The folder of the pages: relative to the config file's folder, unless that

@@ -385,6 +385,7 @@ Deno.test("parseConfig() reads error pages and htpasswd files at load, relative 
     const config = parseConfig(`${pages}errors = [503, 404]`, here);
     assert.deepEqual(config.pools[0].middlewares[0].options, {
       location: "pages",
+      folder: `${baseDir}/pages`,
       pages: { 503: "busy" },
       missing: [404],
     });

@@ -4,6 +4,9 @@ import { HttpError } from "../../lib/middleware/middleware.ts";
 import { compose } from "../../lib/middleware/middleware.ts";
 import { errorResponse } from "../../lib/proxy/errors.ts";
 import { build, fakeContext, run, testDeps } from "../_helpers/middleware.ts";
+import { waitFor } from "../_helpers/servers.ts";
+import type { ManualClock } from "../_helpers/clock.ts";
+import { systemClock } from "../../lib/clock.ts";
 
 async function withPages<T>(body: (dir: string) => Promise<T>): Promise<T> {
   const dir = await Deno.makeTempDir();
@@ -105,5 +108,37 @@ Deno.test("customErrorPages() gives a status whose page does not exist RustStrom
     assert.equal(r.headers.get("content-type"), "text/plain; charset=utf-8");
     assert.equal(r.headers.get("content-length"), "16");
     assert.equal(await r.text(), "404 - Not Found\n");
+  });
+});
+
+Deno.test("customErrorPages() serves an edited page, a page made after load, and the fallback for a deleted one, without a reload", async () => {
+  await withPages(async (dir) => {
+    const deps = testDeps({ baseDir: dir, clock: systemClock as ManualClock });
+    const mw = await build(customErrorPages, { location: "pages", errors: [502, 404, 429] }, deps);
+    const answer = async (status: number) => {
+      const r = await run(mw, fakeContext("http://a.com/"), () => new Response("x", { status }));
+      return `${r.headers.get("content-type")} ${await r.text()}`;
+    };
+    try {
+      assert.equal(await answer(502), "text/html; charset=utf-8 <h1>Back soon — é</h1>");
+      assert.equal(await answer(404), "text/plain; charset=utf-8 404 - Not Found\n");
+      await Deno.writeTextFile(`${dir}/pages/502.html`, "<h1>Edited</h1>");
+      await Deno.writeTextFile(`${dir}/pages/404.html`, "<h1>Gone</h1>");
+      await Deno.remove(`${dir}/pages/429.html`);
+      await waitFor(
+        async () => (await answer(502)) === "text/html; charset=utf-8 <h1>Edited</h1>",
+        "the edited 502 page",
+      );
+      await waitFor(
+        async () => (await answer(404)) === "text/html; charset=utf-8 <h1>Gone</h1>",
+        "the new 404 page",
+      );
+      await waitFor(
+        async () => (await answer(429)) === "text/plain; charset=utf-8 429 - Too Many Requests\n",
+        "the fallback for the deleted 429 page",
+      );
+    } finally {
+      await mw.close?.();
+    }
   });
 });
