@@ -171,37 +171,50 @@ const BROTLI_QUALITY = 4;
  * settings. `deflate` is zlib-wrapped, as "deflate" means in HTTP.
  */
 type Compressors = Record<Coding, {
-  stream(sizeHint: number): Duplex;
+  stream(sizeHint: number): TransformStream<Uint8Array, Uint8Array>;
   whole(bytes: Uint8Array): Uint8Array;
 }>;
 
 let compressors: Compressors | undefined;
 
-/** The codings' compressors; node:zlib is loaded on the first call (see node_builtins.ts). */
+/**
+ * The codings' compressors; node:zlib and node:stream are loaded on the first
+ * call (see node_builtins.ts).
+ */
 function loadCompressors(): Compressors {
-  return compressors ??= makeCompressors(nodeZlib());
+  return compressors ??= makeCompressors(nodeZlib(), nodeStream().Duplex);
 }
 
-const makeCompressors = (zlib: typeof import("node:zlib")): Compressors => ({
-  br: {
-    stream: (sizeHint) => zlib.createBrotliCompress({ params: brotliParams(sizeHint) }),
-    whole: (bytes) => zlib.brotliCompressSync(bytes, { params: brotliParams(bytes.length) }),
-  },
-  zstd: { stream: () => zlib.createZstdCompress(), whole: (bytes) => zlib.zstdCompressSync(bytes) },
-  gzip: {
-    stream: () => zlib.createGzip(),
-    whole: (bytes) => zlib.gzipSync(bytes, zlibWindow(bytes.length)),
-  },
-  deflate: {
-    stream: () => zlib.createDeflate(),
-    whole: (bytes) => zlib.deflateSync(bytes, zlibWindow(bytes.length)),
-  },
-});
+function makeCompressors(zlib: typeof import("node:zlib"), duplex: typeof Duplex): Compressors {
+  const toWeb = (stream: Duplex) =>
+    duplex.toWeb(stream) as unknown as TransformStream<Uint8Array, Uint8Array>;
+  const brotliParams = (sizeHint: number): Record<number, number> => ({
+    [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY,
+    ...(sizeHint > 0 ? { [zlib.constants.BROTLI_PARAM_SIZE_HINT]: sizeHint } : {}),
+  });
+  return {
+    br: {
+      stream: (sizeHint) => toWeb(zlib.createBrotliCompress({ params: brotliParams(sizeHint) })),
+      whole: (bytes) => zlib.brotliCompressSync(bytes, { params: brotliParams(bytes.length) }),
+    },
+    zstd: {
+      stream: () => toWeb(zlib.createZstdCompress()),
+      whole: (bytes) => zlib.zstdCompressSync(bytes),
+    },
+    gzip: {
+      stream: () => toWeb(zlib.createGzip()),
+      whole: (bytes) => zlib.gzipSync(bytes, zlibWindow(bytes.length)),
+    },
+    deflate: {
+      stream: () => toWeb(zlib.createDeflate()),
+      whole: (bytes) => zlib.deflateSync(bytes, zlibWindow(bytes.length)),
+    },
+  };
+}
 
 /** A streaming compressor. */
 function compressor(coding: Coding, sizeHint: number): TransformStream<Uint8Array, Uint8Array> {
-  const stream = loadCompressors()[coding].stream(sizeHint);
-  return nodeStream().Duplex.toWeb(stream) as unknown as TransformStream<Uint8Array, Uint8Array>;
+  return loadCompressors()[coding].stream(sizeHint);
 }
 
 /** `bytes` compressed with `coding` in one call. */
@@ -219,12 +232,4 @@ function compressBytes(coding: Coding, bytes: Uint8Array): Uint8Array<ArrayBuffe
 function zlibWindow(size: number): { windowBits: number; memLevel: number } {
   const windowBits = Math.min(15, Math.max(9, Math.ceil(Math.log2(Math.max(size, 1)))));
   return { windowBits, memLevel: Math.min(8, windowBits - 6) };
-}
-
-function brotliParams(sizeHint: number): Record<number, number> {
-  const { constants } = nodeZlib();
-  return {
-    [constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY,
-    ...(sizeHint > 0 ? { [constants.BROTLI_PARAM_SIZE_HINT]: sizeHint } : {}),
-  };
 }

@@ -3,11 +3,12 @@
 // disk on every such response (spec §2.10.6), so an edited page showed at
 // once; Strom reads the pages at config load and watches their folder, reading
 // a page again when it changes (a page deleted meanwhile gets the fallback
-// below), without blocking a response on the disk. `location` is relative to the config file's folder; a folder found
-// only relative to the working directory, where RustStrom looked, is taken
-// from there with a warning. A page that does not exist is a warning, and its
-// status gets RustStrom's fallback body `<code> - <reason>`, so RustStrom's
-// files load; a page that exists but cannot be read is a config error.
+// below), without blocking a response on the disk. `location` is relative to
+// the config file's folder; a folder found only relative to the working
+// directory, where RustStrom looked, is taken from there with a warning. A page
+// that does not exist is a warning, and its status gets RustStrom's fallback
+// body `<code> - <reason>`, so RustStrom's files load; a page that exists but
+// cannot be read is a config error.
 
 import { basename, isAbsolute, resolve } from "node:path";
 import { readConfigFile } from "./files.ts";
