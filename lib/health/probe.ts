@@ -7,6 +7,7 @@ import type { Clock } from "../clock.ts";
 import { VERSION } from "../version.ts";
 import type { ProbeResult } from "./state.ts";
 import { describeNetError } from "../net/errors.ts";
+import { writtenAuthority } from "../net/address.ts";
 
 /** The User-Agent probes send, so backends can recognize (and not log) them. */
 export const PROBE_USER_AGENT = `Strom-HealthCheck/${VERSION}`;
@@ -120,5 +121,5 @@ async function readAnswer(
  * Host from the URI): `example.com` stays `example.com`, not `example.com:80`.
  */
 export function probeHost(backend: BackendAddress): string {
-  return backend.id.replace(/^https?:\/\//i, "").replace(/\/$/, "");
+  return writtenAuthority(backend.id);
 }

@@ -101,6 +101,16 @@ export function parseBackendAuthority(
   return { host, port: port ?? (tls ? 443 : 80), tls };
 }
 
+/**
+ * A backend address as written in the config, without its scheme: what goes
+ * into a Host field Strom writes for that backend (`example.com` stays
+ * `example.com`, not `example.com:80`), as RustStrom's hyper client took Host
+ * from the URI `http://<address>`.
+ */
+export function writtenAuthority(id: string): string {
+  return id.replace(/^https?:\/\//i, "").replace(/\/$/, "");
+}
+
 /** Formats host and port as an authority, bracketing IPv6. */
 export function formatAuthority(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;

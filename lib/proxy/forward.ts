@@ -55,6 +55,11 @@ interface Target extends MatchRequest {
   readonly conflict: boolean;
   /** A Host value that is no host (RFC 9112 3.2: 400; Deno refuses some, not all). */
   readonly invalidHost: boolean;
+  /**
+   * The client sent no Host (HTTP/1.0 allows that): `host` is "" then, so no
+   * Host matcher matches (as in RustStrom), and the transport names the backend.
+   */
+  readonly missingHost: boolean;
 }
 
 /** Creates the proxy handler for one listener. */
@@ -68,11 +73,13 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
 
   async function handle(request: Request, remote: Deno.NetAddr, tracker: RequestTracker) {
     const runtime = options.runtime();
-    const target = splitTarget(request);
+    const target = splitTarget(request, options.arrival);
     tracker.path = target.target;
     // CONNECT asks for a tunnel, which a reverse proxy does not open (RustStrom could crash on it).
     if (target.method === "CONNECT") return failureResponse("not-implemented");
     if (target.conflict || target.invalidHost) return failureResponse("bad-request");
+    // A WebSocket handshake must carry Host (RFC 6455 4.1).
+    if (target.missingHost && isWebSocketUpgrade(request)) return failureResponse("bad-request");
     // Deno takes repeated equal Content-Length fields as one; like nginx, Strom refuses them
     // (RFC 9112 6.3 allows either), so no backend ever has to decide.
     const length = request.headers.get("content-length");
@@ -139,7 +146,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
 const DIGITS = /^\d+$/;
 
 /** Splits `request.url` (raw target as received) into host, path and query. */
-function splitTarget(request: Request): Target {
+function splitTarget(request: Request, arrival: ArrivalInfo): Target {
   const url = request.url;
   const authorityStart = url.indexOf("//") + 2;
   let pathStart = url.indexOf("/", authorityStart);
@@ -150,9 +157,14 @@ function splitTarget(request: Request): Target {
   const query = queryStart < 0 ? "" : url.slice(queryStart + 1);
   const authority = url.slice(authorityStart, pathStart);
   const host = request.headers.get("host");
+  // Without a Host field Deno makes the URL's authority up as `localhost:<port>` (no port when it
+  // is the scheme's default); HTTP/2's :authority also arrives there, without a Host field.
+  const missingHost = host === null &&
+    (authority === `localhost:${arrival.port}` ||
+      (authority === "localhost" && arrival.port === DEFAULT_PORT[arrival.proto]));
   return {
     method: request.method,
-    host: host ?? authority,
+    host: host ?? (missingHost ? "" : authority),
     path,
     query,
     headers: request.headers,
@@ -160,8 +172,11 @@ function splitTarget(request: Request): Target {
     // Deno builds the URL from the Host header for origin-form targets, so they never differ.
     conflict: host !== null && host.toLowerCase() !== authority.toLowerCase(),
     invalidHost: host !== null && host !== "" && !HOST.test(host),
+    missingHost,
   };
 }
+
+const DEFAULT_PORT = { http: "80", https: "443" } as const;
 
 interface Exchange {
   readonly target: Target;

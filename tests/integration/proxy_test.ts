@@ -461,3 +461,44 @@ Deno.test("IPv4 clients of a dual-stack listener appear as plain IPv4", async ()
   const port = lb.strom.port("http_address");
   assert.equal((await get(`http://127.0.0.1:${port}/`)).text, "127.0.0.1");
 });
+
+Deno.test("a request without Host matches no Host matcher and reaches its backend with the backend's address as Host", async () => {
+  const seen: (string | null)[] = [];
+  await using named = startBackend(() => new Response("named"));
+  await using other = startBackend((req) => {
+    seen.push(req.headers.get("host"), req.headers.get("x-forwarded-host"));
+    return new Response("other");
+  });
+  await using lb = await startStrom(
+    poolToml([named.address], { matcher: "Host('localhost')" }) + poolToml([other.address]),
+  );
+  const port = Number(new URL(lb.url).port);
+  // Deno makes up `localhost:<port>` as the URL's authority of such a request: it must not
+  // count as a Host (RustStrom: a missing Host never matches), nor reach the backend.
+  for (
+    const request of ["GET /a HTTP/1.0\r\n\r\n", "GET /b HTTP/1.1\r\nConnection: close\r\n\r\n"]
+  ) {
+    const response = await rawExchange(port, request);
+    assert.match(response, /^HTTP\/1\.[01] 200 /, request);
+    assert.ok(response.endsWith("\r\n\r\nother"), response);
+  }
+  assert.deepEqual(seen, [other.address, null, other.address, null]);
+  const named200 = await rawExchange(
+    port,
+    "GET /c HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+  );
+  assert.ok(named200.endsWith("\r\n\r\nnamed"), named200);
+  // A WebSocket handshake must name its host (RFC 6455 4.1).
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(new TextEncoder().encode(
+      "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    ));
+    const buf = new Uint8Array(1024);
+    const n = await conn.read(buf);
+    assert.match(new TextDecoder().decode(buf.subarray(0, n ?? 0)), /^HTTP\/1\.1 400 /);
+  } finally {
+    conn.close();
+  }
+});

@@ -6,6 +6,7 @@
 import type { BackendAddress, ClientConfig } from "../../config/types.ts";
 import { type Transport, UpstreamError, type UpstreamRequest } from "../transport.ts";
 import { describeNetError } from "../../net/errors.ts";
+import { writtenAuthority } from "../../net/address.ts";
 import type { Connection } from "./connection.ts";
 import { HostPool, type Lease, type PoolLimits } from "./pool.ts";
 import { ProtocolError, type ResponseHead } from "./parse.ts";
@@ -64,7 +65,7 @@ async function send(
     }
     const state = { wroteHead: false };
     try {
-      return await exchange(pool, lease.conn, request, state);
+      return await exchange(pool, lease.conn, request, state, backend);
     } catch (e) {
       const stale = lease.reused && lease.conn.received === 0 && !request.signal.aborted &&
         !(e instanceof ProtocolError) && !(request.body instanceof ReadableStream) && attempt < 3;
@@ -84,6 +85,7 @@ async function exchange(
   conn: Connection,
   request: UpstreamRequest,
   state: { wroteHead: boolean },
+  backend: BackendAddress,
 ): Promise<Response> {
   conn.received = 0;
   conn.uses++;
@@ -95,7 +97,7 @@ async function exchange(
     const { body } = request;
     const chunked = body instanceof ReadableStream &&
       !request.fields.some(([name]) => name === "content-length");
-    const headBytes = encodeHead(conn, request, chunked);
+    const headBytes = encodeHead(conn, request, chunked, backend);
     if (body instanceof Uint8Array) {
       const all = new Uint8Array(headBytes.length + body.length);
       all.set(headBytes);
@@ -153,16 +155,25 @@ async function writeBody(conn: Connection, body: ReadableStream<Uint8Array>, chu
 /**
  * The request line and fields as bytes, exactly as received: Deno decodes the
  * request target as UTF-8 and field values as octets (latin1), so each is
- * encoded back the same way.
+ * encoded back the same way. A request without Host (an HTTP/1.0 client may
+ * send none) gets the backend's address, which HTTP/1.1 requires (RFC 9112 3.2).
  */
-function encodeHead(conn: Connection, request: UpstreamRequest, chunked: boolean): Uint8Array {
-  const line = `${request.method} ${request.target} HTTP/1.1\r\n`;
+function encodeHead(
+  conn: Connection,
+  request: UpstreamRequest,
+  chunked: boolean,
+  backend: BackendAddress,
+): Uint8Array {
+  let line = `${request.method} ${request.target} HTTP/1.1\r\n`;
   let text = "";
+  let hasHost = false;
   const { body } = request;
   for (const [name, value] of request.fields) {
     if (body instanceof Uint8Array && name === "content-length") continue;
+    if (name === "host") hasHost = true;
     text += `${name}: ${value}\r\n`;
   }
+  if (!hasHost) line += `host: ${writtenAuthority(backend.id)}\r\n`;
   if (body instanceof Uint8Array) text += `content-length: ${body.length}\r\n`;
   else if (chunked) text += "transfer-encoding: chunked\r\n";
   text += "\r\n";
