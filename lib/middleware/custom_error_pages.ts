@@ -8,7 +8,8 @@
 // directory, where RustStrom looked, is taken from there with a warning. A page
 // that does not exist is a warning, and its status gets RustStrom's fallback
 // body `<code> - <reason>`, so RustStrom's files load; a page that exists but
-// cannot be read is a config error.
+// cannot be read is a config error. Codes from 200 work as in RustStrom; codes
+// whose answers have no body (1xx, 204, 205, 304) are ignored with a warning.
 
 import { basename, isAbsolute, resolve } from "node:path";
 import { readConfigFile } from "./files.ts";
@@ -44,6 +45,9 @@ const BODY_HEADERS = [
   "repr-digest",
 ];
 
+/** Statuses whose answers carry no body (1xx never reach middlewares). */
+const BODYLESS = new Set([204, 205, 304]);
+
 /** The error pages middleware's spec. */
 export const customErrorPages: MiddlewareSpec<CustomErrorPagesOptions> = {
   name: "CustomErrorPages",
@@ -60,8 +64,13 @@ export const customErrorPages: MiddlewareSpec<CustomErrorPagesOptions> = {
     }
     r.array("errors", true)?.forEach((v, i) => {
       const path = r.at("errors") + `[${i}]`;
-      const code = checkInt(v, path, r.problems, { min: 400, max: 599 });
+      const code = checkInt(v, path, r.problems, { min: 100, max: 599 });
       if (code === undefined || folder === undefined) return;
+      // RustStrom took any code; answers of these have no body to replace (RFC 9110 6.4.1).
+      if (code < 200 || BODYLESS.has(code)) {
+        warn?.(path, `ignored: a ${code} answer has no body to replace`);
+        return;
+      }
       // The file name is the status number only: nothing from a request reaches the path.
       const read = readConfigFile(folder, `${code}.html`, "error page");
       if (!("problem" in read)) pages[code] = read.text;

@@ -371,11 +371,11 @@ Deno.test("parseConfig() reads error pages and htpasswd files at load, relative 
     assert.deepEqual(
       middlewareProblems(
         "CustomErrorPages",
-        `location = "pages"\nerrors = [503, 404, 200, "x"]`,
+        `location = "pages"\nerrors = [503, 404, 600, "x"]`,
         here,
       ),
       [
-        `${MW}.CustomErrorPages.errors[2]: expected an integer from 400 to 599, found 200`,
+        `${MW}.CustomErrorPages.errors[2]: expected an integer from 100 to 599, found 600`,
         `${MW}.CustomErrorPages.errors[3]: expected an integer, found a string ("x")`,
       ],
     );

@@ -7,6 +7,8 @@ import { build, fakeContext, run, testDeps } from "../_helpers/middleware.ts";
 import { waitFor } from "../_helpers/servers.ts";
 import type { ManualClock } from "../_helpers/clock.ts";
 import { systemClock } from "../../lib/clock.ts";
+import { TableReader } from "../../lib/config/fields.ts";
+import type { Problem } from "../../lib/config/errors.ts";
 
 async function withPages<T>(body: (dir: string) => Promise<T>): Promise<T> {
   const dir = await Deno.makeTempDir();
@@ -137,6 +139,46 @@ Deno.test("customErrorPages() serves an edited page, a page made after load, and
         async () => (await answer(429)) === "text/plain; charset=utf-8 429 - Too Many Requests\n",
         "the fallback for the deleted 429 page",
       );
+    } finally {
+      await mw.close?.();
+    }
+  });
+});
+
+Deno.test("customErrorPages() takes RustStrom's codes below 400, ignoring with a warning those without a body", async () => {
+  await withPages(async (dir) => {
+    await Deno.writeTextFile(`${dir}/pages/302.html`, "<a href=/new>moved</a>");
+    const warnings: string[] = [];
+    const problems: Problem[] = [];
+    const reader = new TableReader(
+      { location: "pages", errors: [302, 304, 204, 101, 502] },
+      "CustomErrorPages",
+      problems,
+    );
+    const options = customErrorPages.parse(reader, {
+      baseDir: dir,
+      warn: (path, message) => warnings.push(`${path}: ${message}`),
+    });
+    reader.finish();
+    assert.deepEqual(problems, []);
+    assert.deepEqual(Object.keys(options.pages).sort(), ["302", "502"]);
+    assert.deepEqual(warnings, [
+      "CustomErrorPages.errors[1]: ignored: a 304 answer has no body to replace",
+      "CustomErrorPages.errors[2]: ignored: a 204 answer has no body to replace",
+      "CustomErrorPages.errors[3]: ignored: a 101 answer has no body to replace",
+    ]);
+    const mw = await customErrorPages.create(options, testDeps({ baseDir: dir }));
+    try {
+      const r = await run(
+        mw,
+        fakeContext("http://a.com/"),
+        () => new Response("old", { status: 302, headers: { location: "/new" } }),
+      );
+      assert.deepEqual([r.status, r.headers.get("location"), await r.text()], [
+        302,
+        "/new",
+        "<a href=/new>moved</a>",
+      ]);
     } finally {
       await mw.close?.();
     }
