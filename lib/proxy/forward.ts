@@ -158,10 +158,11 @@ function splitTarget(request: Request, arrival: ArrivalInfo): Target {
   const authority = url.slice(authorityStart, pathStart);
   const host = request.headers.get("host");
   // Without a Host field Deno makes the URL's authority up as `localhost:<port>` (no port when it
-  // is the scheme's default); HTTP/2's :authority also arrives there, without a Host field.
-  const missingHost = host === null &&
+  // is the scheme's default). HTTP/2's :authority also arrives there without a Host field, and
+  // HTTP/2 comes over TLS: only the plain HTTP listener takes that authority as made up.
+  const missingHost = host === null && arrival.proto === "http" &&
     (authority === `localhost:${arrival.port}` ||
-      (authority === "localhost" && arrival.port === DEFAULT_PORT[arrival.proto]));
+      (authority === "localhost" && arrival.port === "80"));
   return {
     method: request.method,
     host: host ?? (missingHost ? "" : authority),
@@ -175,8 +176,6 @@ function splitTarget(request: Request, arrival: ArrivalInfo): Target {
     missingHost,
   };
 }
-
-const DEFAULT_PORT = { http: "80", https: "443" } as const;
 
 interface Exchange {
   readonly target: Target;
