@@ -1,8 +1,60 @@
-// Watches the config file's folder (editors that save by renaming replace the
-// file, which a watch on the file itself would miss), debounces bursts, and
-// reloads only when the text really changed: one save, one reload.
+// Watches a folder for changes to named files (editors that save by renaming
+// replace the file, which a watch on the file itself would miss), debounces
+// bursts per file, and for the config file reloads only when the text really
+// changed: one save, one reload.
 
 import { basename, dirname, resolve } from "node:path";
+import { type Clock, systemClock } from "../clock.ts";
+
+/** Options for watchFolder. */
+export interface FolderWatchOptions {
+  /** Quiet time after a file's last event before `onSettled` is called for it. */
+  readonly debounceMs: number;
+  readonly clock?: Clock;
+  /** The watch ended with an error (it was running). */
+  readonly onError?: (error: unknown) => void;
+}
+
+/**
+ * Watches `folder` (not its subfolders) and calls `onSettled(name)` once a file
+ * of `names` was written, created, renamed or removed and then left alone for
+ * `debounceMs`. Throws when the folder cannot be watched; returns the function
+ * that stops watching.
+ */
+export function watchFolder(
+  folder: string,
+  names: readonly string[],
+  onSettled: (name: string) => void,
+  { debounceMs, clock = systemClock, onError }: FolderWatchOptions,
+): () => void {
+  const watched = new Set(names);
+  const watcher = Deno.watchFs(folder, { recursive: false });
+  const timers = new Map<string, number>();
+  (async () => {
+    for await (const event of watcher) {
+      for (const path of event.paths) {
+        const name = basename(path);
+        if (!watched.has(name)) continue;
+        const pending = timers.get(name);
+        if (pending !== undefined) clock.clearTimeout(pending);
+        timers.set(
+          name,
+          clock.setTimeout(() => {
+            timers.delete(name);
+            onSettled(name);
+          }, debounceMs),
+        );
+      }
+    }
+  })().catch((e) => onError?.(e));
+  return () => {
+    for (const timer of timers.values()) clock.clearTimeout(timer);
+    timers.clear();
+    try {
+      watcher.close();
+    } catch { /* closed */ }
+  };
+}
 
 /** Options for watchConfig. */
 export interface WatchOptions {
@@ -15,14 +67,10 @@ export interface WatchOptions {
   readonly onError?: (error: unknown) => void;
 }
 
-/** Starts watching; returns a function that stops it. */
+/** Starts watching the config file; returns a function that stops it. */
 export function watchConfig(path: string, options: WatchOptions): () => void {
   const file = resolve(path);
-  const name = basename(file);
-  const watcher = Deno.watchFs(dirname(file), { recursive: false });
-  let timer: ReturnType<typeof setTimeout> | undefined;
   const settle = async () => {
-    timer = undefined;
     let text: string;
     try {
       text = await Deno.readTextFile(file);
@@ -31,17 +79,8 @@ export function watchConfig(path: string, options: WatchOptions): () => void {
     }
     if (text !== options.currentText()) options.onChange(text);
   };
-  (async () => {
-    for await (const event of watcher) {
-      if (!event.paths.some((p) => basename(p) === name)) continue;
-      clearTimeout(timer);
-      timer = setTimeout(settle, options.debounceMs ?? 200);
-    }
-  })().catch((e) => options.onError?.(e));
-  return () => {
-    clearTimeout(timer);
-    try {
-      watcher.close();
-    } catch { /* closed */ }
-  };
+  return watchFolder(dirname(file), [basename(file)], () => void settle(), {
+    debounceMs: options.debounceMs ?? 200,
+    onError: options.onError,
+  });
 }

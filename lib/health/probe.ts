@@ -53,7 +53,8 @@ export function createHttpProbe(clock: Clock): Probe {
         conn.close();
         return fail(`timed out after ${config.timeoutMs} ms`);
       }
-      const head = `GET ${config.path} HTTP/1.1\r\nHost: ${config.host ?? probeHost(backend)}\r\n` +
+      const head =
+        `GET ${config.path} HTTP/1.1\r\nHost: ${config.host ?? writtenAuthority(backend.id)}\r\n` +
         `User-Agent: ${PROBE_USER_AGENT}\r\nAccept: */*\r\nConnection: close\r\n\r\n`;
       await conn.write(new TextEncoder().encode(head));
       const answer = await readAnswer(conn, config.expectedBody !== null);
@@ -113,13 +114,4 @@ async function readAnswer(
     body += decoder.decode(buf.subarray(0, n), { stream: true });
   }
   return { status, body };
-}
-
-/**
- * The Host a probe sends when `health_config.host` is unset: the address as
- * written in the config, without its scheme, as RustStrom sent it (hyper takes
- * Host from the URI): `example.com` stays `example.com`, not `example.com:80`.
- */
-export function probeHost(backend: BackendAddress): string {
-  return writtenAuthority(backend.id);
 }

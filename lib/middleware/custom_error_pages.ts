@@ -11,7 +11,8 @@
 // cannot be read is a config error. Codes from 200 work as in RustStrom; codes
 // whose answers have no body (1xx, 204, 205, 304) are ignored with a warning.
 
-import { basename, isAbsolute, resolve } from "node:path";
+import { isAbsolute, resolve } from "node:path";
+import { watchFolder } from "../config/watch.ts";
 import { readConfigFile } from "./files.ts";
 import { checkInt } from "../config/fields.ts";
 import {
@@ -144,9 +145,9 @@ function fallbackPage(code: number): Page {
 const SETTLE_MS = 100;
 
 /**
- * Watches `folder` and calls `changed(code)` once a page of one of `codes`
- * was written, created, renamed or removed and then left alone for SETTLE_MS.
- * Returns the function that stops watching.
+ * Watches the pages of `codes` in `folder` and calls `changed(code)` once one
+ * was written, created or removed and then left alone for SETTLE_MS. Returns
+ * the function that stops watching.
  */
 function watchPages(
   folder: string,
@@ -156,10 +157,17 @@ function watchPages(
 ): () => void {
   // No folder: every page was missing at load (and warned about); nothing to watch.
   if (!isFolder(folder)) return () => {};
-  const byName = new Map(codes.map((code) => [`${code}.html`, code]));
-  let watcher: Deno.FsWatcher;
   try {
-    watcher = Deno.watchFs(folder, { recursive: false });
+    return watchFolder(
+      folder,
+      codes.map((code) => `${code}.html`),
+      (name) => changed(parseInt(name)),
+      {
+        debounceMs: SETTLE_MS,
+        clock,
+        onError: (e) => log.warn(`Watching the error pages in ${folder} stopped: ${e}`),
+      },
+    );
   } catch (e) {
     log.warn(
       `Cannot watch the error pages in ${folder} (${e instanceof Error ? e.message : e}): ` +
@@ -167,31 +175,6 @@ function watchPages(
     );
     return () => {};
   }
-  const timers = new Map<number, number>();
-  (async () => {
-    for await (const event of watcher) {
-      for (const path of event.paths) {
-        const code = byName.get(basename(path));
-        if (code === undefined) continue;
-        const pending = timers.get(code);
-        if (pending !== undefined) clock.clearTimeout(pending);
-        timers.set(
-          code,
-          clock.setTimeout(() => {
-            timers.delete(code);
-            changed(code);
-          }, SETTLE_MS),
-        );
-      }
-    }
-  })().catch((e) => log.warn(`Watching the error pages in ${folder} stopped: ${e}`));
-  return () => {
-    for (const timer of timers.values()) clock.clearTimeout(timer);
-    timers.clear();
-    try {
-      watcher.close();
-    } catch { /* closed */ }
-  };
 }
 
 /**

@@ -11,7 +11,8 @@ import { BackendProcess } from "../_helpers/process.ts";
 import { freePort } from "../_helpers/programs.ts";
 import { captureLog, ManualClock } from "../_helpers/clock.ts";
 import { createLogger } from "../../lib/log.ts";
-import { createHttpProbe, PROBE_USER_AGENT, probeHost } from "../../lib/health/probe.ts";
+import { createHttpProbe, PROBE_USER_AGENT } from "../../lib/health/probe.ts";
+import { writtenAuthority } from "../../lib/net/address.ts";
 import { systemClock } from "../../lib/clock.ts";
 import type { HealthConfig } from "../../lib/config/types.ts";
 
@@ -103,12 +104,11 @@ Deno.test("the HTTP probe reports status, slowness, refusal and hangs as results
 });
 
 Deno.test("a probe's Host is the address as written: no default port added, no scheme", async () => {
-  const written = (id: string) => probeHost({ ...addr(80), id });
-  assert.equal(written("example.com"), "example.com");
-  assert.equal(written("example.com:80"), "example.com:80");
-  assert.equal(written("http://example.com/"), "example.com");
-  assert.equal(written("HTTPS://example.com:8443"), "example.com:8443");
-  assert.equal(written("[::1]:8080"), "[::1]:8080");
+  assert.equal(writtenAuthority("example.com"), "example.com");
+  assert.equal(writtenAuthority("example.com:80"), "example.com:80");
+  assert.equal(writtenAuthority("http://example.com/"), "example.com");
+  assert.equal(writtenAuthority("HTTPS://example.com:8443"), "example.com:8443");
+  assert.equal(writtenAuthority("[::1]:8080"), "[::1]:8080");
   const probe = createHttpProbe(systemClock);
   let host: string | null = null;
   await using backend = startBackend((req) => {

@@ -38,6 +38,9 @@ const STATUS_LINE = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: [^\r\n]*)?$/;
 // Field values: visible ASCII, obs-text, spaces and tabs; no CR, LF or NUL.
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
+/** An LF that is not the end of a CR LF. */
+const BARE_LF = /(?:^|[^\r])\n/;
+
 const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /** Decodes bytes one-to-one into a string (HTTP fields are octets, RFC 9110 5.5). */
@@ -59,9 +62,8 @@ export function latin1(bytes: Uint8Array): string {
  * for a request with `method`.
  */
 export function parseResponseHead(head: string, method: string): ResponseHead {
-  let lines = head.split("\r\n");
   // A line may end in a bare LF (RFC 9112 2.2); a lone CR stays invalid.
-  if (lines.some((line) => line.includes("\n"))) lines = head.split(/\r?\n/);
+  const lines = BARE_LF.test(head) ? head.split(/\r?\n/) : head.split("\r\n");
   const m = STATUS_LINE.exec(lines[0]);
   if (!m) throw new ProtocolError(`invalid status line ${JSON.stringify(lines[0].slice(0, 80))}`);
   if (lines.length - 1 > MAX_HEADER_LINES) throw new ProtocolError("too many header fields");
