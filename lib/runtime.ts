@@ -37,8 +37,10 @@ export class Backend implements Candidate {
   health: HealthState = INITIAL_HEALTH;
   /** Passive health, from live traffic. */
   readonly outlier: OutlierState = initialOutlierState();
-  /** A probe is running (rounds never overlap for one backend). */
-  probing = false;
+  /** The probe running now, if any (probes of one backend never overlap). */
+  probing: Promise<void> | null = null;
+  /** `failures` when the last probe ended: live failures since then corroborate a failed probe. */
+  failuresAtProbe = 0;
   /** Taken out of rotation by an operator (admin API): no new requests, health still probed. */
   drained = false;
 

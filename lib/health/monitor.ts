@@ -66,14 +66,24 @@ export class HealthMonitor {
     this.#clearTimers();
   }
 
-  /** Probes every backend of every pool once; resolves when the round is done. */
+  /**
+   * Probes every backend of every pool once; resolves when the round is done.
+   * A probe already running is waited for and followed by a new one, so the
+   * result reflects the backends as they are after the call.
+   */
   async checkAll(): Promise<void> {
     await Promise.all((this.#runtime?.pools ?? []).map((pool) => this.checkPool(pool)));
   }
 
-  /** Probes every backend of one pool concurrently (skipping any still being probed). */
+  /** Probes every backend of one pool concurrently (as `checkAll()` does). */
   async checkPool(pool: Pool): Promise<void> {
-    await Promise.all(pool.backends.map((backend) => this.#check(pool, backend)));
+    await Promise.all(pool.backends.map((backend) => this.#checkAfter(pool, backend)));
+  }
+
+  /** A fresh probe of `backend`, after the one running now if any. */
+  async #checkAfter(pool: Pool, backend: Backend): Promise<void> {
+    while (backend.probing) await backend.probing;
+    await this.#check(pool, backend);
   }
 
   #intervalMs(pool: Pool): number {
@@ -88,7 +98,7 @@ export class HealthMonitor {
       if (interval <= 0) continue;
       const round = async () => {
         const started = this.#clock.now();
-        await this.checkPool(pool);
+        await Promise.all(pool.backends.map((backend) => this.#check(pool, backend)));
         if (!this.#running || this.#runtime !== runtime) return;
         this.#later(round, Math.max(0, interval - (this.#clock.now() - started)));
       };
@@ -96,21 +106,23 @@ export class HealthMonitor {
     }
   }
 
-  async #check(pool: Pool, backend: Backend): Promise<void> {
-    if (backend.probing) return;
-    backend.probing = true;
-    try {
-      const result = await this.#probe(backend.address, pool.config.health, pool.config.client);
-      this.#apply(pool, backend, result);
-    } finally {
-      backend.probing = false;
-    }
+  /** Probes `backend` unless a probe of it is running already (then resolves with that one). */
+  #check(pool: Pool, backend: Backend): Promise<void> {
+    if (backend.probing) return backend.probing;
+    const probing = this.#probe(backend.address, pool.config.health, pool.config.client)
+      .then((result) => this.#apply(pool, backend, result))
+      .finally(() => backend.probing = null);
+    backend.probing = probing;
+    return probing;
   }
 
   #apply(pool: Pool, backend: Backend, result: ProbeResult): void {
     this.#onProbe?.(pool.config.name, backend.id, result.ok);
     const before = backend.health;
-    const corroborated = backend.outlier.consecutiveFailures > 0;
+    // Live requests failed since the last probe: two signals agree. (Not the outlier's
+    // consecutive count: a request begun before the failures may still end well after them.)
+    const corroborated = backend.failures > backend.failuresAtProbe;
+    backend.failuresAtProbe = backend.failures;
     backend.health = nextHealth(before, result, pool.config.health, corroborated);
     if (backend.health.status !== before.status) {
       pool.invalidate();

@@ -36,14 +36,15 @@ const HEALTH: HealthConfig = {
 const PATIENT = `path = "/health"\nslow_threshold = 10000\ntimeout = 10000`;
 
 function switchable() {
-  const state = { status: 200, live: 0, delayMs: 0 };
+  const state = { status: 200, live: 0, delayMs: 0, probes: 0, liveStatus: 200 };
   const backend = startBackend(async (req) => {
     if (new URL(req.url).pathname === "/health") {
+      state.probes++;
       if (state.delayMs) await new Promise((r) => setTimeout(r, state.delayMs));
       return new Response("ok", { status: state.status });
     }
     state.live++;
-    return new Response(`backend ${backend.port}`);
+    return new Response(`backend ${backend.port}`, { status: state.liveStatus });
   });
   return Object.assign(backend, { state });
 }
@@ -158,6 +159,47 @@ Deno.test("a backend failing its probes leaves after unhealthy_after rounds and 
   ]);
   await a.close();
   await b.close();
+});
+
+Deno.test("a failed probe takes a backend out at once after any live failure since the last probe", async () => {
+  const a = switchable();
+  const b = switchable();
+  await using lb = await startStrom(
+    poolToml([a.address, b.address], {
+      extra: `[backend_pools.health_config]\n${PATIENT}
+[backend_pools.outlier_detection]\ncount_5xx = true`,
+    }),
+  );
+  await lb.strom.health.checkAll();
+  const send = async (n: number) => {
+    for (let i = 0; i < n; i++) await get(`${lb.url}/`);
+  };
+  a.state.liveStatus = 500;
+  await send(2); // one reaches a and fails there
+  a.state.liveStatus = 200;
+  await send(2); // a later request at a ends well: the failure still happened since the probe
+  a.state.status = 500;
+  await lb.strom.health.checkAll();
+  const before = a.state.live;
+  await send(4);
+  assert.equal(
+    a.state.live - before,
+    0,
+    "out after one failed probe that live traffic corroborated",
+  );
+  await a.close();
+  await b.close();
+});
+
+Deno.test("checkAll() waits for a probe already running and then probes again", async () => {
+  const a = switchable();
+  await using lb = await startStrom(
+    poolToml([a.address], { extra: `[backend_pools.health_config]\n${PATIENT}` }),
+  );
+  a.state.delayMs = 50;
+  await Promise.all([lb.strom.health.checkAll(), lb.strom.health.checkAll()]);
+  assert.equal(a.state.probes, 2, "the second call did not settle for the probe already running");
+  await a.close();
 });
 
 Deno.test("a Slow backend is avoided while a Healthy one exists and used when it is the last", async () => {
