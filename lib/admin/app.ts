@@ -9,7 +9,7 @@ import type { Strom } from "../server.ts";
 import { BLANK_CONFIG_PROBLEM, isBlankConfig, parseConfig } from "../config/load.ts";
 import { ConfigError } from "../config/errors.ts";
 import { METRICS_CONTENT_TYPE } from "../metrics/metrics.ts";
-import { adminGuard, isLoopbackHost } from "./auth.ts";
+import { adminGuard, isLoopbackHost, secretRoute } from "./auth.ts";
 import { poolsView } from "./views.ts";
 import { serveDashboard } from "./dashboard/serve.ts";
 
@@ -58,7 +58,7 @@ export function createAdminApp(strom: Strom): Hono {
 
   app.get("/api/pools", (c) => c.json(poolsView(strom.runtime)));
 
-  app.get("/api/config", (c) => {
+  app.get("/api/config", secretRoute({ token: () => strom.runtime.config.adminToken }), (c) => {
     const text = strom.configText;
     if (text === null) return c.text("404 - this config has no file", 404);
     c.header("content-type", "application/toml; charset=utf-8");
@@ -149,12 +149,28 @@ export function createAdminApp(strom: Strom): Hono {
   return app;
 }
 
-/** Replaces a file atomically (write a temporary file, then rename), keeping `<file>.bak`. */
+/**
+ * Replaces a file atomically (write a temporary file, then rename), keeping
+ * `<file>.bak`. The new file keeps the old one's permissions (a config holding
+ * secrets is often readable by its owner only) and, where allowed, its owner.
+ */
 async function writeAtomically(path: string, text: string): Promise<void> {
+  const before = await Deno.stat(path).catch(() => null);
   try {
     await Deno.copyFile(path, `${path}.bak`);
   } catch { /* no previous file */ }
   const temp = `${path}.tmp-${crypto.randomUUID()}`;
-  await Deno.writeTextFile(temp, text);
-  await Deno.rename(temp, path);
+  const mode = before?.mode == null ? undefined : before.mode & 0o7777;
+  try {
+    // Created owner-only, then given the old file's mode: never readable by others meanwhile.
+    await Deno.writeTextFile(temp, text, { mode: 0o600 });
+    if (mode !== undefined) await Deno.chmod(temp, mode);
+    if (before?.uid != null && before.gid != null) {
+      await Deno.chown(temp, before.uid, before.gid).catch(() => {}); // needs privileges
+    }
+    await Deno.rename(temp, path);
+  } catch (e) {
+    await Deno.remove(temp).catch(() => {});
+    throw e;
+  }
 }

@@ -1,7 +1,7 @@
 // Admin API protection: a bearer token for mutating calls (and for every call
 // when the admin listener is not on loopback), and no cross-origin writes.
 
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 
 const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);
 
@@ -26,8 +26,8 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /**
- * Hono middleware enforcing the admin rules. `token()` is read per request so
- * a reload that changes the token applies at once.
+ * Hono middleware enforcing the admin rules for every path. `token()` is read
+ * per request so a reload that changes the token applies at once.
  */
 export function adminGuard(
   options: { token: () => string | null; loopback: () => boolean },
@@ -37,22 +37,41 @@ export function adminGuard(
     if (mutating && crossOrigin(c.req.raw)) {
       return c.text("403 - cross-origin requests cannot change Strom", 403);
     }
-    const token = options.token();
-    // The config text holds secrets (the token itself, LDAP and Redis
-    // credentials): once a token exists, reading it needs the token too.
-    const secret = token !== null && new URL(c.req.url).pathname === "/api/config";
-    const needed = mutating || secret || !options.loopback();
-    if (needed) {
-      if (token === null) {
-        return c.text("403 - set admin_token or admin_token_file to allow this call", 403);
-      }
-      if (!tokenMatches(c.req.header("authorization"), token)) {
-        c.header("WWW-Authenticate", 'Bearer realm="strom admin"');
-        return c.text("401 - a valid admin token is required", 401);
-      }
+    if (mutating || !options.loopback()) {
+      const refused = checkToken(c, options.token());
+      if (refused) return refused;
     }
     await next();
   };
+}
+
+/**
+ * For a route whose answer holds secrets (the config text: the token itself,
+ * LDAP and Redis credentials): once a token exists, reading it needs the token
+ * too, even on loopback. Attached to the route, so it applies to every spelling
+ * of the path the router matches (`/api/%63onfig` is `/api/config` to it).
+ */
+export function secretRoute(options: { token: () => string | null }): MiddlewareHandler {
+  return async (c, next) => {
+    const token = options.token();
+    if (token !== null) {
+      const refused = checkToken(c, token);
+      if (refused) return refused;
+    }
+    await next();
+  };
+}
+
+/** The answer refusing a request without the right bearer token, or null when it has it. */
+function checkToken(c: Context, token: string | null): Response | null {
+  if (token === null) {
+    return c.text("403 - set admin_token or admin_token_file to allow this call", 403);
+  }
+  if (!tokenMatches(c.req.header("authorization"), token)) {
+    c.header("WWW-Authenticate", 'Bearer realm="strom admin"');
+    return c.text("401 - a valid admin token is required", 401);
+  }
+  return null;
 }
 
 /** A browser request from a page of another origin (Origin or Sec-Fetch-Site tells). */

@@ -348,14 +348,21 @@ Deno.test("PUT /api/config: a bad file is refused with 422, a good one is writte
   assert.equal(body.problems[0].path, "backend_pools[0].strategy");
   assert.equal(await Deno.readTextFile(lb.path), lb.text, "the file is unchanged");
 
+  await Deno.chmod(lb.path, 0o600); // it holds the token
   const good = await put(lb.text + "\n# edited\n");
   assert.equal(good.status, 200);
+  assert.equal((await Deno.stat(lb.path)).mode! & 0o777, 0o600, "the file keeps its permissions");
   assert.deepEqual(await good.json(), { ok: true, generation: 2 });
   assert.equal(await Deno.readTextFile(lb.path), lb.text + "\n# edited\n");
   assert.equal(await Deno.readTextFile(`${lb.path}.bak`), lb.text);
   const hidden = await fetch(`${lb.adminUrl}/api/config`);
   assert.equal(hidden.status, 401, "the config holds secrets: reading it needs the token");
   await hidden.body?.cancel();
+  for (const spelling of ["/api/%63onfig", "/api/conf%69g", "/%61pi/config"]) {
+    const encoded = await fetch(`${lb.adminUrl}${spelling}`);
+    assert.equal(encoded.status, 401, `${spelling} is /api/config too`);
+    await encoded.body?.cancel();
+  }
   const text = await (await fetch(`${lb.adminUrl}/api/config`, { headers: auth })).text();
   assert.equal(text, lb.text + "\n# edited\n");
 
