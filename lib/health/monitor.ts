@@ -111,12 +111,20 @@ export class HealthMonitor {
     if (backend.probing) return backend.probing;
     const probing = this.#probe(backend.address, pool.config.health, pool.config.client)
       .then((result) => this.#apply(pool, backend, result))
+      .catch((e) => this.#log.error(`Health check of backend ${backend.id} failed: ${e}`))
       .finally(() => backend.probing = null);
     backend.probing = probing;
     return probing;
   }
 
-  #apply(pool: Pool, backend: Backend, result: ProbeResult): void {
+  #apply(probed: Pool, backend: Backend, result: ProbeResult): void {
+    // A reload may have come while the probe ran: the backend now lives in the
+    // new generation's pool (or in none), whose cached working set must change.
+    const runtime = this.#runtime;
+    const pool = probed.backends.includes(backend) && runtime?.pools.includes(probed)
+      ? probed
+      : runtime?.pools.find((p) => p.backends.includes(backend));
+    if (!runtime || !pool) return; // removed from the config meanwhile
     this.#onProbe?.(pool.config.name, backend.id, result.ok);
     const before = backend.health;
     // Live requests failed since the last probe: two signals agree. (Not the outlier's
@@ -126,9 +134,7 @@ export class HealthMonitor {
     backend.health = nextHealth(before, result, pool.config.health, corroborated);
     if (backend.health.status !== before.status) {
       pool.invalidate();
-      const runtime = this.#runtime!;
-      const p = runtime.pools.indexOf(pool);
-      this.#onChange?.(p, pool.backends.indexOf(backend));
+      this.#onChange?.(runtime.pools.indexOf(pool), pool.backends.indexOf(backend));
       this.#log.info(
         `backend ${backend.id} in pool ${pool.config.name}: ${before.status} -> ${backend.health.status} (${result.reason})`,
       );

@@ -72,6 +72,36 @@ Deno.test("health found by the primary reaches every worker", async () => {
   }
 });
 
+Deno.test("with workers, a probe still running when a reload comes reaches every worker", async () => {
+  let dHits = 0;
+  await using a = startBackend(() => new Response("a"));
+  await using d = startBackend(() => {
+    dHits++;
+    return new Response("d");
+  });
+  let answer: (ok: boolean) => void = () => {};
+  const text = `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\nworkers = 2\n` +
+    poolToml([a.address, d.address]);
+  await using lb = await startStrom(text, {
+    probe: (b) =>
+      b.id === d.address
+        ? new Promise((resolve) =>
+          answer = (ok) =>
+            resolve({ ok, slow: false, status: 503, latencyMs: 1, reason: "status 503" })
+        )
+        : Promise.resolve({ ok: true, slow: false, status: 200, latencyMs: 1, reason: "ok" }),
+  });
+  const round = lb.strom.health.checkAll();
+  assert.equal((await lb.strom.reload(text + "\n# edited\n")).ok, true);
+  answer(false);
+  await round;
+  await waitFor(async () => {
+    const start = dHits;
+    for (let i = 0; i < 10; i++) await get(`${lb.url}/`, { headers: { connection: "close" } });
+    return dHits === start;
+  }, "both workers to stop sending to the backend found down");
+});
+
 Deno.test("with workers, /metrics adds up every worker and a reload reaches them all", async () => {
   await using a = startBackend();
   await using b = startBackend();
