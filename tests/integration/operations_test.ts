@@ -272,6 +272,29 @@ Deno.test("a reload keeps health and connections of remaining backends and stops
   assert.equal(b.requests.length, before, "the removed backend gets no traffic");
 });
 
+Deno.test("requests waiting for a connection when a reload replaces the pool's client are served", async () => {
+  const gate = Promise.withResolvers<void>();
+  let arrived = 0;
+  await using a = startBackend(async () => {
+    arrived++;
+    await gate.promise;
+    return new Response("ok");
+  });
+  const client = (n: number) => `[backend_pools.client]\nmax_connections_per_host = ${n}\n`;
+  const text = `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n` +
+    poolToml([a.address]);
+  await using lb = await startStrom(text + client(1));
+  const answers = Array.from({ length: 4 }, () => get(`${lb.url}/`));
+  await waitFor(() => arrived >= 1, "the first request to reach the backend");
+  assert.equal((await lb.strom.reload(text + client(2))).ok, true);
+  gate.resolve();
+  const results = await Promise.all(answers);
+  assert.deepEqual(results.map((r) => `${r.status} ${r.text}`), Array(4).fill("200 ok"));
+  const [backend] = lb.strom.runtime.pools[0].backends;
+  assert.equal(backend.failures, 0, "a reload is no backend failure");
+  assert.equal(backend.outlier.ejected, false);
+});
+
 Deno.test("a reload back to the address still bound after a failed rebind changes nothing", async () => {
   await using a = startBackend();
   const lines: string[] = [];

@@ -77,14 +77,14 @@ export class HostPool {
 
   /** Returns a connection: kept for reuse when `reusable`, else closed. */
   release(conn: Connection, reusable: boolean): void {
-    if (!reusable || this.#closed || conn.closed || conn.hasLeftover) {
+    if (!reusable || conn.closed || conn.hasLeftover) {
       this.#discard(conn);
       this.#serveWaiter();
       return;
     }
     const waiter = this.#nextWaiter();
     if (waiter) return waiter.resolve({ conn, reused: true });
-    if (this.#idle.length >= this.#limits.maxIdle) return this.#discard(conn);
+    if (this.#closed || this.#idle.length >= this.#limits.maxIdle) return this.#discard(conn);
     conn.idleSince = Date.now();
     this.#idle.push(conn);
   }
@@ -98,13 +98,15 @@ export class HostPool {
     }
   }
 
-  /** Closes every idle connection; busy ones close when released. */
+  /**
+   * Closes every idle connection; busy ones close when released, once no
+   * request waits for one. Requests waiting still get a connection, within the
+   * same cap: a pool is closed when a reload replaced it, and a reload fails
+   * no request.
+   */
   close(): void {
     this.#closed = true;
     for (const conn of this.#idle.splice(0)) this.#discard(conn);
-    for (const waiter of this.#waiters.splice(0)) {
-      waiter.reject(new UpstreamError("connect", "the backend's pool was closed"));
-    }
   }
 
   async #connect(signal: AbortSignal, connectTimeoutMs: number): Promise<Lease> {
