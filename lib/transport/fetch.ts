@@ -36,7 +36,7 @@ export function createFetchTransport(client: ClientConfig): Transport {
       let upstream: Response;
       try {
         upstream = await fetch(
-          `${backend.tls ? "https" : "http"}://${backend.authority}${request.target}`,
+          `${backend.tls ? "https" : "http"}://${backend.authority}${urlTarget(request.target)}`,
           {
             method: request.method,
             headers: request.fields,
@@ -81,6 +81,21 @@ export function createFetchTransport(client: ClientConfig): Transport {
     },
     close: () => http.close(),
   };
+}
+
+/**
+ * The request target as fetch's URL parser must see it to send it unchanged
+ * in meaning: it would take a backslash in the path for a slash (and then
+ * resolve `..\x` into a path no matcher saw: `/public/..\admin` reached the
+ * backend as `/admin`) and a `#` for the start of a fragment it drops. Both are
+ * sent percent-encoded; anything else it changes it only percent-encodes.
+ */
+export function urlTarget(target: string): string {
+  if (!target.includes("\\") && !target.includes("#")) return target;
+  const query = target.indexOf("?");
+  const path = query < 0 ? target : target.slice(0, query);
+  const rest = query < 0 ? "" : target.slice(query);
+  return path.replaceAll("\\", "%5C").replaceAll("#", "%23") + rest.replaceAll("#", "%23");
 }
 
 function classify(e: unknown): UpstreamError {

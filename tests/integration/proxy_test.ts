@@ -298,6 +298,11 @@ Deno.test("method, path and query reach the backend byte for byte, dot-segments 
     "PURGE /keep//a/%7E/b%2Fc?q=%20a+b&q=2&&x",
   );
   assert.equal(await send("GET /keep/./a/../b?"), "GET /keep/b?");
+  // A backslash is no slash to the matchers: the backend must not get a path they never saw.
+  for (const target of ["/keep/..\\admin", "/keep/%2e%2e\\admin"]) {
+    const seen = await send(`GET ${target}`);
+    assert.match(seen, /^GET \/keep\//, `${target} reached the backend as ${seen}`);
+  }
   assert.equal(await send("GET /x/../keep/z"), "GET /keep/z");
   assert.equal(await send("GET /keep/../x"), "404 - page not found");
 });
