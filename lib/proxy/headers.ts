@@ -35,8 +35,11 @@ const FORWARDING = new Set([
  */
 export const HOST = /^(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{0,5}))?$/;
 
-/** Fields a client could forge to claim another address, scheme or host. */
-const SPOOFABLE = new Set([...FORWARDING, "forwarded"]);
+/**
+ * Fields a client could forge to claim another address, scheme, host or path
+ * prefix. X-Forwarded-Prefix, which StripPrefix sets, backends use to build links.
+ */
+const SPOOFABLE = new Set([...FORWARDING, "forwarded", "x-forwarded-prefix"]);
 
 /** An RFC 9110 token: what a field name (or a cookie name) must be. */
 export const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -142,8 +145,9 @@ export function forwardedFields(
     // Backends that read fields CGI-style (X_Forwarded_For becomes HTTP_X_FORWARDED_FOR) would
     // take an underscore spelling for the real field: those are dropped, as nginx drops them.
     if (name.includes("_") && SPOOFABLE.has(name.replaceAll("_", "-"))) continue;
-    // RFC 7239 Forwarded, which Strom does not write: believed from trusted peers only.
-    if (name === "forwarded" && !client.peerTrusted) continue;
+    // RFC 7239 Forwarded, which Strom does not write, and X-Forwarded-Prefix, which it writes
+    // only with StripPrefix: believed from trusted peers only.
+    if ((name === "forwarded" || name === "x-forwarded-prefix") && !client.peerTrusted) continue;
     if (FORWARDING.has(name)) {
       if (!client.peerTrusted) continue;
       if (name === "x-forwarded-for") chain = value;

@@ -120,7 +120,7 @@ class Relay {
 
   async #readBackend(): Promise<void> {
     const reader = this.#conn.bodyStream({ kind: "close" }, () => {}).getReader();
-    let why = "the backend closed the connection";
+    let why = "backend gone";
     try {
       while (true) {
         const { value, done } = await reader.read();
@@ -135,11 +135,14 @@ class Relay {
         this.#closeSent = true;
         why = e.code === 1009 ? "message too big" : "backend protocol error";
         this.#closeClient(e.code === 1009 ? 1009 : 1011, why);
-      } else if (!this.#backendDone) why = describeNetError(e);
+      } else if (!this.#backendDone) {
+        this.#o.log.info(`Closing a WebSocket: ${this.#o.label}: ${describeNetError(e)}`);
+      }
     }
     reader.cancel().catch(() => {});
     this.#writes.finally(() => this.#closeBackendNow());
-    // The backend vanished without a close frame (1006 in RFC terms): 1011 to the client.
+    // The backend vanished without a close frame (1006 in RFC terms): 1011 to the client,
+    // whose reason names no backend (the log line above does).
     this.#closeClient(1011, why);
   }
 

@@ -274,7 +274,7 @@ Deno.test("Strom answers the backend's pings and closes the client with 1011 whe
   assert.equal(await client.next(), "fragmented");
   assert.deepEqual(sawPong, [new TextEncoder().encode("hi")]);
   const closed = await client.closed;
-  assert.equal(closed.code, 1011);
+  assert.deepEqual(closed, { code: 1011, reason: "backend gone" }, "no backend detail to clients");
   await waitFor(() => lb.strom.websockets.count === 0, "the relay to end");
 });
 

@@ -57,8 +57,10 @@ Deno.test("forwardedFields() replaces spoofed values from untrusted peers", () =
     "x-forwarded-port": "1",
     "x-forwarded-server": "evil",
     forwarded: "for=6.6.6.6;proto=https",
+    "x-forwarded-prefix": "/evil",
     x_forwarded_for: "6.6.6.6",
     "x_real-ip": "6.6.6.6",
+    x_forwarded_prefix: "/evil",
     x_other: "kept",
     host: "a.com",
     connection: "x-hop",
@@ -85,6 +87,7 @@ Deno.test("forwardedFields() extends the chain and keeps values from trusted pee
     "x-forwarded-proto": "https",
     "x-forwarded-port": "443",
     forwarded: "for=198.51.100.7",
+    "x-forwarded-prefix": "/app",
     x_forwarded_for: "6.6.6.6",
   });
   const fields = new Map(
@@ -97,6 +100,7 @@ Deno.test("forwardedFields() extends the chain and keeps values from trusted pee
   assert.equal(fields.get("x-forwarded-host"), "a.com");
   assert.equal(fields.get("host"), "a.com", "HTTP/2 requests get Host from :authority");
   assert.equal(fields.get("forwarded"), "for=198.51.100.7");
+  assert.equal(fields.get("x-forwarded-prefix"), "/app");
   assert.equal(fields.get("x_forwarded_for"), undefined);
 });
 
