@@ -99,6 +99,32 @@ Deno.test("http1: HEAD, 204 and 304 have no body; 1xx answers are skipped", asyn
   assert.equal(backend.connections(), 1, "all four answers on one connection");
 });
 
+Deno.test("http1: a 205 answer is passed on and its connection kept (empty) or closed, never leaked", async () => {
+  await using backend = scripted((head) => {
+    if (head.includes("/205-empty")) {
+      return "HTTP/1.1 205 Reset Content\r\nContent-Length: 0\r\n\r\n";
+    }
+    if (head.includes("/205-body")) {
+      return "HTTP/1.1 205 Reset Content\r\nContent-Length: 5\r\n\r\nhello";
+    }
+    return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  });
+  await using lb = await startStrom(
+    poolToml([backend.address], {
+      extra: `${HTTP1}\n[backend_pools.client]\nmax_connections_per_host = 1`,
+    }),
+  );
+  for (const path of ["/205-empty", "/205-empty", "/205-body", "/205-empty"]) {
+    assert.equal((await get(`${lb.url}${path}`)).status, 205, path);
+  }
+  assert.deepEqual([(await get(`${lb.url}/`)).text], ["ok"], "the one connection allowed is free");
+  assert.equal(
+    backend.connections(),
+    2,
+    "kept after the empty 205s, closed after the one with a body",
+  );
+});
+
 Deno.test("http1: a gzip answer reaches the client byte for byte with its Content-Encoding", async () => {
   const gz = new Uint8Array(gzipSync(enc.encode("zipped ".repeat(300))));
   await using backend = scripted(() => {

@@ -232,6 +232,13 @@ export class Connection {
       done(true, 0);
       return withFields(new Response(null, { status: head.status }), head.fields);
     }
+    if (head.status === 205) {
+      // Reset Content has no content (RFC 9110 15.3.6) and a Response cannot carry any:
+      // an empty one keeps the connection, anything else (a body, or one up to close) ends it.
+      const empty = head.framing.kind === "length" && head.framing.length === 0;
+      done(empty, 0);
+      return withFields(new Response(null, { status: 205 }), head.fields);
+    }
     const buffered = this.#takeBufferedBody(head.framing);
     if (buffered !== null) {
       // Copied into the Response before the connection is released: the next

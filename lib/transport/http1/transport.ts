@@ -126,11 +126,22 @@ async function exchange(
     pool.release(conn, false);
     throw new ProtocolError("unexpected 101 Switching Protocols");
   }
+  let released = false;
   const release = (clean: boolean, bytes: number) => {
+    released = true;
     pool.release(conn, clean && head.keepAlive && bodyWritten);
     request.onEnd(bytes);
   };
-  return conn.response(head, release, request.stallTimeoutMs);
+  try {
+    return conn.response(head, release, request.stallTimeoutMs);
+  } catch (e) {
+    // An answer no Response can carry: never keep (or leak) the connection it came on.
+    if (!released) {
+      conn.close();
+      release(false, 0);
+    }
+    throw e;
+  }
 }
 
 /** Writes a streamed request body, chunk-encoded when its length is unknown. */
