@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { gzipSync } from "node:zlib";
 import { get, poolToml, startRawBackend, startStrom, waitFor } from "../_helpers/servers.ts";
 import { rawExchange } from "../_helpers/raw.ts";
+import { nextTurn } from "../_helpers/clock.ts";
 import { SMALL_BODY_BYTES } from "../../lib/transport/http1/connection.ts";
 
 const enc = new TextEncoder();
@@ -123,6 +124,48 @@ Deno.test("http1: a 205 answer is passed on and its connection kept (empty) or c
     2,
     "kept after the empty 205s, closed after the one with a body",
   );
+});
+
+Deno.test("http1: a parked connection the backend closed, or sent unasked bytes on, carries no request", async () => {
+  const closed = new Map<string, number>();
+  await using backend = startRawBackend(async (conn, head) => {
+    const path = head.split(" ")[1];
+    const answer = (text: string) =>
+      conn.write(enc.encode(`HTTP/1.1 200 OK\r\nContent-Length: ${text.length}\r\n\r\n${text}`));
+    if (path === "/extra") {
+      await answer("ok");
+      // What some servers send on an idle connection before closing it.
+      await conn.write(
+        enc.encode(
+          "HTTP/1.1 408 Request Timeout\r\nContent-Length: 7\r\nConnection: close\r\n\r\ntimeout",
+        ),
+      );
+    } else await answer(`${head.split(" ")[0]} ${path}`);
+    conn.close(); // as a backend whose keep-alive timeout is over: the connection looked reusable
+    closed.set(path, (closed.get(path) ?? 0) + 1);
+  });
+  await using lb = await startStrom(
+    poolToml([backend.address], { extra: `${HTTP1}\nretries = 0` }),
+  );
+  const settled = async (path: string, n: number) => {
+    await waitFor(() => closed.get(path) === n, "the backend to close its connection");
+    for (let i = 0; i < 3; i++) await nextTurn(); // its FIN reaches Strom's parked read
+  };
+  for (let round = 0; round < 3; round++) {
+    assert.equal((await get(`${lb.url}/first`)).text, "GET /first");
+    await settled("/first", round + 1);
+    const post = await get(`${lb.url}/form`, { method: "POST", body: "x" });
+    assert.deepEqual(
+      [post.status, post.text],
+      [200, "POST /form"],
+      "a POST gets a fresh connection",
+    );
+    await settled("/form", round + 1);
+    assert.equal((await get(`${lb.url}/extra`)).text, "ok");
+    await settled("/extra", round + 1);
+    const next = await get(`${lb.url}/next`);
+    assert.deepEqual([next.status, next.text], [200, "GET /next"], "not the 408 sent unasked");
+  }
 });
 
 Deno.test("http1: a gzip answer reaches the client byte for byte with its Content-Encoding", async () => {

@@ -22,6 +22,8 @@ const READ_SIZE = 64 * 1024;
  * not keep them alive, so a small start saves a 64 KiB allocation each time.
  */
 const FIRST_BUFFER_SIZE = 8 * 1024;
+/** The read of a parked connection: an answer's head usually fits. */
+const PROBE_SIZE = 4 * 1024;
 /** A Content-Length body up to this size is read whole with the head (no stream). */
 export const SMALL_BODY_BYTES = 16 * 1024;
 const CRLF = [13, 10];
@@ -40,6 +42,11 @@ export class Connection {
   idleSince = 0;
   /** Requests this connection carried. */
   uses = 0;
+  /** In the pool, waiting for a request. */
+  #parked = false;
+  /** The read started while parked: the next answer's first bytes, or the backend's close. */
+  #pending: Promise<number | null> | null = null;
+  #probe: Uint8Array | null = null;
 
   /** The backend, as `host:port`, for messages. */
   readonly #backend: string;
@@ -59,6 +66,36 @@ export class Connection {
     try {
       this.#conn.close();
     } catch { /* already closed */ }
+  }
+
+  /**
+   * Parks it in the pool. A read is started at once, as nginx watches its idle
+   * upstream connections: a backend that closes the connection while it waits
+   * (a keep-alive timeout shorter than Strom's), or that sends bytes nobody
+   * asked for, closes it here, so no request is sent on it. Otherwise the read
+   * brings the next answer's first bytes.
+   */
+  park(): void {
+    this.#parked = true;
+    if (this.#pending !== null || this.#closed) return;
+    const probe = this.#probe ??= new Uint8Array(PROBE_SIZE);
+    const pending = this.#conn.read(probe).then(
+      (n) => {
+        if (this.#parked) this.close();
+        return n;
+      },
+      (e) => {
+        if (this.#parked) this.close();
+        throw e;
+      },
+    );
+    pending.catch(() => {}); // a parked connection closed by the pool: nobody waits for it
+    this.#pending = pending;
+  }
+
+  /** Takes it out of the pool for a request (its read, if any, now reads the answer). */
+  unpark(): void {
+    this.#parked = false;
   }
 
   /** Writes all of `bytes`. */
@@ -97,11 +134,28 @@ export class Connection {
       this.#start = 0;
       this.#end = pending;
     }
-    const n = await this.#conn.read(this.#buf.subarray(this.#end));
+    const n = this.#pending === null
+      ? await this.#conn.read(this.#buf.subarray(this.#end))
+      : await this.#takePending();
     if (n === null) return false;
     this.#end += n;
     this.received += n;
     return true;
+  }
+
+  /** The read started while parked, its bytes copied to the end of the buffer (room made). */
+  async #takePending(): Promise<number | null> {
+    const pending = this.#pending!;
+    this.#pending = null;
+    const n = await pending;
+    if (n === null) return null;
+    if (this.#buf.length - this.#end < n) {
+      const bigger = new Uint8Array(Math.max(this.#buf.length * 2, this.#end + n));
+      bigger.set(this.#buf.subarray(0, this.#end));
+      this.#buf = bigger;
+    }
+    this.#buf.set(this.#probe!.subarray(0, n), this.#end);
+    return n;
   }
 
   /** Reads a response head, skipping 1xx interim answers (except 101). */
@@ -191,6 +245,7 @@ export class Connection {
 
   /** Takes up to `max` buffered bytes as a copy, reading more first if none are buffered. */
   async #take(max: number): Promise<Uint8Array | null> {
+    if (this.#start === this.#end && this.#pending !== null && !(await this.#fill())) return null;
     if (this.#start === this.#end) {
       // Nothing buffered: read straight into a fresh chunk, no copy.
       const chunk = new Uint8Array(Math.min(max, READ_SIZE));

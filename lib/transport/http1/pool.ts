@@ -59,6 +59,7 @@ export class HostPool {
     while (this.#idle.length > 0) {
       const conn = this.#idle.pop()!;
       if (now - conn.idleSince < this.#limits.idleTimeoutMs && !conn.closed) {
+        conn.unpark();
         return { conn, reused: true };
       }
       this.#discard(conn);
@@ -86,6 +87,7 @@ export class HostPool {
     if (waiter) return waiter.resolve({ conn, reused: true });
     if (this.#closed || this.#idle.length >= this.#limits.maxIdle) return this.#discard(conn);
     conn.idleSince = Date.now();
+    conn.park();
     this.#idle.push(conn);
   }
 
