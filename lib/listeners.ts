@@ -5,6 +5,7 @@
 // With workers, each HTTPS (re)bind is passed on so they listen next to it.
 
 import type { Config } from "./config/types.ts";
+import type { Problem } from "./config/errors.ts";
 import type { Logger } from "./log.ts";
 import type { Runtime } from "./runtime.ts";
 import type { SocketAddress } from "./net/address.ts";
@@ -53,6 +54,8 @@ export class Listeners {
   #retired: Bound[] = [];
   #certificatesServed = -1;
   #closed = false;
+  /** While a rebind runs: what could not be bound. */
+  #failures: Problem[] | null = null;
 
   constructor(deps: ListenerDeps) {
     this.#deps = deps;
@@ -87,9 +90,12 @@ export class Listeners {
   /**
    * Rebinds what a reload changed. Addresses are compared with what is bound,
    * not with the previous config: after a rebind that failed (the old listener
-   * kept), going back to the old address is then no change at all.
+   * kept), going back to the old address is then no change at all. Returns
+   * what could not be bound, each with the old listener it kept.
    */
-  rebind(before: Config, after: Config): void {
+  rebind(before: Config, after: Config): Problem[] {
+    const failed: Problem[] = [];
+    this.#failures = failed;
     const changed = (a: SocketAddress, b: SocketAddress) =>
       a.hostname !== b.hostname || a.port !== b.port;
     const differs = (role: Role, wanted: SocketAddress) => {
@@ -134,6 +140,8 @@ export class Listeners {
         this.#deps.onHttps?.(null);
       }
     }
+    this.#failures = null;
+    return failed;
   }
 
   /** Serves the store's current certificates: a new HTTPS listener when they changed. */
@@ -208,7 +216,10 @@ export class Listeners {
       } else old?.server.shutdown();
     } catch (e) {
       if (old) this.#bound.push(old);
+      const kept = old ? `${old.address.hostname}:${old.address.port}` : "none";
+      const message = `${(e as Error).message}; still listening on ${kept}`;
       this.#deps.log.error(`Keeping the old ${role}: ${(e as Error).message}`);
+      this.#failures?.push({ path: role, message });
     }
   }
 }

@@ -51,7 +51,8 @@ export interface StartOptions {
 
 /** The outcome of a reload. */
 export type ReloadResult =
-  | { readonly ok: true; readonly generation: number }
+  /** Applied; `kept` lists listeners that could not move to their new address (the old kept). */
+  | { readonly ok: true; readonly generation: number; readonly kept?: readonly Problem[] }
   | { readonly ok: false; readonly problems: readonly Problem[] };
 
 /** A running Strom: its listeners and the live config generation. */
@@ -328,6 +329,21 @@ export class Strom {
     }
     const old = this.#runtime;
     const generation = old.generation + 1;
+    // What can fail is done before anything changes: a reload applies whole or not at all
+    // (listeners excepted: an address that cannot be bound keeps the old listener).
+    const accessLogChanged = JSON.stringify(old.config.accessLog) !==
+      JSON.stringify(config.accessLog);
+    let accessLog: AccessLog | null = null;
+    if (accessLogChanged && config.accessLog) {
+      try {
+        accessLog = await AccessLog.open(config.accessLog);
+      } catch (e) {
+        return this.#refused([{
+          path: "access_log.path",
+          message: `cannot open ${config.accessLog.path}: ${(e as Error).message}`,
+        }]);
+      }
+    }
     let runtime: Runtime;
     try {
       runtime = await Runtime.create(config, generation, {
@@ -336,13 +352,17 @@ export class Strom {
         previous: old,
       });
     } catch (e) {
+      await accessLog?.close();
       return this.#refused([{ path: "", message: `cannot build the new config: ${String(e)}` }]);
     }
     const nextSource = { ...source, text: nextText };
+    const workers = this.#workers?.size ?? 1;
+    if (config.workers !== workers) {
+      this.log.warn(
+        `A restart is required for workers = ${config.workers} to take effect (running ${workers})`,
+      );
+    }
     if (this.#workers) {
-      if (config.workers !== this.#workers.size) {
-        this.log.warn(`A restart is required for workers = ${config.workers} to take effect`);
-      }
       const error = await this.#workers.reload(nextSource, generation);
       if (error) this.log.error(`A worker could not adopt generation ${generation}: ${error}`);
     }
@@ -352,14 +372,26 @@ export class Strom {
     this.health.watch(runtime);
     this.traffic.prime(runtime);
     this.state.prime(runtime);
-    await this.#swapAccessLog(old.config, config);
+    if (accessLogChanged) {
+      const before = this.#accessLog;
+      this.#accessLog = accessLog;
+      await before?.close();
+    }
     this.#loadCertificates(config);
-    this.#listeners.rebind(old.config, config);
+    const kept = this.#listeners.rebind(old.config, config);
     this.acme.reconfigure(config.certificates);
     old.retire(runtime);
     this.state.reloaded(true);
-    this.log.info(`Reloaded configuration (generation ${generation})`);
-    return { ok: true, generation };
+    if (kept.length === 0) {
+      this.log.info(`Reloaded configuration (generation ${generation})`);
+      return { ok: true, generation };
+    }
+    this.log.warn(
+      `Reloaded configuration (generation ${generation}), except: ${
+        kept.map((p) => `${p.path}: ${p.message}`).join("; ")
+      }`,
+    );
+    return { ok: true, generation, kept };
   }
 
   #refused(problems: readonly Problem[]): ReloadResult {
@@ -372,13 +404,6 @@ export class Strom {
       this.log.warn(`  ${p.path ? `${p.path}: ` : ""}${p.message.split("\n")[0]}${line}`);
     }
     return { ok: false, problems };
-  }
-
-  async #swapAccessLog(before: Config, after: Config): Promise<void> {
-    if (JSON.stringify(before.accessLog) === JSON.stringify(after.accessLog)) return;
-    const old = this.#accessLog;
-    this.#accessLog = after.accessLog && await AccessLog.open(after.accessLog);
-    await old?.close();
   }
 
   /**

@@ -295,6 +295,36 @@ Deno.test("requests waiting for a connection when a reload replaces the pool's c
   assert.equal(backend.outlier.ejected, false);
 });
 
+Deno.test("a reload whose access log cannot be opened changes nothing; a workers change is said to need a restart", async () => {
+  await using a = startBackend(() => new Response("a"));
+  await using b = startBackend(() => new Response("b"));
+  const lines: string[] = [];
+  const log = createLogger("info", { sink: (r) => lines.push(`${r.level} ${r.message}`) });
+  const text = `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n`;
+  await using lb = await startStrom(text + poolToml([a.address]), { log });
+  const dir = await Deno.makeTempDir();
+  try {
+    const missing = `${dir}/no/such/folder/access.log`;
+    const result = await lb.strom.reload(
+      text + `[access_log]\npath = "${missing}"\n` + poolToml([b.address]),
+    );
+    assert.equal(result.ok, false);
+    assert.deepEqual(!result.ok && result.problems.map((p) => p.path), ["access_log.path"]);
+    assert.equal(lb.strom.runtime.generation, 1, "nothing applied");
+    assert.equal((await get(`${lb.url}/`)).text, "a", "the old pools still serve");
+
+    assert.ok((await lb.strom.reload(`workers = 2\n` + text + poolToml([a.address]))).ok);
+    assert.ok(
+      lines.some((l) =>
+        l === "warn A restart is required for workers = 2 to take effect (running 1)"
+      ),
+      lines.join("\n"),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a reload back to the address still bound after a failed rebind changes nothing", async () => {
   await using a = startBackend();
   const lines: string[] = [];
@@ -310,13 +340,19 @@ Deno.test("a reload back to the address still bound after a failed rebind change
       (taken.addr as Deno.NetAddr).port
     }"`,
   );
-  assert.ok((await lb.strom.reload(busy)).ok);
+  const partial = await lb.strom.reload(busy);
+  assert.ok(partial.ok);
+  // Applied, but not all of it: the result and a WARN line say which listener stayed.
+  assert.deepEqual(partial.kept?.map((p) => p.path), ["http_address"]);
+  assert.match(partial.kept![0].message, /still listening on 127\.0\.0\.1:\d+$/);
   assert.ok(
     lines.some((l) => l.startsWith("error Keeping the old http_address")),
     lines.join("\n"),
   );
+  assert.ok(lines.some((l) => l.startsWith("warn Reloaded configuration (generation 2), except")));
   const errors = lines.length;
-  assert.ok((await lb.strom.reload(text)).ok);
+  const back = await lb.strom.reload(text);
+  assert.deepEqual(back, { ok: true, generation: 3 });
   assert.deepEqual(lines.slice(errors).filter((l) => l.startsWith("error")), []);
   assert.equal((await get(`${lb.url}/`)).status, 200, "the first listener still serves");
 });
