@@ -58,6 +58,7 @@ export type ReloadResult =
 /** A running Strom: its listeners and the live config generation. */
 export class Strom {
   readonly log: Logger;
+  readonly #stop = new AbortController();
   readonly logRing: LogRing | undefined;
   readonly startedAt = Date.now();
   readonly health: HealthMonitor;
@@ -289,6 +290,11 @@ export class Strom {
    * In-flight requests finish on the generation they started with. An invalid
    * config changes nothing. Reloads run one at a time.
    */
+  /** Aborted when shutdown begins: open-ended answers (the dashboard's event streams) end then. */
+  get stopping(): AbortSignal {
+    return this.#stop.signal;
+  }
+
   reload(text?: string): Promise<ReloadResult> {
     const next = this.#reloading.then(() => this.#reload(text));
     this.#reloading = next.catch(() => {});
@@ -466,6 +472,7 @@ export class Strom {
   }
 
   async #drain(graceMs: number): Promise<void> {
+    this.#stop.abort();
     clearTimeout(this.#liveTimer);
     this.#clientTimeouts?.stop();
     const acmeStopped = this.acme.stop();

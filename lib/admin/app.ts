@@ -129,8 +129,14 @@ export function createAdminApp(strom: Strom): Hono {
     streamSSE(c, async (stream) => {
       await stream.writeSSE({ event: "history", data: JSON.stringify(strom.live.samples) });
       let last = strom.live.samples.at(-1)?.time ?? 0;
-      while (!stream.aborted && !stream.closed) {
-        await stream.sleep(1000);
+      // A stream never ends by itself: it ends when Strom stops, not after the grace period.
+      const stopping = strom.stopping;
+      const stopped = new Promise<void>((resolve) =>
+        stopping.addEventListener("abort", () => resolve(), { once: true })
+      );
+      while (!stream.aborted && !stream.closed && !stopping.aborted) {
+        await Promise.race([stream.sleep(1000), stopped]);
+        if (stopping.aborted) break;
         const sample = strom.live.samples.at(-1);
         if (!sample || sample.time === last) continue;
         last = sample.time;

@@ -468,6 +468,20 @@ Deno.test("the admin API serves status, logs and a live event stream", async () 
   await reader.cancel();
 });
 
+Deno.test("an open event stream ends when Strom stops instead of holding up the shutdown", async () => {
+  await using a = startBackend();
+  const lines: string[] = [];
+  const log = createLogger("info", { sink: (r) => lines.push(`${r.level} ${r.message}`) });
+  await using lb = await startStrom(poolToml([a.address]), { log });
+  const events = await fetch(`${lb.adminUrl}/api/events`);
+  const reader = events.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n\n")) text += (await reader.read()).value ?? "";
+  await lb.strom.shutdown(3000);
+  assert.deepEqual(lines.filter((l) => l.includes("still in flight")), []);
+  while (!(await reader.read()).done) { /* the rest of the stream, up to its end */ }
+});
+
 Deno.test("POST /api/drain takes a backend out of rotation and back; in-flight requests finish", async () => {
   let release = () => {};
   const held = new Promise<void>((r) => release = r);
