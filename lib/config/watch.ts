@@ -17,24 +17,24 @@ export interface FolderWatchOptions {
 
 /**
  * Watches `folder` (not its subfolders) and calls `onSettled(name)` once a file
- * of `names` was written, created, renamed or removed and then left alone for
- * `debounceMs`. Throws when the folder cannot be watched; returns the function
- * that stops watching.
+ * of `names` (null: any) was written, created, renamed or removed and then left
+ * alone for `debounceMs`. Throws when the folder cannot be watched; returns the
+ * function that stops watching.
  */
 export function watchFolder(
   folder: string,
-  names: readonly string[],
+  names: readonly string[] | null,
   onSettled: (name: string) => void,
   { debounceMs, clock = systemClock, onError }: FolderWatchOptions,
 ): () => void {
-  const watched = new Set(names);
+  const watched = names === null ? null : new Set(names);
   const watcher = Deno.watchFs(folder, { recursive: false });
   const timers = new Map<string, number>();
   (async () => {
     for await (const event of watcher) {
       for (const path of event.paths) {
         const name = basename(path);
-        if (!watched.has(name)) continue;
+        if (watched !== null && !watched.has(name)) continue;
         const pending = timers.get(name);
         if (pending !== undefined) clock.clearTimeout(pending);
         timers.set(
@@ -67,7 +67,13 @@ export interface WatchOptions {
   readonly onError?: (error: unknown) => void;
 }
 
-/** Starts watching the config file; returns a function that stops it. */
+/**
+ * Starts watching the config file; returns a function that stops it. A config
+ * that is a symbolic link changes without an event on its own name (Kubernetes
+ * mounts a ConfigMap as `strom.toml -> ..data/strom.toml` and swaps the `..data`
+ * link): its folder is watched for any change, and the link's target folder for
+ * the target, and the text read again decides.
+ */
 export function watchConfig(path: string, options: WatchOptions): () => void {
   const file = resolve(path);
   const settle = async () => {
@@ -79,8 +85,26 @@ export function watchConfig(path: string, options: WatchOptions): () => void {
     }
     if (text !== options.currentText()) options.onChange(text);
   };
-  return watchFolder(dirname(file), [basename(file)], () => void settle(), {
-    debounceMs: options.debounceMs ?? 200,
-    onError: options.onError,
-  });
+  const watchOptions = { debounceMs: options.debounceMs ?? 200, onError: options.onError };
+  if (!isSymlink(file)) {
+    return watchFolder(dirname(file), [basename(file)], () => void settle(), watchOptions);
+  }
+  const stops = [watchFolder(dirname(file), null, () => void settle(), watchOptions)];
+  try {
+    const target = Deno.realPathSync(file);
+    if (dirname(target) !== dirname(file)) {
+      stops.push(
+        watchFolder(dirname(target), [basename(target)], () => void settle(), watchOptions),
+      );
+    }
+  } catch { /* a dangling link: its folder is watched */ }
+  return () => stops.forEach((stop) => stop());
+}
+
+function isSymlink(path: string): boolean {
+  try {
+    return Deno.lstatSync(path).isSymlink;
+  } catch {
+    return false;
+  }
 }

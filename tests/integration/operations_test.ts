@@ -387,6 +387,39 @@ Deno.test("watchConfig() reloads once per save, whether in place or by rename", 
   }
 });
 
+Deno.test("watchConfig() sees a config mounted as Kubernetes mounts a ConfigMap (a swapped link)", async () => {
+  const dir = await Deno.makeTempDir();
+  const version = async (n: number, text: string) => {
+    await Deno.mkdir(`${dir}/..v${n}`);
+    await Deno.writeTextFile(`${dir}/..v${n}/strom.toml`, text);
+  };
+  await version(1, "a = 1\n");
+  await Deno.symlink("..v1", `${dir}/..data`);
+  await Deno.symlink("..data/strom.toml", `${dir}/strom.toml`);
+  let current = "a = 1\n";
+  const seen: string[] = [];
+  const stop = watchConfig(`${dir}/strom.toml`, {
+    debounceMs: 100,
+    currentText: () => current,
+    onChange: (text) => {
+      seen.push(text);
+      current = text;
+    },
+  });
+  try {
+    // The kubelet's update: a new folder, a new link to it, renamed over ..data, the old folder gone.
+    await version(2, "a = 2\n");
+    await Deno.symlink("..v2", `${dir}/..data_tmp`);
+    await Deno.rename(`${dir}/..data_tmp`, `${dir}/..data`);
+    await Deno.remove(`${dir}/..v1`, { recursive: true });
+    await waitFor(() => seen.length === 1, "the swapped link to be seen");
+    assert.deepEqual(seen, ["a = 2\n"]);
+  } finally {
+    stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("PUT /api/config: a bad file is refused with 422, a good one is written and applied", async () => {
   await using a = startBackend();
   await using lb = await fileStrom(poolToml([a.address]));
