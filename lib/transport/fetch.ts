@@ -9,11 +9,25 @@
 
 import type { BackendAddress, ClientConfig } from "../config/types.ts";
 import { type Transport, UpstreamError, type UpstreamRequest } from "./transport.ts";
-import { endToEnd } from "../proxy/headers.ts";
+import { endToEnd, type Fields } from "../proxy/headers.ts";
 import { StallTimer } from "./stall.ts";
 
 /** Encodings Deno's fetch decodes by itself (measured with Deno 2.9.6). */
 const DECODED = new Set(["gzip", "br"]);
+
+/**
+ * Whether Deno's fetch decodes the answer to a request with these fields: not
+ * for a Range request, nor for `Accept-Encoding: identity` (measured with Deno
+ * 2.9.6; `identity;q=1` or `identity, gzip` are decoded). An answer it did not
+ * decode keeps its Content-Encoding.
+ */
+function decodes(fields: Fields): boolean {
+  for (const [name, value] of fields) {
+    if (name === "range") return false;
+    if (name === "accept-encoding" && value.trim().toLowerCase() === "identity") return false;
+  }
+  return true;
+}
 
 /** Statuses whose responses never have a body (the Response constructor rejects one). */
 const NULL_BODY_STATUS = new Set([204, 205, 304]);
@@ -64,7 +78,9 @@ export function createFetchTransport(client: ClientConfig): Transport {
       }
       const headers = new Headers(endToEnd(upstream.headers));
       const encoding = headers.get("content-encoding");
-      if (encoding !== null && DECODED.has(encoding.trim().toLowerCase())) {
+      if (
+        encoding !== null && DECODED.has(encoding.trim().toLowerCase()) && decodes(request.fields)
+      ) {
         headers.delete("content-encoding");
         headers.delete("content-length");
       }
