@@ -101,7 +101,10 @@ export function proxyHandler(
   }
   app.all("*", (c) => proxy(c.req.raw, c.env.remote));
   return Object.assign(
-    (request: Request, env: { remote: Deno.NetAddr }) => app.fetch(request, env),
+    // HEAD goes to the proxy directly: Hono answers HEAD with `new Response(null, answer)`,
+    // for which Deno writes `content-length: 0` even where the backend sent no length.
+    (request: Request, env: { remote: Deno.NetAddr }) =>
+      request.method === "HEAD" ? proxy(request, env.remote) : app.fetch(request, env),
     {
       setPort: (p: number) => arrival.port = String(p),
     },

@@ -8,7 +8,7 @@
 // Content-Encoding and Content-Length, so the client receives a correct body.
 
 import type { BackendAddress, ClientConfig } from "../config/types.ts";
-import { type Transport, UpstreamError, type UpstreamRequest } from "./transport.ts";
+import { headBody, type Transport, UpstreamError, type UpstreamRequest } from "./transport.ts";
 import { endToEnd, type Fields } from "../proxy/headers.ts";
 import { StallTimer } from "./stall.ts";
 
@@ -89,7 +89,15 @@ export function createFetchTransport(client: ClientConfig): Transport {
         body.cancel().catch(() => {});
         body = null;
       }
-      if (body === null) request.onEnd(0);
+      if (body === null) {
+        request.onEnd(0);
+        if (request.method === "HEAD") {
+          return new Response(headBody(upstream.status, [...headers]), {
+            status: upstream.status,
+            headers,
+          });
+        }
+      }
       return new Response(body && trackBody(body, request.onEnd, request.stallTimeoutMs), {
         status: upstream.status,
         headers,

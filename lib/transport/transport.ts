@@ -51,3 +51,15 @@ export interface Transport {
   /** Releases pooled connections. */
   close(): void;
 }
+
+/**
+ * The body of an answer without content: null, except for a HEAD answer
+ * without Content-Length (its GET would be chunked or close-delimited), which
+ * gets an empty stream: with null, `Deno.serve` writes `content-length: 0`, a
+ * length the GET does not have (Deno 2.9.6); with a stream it writes none.
+ */
+export function headBody(status: number, fields: Fields): ReadableStream<Uint8Array> | null {
+  if (status < 200 || status === 204 || status === 205 || status === 304) return null;
+  if (fields.some(([name]) => name === "content-length")) return null;
+  return new ReadableStream({ start: (controller) => controller.close() });
+}

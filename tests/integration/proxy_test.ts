@@ -379,6 +379,30 @@ Deno.test("a 101 nobody asked for, or Content-Length with Transfer-Encoding, giv
   }
 });
 
+Deno.test("a HEAD answer keeps the backend's length, or has none when the backend gave none", async () => {
+  await using backend = startRawBackend(async (conn, head) => {
+    const chunked = head.includes(" /chunked ");
+    await conn.write(new TextEncoder().encode(
+      chunked
+        ? "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        : "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n",
+    ));
+  });
+  await using lb = await startStrom(poolToml([backend.address]));
+  const sized = await get(`${lb.url}/sized`, { method: "HEAD" });
+  assert.deepEqual([sized.status, sized.headers.get("content-length")], [200, "1234"]);
+  const chunked = await rawExchange(
+    Number(new URL(lb.url).port),
+    "HEAD /chunked HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+  );
+  assert.match(chunked, /^HTTP\/1\.1 200 /);
+  assert.doesNotMatch(
+    chunked.toLowerCase(),
+    /content-length/,
+    "no made-up Content-Length: 0 for a resource of unknown length",
+  );
+});
+
 Deno.test("a gzip response reaches the client intact", async () => {
   const original = "compress me ".repeat(500);
   const gz = new Uint8Array(gzipSync(new TextEncoder().encode(original)));

@@ -1,7 +1,7 @@
 // One HTTP/1.1 connection to a backend: buffered reads, request writing and
 // response bodies as streams that hand the connection back when they end.
 
-import { UpstreamError } from "../transport.ts";
+import { headBody, UpstreamError } from "../transport.ts";
 import { StallTimer } from "../stall.ts";
 import type { Fields } from "../../proxy/headers.ts";
 import {
@@ -285,7 +285,8 @@ export class Connection {
   ): Response {
     if (head.framing.kind === "none") {
       done(true, 0);
-      return withFields(new Response(null, { status: head.status }), head.fields);
+      const { status, fields } = head;
+      return withFields(new Response(headBody(status, fields), { status }), fields);
     }
     if (head.status === 205) {
       // Reset Content has no content (RFC 9110 15.3.6) and a Response cannot carry any:
