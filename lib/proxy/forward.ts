@@ -117,9 +117,13 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       target: target.target,
       requestId: null,
       fields: forwardedFields(request.headers, client, { ...options.arrival, host: target.host }),
-      // Deno gives some body-less requests (OPTIONS) an empty body stream; only
-      // a request that announces a body has one, so none is invented upstream.
-      body: length !== null || chunked ? request.body : null,
+      // Deno gives some body-less HTTP/1.x requests (OPTIONS) an empty body stream; only
+      // one that announces a body has one, so none is invented upstream. An HTTP/2 request
+      // (no Host field: its authority is :authority) announces nothing: its body is forwarded
+      // as one of unknown length.
+      body: length !== null || chunked || (!target.missingHost && !target.headers.has("host"))
+        ? request.body
+        : null,
     };
     const exchange = { target, client, context, options, middleware, tracker };
     // A WebSocket upgrade runs the same chain; only the terminal differs.

@@ -9,6 +9,7 @@ import {
   waitFor,
 } from "../_helpers/servers.ts";
 import { rawExchange } from "../_helpers/raw.ts";
+import { hasCurl } from "../_helpers/certs.ts";
 
 Deno.test("RoundRobin spreads requests exactly evenly over three backends", async () => {
   await using a = startBackend();
@@ -401,6 +402,27 @@ Deno.test("a HEAD answer keeps the backend's length, or has none when the backen
     /content-length/,
     "no made-up Content-Length: 0 for a resource of unknown length",
   );
+});
+
+Deno.test({
+  name: "an HTTP/2 (h2c) upload without Content-Length reaches the backend whole",
+  ignore: !hasCurl,
+  async fn() {
+    await using backend = startBackend(async (req) =>
+      new Response(`${req.method} ${(await req.arrayBuffer()).byteLength}`)
+    );
+    await using lb = await startStrom(poolToml([backend.address]));
+    const upload = new Deno.Command("curl", {
+      args: ["-s", "--http2-prior-knowledge", "-X", "POST", "-T", "-", `${lb.url}/up`],
+      stdin: "piped",
+      stdout: "piped",
+    }).spawn();
+    const writer = upload.stdin.getWriter();
+    await writer.write(new Uint8Array(5000).fill(97));
+    await writer.close();
+    const out = await upload.output();
+    assert.equal(new TextDecoder().decode(out.stdout), "POST 5000");
+  },
 });
 
 Deno.test("a gzip response reaches the client intact", async () => {
