@@ -14,7 +14,7 @@ import type { WebSocketRegistry } from "./websockets.ts";
 import { plainIp } from "../net/address.ts";
 import { peerKey } from "../net/activity.ts";
 import { UpstreamError } from "../transport/transport.ts";
-import { removeDotSegments } from "./path.ts";
+import { matchingPath, removeDotSegments } from "./path.ts";
 import {
   type ArrivalInfo,
   type ClientIdentity,
@@ -91,7 +91,11 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
     if (announced && (target.method === "GET" || target.method === "HEAD")) {
       return failureResponse("body-on-get");
     }
-    const pool = selectPool(runtime.poolsFor(options.scheme), target);
+    const matchPath = matchingPath(target.path);
+    const pool = selectPool(
+      runtime.poolsFor(options.scheme),
+      matchPath === target.path ? target : { ...target, path: matchPath },
+    );
     if (pool === null) return failureResponse("no-pool");
     tracker.pool = pool.config.name;
     const client = identifyClient(

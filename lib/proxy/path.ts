@@ -33,3 +33,27 @@ function dotCount(segment: string): number {
   const s = segment.length > 2 ? segment.toLowerCase().replaceAll("%2e", ".") : segment;
   return s === "." ? 1 : s === ".." ? 2 : 0;
 }
+
+/**
+ * The path the matchers see: `path` (dot-segments already resolved, as the
+ * backend receives it) with percent-encoding decoded, repeated slashes merged
+ * and dot-segments resolved again, as nginx matches its locations. A backend
+ * that decodes `/%61dmin` or merges `//admin` into `/admin` then serves the
+ * pool the matchers chose for `/admin`, never another one. Bytes that are no
+ * valid UTF-8 stay encoded (`%FF`), as do the ASCII ones around them decoded.
+ */
+export function matchingPath(path: string): string {
+  if (!path.includes("%") && !path.includes("//")) return path;
+  let out = path.includes("%") ? decodePercent(path) : path;
+  if (out.includes("//")) out = out.replace(/\/{2,}/g, "/");
+  return removeDotSegments(out);
+}
+
+function decodePercent(path: string): string {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    // Not UTF-8 throughout: decode the ASCII escapes, keep the others as written.
+    return path.replace(/%([0-7][0-9A-Fa-f])/g, (_, hex) => String.fromCharCode(parseInt(hex, 16)));
+  }
+}

@@ -280,6 +280,25 @@ Deno.test("StripPrefix: the backend gets the path without the prefix, the prefix
   assert.deepEqual(seen, ["/users?id=7 /api", "/ /api", "/apis null"]);
 });
 
+Deno.test("a path spelled another way reaches no other pool than its plain spelling", async () => {
+  await using backend = startBackend((req) => new Response(new URL(req.url).pathname));
+  await using lb = await startStrom(
+    poolToml([backend.address], {
+      matcher: "PathPrefix('/admin')",
+      extra: `[backend_pools.middlewares.IpFilter]\nallow = ["192.0.2.0/24"]\n`,
+    }) + poolToml([backend.address]),
+  );
+  const port = Number(new URL(lb.url).port);
+  const send = async (target: string) =>
+    (await rawExchange(port, `GET ${target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`))
+      .split("\r\n")[0];
+  for (const target of ["/admin", "/%61dmin", "/ad%6Din/x", "//admin", "/.//admin", "/%2Fadmin"]) {
+    assert.equal(await send(target), "HTTP/1.1 403 Forbidden", target);
+  }
+  assert.equal(await send("/public"), "HTTP/1.1 200 OK");
+  assert.equal(backend.requests.length, 1, "only /public reached the backend");
+});
+
 Deno.test("IpFilter refuses clients outside its networks with 403, using trusted_proxies", async () => {
   await using backend = startBackend(() => new Response("in"));
   const filter = `[backend_pools.middlewares.IpFilter]\nallow = ["192.0.2.0/24"]\n`;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { endToEnd, forwardedFields, identifyClient } from "../../lib/proxy/headers.ts";
 import { type Cidr, parseCidr } from "../../lib/net/address.ts";
-import { removeDotSegments } from "../../lib/proxy/path.ts";
+import { matchingPath, removeDotSegments } from "../../lib/proxy/path.ts";
 
 const trusted = ["10.0.0.0/8", "::1"].map((t) => parseCidr(t) as Cidr);
 const arrival = { proto: "http" as const, port: "8000", serverName: "lb1", host: "a.com" };
@@ -102,6 +102,22 @@ Deno.test("forwardedFields() extends the chain and keeps values from trusted pee
   assert.equal(fields.get("forwarded"), "for=198.51.100.7");
   assert.equal(fields.get("x-forwarded-prefix"), "/app");
   assert.equal(fields.get("x_forwarded_for"), undefined);
+});
+
+Deno.test("matchingPath() decodes, merges slashes and resolves dot-segments, as nginx matches", () => {
+  const cases: [string, string][] = [
+    ["/admin", "/admin"],
+    ["/%61dmin", "/admin"],
+    ["/ad%6Din/x", "/admin/x"],
+    ["//admin", "/admin"],
+    ["/a//b///c", "/a/b/c"],
+    ["/%2Fadmin", "/admin"],
+    ["/public%2F..%2Fadmin", "/admin"],
+    ["/caf%C3%A9", "/café"],
+    ["/bad%FF/%61", "/bad%FF/a"],
+    ["/x%20y", "/x y"],
+  ];
+  for (const [raw, want] of cases) assert.equal(matchingPath(removeDotSegments(raw)), want, raw);
 });
 
 Deno.test("removeDotSegments() resolves dot-segments and leaves everything else", () => {
