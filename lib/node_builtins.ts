@@ -10,13 +10,11 @@ import process from "node:process";
 
 type Crypto = typeof import("node:crypto");
 type Zlib = typeof import("node:zlib");
-type Stream = typeof import("node:stream");
 type AsyncHooks = typeof import("node:async_hooks");
 type Https = typeof import("node:https");
 
 export const nodeCrypto = (): Crypto => process.getBuiltinModule("node:crypto") as Crypto;
 export const nodeZlib = (): Zlib => process.getBuiltinModule("node:zlib") as Zlib;
-export const nodeStream = (): Stream => process.getBuiltinModule("node:stream") as Stream;
 export const nodeAsyncHooks = (): AsyncHooks =>
   process.getBuiltinModule("node:async_hooks") as AsyncHooks;
 export const nodeHttps = (): Https => process.getBuiltinModule("node:https") as Https;

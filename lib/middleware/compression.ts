@@ -3,8 +3,8 @@
 // §8.4.1.2), honours q-values, `*` and `identity`, adds `Vary`, and leaves
 // alone what does not shrink or must not be touched (spec §2.10.3).
 
-import type { Duplex } from "node:stream";
-import { nodeStream, nodeZlib } from "../node_builtins.ts";
+import type { Transform } from "node:stream";
+import { nodeZlib } from "../node_builtins.ts";
 import { HttpError, type MiddlewareSpec } from "./middleware.ts";
 import { type Coding, CODINGS, negotiate } from "./accept_encoding.ts";
 
@@ -96,7 +96,7 @@ export const compression: MiddlewareSpec<CompressionOptions> = {
       const size = length === null ? NaN : Number(length);
       if (size <= ONE_SHOT_LIMIT) return await compressWhole(response, coding);
       markEncoded(headers, coding);
-      const body = response.body.pipeThrough(compressor(coding, size || 0));
+      const body = pullThrough(response.body, compressor(coding, size || 0));
       return new Response(body, {
         status: response.status,
         statusText: response.statusText,
@@ -171,50 +171,102 @@ const BROTLI_QUALITY = 4;
  * settings. `deflate` is zlib-wrapped, as "deflate" means in HTTP.
  */
 type Compressors = Record<Coding, {
-  stream(sizeHint: number): TransformStream<Uint8Array, Uint8Array>;
+  stream(sizeHint: number): Transform;
   whole(bytes: Uint8Array): Uint8Array;
 }>;
 
 let compressors: Compressors | undefined;
 
 /**
- * The codings' compressors; node:zlib and node:stream are loaded on the first
+ * The codings' compressors; node:zlib is loaded on the first
  * call (see node_builtins.ts).
  */
 function loadCompressors(): Compressors {
-  return compressors ??= makeCompressors(nodeZlib(), nodeStream().Duplex);
+  return compressors ??= makeCompressors(nodeZlib());
 }
 
-function makeCompressors(zlib: typeof import("node:zlib"), duplex: typeof Duplex): Compressors {
-  const toWeb = (stream: Duplex) =>
-    duplex.toWeb(stream) as unknown as TransformStream<Uint8Array, Uint8Array>;
+function makeCompressors(zlib: typeof import("node:zlib")): Compressors {
   const brotliParams = (sizeHint: number): Record<number, number> => ({
     [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY,
     ...(sizeHint > 0 ? { [zlib.constants.BROTLI_PARAM_SIZE_HINT]: sizeHint } : {}),
   });
   return {
     br: {
-      stream: (sizeHint) => toWeb(zlib.createBrotliCompress({ params: brotliParams(sizeHint) })),
+      stream: (sizeHint) => zlib.createBrotliCompress({ params: brotliParams(sizeHint) }),
       whole: (bytes) => zlib.brotliCompressSync(bytes, { params: brotliParams(bytes.length) }),
     },
     zstd: {
-      stream: () => toWeb(zlib.createZstdCompress()),
+      stream: () => zlib.createZstdCompress(),
       whole: (bytes) => zlib.zstdCompressSync(bytes),
     },
     gzip: {
-      stream: () => toWeb(zlib.createGzip()),
+      stream: () => zlib.createGzip(),
       whole: (bytes) => zlib.gzipSync(bytes, zlibWindow(bytes.length)),
     },
     deflate: {
-      stream: () => toWeb(zlib.createDeflate()),
+      stream: () => zlib.createDeflate(),
       whole: (bytes) => zlib.deflateSync(bytes, zlibWindow(bytes.length)),
     },
   };
 }
 
 /** A streaming compressor. */
-function compressor(coding: Coding, sizeHint: number): TransformStream<Uint8Array, Uint8Array> {
+function compressor(coding: Coding, sizeHint: number): Transform {
   return loadCompressors()[coding].stream(sizeHint);
+}
+
+/**
+ * `source` through a node:zlib compressor, read only as fast as the client
+ * takes the output: each pull reads input until the compressor has output to
+ * give. (`Duplex.toWeb` read the whole backend answer into memory ahead of a
+ * slow client, and a client that read nothing never tripped `send_timeout`.)
+ */
+export function pullThrough(
+  source: ReadableStream<Uint8Array>,
+  compressor: Transform,
+): ReadableStream<Uint8Array> {
+  const reader = source.getReader();
+  let ended = false;
+  let finished = false;
+  let failure: Error | null = null;
+  compressor.on("error", (e: Error) => failure = e);
+  compressor.on("end", () => finished = true);
+  const settled = () =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        compressor.off("readable", done).off("end", done).off("error", done);
+        resolve();
+      };
+      compressor.on("readable", done).on("end", done).on("error", done);
+    });
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      while (true) {
+        if (failure) throw failure;
+        const out: Uint8Array | null = compressor.read();
+        if (out !== null) {
+          return controller.enqueue(new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
+        }
+        if (finished) return controller.close();
+        if (ended) {
+          await settled();
+          continue;
+        }
+        const { value, done } = await reader.read();
+        if (done) {
+          ended = true;
+          compressor.end();
+          continue;
+        }
+        // Resolves once the chunk went through: its output, if any, is readable then.
+        await new Promise<void>((resolve) => compressor.write(value, () => resolve()));
+      }
+    },
+    cancel(reason) {
+      compressor.destroy();
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
 }
 
 /** `bytes` compressed with `coding` in one call. */

@@ -203,3 +203,33 @@ Deno.test("compression() compresses a streamed body of unknown length", async ()
   const text = new TextDecoder().decode(zlib.gunzipSync(new Uint8Array(await r.arrayBuffer())));
   assert.equal(text, "a".repeat(5000) + "b".repeat(5000));
 });
+
+Deno.test("compression() reads a streamed body only as fast as its reader takes the output", async () => {
+  const mw = await build(compression, { min_size: 0 });
+  // 64 KB of noise again and again: gzip's 32 KB window finds nothing to shrink.
+  const block = crypto.getRandomValues(new Uint8Array(64 * 1024));
+  let pulled = 0;
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (pulled >= 64 * 1024 * 1024) return controller.close();
+      pulled += block.length;
+      controller.enqueue(block.slice());
+    },
+  }, { highWaterMark: 0 });
+  const r = await run(
+    mw,
+    asking("gzip"),
+    () => new Response(body, { headers: { "content-type": "text/plain" } }),
+  );
+  const reader = r.body!.getReader();
+  assert.ok(!(await reader.read()).done);
+  // A reader that takes nothing more: the backend's body is not read on regardless.
+  let before = -1;
+  for (let quiet = 0; quiet < 5;) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    quiet = pulled === before ? quiet + 1 : 0;
+    before = pulled;
+  }
+  assert.ok(pulled <= 512 * 1024, `read ${pulled} bytes ahead of a reader that took one chunk`);
+  await reader.cancel();
+});
