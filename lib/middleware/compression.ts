@@ -131,10 +131,22 @@ async function compressWhole(response: Response, coding: Coding): Promise<Respon
   return new Response(output, { status, statusText, headers });
 }
 
+/** Fields that describe the bytes as they were: wrong once they are compressed. */
+const STALE_AFTER_ENCODING = [
+  "content-length",
+  // A range of the compressed bytes is not what a Range request would get (nginx drops it too).
+  "accept-ranges",
+  // Digests of the content or representation (RFC 9530, RFC 3230, RFC 1864).
+  "content-digest",
+  "repr-digest",
+  "digest",
+  "content-md5",
+];
+
 /** Headers of a body now sent with `coding`. */
 function markEncoded(headers: Headers, coding: Coding): void {
   headers.set("content-encoding", coding);
-  headers.delete("content-length");
+  for (const name of STALE_AFTER_ENCODING) headers.delete(name);
   // The bytes change, so a strong validator must not survive (RFC 9110 §8.8.1).
   const etag = headers.get("etag");
   if (etag !== null && !etag.startsWith("W/")) headers.set("etag", `W/${etag}`);

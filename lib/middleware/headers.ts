@@ -25,11 +25,16 @@ const VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 /** Fields whose change would break message framing; Strom manages them. */
 const FRAMING = new Set(["content-length", "transfer-encoding", "host"]);
 
+/** Whether a middleware must leave this field (lower-case) to Strom: framing or hop-by-hop. */
+export function managedField(lower: string): boolean {
+  return FRAMING.has(lower) || isHopByHop(lower, null);
+}
+
 function checkName(r: TableReader, path: string, name: string): string | null {
   const lower = name.toLowerCase();
   let problem: string | null = null;
   if (!TOKEN.test(name)) problem = `invalid header name ${JSON.stringify(name)}`;
-  else if (FRAMING.has(lower) || isHopByHop(lower, null)) {
+  else if (managedField(lower)) {
     problem = `cannot change header ${JSON.stringify(name)}: Strom manages it`;
   }
   if (problem !== null) r.problems.push({ path, message: problem });

@@ -25,8 +25,9 @@ export const httpsRedirector: MiddlewareSpec<HttpsRedirectorOptions> = {
     const port = deps.httpsPort === null || deps.httpsPort === 443 ? "" : `:${deps.httpsPort}`;
     return (context, next) => {
       if (context.scheme === "HTTPS" || context.path.startsWith(ACME_PREFIX)) return next();
-      const host = context.request.headers.get("host");
-      if (host === null || host === "") throw new HttpError(400, { body: "Missing Host header" });
+      // The Host field, or HTTP/2's :authority (h2c requests have no Host field).
+      const host = context.host;
+      if (host === "") throw new HttpError(400, { body: "Missing Host header" });
       const match = HOST.exec(host);
       if (!match || (match[1] !== undefined && Number(match[1]) > 65535)) {
         throw new HttpError(400, { body: "Invalid Host header" });

@@ -10,7 +10,8 @@
 // else it is replaced, so clients cannot forge IDs in the backends' logs.
 // New IDs are random UUIDs. The JSON access log has it as `request_id`.
 
-import { TOKEN } from "../proxy/headers.ts";
+import { isForwardingField, TOKEN } from "../proxy/headers.ts";
+import { managedField } from "./headers.ts";
 import type { MiddlewareSpec } from "./middleware.ts";
 
 /** Validated options: the header (lower-case) and whether the response carries it. */
@@ -25,6 +26,12 @@ export const requestId: MiddlewareSpec<RequestIdOptions> = {
     const header = r.string("header", "X-Request-Id");
     if (header !== undefined && !TOKEN.test(header)) {
       r.problem("header", `invalid header name ${JSON.stringify(header)}`);
+    } else if (
+      header !== undefined &&
+      (managedField(header.toLowerCase()) || isForwardingField(header.toLowerCase()))
+    ) {
+      // An ID in Content-Length or Transfer-Encoding would break the request's framing.
+      r.problem("header", `cannot use header ${JSON.stringify(header)}: Strom manages it`);
     }
     const response = r.bool("response", true);
     return { header: (header ?? "x-request-id").toLowerCase(), response: response ?? true };

@@ -41,6 +41,11 @@ export const HOST = /^(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::([0
  */
 const SPOOFABLE = new Set([...FORWARDING, "forwarded", "x-forwarded-prefix"]);
 
+/** Whether Strom sets or vets this field (lower-case) on the way to a backend. */
+export function isForwardingField(lower: string): boolean {
+  return SPOOFABLE.has(lower);
+}
+
 /** An RFC 9110 token: what a field name (or a cookie name) must be. */
 export const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 

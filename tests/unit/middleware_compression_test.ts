@@ -233,3 +233,22 @@ Deno.test("compression() reads a streamed body only as fast as its reader takes 
   assert.ok(pulled <= 512 * 1024, `read ${pulled} bytes ahead of a reader that took one chunk`);
   await reader.cancel();
 });
+
+Deno.test("compression() drops the fields that describe the uncompressed bytes", async () => {
+  const mw = await build(compression, { min_size: 0 });
+  const text = "compress me ".repeat(1000);
+  const stale = {
+    "accept-ranges": "bytes",
+    "content-digest": "sha-256=:AAAA:",
+    "repr-digest": "sha-256=:AAAA:",
+    digest: "SHA-256=AAAA",
+    "content-md5": "AAAA",
+  };
+  const r = await run(
+    mw,
+    asking("gzip"),
+    () => new Response(text, { headers: { "content-type": "text/plain", ...stale } }),
+  );
+  assert.equal(r.headers.get("content-encoding"), "gzip");
+  for (const name of Object.keys(stale)) assert.equal(r.headers.get(name), null, name);
+});

@@ -51,10 +51,17 @@ Deno.test("httpsRedirector() answers 400 for a missing or invalid Host", async (
     ["a.com:80:80", "Invalid Host header"],
   ];
   for (const [host, text] of cases) {
-    const context = fakeContext("http://a.com/");
-    const headers = new Headers();
-    if (host !== null) headers.set("host", host);
-    const r = await run(mw, { ...context, request: new Request("http://a.com/", { headers }) });
+    // The proxy's context.host: the Host field, "" when there is none.
+    const r = await run(mw, { ...fakeContext("http://a.com/"), host: host ?? "" });
     assert.deepEqual([r.status, await r.text()], [400, text], `Host ${host}`);
   }
+});
+
+Deno.test("httpsRedirector() redirects an HTTP/2 request, whose host is its :authority", async () => {
+  const mw = await build(httpsRedirector, {});
+  // h2c: no Host field; the proxy takes the host from :authority.
+  const request = new Request("http://a.com/p?q=1");
+  request.headers.delete("host");
+  const r = await run(mw, { ...fakeContext("http://a.com/p?q=1"), request, host: "a.com" });
+  assert.deepEqual([r.status, r.headers.get("location")], [301, "https://a.com/p?q=1"]);
 });

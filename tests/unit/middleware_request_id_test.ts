@@ -31,4 +31,9 @@ Deno.test("requestId() options: a valid header name", () => {
     'RequestId.header: invalid header name "X Bad"',
   ]);
   assert.deepEqual(optionProblems(requestId, {}), []);
+  for (const header of ["Content-Length", "transfer-encoding", "Host", "X-Forwarded-For"]) {
+    assert.deepEqual(optionProblems(requestId, { header }), [
+      `RequestId.header: cannot use header "${header}": Strom manages it`,
+    ]);
+  }
 });
