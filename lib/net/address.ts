@@ -171,14 +171,25 @@ export function parseCidr(text: string): Cidr | string {
   return { bytes, prefix: isV4 ? prefix + 96 : prefix, text };
 }
 
-/** Whether `ip` (16 bytes from parseIp) lies inside `cidr`. */
+/**
+ * Whether `ip` (16 bytes from parseIp) lies inside `cidr`. An IPv6 network
+ * wider than the IPv4-mapped range (`::/0`, `::/8`) holds IPv6 clients only, as
+ * in nginx: IPv4 clients are matched by IPv4 networks (or `::ffff:0:0/96` and
+ * narrower), so `deny = ["::/0"]` does not shut out every IPv4 client.
+ */
 export function cidrContains(cidr: Cidr, ip: Uint8Array): boolean {
+  if (cidr.prefix < 96 && isIpv4Mapped(ip)) return false;
   let bits = cidr.prefix;
   for (let i = 0; i < 16 && bits > 0; i++, bits -= 8) {
     const mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
     if ((cidr.bytes[i] & mask) !== (ip[i] & mask)) return false;
   }
   return true;
+}
+
+function isIpv4Mapped(ip: Uint8Array): boolean {
+  for (let i = 0; i < 10; i++) if (ip[i] !== 0) return false;
+  return ip[10] === 0xff && ip[11] === 0xff;
 }
 
 /** Strips the IPv4-mapped prefix a dual-stack listener reports (`::ffff:1.2.3.4` → `1.2.3.4`). */

@@ -98,6 +98,15 @@ Deno.test("cidrContains() matches IPv4 and IPv6 networks", () => {
   assert.ok(cidrContains(host, parseIp("192.168.1.1")!));
   assert.ok(!cidrContains(host, parseIp("192.168.1.2")!));
   assert.equal(parseCidr("10.0.0.0/33"), 'invalid prefix length "33"');
+  // IPv6 networks hold IPv6 clients; IPv4 clients only in the IPv4-mapped range (as nginx).
+  const any6 = parseCidr("::/0");
+  const mapped = parseCidr("::ffff:0:0/96");
+  assert.ok(typeof any6 !== "string" && typeof mapped !== "string");
+  assert.ok(cidrContains(any6, parseIp("2001:db8::1")!));
+  assert.ok(!cidrContains(any6, parseIp("127.0.0.1")!));
+  assert.ok(!cidrContains(any6, parseIp("::ffff:10.1.2.3")!));
+  assert.ok(cidrContains(mapped, parseIp("10.1.2.3")!));
+  assert.ok(!cidrContains(net, parseIp("::1")!));
 });
 
 Deno.test("plainIp() unwraps IPv4-mapped IPv6 addresses only", () => {
