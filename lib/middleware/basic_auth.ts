@@ -42,8 +42,16 @@ export function parseHtpasswd(
   return { users, problems };
 }
 
-/** Compared against when the user is unknown, so timing does not reveal which users exist. */
-const DUMMY_HASH = "$2b$10$rzGCS4hnDxbozUA2FefdQOlgdHm3CaR5D4v7Y3K6deNgoIFsX27ya";
+/**
+ * The bcrypt cost of the file's dearest hash (10 without users): an unknown user
+ * is checked against a hash of that cost, so the time an answer takes does not
+ * tell whether the user exists (a cost-10 dummy next to cost-5 users did).
+ */
+export function dearestCost(users: Iterable<string>): number {
+  let cost = 0;
+  for (const hash of users) cost = Math.max(cost, Number(hash.slice(4, 6)));
+  return cost || 10;
+}
 
 /** The htpasswd middleware's spec. */
 export const basicAuth: MiddlewareSpec<BasicAuthOptions> = {
@@ -64,9 +72,10 @@ export const basicAuth: MiddlewareSpec<BasicAuthOptions> = {
     // Loaded only when a pool uses BasicAuth, like the other optional clients.
     const { default: bcrypt } = await import("bcryptjs");
     const users = new Map(Object.entries(options.users));
+    const dummy = await bcrypt.hash(crypto.randomUUID(), dearestCost(users.values()));
     return basicAuthMiddleware(options, async ({ user, password }) => {
       const hash = users.get(user);
-      const ok = await bcrypt.compare(password, hash ?? DUMMY_HASH);
+      const ok = await bcrypt.compare(password, hash ?? dummy);
       return ok && hash !== undefined;
     }, deps.clock);
   },

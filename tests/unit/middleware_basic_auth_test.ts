@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import bcrypt from "bcryptjs";
-import { basicAuth, parseHtpasswd } from "../../lib/middleware/basic_auth.ts";
+import { basicAuth, dearestCost, parseHtpasswd } from "../../lib/middleware/basic_auth.ts";
 import { CredentialCache, readBasic } from "../../lib/middleware/basic_credentials.ts";
 import { ManualClock } from "../_helpers/clock.ts";
 import { build, fakeContext, field, run, testDeps } from "../_helpers/middleware.ts";
@@ -114,4 +114,11 @@ Deno.test("parseHtpasswd() accepts bcrypt lines and comments", () => {
     'line 2: user "ann" appears twice',
     'line 3: unsupported hash for user "bob" (expected bcrypt, "htpasswd -B")',
   ]);
+});
+
+Deno.test("dearestCost() is the highest bcrypt cost of the file (10 without users)", () => {
+  const salt = "a".repeat(53);
+  assert.equal(dearestCost([`$2b$05$${salt}`, `$2y$12$${salt}`, `$2a$10$${salt}`]), 12);
+  assert.equal(dearestCost([`$2b$04$${salt}`]), 4);
+  assert.equal(dearestCost([]), 10);
 });
