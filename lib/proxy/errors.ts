@@ -74,5 +74,7 @@ export function errorResponse(error: unknown): Response {
   if (body !== null && !headers.has("content-type")) {
     headers.set("content-type", "text/plain; charset=utf-8");
   }
+  // Its length, as a backend's answer has one (Compression's min_size looks at it).
+  if (body !== null) headers.set("content-length", String(new TextEncoder().encode(body).length));
   return new Response(body, { status: error.status, headers });
 }

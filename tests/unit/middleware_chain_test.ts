@@ -39,6 +39,7 @@ Deno.test("compose() passes an early answer back through the outer middlewares o
   const r = await chain(context, () => Promise.reject(new Error("backend must not run")));
   assert.equal(r.status, 429);
   assert.equal(r.headers.get("retry-after"), "3");
+  assert.equal(r.headers.get("content-length"), "23", "its length, as an answer from a backend");
   assert.equal(await r.text(), "429 - Too Many Requests");
   assert.deepEqual(log, ["a in", "refuse", "a out 429"]);
 });
