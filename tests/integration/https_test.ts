@@ -59,6 +59,42 @@ async function httpsSetup(
 }
 
 Deno.test({
+  name: "with one certificate, a ClientHello that arrives in two pieces still gets its handshake",
+  ignore: !hasOpenssl || !hasCurl,
+  async fn() {
+    await using setup = await httpsSetup(["a.test"]);
+    const { ca, port } = setup;
+    // Between curl and Strom: the client's first write (its ClientHello) is passed on in two
+    // pieces a moment apart, as a ClientHello larger than one segment arrives on a real link.
+    using relay = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const relaying = (async () => {
+      const client = await relay.accept();
+      const server = await Deno.connect({ hostname: "127.0.0.1", port });
+      server.setNoDelay(true);
+      const buf = new Uint8Array(65536);
+      const n = (await client.read(buf))!;
+      await server.write(buf.subarray(0, 100));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      await server.write(buf.subarray(100, n));
+      await Promise.all([
+        client.readable.pipeTo(server.writable).catch(() => {}),
+        server.readable.pipeTo(client.writable).catch(() => {}),
+      ]);
+    })();
+    const relayPort = (relay.addr as Deno.NetAddr).port;
+    const body = await curl([
+      "--cacert",
+      ca.caPath,
+      "--resolve",
+      `a.test:${relayPort}:127.0.0.1`,
+      `https://a.test:${relayPort}/`,
+    ]);
+    assert.equal(body, "ok");
+    await relaying;
+  },
+});
+
+Deno.test({
   name: "HTTPS picks each name's certificate by SNI, a default otherwise, and speaks h2",
   ignore: !hasOpenssl || !hasCurl,
   async fn() {
