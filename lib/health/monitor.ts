@@ -17,6 +17,11 @@ export interface MonitorOptions {
   readonly onChange?: (pool: number, backend: number) => void;
   /** Called after every probe. */
   readonly onProbe?: (pool: string, backend: string, ok: boolean) => void;
+  /**
+   * Probes only bring ejected backends back, and leave active health alone: a
+   * worker's monitor, whose active health comes from the primary's rounds.
+   */
+  readonly probeBackOnly?: boolean;
 }
 
 /** Active health checking for one runtime generation at a time. */
@@ -26,6 +31,7 @@ export class HealthMonitor {
   readonly #probe: Probe;
   readonly #onChange: ((pool: number, backend: number) => void) | undefined;
   readonly #onProbe: MonitorOptions["onProbe"];
+  readonly #probeBackOnly: boolean;
   #runtime: Runtime | null = null;
   #timers = new Set<number>();
   #running = false;
@@ -36,6 +42,7 @@ export class HealthMonitor {
     this.#probe = options.probe;
     this.#onChange = options.onChange;
     this.#onProbe = options.onProbe;
+    this.#probeBackOnly = options.probeBackOnly ?? false;
   }
 
   /** Watches a runtime's pools: listens for ejections and, when started, schedules rounds. */
@@ -126,19 +133,7 @@ export class HealthMonitor {
       : runtime?.pools.find((p) => p.backends.includes(backend));
     if (!runtime || !pool) return; // removed from the config meanwhile
     this.#onProbe?.(pool.config.name, backend.id, result.ok);
-    const before = backend.health;
-    // Live requests failed since the last probe: two signals agree. (Not the outlier's
-    // consecutive count: a request begun before the failures may still end well after them.)
-    const corroborated = backend.failures > backend.failuresAtProbe;
-    backend.failuresAtProbe = backend.failures;
-    backend.health = nextHealth(before, result, pool.config.health, corroborated);
-    if (backend.health.status !== before.status) {
-      pool.invalidate();
-      this.#onChange?.(runtime.pools.indexOf(pool), pool.backends.indexOf(backend));
-      this.#log.info(
-        `backend ${backend.id} in pool ${pool.config.name}: ${before.status} -> ${backend.health.status} (${result.reason})`,
-      );
-    }
+    if (!this.#probeBackOnly) this.#applyHealth(runtime, pool, backend, result);
     const outlier = backend.outlier;
     if (outlier.ejected && this.#clock.now() >= outlier.ejectedUntil) {
       if (result.ok) {
@@ -155,6 +150,23 @@ export class HealthMonitor {
           result.reason,
         );
       }
+    }
+  }
+
+  /** Active health: the state machine's next state, and what changes with it. */
+  #applyHealth(runtime: Runtime, pool: Pool, backend: Backend, result: ProbeResult): void {
+    const before = backend.health;
+    // Live requests failed since the last probe: two signals agree. (Not the outlier's
+    // consecutive count: a request begun before the failures may still end well after them.)
+    const corroborated = backend.failures > backend.failuresAtProbe;
+    backend.failuresAtProbe = backend.failures;
+    backend.health = nextHealth(before, result, pool.config.health, corroborated);
+    if (backend.health.status !== before.status) {
+      pool.invalidate();
+      this.#onChange?.(runtime.pools.indexOf(pool), pool.backends.indexOf(backend));
+      this.#log.info(
+        `backend ${backend.id} in pool ${pool.config.name}: ${before.status} -> ${backend.health.status} (${result.reason})`,
+      );
     }
   }
 

@@ -103,7 +103,12 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
         prefix: `worker ${message.id}: `,
       });
       // Probes here only bring ejected backends back; rounds run in the primary.
-      monitor = new HealthMonitor({ clock: deps.clock, log, probe: createHttpProbe(deps.clock) });
+      monitor = new HealthMonitor({
+        clock: deps.clock,
+        log,
+        probe: createHttpProbe(deps.clock),
+        probeBackOnly: true,
+      });
       try {
         const config = parseConfig(message.configText, message);
         await adopt(config, 1);
