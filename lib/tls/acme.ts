@@ -24,6 +24,8 @@ export interface AcmeTuning {
   /** Polling of pending ACME objects, first and longest wait in ms (default 1 s and 10 s). */
   readonly pollMinMs?: number;
   readonly pollMaxMs?: number;
+  /** One request to the CA at most this long (default 30 s; tests wait less). */
+  readonly requestTimeoutMs?: number;
 }
 
 /** What the manager works with. */
@@ -56,6 +58,7 @@ export class AcmeManager {
       onFailure: options.onFailure,
       pollMinMs: options.pollMinMs,
       pollMaxMs: options.pollMaxMs,
+      requestTimeoutMs: options.requestTimeoutMs,
     };
   }
 

@@ -39,6 +39,8 @@ export interface OrderRequest {
   readonly pollMinMs?: number;
   /** Default 10 s. */
   readonly pollMaxMs?: number;
+  /** One request to the CA at most this long (default REQUEST_TIMEOUT_MS). */
+  readonly requestTimeoutMs?: number;
 }
 
 /** A certificate chain (leaf first) and its private key, both PEM. */
@@ -54,6 +56,7 @@ interface OrderContext {
   readonly agent: Agent | undefined;
   readonly signal: AbortSignal;
   readonly trace: ((line: string) => void) | undefined;
+  readonly requestTimeoutMs: number | undefined;
 }
 
 let contexts: AsyncLocalStorage<OrderContext> | undefined;
@@ -76,7 +79,25 @@ function loadClient(): Promise<typeof AcmeClient> {
         if (order.agent) config.httpsAgent = order.agent;
         config.signal = order.signal;
       }
+      // A CA that takes the connection and never answers fails the request, not the renewals.
+      config.timeout ||= order?.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
       return config;
+    });
+    // An error without an answer (refused, reset, timed out, an untrusted certificate) reached
+    // acme-client's own handler as "Cannot read properties of undefined (reading 'config')".
+    // Handed on first, without its request config, it passes that handler as it is.
+    const handlers = (acme.axios.interceptors.response as unknown as { handlers: unknown[] })
+      .handlers;
+    handlers.unshift({
+      fulfilled: null,
+      rejected: (error: { response?: unknown; code?: string; message?: string }) =>
+        Promise.reject(
+          error?.response ? error : new Error(
+            `${error?.message ?? String(error)}${error?.code ? ` (${error.code})` : ""}`,
+          ),
+        ),
+      synchronous: false,
+      runWhen: null,
     });
     // acme-client retries failed requests itself, sleeping up to 25 s between
     // tries, with timers that cannot be cancelled. The renewal schedule retries
@@ -88,15 +109,21 @@ function loadClient(): Promise<typeof AcmeClient> {
   });
 }
 
+/** One request to the CA at most this long. */
+const REQUEST_TIMEOUT_MS = 30_000;
+/** One whole order at most this long (validation polls included); then it failed. */
+const ORDER_LIMIT_MS = 10 * 60_000;
+
 /** Orders a certificate for `request.name` from its ACME directory. */
 export async function orderCertificate(request: OrderRequest): Promise<OrderedCertificate> {
   const acme = await loadClient();
   const agent = request.caCerts.length > 0
     ? new (nodeHttps().Agent)({ ca: [...request.caCerts], keepAlive: false })
     : undefined;
+  const signal = AbortSignal.any([request.signal, AbortSignal.timeout(ORDER_LIMIT_MS)]);
   try {
     return await orderContext().run(
-      { agent, signal: request.signal, trace: request.trace },
+      { agent, signal, trace: request.trace, requestTimeoutMs: request.requestTimeoutMs },
       () => order(acme, request),
     );
   } finally {

@@ -30,6 +30,7 @@ export interface RenewalDeps {
   /** Polling of pending ACME objects (ms); see OrderRequest. */
   readonly pollMinMs?: number;
   readonly pollMaxMs?: number;
+  readonly requestTimeoutMs?: number;
 }
 
 /** Keeps one name's ACME certificate current. */
@@ -39,6 +40,7 @@ export class AcmeRenewal {
   readonly #files: AcmeFiles;
   readonly #abort = new AbortController();
   #notAfter: Date | null = null;
+  #notBefore: Date | null = null;
   #failures = 0;
   #timer: number | undefined;
   #running: Promise<void> | null = null;
@@ -93,6 +95,7 @@ export class AcmeRenewal {
     const { certificate } = persisted;
     if (certificate.notAfter.getTime() <= this.#deps.clock.now()) return;
     this.#notAfter = certificate.notAfter;
+    this.#notBefore = certificate.notBefore;
     this.#deps.store.put(serverName, certificate);
     this.#deps.log.info(
       `Using the persisted certificate of "${serverName}" (expires ${certificate.notAfter.toISOString()})`,
@@ -105,9 +108,15 @@ export class AcmeRenewal {
     if (this.#stopped || this.#running) return;
     const now = this.#deps.clock.now();
     const { renewBeforeDays } = this.config;
-    if (this.#notAfter && !renewalDue(this.#notAfter, { now, renewBeforeDays })) {
+    const notBefore = this.#notBefore;
+    if (this.#notAfter && !renewalDue(this.#notAfter, { now, renewBeforeDays, notBefore })) {
       this.#schedule(
-        nextCheckDelayMs(this.#notAfter, { now, renewBeforeDays, timing: this.#deps.timing }),
+        nextCheckDelayMs(this.#notAfter, {
+          now,
+          renewBeforeDays,
+          timing: this.#deps.timing,
+          notBefore,
+        }),
       );
       return;
     }
@@ -141,6 +150,7 @@ export class AcmeRenewal {
         trace: (line) => log.trace(`acme ${name}: ${line}`),
         pollMinMs: this.#deps.pollMinMs,
         pollMaxMs: this.#deps.pollMaxMs,
+        requestTimeoutMs: this.#deps.requestTimeoutMs,
       });
       const parsed = parseCertificate(pair.certPem, pair.keyPem);
       if (typeof parsed === "string") {
@@ -160,13 +170,24 @@ export class AcmeRenewal {
     if (this.#stopped) return null;
     this.#failures = 0;
     this.#notAfter = loaded.notAfter;
+    this.#notBefore = loaded.notBefore;
     this.#deps.store.put(name, loaded);
     log.info(`Obtained a certificate for "${name}" (expires ${loaded.notAfter.toISOString()})`);
+    const { renewBeforeDays } = this.config;
+    const lifetimeDays = (loaded.notAfter.getTime() - loaded.notBefore.getTime()) / 86_400_000;
+    if (lifetimeDays <= renewBeforeDays) {
+      log.warn(
+        `The certificate of "${name}" is valid for ${
+          lifetimeDays.toFixed(1)
+        } days, less than renew_before_days = ${renewBeforeDays}: it is renewed once two thirds of its lifetime are over`,
+      );
+    }
     this.#deps.onCertificate(name);
     return nextCheckDelayMs(loaded.notAfter, {
       now: this.#deps.clock.now(),
-      renewBeforeDays: this.config.renewBeforeDays,
+      renewBeforeDays,
       timing: this.#deps.timing,
+      notBefore: loaded.notBefore,
     });
   }
 

@@ -23,25 +23,38 @@ export const DEFAULT_TIMING: RenewalTiming = {
   retryMaxMs: 12 * 3_600_000,
 };
 
-/** When a certificate expiring at `notAfter` becomes due (`renewBeforeDays` before), in ms. */
-export function renewalDueAt(notAfter: Date, renewBeforeDays: number): number {
-  return notAfter.getTime() - renewBeforeDays * DAY_MS;
+/**
+ * When a certificate valid from `notBefore` to `notAfter` becomes due, in ms:
+ * `renewBeforeDays` before it expires, or, for a certificate whose whole
+ * lifetime is shorter than that (a CA issuing short-lived certificates), once
+ * two thirds of its lifetime are over, not at once and over and over again.
+ */
+export function renewalDueAt(
+  notAfter: Date,
+  renewBeforeDays: number,
+  notBefore: Date | null = null,
+): number {
+  const due = notAfter.getTime() - renewBeforeDays * DAY_MS;
+  if (notBefore === null || due > notBefore.getTime()) return due;
+  return notBefore.getTime() + (notAfter.getTime() - notBefore.getTime()) * 2 / 3;
 }
 
 /** Whether to order now: there is no certificate, or fewer than `renewBeforeDays` are left. */
 export function renewalDue(
   notAfter: Date | null,
-  options: { now: number; renewBeforeDays: number },
+  options: { now: number; renewBeforeDays: number; notBefore?: Date | null },
 ): boolean {
-  return notAfter === null || options.now >= renewalDueAt(notAfter, options.renewBeforeDays);
+  return notAfter === null ||
+    options.now >= renewalDueAt(notAfter, options.renewBeforeDays, options.notBefore);
 }
 
 /** The wait before the next check of a certificate that is not due: a check interval at most. */
 export function nextCheckDelayMs(
   notAfter: Date,
-  options: { now: number; renewBeforeDays: number; timing: RenewalTiming },
+  options: { now: number; renewBeforeDays: number; timing: RenewalTiming; notBefore?: Date | null },
 ): number {
-  const untilDue = renewalDueAt(notAfter, options.renewBeforeDays) - options.now;
+  const untilDue = renewalDueAt(notAfter, options.renewBeforeDays, options.notBefore) -
+    options.now;
   return Math.max(0, Math.min(options.timing.checkEveryMs, untilDue));
 }
 

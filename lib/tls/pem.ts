@@ -11,6 +11,8 @@ export interface LoadedCertificate {
   readonly keyPem: string;
   /** When the leaf certificate expires. */
   readonly notAfter: Date;
+  /** When the leaf certificate became valid. */
+  readonly notBefore: Date;
   /** DNS names the leaf covers (subjectAltName, else the CN). */
   readonly names: readonly string[];
 }
@@ -45,6 +47,7 @@ export function parseCertificate(certText: string, keyText: string): LoadedCerti
     certPem: blocks.join("\n") + "\n",
     keyPem,
     notAfter: new Date(leaf.validTo),
+    notBefore: new Date(leaf.validFrom),
     names: namesOf(leaf),
   };
 }

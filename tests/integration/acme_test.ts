@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { presentedCertificate } from "../_helpers/certs.ts";
 import { hasPebble, startPebble, type TestPebble } from "../_helpers/pebble.ts";
 import { freePort } from "../_helpers/programs.ts";
-import { ManualClock } from "../_helpers/clock.ts";
+import { captureLog, ManualClock } from "../_helpers/clock.ts";
 import { get, poolToml, startBackend, startStrom, waitFor } from "../_helpers/servers.ts";
 import { createLogger } from "../../lib/log.ts";
 import type { Strom } from "../../lib/server.ts";
@@ -164,11 +164,17 @@ Deno.test({
       await using backend = startBackend(() => new Response("hello"));
       const options = { httpPort, backend: backend.address, dir, ...pebble };
       const deadDirectory = `https://127.0.0.1:${freePort()}/dir`;
+      const log = captureLog();
       await using lb = await startStrom(
         acmeToml({ ...options, directoryUrl: deadDirectory }),
-        { acme: { ...POLL, clock: new ManualClock(Date.now()) } },
+        {
+          acme: { ...POLL, clock: new ManualClock(Date.now()) },
+          log: createLogger("info", { sink: log.sink }),
+        },
       );
       await waitFor(async () => await failures(lb.adminUrl) === 1, "a failed order", 20_000);
+      const failure = log.lines.find((l) => l.includes("Could not obtain a certificate"));
+      assert.match(failure ?? "", /ECONNREFUSED/, "the CA's refusal, named");
       assert.equal(await served(lb.strom), null, "a handshake without certificate fails");
       assert.equal((await get(`${lb.url}/`)).text, "hello", "HTTP is unaffected");
 
@@ -179,4 +185,40 @@ Deno.test({
       assert.equal(pebble.orders(), 1);
     });
   },
+});
+
+Deno.test("an order from a CA that takes the connection and never answers fails, and is counted", async () => {
+  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const holding = (async () => {
+    for await (const conn of silent) held.push(conn);
+  })().catch(() => {});
+  const dir = await Deno.makeTempDir({ prefix: "strom-acme-" });
+  try {
+    await using backend = startBackend();
+    const log = captureLog();
+    await using lb = await startStrom(
+      `http_address = "127.0.0.1:0"\nhttps_address = "127.0.0.1:0"\n` +
+        poolToml([backend.address], { schemes: '["HTTP", "HTTPS"]' }) +
+        `[certificates."${NAME}"]
+type = "ACME"
+staging = false
+email = "ops@example.com"
+persist_dir = "${dir}"
+directory_url = "https://127.0.0.1:${(silent.addr as Deno.NetAddr).port}/dir"
+`,
+      {
+        acme: { ...POLL, requestTimeoutMs: 300, clock: new ManualClock(Date.now()) },
+        log: createLogger("info", { sink: log.sink }),
+      },
+    );
+    await waitFor(async () => await failures(lb.adminUrl) === 1, "the order to fail", 10_000);
+    const failure = log.lines.find((l) => l.includes("Could not obtain a certificate"));
+    assert.match(failure ?? "", /timeout/i, failure);
+  } finally {
+    for (const conn of held) conn.close();
+    silent.close();
+    await holding;
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -40,6 +40,20 @@ Deno.test("nextCheckDelayMs() waits a check interval at most, and exactly until 
   assert.equal(nextCheckDelayMs(near, { now, renewBeforeDays: 31, timing }), 0);
 });
 
+Deno.test("a certificate that lasts less than renew_before_days is renewed after two thirds of its life", () => {
+  const issued = Date.UTC(2030, 0, 1);
+  const notBefore = new Date(issued);
+  const notAfter = new Date(issued + 9 * DAY_MS); // a CA issuing 9-day certificates
+  const timing = { ...DEFAULT_TIMING, checkEveryMs: 30 * DAY_MS };
+  const options = { renewBeforeDays: 30, notBefore };
+  assert.equal(renewalDue(notAfter, { now: issued, ...options }), false, "not at once again");
+  assert.equal(nextCheckDelayMs(notAfter, { now: issued, timing, ...options }), 6 * DAY_MS);
+  assert.equal(renewalDue(notAfter, { now: issued + 6 * DAY_MS, ...options }), true);
+  // A usual 90-day certificate keeps renew_before_days.
+  const usual = new Date(issued + 90 * DAY_MS);
+  assert.equal(nextCheckDelayMs(usual, { now: issued, timing, ...options }), 30 * DAY_MS);
+});
+
 Deno.test("retryDelayMs() doubles from 5 minutes per failure up to 12 hours", () => {
   const delays = [1, 2, 3, 4, 8, 9, 50].map((n) => retryDelayMs(n, DEFAULT_TIMING) / 60_000);
   assert.deepEqual(delays, [5, 10, 20, 40, 640, 720, 720]);
@@ -190,6 +204,7 @@ Deno.test({
     await first.renewal("a.test")!.settled();
     const obtained = t.store.get("a.test")!;
     await first.stop();
+    t.clock.advance(8 * DAY_MS); // the persisted certificate has 2 of its 10 days left
 
     const store = new CertificateStore();
     const second = new AcmeManager({
@@ -201,19 +216,18 @@ Deno.test({
       onCertificate: () => {},
       onFailure: () => {},
     });
-    second.reconfigure([acmeConfig("a.test", t.dir)]);
+    second.reconfigure([acmeConfig("a.test", t.dir, 1)]);
     assert.equal(store.get("a.test")?.certPem, obtained.certPem, "loaded at once, synchronously");
     await second.renewal("a.test")!.settled();
     assert.equal(t.fake.requests.length, 1, "no new order");
 
-    // A persisted certificate inside the renewal window is served and renewed at once (the
-    // window, 11 days, is longer than the certificate's 10: due whatever second it was issued).
-    second.reconfigure([acmeConfig("a.test", t.dir, 11)]);
+    // A persisted certificate inside the renewal window (3 days) is served and renewed at once.
+    second.reconfigure([acmeConfig("a.test", t.dir, 3)]);
     assert.equal(store.get("a.test")?.certPem, obtained.certPem);
     await second.renewal("a.test")!.settled();
     assert.equal(t.fake.requests.length, 2);
 
-    second.reconfigure([acmeConfig("a.test", t.dir, 11), acmeConfig("b.test", t.dir)]);
+    second.reconfigure([acmeConfig("a.test", t.dir, 3), acmeConfig("b.test", t.dir)]);
     await second.renewal("b.test")!.settled();
     assert.equal(t.fake.requests.length, 3, "only the new name orders");
     second.reconfigure([]);
