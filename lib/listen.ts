@@ -22,6 +22,21 @@ export class ListenError extends Error {
   }
 }
 
+/**
+ * Throws a ListenError when another socket holds `address`. The HTTPS listener
+ * and the workers bind with SO_REUSEPORT, which would share the port with a
+ * second Strom (or anything else bound that way) without a word, and take half
+ * its connections; a plain bind first says "address already in use" instead.
+ */
+export function assertUnbound(role: string, address: SocketAddress): void {
+  if (address.port === 0) return;
+  try {
+    Deno.listen({ hostname: address.hostname, port: address.port }).close();
+  } catch (e) {
+    throw new ListenError(role, address, e);
+  }
+}
+
 /** A request handler that also gets the peer address. */
 export type Handler = (
   request: Request,

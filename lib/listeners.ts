@@ -10,6 +10,7 @@ import type { Logger } from "./log.ts";
 import type { Runtime } from "./runtime.ts";
 import type { SocketAddress } from "./net/address.ts";
 import {
+  assertUnbound,
   type Handler,
   listen,
   listenHttpsProxy,
@@ -64,7 +65,10 @@ export class Listeners {
   /** Binds what `config` asks for (the HTTP port only without workers). Throws ListenError. */
   bindAll(config: Config): void {
     if (!this.#deps.workers()) this.#bindProxy(config.httpAddress);
-    if (config.certificates.length > 0) this.#bindHttps(config.httpsAddress);
+    if (config.certificates.length > 0) {
+      assertUnbound("https_address", config.httpsAddress);
+      this.#bindHttps(config.httpsAddress);
+    }
     this.#bind(
       "admin_address",
       config.adminAddress,
@@ -129,7 +133,13 @@ export class Listeners {
     const httpsBefore = this.#bound.some((b) => b.role === "https_address");
     const httpsAfter = after.certificates.length > 0;
     if (httpsAfter && differs("https_address", after.httpsAddress)) {
-      this.#replace("https_address", () => this.#bindHttps(after.httpsAddress));
+      this.#replace("https_address", () => {
+        // Not a port this isolate holds already (that one is shared on purpose, see listener.ts).
+        if (this.port("https_address") !== after.httpsAddress.port) {
+          assertUnbound("https_address", after.httpsAddress);
+        }
+        this.#bindHttps(after.httpsAddress);
+      });
     } else if (httpsAfter) {
       this.refreshCertificates();
     } else if (httpsBefore) {

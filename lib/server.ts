@@ -12,6 +12,7 @@ import { createAdminApp } from "./admin/app.ts";
 import { HealthMonitor } from "./health/monitor.ts";
 import { createHttpProbe, type Probe } from "./health/probe.ts";
 import { Listeners } from "./listeners.ts";
+import { assertUnbound } from "./listen.ts";
 import { CertificateStore } from "./tls/store.ts";
 import { ChallengeStore } from "./tls/challenges.ts";
 import { AcmeManager, type AcmeTuning } from "./tls/acme.ts";
@@ -158,6 +159,8 @@ export class Strom {
       strom.#accessLog = config.accessLog && await AccessLog.open(config.accessLog);
       if (config.workers > 1) {
         if (!strom.#source) throw new Error("Cannot start workers without the config text");
+        // The workers share the HTTP port (SO_REUSEPORT): with nobody else.
+        assertUnbound("http_address", config.httpAddress);
         strom.#workers = await WorkerGroup.start(config.workers, strom.#source, {
           log: options.log,
           logLevel: strom.#logLevel,

@@ -59,6 +59,27 @@ async function httpsSetup(
 }
 
 Deno.test({
+  name: "an HTTPS port another process holds is refused, not shared (SO_REUSEPORT)",
+  ignore: !hasOpenssl,
+  async fn() {
+    await using ca = await createCa();
+    const cert = await ca.issue("lb", ["a.test"]);
+    await using backend = startBackend();
+    using taken = Deno.listen({ hostname: "127.0.0.1", port: 0, reusePort: true });
+    const port = (taken.addr as Deno.NetAddr).port;
+    await assert.rejects(
+      () =>
+        startStrom(
+          `https_address = "127.0.0.1:${port}"\n` +
+            poolToml([backend.address], { schemes: '["HTTPS"]' }) +
+            httpsConfig({ "a.test": cert }),
+        ),
+      (e: Error) => e.name === "ListenError" && /address already in use/i.test(e.message),
+    );
+  },
+});
+
+Deno.test({
   name: "with one certificate, a ClientHello that arrives in two pieces still gets its handshake",
   ignore: !hasOpenssl || !hasCurl,
   async fn() {

@@ -38,6 +38,16 @@ Deno.test("two workers share the port, every backend serves, and counters add up
   }, "the admin API to count 300 requests over both workers");
 });
 
+Deno.test("with workers, an HTTP port another process holds is refused, not shared", async () => {
+  await using a = startBackend();
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0, reusePort: true });
+  const port = (taken.addr as Deno.NetAddr).port;
+  await assert.rejects(
+    () => startStrom(`workers = 2\nhttp_address = "127.0.0.1:${port}"\n` + poolToml([a.address])),
+    (e: Error) => e.name === "ListenError" && /address already in use/i.test(e.message),
+  );
+});
+
 Deno.test("health found by the primary reaches every worker", async () => {
   let failing = false;
   let liveHits = 0;
