@@ -5,7 +5,7 @@ import { resolve } from "node:path";
 import type { Problem } from "./errors.ts";
 import { isTable, TableReader } from "./fields.ts";
 import type { CertificateConfig } from "./types.ts";
-import { type LoadedCertificate, parseCertificate } from "../tls/pem.ts";
+import { covers, type LoadedCertificate, parseCertificate } from "../tls/pem.ts";
 
 const TYPES = ["Local", "ACME"];
 const CERT_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
@@ -18,6 +18,8 @@ export function validateCertificates(
   raw: unknown,
   baseDir: string,
   problems: Problem[],
+  warnings: string[] = [],
+  now = Date.now(),
 ): (CertificateConfig | undefined)[] {
   if (raw === undefined) return [];
   const table = TableReader.of(raw, "certificates", problems);
@@ -42,8 +44,31 @@ export function validateCertificates(
     }
     const cert = readCertificate(r, serverName.toLowerCase(), type, baseDir);
     r.finish();
+    if (cert?.type === "Local") warnAbout(cert, table.at(serverName), warnings, now);
     return cert;
   });
+}
+
+/** What loads but will not work as meant: clients refuse the certificate, or never ask for it. */
+function warnAbout(cert: CertificateConfig, at: string, warnings: string[], now: number): void {
+  if (cert.type !== "Local") return;
+  const { serverName, loaded } = cert;
+  if (loaded.notAfter.getTime() <= now) {
+    warnings.push(
+      `${at}: the certificate expired on ${loaded.notAfter.toISOString()}; clients refuse it`,
+    );
+  }
+  if (/^[\d.]+$/.test(serverName)) {
+    warnings.push(
+      `${at}: clients send no server name for an IP address, so this certificate is served only as the default one`,
+    );
+  } else if (!loaded.names.some((name) => covers(name, serverName))) {
+    warnings.push(
+      `${at}: the certificate is for ${
+        loaded.names.join(", ") || "no DNS name"
+      }, not ${serverName}; clients asking for ${serverName} refuse it`,
+    );
+  }
 }
 
 /** Reads and checks a PEM chain and key (a config error when unreadable or mismatched). */
@@ -63,7 +88,7 @@ function loadPair(
   }
   const loaded = parseCertificate(certText, keyText);
   if (typeof loaded === "string") {
-    r.problem("", loaded);
+    r.problem("", `${loaded} (certificate "${certPath}", key "${keyPath}")`);
     return undefined;
   }
   return loaded;

@@ -64,7 +64,12 @@ export function validateConfig(doc: Record<string, unknown>, origin: Origin): Va
   const accessLog = readAccessLog(top.subtable("access_log"), origin.baseDir);
   readPrometheusAddress(top, warnings);
   const pools = readPools(top, warnings, origin.baseDir);
-  const certificates = validateCertificates(top.raw("certificates"), origin.baseDir, problems);
+  const certificates = validateCertificates(
+    top.raw("certificates"),
+    origin.baseDir,
+    problems,
+    warnings,
+  );
   const defaultCertificate = top.has("default_certificate")
     ? top.string("default_certificate") ?? null
     : null;

@@ -48,7 +48,8 @@ export function listenHttps(
         port,
         transport: "tcp",
         reusePort: true,
-        alpnProtocols: ["h2", "http/1.1"],
+        // HTTP/1.0 clients (curl --http1.0) offer only http/1.0: without it, no common protocol.
+        alpnProtocols: ["h2", "http/1.1", "http/1.0"],
         // One certificate answers every name: given as such, not through the resolver, which
         // fails a handshake whose ClientHello does not arrive in one read (Deno 2.9.6: a
         // ClientHello larger than a segment, as post-quantum key shares make it, on a real link).

@@ -153,6 +153,8 @@ Deno.test({
       ]);
     assert.equal(await withVersion("--http2", "/"), `host a.test:${port} 2`);
     assert.equal(await withVersion("--http1.1", "/x"), `host a.test:${port} 1.1`);
+    // curl writes "1" for HTTP/1.0.
+    assert.equal(await withVersion("--http1.0", "/y"), `host a.test:${port} 1`);
     const metrics = await (await fetch(`${lb.adminUrl}/metrics`)).text();
     assert.match(metrics, /^strom_certificate_expiry_timestamp_seconds\{name="a\.test"\} \d+/m);
   },
