@@ -194,6 +194,7 @@ export class Listeners {
       requested,
     );
     this.#certificatesServed = this.#deps.certificates.version;
+    this.#deps.certificates.listenerBound();
     this.#deps.onHttps?.(this.#bound.find((b) => b.role === "https_address")!.address);
   }
 

@@ -13,7 +13,7 @@ import { HealthMonitor } from "./health/monitor.ts";
 import { createHttpProbe, type Probe } from "./health/probe.ts";
 import { Listeners } from "./listeners.ts";
 import { assertUnbound } from "./listen.ts";
-import { CertificateStore } from "./tls/store.ts";
+import { CertificateStore, RESOLVED_NAMES_LIMIT } from "./tls/store.ts";
 import { ChallengeStore } from "./tls/challenges.ts";
 import { AcmeManager, type AcmeTuning } from "./tls/acme.ts";
 import { WebSocketRegistry } from "./proxy/websockets.ts";
@@ -102,6 +102,13 @@ export class Strom {
       () => this.certificates.expiries(),
     );
     this.#loadCertificates(runtime.config);
+    this.certificates.onResolvedLimit = () => {
+      this.log.warn(
+        `The HTTPS listener has resolved ${RESOLVED_NAMES_LIMIT} server names: replacing it, which frees what Deno keeps for each`,
+      );
+      this.certificates.renewListener();
+      this.refreshCertificates();
+    };
     this.acme = new AcmeManager({
       ...options.acme,
       store: this.certificates,

@@ -21,12 +21,39 @@ export interface CertificateSnapshot {
   readonly defaultName: string | null;
 }
 
+/**
+ * Server names resolved for one HTTPS listener before it is replaced. Deno
+ * keeps what the resolver returned, per name, for the listener's lifetime
+ * (about 1 KB each, measured with Deno 2.9.6), so clients sending made-up
+ * names would grow the process without end.
+ */
+export const RESOLVED_NAMES_LIMIT = 10_000;
+
 /** Certificates by server name; replaced on reload, updated by ACME. */
 export class CertificateStore {
   #entries = new Map<string, Entry>();
   #defaultName: string | null = null;
   /** Grows with every change of what would be served. */
   version = 0;
+  /** Names resolved since the HTTPS listener was bound (see RESOLVED_NAMES_LIMIT). */
+  #resolved = 0;
+  readonly #resolvedLimit: number;
+  /** Called once the listener's resolved names reach the limit: time for a new listener. */
+  onResolvedLimit: (() => void) | null = null;
+
+  constructor(options: { resolvedLimit?: number } = {}) {
+    this.#resolvedLimit = options.resolvedLimit ?? RESOLVED_NAMES_LIMIT;
+  }
+
+  /** A new HTTPS listener starts with Deno's per-name cache empty. */
+  listenerBound(): void {
+    this.#resolved = 0;
+  }
+
+  /** Makes the next refresh bind a new listener, though what is served did not change. */
+  renewListener(): void {
+    this.version++;
+  }
 
   /**
    * Replaces the certificates (a reload): `local` ones as given; names in
@@ -85,6 +112,9 @@ export class CertificateStore {
 
   /** The key pair for a handshake's server name (exact, wildcard, default); throws when none. */
   resolve(serverName: string | null | undefined): KeyPair {
+    if (serverName != null && ++this.#resolved === this.#resolvedLimit) {
+      queueMicrotask(() => this.onResolvedLimit?.());
+    }
     const host = (serverName ?? "").toLowerCase().replace(/\.$/, "");
     if (host !== "") {
       const exact = this.#entries.get(host);
