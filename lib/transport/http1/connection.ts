@@ -45,7 +45,7 @@ export class Connection {
   /** In the pool, waiting for a request. */
   #parked = false;
   /** The read started while parked: the next answer's first bytes, or the backend's close. */
-  #pending: Promise<number | null> | null = null;
+  #pending: Promise<number | null | Error> | null = null;
   #probe: Uint8Array | null = null;
 
   /** The backend, as `host:port`, for messages. */
@@ -78,20 +78,21 @@ export class Connection {
   park(): void {
     this.#parked = true;
     if (this.#pending !== null || this.#closed) return;
-    const probe = this.#probe ??= new Uint8Array(PROBE_SIZE);
-    const pending = this.#conn.read(probe).then(
-      (n) => {
-        if (this.#parked) this.close();
-        return n;
-      },
-      (e) => {
-        if (this.#parked) this.close();
-        throw e;
-      },
-    );
-    pending.catch(() => {}); // a parked connection closed by the pool: nobody waits for it
-    this.#pending = pending;
+    this.#pending = this.#conn.read(this.#probe ??= new Uint8Array(PROBE_SIZE))
+      .then(this.#parkedRead, this.#parkedFailure);
   }
+
+  /** What a parked read gave: bytes of an answer (once unparked), else the end of it. */
+  readonly #parkedRead = (n: number | null): number | null => {
+    if (this.#parked) this.close();
+    return n;
+  };
+
+  /** A parked read failed (closed by the pool, or reset): ends the connection, rejects nobody. */
+  readonly #parkedFailure = (error: unknown): Error => {
+    if (this.#parked) this.close();
+    return error instanceof Error ? error : new Error(String(error));
+  };
 
   /** Takes it out of the pool for a request (its read, if any, now reads the answer). */
   unpark(): void {
@@ -134,28 +135,30 @@ export class Connection {
       this.#start = 0;
       this.#end = pending;
     }
-    const n = this.#pending === null
-      ? await this.#conn.read(this.#buf.subarray(this.#end))
-      : await this.#takePending();
+    let n: number | null;
+    if (this.#pending === null) n = await this.#conn.read(this.#buf.subarray(this.#end));
+    else {
+      const pending = this.#pending;
+      this.#pending = null;
+      n = this.#takeParked(await pending);
+    }
     if (n === null) return false;
     this.#end += n;
     this.received += n;
     return true;
   }
 
-  /** The read started while parked, its bytes copied to the end of the buffer (room made). */
-  async #takePending(): Promise<number | null> {
-    const pending = this.#pending!;
-    this.#pending = null;
-    const n = await pending;
-    if (n === null) return null;
-    if (this.#buf.length - this.#end < n) {
-      const bigger = new Uint8Array(Math.max(this.#buf.length * 2, this.#end + n));
+  /** The parked read's bytes, copied to the end of the buffer (room made); throws its failure. */
+  #takeParked(result: number | null | Error): number | null {
+    if (result instanceof Error) throw result;
+    if (result === null) return null;
+    if (this.#buf.length - this.#end < result) {
+      const bigger = new Uint8Array(Math.max(this.#buf.length * 2, this.#end + result));
       bigger.set(this.#buf.subarray(0, this.#end));
       this.#buf = bigger;
     }
-    this.#buf.set(this.#probe!.subarray(0, n), this.#end);
-    return n;
+    this.#buf.set(this.#probe!.subarray(0, result), this.#end);
+    return result;
   }
 
   /** Reads a response head, skipping 1xx interim answers (except 101). */
