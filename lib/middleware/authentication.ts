@@ -60,6 +60,10 @@ export const authentication: MiddlewareSpec<AuthenticationOptions> = {
     }
     if (bindPassword !== undefined && !r.has("bind_dn")) {
       r.problem("bind_password", "only applies with bind_dn");
+    } else if (bindPassword === "") {
+      // A bind with a DN and no password is an unauthenticated bind (RFC 4513 5.1.2), which
+      // LDAP servers refuse: every request would get 503.
+      r.problem("bind_password", "is empty: a bind without a password is refused by LDAP servers");
     }
     return {
       url: url!,

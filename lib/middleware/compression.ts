@@ -66,6 +66,10 @@ export const compression: MiddlewareSpec<CompressionOptions> = {
         });
       }
     });
+    const listed = r.has("encodings") ? r.raw("encodings") : undefined;
+    if (Array.isArray(listed) && listed.length === 0) {
+      r.problem("encodings", "is empty: nothing would ever be compressed");
+    }
     const skipTypes: string[] = [];
     (r.array("skip_types") ?? []).forEach((v, i) => {
       if (typeof v === "string" && /^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]*$/i.test(v)) {

@@ -360,6 +360,16 @@ Deno.test("parseConfig() validates Authentication options", () => {
       `${MW}.Authentication.cache_ttl_sec: expected an integer from 0 to 9007199254740991, found -5`,
     ],
   );
+  assert.deepEqual(
+    middlewareProblems(
+      "Authentication",
+      base +
+        `ldap_address = "ldap://127.0.0.1:389"\nrdn_identifier = "uid"\nbind_dn = "cn=reader"\nbind_password = ""`,
+    ),
+    [
+      `${MW}.Authentication.bind_password: is empty: a bind without a password is refused by LDAP servers`,
+    ],
+  );
 });
 
 Deno.test("parseConfig() reads error pages and htpasswd files at load, relative to the config", () => {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import zlib from "node:zlib";
 import { compression } from "../../lib/middleware/compression.ts";
 import { CODINGS, negotiate } from "../../lib/middleware/accept_encoding.ts";
-import { build, fakeContext, run } from "../_helpers/middleware.ts";
+import { build, fakeContext, optionProblems, run } from "../_helpers/middleware.ts";
 
 const HTML = "<p>hello, compressible world</p>\n".repeat(200);
 
@@ -251,4 +251,11 @@ Deno.test("compression() drops the fields that describe the uncompressed bytes",
   );
   assert.equal(r.headers.get("content-encoding"), "gzip");
   for (const name of Object.keys(stale)) assert.equal(r.headers.get(name), null, name);
+});
+
+Deno.test("compression() options: an empty encodings list is refused", () => {
+  assert.deepEqual(optionProblems(compression, { encodings: [] }), [
+    "Compression.encodings: is empty: nothing would ever be compressed",
+  ]);
+  assert.deepEqual(optionProblems(compression, { encodings: ["gzip"] }), []);
 });
