@@ -70,11 +70,26 @@ export const rateLimiter: MiddlewareSpec<RateLimiterOptions> = {
         log: deps.log,
         prefix: `strom:ratelimit:${options.limit}:${options.windowSec}:`,
       });
+    // A store that fails (down, or hung: every hit waits for its command timeout) is said once
+    // at WARN, and its recovery at INFO; each failed hit stays a DEBUG line.
+    let failing = false;
     const limiter: Middleware = async (context, next) => {
       let decision: Decision;
       try {
         decision = await store.hit(`${context.pool}:${context.clientIp}`, deps.clock.now());
+        if (failing) {
+          failing = false;
+          deps.log.info(`Rate limit store of pool ${context.pool} answers again`);
+        }
       } catch (error) {
+        if (!failing) {
+          failing = true;
+          deps.log.warn(
+            `Rate limit store of pool ${context.pool} failed (${
+              options.onStoreError === "allow" ? "requests pass unlimited" : "requests get 503"
+            } until it answers): ${String(error)}`,
+          );
+        }
         deps.log.debug(`Rate limit store failed for ${context.clientIp}: ${String(error)}`);
         if (options.onStoreError === "allow") return await next();
         throw new HttpError(503, { message: "rate limit store unavailable" });

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { rateLimiter } from "../../lib/middleware/rate_limiter.ts";
 import { MemoryWindow } from "../../lib/middleware/rate_limit_window.ts";
 import { build, fakeContext, run, testDeps } from "../_helpers/middleware.ts";
+import { createLogger } from "../../lib/log.ts";
 
 const from = (clientIp: string) => fakeContext("http://a.com/", { clientIp });
 
@@ -90,7 +91,13 @@ Deno.test("MemoryWindow forgets idle clients and never tracks more than maxClien
 
 Deno.test("rateLimiter() falls back per on_store_error when the store is unreachable", async () => {
   // Port 1 on loopback refuses connections: the store is down from the start.
-  const open = await build(rateLimiter, { limit: 1, window_sec: 1, store: "redis://127.0.0.1:1" });
+  const lines: string[] = [];
+  const log = createLogger("info", { sink: (r) => lines.push(`${r.level} ${r.message}`) });
+  const open = await build(
+    rateLimiter,
+    { limit: 1, window_sec: 1, store: "redis://127.0.0.1:1" },
+    testDeps({ log }),
+  );
   const closed = await build(rateLimiter, {
     limit: 1,
     window_sec: 1,
@@ -100,8 +107,12 @@ Deno.test("rateLimiter() falls back per on_store_error when the store is unreach
   try {
     const allowed = await run(open, from("10.0.0.1"));
     assert.deepEqual([allowed.status, await allowed.text()], [200, "backend"]);
+    for (let i = 0; i < 2; i++) await (await run(open, from("10.0.0.1"))).body?.cancel();
     const denied = await run(closed, from("10.0.0.1"));
     assert.deepEqual([denied.status, await denied.text()], [503, "503 - Service Unavailable"]);
+    const said = lines.filter((l) => l.startsWith("warn Rate limit store of pool"));
+    assert.equal(said.length, 1, "said once, not per request:\n" + lines.join("\n"));
+    assert.match(said[0], /\(requests pass unlimited until it answers\)/);
   } finally {
     await open.close?.();
     await closed.close?.();
