@@ -39,8 +39,9 @@ function dotCount(segment: string): number {
  * backend receives it) with percent-encoding decoded, repeated slashes merged
  * and dot-segments resolved again, as nginx matches its locations. A backend
  * that decodes `/%61dmin` or merges `//admin` into `/admin` then serves the
- * pool the matchers chose for `/admin`, never another one. Bytes that are no
- * valid UTF-8 stay encoded (`%FF`), as do the ASCII ones around them decoded.
+ * pool the matchers chose for `/admin`, never another one. When the decoded
+ * bytes are no valid UTF-8, only the ASCII escapes are decoded and the others
+ * (`%FF`) stay as written.
  */
 export function matchingPath(path: string): string {
   if (!path.includes("%") && !path.includes("//")) return path;
