@@ -55,8 +55,6 @@ export class Listeners {
   #retired: Bound[] = [];
   #certificatesServed = -1;
   #closed = false;
-  /** While a rebind runs: what could not be bound. */
-  #failures: Problem[] | null = null;
 
   constructor(deps: ListenerDeps) {
     this.#deps = deps;
@@ -99,7 +97,10 @@ export class Listeners {
    */
   rebind(before: Config, after: Config): Problem[] {
     const failed: Problem[] = [];
-    this.#failures = failed;
+    const replace = (role: Role, bind: () => void) => {
+      const problem = this.#replace(role, bind);
+      if (problem) failed.push(problem);
+    };
     const changed = (a: SocketAddress, b: SocketAddress) =>
       a.hostname !== b.hostname || a.port !== b.port;
     const differs = (role: Role, wanted: SocketAddress) => {
@@ -114,10 +115,10 @@ export class Listeners {
         );
       }
     } else if (differs("http_address", after.httpAddress)) {
-      this.#replace("http_address", () => this.#bindProxy(after.httpAddress));
+      replace("http_address", () => this.#bindProxy(after.httpAddress));
     }
     if (differs("admin_address", after.adminAddress)) {
-      this.#replace(
+      replace(
         "admin_address",
         () =>
           this.#bind(
@@ -133,7 +134,7 @@ export class Listeners {
     const httpsBefore = this.#bound.some((b) => b.role === "https_address");
     const httpsAfter = after.certificates.length > 0;
     if (httpsAfter && differs("https_address", after.httpsAddress)) {
-      this.#replace("https_address", () => {
+      replace("https_address", () => {
         // Not a port this isolate holds already (that one is shared on purpose, see listener.ts).
         if (this.port("https_address") !== after.httpsAddress.port) {
           assertUnbound("https_address", after.httpsAddress);
@@ -150,7 +151,6 @@ export class Listeners {
         this.#deps.onHttps?.(null);
       }
     }
-    this.#failures = null;
     return failed;
   }
 
@@ -213,7 +213,8 @@ export class Listeners {
     });
   }
 
-  #replace(role: Role, bind: () => void): void {
+  /** Binds anew for `role`, then retires the old listener; on failure keeps it and says why. */
+  #replace(role: Role, bind: () => void): Problem | null {
     const old = this.#bound.find((b) => b.role === role);
     try {
       if (old) this.#bound = this.#bound.filter((b) => b !== old);
@@ -225,12 +226,12 @@ export class Listeners {
           this.#retired = this.#retired.filter((b) => b !== old);
         });
       } else old?.server.shutdown();
+      return null;
     } catch (e) {
       if (old) this.#bound.push(old);
       const kept = old ? `${old.address.hostname}:${old.address.port}` : "none";
-      const message = `${(e as Error).message}; still listening on ${kept}`;
       this.#deps.log.error(`Keeping the old ${role}: ${(e as Error).message}`);
-      this.#failures?.push({ path: role, message });
+      return { path: role, message: `${(e as Error).message}; still listening on ${kept}` };
     }
   }
 }

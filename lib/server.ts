@@ -293,6 +293,11 @@ export class Strom {
     return aggregate(await this.#snapshots());
   }
 
+  /** Aborted when shutdown begins: open-ended answers (the dashboard's event streams) end then. */
+  get stopping(): AbortSignal {
+    return this.#stop.signal;
+  }
+
   /**
    * Reloads: validates `text` (default: the config file read again) completely;
    * when valid, builds the next generation (carrying backend state and pooled
@@ -300,11 +305,6 @@ export class Strom {
    * In-flight requests finish on the generation they started with. An invalid
    * config changes nothing. Reloads run one at a time.
    */
-  /** Aborted when shutdown begins: open-ended answers (the dashboard's event streams) end then. */
-  get stopping(): AbortSignal {
-    return this.#stop.signal;
-  }
-
   reload(text?: string): Promise<ReloadResult> {
     const next = this.#reloading.then(() => this.#reload(text));
     this.#reloading = next.catch(() => {});

@@ -8,6 +8,8 @@ import type { CertificateConfig } from "./types.ts";
 import { covers, type LoadedCertificate, parseCertificate } from "../tls/pem.ts";
 
 const TYPES = ["Local", "ACME"];
+/** A server name that is an IP address: clients send no SNI for those. */
+const IP_NAME = /^[\d.]+$|:/;
 const CERT_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 // A DNS name, optionally with one leading wildcard label.
 const SERVER_NAME =
@@ -50,15 +52,18 @@ export function validateCertificates(
 }
 
 /** What loads but will not work as meant: clients refuse the certificate, or never ask for it. */
-function warnAbout(cert: CertificateConfig, at: string, warnings: string[], now: number): void {
-  if (cert.type !== "Local") return;
-  const { serverName, loaded } = cert;
+function warnAbout(
+  { serverName, loaded }: Extract<CertificateConfig, { type: "Local" }>,
+  at: string,
+  warnings: string[],
+  now: number,
+): void {
   if (loaded.notAfter.getTime() <= now) {
     warnings.push(
       `${at}: the certificate expired on ${loaded.notAfter.toISOString()}; clients refuse it`,
     );
   }
-  if (/^[\d.]+$/.test(serverName)) {
+  if (IP_NAME.test(serverName)) {
     warnings.push(
       `${at}: clients send no server name for an IP address, so this certificate is served only as the default one`,
     );
@@ -140,7 +145,7 @@ function readCertificate(
     );
     const renewBeforeDays = r.int("renew_before_days", { fallback: 30, min: 1, max: 365 });
     const caCerts = r.has("ca_file") ? readCaFile(r, baseDir) : [];
-    if (/^[\d.]+$|:/.test(serverName)) {
+    if (IP_NAME.test(serverName)) {
       r.problem("", "ACME does not support IP addresses");
     }
     if (serverName.startsWith("*.")) r.problem("", "HTTP-01 cannot obtain wildcard certificates");

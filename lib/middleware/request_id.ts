@@ -24,17 +24,15 @@ export const requestId: MiddlewareSpec<RequestIdOptions> = {
   name: "RequestId",
   parse(r) {
     const header = r.string("header", "X-Request-Id");
+    const lower = (header ?? "x-request-id").toLowerCase();
     if (header !== undefined && !TOKEN.test(header)) {
       r.problem("header", `invalid header name ${JSON.stringify(header)}`);
-    } else if (
-      header !== undefined &&
-      (managedField(header.toLowerCase()) || isForwardingField(header.toLowerCase()))
-    ) {
+    } else if (managedField(lower) || isForwardingField(lower)) {
       // An ID in Content-Length or Transfer-Encoding would break the request's framing.
       r.problem("header", `cannot use header ${JSON.stringify(header)}: Strom manages it`);
     }
     const response = r.bool("response", true);
-    return { header: (header ?? "x-request-id").toLowerCase(), response: response ?? true };
+    return { header: lower, response: response ?? true };
   },
   create(options, deps) {
     const { header } = options;

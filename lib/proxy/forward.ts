@@ -60,6 +60,8 @@ interface Target extends MatchRequest {
    * Host matcher matches (as in RustStrom), and the transport names the backend.
    */
   readonly missingHost: boolean;
+  /** The authority came as HTTP/2's :authority, without a Host field. */
+  readonly authorityOnly: boolean;
 }
 
 /** Creates the proxy handler for one listener. */
@@ -123,11 +125,8 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       fields: forwardedFields(request.headers, client, { ...options.arrival, host: target.host }),
       // Deno gives some body-less HTTP/1.x requests (OPTIONS) an empty body stream; only
       // one that announces a body has one, so none is invented upstream. An HTTP/2 request
-      // (no Host field: its authority is :authority) announces nothing: its body is forwarded
-      // as one of unknown length.
-      body: length !== null || chunked || (!target.missingHost && !target.headers.has("host"))
-        ? request.body
-        : null,
+      // announces nothing: its body is forwarded as one of unknown length.
+      body: length !== null || chunked || target.authorityOnly ? request.body : null,
     };
     const exchange = { target, client, context, options, middleware, tracker };
     // A WebSocket upgrade runs the same chain; only the terminal differs.
@@ -182,6 +181,7 @@ function splitTarget(request: Request, arrival: ArrivalInfo): Target {
     conflict: host !== null && host.toLowerCase() !== authority.toLowerCase(),
     invalidHost: host !== null && host !== "" && !HOST.test(host),
     missingHost,
+    authorityOnly: host === null && !missingHost,
   };
 }
 

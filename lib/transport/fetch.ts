@@ -89,19 +89,13 @@ export function createFetchTransport(client: ClientConfig): Transport {
         body.cancel().catch(() => {});
         body = null;
       }
-      if (body === null) {
-        request.onEnd(0);
-        if (request.method === "HEAD") {
-          return new Response(headBody(upstream.status, [...headers]), {
-            status: upstream.status,
-            headers,
-          });
-        }
-      }
-      return new Response(body && trackBody(body, request.onEnd, request.stallTimeoutMs), {
-        status: upstream.status,
-        headers,
-      });
+      if (body === null) request.onEnd(0);
+      const out = body !== null
+        ? trackBody(body, request.onEnd, request.stallTimeoutMs)
+        : request.method === "HEAD"
+        ? headBody(upstream.status, headers.has("content-length"))
+        : null;
+      return new Response(out, { status: upstream.status, headers });
     },
     close: () => http.close(),
   };

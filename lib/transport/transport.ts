@@ -58,8 +58,7 @@ export interface Transport {
  * gets an empty stream: with null, `Deno.serve` writes `content-length: 0`, a
  * length the GET does not have (Deno 2.9.6); with a stream it writes none.
  */
-export function headBody(status: number, fields: Fields): ReadableStream<Uint8Array> | null {
-  if (status < 200 || status === 204 || status === 205 || status === 304) return null;
-  if (fields.some(([name]) => name === "content-length")) return null;
+export function headBody(status: number, hasLength: boolean): ReadableStream<Uint8Array> | null {
+  if (hasLength || status < 200 || status === 204 || status === 205 || status === 304) return null;
   return new ReadableStream({ start: (controller) => controller.close() });
 }

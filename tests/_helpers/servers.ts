@@ -105,6 +105,29 @@ export async function startStrom(toml: string, options: StromTestOptions = {}): 
   };
 }
 
+/**
+ * A probe for `startStrom`: the backend `held` (its id) gets its answer, failing
+ * or passing, only when the test calls `answer(ok)`; every other backend passes
+ * at once. For tests about what happens while a probe is still running.
+ */
+export function heldProbe(held: string): { probe: Probe; answer: (ok: boolean) => void } {
+  let answer: (ok: boolean) => void = () => {};
+  const probe: Probe = (backend) =>
+    backend.id === held
+      ? new Promise((resolve) =>
+        answer = (ok) =>
+          resolve({
+            ok,
+            slow: false,
+            status: ok ? 200 : 503,
+            latencyMs: 1,
+            reason: `status ${ok ? 200 : 503}`,
+          })
+      )
+      : Promise.resolve({ ok: true, slow: false, status: 200, latencyMs: 1, reason: "status 200" });
+  return { probe, answer: (ok) => answer(ok) };
+}
+
 /** The transport integration tests run against (`STROM_TEST_TRANSPORT`, default http1). */
 export const TEST_TRANSPORT = Deno.env.get("STROM_TEST_TRANSPORT") ?? "http1";
 

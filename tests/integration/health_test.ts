@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   get,
+  heldProbe,
   poolToml,
   startBackend,
   startRawBackend,
@@ -205,24 +206,16 @@ Deno.test("checkAll() waits for a probe already running and then probes again", 
 Deno.test("a probe still running when a reload comes takes effect in the new generation", async () => {
   await using a = startBackend(() => new Response("a"));
   await using d = startBackend(() => new Response("d"));
-  let answer: (ok: boolean) => void = () => {};
+  const held = heldProbe(d.address);
   const text = `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n` +
     poolToml([a.address, d.address]);
-  await using lb = await startStrom(text, {
-    probe: (b) =>
-      b.id === d.address
-        ? new Promise((resolve) =>
-          answer = (ok) =>
-            resolve({ ok, slow: false, status: 503, latencyMs: 1, reason: "status 503" })
-        )
-        : Promise.resolve({ ok: true, slow: false, status: 200, latencyMs: 1, reason: "ok" }),
-  });
+  await using lb = await startStrom(text, { probe: held.probe });
   const round = lb.strom.health.checkAll();
   const result = await lb.strom.reload(text + "\n# edited\n");
   assert.equal(result.ok, true);
   const [pool] = lb.strom.runtime.pools;
   assert.equal(pool.available().length, 2, "both in the new generation's working set");
-  answer(false);
+  held.answer(false);
   await round;
   assert.deepEqual(
     pool.available().map((b) => b.id),

@@ -22,6 +22,18 @@ async function curl(args: string[]): Promise<string> {
   return new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
 }
 
+/** curl to `https://a.test:<port><path>` on 127.0.0.1, trusting `caPath`, with `flags` first. */
+function curlATest(caPath: string, port: number, path = "/", flags: string[] = []) {
+  return curl([
+    ...flags,
+    "--cacert",
+    caPath,
+    "--resolve",
+    `a.test:${port}:127.0.0.1`,
+    `https://a.test:${port}${path}`,
+  ]);
+}
+
 const HTTPS = `https_address = "127.0.0.1:0"\n`;
 
 function httpsConfig(certs: Record<string, { cert: string; key: string }>): string {
@@ -103,13 +115,7 @@ Deno.test({
       ]);
     })();
     const relayPort = (relay.addr as Deno.NetAddr).port;
-    const body = await curl([
-      "--cacert",
-      ca.caPath,
-      "--resolve",
-      `a.test:${relayPort}:127.0.0.1`,
-      `https://a.test:${relayPort}/`,
-    ]);
+    const body = await curlATest(ca.caPath, relayPort);
     assert.equal(body, "ok");
     await relaying;
   },
@@ -141,16 +147,7 @@ Deno.test({
     assert.equal(await presentedCn(port, null), "b.test", "no SNI gets the default");
     // The body, then the HTTP version curl negotiated.
     const withVersion = (flag: string, path: string) =>
-      curl([
-        flag,
-        "--cacert",
-        ca.caPath,
-        "--resolve",
-        `a.test:${port}:127.0.0.1`,
-        "-w",
-        " %{http_version}",
-        `https://a.test:${port}${path}`,
-      ]);
+      curlATest(ca.caPath, port, path, [flag, "-w", " %{http_version}"]);
     assert.equal(await withVersion("--http2", "/"), `host a.test:${port} 2`);
     assert.equal(await withVersion("--http1.1", "/x"), `host a.test:${port} 1.1`);
     // curl writes "1" for HTTP/1.0.
@@ -171,13 +168,7 @@ Deno.test({
     );
     try {
       const started = performance.now();
-      const out = await curl([
-        "--cacert",
-        ca.caPath,
-        "--resolve",
-        `a.test:${port}:127.0.0.1`,
-        `https://a.test:${port}/`,
-      ]);
+      const out = await curlATest(ca.caPath, port);
       assert.equal(out, "ok");
       assert.ok(performance.now() - started < 2000, "the handshake was not held up");
     } finally {

@@ -357,11 +357,9 @@ Deno.test("a reload back to the address still bound after a failed rebind change
   assert.equal((await get(`${lb.url}/`)).status, 200, "the first listener still serves");
 });
 
-Deno.test("watchConfig() reloads once per save, whether in place or by rename", async () => {
-  const dir = await Deno.makeTempDir();
-  const path = `${dir}/strom.toml`;
-  await Deno.writeTextFile(path, "a = 1\n");
-  let current = "a = 1\n";
+/** Watches `path` as Strom does (its text now `first`), recording every new text it reads. */
+function watchTexts(path: string, first: string) {
+  let current = first;
   const seen: string[] = [];
   const stop = watchConfig(path, {
     debounceMs: 100,
@@ -371,6 +369,14 @@ Deno.test("watchConfig() reloads once per save, whether in place or by rename", 
       current = text;
     },
   });
+  return { seen, stop };
+}
+
+Deno.test("watchConfig() reloads once per save, whether in place or by rename", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/strom.toml`;
+  await Deno.writeTextFile(path, "a = 1\n");
+  const { seen, stop } = watchTexts(path, "a = 1\n");
   try {
     await Deno.writeTextFile(path, "a = 2\n");
     await waitFor(() => seen.length === 1, "the in-place write to be seen");
@@ -396,16 +402,7 @@ Deno.test("watchConfig() sees a config mounted as Kubernetes mounts a ConfigMap 
   await version(1, "a = 1\n");
   await Deno.symlink("..v1", `${dir}/..data`);
   await Deno.symlink("..data/strom.toml", `${dir}/strom.toml`);
-  let current = "a = 1\n";
-  const seen: string[] = [];
-  const stop = watchConfig(`${dir}/strom.toml`, {
-    debounceMs: 100,
-    currentText: () => current,
-    onChange: (text) => {
-      seen.push(text);
-      current = text;
-    },
-  });
+  const { seen, stop } = watchTexts(`${dir}/strom.toml`, "a = 1\n");
   try {
     // The kubelet's update: a new folder, a new link to it, renamed over ..data, the old folder gone.
     await version(2, "a = 2\n");

@@ -3,7 +3,14 @@
 // by the workers and the primary, with the same certificates.
 
 import assert from "node:assert/strict";
-import { get, poolToml, startBackend, startStrom, waitFor } from "../_helpers/servers.ts";
+import {
+  get,
+  heldProbe,
+  poolToml,
+  startBackend,
+  startStrom,
+  waitFor,
+} from "../_helpers/servers.ts";
 import { createLogger } from "../../lib/log.ts";
 import { render } from "../../lib/metrics/registry.ts";
 import { X509Certificate } from "node:crypto";
@@ -89,21 +96,13 @@ Deno.test("with workers, a probe still running when a reload comes reaches every
     dHits++;
     return new Response("d");
   });
-  let answer: (ok: boolean) => void = () => {};
+  const held = heldProbe(d.address);
   const text = `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\nworkers = 2\n` +
     poolToml([a.address, d.address]);
-  await using lb = await startStrom(text, {
-    probe: (b) =>
-      b.id === d.address
-        ? new Promise((resolve) =>
-          answer = (ok) =>
-            resolve({ ok, slow: false, status: 503, latencyMs: 1, reason: "status 503" })
-        )
-        : Promise.resolve({ ok: true, slow: false, status: 200, latencyMs: 1, reason: "ok" }),
-  });
+  await using lb = await startStrom(text, { probe: held.probe });
   const round = lb.strom.health.checkAll();
   assert.equal((await lb.strom.reload(text + "\n# edited\n")).ok, true);
-  answer(false);
+  held.answer(false);
   await round;
   await waitFor(async () => {
     const start = dHits;

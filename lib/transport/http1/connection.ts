@@ -148,16 +148,15 @@ export class Connection {
     return true;
   }
 
-  /** The parked read's bytes, copied to the end of the buffer (room made); throws its failure. */
+  /**
+   * The parked read's bytes, copied into the buffer; throws its failure. It is
+   * taken by the first read after the request, when nothing is buffered (a
+   * connection with leftover bytes is never parked), so the buffer, never
+   * smaller than FIRST_BUFFER_SIZE, has room for all PROBE_SIZE of them.
+   */
   #takeParked(result: number | null | Error): number | null {
     if (result instanceof Error) throw result;
-    if (result === null) return null;
-    if (this.#buf.length - this.#end < result) {
-      const bigger = new Uint8Array(Math.max(this.#buf.length * 2, this.#end + result));
-      bigger.set(this.#buf.subarray(0, this.#end));
-      this.#buf = bigger;
-    }
-    this.#buf.set(this.#probe!.subarray(0, result), this.#end);
+    if (result !== null) this.#buf.set(this.#probe!.subarray(0, result), this.#end);
     return result;
   }
 
@@ -289,7 +288,8 @@ export class Connection {
     if (head.framing.kind === "none") {
       done(true, 0);
       const { status, fields } = head;
-      return withFields(new Response(headBody(status, fields), { status }), fields);
+      const hasLength = fields.some(([name]) => name === "content-length");
+      return withFields(new Response(headBody(status, hasLength), { status }), fields);
     }
     if (head.status === 205) {
       // Reset Content has no content (RFC 9110 15.3.6) and a Response cannot carry any:
