@@ -30,6 +30,14 @@ export const ipFilter: MiddlewareSpec<IpFilterOptions> = {
         message: 'missing required key (give "allow", "deny" or both)',
       });
     }
+    if (allow !== null && allow.length === 0 && r.array("allow")?.length === 0) {
+      // Likely a list left empty by a template; closing a pool is said with deny.
+      r.problems.push({
+        path: r.at("allow"),
+        message: "an empty list refuses every client (to do that on purpose, write deny = " +
+          '["0.0.0.0/0", "::/0"]; to allow everyone, leave "allow" out)',
+      });
+    }
     return { allow, deny: deny ?? [] };
   },
   create(options) {

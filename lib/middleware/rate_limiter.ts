@@ -5,6 +5,7 @@
 
 import { HttpError, type Middleware, type MiddlewareSpec } from "./middleware.ts";
 import { type Decision, MemoryWindow, type WindowStore } from "./rate_limit_window.ts";
+import { StoreBreaker, StoreSkipped } from "./store_breaker.ts";
 
 /** Validated options; `maxClients` (default 100000) bounds the in-memory store. */
 export type RateLimiterOptions = {
@@ -64,14 +65,17 @@ export const rateLimiter: MiddlewareSpec<RateLimiterOptions> = {
     // The Redis client (ioredis, about 16 MB of memory) is loaded only when a pool uses it.
     const store: WindowStore = options.store === null
       ? new MemoryWindow({ limit: options.limit, windowMs, maxClients: options.maxClients })
-      : new (await import("./rate_limit_redis.ts")).RedisWindow(options.store, {
-        limit: options.limit,
-        windowMs,
-        log: deps.log,
-        prefix: `strom:ratelimit:${options.limit}:${options.windowSec}:`,
-      });
-    // A store that fails (down, or hung: every hit waits for its command timeout) is said once
-    // at WARN, and its recovery at INFO; each failed hit stays a DEBUG line.
+      : new StoreBreaker(
+        new (await import("./rate_limit_redis.ts")).RedisWindow(options.store, {
+          limit: options.limit,
+          windowMs,
+          log: deps.log,
+          prefix: `strom:ratelimit:${options.limit}:${options.windowSec}:`,
+        }),
+      );
+    // A store that fails (down, or hung) is said once at WARN, and its recovery at INFO; each
+    // failed hit stays a DEBUG line. After a failure, the breaker asks the store again once a
+    // second: a hung store delays one request per second by its command timeout, not all.
     let failing = false;
     const limiter: Middleware = async (context, next) => {
       let decision: Decision;
@@ -90,7 +94,9 @@ export const rateLimiter: MiddlewareSpec<RateLimiterOptions> = {
             } until it answers): ${String(error)}`,
           );
         }
-        deps.log.debug(`Rate limit store failed for ${context.clientIp}: ${String(error)}`);
+        if (!(error instanceof StoreSkipped)) {
+          deps.log.debug(`Rate limit store failed for ${context.clientIp}: ${String(error)}`);
+        }
         if (options.onStoreError === "allow") return await next();
         throw new HttpError(503, { message: "rate limit store unavailable" });
       }

@@ -52,4 +52,8 @@ Deno.test("ipFilter() options: allow, deny or both, each a list of IPs or CIDRs"
     'IpFilter.deny[0]: invalid network "nope": expected an IP address or CIDR, e.g. "10.0.0.0/8"',
   ]);
   assert.deepEqual(problems({ deny: [] }), []);
+  assert.deepEqual(problems({ allow: [], deny: ["10.0.0.1"] }), [
+    "IpFilter.allow: an empty list refuses every client (to do that on purpose, write deny = " +
+    '["0.0.0.0/0", "::/0"]; to allow everyone, leave "allow" out)',
+  ]);
 });

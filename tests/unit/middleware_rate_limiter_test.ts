@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { rateLimiter } from "../../lib/middleware/rate_limiter.ts";
 import { MemoryWindow } from "../../lib/middleware/rate_limit_window.ts";
+import { StoreBreaker, StoreSkipped } from "../../lib/middleware/store_breaker.ts";
+import { ManualClock } from "../_helpers/clock.ts";
 import { build, fakeContext, run, testDeps } from "../_helpers/middleware.ts";
 import { createLogger } from "../../lib/log.ts";
 
@@ -116,5 +118,80 @@ Deno.test("rateLimiter() falls back per on_store_error when the store is unreach
   } finally {
     await open.close?.();
     await closed.close?.();
+  }
+});
+
+Deno.test("StoreBreaker: after a failure, hits fail at once; one hit per retry interval tries the store", async () => {
+  let calls = 0;
+  let failing = true;
+  const inner = {
+    hit(_key: string, now: number) {
+      calls++;
+      if (failing) return Promise.reject(new Error("command timed out"));
+      return Promise.resolve({ allowed: true, remaining: 1, resetMs: now });
+    },
+  };
+  const breaker = new StoreBreaker(inner, 1000);
+  await assert.rejects(breaker.hit("a", 0), /command timed out/);
+  await assert.rejects(breaker.hit("a", 10), StoreSkipped);
+  await assert.rejects(
+    breaker.hit("a", 999),
+    /not asked: it failed recently \(command timed out\)/,
+  );
+  assert.equal(calls, 1);
+  await assert.rejects(breaker.hit("a", 1000), /command timed out/); // the trial fails: open again
+  await assert.rejects(breaker.hit("a", 1500), StoreSkipped);
+  assert.equal(calls, 2);
+  failing = false;
+  const trial = breaker.hit("a", 2000);
+  await assert.rejects(breaker.hit("b", 2001), StoreSkipped, "no second trial while one runs");
+  assert.equal((await trial).allowed, true);
+  for (let i = 0; i < 3; i++) await breaker.hit("a", 2002 + i);
+  assert.equal(calls, 6, "closed again: every hit asks the store");
+});
+
+Deno.test("rateLimiter() with a hung store: one request waits for the command timeout, the next ones do not", async () => {
+  // Accepts connections and reads forever without answering: Redis hung.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  let accepted: () => void = () => {};
+  const serving = (async () => {
+    for await (const conn of listener) {
+      held.push(conn);
+      conn.readable.pipeTo(new WritableStream()).catch(() => {});
+      accepted();
+    }
+  })();
+  const clock = new ManualClock();
+  const limiter = await build(rateLimiter, {
+    limit: 1,
+    window_sec: 1,
+    store: `redis://127.0.0.1:${listener.addr.port}`,
+  }, testDeps({ clock }));
+  try {
+    const first = performance.now();
+    await (await run(limiter, from("10.0.0.1"))).body?.cancel();
+    assert.ok(performance.now() - first >= 1500, "the first request waited for the timeout");
+    // The client gives up on that connection and connects again, as hung as before.
+    await new Promise<void>((resolve) => {
+      accepted = resolve;
+      if (held.length >= 2) resolve();
+    });
+    const rest = performance.now();
+    for (let i = 0; i < 3; i++) {
+      const response = await run(limiter, from("10.0.0.1"));
+      assert.equal(response.status, 200);
+      await response.body?.cancel();
+    }
+    assert.ok(performance.now() - rest < 1000, "the next ones did not wait for the store");
+  } finally {
+    await limiter.close?.();
+    listener.close();
+    for (const conn of held) {
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    }
+    await serving.catch(() => {});
   }
 });
