@@ -32,8 +32,13 @@ export interface ClientSocket {
 export interface SocketTable {
   /** Established TCP connections whose local port is one of `ports`. */
   list(ports: ReadonlySet<number>): Promise<ClientSocket[]>;
-  /** Shuts down the connections with these inodes that this process holds; returns those shut. */
-  shut(inodes: ReadonlySet<string>): Promise<Set<string>>;
+  /**
+   * Shuts down the connections with these inodes that this process holds;
+   * returns those shut. With `reset`, the socket also lingers 0 s: when the
+   * runtime closes it, unsent data is dropped and the peer gets a RST (nginx's
+   * `reset_timedout_connection`), so a peer that reads nothing cannot keep it.
+   */
+  shut(inodes: ReadonlySet<string>, options?: { reset?: boolean }): Promise<Set<string>>;
 }
 
 /**
@@ -270,6 +275,10 @@ function parseIpv6(text: string): number[] | null {
 }
 
 const SHUT_RDWR = 2;
+const SOL_SOCKET = 1;
+const SO_LINGER = 13;
+/** struct linger { int l_onoff = 1; int l_linger = 0; }: close drops unsent data and resets. */
+const LINGER_ZERO = new Uint8Array(new Int32Array([1, 0]).buffer);
 const O_RDONLY_CLOEXEC = 0x80000;
 const READ_CHUNK = 64 * 1024;
 /** Descriptors looked at between two yields to the event loop. */
@@ -283,6 +292,7 @@ const LIBC_NAMES = ["libc.so.6", "libc.so", "libc.musl-x86_64.so.1", "libc.musl-
 const SYMBOLS = {
   dup: { parameters: ["i32"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
   open: { parameters: ["buffer", "i32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
@@ -324,6 +334,21 @@ export async function shutConnection(localPort: number, remotePort: number): Pro
   return (await table.shut(new Set([mine[0].inode]))).size === 1;
 }
 
+/**
+ * Resets this process's connection from `peer` (a `peerKey`) to one of
+ * `ports`, if it has one: for a client that stopped reading its answer, whose
+ * connection the runtime would otherwise keep while it waits to flush what the
+ * client does not read. Whether it did (false where there is no socket table).
+ */
+export async function resetClient(ports: ReadonlySet<number>, peer: string): Promise<boolean> {
+  const table = openSocketTable();
+  const key = canonicalPeer(peer);
+  if (typeof table === "string" || key === null) return false;
+  const mine = (await table.list(ports)).filter((s) => s.peer === key);
+  if (mine.length !== 1) return false; // none, or one per port: not knowing which, none
+  return (await table.shut(new Set([mine[0].inode]), { reset: true })).size === 1;
+}
+
 /** A socket table; `source` "proc" skips sock_diag (tests compare the two). */
 export function createSocketTable(
   { source = "diag" }: { source?: "diag" | "proc" } = {},
@@ -347,7 +372,7 @@ export function createSocketTable(
   // --allow-ffi, which Strom needs anyway, already grants as much.
   const proc = new ProcFiles(libc);
   let diag: SockDiag | null = source === "diag" ? new SockDiag(libc) : null;
-  const { dup, shutdown, close } = libc;
+  const { dup, shutdown, close, setsockopt } = libc;
   let descriptors = new Map<string, number>();
   return {
     async list(ports) {
@@ -363,7 +388,7 @@ export function createSocketTable(
       }
       return out;
     },
-    async shut(inodes) {
+    async shut(inodes, { reset = false } = {}) {
       const done = new Set<string>();
       if (inodes.size === 0) return done;
       // Which descriptor holds each socket, from the last look at /proc/self/fd;
@@ -377,7 +402,10 @@ export function createSocketTable(
         if (copy < 0) continue;
         // The copy pins the open file: if `fd` was closed and reused since the
         // look, the copy names another file and is left alone.
-        if (proc.socketOf(copy) === inode && shutdown(copy, SHUT_RDWR) === 0) done.add(inode);
+        if (proc.socketOf(copy) === inode) {
+          if (reset) setsockopt(copy, SOL_SOCKET, SO_LINGER, LINGER_ZERO, LINGER_ZERO.length);
+          if (shutdown(copy, SHUT_RDWR) === 0) done.add(inode);
+        }
         close(copy);
       }
       return done;

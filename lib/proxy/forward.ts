@@ -13,6 +13,7 @@ import { type Observers, RequestTracker } from "./tracker.ts";
 import type { WebSocketRegistry } from "./websockets.ts";
 import { plainIp } from "../net/address.ts";
 import { peerKey } from "../net/activity.ts";
+import { resetClient } from "../net/sockets.ts";
 import { UpstreamError } from "../transport/transport.ts";
 import { matchingPath, removeDotSegments } from "./path.ts";
 import {
@@ -128,7 +129,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       // announces nothing: its body is forwarded as one of unknown length.
       body: length !== null || chunked || target.authorityOnly ? request.body : null,
     };
-    const exchange = { target, client, context, options, middleware, tracker };
+    const exchange = { target, client, context, options, middleware, tracker, remote };
     // A WebSocket upgrade runs the same chain; only the terminal differs.
     const terminal = isWebSocketUpgrade(request)
       ? () =>
@@ -193,6 +194,8 @@ interface Exchange {
   /** Fields and body as the middlewares left them. */
   readonly middleware: MiddlewareContext;
   readonly tracker: RequestTracker;
+  /** The client's end of its connection. */
+  readonly remote: Deno.NetAddr;
 }
 
 /** A failed attempt: what it means for the client, and whether it may go elsewhere. */
@@ -243,6 +246,20 @@ class RequestDeadline {
     this.#watchLater.cancel();
     if (this.#watching) this.#request.signal.removeEventListener("abort", this.#onClientGone);
   }
+}
+
+/**
+ * Ends the connection of a client that read nothing of its answer for
+ * `send_timeout`. The body failed, but the runtime keeps the connection while
+ * it waits to flush what the client does not read: reset it (as nginx's
+ * `reset_timedout_connection`), or it stays as long as the client wants.
+ */
+function resetStalled({ options, remote }: Exchange): void {
+  resetClient(new Set([Number(options.arrival.port)]), peerKey(remote)).then((reset) => {
+    if (!reset) {
+      options.log.debug(`Could not reset the stalled connection of ${peerKey(remote)}`);
+    }
+  }, (e) => options.log.debug(`Resetting the connection of ${peerKey(remote)} failed: ${e}`));
 }
 
 async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Promise<Response> {
@@ -391,6 +408,7 @@ async function attemptOnce(
       signal: deadline.controller.signal,
       connectTimeoutMs: pool.config.connectTimeoutMs,
       stallTimeoutMs: exchange.options.runtime().config.sendTimeoutMs,
+      onStall: () => resetStalled(exchange),
       onEnd: finish,
     });
     responded = true;

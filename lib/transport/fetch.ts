@@ -10,7 +10,7 @@
 import type { BackendAddress, ClientConfig } from "../config/types.ts";
 import { headBody, type Transport, UpstreamError, type UpstreamRequest } from "./transport.ts";
 import { endToEnd, type Fields } from "../proxy/headers.ts";
-import { StallTimer } from "./stall.ts";
+import { type StallOptions, StallTimer } from "./stall.ts";
 
 /** Encodings Deno's fetch decodes by itself (measured with Deno 2.9.6). */
 const DECODED = new Set(["gzip", "br"]);
@@ -91,7 +91,7 @@ export function createFetchTransport(client: ClientConfig): Transport {
       }
       if (body === null) request.onEnd(0);
       const out = body !== null
-        ? trackBody(body, request.onEnd, request.stallTimeoutMs)
+        ? trackBody(body, request.onEnd, request)
         : request.method === "HEAD"
         ? headBody(upstream.status, headers.has("content-length"))
         : null;
@@ -131,12 +131,12 @@ function classify(e: unknown): UpstreamError {
 /**
  * Passes a body through and calls `done(bytes)` once when it ends, fails or is
  * cancelled; a client that pulls nothing for `stallTimeoutMs` fails it, which
- * cancels the backend's body.
+ * cancels the backend's body, and then `onStall` is called.
  */
 function trackBody(
   body: ReadableStream<Uint8Array>,
   onEnd: (bytes: number) => void,
-  stallTimeoutMs: number | undefined,
+  { stallTimeoutMs, onStall }: StallOptions,
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   let bytes = 0;
@@ -152,6 +152,7 @@ function trackBody(
     done(bytes);
     reader.cancel(stall.error).catch(() => {});
     controller.error(stall.error);
+    onStall?.();
   });
   return new ReadableStream<Uint8Array>({
     start(c) {

@@ -2,6 +2,14 @@
 // client that never reads would hold its backend connection (and the body
 // the backend keeps producing) forever. Like nginx's send_timeout.
 
+/** How a streamed response body treats a client that reads nothing. */
+export interface StallOptions {
+  /** A streamed response body whose client reads nothing for this long is cut off. */
+  readonly stallTimeoutMs?: number;
+  /** Called when that happens, after the body failed (to end the client's connection). */
+  readonly onStall?: () => void;
+}
+
 /** Default when a request names no `stallTimeoutMs`. */
 export const DEFAULT_STALL_TIMEOUT_MS = 60_000;
 

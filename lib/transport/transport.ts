@@ -3,9 +3,10 @@
 
 import type { BackendAddress } from "../config/types.ts";
 import type { Fields } from "../proxy/headers.ts";
+import type { StallOptions } from "./stall.ts";
 
 /** A request as the pipeline hands it to a transport. */
-export interface UpstreamRequest {
+export interface UpstreamRequest extends StallOptions {
   readonly method: string;
   /** Origin-form target sent as is: path and query, e.g. `/a/b?x=1`. */
   readonly target: string;
@@ -17,8 +18,6 @@ export interface UpstreamRequest {
   readonly signal: AbortSignal;
   /** Limit for establishing a connection (transports that cannot enforce it rely on `signal`). */
   readonly connectTimeoutMs: number;
-  /** A streamed response body whose client reads nothing for this long is cut off. */
-  readonly stallTimeoutMs?: number;
   /**
    * Called exactly once when the exchange is over (the response body ended,
    * failed or was cancelled, or `send` rejected), with the body bytes the

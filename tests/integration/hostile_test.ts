@@ -13,6 +13,7 @@ import {
 } from "../_helpers/servers.ts";
 import { StromProcess } from "../_helpers/process.ts";
 import { createCa, hasOpenssl } from "../_helpers/certs.ts";
+import { createSocketTable } from "../../lib/net/sockets.ts";
 
 const enc = new TextEncoder();
 
@@ -272,6 +273,15 @@ Deno.test("a client that never reads its response is cut off and the backend rel
     () => lb.strom.runtime.pools[0].backends[0].inFlight === 0,
     "in-flight to drop to zero",
   );
+  // The client's connection is reset, not kept while the runtime waits to flush to it.
+  const table = createSocketTable();
+  if (typeof table !== "string") {
+    const mine = new Set([conn.localAddr.port]);
+    await waitFor(async () => (await table.list(mine)).length === 0, "the connection to end");
+    await assert.rejects(async () => {
+      while (await conn.read(new Uint8Array(1 << 20)) !== null) { /* what was in flight */ }
+    }, Deno.errors.ConnectionReset);
+  }
   conn.close();
   assert.equal((await get(`${lb.url}/small`)).status, 200, "others are still served");
 });

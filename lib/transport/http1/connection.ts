@@ -2,7 +2,7 @@
 // response bodies as streams that hand the connection back when they end.
 
 import { headBody, UpstreamError } from "../transport.ts";
-import { StallTimer } from "../stall.ts";
+import { type StallOptions, StallTimer } from "../stall.ts";
 import type { Fields } from "../../proxy/headers.ts";
 import {
   type Framing,
@@ -283,7 +283,7 @@ export class Connection {
   response(
     head: ResponseHead,
     done: (reusable: boolean, bytes: number) => void,
-    stallTimeoutMs?: number,
+    stall: StallOptions = {},
   ): Response {
     if (head.framing.kind === "none") {
       done(true, 0);
@@ -306,7 +306,7 @@ export class Connection {
       done(true, buffered.length);
       return withFields(response, head.fields);
     }
-    const body = this.bodyStream(head.framing, done, stallTimeoutMs);
+    const body = this.bodyStream(head.framing, done, stall);
     return withFields(new Response(body, { status: head.status }), head.fields);
   }
 
@@ -322,7 +322,7 @@ export class Connection {
   bodyStream(
     framing: Framing,
     done: (reusable: boolean, bytes: number) => void,
-    stallTimeoutMs?: number,
+    { stallTimeoutMs, onStall }: StallOptions = {},
   ): ReadableStream<Uint8Array> {
     let remaining = framing.kind === "length" ? framing.length : Infinity;
     let chunkLeft = 0;
@@ -367,6 +367,7 @@ export class Connection {
       finish(false);
       this.close();
       controller.error(stall.error);
+      onStall?.();
     });
     return new ReadableStream<Uint8Array>({
       start: (c) => {

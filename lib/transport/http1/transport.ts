@@ -133,7 +133,7 @@ async function exchange(
     request.onEnd(bytes);
   };
   try {
-    return conn.response(head, release, request.stallTimeoutMs);
+    return conn.response(head, release, request);
   } catch (e) {
     // An answer no Response can carry: never keep (or leak) the connection it came on.
     if (!released) {
