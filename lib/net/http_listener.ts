@@ -15,6 +15,7 @@
 import type { Logger } from "../log.ts";
 import type { SocketAddress } from "./address.ts";
 import { isolateActivity, peerKey } from "./activity.ts";
+import { ClientStalled } from "../transport/stall.ts";
 
 /** Handles one request; `remote` is the peer. */
 export type ConnectionHandler = (
@@ -63,6 +64,11 @@ function holdingPeers(handler: ConnectionHandler) {
 
 function errorHandler(role: string, log: Logger) {
   return (error: unknown) => {
+    if (error instanceof ClientStalled) {
+      // send_timeout: the client's doing, as nginx's "client timed out" (info).
+      log.info(`Cut off a client on ${role}: ${error.message}`);
+      return new Response(null, { status: 500 });
+    }
     log.error(`Failed to handle a request on ${role}: ${String(error)}`);
     return new Response("500 - Internal Server Error", { status: 500 });
   };

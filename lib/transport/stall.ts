@@ -10,6 +10,9 @@ export interface StallOptions {
   readonly onStall?: () => void;
 }
 
+/** Why a body failed when its client read nothing: the client's doing, logged at INFO. */
+export class ClientStalled extends Error {}
+
 /** Default when a request names no `stallTimeoutMs`. */
 export const DEFAULT_STALL_TIMEOUT_MS = 60_000;
 
@@ -29,7 +32,7 @@ export class StallTimer {
 
   /** The error a body fails with when it fires. */
   get error(): Error {
-    return new Error(`the client read nothing for ${this.#ms} ms`);
+    return new ClientStalled(`the client read nothing for ${this.#ms} ms`);
   }
 
   arm(): void {

@@ -14,6 +14,7 @@ import {
 import { StromProcess } from "../_helpers/process.ts";
 import { createCa, hasOpenssl } from "../_helpers/certs.ts";
 import { createSocketTable } from "../../lib/net/sockets.ts";
+import { createLogger } from "../../lib/log.ts";
 
 const enc = new TextEncoder();
 
@@ -264,7 +265,11 @@ Deno.test("a client that never reads its response is cut off and the backend rel
     });
     return new Response(body, { headers: { "content-length": String(64 * 1024 * 1024) } });
   });
-  await using lb = await startStrom(`send_timeout = "500ms"\n` + poolToml([backend.address]));
+  const lines: string[] = [];
+  const log = createLogger("info", { sink: (r) => lines.push(`${r.level} ${r.message}`) });
+  await using lb = await startStrom(`send_timeout = "500ms"\n` + poolToml([backend.address]), {
+    log,
+  });
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: lb.strom.port("http_address") });
   await conn.write(enc.encode("GET /big HTTP/1.1\r\nHost: a\r\n\r\n"));
   await conn.read(new Uint8Array(1024)); // the head, then nothing more is read
@@ -284,6 +289,9 @@ Deno.test("a client that never reads its response is cut off and the backend rel
   }
   conn.close();
   assert.equal((await get(`${lb.url}/small`)).status, 200, "others are still served");
+  // The client's doing, not Strom's: an INFO line, as nginx's "client timed out".
+  await waitFor(() => lines.some((l) => l.startsWith("info Cut off a client")), "the log line");
+  assert.deepEqual(lines.filter((l) => /^(warn|error)/.test(l)), []);
 });
 
 Deno.test("backends that misbehave give 502 or a cut connection, and the pool stays in sync", async () => {
