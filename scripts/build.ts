@@ -84,6 +84,8 @@ export async function compile(targets: readonly Target[], version: string): Prom
         "config/example.toml",
         "--include",
         "lib/workers/entry.ts",
+        "--include",
+        "lib/middleware/bcrypt_worker.ts",
         "--output",
         output,
         "main.ts",

@@ -2,7 +2,8 @@
 // file read at config load (relative to the config file). Only bcrypt hashes
 // (`htpasswd -B`) are accepted: MD5-crypt, SHA-1 and plain text are refused.
 
-import type { MiddlewareSpec } from "./middleware.ts";
+import { HttpError, type MiddlewareSpec } from "./middleware.ts";
+import { BcryptBusy, openBcrypt } from "./bcrypt_thread.ts";
 import { readConfigFile } from "./files.ts";
 import {
   basicAuthMiddleware,
@@ -69,14 +70,35 @@ export const basicAuth: MiddlewareSpec<BasicAuthOptions> = {
     return { users, ...parseChallengeOptions(r) };
   },
   async create(options, deps) {
-    // Loaded only when a pool uses BasicAuth, like the other optional clients.
-    const { default: bcrypt } = await import("bcryptjs");
+    // bcrypt runs on a worker thread, started when a pool first uses BasicAuth.
+    const bcrypt = openBcrypt();
     const users = new Map(Object.entries(options.users));
-    const dummy = await bcrypt.hash(crypto.randomUUID(), dearestCost(users.values()));
-    return basicAuthMiddleware(options, async ({ user, password }) => {
+    let dummy: string;
+    try {
+      dummy = await bcrypt.hash(crypto.randomUUID(), dearestCost(users.values()));
+    } catch (e) {
+      bcrypt.close();
+      throw e;
+    }
+    const middleware = basicAuthMiddleware(options, async ({ user, password }) => {
       const hash = users.get(user);
-      const ok = await bcrypt.compare(password, hash ?? dummy);
+      let ok: boolean;
+      try {
+        ok = await bcrypt.compare(password, hash ?? dummy);
+      } catch (e) {
+        if (e instanceof BcryptBusy) {
+          throw new HttpError(503, { message: "too many password checks at once" });
+        }
+        deps.log.error(`Cannot check a password: ${e}`);
+        throw new HttpError(503, { message: "cannot check passwords" });
+      }
       return ok && hash !== undefined;
     }, deps.clock);
+    return Object.assign(middleware, {
+      close: () => {
+        bcrypt.close();
+        return Promise.resolve();
+      },
+    });
   },
 };

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import bcrypt from "bcryptjs";
 import { basicAuth, dearestCost, parseHtpasswd } from "../../lib/middleware/basic_auth.ts";
 import { CredentialCache, readBasic } from "../../lib/middleware/basic_credentials.ts";
+import { BcryptBusy, MAX_WAITING, openBcrypt } from "../../lib/middleware/bcrypt_thread.ts";
 import { ManualClock } from "../_helpers/clock.ts";
 import { build, fakeContext, field, run, testDeps } from "../_helpers/middleware.ts";
 
@@ -121,4 +122,49 @@ Deno.test("dearestCost() is the highest bcrypt cost of the file (10 without user
   assert.equal(dearestCost([`$2b$05$${salt}`, `$2y$12$${salt}`, `$2a$10$${salt}`]), 12);
   assert.equal(dearestCost([`$2b$04$${salt}`]), 4);
   assert.equal(dearestCost([]), 10);
+});
+
+Deno.test("basicAuth() checks passwords off the JavaScript thread: other work goes on meanwhile", async () => {
+  const dir = await Deno.makeTempDir();
+  // Cost 12: about 230 ms of bcryptjs per check, which on this thread would stall the timers.
+  await Deno.writeTextFile(`${dir}/users.htpasswd`, `bob:${bcrypt.hashSync("right", 12)}\n`);
+  const mw = await build(basicAuth, { htpasswd: "users.htpasswd" }, testDeps({ baseDir: dir }));
+  try {
+    let ticks = 0;
+    let longest = 0;
+    let last = performance.now();
+    const timer = setInterval(() => {
+      const now = performance.now();
+      longest = Math.max(longest, now - last);
+      last = now;
+      ticks++;
+    }, 5);
+    const denied = await run(
+      mw,
+      fakeContext("http://a.com/", { headers: { authorization: basic("bob:wrong") } }),
+    );
+    clearInterval(timer);
+    assert.equal(denied.status, 401);
+    assert.ok(ticks >= 5, `the timer ran ${ticks} times during the check`);
+    assert.ok(longest < 150, `the thread was held for ${longest.toFixed(0)} ms at once`);
+  } finally {
+    await mw.close?.();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openBcrypt(): past MAX_WAITING checks in progress, one more is refused at once", async () => {
+  const hash = bcrypt.hashSync("x", 4);
+  const first = openBcrypt();
+  const second = openBcrypt();
+  try {
+    const checks = Array.from({ length: MAX_WAITING }, () => first.compare("x", hash));
+    await assert.rejects(second.compare("x", hash), BcryptBusy);
+    assert.deepEqual(new Set(await Promise.all(checks)), new Set([true]));
+    first.close();
+    assert.equal(await second.compare("y", hash), false, "the thread stays for its other user");
+  } finally {
+    first.close();
+    second.close();
+  }
 });
