@@ -19,18 +19,21 @@ export interface FolderWatchOptions {
  * Watches `folder` (not its subfolders) and calls `onSettled(name)` once a file
  * of `names` (null: any) was written, created, renamed or removed and then left
  * alone for `debounceMs`. Throws when the folder cannot be watched; returns the
- * function that stops watching.
+ * function that stops watching, whose promise settles once the runtime let go
+ * of the watch. (Deno 2.9.6 shares one OS watch per path among its watchers and
+ * drops it only then: a watch made on the same path before that joins the old
+ * one, which stays on the old folder if the path now names another.)
  */
 export function watchFolder(
   folder: string,
   names: readonly string[] | null,
   onSettled: (name: string) => void,
   { debounceMs, clock = systemClock, onError }: FolderWatchOptions,
-): () => void {
+): () => Promise<void> {
   const watched = names === null ? null : new Set(names);
   const watcher = Deno.watchFs(folder, { recursive: false });
   const timers = new Map<string, number>();
-  (async () => {
+  const loop = (async () => {
     for await (const event of watcher) {
       for (const path of event.paths) {
         const name = basename(path);
@@ -53,6 +56,7 @@ export function watchFolder(
     try {
       watcher.close();
     } catch { /* closed */ }
+    return loop;
   };
 }
 

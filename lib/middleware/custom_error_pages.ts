@@ -3,7 +3,8 @@
 // disk on every such response (spec §2.10.6), so an edited page showed at
 // once; Strom reads the pages at config load and watches their folder, reading
 // a page again when it changes (a page deleted meanwhile gets the fallback
-// below), without blocking a response on the disk. `location` is relative to
+// below), and the folder's parent, reading every page again when the folder
+// appears, is replaced or goes away, without blocking a response on the disk. `location` is relative to
 // the config file's folder; a folder found only relative to the working
 // directory, where RustStrom looked, is taken from there with a warning. A page
 // that does not exist is a warning, and its status gets RustStrom's fallback
@@ -11,7 +12,7 @@
 // cannot be read is a config error. Codes from 200 work as in RustStrom; codes
 // whose answers have no body (1xx, 204, 205, 304) are ignored with a warning.
 
-import { isAbsolute, resolve } from "node:path";
+import { basename, dirname, isAbsolute, resolve } from "node:path";
 import { watchFolder } from "../config/watch.ts";
 import { readConfigFile } from "./files.ts";
 import { checkInt } from "../config/fields.ts";
@@ -99,7 +100,14 @@ export const customErrorPages: MiddlewareSpec<CustomErrorPagesOptions> = {
         deps.log.warn(`${read.problem}: answers with ${code} get "${statusText(code)}"`);
       } else deps.log.warn(`${read.problem}: answers with ${code} keep the page read before`);
     };
-    const stop = watchPages(options.folder, [...pages.keys()], reread, deps);
+    const stop = watchPages(options.folder, (name) => {
+      if (name === null) {
+        for (const code of pages.keys()) reread(code);
+        return;
+      }
+      const code = parseInt(name);
+      if (name === `${code}.html` && pages.has(code)) reread(code);
+    }, deps);
     const handler: Middleware = async (context, next) => {
       const response = await next();
       const page = pages.get(response.status);
@@ -144,37 +152,82 @@ function fallbackPage(code: number): Page {
 /** Quiet time after the last change to a page before it is read (editors write in bursts). */
 const SETTLE_MS = 100;
 
+/** Told a page file's name once it settled, or null when the folder itself changed. */
+type FolderListener = (name: string | null) => void;
+
+/** One watch per page folder, shared by the middlewares (pools, generations) using it. */
+const folders = new Map<string, { listeners: Set<FolderListener>; stop: () => void }>();
+
 /**
- * Watches the pages of `codes` in `folder` and calls `changed(code)` once one
- * was written, created or removed and then left alone for SETTLE_MS. Returns
- * the function that stops watching.
+ * Calls `listener` with a file's name once it was written, created or removed
+ * in `folder` and then left alone for SETTLE_MS, and with null when the folder
+ * appears (missing at load), is replaced (a deploy that swaps directories) or
+ * goes away, which its parent's watch tells. Returns the function that stops.
  */
-function watchPages(
+function watchPages(folder: string, listener: FolderListener, deps: MiddlewareDeps): () => void {
+  let entry = folders.get(folder);
+  if (entry === undefined) {
+    const listeners = new Set<FolderListener>();
+    const stop = openPageWatch(folder, (name) => {
+      for (const l of listeners) l(name);
+    }, deps);
+    folders.set(folder, entry = { listeners, stop });
+  }
+  const { listeners, stop } = entry;
+  listeners.add(listener);
+  return () => {
+    if (!listeners.delete(listener) || listeners.size > 0) return;
+    folders.delete(folder);
+    stop();
+  };
+}
+
+function openPageWatch(
   folder: string,
-  codes: readonly number[],
-  changed: (code: number) => void,
+  emit: FolderListener,
   { clock, log }: MiddlewareDeps,
 ): () => void {
-  // No folder: every page was missing at load (and warned about); nothing to watch.
-  if (!isFolder(folder)) return () => {};
-  try {
-    return watchFolder(
-      folder,
-      codes.map((code) => `${code}.html`),
-      (name) => changed(parseInt(name)),
-      {
-        debounceMs: SETTLE_MS,
-        clock,
-        onError: (e) => log.warn(`Watching the error pages in ${folder} stopped: ${e}`),
-      },
-    );
-  } catch (e) {
+  const options = (what: string) => ({
+    debounceMs: SETTLE_MS,
+    clock,
+    onError: (e: unknown) => log.warn(`Watching ${what} stopped: ${e}`),
+  });
+  const cannot = (what: string, e: unknown) =>
     log.warn(
-      `Cannot watch the error pages in ${folder} (${e instanceof Error ? e.message : e}): ` +
+      `Cannot watch ${what} (${e instanceof Error ? e.message : e}): ` +
         "an edited page is read at the next config reload",
     );
-    return () => {};
+  let stopped = false;
+  let files: (() => Promise<void>) | null = null;
+  /** (Re)starts the watch of the folder's files, once the runtime let go of the previous one. */
+  const watchFiles = async () => {
+    const previous = files;
+    files = null;
+    await previous?.();
+    if (stopped || !isFolder(folder)) return;
+    try {
+      files = watchFolder(folder, null, emit, options(`the error pages in ${folder}`));
+    } catch (e) {
+      cannot(`the error pages in ${folder}`, e);
+    }
+  };
+  let restarts = watchFiles();
+  let parent: () => Promise<void> = () => Promise.resolve();
+  try {
+    parent = watchFolder(dirname(folder), [basename(folder)], () => {
+      restarts = restarts.then(watchFiles).then(() => {
+        if (!stopped) emit(null);
+      });
+    }, options(`the folder of ${folder}`));
+  } catch (e) {
+    // No parent either: a folder missing at load stays unwatched.
+    if (!isFolder(folder)) cannot(`for the error page folder ${folder}`, e);
   }
+  return () => {
+    stopped = true;
+    void parent();
+    void restarts.then(() => files?.());
+  };
 }
 
 /**

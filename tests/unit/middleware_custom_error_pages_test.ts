@@ -145,6 +145,46 @@ Deno.test("customErrorPages() serves an edited page, a page made after load, and
   });
 });
 
+Deno.test("customErrorPages() picks up a folder missing at load, and a folder replaced by another, without a reload", async () => {
+  const dir = await Deno.makeTempDir();
+  const deps = testDeps({ baseDir: dir, clock: systemClock as ManualClock });
+  const mw = await build(customErrorPages, { location: "pages", errors: [502] }, deps);
+  // A second pool with the same folder shares its watch.
+  const other = await build(customErrorPages, { location: "pages", errors: [502, 503] }, deps);
+  const answerOf = async (m: typeof mw) => {
+    const r = await run(m, fakeContext("http://a.com/"), () => new Response("x", { status: 502 }));
+    return await r.text();
+  };
+  const answer = async () => {
+    const [a, b] = [await answerOf(mw), await answerOf(other)];
+    return a === b ? a : `${a} / ${b}`;
+  };
+  try {
+    assert.equal(await answer(), "502 - Bad Gateway\n");
+    await Deno.mkdir(`${dir}/next`);
+    await Deno.writeTextFile(`${dir}/next/502.html`, "<h1>First</h1>");
+    await Deno.rename(`${dir}/next`, `${dir}/pages`); // the folder appears, page and all
+    await waitFor(async () => (await answer()) === "<h1>First</h1>", "the page of the new folder");
+    await Deno.mkdir(`${dir}/next`);
+    await Deno.writeTextFile(`${dir}/next/502.html`, "<h1>Second</h1>");
+    await Deno.rename(`${dir}/pages`, `${dir}/old`);
+    await Deno.rename(`${dir}/next`, `${dir}/pages`); // a deploy swaps the folder
+    await waitFor(async () => (await answer()) === "<h1>Second</h1>", "the replaced folder's page");
+    await Deno.writeTextFile(`${dir}/pages/502.html`, "<h1>Third</h1>");
+    await waitFor(async () => (await answer()) === "<h1>Third</h1>", "an edit in the new folder");
+    await other.close?.();
+    await Deno.writeTextFile(`${dir}/pages/502.html`, "<h1>Fourth</h1>");
+    await waitFor(
+      async () => (await answerOf(mw)) === "<h1>Fourth</h1>",
+      "the watch to outlive the other pool",
+    );
+  } finally {
+    await other.close?.();
+    await mw.close?.();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("customErrorPages() takes RustStrom's codes below 400, ignoring with a warning those without a body", async () => {
   await withPages(async (dir) => {
     await Deno.writeTextFile(`${dir}/pages/302.html`, "<a href=/new>moved</a>");
