@@ -43,6 +43,8 @@ export class Backend implements Candidate {
   failuresAtProbe = 0;
   /** Taken out of rotation by an operator (admin API): no new requests, health still probed. */
   drained = false;
+  /** With `workers`: how many workers have it ejected (each ejects on its own traffic). */
+  ejectedInWorkers = 0;
 
   constructor(address: BackendAddress) {
     this.address = address;

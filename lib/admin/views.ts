@@ -25,6 +25,8 @@ export function poolsView(runtime: Runtime) {
           latencyMs: b.health.last.latencyMs,
         },
         ejected: b.outlier.ejected,
+        /** With `workers`: in how many workers live traffic has it ejected (each has its own). */
+        ejectedInWorkers: b.ejectedInWorkers,
         /** Taken out of rotation through POST /api/drain. */
         drained: b.drained,
         /** Passive ejections in a row (the cooldown's multiplier). */

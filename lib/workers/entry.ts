@@ -43,7 +43,7 @@ function post(message: FromWorker): void {
 
 function counters(): number[][] {
   return runtime!.pools.map((pool) =>
-    pool.backends.flatMap((b) => [b.requests, b.failures, b.inFlight])
+    pool.backends.flatMap((b) => [b.requests, b.failures, b.inFlight, b.outlier.ejected ? 1 : 0])
   );
 }
 

@@ -5,7 +5,7 @@
 import type { Level, Logger } from "../log.ts";
 import type { Runtime } from "../runtime.ts";
 import type { HealthState } from "../health/state.ts";
-import type { Counters, FromWorker, ToWorker } from "./protocol.ts";
+import { type Counters, COUNTERS_PER_BACKEND, type FromWorker, type ToWorker } from "./protocol.ts";
 import type { SocketAddress } from "../net/address.ts";
 import type { CertificateSnapshot } from "../tls/store.ts";
 import type { Family } from "../metrics/registry.ts";
@@ -215,14 +215,17 @@ export class WorkerGroup {
     const runtime = this.#runtime();
     runtime.pools.forEach((pool, p) => {
       pool.backends.forEach((backend, b) => {
-        let requests = 0, failures = 0, inFlight = 0;
+        let requests = 0, failures = 0, inFlight = 0, ejected = 0;
+        const at = b * COUNTERS_PER_BACKEND;
         for (const worker of this.#counters) {
           const row = worker[p];
           if (!row) continue;
-          requests += row[b * 3] ?? 0;
-          failures += row[b * 3 + 1] ?? 0;
-          inFlight += row[b * 3 + 2] ?? 0;
+          requests += row[at] ?? 0;
+          failures += row[at + 1] ?? 0;
+          inFlight += row[at + 2] ?? 0;
+          ejected += row[at + 3] ?? 0;
         }
+        backend.ejectedInWorkers = ejected;
         // The primary's own traffic (HTTPS) counts too: add the change of the workers' sums.
         const last = this.#written.get(backend) ?? [0, 0, 0];
         backend.requests += requests - last[0];

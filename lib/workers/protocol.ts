@@ -50,8 +50,11 @@ export type ToWorker =
   }
   | { readonly type: "shutdown"; readonly graceMs: number };
 
-/** Per backend of each pool: requests, failures, in-flight. */
+/** Per backend of each pool, COUNTERS_PER_BACKEND numbers: requests, failures, in-flight, ejected (1 or 0). */
 export type Counters = number[][];
+
+/** How many numbers each backend has in a pool's row of Counters. */
+export const COUNTERS_PER_BACKEND = 4;
 
 /** Worker → primary. */
 export type FromWorker =

@@ -182,6 +182,40 @@ Deno.test("with workers, a backend drained through the admin API gets no request
   assert.equal(a.requests.length, before);
 });
 
+Deno.test("with workers, the admin API says in how many workers live traffic ejected a backend", async () => {
+  await using live = startBackend(() => new Response("live"));
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const dead = `127.0.0.1:${closed.addr.port}`; // refuses connections from now on
+  closed.close();
+  await using lb = await startStrom(
+    `workers = 2\n` +
+      poolToml([live.address, dead], {
+        extra:
+          `[backend_pools.outlier_detection]\nconsecutive_failures = 1\nbase_ejection_time = "60s"`,
+      }),
+  );
+  // Fresh connections; retries reach `live`.
+  const view = async () => {
+    for (let i = 0; i < 8; i++) {
+      const r = await get(`${lb.url}/`, { headers: { connection: "close" } });
+      assert.equal(r.text, "live");
+    }
+    const pools = await (await fetch(`${lb.adminUrl}/api/pools`)).json();
+    return pools[0].backends.find((b: { address: string }) => b.address === dead);
+  };
+  // The kernel may hand every connection to one worker: each worker that got one ejects it.
+  await waitFor(async () => (await view()).ejectedInWorkers >= 1, "a worker to eject it", 10_000);
+  const backend = await view();
+  assert.ok(backend.ejectedInWorkers <= 2);
+  assert.equal(backend.ejected, false, "the primary's own traffic (none here) did not eject it");
+  const single = await (await fetch(`${lb.adminUrl}/api/pools`)).json();
+  assert.equal(
+    single[0].backends.find((b: { address: string }) => b.address === live.address)
+      .ejectedInWorkers,
+    0,
+  );
+});
+
 Deno.test("with workers, ACME challenge answers are served on the shared HTTP port", async () => {
   await using a = startBackend(() => new Response("backend"));
   await using lb = await startStrom(`workers = 2\n` + poolToml([a.address]));

@@ -86,20 +86,35 @@ function fillCard(card, b) {
   set(v.requests, String(b.requests));
   set(v.failures, String(b.failures));
   set(v.inFlight, String(b.inFlight));
-  set(v.ejected, b.ejected ? `yes (${b.ejections} in a row)` : "no");
+  set(
+    v.ejected,
+    b.ejected
+      ? `yes (${b.ejections} in a row)`
+      : b.ejectedInWorkers > 0
+      ? `in ${workers(b.ejectedInWorkers)}`
+      : "no",
+  );
 }
 
 /**
- * Tone and label: red for a backend out of rotation, amber for Slow or drained by
- * an operator, grey before any probe.
+ * Tone and label: red for a backend out of rotation, amber for Slow, drained by
+ * an operator or ejected by some workers only, grey before any probe.
  */
 function stateOf(b) {
   if (b.health === "Unresponsive") return ["bad", "Unresponsive"];
   if (b.ejected) return ["bad", `${b.health}, ejected`];
   if (b.drained) return ["warn", `${b.health}, drained`];
+  // With `workers`, each worker ejects on its own traffic: the others still use it.
+  if (b.ejectedInWorkers > 0) {
+    return ["warn", `${b.health}, ejected in ${workers(b.ejectedInWorkers)}`];
+  }
   if (b.health === "Slow") return ["warn", "Slow"];
   if (!b.verified) return ["unknown", "Healthy, not checked yet"];
   return ["ok", b.health];
+}
+
+function workers(n) {
+  return n === 1 ? "1 worker" : `${n} workers`;
 }
 
 function set(element, text) {
