@@ -46,8 +46,13 @@ export class LdapDirectory {
   readonly #idle: Client[] = [];
   #closed = false;
 
+  /** A DN under the user directory that no entry has (a random RDN value). */
+  readonly #nobody: string;
+
   constructor(options: DirectoryOptions) {
     this.#options = options;
+    this.#nobody =
+      `${options.rdnIdentifier}=strom-nobody-${crypto.randomUUID()},${options.userDirectory}`;
   }
 
   #client(): Client {
@@ -63,9 +68,13 @@ export class LdapDirectory {
   async verify(user: string, password: string): Promise<boolean> {
     // An empty password would be an unauthenticated bind, which succeeds (RFC 4513 §5.1.2).
     if (password === "" || this.#closed) return false;
-    for (const dn of await this.#find(user)) {
+    const found = await this.#find(user);
+    for (const dn of found) {
       if (await this.#bind(dn, password)) return true;
     }
+    // An unknown user costs a bind too (of a DN that cannot exist), so the time
+    // an answer takes does not tell which users exist (as BasicAuth's dummy hash).
+    if (found.length === 0) await this.#bind(this.#nobody, password);
     return false;
   }
 

@@ -21,6 +21,8 @@ export const LDAP_READER = { dn: "cn=reader,dc=example,dc=com", password: "reade
 export interface TestLdap extends AsyncDisposable {
   readonly url: string;
   readonly port: number;
+  /** The DNs of the binds slapd has seen so far, in order (its "stats" log). */
+  binds(): Promise<string[]>;
 }
 
 function ldif(): string {
@@ -45,6 +47,7 @@ include /etc/ldap/schema/inetorgperson.schema
 modulepath /usr/lib/ldap
 moduleload back_mdb
 pidfile ${dir}/slapd.pid
+logfile ${dir}/slapd.log
 database mdb
 maxsize 10485760
 suffix "dc=example,dc=com"
@@ -70,11 +73,15 @@ export async function startSlapd(options: { anonymousSearch?: boolean } = {}): P
   if (!load.success) throw new Error(`slapadd failed: ${new TextDecoder().decode(load.stderr)}`);
   const port = freePort();
   const url = `ldap://127.0.0.1:${port}`;
-  // -d 0 keeps slapd in the foreground.
+  // -d keeps slapd in the foreground; 256 ("stats") logs each operation to the logfile.
   const dispose = await startServerProgram(
     "slapd",
-    ["-f", `${dir}/slapd.conf`, "-h", `${url}/`, "-d", "0"],
+    ["-f", `${dir}/slapd.conf`, "-h", `${url}/`, "-d", "256"],
     { port, dir },
   );
-  return { url, port, [Symbol.asyncDispose]: dispose };
+  const binds = async () => {
+    const log = await Deno.readTextFile(`${dir}/slapd.log`).catch(() => "");
+    return [...log.matchAll(/ BIND dn="([^"]*)" method=/g)].map((m) => m[1]);
+  };
+  return { url, port, binds, [Symbol.asyncDispose]: dispose };
 }

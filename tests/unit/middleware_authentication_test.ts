@@ -74,6 +74,24 @@ Deno.test({
 });
 
 Deno.test({
+  name: "authentication() binds for an unknown user too, so timing does not tell who exists",
+  ignore: !hasSlapd,
+  async fn() {
+    await using ldap = await startSlapd();
+    const mw = await build(authentication, options(ldap.url));
+    try {
+      assert.deepEqual(await statuses(mw, ["nobody:some-pw", "alice:wrong"]), [401, 401]);
+      const binds = await ldap.binds();
+      assert.equal(binds.length, 2, binds.join("\n"));
+      assert.match(binds[0], /^uid=strom-nobody-[0-9a-f-]{36},ou=people,dc=example,dc=com$/);
+      assert.equal(binds[1], LDAP_USERS.alice.dn);
+    } finally {
+      await mw.close?.();
+    }
+  },
+});
+
+Deno.test({
   name: "authentication() is not open to LDAP filter injection (RustStrom's was)",
   ignore: !hasSlapd,
   async fn() {
