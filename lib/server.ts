@@ -13,7 +13,7 @@ import { HealthMonitor } from "./health/monitor.ts";
 import { createHttpProbe, type Probe } from "./health/probe.ts";
 import { Listeners } from "./listeners.ts";
 import { assertUnbound } from "./listen.ts";
-import { CertificateStore, RESOLVED_NAMES_LIMIT } from "./tls/store.ts";
+import { CertificateStore, resolvedLimitMessage } from "./tls/store.ts";
 import { ChallengeStore } from "./tls/challenges.ts";
 import { AcmeManager, type AcmeTuning } from "./tls/acme.ts";
 import { WebSocketRegistry } from "./proxy/websockets.ts";
@@ -48,6 +48,8 @@ export interface StartOptions {
   readonly acme?: AcmeTuning;
   /** How memory is trimmed, or why it cannot be (default: glibc's malloc_trim, lib/memory_trim.ts). */
   readonly memoryTrim?: Trim | string;
+  /** Server names an HTTPS listener resolves before it is replaced (default RESOLVED_NAMES_LIMIT; tests lower it). */
+  readonly resolvedNamesLimit?: number;
 }
 
 /** The outcome of a reload. */
@@ -67,7 +69,7 @@ export class Strom {
   readonly state: StateMetrics;
   readonly live = new LiveStats();
   /** Certificates served on the HTTPS listener, chosen by SNI. */
-  readonly certificates = new CertificateStore();
+  readonly certificates: CertificateStore;
   /** ACME HTTP-01 answers, served on the HTTP listener. */
   readonly challenges = new ChallengeStore();
   /** WebSockets relayed by this isolate. */
@@ -101,11 +103,10 @@ export class Strom {
       () => this.#workers?.size ?? 1,
       () => this.certificates.expiries(),
     );
+    this.certificates = new CertificateStore({ resolvedLimit: options.resolvedNamesLimit });
     this.#loadCertificates(runtime.config);
     this.certificates.onResolvedLimit = () => {
-      this.log.warn(
-        `The HTTPS listener has resolved ${RESOLVED_NAMES_LIMIT} server names: replacing it, which frees what Deno keeps for each`,
-      );
+      this.log.warn(resolvedLimitMessage(this.certificates.resolvedLimit));
       this.certificates.renewListener();
       this.refreshCertificates();
     };

@@ -19,6 +19,8 @@ interface Entry {
 export interface CertificateSnapshot {
   readonly entries: readonly (readonly [string, LoadedCertificate])[];
   readonly defaultName: string | null;
+  /** The store's RESOLVED_NAMES_LIMIT. */
+  readonly resolvedLimit: number;
 }
 
 /**
@@ -28,6 +30,11 @@ export interface CertificateSnapshot {
  * names would grow the process without end.
  */
 export const RESOLVED_NAMES_LIMIT = 10_000;
+
+/** The WARN line when an HTTPS listener reached its limit and is replaced. */
+export function resolvedLimitMessage(limit: number): string {
+  return `The HTTPS listener has resolved ${limit} server names: replacing it, which frees what Deno keeps for each`;
+}
 
 /** Certificates by server name; replaced on reload, updated by ACME. */
 export class CertificateStore {
@@ -43,6 +50,11 @@ export class CertificateStore {
 
   constructor(options: { resolvedLimit?: number } = {}) {
     this.#resolvedLimit = options.resolvedLimit ?? RESOLVED_NAMES_LIMIT;
+  }
+
+  /** Server names an HTTPS listener resolves before `onResolvedLimit`. */
+  get resolvedLimit(): number {
+    return this.#resolvedLimit;
   }
 
   /** A new HTTPS listener starts with Deno's per-name cache empty. */
@@ -78,7 +90,7 @@ export class CertificateStore {
 
   /** A store serving what `snapshot` describes. */
   static from(snapshot: CertificateSnapshot): CertificateStore {
-    const store = new CertificateStore();
+    const store = new CertificateStore({ resolvedLimit: snapshot.resolvedLimit });
     for (const [name, certificate] of snapshot.entries) {
       store.#entries.set(name, entry(name, certificate));
     }
@@ -91,6 +103,7 @@ export class CertificateStore {
     return {
       entries: [...this.#entries].map(([name, e]) => [name, e.certificate] as const),
       defaultName: this.#defaultName,
+      resolvedLimit: this.#resolvedLimit,
     };
   }
 

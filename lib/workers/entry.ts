@@ -11,7 +11,7 @@ import type { Config } from "../config/types.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { defaultRuntimeDeps, Runtime, type RuntimeDeps } from "../runtime.ts";
 import { listenHttpsProxy, listenProxy } from "../listen.ts";
-import { CertificateStore } from "../tls/store.ts";
+import { CertificateStore, resolvedLimitMessage } from "../tls/store.ts";
 import type { HttpListener } from "../net/http_listener.ts";
 import { TrafficMetrics } from "../metrics/metrics.ts";
 import { HealthMonitor } from "../health/monitor.ts";
@@ -34,6 +34,8 @@ let runtime: Runtime | null = null;
 let accessLog: AccessLog | null = null;
 let server: HttpListener | null = null;
 let https: HttpListener | null = null;
+/** What the primary last asked this worker's HTTPS listener to serve. */
+let httpsWanted: Extract<ToWorker, { type: "https" }>["https"] = null;
 let monitor: HealthMonitor | null = null;
 let statsTimer: ReturnType<typeof setInterval> | undefined;
 
@@ -73,11 +75,19 @@ async function adopt(config: Config, generation: number): Promise<void> {
  */
 function serveHttps(next: Extract<ToWorker, { type: "https" }>["https"]): void {
   const old = https;
+  httpsWanted = next;
   if (next !== null) {
+    const store = CertificateStore.from(next.certificates);
+    // As the primary does: a listener that resolved too many names is replaced by a fresh one.
+    store.onResolvedLimit = () => {
+      if (httpsWanted !== next) return;
+      log.warn(resolvedLimitMessage(store.resolvedLimit));
+      serveHttps(next);
+    };
     try {
       https = listenHttpsProxy(
         next.address,
-        CertificateStore.from(next.certificates),
+        store,
         () => runtime!,
         { log, observers: { metrics, accessLog: () => accessLog }, websockets },
       );

@@ -73,6 +73,8 @@ export interface StromTestOptions {
   readonly acme?: AcmeTuning;
   /** Memory trimming (default: glibc's malloc_trim). */
   readonly memoryTrim?: Trim | string;
+  /** Server names an HTTPS listener resolves before it is replaced. */
+  readonly resolvedNamesLimit?: number;
 }
 
 /**
@@ -95,6 +97,7 @@ export async function startStrom(toml: string, options: StromTestOptions = {}): 
     logRing: options.logRing,
     acme: options.acme,
     memoryTrim: options.memoryTrim,
+    resolvedNamesLimit: options.resolvedNamesLimit,
   });
   return {
     strom,

@@ -12,6 +12,8 @@ import {
 } from "../_helpers/servers.ts";
 import { ClientFrames, HANDSHAKE } from "../_helpers/websockets.ts";
 import tls from "node:tls";
+import { createLogger } from "../../lib/log.ts";
+import { resolvedLimitMessage } from "../../lib/tls/store.ts";
 
 async function curl(args: string[]): Promise<string> {
   const out = await new Deno.Command("curl", {
@@ -118,6 +120,37 @@ Deno.test({
     const body = await curlATest(ca.caPath, relayPort);
     assert.equal(body, "ok");
     await relaying;
+  },
+});
+
+Deno.test({
+  name: "an HTTPS listener that resolved its limit of server names is replaced, and serves on",
+  ignore: !hasOpenssl,
+  async fn() {
+    await using ca = await createCa();
+    const a = await ca.issue("a", ["a.test"]);
+    const b = await ca.issue("b", ["b.test"]);
+    await using backend = startBackend();
+    const lines: string[] = [];
+    const log = createLogger("info", { sink: (r) => lines.push(`${r.level} ${r.message}`) });
+    await using lb = await startStrom(
+      HTTPS + `default_certificate = "b.test"
+` +
+        poolToml([backend.address], { schemes: '["HTTPS"]' }) +
+        httpsConfig({ "a.test": a, "b.test": b }),
+      { log, resolvedNamesLimit: 3 },
+    );
+    const port = lb.strom.port("https_address");
+    for (const name of ["n1.test", "n2.test", "n3.test"]) {
+      assert.equal(await presentedCn(port, name), "b.test");
+    }
+    await waitFor(
+      () => lines.includes(`warn ${resolvedLimitMessage(3)}`),
+      "the listener to be replaced",
+    );
+    for (const name of ["a.test", "b.test", "n4.test"]) {
+      assert.equal(await presentedCn(port, name), name === "a.test" ? "a.test" : "b.test");
+    }
   },
 });
 

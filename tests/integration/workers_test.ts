@@ -14,7 +14,14 @@ import {
 import { createLogger } from "../../lib/log.ts";
 import { render } from "../../lib/metrics/registry.ts";
 import { X509Certificate } from "node:crypto";
-import { createCa, hasCurl, hasOpenssl, presentedCertificate } from "../_helpers/certs.ts";
+import {
+  createCa,
+  hasCurl,
+  hasOpenssl,
+  presentedCertificate,
+  presentedCn,
+} from "../_helpers/certs.ts";
+import { resolvedLimitMessage } from "../../lib/tls/store.ts";
 
 Deno.test("two workers share the port, every backend serves, and counters add up", async () => {
   await using a = startBackend();
@@ -312,6 +319,37 @@ Deno.test({
       assert.equal((await presentedCertificate(port, "a.test"))?.serialNumber, expected);
     }
     assert.equal(await curl(), "ok");
+  },
+});
+
+Deno.test({
+  name:
+    "with workers, a worker's HTTPS listener that resolved its limit of server names is replaced",
+  ignore: !hasOpenssl,
+  async fn() {
+    await using ca = await createCa();
+    const a = await ca.issue("a", ["a.test"]);
+    const b = await ca.issue("b", ["b.test"]);
+    await using backend = startBackend(() => new Response("ok"));
+    const lines: string[] = [];
+    const log = createLogger("info", { sink: (r) => lines.push(r.message) });
+    const certificate = (name: string, c: { cert: string; key: string }) =>
+      `[certificates."${name}"]\ntype = "Local"\ncertificate_path = "${c.cert}"\n` +
+      `private_key_path = "${c.key}"\n`;
+    await using lb = await startStrom(
+      `workers = 2\nhttps_address = "127.0.0.1:0"\ndefault_certificate = "b.test"\n` +
+        poolToml([backend.address], { schemes: '["HTTP", "HTTPS"]' }) +
+        certificate("a.test", a) + certificate("b.test", b),
+      { log, resolvedNamesLimit: 3 },
+    );
+    const port = lb.strom.port("https_address")!;
+    const fromWorker = new RegExp(`^worker \\d: ${resolvedLimitMessage(3)}$`);
+    // New names on new connections, until one worker (not only the primary) reached the limit.
+    for (let i = 0; i < 300 && !lines.some((l) => fromWorker.test(l)); i++) {
+      assert.equal(await presentedCn(port, `n${i}.test`), "b.test");
+    }
+    assert.ok(lines.some((l) => fromWorker.test(l)), lines.join("\n"));
+    for (let i = 0; i < 10; i++) assert.equal(await presentedCn(port, "a.test"), "a.test");
   },
 });
 
