@@ -55,7 +55,7 @@ export class HealthMonitor {
       for (const backend of pool.backends) {
         if (!backend.outlier.ejected) continue;
         const wait = Math.max(0, backend.outlier.ejectedUntil - this.#clock.now());
-        this.#later(() => this.#check(pool, backend), wait);
+        this.#later(() => this.#cooldownOver(pool, backend), wait);
       }
     }
     if (this.#running) this.#scheduleRounds();
@@ -174,10 +174,29 @@ export class HealthMonitor {
     this.#log.warn(
       `backend ${backend.id} in pool ${pool.config.name}: ejected for ${cooldownMs} ms (${reason})`,
     );
-    // After the cooldown, one probe decides: back in rotation, or ejected for longer.
     this.#later(() => {
-      if (this.#runtime?.pools.includes(pool)) this.#check(pool, backend);
+      if (this.#runtime?.pools.includes(pool)) this.#cooldownOver(pool, backend);
     }, cooldownMs);
+  }
+
+  /**
+   * After an ejection's cooldown, one probe decides: back in rotation, or
+   * ejected for longer. With the pool's health checks off there is no probe to
+   * trust (its path may not even exist), so the backend is simply back, as
+   * Envoy's outlier detection does without active checks; live traffic ejects
+   * it again if it still fails.
+   */
+  #cooldownOver(pool: Pool, backend: Backend): void {
+    if (this.#intervalMs(pool) > 0) {
+      this.#check(pool, backend);
+      return;
+    }
+    if (!backend.outlier.ejected) return;
+    readmit(backend.outlier, this.#clock.now());
+    pool.invalidate();
+    this.#log.info(
+      `backend ${backend.id} in pool ${pool.config.name}: back in rotation (cooldown over; health checks are off)`,
+    );
   }
 
   #later(callback: () => void, delayMs: number): void {

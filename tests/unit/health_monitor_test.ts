@@ -60,3 +60,35 @@ Deno.test("a probe-back-only monitor (a worker's) readmits an ejected backend an
   monitor.stop();
   runtime.close();
 });
+
+Deno.test("with health checks off, an ejected backend is back after its cooldown, without a probe", async () => {
+  const clock = new ManualClock();
+  const config = `[health_interval]\ncheck_every = 0\n` + CONFIG;
+  const runtime = await Runtime.create(parseConfig(config, { source: "<test>", baseDir: "." }), 1, {
+    log: silentLogger,
+    deps: { ...defaultRuntimeDeps, clock },
+  });
+  let probes = 0;
+  const monitor = new HealthMonitor({
+    clock,
+    log: silentLogger,
+    // The probe path need not exist where nobody configured checks: a probe would fail.
+    probe: () => (probes++, Promise.resolve(result(false))),
+  });
+  monitor.watch(runtime);
+  monitor.start();
+  const [pool] = runtime.pools;
+  const backend = pool.backends[1];
+  pool.reportOutcome(backend, true, "connect refused");
+  assert.ok(backend.outlier.ejected);
+  clock.advance(999);
+  assert.ok(backend.outlier.ejected, "still cooling down");
+  clock.advance(1);
+  for (let i = 0; i < 5; i++) await nextTurn();
+  assert.equal(backend.outlier.ejected, false);
+  assert.equal(probes, 0);
+  assert.equal(backend.health.status, "Healthy");
+  assert.ok(pool.available().includes(backend), "back in the working set");
+  monitor.stop();
+  runtime.close();
+});
