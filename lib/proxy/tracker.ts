@@ -27,6 +27,8 @@ export class RequestTracker {
   /** Strom gave up waiting for the backend (request_timeout): its own 504, not a backend's. */
   timedOut = false;
   bytesIn = 0;
+  /** A streamed request body, whose bytes so far are `bytesIn` at the end (null: use `bytesIn`). */
+  inBody: { readonly bytes: number } | null = null;
   #bytesOut = 0;
   #answered = false;
   #ended = false;
@@ -62,7 +64,10 @@ export class RequestTracker {
     );
     // Strom's own answers (no backend) end now; a backend's when its transport says so.
     // (Never touch response.body here: that would turn a byte body into a stream.)
-    if (this.backend === null) this.ended(Number(response.headers.get("content-length") ?? 0) || 0);
+    if (this.backend === null && !this.#ended) {
+      this.#ended = true;
+      this.#bytesOut = Number(response.headers.get("content-length") ?? 0) || 0;
+    }
     this.#finish();
   }
 
@@ -77,6 +82,7 @@ export class RequestTracker {
   #finish(): void {
     if (!this.#answered || !this.#ended) return;
     const { metrics } = this.#observers;
+    if (this.inBody !== null) this.bytesIn = this.inBody.bytes;
     metrics.bytesIn(this.bytesIn);
     metrics.bytesOut(this.#bytesOut);
     const log = this.#observers.accessLog();

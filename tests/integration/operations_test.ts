@@ -117,6 +117,29 @@ Deno.test("the access log writes one JSON line per request with its fields", asy
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("Strom's own answers (404, 502) are one access-log line each, counted once", async () => {
+  const dir = await Deno.makeTempDir();
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const dead = `127.0.0.1:${closed.addr.port}`; // refuses connections
+  closed.close();
+  const lb = await startStrom(
+    `[access_log]\nformat = "json"\npath = "${dir}/access.log"\n` +
+      poolToml([dead], { matcher: "PathPrefix('/down')", extra: "retries = 0" }),
+  );
+  const missing = await get(`${lb.url}/elsewhere`);
+  const down = await get(`${lb.url}/down`);
+  assert.deepEqual([missing.status, down.status], [404, 502]);
+  const metrics = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+  await lb.strom.shutdown(1000);
+  const lines = (await Deno.readTextFile(`${dir}/access.log`)).trim().split("\n").map((l) =>
+    JSON.parse(l)
+  );
+  assert.deepEqual(lines.map((l) => [l.path, l.status]), [["/elsewhere", 404], ["/down", 502]]);
+  const out = sample(metrics, `${N.BYTES_TRANSFERRED_TOTAL}{direction="out"}`);
+  assert.equal(out, lines[0].bytes_out + lines[1].bytes_out);
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("RequestId: backend, client and access log share one ID; only trusted peers set it", async () => {
   const dir = await Deno.makeTempDir();
   const seen: (string | null)[] = [];
