@@ -14,6 +14,7 @@ import type { WebSocketRegistry } from "./websockets.ts";
 import { plainIp } from "../net/address.ts";
 import { peerKey } from "../net/activity.ts";
 import { resetClient } from "../net/sockets.ts";
+import { ClientBody } from "./client_body.ts";
 import { UpstreamError } from "../transport/transport.ts";
 import { matchingPath, removeDotSegments } from "./path.ts";
 import {
@@ -308,6 +309,12 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
         options.log.debug(`Client went away during ${where}`);
         return failureResponse(outcome.failure);
       }
+      if (body instanceof ClientBody && body.failure !== null) {
+        // The upload broke on the client's side (it went away, or its body was malformed):
+        // neither the backend's failure nor worth another attempt.
+        options.log.debug(`The client's body broke off during ${where}: ${body.failure}`);
+        return failureResponse(request.signal.aborted ? "client-gone" : "bad-request");
+      }
       pool.reportOutcome(backend, true, outcome.reason);
       options.observers.metrics.backendFailed(backend.id);
       (tried ??= []).push(backend);
@@ -326,8 +333,8 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
   }
 }
 
-/** A request body as attempts send it: bytes when small enough to keep, else the stream. */
-type Body = Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array> | null;
+/** A request body as attempts send it: bytes when small enough to keep, else the client's stream. */
+type Body = Uint8Array<ArrayBuffer> | ClientBody | null;
 
 /** Small bodies of known length are read once, so any attempt can send them again. */
 const BUFFER_LIMIT = 64 * 1024;
@@ -338,7 +345,7 @@ async function replayableBody(
   signal: AbortSignal,
 ): Promise<Body> {
   const length = Number(fields.find(([name]) => name === "content-length")?.[1] ?? NaN);
-  return length <= BUFFER_LIMIT ? await readAll(body, signal) : body;
+  return length <= BUFFER_LIMIT ? await readAll(body, signal) : new ClientBody(body);
 }
 
 /** The whole of `body`; rejects (and cancels it) when `signal` aborts first. */
@@ -364,10 +371,11 @@ async function readAll(
 
 /**
  * Whether another attempt can send the body: bytes always; a stream only if no
- * attempt has touched it yet (a transport that failed to connect never reads it).
+ * attempt has read from it yet (a transport that failed to connect never reads it).
+ * (A stream an attempt read from and gave up is unlocked again: `locked` is no guide.)
  */
 function canReplay(body: Body): boolean {
-  return !(body instanceof ReadableStream) || !body.locked;
+  return !(body instanceof ClientBody) || body.replayable;
 }
 
 async function attemptOnce(
@@ -385,9 +393,8 @@ async function attemptOnce(
   backend.requests++;
   const { tracker } = exchange;
   tracker.attempts++;
-  tracker.bytesIn = body instanceof Uint8Array
-    ? body.length
-    : Number(fields.find(([name]) => name === "content-length")?.[1] ?? 0) || 0;
+  if (body instanceof ClientBody) tracker.inBody = body;
+  else tracker.bytesIn = body?.length ?? 0;
   const started = performance.now();
   let finished = false;
   let responded = false;
@@ -404,7 +411,7 @@ async function attemptOnce(
       method: request.method,
       target: exchange.middleware.target,
       fields,
-      body,
+      body: body instanceof ClientBody ? body.stream : body,
       signal: deadline.controller.signal,
       connectTimeoutMs: pool.config.connectTimeoutMs,
       stallTimeoutMs: exchange.options.runtime().config.sendTimeoutMs,

@@ -556,3 +556,62 @@ Deno.test("a request without Host matches no Host matcher and reaches its backen
     conn.close();
   }
 });
+
+Deno.test("a streamed upload an attempt has read from is never sent again, empty, to another backend", async () => {
+  let halfSent: () => void = () => {};
+  let broke = 0;
+  // Takes the head, lets body bytes pile up unread, then closes: the kernel resets the connection.
+  await using breaks = startRawBackend(async () => {
+    broke++;
+    await new Promise<void>((resolve) => halfSent = resolve);
+  });
+  const received: number[] = [];
+  await using counts = startBackend(async (req) => {
+    received.push((await req.arrayBuffer()).byteLength);
+    return new Response("stored", { status: 201 });
+  });
+  await using lb = await startStrom(
+    poolToml([breaks.address, counts.address], { extra: "retries = 2" }),
+  );
+  const chunk = new Uint8Array(16 * 1024).fill(120);
+  for (let i = 0; i < 2; i++) {
+    let sent = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (sent === 12) return controller.close();
+        if (++sent === 6) halfSent();
+        await new Promise((r) => setTimeout(r, 2));
+        controller.enqueue(chunk);
+      },
+    });
+    const response = await fetch(`${lb.url}/file`, { method: "PUT", body }).catch((e) => e);
+    if (response instanceof Response) await response.body?.cancel();
+  }
+  assert.equal(broke, 1, "one upload went to the backend that breaks");
+  assert.deepEqual(received, [12 * 16 * 1024], "the other was stored whole, and nothing else");
+});
+
+Deno.test("a client that abandons its upload is not counted against the backend", async () => {
+  let arrived: () => void = () => {};
+  const started = new Promise<void>((resolve) => arrived = resolve);
+  await using backend = startBackend(async (req) => {
+    arrived();
+    await req.arrayBuffer().catch(() => {});
+    return new Response("ok");
+  });
+  await using lb = await startStrom(
+    poolToml([backend.address], {
+      extra: "[backend_pools.outlier_detection]\nconsecutive_failures = 1",
+    }),
+  );
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: lb.strom.port("http_address") });
+  await conn.write(
+    new TextEncoder().encode("POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\nabc"),
+  );
+  await started; // the backend is reading the body
+  conn.close();
+  const [state] = lb.strom.runtime.pools[0].backends;
+  await waitFor(() => state.inFlight === 0, "the exchange to end");
+  assert.equal(state.failures, 0);
+  assert.equal(state.outlier.ejected, false);
+});

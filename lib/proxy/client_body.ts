@@ -1,0 +1,43 @@
+// A streamed request body as the client sends it, watched on its way upstream:
+// whether an attempt has read from it (then no other attempt may send it: the
+// bytes read are gone), whether it ended, and whether the client's side failed
+// (a client that aborts or breaks its upload is not the backend's failure).
+
+/** The client's streamed body, for one attempt after another. */
+export class ClientBody {
+  /** What attempts read; read it only through this. */
+  readonly stream: ReadableStream<Uint8Array>;
+  /** Some attempt pulled from it. */
+  touched = false;
+  /** Bytes the client has sent so far. */
+  bytes = 0;
+  /** Why reading from the client failed (it went away, or sent a broken body); null if it did not. */
+  failure: unknown = null;
+
+  constructor(source: ReadableStream<Uint8Array>) {
+    const reader = source.getReader();
+    this.stream = new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        this.touched = true;
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await reader.read();
+        } catch (e) {
+          this.failure = e;
+          throw e;
+        }
+        if (chunk.done) controller.close();
+        else {
+          this.bytes += chunk.value.length;
+          controller.enqueue(chunk.value);
+        }
+      },
+      cancel: (reason) => reader.cancel(reason),
+    }, { highWaterMark: 0 });
+  }
+
+  /** Whether another attempt can send it: only if none has touched it (or locked it). */
+  get replayable(): boolean {
+    return !this.touched && !this.stream.locked;
+  }
+}
