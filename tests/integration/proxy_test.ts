@@ -615,3 +615,21 @@ Deno.test("a client that abandons its upload is not counted against the backend"
   assert.equal(state.failures, 0);
   assert.equal(state.outlier.ejected, false);
 });
+
+Deno.test("PeakEWMA does not favour a backend that fails fast", async () => {
+  await using a = startBackend();
+  await using b = startBackend();
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const dead = `127.0.0.1:${closed.addr.port}`; // refuses connections at once
+  closed.close();
+  await using lb = await startStrom(
+    poolToml([dead, a.address, b.address], {
+      strategy: "{ PeakEWMA = {} }",
+      // Passive ejection off: the strategy alone must keep traffic away from it.
+      extra: "retries = 2\n[backend_pools.outlier_detection]\nconsecutive_failures = 0",
+    }),
+  );
+  for (let i = 0; i < 200; i++) assert.equal((await get(`${lb.url}/`)).status, 200);
+  const attempts = lb.strom.runtime.pools[0].backends.find((x) => x.id === dead)!.requests;
+  assert.ok(attempts < 20, `the failing backend got ${attempts} of 200 requests`);
+});
