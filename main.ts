@@ -68,8 +68,8 @@ async function run(command: Extract<Command, { kind: "run" }>): Promise<number> 
       onError: (e) => log.warn(`Stopped watching the config file: ${e}`),
     });
     Deno.addSignalListener("SIGHUP", () => {
-      log.info("Received SIGHUP, reloading the configuration");
-      strom.reload();
+      log.info("Received SIGHUP: reopening the access log and reloading the configuration");
+      void strom.reopenLogs().then(() => strom.reload());
     });
     const code = await untilSignal(strom, log, command.graceMs);
     stopWatching();

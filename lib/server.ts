@@ -253,6 +253,27 @@ export class Strom {
     this.#clientTimeouts.start();
   }
 
+  /**
+   * Opens the access log file anew, here and in the workers: after logrotate
+   * moved it away (`postrotate` sends SIGHUP), lines go to a new file at the
+   * configured path instead of the moved one. A failure keeps the old file.
+   */
+  async reopenLogs(): Promise<void> {
+    const config = this.#runtime.config.accessLog;
+    if (!config) return;
+    try {
+      const next = await AccessLog.open(config);
+      const before = this.#accessLog;
+      this.#accessLog = next;
+      await before?.close();
+    } catch (e) {
+      this.log.error(
+        `Cannot open the access log ${config.path} anew (${e}); writing on to the old one`,
+      );
+    }
+    this.#workers?.reopenLogs();
+  }
+
   /** The live config generation. */
   get runtime(): Runtime {
     return this.#runtime;

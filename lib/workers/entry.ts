@@ -148,6 +148,21 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       }
       break;
     }
+    case "reopen-logs": {
+      const config = runtime?.config.accessLog;
+      if (!config) break;
+      try {
+        const next = await AccessLog.open(config);
+        const before = accessLog;
+        accessLog = next;
+        await before?.close();
+      } catch (e) {
+        log.error(
+          `Cannot open the access log ${config.path} anew (${e}); writing on to the old one`,
+        );
+      }
+      break;
+    }
     case "health": {
       const pool = runtime?.pools[message.pool];
       const backend = pool?.backends[message.backend];

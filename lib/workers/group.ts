@@ -114,6 +114,13 @@ export class WorkerGroup {
     return this.#port;
   }
 
+  /** Has every worker open its access log file anew. */
+  reopenLogs(): void {
+    for (const worker of this.#workers) {
+      worker.postMessage({ type: "reopen-logs" } satisfies ToWorker);
+    }
+  }
+
   /** Has every worker build the new generation; resolves with the first error, or null. */
   async reload(config: ConfigSource, generation: number): Promise<string | null> {
     const message: ToWorker = {

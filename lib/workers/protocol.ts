@@ -48,6 +48,8 @@ export type ToWorker =
       | { readonly address: SocketAddress; readonly certificates: CertificateSnapshot }
       | null;
   }
+  /** Open the access log file anew (logrotate moved it; SIGHUP). */
+  | { readonly type: "reopen-logs" }
   | { readonly type: "shutdown"; readonly graceMs: number };
 
 /** Per backend of each pool, COUNTERS_PER_BACKEND numbers: requests, failures, in-flight, ejected (1 or 0). */

@@ -189,3 +189,39 @@ Deno.test("strom demo serves three backends in turn", async () => {
   demo.child.kill("SIGINT");
   assert.equal((await demo.child.status).code, 0);
 });
+
+Deno.test("SIGHUP opens the access log anew, as logrotate's postrotate expects", async () => {
+  await using backend = startBackend(() => new Response("ok"));
+  const dir = await Deno.makeTempDir();
+  const path = await configFile(`http_address = "127.0.0.1:0"
+admin_address = "127.0.0.1:0"
+[access_log]
+path = "${dir}/access.log"
+[[backend_pools]]
+matcher = "PathPrefix('/')"
+addresses = ["${backend.address}"]
+schemes = ["HTTP"]
+strategy = "RoundRobin"
+`);
+  await using strom = new StromProcess(["-c", path]);
+  const [, port] = await strom.waitForLine(/\(http_address, port (\d+)\)/);
+  assert.equal((await get(`http://127.0.0.1:${port}/before`)).status, 200);
+  const lines = async (file: string) =>
+    await Deno.readTextFile(file).then(
+      (t) => t.trim().split("\n").filter((l) => l !== ""),
+      () => [],
+    );
+  await waitFor(async () => (await lines(`${dir}/access.log`)).length === 1, "the first line");
+  await Deno.rename(`${dir}/access.log`, `${dir}/access.log.1`); // logrotate moves it
+  strom.child.kill("SIGHUP");
+  await strom.waitForLine(/Reloaded configuration/);
+  assert.equal((await get(`http://127.0.0.1:${port}/after`)).status, 200);
+  await waitFor(
+    async () => (await lines(`${dir}/access.log`)).length === 1,
+    "a line in the new file",
+  );
+  assert.match((await lines(`${dir}/access.log`))[0], /GET \/after /);
+  assert.equal((await lines(`${dir}/access.log.1`)).length, 1, "the moved file got nothing more");
+  await Deno.remove(path);
+  await Deno.remove(dir, { recursive: true });
+});

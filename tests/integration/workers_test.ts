@@ -223,6 +223,30 @@ Deno.test("with workers, the admin API says in how many workers live traffic eje
   );
 });
 
+Deno.test("with workers, reopenLogs() has every worker write to a new access log file", async () => {
+  await using backend = startBackend(() => new Response("ok"));
+  const dir = await Deno.makeTempDir();
+  await using lb = await startStrom(
+    `workers = 2\n[access_log]\npath = "${dir}/access.log"\n` + poolToml([backend.address]),
+  );
+  const count = async (file: string) =>
+    (await Deno.readTextFile(file).catch(() => "")).split("\n").filter((l) => l !== "").length;
+  for (let i = 0; i < 20; i++) await get(`${lb.url}/`, { headers: { connection: "close" } });
+  await waitFor(async () => (await count(`${dir}/access.log`)) === 20, "20 lines");
+  await Deno.rename(`${dir}/access.log`, `${dir}/access.log.1`);
+  await lb.strom.reopenLogs();
+  // The workers get the message after this returns: wait until both have a new file open.
+  await waitFor(async () => {
+    await get(`${lb.url}/`, { headers: { connection: "close" } });
+    return (await count(`${dir}/access.log`)) > 0;
+  }, "a line in the new file");
+  const moved = await count(`${dir}/access.log.1`);
+  for (let i = 0; i < 20; i++) await get(`${lb.url}/`, { headers: { connection: "close" } });
+  await waitFor(async () => (await count(`${dir}/access.log`)) >= 20, "the new lines");
+  assert.equal(await count(`${dir}/access.log.1`), moved, "no worker writes to the moved file");
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("with workers, ACME challenge answers are served on the shared HTTP port", async () => {
   await using a = startBackend(() => new Response("backend"));
   await using lb = await startStrom(`workers = 2\n` + poolToml([a.address]));
