@@ -107,6 +107,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       request.headers.get("x-forwarded-for"),
       runtime.config.trustedProxies,
     );
+    tracker.identified(client.clientIp);
     const context: PickContext = {
       clientIp: client.clientIp,
       cookie: request.headers.get("cookie"),

@@ -15,7 +15,8 @@ export interface Observers {
 export class RequestTracker {
   readonly #observers: Observers;
   readonly #request: Request;
-  readonly #client: string;
+  /** The peer, until the client is identified through `trusted_proxies`. */
+  #client: string;
   readonly #started = performance.now();
   readonly #time = new Date();
   status = 0;
@@ -40,6 +41,11 @@ export class RequestTracker {
     this.#request = request;
     this.#client = client;
     observers.metrics.requestStarted();
+  }
+
+  /** The client as `trusted_proxies` identify it (the access log's `client`, as nginx's realip). */
+  identified(clientIp: string): void {
+    this.#client = clientIp;
   }
 
   /**

@@ -140,6 +140,23 @@ Deno.test("Strom's own answers (404, 502) are one access-log line each, counted 
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("the access log's client is the one trusted_proxies identify, as with nginx's realip", async () => {
+  const dir = await Deno.makeTempDir();
+  await using backend = startBackend(() => new Response("ok"));
+  for (const trusted of ["", `trusted_proxies = ["127.0.0.1"]\n`]) {
+    const lb = await startStrom(
+      `${trusted}[access_log]\nformat = "json"\npath = "${dir}/access.log"\n` +
+        poolToml([backend.address]),
+    );
+    await get(`${lb.url}/`, { headers: { "x-forwarded-for": "10.0.1.7" } });
+    await lb.strom.shutdown(1000);
+  }
+  const clients = (await Deno.readTextFile(`${dir}/access.log`)).trim().split("\n")
+    .map((l) => JSON.parse(l).client);
+  assert.deepEqual(clients, ["127.0.0.1", "10.0.1.7"], "an untrusted peer's claim is ignored");
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("RequestId: backend, client and access log share one ID; only trusted peers set it", async () => {
   const dir = await Deno.makeTempDir();
   const seen: (string | null)[] = [];
