@@ -263,6 +263,12 @@ export class StateMetrics {
       ),
     });
     r.gauge({
+      name: N.BACKEND_EJECTED_IN_WORKERS,
+      help: "With workers: in how many workers passive health keeps the backend out",
+      labelNames: ["pool", "backend"],
+      collect: perBackend((set) => eachBackend((pool, b) => set(b.ejectedInWorkers, pool, b.id))),
+    });
+    r.gauge({
       name: N.BACKEND_IN_FLIGHT,
       help: "Requests being forwarded to the backend",
       labelNames: ["pool", "backend"],

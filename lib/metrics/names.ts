@@ -40,6 +40,7 @@ export const BACKEND_STATE = "strom_backend_state";
 export const BACKEND_IN_FLIGHT = "strom_backend_in_flight_requests";
 export const BACKEND_REQUESTS_TOTAL = "strom_backend_requests_total";
 export const BACKEND_EJECTED = "strom_backend_ejected";
+export const BACKEND_EJECTED_IN_WORKERS = "strom_backend_ejected_in_workers";
 export const EJECTIONS_TOTAL = "strom_backend_ejections_total";
 export const HEALTH_CHECKS_TOTAL = "strom_health_checks_total";
 export const RETRIES_TOTAL = "strom_retries_total";

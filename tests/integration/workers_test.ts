@@ -214,6 +214,11 @@ Deno.test("with workers, the admin API says in how many workers live traffic eje
   await waitFor(async () => (await view()).ejectedInWorkers >= 1, "a worker to eject it", 10_000);
   const backend = await view();
   assert.ok(backend.ejectedInWorkers <= 2);
+  const metrics = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+  assert.match(
+    metrics,
+    new RegExp(`^strom_backend_ejected_in_workers\\{pool="pool-0",backend="${dead}"\\} [12]$`, "m"),
+  );
   assert.equal(backend.ejected, false, "the primary's own traffic (none here) did not eject it");
   const single = await (await fetch(`${lb.adminUrl}/api/pools`)).json();
   assert.equal(
