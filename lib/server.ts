@@ -122,12 +122,11 @@ export class Strom {
       clock: deps.clock,
       log: options.log,
       probe: options.probe ?? createHttpProbe(deps.clock),
-      onChange: (pool, backend) =>
-        this.#workers?.broadcastHealth(
-          pool,
-          backend,
-          this.#runtime.pools[pool].backends[backend].health,
-        ),
+      onChange: (pool, backend) => {
+        const p = this.#runtime.pools[pool];
+        const b = p.backends[backend];
+        this.#workers?.broadcastHealth(p.config.name, b.id, b.health);
+      },
       onProbe: (pool, backend, ok) => this.state.healthChecked(pool, backend, ok),
     });
     this.health.watch(runtime);

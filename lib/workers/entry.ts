@@ -130,7 +130,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
           challenges,
         });
         statsTimer = setInterval(
-          () => post({ type: "stats", counters: counters() }),
+          () => post({ type: "stats", generation: runtime!.generation, counters: counters() }),
           STATS_INTERVAL_MS,
         );
         post({ type: "listening", port: server.addr.port });
@@ -164,8 +164,8 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       break;
     }
     case "health": {
-      const pool = runtime?.pools[message.pool];
-      const backend = pool?.backends[message.backend];
+      const pool = runtime?.pools.find((p) => p.config.name === message.pool);
+      const backend = pool?.backends.find((b) => b.id === message.backend);
       if (pool && backend) {
         backend.health = message.state;
         pool.invalidate();
@@ -202,7 +202,11 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       clearTimeout(timer);
       runtime?.close();
       await accessLog?.close();
-      post({ type: "stats", counters: runtime ? counters() : [] });
+      post({
+        type: "stats",
+        generation: runtime?.generation ?? 0,
+        counters: runtime ? counters() : [],
+      });
       post({ type: "stopped" });
       break;
     }

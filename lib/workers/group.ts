@@ -55,8 +55,9 @@ export class WorkerGroup {
             const message = event.data;
             if (message.type === "listening") resolve(message.port);
             else if (message.type === "error") reject(new Error(message.message));
-            else if (message.type === "stats") group.#collect(id - 1, message.counters);
-            else if (message.type === "log") options.log[message.level](message.message);
+            else if (message.type === "stats") {
+              group.#collect(id - 1, message.generation, message.counters);
+            } else if (message.type === "log") options.log[message.level](message.message);
           });
           worker.onerror = (event) => {
             event.preventDefault();
@@ -195,7 +196,7 @@ export class WorkerGroup {
   }
 
   /** Tells every worker about a backend's new health state. */
-  broadcastHealth(pool: number, backend: number, state: HealthState): void {
+  broadcastHealth(pool: string, backend: string, state: HealthState): void {
     const message: ToWorker = { type: "health", pool, backend, state };
     for (const worker of this.#workers) worker.postMessage(message);
   }
@@ -216,10 +217,13 @@ export class WorkerGroup {
     this.#terminate();
   }
 
-  #collect(index: number, counters: Counters): void {
+  #collect(index: number, generation: number, counters: Counters): void {
+    const runtime = this.#runtime();
+    // Counters go by position: those of a worker still on another generation (a reload under
+    // way) would land on other backends. Its previous report stands until it catches up.
+    if (generation !== runtime.generation) return;
     this.#counters[index] = counters;
     // The primary's runtime shows the sum over workers and itself.
-    const runtime = this.#runtime();
     runtime.pools.forEach((pool, p) => {
       pool.backends.forEach((backend, b) => {
         let requests = 0, failures = 0, inFlight = 0, ejected = 0;

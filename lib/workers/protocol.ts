@@ -20,8 +20,9 @@ export type ToWorker =
   }
   | {
     readonly type: "health";
-    readonly pool: number;
-    readonly backend: number;
+    /** By name and id, not position: a worker may still run the previous generation. */
+    readonly pool: string;
+    readonly backend: string;
     readonly state: HealthState;
   }
   | {
@@ -62,7 +63,8 @@ export const COUNTERS_PER_BACKEND = 4;
 export type FromWorker =
   | { readonly type: "listening"; readonly port: number }
   | { readonly type: "error"; readonly message: string }
-  | { readonly type: "stats"; readonly counters: Counters }
+  /** Counters by position in the worker's generation (the primary skips another generation's). */
+  | { readonly type: "stats"; readonly generation: number; readonly counters: Counters }
   | {
     /** Peers served since the previous ask, or being served (lib/net/activity.ts). */
     readonly type: "peers";
