@@ -9,7 +9,7 @@ import { createFetchTransport } from "./transport/fetch.ts";
 import { createHttp1Transport } from "./transport/http1/transport.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import { type HealthState, INITIAL_HEALTH } from "./health/state.ts";
-import { initialOutlierState, type OutlierState, recordOutcome } from "./health/outlier.ts";
+import { eject, initialOutlierState, type OutlierState, recordOutcome } from "./health/outlier.ts";
 import { RetryBudget } from "./proxy/retry.ts";
 import { Deadlines } from "./proxy/deadlines.ts";
 import { type Chain, compose, HttpError, type MiddlewareDeps } from "./middleware/middleware.ts";
@@ -134,6 +134,14 @@ export class Pool {
       this.#metrics?.ejected(this.config.name, backend.id);
       this.onEjection?.(this, backend, cooldown, reason);
     }
+  }
+
+  /** Ejects `backend` again (its readmission probe failed); returns the new cooldown. */
+  ejectAgain(backend: Backend): number {
+    const cooldown = eject(backend.outlier, this.config.outlier, this.clock.now());
+    this.invalidate();
+    this.#metrics?.ejected(this.config.name, backend.id);
+    return cooldown;
   }
 }
 

@@ -4,7 +4,7 @@
 import type { Clock } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import type { Backend, Pool, Runtime } from "../runtime.ts";
-import { eject, readmit } from "./outlier.ts";
+import { readmit } from "./outlier.ts";
 import type { Probe } from "./probe.ts";
 import { nextHealth, type ProbeResult } from "./state.ts";
 
@@ -143,12 +143,7 @@ export class HealthMonitor {
           `backend ${backend.id} in pool ${pool.config.name}: back in rotation (${result.reason})`,
         );
       } else {
-        this.#onEjection(
-          pool,
-          backend,
-          eject(outlier, pool.config.outlier, this.#clock.now()),
-          result.reason,
-        );
+        this.#onEjection(pool, backend, pool.ejectAgain(backend), result.reason);
       }
     }
   }

@@ -429,7 +429,7 @@ async function attemptOnce(
     exchange.options.observers.metrics.backendAnswered(backend.id, tookMs / 1000);
     pool.strategy.observe?.(backend.id, tookMs);
     const failed = pool.config.outlier.count5xx && response.status >= 500;
-    pool.reportOutcome(backend, failed, "");
+    pool.reportOutcome(backend, failed, failed ? `status ${response.status}` : "");
     return response;
   } catch (error) {
     finish(0);

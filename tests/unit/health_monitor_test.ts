@@ -6,6 +6,7 @@ import type { ProbeResult } from "../../lib/health/state.ts";
 import { parseConfig } from "../../lib/config/load.ts";
 import { defaultRuntimeDeps, Runtime } from "../../lib/runtime.ts";
 import { silentLogger } from "../../lib/log.ts";
+import type { TrafficMetrics } from "../../lib/metrics/metrics.ts";
 import { ManualClock, nextTurn } from "../_helpers/clock.ts";
 
 const CONFIG = `
@@ -29,9 +30,11 @@ const result = (ok: boolean): ProbeResult => ({
 
 Deno.test("a probe-back-only monitor (a worker's) readmits an ejected backend and leaves its active health alone", async () => {
   const clock = new ManualClock();
+  const ejections: string[] = [];
+  const metrics = { ejected: (_pool: string, backend: string) => ejections.push(backend) };
   const runtime = await Runtime.create(parseConfig(CONFIG, { source: "<test>", baseDir: "." }), 1, {
     log: silentLogger,
-    deps: { ...defaultRuntimeDeps, clock },
+    deps: { ...defaultRuntimeDeps, clock, metrics: metrics as unknown as TrafficMetrics },
   });
   let probeOk = false;
   const monitor = new HealthMonitor({
@@ -51,6 +54,8 @@ Deno.test("a probe-back-only monitor (a worker's) readmits an ejected backend an
   clock.advance(1000); // the probe-back fails: ejected for longer
   await settle();
   assert.ok(backend.outlier.ejected);
+  assert.equal(backend.outlier.ejections, 2, "the second ejection counts");
+  assert.deepEqual(ejections, [backend.id, backend.id], "in strom_backend_ejections_total too");
   probeOk = true;
   clock.advance(2000); // it passes: back in rotation
   await settle();
