@@ -37,12 +37,23 @@ export function adminGuard(
     if (mutating && crossOrigin(c.req.raw)) {
       return c.text("403 - cross-origin requests cannot change Strom", 403);
     }
-    if (mutating || !options.loopback()) {
+    // On loopback, reads need no token, but only under a loopback name: a page whose name an
+    // attacker rebinds to 127.0.0.1 sends its own name as Host (DNS rebinding).
+    if (mutating || !options.loopback() || !loopbackName(c.req.header("host"))) {
       const refused = checkToken(c, options.token());
       if (refused) return refused;
     }
     await next();
   };
+}
+
+/** Whether a Host header names this machine: localhost (and `*.localhost`), 127.0.0.0/8 or [::1]. */
+export function loopbackName(host: string | undefined): boolean {
+  if (host === undefined) return false;
+  const name = host.toLowerCase().replace(/:\d*$/, "").replace(/\.$/, "");
+  if (name === "[::1]") return true;
+  if (name === "localhost" || name.endsWith(".localhost")) return true;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
 }
 
 /**

@@ -1,6 +1,7 @@
 // Metrics, access log, hot reload and the admin API.
 
 import assert from "node:assert/strict";
+import { rawExchange } from "../_helpers/raw.ts";
 import { get, poolToml, startBackend, startStrom, waitFor } from "../_helpers/servers.ts";
 import * as N from "../../lib/metrics/names.ts";
 import { watchConfig } from "../../lib/config/watch.ts";
@@ -536,6 +537,25 @@ Deno.test("the admin API serves status, logs and a live event stream", async () 
   while (!text.includes("\n\n")) text += (await reader.read()).value ?? "";
   assert.match(text, /^event: history\ndata: \[/);
   await reader.cancel();
+});
+
+Deno.test("the admin API on loopback answers token-free reads only under a loopback Host (DNS rebinding)", async () => {
+  await using a = startBackend();
+  await using lb = await startStrom(poolToml([a.address]));
+  const port = lb.strom.port("admin_address");
+  const status = async (host: string) =>
+    (await rawExchange(
+      port,
+      `GET /api/status HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+    ))
+      .split("\r\n")[0];
+  for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, "LOCALHOST"]) {
+    assert.equal(await status(host), "HTTP/1.1 200 OK", host);
+  }
+  // A page at attacker.example, its name rebound to 127.0.0.1, sends its own name.
+  for (const host of [`attacker.example:${port}`, "127.0.0.1.attacker.example", "localhost.evil"]) {
+    assert.equal(await status(host), "HTTP/1.1 403 Forbidden", host);
+  }
 });
 
 Deno.test("an open event stream ends when Strom stops instead of holding up the shutdown", async () => {
