@@ -124,7 +124,10 @@ function reportFatal(e: unknown): number {
     console.error(e.message);
     return 1;
   }
-  throw e;
+  // Anything else that stops the start (an access log that cannot be opened, ...) is a failure
+  // too: exit 1, so a supervisor (systemd's Restart=on-failure) sees it.
+  console.error(`strom: cannot start: ${e instanceof Error ? e.message : String(e)}`);
+  return 1;
 }
 
 if (import.meta.main) {

@@ -79,9 +79,18 @@ export function createAdminApp(strom: Strom): Hono {
       if (e instanceof ConfigError) return c.json({ ok: false, problems: e.problems }, 422);
       throw e;
     }
-    await writeAtomically(path, text);
+    // Applied first, saved after: a config that parses but cannot be applied (an access log
+    // that cannot be opened) must not replace the file Strom would start from next time.
     const result = await strom.reload(text);
-    return c.json(result, result.ok ? 200 : 422);
+    if (!result.ok) return c.json(result, 422);
+    try {
+      await writeAtomically(path, text);
+    } catch (e) {
+      const message = `applied, but ${path} could not be written: ${(e as Error).message}`;
+      strom.log.error(`PUT /api/config: ${message}`);
+      return c.json({ ...result, saved: false, message }, 500);
+    }
+    return c.json(result, 200);
   });
 
   // { pool, backend, drained = true }: no new requests for that backend (or again).

@@ -225,3 +225,17 @@ strategy = "RoundRobin"
   await Deno.remove(path);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("strom exits 1 when it cannot start (an access log it cannot open)", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = await configFile(`http_address = "127.0.0.1:0"
+admin_address = "127.0.0.1:0"
+[access_log]
+path = "${dir}/missing/access.log"
+`);
+  await using strom = new StromProcess(["-c", path]);
+  const status = await strom.child.status;
+  assert.equal(status.code, 1, strom.lines.join("\n"));
+  await Deno.remove(path);
+  await Deno.remove(dir, { recursive: true });
+});

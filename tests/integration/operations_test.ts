@@ -477,6 +477,11 @@ Deno.test("PUT /api/config: a bad file is refused with 422, a good one is writte
   const body = await bad.json();
   assert.equal(body.problems[0].path, "backend_pools[0].strategy");
   assert.equal(await Deno.readTextFile(lb.path), lb.text, "the file is unchanged");
+  // Valid, but it cannot be applied: not saved either (Strom would not start from it).
+  const unusable = await put(lb.text + `\n[access_log]\npath = "${lb.dir}/missing/access.log"\n`);
+  assert.equal(unusable.status, 422);
+  assert.equal((await unusable.json()).problems[0].path, "access_log.path");
+  assert.equal(await Deno.readTextFile(lb.path), lb.text, "the file is still unchanged");
 
   await Deno.chmod(lb.path, 0o600); // it holds the token
   const good = await put(lb.text + "\n# edited\n");
