@@ -76,7 +76,12 @@ export class Listeners {
 
   /** The bound port of a role, or undefined. */
   port(role: Role): number | undefined {
-    return this.#bound.find((b) => b.role === role)?.server.addr.port;
+    return this.address(role)?.port;
+  }
+
+  /** The bound address of a role (after a failed rebind, the old one's), or undefined. */
+  address(role: Role): Deno.NetAddr | undefined {
+    return this.#bound.find((b) => b.role === role)?.server.addr;
   }
 
   /** The ports of every listener still serving (retired HTTPS ones too). */

@@ -14,6 +14,7 @@ import { createHttpProbe, type Probe } from "./health/probe.ts";
 import { Listeners } from "./listeners.ts";
 import { assertUnbound } from "./listen.ts";
 import { CertificateStore, resolvedLimitMessage } from "./tls/store.ts";
+import { isLoopbackHost } from "./admin/auth.ts";
 import { ChallengeStore } from "./tls/challenges.ts";
 import { AcmeManager, type AcmeTuning } from "./tls/acme.ts";
 import { WebSocketRegistry } from "./proxy/websockets.ts";
@@ -294,6 +295,15 @@ export class Strom {
     const port = this.#listeners.port(role);
     if (port === undefined) throw new Error(`Cannot find listener "${role}"`);
     return port;
+  }
+
+  /**
+   * Whether the admin listener is bound to loopback: what is bound, not what the
+   * config says (a rebind that failed keeps the old listener on its old address).
+   */
+  get adminOnLoopback(): boolean {
+    const address = this.#listeners.address("admin_address");
+    return address !== undefined && isLoopbackHost(address.hostname);
   }
 
   /** The listeners, for status output. */

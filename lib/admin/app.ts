@@ -9,7 +9,7 @@ import type { Strom } from "../server.ts";
 import { BLANK_CONFIG_PROBLEM, isBlankConfig, parseConfig } from "../config/load.ts";
 import { ConfigError } from "../config/errors.ts";
 import { METRICS_CONTENT_TYPE } from "../metrics/metrics.ts";
-import { adminGuard, isLoopbackHost, secretRoute } from "./auth.ts";
+import { adminGuard, secretRoute } from "./auth.ts";
 import { poolsView } from "./views.ts";
 import { serveDashboard } from "./dashboard/serve.ts";
 
@@ -37,7 +37,7 @@ export function createAdminApp(strom: Strom): Hono {
     "*",
     adminGuard({
       token: () => strom.runtime.config.adminToken,
-      loopback: () => isLoopbackHost(strom.runtime.config.adminAddress.hostname),
+      loopback: () => strom.adminOnLoopback,
     }),
   );
 

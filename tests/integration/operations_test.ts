@@ -563,6 +563,21 @@ Deno.test("the admin API on loopback answers token-free reads only under a loopb
   }
 });
 
+Deno.test("the admin API's loopback rule follows the address bound, not the config's", async () => {
+  await using a = startBackend();
+  const token = "rebind-token-0123456789";
+  const toml = (admin: string) =>
+    `admin_address = "${admin}"\nadmin_token = "${token}"\n` + poolToml([a.address]);
+  await using lb = await startStrom(toml("127.0.0.1:0"));
+  const port = lb.strom.port("admin_address");
+  // 0.0.0.0 on the same port cannot be bound next to the listener on 127.0.0.1: the old one stays.
+  const result = await lb.strom.reload(toml(`0.0.0.0:${port}`));
+  assert.ok(result.ok && result.kept?.length === 1, JSON.stringify(result));
+  const status = await fetch(`http://127.0.0.1:${port}/api/status`);
+  assert.equal(status.status, 200, "still on loopback: reads need no token");
+  await status.body?.cancel();
+});
+
 Deno.test("an open event stream ends when Strom stops instead of holding up the shutdown", async () => {
   await using a = startBackend();
   const lines: string[] = [];
