@@ -232,8 +232,18 @@ export class FrameDecoder {
   }
 
   /** Appends bytes, compacting or growing the buffer as needed. */
+  /** Bytes of buffer this decoder holds (its memory, between frames). */
+  get capacity(): number {
+    return this.#buf.length;
+  }
+
   #append(chunk: Uint8Array): void {
-    if (this.#start === this.#end) this.#start = this.#end = 0;
+    if (this.#start === this.#end) {
+      this.#start = this.#end = 0;
+      // Everything was taken: a buffer grown for one large frame goes, not kept for the
+      // socket's lifetime (16 MiB per idle socket after one big message).
+      if (this.#buf.length > KEEP_BUFFER) this.#buf = new Uint8Array(0);
+    }
     const pending = this.#end - this.#start;
     if (this.#end + chunk.length > this.#buf.length) {
       if (pending + chunk.length <= this.#buf.length) {
@@ -251,6 +261,9 @@ export class FrameDecoder {
     this.#end += chunk.length;
   }
 }
+
+/** A decoder keeps a buffer up to this size between frames; a larger one is let go once empty. */
+const KEEP_BUFFER = 64 * 1024;
 
 function isKnownOpcode(opcode: number): boolean {
   return opcode <= OPCODE.binary || (opcode >= OPCODE.close && opcode <= OPCODE.pong);

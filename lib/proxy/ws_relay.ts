@@ -41,8 +41,18 @@ export interface RelayOptions {
 const CLOSE_TIMEOUT_MS = 5_000;
 /** Backend reads pause while more than this waits to go out to the client (bytes). */
 const CLIENT_HIGH_WATER = 1024 * 1024;
-/** Bytes from the client waiting for the backend at most; a slower backend ends the relay. */
-const MAX_QUEUED_TO_BACKEND = 64 * 1024 * 1024;
+/**
+ * Bytes from the client that may wait for the backend behind a message still
+ * being written (one message alone may be larger: the runtime hands it over
+ * whole). Deno's WebSocket cannot stop reading from a client, so a backend
+ * that reads more slowly than its client writes ends the relay instead of
+ * growing the queue: a client could otherwise park 64 MiB per socket.
+ */
+export const MAX_QUEUED_TO_BACKEND = 4 * 1024 * 1024;
+/** All relays of this isolate together: past it, the relay that adds more is ended (1013). */
+export const MAX_QUEUED_TO_BACKENDS = 256 * 1024 * 1024;
+/** Bytes waiting for backends in every relay of this isolate. */
+let queuedInIsolate = 0;
 
 const utf8 = new TextEncoder();
 
@@ -57,7 +67,9 @@ class Relay {
   readonly #conn: Connection;
   readonly #decoder = new FrameDecoder();
   #writes: Promise<void> = Promise.resolve();
+  /** Bytes waiting for the backend, and in how many frames. */
   #queued = 0;
+  #queuedFrames = 0;
   #opened = false;
   /** A close frame went to the backend: nothing else may follow it. */
   #closeSent = false;
@@ -228,19 +240,37 @@ class Relay {
   #send(opcode: number, payload: Uint8Array): void {
     if (this.#closeSent || this.#backendDone) return;
     const frame = encodeFrame(opcode, payload);
-    this.#queued += frame.length;
-    if (this.#queued > MAX_QUEUED_TO_BACKEND) {
+    if (this.#queuedFrames > 0 && this.#queued + frame.length > MAX_QUEUED_TO_BACKEND) {
       this.#o.log.warn(`Closing a WebSocket: ${this.#o.label} reads too slowly`);
       this.#closeClient(1011, "backend too slow");
       this.#closeBackendNow();
       return;
     }
+    if (queuedInIsolate + frame.length > MAX_QUEUED_TO_BACKENDS) {
+      this.#o.log.warn(
+        `Closing a WebSocket to ${this.#o.label}: ${MAX_QUEUED_TO_BACKENDS} bytes already wait for backends`,
+      );
+      this.#closeClient(1013, "try again later");
+      this.#closeBackendNow();
+      return;
+    }
+    this.#queue(frame.length);
     this.#writes = this.#writes.then(
       () => this.#backendDone ? undefined : this.#conn.write(frame),
     ).then(
-      () => void (this.#queued -= frame.length),
-      () => this.#closeBackendNow(),
+      () => this.#queue(-frame.length),
+      () => {
+        this.#queue(-frame.length);
+        this.#closeBackendNow();
+      },
     );
+  }
+
+  /** Counts `bytes` more (or fewer) waiting for the backend, here and in the isolate. */
+  #queue(bytes: number): void {
+    this.#queued += bytes;
+    this.#queuedFrames += Math.sign(bytes);
+    queuedInIsolate += bytes;
   }
 
   #maybeEnd(): void {

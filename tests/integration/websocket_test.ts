@@ -12,6 +12,7 @@ import {
   ClientFrames,
   HANDSHAKE,
   rawUpgrade,
+  type SeenClose,
   startWsBackend,
   TestClient,
 } from "../_helpers/websockets.ts";
@@ -275,6 +276,34 @@ Deno.test("Strom answers the backend's pings and closes the client with 1011 whe
   assert.deepEqual(sawPong, [new TextEncoder().encode("hi")]);
   const closed = await client.closed;
   assert.deepEqual(closed, { code: 1011, reason: "backend gone" }, "no backend detail to clients");
+  await waitFor(() => lb.strom.websockets.count === 0, "the relay to end");
+});
+
+Deno.test("a client writing faster than its backend reads is cut off after a few MiB, not 64", async () => {
+  let release: () => void = () => {};
+  const done = new Promise<void>((resolve) => release = resolve);
+  await using raw = startRawBackend(async (conn, head) => {
+    await acceptUpgrade(conn, head);
+    await done; // reads nothing more
+  });
+  await using lb = await startStrom(poolToml([raw.address]));
+  const client = await TestClient.open(wsUrl(lb));
+  let closed: SeenClose | null = null;
+  client.closed.then((c) => closed = c);
+  const mib = new Uint8Array(1024 * 1024);
+  let sent = 0;
+  while (closed === null && sent < 200) {
+    client.socket.send(mib);
+    sent++;
+    while (client.socket.bufferedAmount > 0 && closed === null) {
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
+  release();
+  await client.closed;
+  assert.deepEqual(closed, { code: 1011, reason: "backend too slow" });
+  // The backend's socket buffers hold some; Strom itself at most 4 MiB past one message.
+  assert.ok(sent < 32, `the client got ${sent} MiB in before it was cut off`);
   await waitFor(() => lb.strom.websockets.count === 0, "the relay to end");
 });
 

@@ -117,6 +117,18 @@ Deno.test("FrameDecoder decodes a 1 MiB message with a 64-bit length", () => {
   assert.deepEqual(events[0], { type: "binary", data: big });
 });
 
+Deno.test("FrameDecoder lets go of a buffer grown for a large frame once it is used up", () => {
+  const decoder = new FrameDecoder();
+  const big = new Uint8Array(1024 * 1024).fill(7);
+  const events = decoder.push(serverFrame(OPCODE.binary, big));
+  assert.deepEqual(events, [{ type: "binary", data: big }]);
+  assert.deepEqual(decoder.push(serverFrame(OPCODE.text, "small")), [{
+    type: "text",
+    data: "small",
+  }]);
+  assert.ok(decoder.capacity <= 64 * 1024, `it still holds ${decoder.capacity} bytes`);
+});
+
 Deno.test("FrameDecoder reads close frames: code and reason, or 1005 when empty", () => {
   assert.deepEqual(decodeAll(serverFrame(OPCODE.close, closePayload(4001, "bye now"))), [
     { type: "close", code: 4001, reason: "bye now" },
