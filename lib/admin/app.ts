@@ -10,6 +10,7 @@ import { BLANK_CONFIG_PROBLEM, isBlankConfig, parseConfig } from "../config/load
 import { ConfigError } from "../config/errors.ts";
 import { METRICS_CONTENT_TYPE } from "../metrics/metrics.ts";
 import { adminGuard, secretRoute } from "./auth.ts";
+import { concatBytes } from "../bytes.ts";
 import { poolsView } from "./views.ts";
 import { serveDashboard } from "./dashboard/serve.ts";
 
@@ -68,10 +69,8 @@ export function createAdminApp(strom: Strom): Hono {
   app.put("/api/config", async (c) => {
     const path = strom.configText === null ? null : strom.configPath;
     if (path === null) return c.text("404 - this config has no file", 404);
-    const length = Number(c.req.header("content-length") ?? 0);
-    if (length > MAX_CONFIG_BYTES) return c.text("413 - config too large", 413);
-    const text = await c.req.text();
-    if (text.length > MAX_CONFIG_BYTES) return c.text("413 - config too large", 413);
+    const text = await readText(c.req.raw, MAX_CONFIG_BYTES);
+    if (text === null) return c.text("413 - config too large", 413);
     if (isBlankConfig(text)) return c.json({ ok: false, problems: [BLANK_CONFIG_PROBLEM] }, 422);
     try {
       parseConfig(text, { source: path, baseDir: dirname(path) });
@@ -96,8 +95,10 @@ export function createAdminApp(strom: Strom): Hono {
   // { pool, backend, drained = true }: no new requests for that backend (or again).
   app.post("/api/drain", async (c) => {
     let body: unknown;
+    const text = await readText(c.req.raw, MAX_DRAIN_BYTES);
+    if (text === null) return c.text("413 - body too large", 413);
     try {
-      body = await c.req.json();
+      body = JSON.parse(text);
     } catch {
       return c.text("400 - expected a JSON body", 400);
     }
@@ -159,6 +160,26 @@ export function createAdminApp(strom: Strom): Hono {
 
   app.notFound((c) => c.text("404 - page not found", 404));
   return app;
+}
+
+/** Longest `POST /api/drain` body. */
+const MAX_DRAIN_BYTES = 4096;
+
+/**
+ * A request body as text, or null (and the rest left unread) once it passes
+ * `limit` bytes: a body without Content-Length is not read whole first.
+ */
+async function readText(request: Request, limit: number): Promise<string | null> {
+  if (Number(request.headers.get("content-length") ?? 0) > limit) return null;
+  if (request.body === null) return "";
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of request.body) {
+    size += chunk.length;
+    if (size > limit) return null; // leaving the loop cancels the body
+    parts.push(chunk);
+  }
+  return new TextDecoder().decode(concatBytes(parts));
 }
 
 /**

@@ -16,7 +16,7 @@ import { peerKey } from "../net/activity.ts";
 import { resetClient } from "../net/sockets.ts";
 import { ClientBody } from "./client_body.ts";
 import { UpstreamError } from "../transport/transport.ts";
-import { matchingPath, removeDotSegments } from "./path.ts";
+import { loggable, matchingPath, removeDotSegments } from "./path.ts";
 import {
   type ArrivalInfo,
   type ClientIdentity,
@@ -270,7 +270,9 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
   let candidates = pool.available();
   if (candidates.length === 0) {
     options.log.warn(
-      `No backend available in pool ${pool.config.name} for ${target.method} ${target.path}`,
+      `No backend available in pool ${pool.config.name} for ${target.method} ${
+        loggable(target.path)
+      }`,
     );
     return failureResponse("no-backend");
   }
@@ -287,7 +289,9 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
       } catch {
         if (deadline.timedOut) {
           options.log.info(
-            `Request body of ${target.method} ${target.path} not received within ${pool.config.requestTimeoutMs} ms`,
+            `Request body of ${target.method} ${
+              loggable(target.path)
+            } not received within ${pool.config.requestTimeoutMs} ms`,
           );
           return failureResponse("request-timeout");
         }
@@ -304,8 +308,9 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
       });
       if (outcome instanceof Response) return outcome;
       if (exchange.middleware.bodyError) throw exchange.middleware.bodyError; // the client's (issue #6)
-      const where =
-        `${target.method} ${target.path} to backend ${backend.id} in pool ${pool.config.name}`;
+      const where = `${target.method} ${
+        loggable(target.path)
+      } to backend ${backend.id} in pool ${pool.config.name}`;
       if (outcome.failure === "client-gone") {
         options.log.debug(`Client went away during ${where}`);
         return failureResponse(outcome.failure);

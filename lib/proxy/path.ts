@@ -58,3 +58,12 @@ function decodePercent(path: string): string {
     return path.replace(/%([0-7][0-9A-Fa-f])/g, (_, hex) => String.fromCharCode(parseInt(hex, 16)));
   }
 }
+
+/** Longest path a log line quotes: Deno takes targets of up to about 64 KiB, kept 2,000 times. */
+const LOGGED_PATH_CHARS = 256;
+
+/** `path` for a log line: cut after LOGGED_PATH_CHARS, saying how long it was. */
+export function loggable(path: string): string {
+  if (path.length <= LOGGED_PATH_CHARS) return path;
+  return `${path.slice(0, LOGGED_PATH_CHARS)}… (${path.length} characters)`;
+}

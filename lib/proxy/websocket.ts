@@ -14,6 +14,7 @@ import { classifyFailure, type Failure, failureResponse } from "./errors.ts";
 import type { Fields } from "./headers.ts";
 import type { RequestTracker } from "./tracker.ts";
 import type { WebSocketRegistry } from "./websockets.ts";
+import { loggable } from "./path.ts";
 import { startRelay } from "./ws_relay.ts";
 import { isolateActivity } from "../net/activity.ts";
 import { checkAnswer, connect, handshakeHead } from "./ws_handshake.ts";
@@ -87,8 +88,9 @@ export async function relayWebSocket(
     const backend = pool.strategy.pick(candidates, exchange.pick);
     const outcome = await attemptUpgrade(pool, backend, request, { head, key, offered, exchange });
     if (outcome instanceof Response) return outcome;
-    const where =
-      `WebSocket ${exchange.target} to backend ${backend.id} in pool ${pool.config.name}`;
+    const where = `WebSocket ${
+      loggable(exchange.target)
+    } to backend ${backend.id} in pool ${pool.config.name}`;
     if (outcome.failure === "client-gone") {
       exchange.log.debug(`Client went away during ${where}`);
       return failureResponse("client-gone");

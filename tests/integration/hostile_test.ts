@@ -442,3 +442,18 @@ Deno.test({
     );
   },
 });
+
+Deno.test("a 60 KB request target is quoted in log lines cut to 256 characters", async () => {
+  const lines: string[] = [];
+  const log = createLogger("info", { sink: (r) => lines.push(r.message) });
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const dead = `127.0.0.1:${closed.addr.port}`;
+  closed.close();
+  await using lb = await startStrom(poolToml([dead], { extra: "retries = 0" }), { log });
+  const long = "/dead/" + "a".repeat(60_000);
+  assert.equal((await get(`${lb.url}${long}`)).status, 502);
+  const failed = lines.find((l) => l.startsWith("Failed GET /dead/"));
+  assert.ok(failed, lines.join("\n"));
+  assert.ok(failed.length < 600, `a log line of ${failed.length} characters`);
+  assert.match(failed, /… \(60006 characters\) to backend/);
+});

@@ -468,6 +468,24 @@ Deno.test("PUT /api/config: a bad file is refused with 422, a good one is writte
   const noToken = await put(lb.text, {});
   assert.equal(noToken.status, 401);
   await noToken.body?.cancel();
+  // Without Content-Length (chunked), a body past 1 MiB is refused as it arrives.
+  let chunks = 0;
+  const endless = new ReadableStream<Uint8Array>({
+    pull: (controller) => {
+      if (++chunks > 1024) return controller.close(); // 64 MiB at most
+      controller.enqueue(new TextEncoder().encode("# x\n".repeat(16 * 1024)));
+    },
+  });
+  const tooLarge = await fetch(`${lb.adminUrl}/api/config`, {
+    method: "PUT",
+    body: endless,
+    headers: auth,
+  }).catch((e) => e);
+  if (tooLarge instanceof Response) {
+    assert.equal(tooLarge.status, 413);
+    await tooLarge.body?.cancel();
+  }
+  assert.ok(chunks < 256, `the client sent ${chunks} chunks of 64 KiB before Strom refused`);
   const crossSite = await put(lb.text, { ...auth, origin: "https://evil.example" });
   assert.equal(crossSite.status, 403);
   await crossSite.body?.cancel();
