@@ -207,7 +207,8 @@ function upgradeClient(
     tracker.ended(0);
     return failureResponse("bad-request");
   }
-  settle();
+  // The backend stays in flight while the socket is open: LeastConnection and friends weigh
+  // open WebSockets, and a drained backend shows how many it still carries.
   for (const [name, value] of answer.fields) {
     if (!HANDSHAKE_ANSWER.has(name)) upgraded.response.headers.append(name, value);
   }
@@ -222,6 +223,7 @@ function upgradeClient(
     metrics: exchange.metrics,
     websockets: exchange.websockets,
     onEnd: (bytesIn, bytesOut) => {
+      settle();
       isolateActivity.release(held);
       tracker.bytesIn = bytesIn;
       tracker.ended(bytesOut);

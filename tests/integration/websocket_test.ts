@@ -56,11 +56,12 @@ Deno.test("a WebSocket echoes text and binary (1 MiB too), agrees on a subprotoc
   assert.equal(seen.get("sec-websocket-protocol"), "v1, v2");
   const pool = lb.strom.runtime.pools[0];
   assert.equal(pool.backends[0].requests, 1, "the upgrade counts as a backend request");
-  assert.equal(pool.backends[0].inFlight, 0, "in flight during the handshake only");
+  assert.equal(pool.backends[0].inFlight, 1, "in flight while the socket is open");
 
   await client.close(1000, "done");
   await waitFor(async () => await openGauge(lb) === 0, "the gauge back at 0");
   assert.equal(lb.strom.websockets.count, 0);
+  assert.equal(pool.backends[0].inFlight, 0, "and no longer once it closed");
 });
 
 Deno.test("a WebSocket upgrade goes upstream with the path StripPrefix left", async () => {
