@@ -275,7 +275,7 @@ Deno.test({
 
 /**
  * The Strom an admin app sees when its listener is not on loopback: only the
- * admin address's hostname differs, so every API call needs the token. (Tests
+ * admin address (bound and configured) differs, so every API call needs the token. (Tests
  * stay on loopback; the app is then served on 127.0.0.1 as if it were remote.)
  */
 function asRemote(strom: Strom): Strom {
@@ -294,7 +294,8 @@ function asRemote(strom: Strom): Strom {
           : read(target, key),
     });
   return new Proxy(strom, {
-    get: (target, key) => key === "runtime" ? runtime() : read(target, key),
+    get: (target, key) =>
+      key === "runtime" ? runtime() : key === "adminOnLoopback" ? false : read(target, key),
   });
 }
 
