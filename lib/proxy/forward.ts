@@ -330,11 +330,11 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
       const retry = outcome.retryable && attempt < pool.config.retries && canReplay(body);
       if (retry) candidates = pool.available().filter((b) => !tried!.includes(b));
       if (!retry || candidates.length === 0 || !pool.retryBudget.tryRetry()) {
-        options.log.warn(`Failed ${where}: ${outcome.reason}`);
+        options.log.warn(`Failed ${where}: ${loggable(outcome.reason)}`);
         exchange.tracker.timedOut = outcome.failure === "timeout";
         return failureResponse(outcome.failure);
       }
-      options.log.info(`Retrying ${where} elsewhere after: ${outcome.reason}`);
+      options.log.info(`Retrying ${where} elsewhere after: ${loggable(outcome.reason)}`);
       options.observers.metrics.retried(pool.config.name);
     }
   } finally {

@@ -59,11 +59,14 @@ function decodePercent(path: string): string {
   }
 }
 
-/** Longest path a log line quotes: Deno takes targets of up to about 64 KiB, kept 2,000 times. */
-const LOGGED_PATH_CHARS = 256;
+/**
+ * Longest client-given text (a request target, or an error that quotes it) a log line
+ * quotes: Deno takes targets of up to about 64 KiB, and the log ring keeps 2,000 lines.
+ */
+const LOGGED_CHARS = 256;
 
-/** `path` for a log line: cut after LOGGED_PATH_CHARS, saying how long it was. */
-export function loggable(path: string): string {
-  if (path.length <= LOGGED_PATH_CHARS) return path;
-  return `${path.slice(0, LOGGED_PATH_CHARS)}… (${path.length} characters)`;
+/** `text` for a log line: cut after LOGGED_CHARS, saying how long it was. */
+export function loggable(text: string): string {
+  if (text.length <= LOGGED_CHARS) return text;
+  return `${text.slice(0, LOGGED_CHARS)}… (${text.length} characters)`;
 }

@@ -102,11 +102,11 @@ export async function relayWebSocket(
     const retry = outcome.failure === "connect" && attempt < pool.config.retries;
     if (retry) candidates = pool.available().filter((b) => !tried.includes(b));
     if (!retry || candidates.length === 0 || !pool.retryBudget.tryRetry()) {
-      exchange.log.warn(`Failed ${where}: ${outcome.reason}`);
+      exchange.log.warn(`Failed ${where}: ${loggable(outcome.reason)}`);
       exchange.tracker.timedOut = outcome.failure === "timeout";
       return failureResponse(outcome.failure);
     }
-    exchange.log.info(`Retrying ${where} elsewhere after: ${outcome.reason}`);
+    exchange.log.info(`Retrying ${where} elsewhere after: ${loggable(outcome.reason)}`);
     exchange.metrics.retried(pool.config.name);
   }
 }
