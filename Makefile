@@ -9,8 +9,9 @@ PERMS := --allow-net --allow-read --allow-write --allow-env --allow-sys --allow-
 # --unstable-net: SO_REUSEPORT for `workers`. V8 flags: semi-spaces of 4 MB (V8's default goes
 # to 16), and a full collection once the old generation grew by 20 % (at least 8 MB) instead of
 # up to 4x. Peak RSS under load ~100 MB against 117-135 with 8 MB semi-spaces alone, at no CPU
-# cost this noisy machine could resolve (README, Performance).
-FLAGS := --unstable-no-legacy-abort --unstable-net --v8-flags=--max-semi-space-size=4,--heap-growing-percent=20
+# cost this noisy machine could resolve (README, Performance). A regex match that backtracks
+# too much finishes in V8's linear-time engine (lib/config/matcher.ts, linearFlags).
+FLAGS := --unstable-no-legacy-abort --unstable-net --v8-flags=--max-semi-space-size=4,--heap-growing-percent=20,--enable-experimental-regexp-engine-on-excessive-backtracks
 
 .PHONY: start test check fmt dashboard bench soak bench-deps compile release clean deno
 

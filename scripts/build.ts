@@ -19,7 +19,8 @@ const VERSION_FILE = join(ROOT, "lib/version.ts");
  * V8's heap sizing (see the Makefile): a 4 MB young generation, and the old
  * generation collected when it grew by 20 % (at least 8 MB) instead of up to 4x.
  */
-export const V8_FLAGS = "--v8-flags=--max-semi-space-size=4,--heap-growing-percent=20";
+export const V8_FLAGS =
+  "--v8-flags=--max-semi-space-size=4,--heap-growing-percent=20,--enable-experimental-regexp-engine-on-excessive-backtracks";
 
 /** Flags Strom always runs with (see the Makefile). */
 export const RUN_FLAGS = ["--unstable-no-legacy-abort", "--unstable-net", V8_FLAGS];

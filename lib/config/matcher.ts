@@ -159,8 +159,18 @@ const TERMS = new Map<string, Term>([
   ["HostRegexp", {
     arity: 1,
     compile: ([pattern], lexer) => {
-      const regex = compileRegex(pattern, { term: "HostRegexp", lexer, flags: "i" });
-      return (request) => request.host !== "" && regex.test(request.host);
+      // Hosts compare case-insensitively. A pattern without upper-case letters is matched
+      // against the lower-cased host without the `i` flag, which V8's linear-time engine
+      // (the fallback after excessive backtracking, see compileRegex) cannot take.
+      const lower = !/(?<!\\)[A-Z]/.test(pattern.text);
+      const regex = compileRegex(pattern, {
+        term: "HostRegexp",
+        lexer,
+        flags: lower ? "" : "i",
+      });
+      return lower
+        ? (request) => request.host !== "" && regex.test(request.host.toLowerCase())
+        : (request) => request.host !== "" && regex.test(request.host);
     },
   }],
   ["Path", { arity: 1, compile: ([{ text }]) => (request) => request.path === text }],
@@ -263,6 +273,24 @@ function headerName(arg: Token, lexer: Lexer): string {
   return arg.text.toLowerCase();
 }
 
+/**
+ * The flags to compile a translated pattern with. JavaScript's regex engine
+ * backtracks: a pattern such as `^/files/([\w-]+/?)*$` takes seconds on a
+ * 30-character path (Rust's engine, which RustStrom used, is linear). Strom
+ * runs V8 with `--enable-experimental-regexp-engine-on-excessive-backtracks`,
+ * which finishes such a match in V8's linear-time engine, but only for a
+ * pattern without the `u` and `i` flags, inline modifiers and lookaround. So
+ * `u` is left out where the pattern does not need it (no `\p{..}`, no `\u{..}`,
+ * no character beyond U+FFFF); then `.` and `[^..]` step over UTF-16 units, so
+ * an emoji in a path counts as two characters for them.
+ */
+export function linearFlags(source: string, flags: string): string {
+  if (flags.includes("i")) return flags;
+  if (/\\[pPu]\{|\(\?[-a-zA-Z]+:|\(\?<?[=!]/.test(source)) return flags;
+  if (/[\u{10000}-\u{10FFFF}]/u.test(source)) return flags;
+  return flags.replace("u", "");
+}
+
 function compileRegex(
   arg: Token,
   options: { term: string; lexer: Lexer; flags?: string },
@@ -270,6 +298,12 @@ function compileRegex(
   const what = `invalid regular expression ${quote(arg.text)} in ${quote(options.term)}`;
   const translated = translateRustRegex(arg.text, options.flags);
   if ("error" in translated) return options.lexer.fail(`${what}: ${translated.error}`, arg.index);
+  const flags = linearFlags(translated.source, translated.flags);
+  if (flags !== translated.flags) {
+    try {
+      return new RegExp(translated.source, flags);
+    } catch { /* not valid without `u` after all: compiled as translated */ }
+  }
   try {
     return new RegExp(translated.source, translated.flags);
   } catch (error) {

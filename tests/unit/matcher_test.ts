@@ -3,6 +3,7 @@ import fc from "fast-check";
 import {
   caretLines,
   compileMatcher,
+  linearFlags,
   MatcherSyntaxError,
   type MatchRequest,
 } from "../../lib/config/matcher.ts";
@@ -640,4 +641,40 @@ Deno.test("compileMatcher() agrees with a reference evaluator on precedence", ()
     }),
     FC_OPTIONS,
   );
+});
+
+Deno.test("linearFlags(): `u` goes where the pattern does not need it, so V8 can finish in linear time", () => {
+  assert.equal(linearFlags("^/files/([\\w-]+/?)*$", "u"), "");
+  assert.equal(linearFlags("^/(?<name>\\w+)$", "u"), "", "named groups are fine");
+  assert.equal(linearFlags("^/(?:a|b)+$", "u"), "", "so are plain groups");
+  assert.equal(linearFlags("\\p{Lu}", "u"), "u");
+  assert.equal(linearFlags("\\u{1F600}", "u"), "u");
+  assert.equal(linearFlags("😀", "u"), "u");
+  assert.equal(linearFlags("a(?i:b)", "u"), "u");
+  assert.equal(linearFlags("a(?=b)", "u"), "u");
+  assert.equal(linearFlags("(?<!a)b", "u"), "u");
+  assert.equal(linearFlags("abc", "iu"), "iu");
+});
+
+Deno.test("a matcher regex that backtracks badly finishes at once, as Rust's would (make test runs V8 with the fallback)", () => {
+  const path = "/files/" + "a".repeat(30) + "!"; // exponential: minutes in a backtracking engine
+  for (
+    const [source, init] of [
+      [`PathRegexp('^/files/([\\w-]+/?)*$')`, { path }],
+      [`HostRegexp('^([a-z0-9]+-?)*$')`, { host: "a".repeat(30) + "!" }],
+      [`HeaderRegexp('x-id', '^([0-9]+,?)*$')`, { headers: { "x-id": "1".repeat(30) + "x" } }],
+    ] as const
+  ) {
+    const matcher = compileMatcher(source);
+    const started = performance.now();
+    assert.equal(matcher(request(init)), false);
+    const ms = performance.now() - started;
+    assert.ok(ms < 1000, `${source} took ${ms.toFixed(0)} ms`);
+  }
+  assert.equal(
+    matches(`HostRegexp('^api\\.')`, { host: "API.example.com" }),
+    true,
+    "still no case",
+  );
+  assert.equal(matches(`HostRegexp('^API\\.')`, { host: "api.example.com" }), true);
 });
