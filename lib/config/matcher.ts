@@ -21,7 +21,7 @@ export interface MatchRequest {
   readonly method: string;
   /** Host header (or HTTP/2 :authority) as received, e.g. "Example.com:8080"; "" when absent. */
   readonly host: string;
-  /** Path with dot-segments resolved and raw percent-encoding, e.g. "/api/x%20y". */
+  /** Path in the normal form of lib/proxy/path.ts (decoded, slashes merged, dot-segments resolved). */
   readonly path: string;
   /** Raw query string without the leading "?"; "" when none. */
   readonly query: string;
@@ -47,8 +47,8 @@ export type Matcher = (request: MatchRequest) => boolean;
  * - `Header('name', 'v')`, `HeaderRegexp('name', 're')`: the header value (repeats joined
  *   with ", ") equals `v` / contains a match of `re`; an absent header never matches.
  *
- * Regexes are JavaScript RegExps (no `u` flag, so escapes stay lenient) with two Rust idioms
- * translated: leading inline flags `(?i)`, `(?m)`, `(?s)` become flags and `(?P<n>` becomes `(?<n>`.
+ * Regexes use Rust's syntax, translated to JavaScript by lib/config/rust_regex.ts and
+ * compiled with the flags `linearFlags` picks (see there).
  */
 export function compileMatcher(source: string): Matcher {
   const lexer = new Lexer(source);

@@ -59,6 +59,10 @@ class Refusal extends Error {}
 interface Group {
   readonly synthetic: boolean;
   readonly verbose: boolean;
+  /** Whether `.` matched `\n` before it (flag `s`), restored when it closes. */
+  readonly dotAll: boolean;
+  /** What opened it in the output, e.g. `(?i:`: a synthetic one is reopened after a `|`. */
+  readonly opening: string;
 }
 
 class Translator {
@@ -66,6 +70,8 @@ class Translator {
   #i = 0;
   #out = "";
   #verbose = false;
+  /** Flag `s`: `.` matches `\n` too. */
+  #dotAll = false;
   /** Open groups, innermost last; synthetic ones close with their enclosing group. */
   #groups: Group[] = [];
 
@@ -89,6 +95,13 @@ class Translator {
         this.#open();
       } else if (c === ")") {
         this.#close();
+      } else if (c === "|") {
+        this.#alternate();
+      } else if (c === ".") {
+        // Rust's `.` is anything but `\n`; JavaScript's also leaves out `\r`, U+2028 and
+        // U+2029, which a decoded path can hold (`/admin/x%0Dy` slipped past `^/admin/.+$`).
+        this.#out += this.#dotAll ? "[\\s\\S]" : "[^\\n]";
+        this.#i++;
       } else if (c === "{") {
         this.#repetition();
       } else if (c === "]" || c === "}") {
@@ -117,12 +130,24 @@ class Translator {
       const js = this.#flags(flags[1]);
       this.#i += flags[0].length;
       // `(?i:...)` is a group; `(?i)` scopes to the rest of the enclosing group.
-      this.#groups.push({ synthetic: flags[2] === ")", verbose: this.#verbose });
+      const opening = js === "" ? "(?:" : `(?${js}:`;
+      this.#groups.push({
+        synthetic: flags[2] === ")",
+        verbose: this.#verbose,
+        dotAll: this.#dotAll,
+        opening,
+      });
       this.#verbose = this.#nextVerbose(flags[1], this.#verbose);
-      this.#out += js === "" ? "(?:" : `(?${js}:`;
+      this.#dotAll = this.#nextFlag("s", flags[1], this.#dotAll);
+      this.#out += opening;
       return;
     }
-    this.#groups.push({ synthetic: false, verbose: this.#verbose });
+    this.#groups.push({
+      synthetic: false,
+      verbose: this.#verbose,
+      dotAll: this.#dotAll,
+      opening: "(",
+    });
     if (rest.startsWith("(?P<")) {
       this.#out += "(?<";
       this.#i += 4;
@@ -132,6 +157,19 @@ class Translator {
     }
   }
 
+  /**
+   * `|`: in Rust it splits the enclosing group, not the scope of a mid-pattern
+   * flag (`a(?i)b|c` is `a(?i:b)` or `c`, with the flag carried into `c` as in
+   * Rust): the synthetic groups close before it and open again after it.
+   */
+  #alternate(): void {
+    let open = 0;
+    while (this.#groups.at(-1 - open)?.synthetic) open++;
+    const reopened = this.#groups.slice(this.#groups.length - open);
+    this.#out += ")".repeat(open) + "|" + reopened.map((g) => g.opening).join("");
+    this.#i++;
+  }
+
   /** `)`: closes the synthetic groups of mid-pattern flags, then the group itself. */
   #close(): void {
     while (true) {
@@ -139,22 +177,23 @@ class Translator {
       this.#out += ")"; // an unmatched one is left for RegExp to report
       if (group === undefined) break;
       this.#verbose = group.verbose;
+      this.#dotAll = group.dotAll;
       if (!group.synthetic) break;
     }
     this.#i++;
   }
 
-  /** Rust inline flags as a JavaScript modifier list ("i-s"); `u` and `x` need no modifier. */
+  /** Rust inline flags as a JavaScript modifier list ("i-m"); `u`, `x` and `s` need none. */
   #flags(spec: string): string {
     let on = "";
     let off = "";
     let negate = false;
     for (const f of spec) {
       if (f === "-") negate = true;
-      else if ("ims".includes(f)) {
+      else if ("im".includes(f)) {
         if (negate) off += f;
         else on += f;
-      } else if (f === "x" || f === "u") continue;
+      } else if (f === "x" || f === "u" || f === "s") continue; // `s`: `.` is written out
       else if (f === "U") throw new Refusal("the swap-greed flag (?U) is not supported");
       else if (f === "R") throw new Refusal("the CRLF flag (?R) is not supported");
       else throw new Refusal(`unknown flag "${f}"`);
@@ -163,10 +202,15 @@ class Translator {
   }
 
   #nextVerbose(spec: string, current: boolean): boolean {
+    return this.#nextFlag("x", spec, current);
+  }
+
+  /** Whether flag `f` is on after the flag list `spec` (`is-x`), given it was `current`. */
+  #nextFlag(f: string, spec: string, current: boolean): boolean {
     const minus = spec.indexOf("-");
     const on = minus < 0 ? spec : spec.slice(0, minus);
     const off = minus < 0 ? "" : spec.slice(minus);
-    return off.includes("x") ? false : on.includes("x") ? true : current;
+    return off.includes(f) ? false : on.includes(f) ? true : current;
   }
 
   /** `{`: a counted repetition passes through; any other `{` is taken literally. */

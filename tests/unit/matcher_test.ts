@@ -262,6 +262,17 @@ Deno.test("compileMatcher() reads Rust-only regex syntax as Rust does", () => {
     ["^/a(?i)B(c)D$", "/abcd", true],
     ["^/(a(?i)B)c$", "/abC", false],
     ["^/(a(?i)B)c$", "/aBc", true],
+    ["^/api(?i)/x|^/health", "/health", true], // `|` splits the pattern, not the flag's scope
+    ["^/api(?i)/x|^/health", "/api/X", true],
+    ["^/api(?i)/x|^/health", "/HEALTH", true], // and the flag carries on into later branches
+    ["^/(a(?i)b|c)d$", "/aBd", true],
+    ["^/(a(?i)b|c)d$", "/Cd", true],
+    ["^/(a(?i)b|c)d$", "/cD", false],
+    ["^/admin/.+$", "/admin/x\ry", true], // Rust's `.` is anything but \n
+    ["^/admin/.+$", "/admin/\u2028", true],
+    ["^/a.b$", "/a\nb", false],
+    ["(?s)^/a.b$", "/a\nb", true],
+    ["^/(?s:a.)b.$", "/a\nbc", true],
     ["(?i:^/X)y", "/xy", true],
     ["(?i:^/X)y", "/xY", false],
     ["(?x) ^/a  b  # a comment\n $", "/ab", true],
