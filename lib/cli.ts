@@ -1,6 +1,7 @@
 // Command-line parsing and usage text. Pure: returns a command or a usage error.
 
 import { parseArgs } from "node:util";
+import { MAX_DURATION_MS } from "./config/duration.ts";
 import { type Level, LEVELS, parseLevel } from "./log.ts";
 
 /** What the user asked for. */
@@ -81,6 +82,9 @@ export function parseCli(args: readonly string[], env: { LOG_LEVEL?: string }): 
   if (values.version) return { kind: "version" };
   const logLevel = readLevel(values["log-level"], env.LOG_LEVEL);
   const graceMs = values.grace === undefined ? 10_000 : readNumber("--grace", values.grace) * 1000;
+  if (graceMs > MAX_DURATION_MS) {
+    throw new UsageError(`Invalid --grace "${values.grace}" (at most ${MAX_DURATION_MS / 1000} s)`);
+  }
   const [command, ...extra] = positionals;
   if (extra.length > 0) throw new UsageError(`Unexpected argument "${extra[0]}"`);
   if (command === "demo") {
@@ -117,8 +121,9 @@ export function parseCli(args: readonly string[], env: { LOG_LEVEL?: string }): 
 }
 
 function readLevel(flag: string | undefined, env: string | undefined): Level {
-  const text = flag ?? env;
-  if (text === undefined || text === "") return "info";
+  // An empty LOG_LEVEL is unset (shells and unit files leave it so); an empty flag is a mistake.
+  const text = flag ?? (env === "" ? undefined : env);
+  if (text === undefined) return "info";
   const level = parseLevel(text);
   if (level === null) {
     const source = flag !== undefined ? "--log-level" : "LOG_LEVEL";
@@ -128,11 +133,11 @@ function readLevel(flag: string | undefined, env: string | undefined): Level {
 }
 
 function readNumber(flag: string, text: string): number {
-  const n = Number(text);
-  if (text.trim() === "" || !Number.isFinite(n) || n < 0) {
+  // Decimal digits only: Number() also reads "0x50" (80) and "1e3".
+  if (!/^\d{1,10}(\.\d+)?$/.test(text)) {
     throw new UsageError(`Invalid ${flag} "${text}" (expected a non-negative number)`);
   }
-  return n;
+  return Number(text);
 }
 
 function readPort(flag: string, text: string | undefined, fallback: number): number {

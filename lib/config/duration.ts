@@ -14,6 +14,27 @@ export function parseDurationMs(
   path: string,
   problems: Problem[],
 ): number | undefined {
+  const ms = readDurationMs(value, path, problems);
+  if (ms === undefined || ms <= MAX_DURATION_MS) return ms;
+  problems.push({
+    path,
+    message: `a duration of at most ${MAX_DURATION_MS} ms (24.8 days): timers cannot wait longer`,
+  });
+  return undefined;
+}
+
+/**
+ * The longest duration: JavaScript's timers take a signed 32-bit number of
+ * milliseconds, and a longer one fires after about 1 ms (`connect_timeout =
+ * "600h"` failed every connect at once).
+ */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+
+function readDurationMs(
+  value: unknown,
+  path: string,
+  problems: Problem[],
+): number | undefined {
   if (typeof value === "number" || typeof value === "bigint") {
     const n = Number(value);
     if (Number.isFinite(n) && n >= 0) return Math.round(n * 1000);

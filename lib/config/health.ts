@@ -1,7 +1,7 @@
 // Readers for a pool's `health_config` and `outlier_detection` tables.
 
 import type { TableReader } from "./fields.ts";
-import { parseDurationMs } from "./duration.ts";
+import { MAX_DURATION_MS, parseDurationMs } from "./duration.ts";
 import type { HealthConfig, OutlierConfig, StatusRange } from "./types.ts";
 
 const TWO_XX: readonly StatusRange[] = [{ from: 200, to: 299 }];
@@ -23,7 +23,7 @@ export function readHealth(r: TableReader | null): HealthConfig | undefined {
   }
   const before = r.problems.length;
   const slowThresholdMs = r.int("slow_threshold", { fallback: 300 });
-  const timeoutMs = r.int("timeout", { fallback: 500, min: 1 });
+  const timeoutMs = r.int("timeout", { fallback: 500, min: 1, max: MAX_DURATION_MS });
   const path = r.string("path", "/");
   if (path !== undefined && !/^\/[\x21-\x7e]*$/.test(path)) {
     r.problem(

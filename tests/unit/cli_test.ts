@@ -69,6 +69,18 @@ Deno.test("parseCli() turns every bad command line into a UsageError with a clea
     [["demo", "-c", "x"], {}, "The demo runs its own config: --config and --check do not apply"],
     [["-c", "x", "--http-port", "1"], {}, '--http-port only applies to "strom demo"'],
     [["-c", "x", "--grace=-1"], {}, 'Invalid --grace "-1" (expected a non-negative number)'],
+    [["-c", "x", "--grace=1e3"], {}, 'Invalid --grace "1e3" (expected a non-negative number)'],
+    [["-c", "x", "--grace=3000000"], {}, 'Invalid --grace "3000000" (at most 2147483.647 s)'],
+    [
+      ["demo", "--http-port", "0x50"],
+      {},
+      'Invalid --http-port "0x50" (expected a non-negative number)',
+    ],
+    [
+      ["-c", "x", "--log-level="],
+      {},
+      'Invalid --log-level "" (expected one of off, error, warn, info, debug, trace)',
+    ],
     [["demo", "extra"], {}, 'Unexpected argument "extra"'],
     [["-c", "x", "--grace"], {}, "Option '--grace <value>' argument missing"],
   ];

@@ -835,3 +835,15 @@ addresses = ["127.0.0.1:8080"]
     "backend_pools[0].strategy: missing required key",
   ]);
 });
+
+Deno.test("parseConfig() refuses durations longer than a timer can wait (24.8 days)", () => {
+  const problems = problemsOf(
+    `send_timeout = "600h"\n` + POOL + `connect_timeout = "600h"\n` +
+      `[backend_pools.health_config]\ntimeout = 2200000000\n`,
+  );
+  assert.deepEqual(problems.map((p) => p.replace(/ \(line \d+\)$/, "")), [
+    "send_timeout: a duration of at most 2147483647 ms (24.8 days): timers cannot wait longer",
+    "backend_pools[0].health_config.timeout: expected an integer from 1 to 2147483647, found 2200000000",
+    "backend_pools[0].connect_timeout: a duration of at most 2147483647 ms (24.8 days): timers cannot wait longer",
+  ]);
+});
