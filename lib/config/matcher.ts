@@ -217,6 +217,7 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const HOST = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::([0-9]{1,5}))?$/;
 
 const COLON = 0x3a;
+const DOT = 0x2e;
 const QUESTION_MARK = 0x3f;
 
 function hostTerm(arg: Token, lexer: Lexer): Matcher {
@@ -230,7 +231,9 @@ function hostTerm(arg: Token, lexer: Lexer): Matcher {
   return (request) => {
     const host = request.host;
     const end = hostEnd(host);
-    if (end !== name.length || !startsWithLowercase(host, name)) return false;
+    // A fully qualified `example.com.` names the same host (nginx strips the dot too).
+    const nameEnd = end > 0 && host.charCodeAt(end - 1) === DOT ? end - 1 : end;
+    if (nameEnd !== name.length || !startsWithLowercase(host, name)) return false;
     if (end === host.length) return port === "";
     if (host.charCodeAt(end) !== COLON) return false;
     return port === "" || (host.length === end + 1 + port.length && host.endsWith(port));

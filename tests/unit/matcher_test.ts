@@ -53,6 +53,9 @@ Deno.test("compileMatcher() compares Host() case-insensitively", () => {
   assert.equal(matches("Host('example.com')", { host: "Example.COM" }), true);
   assert.equal(matches("Host('EXAMPLE.com')", { host: "example.com" }), true);
   assert.equal(matches("Host('example.com')", { host: "example.org" }), false);
+  assert.equal(matches("Host('example.com')", { host: "example.com." }), true, "fully qualified");
+  assert.equal(matches("Host('example.com')", { host: "example.com.:8080" }), true);
+  assert.equal(matches("Host('example.com')", { host: "example.com.." }), false);
   assert.equal(matches("Host('example.com')", { host: "example.co" }), false);
   assert.equal(matches("Host('example.com')", { host: "example.com.evil" }), false);
   assert.equal(matches("Host('example.com')", { host: "www.example.com" }), false);
