@@ -137,7 +137,10 @@ export function checkInt(
   }
   const { min = 0, max = Number.MAX_SAFE_INTEGER } = options;
   if (n < min || n > max) {
-    problems.push({ path, message: `expected an integer from ${min} to ${max}, found ${n}` });
+    problems.push({
+      path,
+      message: `expected an integer from ${min} to ${max}, found ${String(v)}`,
+    });
     return undefined;
   }
   return n;

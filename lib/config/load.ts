@@ -11,7 +11,8 @@ import type { Config } from "./types.ts";
 export function parseConfig(text: string, origin: Origin): Config {
   let doc: Record<string, unknown>;
   try {
-    doc = parseToml(text) as Record<string, unknown>;
+    // Integers beyond 2^53 (a u64 `secs`) come as bigint; validators refuse what is out of range.
+    doc = parseToml(text, { integersAsBigInt: "asNeeded" }) as Record<string, unknown>;
   } catch (e) {
     throw new ConfigError(origin.source, [tomlProblem(e)]);
   }

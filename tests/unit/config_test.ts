@@ -847,3 +847,16 @@ Deno.test("parseConfig() refuses durations longer than a timer can wait (24.8 da
     "backend_pools[0].connect_timeout: a duration of at most 2147483647 ms (24.8 days): timers cannot wait longer",
   ]);
 });
+
+Deno.test("parseConfig() reads TOML integers beyond 2^53 and says what is wrong with them", () => {
+  const problems = problemsOf(
+    POOL +
+      `[backend_pools.client]\npool_idle_timeout = { secs = 9223372036854775807, nanos = 0 }\n`,
+  );
+  assert.equal(problems.length, 1, problems.join("\n"));
+  assert.doesNotMatch(problems[0], /invalid TOML/);
+  assert.match(
+    problems[0],
+    /^backend_pools\[0\]\.client\.pool_idle_timeout\.secs: .*, found 9223372036854775807$/,
+  );
+});
