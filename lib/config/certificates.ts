@@ -1,6 +1,7 @@
 // `[certificates."name"]`: RustStrom's internally tagged form (`type = "Local"`)
 // and its older externally tagged form (`Local = { ... }`).
 
+import { parseIp } from "../net/address.ts";
 import { resolve } from "node:path";
 import type { Problem } from "./errors.ts";
 import { isTable, TableReader } from "./fields.ts";
@@ -29,7 +30,8 @@ export function validateCertificates(
   return Object.keys(table.table).map((serverName) => {
     let r = TableReader.of(table.raw(serverName), table.at(serverName), problems);
     if (!r) return undefined;
-    if (!SERVER_NAME.test(serverName)) {
+    // A DNS name, or (as rustls' ServerName in RustStrom) an IP literal, IPv6 included.
+    if (!SERVER_NAME.test(serverName) && parseIp(serverName) === null) {
       r.problem("", `invalid server name ${JSON.stringify(serverName)}: expected a DNS name`);
     }
     let type = r.has("type") ? r.string("type") : undefined;

@@ -38,6 +38,13 @@ Deno.test({
     assert.deepEqual(check({ "127.0.0.1": local("a") }).warnings, [
       'certificates."127.0.0.1": clients send no server name for an IP address, so this certificate is served only as the default one',
     ]);
+    // An IPv6 literal loads too (rustls' ServerName took it in RustStrom), with the same warning.
+    assert.deepEqual(check({ "::1": local("a") }), {
+      problems: [],
+      warnings: [
+        'certificates."::1": clients send no server name for an IP address, so this certificate is served only as the default one',
+      ],
+    });
     const bad = check({ "a.test": local("bad") }).problems;
     assert.equal(bad.length, 1);
     assert.match(
