@@ -323,6 +323,15 @@ class Translator {
         out += this.#escape(true);
         continue;
       }
+      // Verbose mode ignores whitespace and comments inside classes too (write `\ ` for a space).
+      if (this.#verbose && /\s/.test(c)) {
+        this.#i++;
+        continue;
+      }
+      if (this.#verbose && c === "#") {
+        while (this.#i < p.length && p[this.#i] !== "\n") this.#i++;
+        continue;
+      }
       const named = /^\[:(\^?)([a-z]+):\]/.exec(p.slice(this.#i));
       if (named !== null) {
         if (named[1] === "^") {

@@ -279,6 +279,9 @@ Deno.test("compileMatcher() reads Rust-only regex syntax as Rust does", () => {
     ["(?i:^/X)y", "/xy", true],
     ["(?i:^/X)y", "/xY", false],
     ["(?x) ^/a  b  # a comment\n $", "/ab", true],
+    ["(?x)^/[a b]$", "/ ", false], // verbose mode ignores whitespace inside classes too
+    ["(?x)^/[a\\ b]$", "/ ", true],
+    ["^/[a b]$", "/ ", true],
     ["^/{id}$", "/{id}", true],
     ["^/a{2}$", "/aa", true],
     ["^/a]$", "/a]", true],
