@@ -296,9 +296,10 @@ Deno.test("a client writing faster than its backend reads is cut off after a few
   while (closed === null && sent < 200) {
     client.socket.send(mib);
     sent++;
-    while (client.socket.bufferedAmount > 0 && closed === null) {
-      await new Promise((r) => setTimeout(r, 1));
-    }
+    // A turn after each send, so a close is seen; then wait while the send is still buffered.
+    do await new Promise((r) => setTimeout(r, 1)); while (
+      client.socket.bufferedAmount > 0 && closed === null
+    );
   }
   release();
   await client.closed;
