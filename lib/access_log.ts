@@ -74,6 +74,12 @@ export function formatAccess(format: AccessLogConfig["format"], r: RequestRecord
   return format === "common" ? common : `${common} ${quoted(r.referer)} ${quoted(r.userAgent)}`;
 }
 
+/** The log's file (appended to), or null for "stdout". */
+async function openFile(path: string): Promise<Deno.FsFile | null> {
+  if (path === "stdout") return null;
+  return await Deno.open(path, { append: true, create: true, write: true });
+}
+
 /** Flush when this much is buffered, or after FLUSH_MS. */
 const FLUSH_BYTES = 64 * 1024;
 const FLUSH_MS = 250;
@@ -82,23 +88,41 @@ const encoder = new TextEncoder();
 /** A buffered access log writer. */
 export class AccessLog {
   readonly #format: AccessLogConfig["format"];
-  readonly #file: Deno.FsFile | null;
+  readonly #path: string;
+  #file: Deno.FsFile | null;
   #lines: string[] = [];
   #bytes = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #writing: Promise<void> = Promise.resolve();
 
-  private constructor(format: AccessLogConfig["format"], file: Deno.FsFile | null) {
-    this.#format = format;
+  private constructor(config: AccessLogConfig, file: Deno.FsFile | null) {
+    this.#format = config.format;
+    this.#path = config.path;
     this.#file = file;
   }
 
   /** Opens the log (a file is appended to; "stdout" writes to standard output). */
   static async open(config: AccessLogConfig): Promise<AccessLog> {
-    const file = config.path === "stdout"
-      ? null
-      : await Deno.open(config.path, { append: true, create: true, write: true });
-    return new AccessLog(config.format, file);
+    return new AccessLog(config, await openFile(config.path));
+  }
+
+  /**
+   * Opens its file anew, at the same path: after logrotate moved it away (SIGHUP),
+   * lines go to a new file there. Rejects, writing on to the old file, when it cannot.
+   */
+  async reopen(): Promise<void> {
+    let file: Deno.FsFile | null;
+    try {
+      file = await openFile(this.#path);
+    } catch (e) {
+      throw new Error(
+        `Cannot open the access log ${this.#path} anew (${e}); writing on to the old one`,
+      );
+    }
+    const before = this.#file;
+    this.#file = file; // lines not yet written go to the new file
+    await this.#writing; // writes under way end in the old one
+    before?.close();
   }
 
   /** Queues one record. */

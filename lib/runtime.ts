@@ -9,7 +9,13 @@ import { createFetchTransport } from "./transport/fetch.ts";
 import { createHttp1Transport } from "./transport/http1/transport.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import { type HealthState, INITIAL_HEALTH } from "./health/state.ts";
-import { eject, initialOutlierState, type OutlierState, recordOutcome } from "./health/outlier.ts";
+import {
+  eject,
+  initialOutlierState,
+  type OutlierState,
+  readmit,
+  recordOutcome,
+} from "./health/outlier.ts";
 import { RetryBudget } from "./proxy/retry.ts";
 import { Deadlines } from "./proxy/deadlines.ts";
 import { type Chain, compose, HttpError, type MiddlewareDeps } from "./middleware/middleware.ts";
@@ -134,6 +140,12 @@ export class Pool {
       this.#metrics?.ejected(this.config.name, backend.id);
       this.onEjection?.(this, backend, cooldown, reason);
     }
+  }
+
+  /** Takes `backend` back after an ejection. */
+  readmit(backend: Backend): void {
+    readmit(backend.outlier, this.clock.now());
+    this.invalidate();
   }
 
   /** Ejects `backend` again (its readmission probe failed); returns the new cooldown. */

@@ -259,18 +259,7 @@ export class Strom {
    * configured path instead of the moved one. A failure keeps the old file.
    */
   async reopenLogs(): Promise<void> {
-    const config = this.#runtime.config.accessLog;
-    if (!config) return;
-    try {
-      const next = await AccessLog.open(config);
-      const before = this.#accessLog;
-      this.#accessLog = next;
-      await before?.close();
-    } catch (e) {
-      this.log.error(
-        `Cannot open the access log ${config.path} anew (${e}); writing on to the old one`,
-      );
-    }
+    await this.#accessLog?.reopen().catch((e: Error) => this.log.error(e.message));
     this.#workers?.reopenLogs();
   }
 

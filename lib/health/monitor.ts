@@ -4,7 +4,6 @@
 import type { Clock } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import type { Backend, Pool, Runtime } from "../runtime.ts";
-import { readmit } from "./outlier.ts";
 import type { Probe } from "./probe.ts";
 import { nextHealth, type ProbeResult } from "./state.ts";
 
@@ -136,13 +135,8 @@ export class HealthMonitor {
     if (!this.#probeBackOnly) this.#applyHealth(runtime, pool, backend, result);
     const outlier = backend.outlier;
     if (outlier.ejected && this.#clock.now() >= outlier.ejectedUntil) {
-      if (result.ok) {
-        readmit(outlier, this.#clock.now());
-        pool.invalidate();
-        this.#log.info(
-          `backend ${backend.id} in pool ${pool.config.name}: back in rotation (${result.reason})`,
-        );
-      } else {
+      if (result.ok) this.#readmit(pool, backend, result.reason);
+      else {
         this.#onEjection(pool, backend, pool.ejectAgain(backend), result.reason);
       }
     }
@@ -186,12 +180,14 @@ export class HealthMonitor {
       this.#check(pool, backend);
       return;
     }
-    if (!backend.outlier.ejected) return;
-    readmit(backend.outlier, this.#clock.now());
-    pool.invalidate();
-    this.#log.info(
-      `backend ${backend.id} in pool ${pool.config.name}: back in rotation (cooldown over; health checks are off)`,
-    );
+    if (backend.outlier.ejected) {
+      this.#readmit(pool, backend, "cooldown over; health checks are off");
+    }
+  }
+
+  #readmit(pool: Pool, backend: Backend, why: string): void {
+    pool.readmit(backend);
+    this.#log.info(`backend ${backend.id} in pool ${pool.config.name}: back in rotation (${why})`);
   }
 
   #later(callback: () => void, delayMs: number): void {

@@ -7,15 +7,13 @@
 // The worker module (./bcrypt_worker.ts) is not imported here, not even for
 // types: bcryptjs stays out of start-up's module graph (startup_imports_test).
 
-/** A job for the worker: compare `password` with `hash`, or hash `password` at `cost`. */
-export type BcryptJob =
-  | {
-    readonly id: number;
-    readonly op: "compare";
-    readonly password: string;
-    readonly hash: string;
-  }
-  | { readonly id: number; readonly op: "hash"; readonly password: string; readonly cost: number };
+/** What to do: compare `password` with `hash`, or hash `password` at `cost`. */
+type Job =
+  | { readonly op: "compare"; readonly password: string; readonly hash: string }
+  | { readonly op: "hash"; readonly password: string; readonly cost: number };
+
+/** A job as the worker gets it. */
+export type BcryptJob = Job & { readonly id: number };
 
 /** The worker's answer to job `id`: `ok` for compare, `hash` for hash, or what went wrong. */
 export type BcryptAnswer =
@@ -27,11 +25,6 @@ export type BcryptAnswer =
 export const MAX_WAITING = 256;
 
 type Pending = { resolve: (answer: BcryptAnswer) => void; reject: (e: Error) => void };
-type Job = { op: "compare"; password: string; hash: string } | {
-  op: "hash";
-  password: string;
-  cost: number;
-};
 
 /** Thrown when MAX_WAITING checks are already waiting. */
 export class BcryptBusy extends Error {}

@@ -301,22 +301,10 @@ const SYMBOLS = {
   readdir: { parameters: ["pointer"], result: "pointer" },
   closedir: { parameters: ["pointer"], result: "i32" },
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
-  // The same two on a thread of the runtime's blocking pool: a sock_diag dump walks the
-  // kernel's whole connection table inside them (2 ms for 262,144 buckets, at any load).
-  sendOffThread: {
-    name: "send",
-    parameters: ["i32", "buffer", "usize", "i32"],
-    result: "isize",
-    nonblocking: true,
-  },
-  recvOffThread: {
-    name: "recv",
-    parameters: ["i32", "buffer", "usize", "i32"],
-    result: "isize",
-    nonblocking: true,
-  },
-  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  // On a thread of the runtime's blocking pool: a sock_diag dump walks the kernel's
+  // whole connection table inside them (2 ms for 262,144 buckets, at any load).
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize", nonblocking: true },
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize", nonblocking: true },
   // Called only to give the event loop a turn: an async op, unlike setTimeout(0),
   // which a timer callback's nested timers clamp to 4 ms.
   getpid: { parameters: [], result: "i32", nonblocking: true },
@@ -339,13 +327,9 @@ export function openSocketTable(): SocketTable | string {
  * connection open (Deno 2.9.6); after a shutdown the runtime sees the end and
  * releases it. Linux with --allow-ffi only (false elsewhere).
  */
-export async function shutConnection(localPort: number, remotePort: number): Promise<boolean> {
-  const table = openSocketTable();
-  if (typeof table === "string") return false;
+export function shutConnection(localPort: number, remotePort: number): Promise<boolean> {
   const suffix = `|${remotePort}`;
-  const mine = (await table.list(new Set([localPort]))).filter((s) => s.peer.endsWith(suffix));
-  if (mine.length !== 1) return false;
-  return (await table.shut(new Set([mine[0].inode]))).size === 1;
+  return shutOne(new Set([localPort]), (peer) => peer.endsWith(suffix), false);
 }
 
 /**
@@ -354,13 +338,26 @@ export async function shutConnection(localPort: number, remotePort: number): Pro
  * connection the runtime would otherwise keep while it waits to flush what the
  * client does not read. Whether it did (false where there is no socket table).
  */
-export async function resetClient(ports: ReadonlySet<number>, peer: string): Promise<boolean> {
-  const table = openSocketTable();
+export function resetClient(ports: ReadonlySet<number>, peer: string): Promise<boolean> {
   const key = canonicalPeer(peer);
-  if (typeof table === "string" || key === null) return false;
-  const mine = (await table.list(ports)).filter((s) => s.peer === key);
-  if (mine.length !== 1) return false; // none, or one per port: not knowing which, none
-  return (await table.shut(new Set([mine[0].inode]), { reset: true })).size === 1;
+  if (key === null) return Promise.resolve(false);
+  return shutOne(ports, (p) => p === key, true);
+}
+
+/**
+ * Shuts down (with `reset`, resets) the one connection on `ports` whose peer
+ * `matches`; none when there is none or more than one (not knowing which).
+ */
+async function shutOne(
+  ports: ReadonlySet<number>,
+  matches: (peer: string) => boolean,
+  reset: boolean,
+): Promise<boolean> {
+  const table = openSocketTable();
+  if (typeof table === "string") return false;
+  const mine = (await table.list(ports)).filter((s) => matches(s.peer));
+  if (mine.length !== 1) return false;
+  return (await table.shut(new Set([mine[0].inode]), { reset })).size === 1;
 }
 
 /** A socket table; `source` "proc" skips sock_diag (tests compare the two). */
@@ -460,12 +457,12 @@ class SockDiag {
       for (const family of [AF_INET, AF_INET6]) {
         const request = diagRequest(family, ++this.#seq);
         const size = BigInt(request.length);
-        if (Number(await this.#libc.sendOffThread(fd, request, size, 0)) !== request.length) {
+        if (Number(await this.#libc.send(fd, request, size, 0)) !== request.length) {
           return "failed";
         }
         for (;;) {
           const n = Number(
-            await this.#libc.recvOffThread(fd, buffer, BigInt(buffer.length), MSG_DONTWAIT),
+            await this.#libc.recv(fd, buffer, BigInt(buffer.length), MSG_DONTWAIT),
           );
           if (n <= 0) return "failed";
           const { sockets, done, error } = parseDiag(buffer.subarray(0, n), ports);

@@ -149,18 +149,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       break;
     }
     case "reopen-logs": {
-      const config = runtime?.config.accessLog;
-      if (!config) break;
-      try {
-        const next = await AccessLog.open(config);
-        const before = accessLog;
-        accessLog = next;
-        await before?.close();
-      } catch (e) {
-        log.error(
-          `Cannot open the access log ${config.path} anew (${e}); writing on to the old one`,
-        );
-      }
+      await accessLog?.reopen().catch((e: Error) => log.error(e.message));
       break;
     }
     case "health": {
