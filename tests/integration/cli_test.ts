@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { runStrom, StromProcess } from "../_helpers/process.ts";
-import { get, startBackend, waitFor } from "../_helpers/servers.ts";
+import { get, poolToml, startBackend, waitFor } from "../_helpers/servers.ts";
 import { VERSION } from "../../lib/version.ts";
 
 async function configFile(text: string): Promise<string> {
@@ -193,16 +193,10 @@ Deno.test("strom demo serves three backends in turn", async () => {
 Deno.test("SIGHUP opens the access log anew, as logrotate's postrotate expects", async () => {
   await using backend = startBackend(() => new Response("ok"));
   const dir = await Deno.makeTempDir();
-  const path = await configFile(`http_address = "127.0.0.1:0"
-admin_address = "127.0.0.1:0"
-[access_log]
-path = "${dir}/access.log"
-[[backend_pools]]
-matcher = "PathPrefix('/')"
-addresses = ["${backend.address}"]
-schemes = ["HTTP"]
-strategy = "RoundRobin"
-`);
+  const path = await configFile(
+    `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n` +
+      `[access_log]\npath = "${dir}/access.log"\n` + poolToml([backend.address]),
+  );
   await using strom = new StromProcess(["-c", path]);
   const [, port] = await strom.waitForLine(/\(http_address, port (\d+)\)/);
   assert.equal((await get(`http://127.0.0.1:${port}/before`)).status, 200);
