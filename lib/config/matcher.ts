@@ -160,8 +160,8 @@ const TERMS = new Map<string, Term>([
     arity: 1,
     compile: ([pattern], lexer) => {
       // Hosts compare case-insensitively. A pattern without upper-case letters is matched
-      // against the lower-cased host without the `i` flag, which V8's linear-time engine
-      // (the fallback after excessive backtracking, see compileRegex) cannot take.
+      // against the lower-cased host; one with them is translated as under `(?i)`. Neither
+      // needs the `i` flag, which V8's linear-time engine (see linearFlags) cannot take.
       const lower = !/(?<!\\)[A-Z]/.test(pattern.text);
       const regex = compileRegex(pattern, {
         term: "HostRegexp",
@@ -282,10 +282,13 @@ function headerName(arg: Token, lexer: Lexer): string {
  * 30-character path (Rust's engine, which RustStrom used, is linear). Strom
  * runs V8 with `--enable-experimental-regexp-engine-on-excessive-backtracks`,
  * which finishes such a match in V8's linear-time engine, but only for a
- * pattern without the `u` and `i` flags, inline modifiers and lookaround. So
- * `u` is left out where the pattern does not need it (no `\p{..}`, no `\u{..}`,
- * no character beyond U+FFFF); then `.` and `[^..]` step over UTF-16 units, so
- * an emoji in a path counts as two characters for them.
+ * pattern without the `u` and `i` flags, inline modifiers and lookaround. The
+ * translation writes `(?i)` out for ASCII letters and refuses lookaround (as
+ * Rust does), and `u` is left out here where the pattern does not need it (no
+ * `\p{..}`, no `\u{..}`, no character beyond U+FFFF); then `.` and `[^..]`
+ * step over UTF-16 units, so an emoji in a path counts as two characters for
+ * them. Strom also sets `--regexp-backtracks-before-fallback=1000` (V8's
+ * default is 50,000): a match switches to the linear engine sooner.
  */
 export function linearFlags(source: string, flags: string): string {
   if (flags.includes("i")) return flags;

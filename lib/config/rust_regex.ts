@@ -8,9 +8,17 @@
 // and script property names), `\x{..}` `\U{..}` `\UXXXXXXXX`, `\a`, escaped
 // punctuation JavaScript does not allow to escape (`\-` `\#` `\&` `\~` ...),
 // POSIX classes, `(?P<name>`, inline flags anywhere (`a(?i)b` scopes to the
-// end of its group), and verbose mode `(?x)`. Refused with a reason: `(?U)`,
-// `(?R)`, `\b{...}` and class set operations (`&&`, `--`, `~~`). Kept as
-// JavaScript reads them (Rust refuses them): backreferences and lookaround.
+// end of its group), and verbose mode `(?x)`. Refused with a reason, as Rust
+// refuses them or Strom cannot say them: backreferences, lookaround, `(?U)`,
+// `(?R)`, `\b{...}` and class set operations (`&&`, `--`, `~~`).
+//
+// The output is also shaped for V8's linear-time engine, which finishes a
+// match that backtracks too much (see linearFlags in matcher.ts) but takes no
+// `i` flag, inline modifier or lookaround: `(?i)` is written out as classes
+// (`a` as `[aA]`) for ASCII letters, and only non-ASCII letters keep an
+// `(?i:...)` modifier; `\A` and `\z` are `^` and `$` outside `(?m)`; and a
+// leading `.*`, which cannot change whether an unanchored search finds a match
+// but makes V8 scan the input once per start position, is left out.
 // `\d` and `\w` (so `\b`) stay ASCII (Rust's are Unicode-aware), which only
 // matters for non-ASCII paths and header values.
 
@@ -36,17 +44,17 @@ const POSIX: Record<string, string> = {
   xdigit: "0-9A-Fa-f",
 };
 
-/** Characters JavaScript's Unicode mode lets a backslash escape (outside and inside classes). */
-const JS_ESCAPABLE = new Set([..."^$\\.*+?()[]{}|/"]);
-
-/** Single-character escapes both dialects read alike. */
-const SAME_ESCAPES = new Set([..."dDwWsSbBfnrtv"]);
-
-/** Rewrites Rust regex `pattern`; `flags` are added to every result (e.g. "i"). */
+/**
+ * Rewrites Rust regex `pattern`. `flags` may hold "i" (the whole pattern ignores
+ * case, written out as `(?i)` is); the result's flags are "u".
+ */
 export function translateRustRegex(pattern: string, flags = ""): Translation {
-  const state = new Translator(pattern);
+  for (const flag of flags) {
+    if (flag !== "i") throw new RangeError(`unsupported flag "${flag}"`);
+  }
+  const state = new Translator(pattern, flags.includes("i"));
   try {
-    return { source: state.run(), flags: [...new Set(flags + "u")].join("") };
+    return { source: state.run(), flags: "u" };
   } catch (e) {
     if (e instanceof Refusal) return { error: e.message };
     throw e;
@@ -61,6 +69,10 @@ interface Group {
   readonly verbose: boolean;
   /** Whether `.` matched `\n` before it (flag `s`), restored when it closes. */
   readonly dotAll: boolean;
+  /** Whether letters matched either case before it (flag `i`), restored when it closes. */
+  readonly caseless: boolean;
+  /** Whether `^` and `$` matched at line ends before it (flag `m`), restored when it closes. */
+  readonly multiline: boolean;
   /** What opened it in the output, e.g. `(?i:`: a synthetic one is reopened after a `|`. */
   readonly opening: string;
 }
@@ -72,11 +84,30 @@ class Translator {
   #verbose = false;
   /** Flag `s`: `.` matches `\n` too. */
   #dotAll = false;
+  /** Flag `i`: letters match either case. */
+  #caseless: boolean;
+  /** Flag `m`: `^` and `$` match at line ends too. */
+  #multiline = false;
   /** Open groups, innermost last; synthetic ones close with their enclosing group. */
   #groups: Group[] = [];
+  /** At the start of a top-level branch (flag scopes aside): a `.*` here may be left out. */
+  #atStart = true;
 
-  constructor(pattern: string) {
+  constructor(pattern: string, caseless: boolean) {
     this.#p = pattern;
+    this.#caseless = caseless;
+  }
+
+  /** The state a group saves and restores on close. */
+  #saved(synthetic: boolean, opening: string): Group {
+    return {
+      synthetic,
+      opening,
+      verbose: this.#verbose,
+      dotAll: this.#dotAll,
+      caseless: this.#caseless,
+      multiline: this.#multiline,
+    };
   }
 
   run(): string {
@@ -87,29 +118,17 @@ class Translator {
         this.#i++;
       } else if (this.#verbose && c === "#") {
         while (this.#i < p.length && p[this.#i] !== "\n") this.#i++;
-      } else if (c === "\\") {
-        this.#out += this.#escape(false);
-      } else if (c === "[") {
-        this.#out += this.#class();
       } else if (c === "(") {
         this.#open();
       } else if (c === ")") {
         this.#close();
       } else if (c === "|") {
         this.#alternate();
-      } else if (c === ".") {
-        // Rust's `.` is anything but `\n`; JavaScript's also leaves out `\r`, U+2028 and
-        // U+2029, which a decoded path can hold (`/admin/x%0Dy` slipped past `^/admin/.+$`).
-        this.#out += this.#dotAll ? "[\\s\\S]" : "[^\\n]";
-        this.#i++;
-      } else if (c === "{") {
-        this.#repetition();
-      } else if (c === "]" || c === "}") {
-        this.#out += `\\${c}`; // literal in Rust, an error unescaped in Unicode mode
-        this.#i++;
+      } else if (c === "." && this.#atStart && this.#leadingDotStar()) {
+        // Left out: `.*x` finds a match somewhere exactly when `x` does.
       } else {
-        this.#out += c;
-        this.#i++;
+        this.#out += this.#atom(c);
+        this.#atStart = false;
       }
     }
     // Flag scopes opened here end with the pattern; an unclosed group of the
@@ -119,6 +138,38 @@ class Translator {
       this.#out += ")";
     }
     return this.#out;
+  }
+
+  /** One atom (or quantifier) starting with `c` at `#i`, rewritten. */
+  #atom(c: string): string {
+    if (c === "\\") return this.#escape();
+    if (c === "[") return this.#class();
+    if (c === "{") return this.#repetition();
+    this.#i++;
+    if (c === ".") {
+      // Rust's `.` is anything but `\n`; JavaScript's also leaves out `\r`, U+2028 and
+      // U+2029, which a decoded path can hold (`/admin/x%0Dy` slipped past `^/admin/.+$`).
+      return this.#dotAll ? "[\\s\\S]" : "[^\\n]";
+    }
+    if (c === "]" || c === "}") return `\\${c}`; // literal in Rust, an error unescaped in Unicode mode
+    if (c === "^" || c === "$" || c === "*" || c === "+" || c === "?") return c;
+    const cp = this.#p.codePointAt(this.#i - 1)!;
+    if (cp > 0xffff) this.#i++;
+    return this.#caseless ? anyCase(cp) : String.fromCodePoint(cp);
+  }
+
+  /**
+   * At a `.` that starts a top-level branch: steps over `.*` or `.*?` when
+   * nothing that could make it mean more follows (another repetition).
+   */
+  #leadingDotStar(): boolean {
+    const p = this.#p;
+    if (p[this.#i + 1] !== "*") return false;
+    const lazy = p[this.#i + 2] === "?";
+    const next = p[this.#i + (lazy ? 3 : 2)];
+    if (next === "*" || next === "+" || next === "?" || next === "{") return false;
+    this.#i += lazy ? 3 : 2;
+    return true;
   }
 
   /** `(`: a group, possibly with Rust's flags or `?P<name>`. */
@@ -131,26 +182,26 @@ class Translator {
       this.#i += flags[0].length;
       // `(?i:...)` is a group; `(?i)` scopes to the rest of the enclosing group.
       const opening = js === "" ? "(?:" : `(?${js}:`;
-      this.#groups.push({
-        synthetic: flags[2] === ")",
-        verbose: this.#verbose,
-        dotAll: this.#dotAll,
-        opening,
-      });
-      this.#verbose = this.#nextVerbose(flags[1], this.#verbose);
+      const synthetic = flags[2] === ")";
+      this.#groups.push(this.#saved(synthetic, opening));
+      this.#verbose = this.#nextFlag("x", flags[1], this.#verbose);
       this.#dotAll = this.#nextFlag("s", flags[1], this.#dotAll);
+      this.#caseless = this.#nextFlag("i", flags[1], this.#caseless);
+      this.#multiline = this.#nextFlag("m", flags[1], this.#multiline);
       this.#out += opening;
+      if (!synthetic) this.#atStart = false;
       return;
     }
-    this.#groups.push({
-      synthetic: false,
-      verbose: this.#verbose,
-      dotAll: this.#dotAll,
-      opening: "(",
-    });
-    if (rest.startsWith("(?P<")) {
-      this.#out += "(?<";
-      this.#i += 4;
+    if (/^\(\?(?:[=!]|<[=!])/.test(rest)) {
+      throw new Refusal("look-around, including look-ahead and look-behind, is not supported");
+    }
+    this.#groups.push(this.#saved(false, "("));
+    this.#atStart = false;
+    // A named group, `(?P<name>` or `(?<name>`: the name is copied as it is.
+    const named = /^\(\?P?<([^>]*)>/.exec(rest);
+    if (named !== null) {
+      this.#out += `(?<${named[1]}>`;
+      this.#i += named[0].length;
     } else {
       this.#out += "(";
       this.#i++;
@@ -168,6 +219,8 @@ class Translator {
     const reopened = this.#groups.slice(this.#groups.length - open);
     this.#out += ")".repeat(open) + "|" + reopened.map((g) => g.opening).join("");
     this.#i++;
+    // A new top-level branch starts when only flag scopes are open.
+    this.#atStart = open === this.#groups.length;
   }
 
   /** `)`: closes the synthetic groups of mid-pattern flags, then the group itself. */
@@ -178,31 +231,33 @@ class Translator {
       if (group === undefined) break;
       this.#verbose = group.verbose;
       this.#dotAll = group.dotAll;
+      this.#caseless = group.caseless;
+      this.#multiline = group.multiline;
       if (!group.synthetic) break;
     }
     this.#i++;
+    this.#atStart = false;
   }
 
-  /** Rust inline flags as a JavaScript modifier list ("i-m"); `u`, `x` and `s` need none. */
+  /**
+   * Rust inline flags as a JavaScript modifier list ("m", "-m"): only `m` needs
+   * one; `i`, `s` and `x` are written out by the translation.
+   */
   #flags(spec: string): string {
     let on = "";
     let off = "";
     let negate = false;
     for (const f of spec) {
       if (f === "-") negate = true;
-      else if ("im".includes(f)) {
+      else if (f === "m") {
         if (negate) off += f;
         else on += f;
-      } else if (f === "x" || f === "u" || f === "s") continue; // `s`: `.` is written out
+      } else if (f === "x" || f === "u" || f === "s" || f === "i") continue;
       else if (f === "U") throw new Refusal("the swap-greed flag (?U) is not supported");
       else if (f === "R") throw new Refusal("the CRLF flag (?R) is not supported");
       else throw new Refusal(`unknown flag "${f}"`);
     }
     return off === "" ? on : `${on}-${off}`;
-  }
-
-  #nextVerbose(spec: string, current: boolean): boolean {
-    return this.#nextFlag("x", spec, current);
   }
 
   /** Whether flag `f` is on after the flag list `spec` (`is-x`), given it was `current`. */
@@ -214,37 +269,56 @@ class Translator {
   }
 
   /** `{`: a counted repetition passes through; any other `{` is taken literally. */
-  #repetition(): void {
+  #repetition(): string {
     const rest = this.#p.slice(this.#i);
     const m = /^\{\s*(\d+)\s*(?:(,)\s*(\d*)\s*)?\}/.exec(rest);
     if (m === null) {
-      this.#out += "\\{";
       this.#i++;
-      return;
+      return "\\{";
     }
-    this.#out += `{${m[1]}${m[2] ?? ""}${m[3] ?? ""}}`;
     this.#i += m[0].length;
+    return `{${m[1]}${m[2] ?? ""}${m[3] ?? ""}}`;
   }
 
-  /** A backslash escape at `#i`, rewritten; `inClass` inside brackets. */
-  #escape(inClass: boolean): string {
+  /** A backslash escape at `#i` outside a class, rewritten. */
+  #escape(): string {
+    const p = this.#p;
+    const c = p[this.#i + 1];
+    const single = this.#escapedChar();
+    if (single !== null) return this.#caseless ? anyCase(single) : codePointSource(single);
+    this.#i += 2;
+    // Outside (?m), `^` and `$` are the start and end of the text, as `\A` and `\z` are.
+    if (c === "A") return this.#multiline ? "(?<![\\s\\S])" : "^";
+    if (c === "z") return this.#multiline ? "(?![\\s\\S])" : "$";
+    if (c === "b" && p[this.#i] === "{") {
+      throw new Refusal("word boundary assertions \\b{...} are not supported");
+    }
+    if (c === "p" || c === "P") {
+      const property = this.#property(c);
+      return this.#caseless ? `(?i:${property})` : property;
+    }
+    // Under (?i), JavaScript's `\w` took in what folds onto its letters; it still does.
+    if (this.#caseless && (c === "w" || c === "W")) return `[${c === "W" ? "^" : ""}\\w${FOLDED}]`;
+    return `\\${c}`; // \d \D \w \W \s \S \b \B, checked by #escapedChar
+  }
+
+  /**
+   * The character a backslash escape at `#i` stands for, consumed; null (not
+   * consumed) for an escape that is a class or an assertion. Refuses what Rust
+   * refuses.
+   */
+  #escapedChar(): number | null {
     const p = this.#p;
     const c = p[this.#i + 1];
     if (c === undefined) throw new Refusal("a pattern cannot end in a backslash");
+    if (/[0-9]/.test(c)) throw new Refusal("backreferences are not supported");
+    if (CLASS_ESCAPES.has(c) || c === "p" || c === "P" || c === "A" || c === "z") return null;
     this.#i += 2;
-    if (c === "A" && !inClass) return "(?<![\\s\\S])";
-    if (c === "z" && !inClass) return "(?![\\s\\S])";
-    if (c === "a") return "\\x07";
-    if (c === "b" && p[this.#i] === "{" && !inClass) {
-      throw new Refusal("word boundary assertions \\b{...} are not supported");
-    }
-    if (c === "p" || c === "P") return this.#property(c);
-    if (c === "x") return this.#hex("x");
-    if (c === "u" || c === "U") return this.#hex(c);
-    if (SAME_ESCAPES.has(c) || JS_ESCAPABLE.has(c) || /[0-9]/.test(c)) return `\\${c}`;
-    if (c === "-" && inClass) return "\\-";
-    if (/[\x21-\x7e]/.test(c) && !/[A-Za-z0-9<>]/.test(c)) return hexEscape(c);
-    if (c === " " || c === "#" || c === "\t" || c === "\n") return hexEscape(c); // verbose mode
+    const control = CONTROL_ESCAPES[c];
+    if (control !== undefined) return control;
+    if (c === "x" || c === "u" || c === "U") return this.#hex(c);
+    if (/[\x21-\x7e]/.test(c) && !/[A-Za-z0-9<>]/.test(c)) return c.charCodeAt(0);
+    if (c === " " || c === "\t" || c === "\n") return c.charCodeAt(0); // verbose mode
     throw new Refusal(`unknown escape \\${c}`);
   }
 
@@ -273,8 +347,8 @@ class Translator {
     throw new Refusal(`unknown Unicode property "${name}"`);
   }
 
-  /** `\xHH`, `\x{H..}`, `\uHHHH`, `\u{H..}`, `\UHHHHHHHH`, `\U{H..}` as `\u{...}`. */
-  #hex(kind: string): string {
+  /** The code point of `\xHH`, `\x{H..}`, `\uHHHH`, `\u{H..}`, `\UHHHHHHHH` or `\U{H..}`. */
+  #hex(kind: string): number {
     const p = this.#p;
     let digits: string;
     if (p[this.#i] === "{") {
@@ -287,42 +361,45 @@ class Translator {
       digits = p.slice(this.#i, this.#i + width);
       this.#i += width;
     }
-    if (!/^[0-9A-Fa-f]{1,8}$/.test(digits) || parseInt(digits, 16) > 0x10ffff) {
+    const cp = parseInt(digits, 16);
+    if (!/^[0-9A-Fa-f]{1,8}$/.test(digits) || cp > 0x10ffff) {
       throw new Refusal(`invalid hexadecimal escape \\${kind}${digits}`);
     }
-    return `\\u{${digits}}`;
+    return cp;
   }
 
-  /** A bracketed class from `#i`, with POSIX classes and escapes rewritten. */
+  /**
+   * A bracketed class from `#i`, with POSIX classes and escapes rewritten.
+   * Under `(?i)` ASCII letters gain their other case; a class with anything
+   * beyond ASCII keeps an `(?i:...)` modifier instead.
+   */
   #class(): string {
     const p = this.#p;
     const whole = /^\[\[:(\^?)([a-z]+):\]\]/.exec(p.slice(this.#i));
     if (whole !== null) {
       // `[[:^digit:]]`, the one place a negated POSIX class can be said in JavaScript.
       this.#i += whole[0].length;
-      return `[${whole[1]}${posix(whole[2])}]`;
+      return `[${whole[1]}${posix(whole[2], this.#caseless)}]`;
     }
-    let out = "[";
+    let plain = "";
+    let folded = "";
+    let beyondAscii = false;
     this.#i++;
-    if (p[this.#i] === "^") {
-      out += "^";
-      this.#i++;
-    }
+    const negated = p[this.#i] === "^";
+    if (negated) this.#i++;
+    const done = () => {
+      const body = (negated ? "^" : "") + (this.#caseless && !beyondAscii ? folded : plain);
+      return this.#caseless && beyondAscii ? `(?i:[${body}])` : `[${body}]`;
+    };
     // A `]` first is a literal in Rust.
-    if (p[this.#i] === "]") {
-      out += "\\]";
-      this.#i++;
-    }
+    let first = true;
     while (this.#i < p.length) {
       const c = p[this.#i];
-      if (c === "]") {
+      if (c === "]" && !first) {
         this.#i++;
-        return out + "]";
+        return done();
       }
-      if (c === "\\") {
-        out += this.#escape(true);
-        continue;
-      }
+      first = false;
       // Verbose mode ignores whitespace and comments inside classes too (write `\ ` for a space).
       if (this.#verbose && /\s/.test(c)) {
         this.#i++;
@@ -337,7 +414,8 @@ class Translator {
         if (named[1] === "^") {
           throw new Refusal("a negated POSIX class is supported only alone: [[:^name:]]");
         }
-        out += posix(named[2]);
+        plain += posix(named[2], false);
+        folded += posix(named[2], true);
         this.#i += named[0].length;
         continue;
       }
@@ -346,22 +424,125 @@ class Translator {
       if (pair === "&&" || pair === "--" || pair === "~~") {
         throw new Refusal(`class set operation "${pair}" is not supported`);
       }
-      // Characters Unicode mode would refuse unescaped in a class.
-      out += c === "/" || c === "{" || c === "}" || c === "|" || c === "(" || c === ")"
-        ? `\\${c}`
-        : c;
-      this.#i++;
+      const low = this.#classChar();
+      if (low === null) {
+        // \d \w \s and their negations, \p{..}: kept as they are.
+        this.#i += 2;
+        const escape = p[this.#i - 1] === "p" || p[this.#i - 1] === "P"
+          ? this.#property(p[this.#i - 1])
+          : `\\${p[this.#i - 1]}`;
+        if (escape.startsWith("\\p") || escape.startsWith("\\P")) beyondAscii = true;
+        plain += escape;
+        folded += escape === "\\w" ? escape + FOLDED : escape;
+        continue;
+      }
+      let high = low;
+      if (p[this.#i] === "-" && this.#i + 1 < p.length && p[this.#i + 1] !== "]") {
+        this.#i++;
+        const end = this.#classChar();
+        if (end === null) throw new Refusal("a class range must end in a single character");
+        if (end < low) throw new Refusal("a class range must not run backwards");
+        high = end;
+      }
+      if (high >= 0x80) beyondAscii = true;
+      const range = classRange(low, high);
+      plain += range;
+      folded += range + otherCase(low, high);
     }
-    return out; // unclosed: left for RegExp to report
+    return `[${negated ? "^" : ""}${plain}`; // unclosed: left for RegExp to report
+  }
+
+  /** One character of a class at `#i`, consumed; null (not consumed) for a class escape. */
+  #classChar(): number | null {
+    const p = this.#p;
+    if (p[this.#i] === "\\") {
+      const next = p[this.#i + 1];
+      if (next === "A" || next === "z") throw new Refusal(`\\${next} cannot stand in a class`);
+      return this.#escapedChar();
+    }
+    const cp = p.codePointAt(this.#i)!;
+    this.#i += cp > 0xffff ? 2 : 1;
+    return cp;
   }
 }
 
-function posix(name: string): string {
-  const ranges = POSIX[name];
-  if (ranges === undefined) throw new Refusal(`unknown POSIX class [:${name}:]`);
-  return ranges;
+/** Escapes that stand for a class of characters or an assertion, read alike by both dialects. */
+const CLASS_ESCAPES = new Set([..."dDwWsSbB"]);
+
+/** Escapes of one control character. */
+const CONTROL_ESCAPES: Record<string, number> = {
+  a: 0x07,
+  f: 0x0c,
+  n: 0x0a,
+  r: 0x0d,
+  t: 0x09,
+  v: 0x0b,
+};
+
+/** Outside ASCII, what folds onto an ASCII letter under Unicode's simple case folding. */
+const FOLDS_TO_ASCII: Record<string, string> = { k: "\\u212A", s: "\\u017F" };
+
+/** Both of them, inside a class. */
+const FOLDED = Object.values(FOLDS_TO_ASCII).join("");
+
+/** A pattern for code point `cp` in either case. */
+function anyCase(cp: number): string {
+  const c = String.fromCodePoint(cp);
+  const lower = c.toLowerCase();
+  const upper = c.toUpperCase();
+  if (lower === upper) return codePointSource(cp);
+  if (cp >= 0x80) return `(?i:${codePointSource(cp)})`;
+  return `[${lower}${upper}${FOLDS_TO_ASCII[lower] ?? ""}]`;
 }
 
-function hexEscape(c: string): string {
-  return `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`;
+/** The ASCII letters of `low`-`high` in their other case, as class ranges ("" for none). */
+function otherCase(low: number, high: number): string {
+  let out = "";
+  const lowerFrom = Math.max(low, 0x61), lowerTo = Math.min(high, 0x7a);
+  if (lowerFrom <= lowerTo) out += classRange(lowerFrom - 0x20, lowerTo - 0x20);
+  const upperFrom = Math.max(low, 0x41), upperTo = Math.min(high, 0x5a);
+  if (upperFrom <= upperTo) out += classRange(upperFrom + 0x20, upperTo + 0x20);
+  for (const [letter, fold] of Object.entries(FOLDS_TO_ASCII)) {
+    const lower = letter.charCodeAt(0);
+    if ((lower >= low && lower <= high) || (lower - 0x20 >= low && lower - 0x20 <= high)) {
+      out += fold;
+    }
+  }
+  return out;
+}
+
+/** `low`-`high` inside a class. */
+function classRange(low: number, high: number): string {
+  const from = codePointSource(low, true);
+  return low === high ? from : `${from}-${codePointSource(high, true)}`;
+}
+
+/**
+ * Code point `cp` as pattern source that means that one character with or
+ * without the `u` flag (letters and digits as they are, the rest escaped);
+ * `inClass` for inside brackets.
+ */
+function codePointSource(cp: number, inClass = false): string {
+  const printable = cp >= 0x20 && cp < 0x7f && !(inClass ? CLASS_SYNTAX : SYNTAX).has(cp);
+  if (printable || (cp >= 0x80 && cp <= 0xffff && (cp < 0xd800 || cp > 0xdfff))) {
+    return String.fromCharCode(cp);
+  }
+  if (cp <= 0xff) return `\\x${cp.toString(16).padStart(2, "0")}`;
+  if (cp <= 0xffff) return `\\u${cp.toString(16).padStart(4, "0")}`;
+  return `\\u{${cp.toString(16)}}`;
+}
+
+/** Characters that mean something in a pattern outside a class. */
+const SYNTAX = new Set([..."^$\\.*+?()[]{}|/"].map((c) => c.charCodeAt(0)));
+/** Characters that mean something (or that Unicode mode refuses unescaped) inside a class. */
+const CLASS_SYNTAX = new Set([..."\\]^-[/{}|()"].map((c) => c.charCodeAt(0)));
+
+/** The ranges of POSIX class `name`; `caseless` adds what `(?i)` folds onto its letters. */
+function posix(name: string, caseless: boolean): string {
+  const ranges = POSIX[name];
+  if (ranges === undefined) throw new Refusal(`unknown POSIX class [:${name}:]`);
+  if (!caseless) return ranges;
+  if (name === "lower") return ranges + otherCase(0x61, 0x7a);
+  if (name === "upper") return ranges + otherCase(0x41, 0x5a);
+  return ["alpha", "alnum", "word"].includes(name) ? ranges + otherCase(0x61, 0x7a) : ranges;
 }

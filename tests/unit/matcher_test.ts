@@ -7,6 +7,7 @@ import {
   MatcherSyntaxError,
   type MatchRequest,
 } from "../../lib/config/matcher.ts";
+import { translateRustRegex } from "../../lib/config/rust_regex.ts";
 
 interface RequestInit {
   method?: string;
@@ -43,6 +44,17 @@ function assertRejects(source: string, message: string): MatcherSyntaxError {
   assert.equal(caught.source, source);
   assert.equal(caught.name, "MatcherSyntaxError");
   return caught;
+}
+
+/** Asserts for each `[pattern, path, expected]` whether `PathRegexp(pattern)` matches `path`. */
+function assertPathRegexps(cases: readonly [string, string, boolean][]): void {
+  for (const [re, path, expected] of cases) {
+    assert.equal(
+      matches(`PathRegexp('${re}')`, { path }),
+      expected,
+      `PathRegexp('${re}') on ${JSON.stringify(path)}`,
+    );
+  }
 }
 
 const RUNS = Number(Deno.env.get("FC_RUNS") ?? 2000);
@@ -287,13 +299,7 @@ Deno.test("compileMatcher() reads Rust-only regex syntax as Rust does", () => {
     ["^/a]$", "/a]", true],
     ["^/[]a]+$", "/]a", true],
   ];
-  for (const [re, path, expected] of cases) {
-    assert.equal(
-      matches(`PathRegexp('${re}')`, { path }),
-      expected,
-      `PathRegexp('${re}') on ${JSON.stringify(path)}`,
-    );
-  }
+  assertPathRegexps(cases);
   assert.equal(matches("HostRegexp('\\Aexample\\.com\\z')", { host: "Example.com" }), true);
 });
 
@@ -311,6 +317,82 @@ Deno.test("compileMatcher() translates Rust's (?i) and (?P<name> in regexes", ()
   assert.equal(matches("PathRegexp('^[(?P<]+$')", { path: "P(" }), true);
   // Scoped modifiers work natively.
   assert.equal(matches("PathRegexp('^/(?i:api)/x')", { path: "/API/x" }), true);
+});
+
+Deno.test("compileMatcher() writes (?i) out for ASCII letters, so no `i` flag is needed", () => {
+  const cases: [string, string, boolean][] = [
+    ["(?i)^/api$", "/ApI", true],
+    ["(?i)^/api$", "/apx", false],
+    ["(?i)^/k$", "/\u212A", true], // Kelvin sign folds onto k, as in Rust
+    ["(?i)^/s$", "/\u017F", true], // long s folds onto s
+    ["(?i)^/[a-c]+$", "/AbC", true],
+    ["(?i)^/[a-c]+$", "/d", false],
+    ["(?i)^/[^a]$", "/A", false],
+    ["(?i)^/[^a]$", "/b", true],
+    ["(?i)^/[j-l]$", "/\u212A", true],
+    ["(?i)^/[[:lower:]]+$", "/ABC", true],
+    ["(?i)^/[[:upper:]]+$", "/abc", true],
+    ["(?i)^/[[:^digit:]]+$", "/aB", true],
+    ["(?i)^/\\x41$", "/a", true],
+    ["(?i)^/[\\x41-\\x43]+$", "/abc", true],
+    ["(?i)^/\\.x$", "/.X", true],
+    ["(?i)^/\\.x$", "/aX", false],
+    ["(?i)^/[.]x$", "/aX", false],
+    ["(?i)^/[-a]$", "/-", true],
+    ["(?i)^/[a-]$", "/A", true],
+    ["(?i)^/é$", "/É", true], // beyond ASCII: an (?i:...) modifier
+    ["(?i)^/[à-ÿ]+$", "/ÀÉ", true],
+    ["(?i)^/\\p{Lu}$", "/a", true],
+    ["^/[a-c]+$", "/B", false],
+    ["^/a(?i)b(?-i)c$", "/aBc", true],
+    ["^/a(?i)b(?-i)c$", "/aBC", false],
+    ["(?i)^/(?P<Name>x)(?<Id>y)$", "/XY", true], // group names keep their case
+    ["^/[\\d_]+$", "/1_2", true],
+    ["^/[\\^]$", "/^", true],
+    ["^/a\\x2ab$", "/a*b", true],
+    ["^/a\\x2ab$", "/aab", false],
+  ];
+  assertPathRegexps(cases);
+  // ASCII only: the linear-time engine can take these.
+  for (const re of ["(?i)^/api", "(?i)[a-z]+", "(?i)[[:alpha:]]", "\\A/x\\z"]) {
+    const translated = translateRustRegex(re);
+    assert.ok("source" in translated);
+    assert.equal(linearFlags(translated.source, translated.flags), "", re);
+  }
+  assert.equal(matches("HostRegexp('^API\\.')", { host: "api.example.com" }), true);
+  assert.equal(matches("HostRegexp('^API\\.')", { host: "apix.example.com" }), false);
+});
+
+Deno.test("compileMatcher() leaves out a leading .* of a top-level branch, which changes no match", () => {
+  const cases: [string, string, boolean][] = [
+    [".*(bot|crawler).*", "/a-crawler", true],
+    [".*(bot|crawler).*", "/human", false],
+    [".*?x|.*y", "/y", true],
+    ["(?i).*BOT", "/xbot", true],
+    [".*", "/", true],
+    ["^.*x$", "/ax", true],
+    ["^.*x$", "/xa", false],
+    ["(.*x)", "/ax", true],
+    ["a.*x", "/ax", true],
+    ["a.*x", "/xa", false],
+  ];
+  assertPathRegexps(cases);
+  const source = (re: string) => {
+    const translated = translateRustRegex(re);
+    assert.ok("source" in translated);
+    return translated.source;
+  };
+  assert.equal(source(".*(bot|crawler)"), "(bot|crawler)");
+  assert.equal(source(".*?a|.*b"), "a|b");
+  assert.equal(source("(?s).*a"), "(?:a)");
+  assert.equal(source("x|.*a"), "x|a");
+  assert.equal(source("^.*a"), "^[^\\n]*a");
+  assert.equal(source("(.*a)"), "([^\\n]*a)");
+  assert.equal(
+    source(".**a").startsWith("[^\\n]*"),
+    true,
+    "a doubled repetition is left to RegExp",
+  );
 });
 
 Deno.test("compileMatcher() accepts RustStrom's own config examples", () => {
@@ -439,6 +521,24 @@ Deno.test("compileMatcher() rejects bad input with the exact message and column"
       "PathRegexp('(?P<a>x)(?P<a>y)')",
       'invalid regular expression "(?P<a>x)(?P<a>y)" in "PathRegexp": ' +
       "Duplicate capture group name at column 12",
+    ],
+    [
+      "PathRegexp('^/(?=api)')",
+      'invalid regular expression "^/(?=api)" in "PathRegexp": ' +
+      "look-around, including look-ahead and look-behind, is not supported at column 12",
+    ],
+    [
+      "HeaderRegexp('x', '(?<!a)b')",
+      'invalid regular expression "(?<!a)b" in "HeaderRegexp": ' +
+      "look-around, including look-ahead and look-behind, is not supported at column 19",
+    ],
+    [
+      "PathRegexp('^/(a)\\1$')",
+      'invalid regular expression "^/(a)\\1$" in "PathRegexp": backreferences are not supported at column 12',
+    ],
+    [
+      "PathRegexp('[z-a]')",
+      'invalid regular expression "[z-a]" in "PathRegexp": a class range must not run backwards at column 12',
     ],
     [`unknown${"x".repeat(100)}`, `unknown term "unknown${"x".repeat(53)}..." at column 1`],
   ];
@@ -688,11 +788,20 @@ Deno.test({
   ignore: !hasRegexFallback(),
 }, () => {
   const path = "/files/" + "a".repeat(30) + "!"; // exponential: minutes in a backtracking engine
+  const big = "a".repeat(60_000);
   for (
     const [source, init] of [
       [`PathRegexp('^/files/([\\w-]+/?)*$')`, { path }],
       [`HostRegexp('^([a-z0-9]+-?)*$')`, { host: "a".repeat(30) + "!" }],
       [`HeaderRegexp('x-id', '^([0-9]+,?)*$')`, { headers: { "x-id": "1".repeat(30) + "x" } }],
+      // (?i) and capitals in HostRegexp are written out, so these get the linear engine too.
+      [`PathRegexp('(?i)^/FILES/([\\w-]+/?)*$')`, { path }],
+      [`HostRegexp('^([A-Z0-9]+-?)*$')`, { host: "a".repeat(30) + "!" }],
+      // Polynomial ones on the largest header Deno takes, quadratic in a backtracking engine:
+      // 1.8 s each with V8's default fallback after 50,000 backtracks, 5 and 70 ms with Strom's
+      // 1,000 and the leading `.*` left out.
+      [`HeaderRegexp('user-agent', '.*(bot|crawler).*')`, { headers: { "user-agent": big } }],
+      [`HeaderRegexp('user-agent', '[^/]+\\.(png|css)$')`, { headers: { "user-agent": big } }],
     ] as const
   ) {
     const matcher = compileMatcher(source);
