@@ -16,7 +16,8 @@
 // match that backtracks too much (see linearFlags in matcher.ts) but takes no
 // `i` flag, inline modifier or lookaround: `(?i)` is written out as classes
 // (`a` as `[aA]`) for ASCII letters, and only non-ASCII letters keep an
-// `(?i:...)` modifier; `\A` and `\z` are `^` and `$` outside `(?m)`; and a
+// `(?i:...)` modifier; `\A` and `\z` are `^` and `$` (no multiline flag is
+// used: under `(?m)`, `^` and `$` become lookaround on `\n` alone); and a
 // leading `.*`, which cannot change whether an unanchored search finds a match
 // but makes V8 scan the input once per start position, is left out.
 // `\d` and `\w` (so `\b`) stay ASCII (Rust's are Unicode-aware), which only
@@ -73,8 +74,6 @@ interface Group {
   readonly caseless: boolean;
   /** Whether `^` and `$` matched at line ends before it (flag `m`), restored when it closes. */
   readonly multiline: boolean;
-  /** What opened it in the output, e.g. `(?i:`: a synthetic one is reopened after a `|`. */
-  readonly opening: string;
 }
 
 class Translator {
@@ -99,10 +98,9 @@ class Translator {
   }
 
   /** The state a group saves and restores on close. */
-  #saved(synthetic: boolean, opening: string): Group {
+  #saved(synthetic: boolean): Group {
     return {
       synthetic,
-      opening,
       verbose: this.#verbose,
       dotAll: this.#dotAll,
       caseless: this.#caseless,
@@ -152,7 +150,11 @@ class Translator {
       return this.#dotAll ? "[\\s\\S]" : "[^\\n]";
     }
     if (c === "]" || c === "}") return `\\${c}`; // literal in Rust, an error unescaped in Unicode mode
-    if (c === "^" || c === "$" || c === "*" || c === "+" || c === "?") return c;
+    // Under (?m) Rust's `^` and `$` also match at a `\n`, and only there; JavaScript's
+    // multiline flag would take `\r`, U+2028 and U+2029 as line ends too.
+    if (c === "^") return this.#multiline ? "(?<![^\\n])" : c;
+    if (c === "$") return this.#multiline ? "(?![^\\n])" : c;
+    if (c === "*" || c === "+" || c === "?") return c;
     const cp = this.#p.codePointAt(this.#i - 1)!;
     if (cp > 0xffff) this.#i++;
     return this.#caseless ? anyCase(cp) : String.fromCodePoint(cp);
@@ -178,24 +180,23 @@ class Translator {
     const rest = p.slice(this.#i);
     const flags = /^\(\?([a-zA-Z-]*)(:|\))/.exec(rest);
     if (flags !== null) {
-      const js = this.#flags(flags[1]);
+      this.#checkFlags(flags[1]);
       this.#i += flags[0].length;
       // `(?i:...)` is a group; `(?i)` scopes to the rest of the enclosing group.
-      const opening = js === "" ? "(?:" : `(?${js}:`;
       const synthetic = flags[2] === ")";
-      this.#groups.push(this.#saved(synthetic, opening));
+      this.#groups.push(this.#saved(synthetic));
       this.#verbose = this.#nextFlag("x", flags[1], this.#verbose);
       this.#dotAll = this.#nextFlag("s", flags[1], this.#dotAll);
       this.#caseless = this.#nextFlag("i", flags[1], this.#caseless);
       this.#multiline = this.#nextFlag("m", flags[1], this.#multiline);
-      this.#out += opening;
+      this.#out += "(?:";
       if (!synthetic) this.#atStart = false;
       return;
     }
     if (/^\(\?(?:[=!]|<[=!])/.test(rest)) {
       throw new Refusal("look-around, including look-ahead and look-behind, is not supported");
     }
-    this.#groups.push(this.#saved(false, "("));
+    this.#groups.push(this.#saved(false));
     this.#atStart = false;
     // A named group, `(?P<name>` or `(?<name>`: the name is copied as it is.
     const named = /^\(\?P?<([^>]*)>/.exec(rest);
@@ -216,8 +217,7 @@ class Translator {
   #alternate(): void {
     let open = 0;
     while (this.#groups.at(-1 - open)?.synthetic) open++;
-    const reopened = this.#groups.slice(this.#groups.length - open);
-    this.#out += ")".repeat(open) + "|" + reopened.map((g) => g.opening).join("");
+    this.#out += ")".repeat(open) + "|" + "(?:".repeat(open);
     this.#i++;
     // A new top-level branch starts when only flag scopes are open.
     this.#atStart = open === this.#groups.length;
@@ -239,25 +239,13 @@ class Translator {
     this.#atStart = false;
   }
 
-  /**
-   * Rust inline flags as a JavaScript modifier list ("m", "-m"): only `m` needs
-   * one; `i`, `s` and `x` are written out by the translation.
-   */
-  #flags(spec: string): string {
-    let on = "";
-    let off = "";
-    let negate = false;
+  /** Checks Rust inline flags; all are written out by the translation, none is a JavaScript modifier. */
+  #checkFlags(spec: string): void {
     for (const f of spec) {
-      if (f === "-") negate = true;
-      else if (f === "m") {
-        if (negate) off += f;
-        else on += f;
-      } else if (f === "x" || f === "u" || f === "s" || f === "i") continue;
-      else if (f === "U") throw new Refusal("the swap-greed flag (?U) is not supported");
-      else if (f === "R") throw new Refusal("the CRLF flag (?R) is not supported");
-      else throw new Refusal(`unknown flag "${f}"`);
+      if (f === "U") throw new Refusal("the swap-greed flag (?U) is not supported");
+      if (f === "R") throw new Refusal("the CRLF flag (?R) is not supported");
+      if (!"-imsxu".includes(f)) throw new Refusal(`unknown flag "${f}"`);
     }
-    return off === "" ? on : `${on}-${off}`;
   }
 
   /** Whether flag `f` is on after the flag list `spec` (`is-x`), given it was `current`. */
@@ -287,9 +275,9 @@ class Translator {
     const single = this.#escapedChar();
     if (single !== null) return this.#caseless ? anyCase(single) : codePointSource(single);
     this.#i += 2;
-    // Outside (?m), `^` and `$` are the start and end of the text, as `\A` and `\z` are.
-    if (c === "A") return this.#multiline ? "(?<![\\s\\S])" : "^";
-    if (c === "z") return this.#multiline ? "(?![\\s\\S])" : "$";
+    // No multiline flag is used (see #atom): `^` and `$` are the start and end of the text.
+    if (c === "A") return "^";
+    if (c === "z") return "$";
     if (c === "b" && p[this.#i] === "{") {
       throw new Refusal("word boundary assertions \\b{...} are not supported");
     }

@@ -261,6 +261,12 @@ Deno.test("compileMatcher() reads Rust-only regex syntax as Rust does", () => {
     ["/api\\z", "/api/", false],
     ["(?m)^b\\z", "/a\nb", true],
     ["(?m)\\A/b", "/a\n/b", false],
+    ["(?m)^/b$", "/a\n/b", true],
+    ["(?m)^/b$", "/a\r/b", false], // Rust's line ends are `\n` only; JavaScript's took `\r` too
+    ["(?m)^/b$", "/a\u2028/b", false],
+    ["(?m)^/a$", "/a\r\n/b", false],
+    ["(?m)/a$", "/a\n", true],
+    ["(?m:^/b)|^x$", "/a\n/b", true],
     ["^/[[:alpha:]]+$", "/abc", true],
     ["^/[[:alpha:]]+$", "/ab1", false],
     ["^/[[:alnum:]_-]+$", "/a_b-1", true],
