@@ -1,29 +1,68 @@
 // Tokenizer for the matcher DSL (see matcher.ts) and its syntax error.
 // Tokens are produced lazily, so the first error reported is the leftmost one.
 
-/** Thrown by compileMatcher for any bad input; `column` is 1-based and counts code points. */
+/**
+ * Thrown by compileMatcher for any bad input; `column` is 1-based and counts
+ * code points. The message gives the column, or for a source of several lines
+ * (a TOML multi-line string) the line and the column in that line.
+ */
 export class MatcherSyntaxError extends Error {
   /** 1-based column in `source` (code points, newlines count as one column each). */
   readonly column: number;
+  /** 1-based line of `source` the column is on. */
+  readonly line: number;
+  /** 1-based column within that line (code points). */
+  readonly lineColumn: number;
   /** The whole matcher source the error is about. */
   readonly source: string;
 
   constructor(reason: string, options: { column: number; source: string }) {
-    super(`${reason} at column ${options.column}`);
+    const { line, lineColumn } = lineOf(options.source, options.column);
+    const multiline = options.source.includes("\n");
+    super(
+      `${reason} at ${
+        multiline ? `line ${line}, column ${lineColumn} of the matcher` : `column ${options.column}`
+      }`,
+    );
     this.name = "MatcherSyntaxError";
     this.column = options.column;
+    this.line = line;
+    this.lineColumn = lineColumn;
     this.source = options.source;
   }
 }
 
-/** Renders the source with a caret under `column`, two lines, each indented by `indent` spaces (default 0). */
+/** The line (1-based) holding 1-based code-point `column` of `source`, and the column in it. */
+function lineOf(source: string, column: number): { line: number; lineColumn: number } {
+  let line = 1;
+  let lineColumn = 1;
+  let seen = 1;
+  for (const c of source) {
+    if (seen >= column) break;
+    seen++;
+    if (c === "\n") {
+      line++;
+      lineColumn = 1;
+    } else {
+      lineColumn++;
+    }
+  }
+  return { line, lineColumn };
+}
+
+/**
+ * Renders the line of the source holding `column` with a caret under it, two
+ * lines, each indented by `indent` spaces (default 0).
+ */
 export function caretLines(source: string, column: number, indent = 0): string {
-  // Control characters (newlines, tabs) become spaces so the caret stays under its column.
-  const chars = Array.from(source, (c) => (c < " " || c === "\x7f" ? " " : c));
-  let at = Math.min(Math.max(Math.trunc(column) || 1, 1), chars.length + 1) - 1;
+  const { line: number, lineColumn } = lineOf(source, column);
+  const text = source.split("\n")[number - 1] ?? "";
+  // Control characters (tabs, CR) become spaces so the caret stays under its column.
+  const chars = Array.from(text, (c) => (c < " " || c === "\x7f" ? " " : c));
+  let at = Math.min(Math.max(Math.trunc(lineColumn) || 1, 1), chars.length + 1) - 1;
   let line = chars.join("");
   if (chars.length > CARET_WINDOW) {
-    // Long sources show a window around the column, elided with "..." on the cut sides.
+    // Long lines show a window around the column, elided with "..." on the cut sides.
     const start = Math.max(0, Math.min(at - CARET_WINDOW / 2, chars.length - CARET_WINDOW));
     const head = start > 0 ? "..." : "";
     const tail = start + CARET_WINDOW < chars.length ? "..." : "";

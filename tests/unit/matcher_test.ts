@@ -447,7 +447,7 @@ Deno.test("compileMatcher() short-circuits && and ||", () => {
 Deno.test("compileMatcher() rejects bad input with the exact message and column", () => {
   const cases: [string, string][] = [
     ["", "empty matcher at column 1"],
-    [" \n\t ", "empty matcher at column 1"],
+    [" \n\t ", "empty matcher at line 1, column 1 of the matcher"],
     ["Hots('a')", 'unknown term "Hots" at column 1'],
     ["host('a')", 'unknown term "host" at column 1'],
     ["constructor('a')", 'unknown term "constructor" at column 1'],
@@ -496,7 +496,7 @@ Deno.test("compileMatcher() rejects bad input with the exact message and column"
     ["Host('a:http')", 'invalid host "a:http" at column 6'],
     ["Method('GE T')", 'invalid method "GE T" at column 8'],
     ["Method('')", 'invalid method "" at column 8'],
-    ["Method('GET\n')", 'invalid method "GET\\n" at column 8'],
+    ["Method('GET\n')", 'invalid method "GET\\n" at line 1, column 8 of the matcher'],
     ["Header('X Y', 'v')", 'invalid header name "X Y" at column 8'],
     ["HeaderRegexp('', 'v')", 'invalid header name "" at column 14'],
     [
@@ -560,7 +560,16 @@ Deno.test("caretLines() renders the source with a caret under the column", () =>
     "    Host('a') && Hots('b')\n                 ^",
   );
   // Control characters become spaces, so the caret stays in place.
-  assert.equal(caretLines("A\n\tB", 4, 2), "  A  B\n     ^");
+  assert.equal(caretLines("A\r\tB", 4, 2), "  A  B\n     ^");
+  // A source of several lines (a TOML multi-line string) shows the line of the error.
+  const multi = "Host('a.com')\n  && Pathx('/api')\n";
+  const multiError = assertRejects(
+    multi,
+    'unknown term "Pathx" at line 2, column 6 of the matcher',
+  );
+  assert.equal(caretLines(multi, multiError.column, 2), "    && Pathx('/api')\n       ^");
+  assert.equal(caretLines("A\nB", 3), "B\n^");
+  assert.equal(caretLines("A\n", 3), "\n^", "the end of a source ending in a newline");
   // A column at the end points just past the last character.
   assert.equal(caretLines("Host('a') &&", 13), "Host('a') &&\n            ^");
   const long = `${"Path('/') && ".repeat(20)}Nope('x')`;
@@ -595,7 +604,10 @@ function compileOrReject(source: string): void {
     if (!(error instanceof MatcherSyntaxError)) throw error;
     const length = Array.from(source).length;
     assert.ok(error.column >= 1 && error.column <= length + 1, `column ${error.column}`);
-    assert.ok(error.message.endsWith(` at column ${error.column}`), error.message);
+    const at = source.includes("\n")
+      ? ` at line ${error.line}, column ${error.lineColumn} of the matcher`
+      : ` at column ${error.column}`;
+    assert.ok(error.message.endsWith(at), error.message);
     assert.ok(!error.message.includes("\n"), error.message);
     assert.equal(caretLines(source, error.column).split("\n").length, 2);
   }
