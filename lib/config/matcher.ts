@@ -21,6 +21,8 @@ export interface MatchRequest {
   readonly method: string;
   /** Host header (or HTTP/2 :authority) as received, e.g. "Example.com:8080"; "" when absent. */
   readonly host: string;
+  /** The port a Host without one means: "80" for http, "443" for https (RFC 9110 4.2). */
+  readonly defaultPort: string;
   /** Path in the normal form of lib/proxy/path.ts (decoded, slashes merged, dot-segments resolved). */
   readonly path: string;
   /** Raw query string without the leading "?"; "" when none. */
@@ -37,7 +39,8 @@ export type Matcher = (request: MatchRequest) => boolean;
  *
  * Terms, all checked at compile time, regexes compiled once:
  * - `Host('h')`, `Host('h:port')`, `Host('[::1]')`: ASCII case-insensitive host match; without a
- *   port any request port matches, with one only that port; no Host never matches.
+ *   port any request port matches, with one only that port (a Host without a port has the
+ *   scheme's, so `Host('h:80')` matches `Host: h` on http); no Host never matches.
  * - `HostRegexp('re')`: case-insensitive unanchored search on the Host value, port included.
  * - `Path('/p')`: exact equality with the raw path.
  * - `PathPrefix('/p')`: plain string prefix, like Traefik's: `/api` also matches `/apis`.
@@ -234,7 +237,7 @@ function hostTerm(arg: Token, lexer: Lexer): Matcher {
     // A fully qualified `example.com.` names the same host (nginx strips the dot too).
     const nameEnd = end > 0 && host.charCodeAt(end - 1) === DOT ? end - 1 : end;
     if (nameEnd !== name.length || !startsWithLowercase(host, name)) return false;
-    if (end === host.length) return port === "";
+    if (end === host.length) return port === "" || port === request.defaultPort;
     if (host.charCodeAt(end) !== COLON) return false;
     return port === "" || (host.length === end + 1 + port.length && host.endsWith(port));
   };

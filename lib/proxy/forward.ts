@@ -176,6 +176,7 @@ function splitTarget(request: Request, arrival: ArrivalInfo): Target {
   return {
     method: request.method,
     host: host ?? (missingHost ? "" : authority),
+    defaultPort: arrival.proto === "https" ? "443" : "80",
     path,
     query,
     headers: request.headers,

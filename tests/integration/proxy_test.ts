@@ -60,7 +60,8 @@ Deno.test("the first pool in file order whose matcher matches wins; none gives 4
   await using web = startBackend(() => new Response("web"));
   await using lb = await startStrom(
     poolToml([api.address], { matcher: "Host('example.com') && PathPrefix('/api')" }) +
-      poolToml([web.address], { matcher: "Host('EXAMPLE.com') || Header('x-web', '1')" }),
+      poolToml([web.address], { matcher: "Host('EXAMPLE.com') || Header('x-web', '1')" }) +
+      poolToml([api.address], { matcher: "Host('port.test:80')" }),
   );
   const at = (path: string, headers: Record<string, string>) =>
     get(`${lb.url}${path}`, { headers }).then((r) => `${r.status} ${r.text}`);
@@ -69,6 +70,9 @@ Deno.test("the first pool in file order whose matcher matches wins; none gives 4
   assert.equal(await at("/other", { host: "Example.COM" }), "200 web");
   assert.equal(await at("/api", { host: "b.com", "x-web": "1" }), "200 web");
   assert.equal(await at("/api", { host: "b.com" }), "404 404 - page not found");
+  // A Host without a port means the scheme's (80 for http).
+  assert.equal(await at("/", { host: "port.test" }), "200 api");
+  assert.equal(await at("/", { host: "port.test:8080" }), "404 404 - page not found");
 });
 
 Deno.test("IPHash keeps each client on one backend", async () => {

@@ -12,6 +12,7 @@ import { translateRustRegex } from "../../lib/config/rust_regex.ts";
 interface RequestInit {
   method?: string;
   host?: string;
+  defaultPort?: string;
   path?: string;
   query?: string;
   headers?: HeadersInit;
@@ -21,6 +22,7 @@ function request(init: RequestInit = {}): MatchRequest {
   return {
     method: init.method ?? "GET",
     host: init.host ?? "example.com",
+    defaultPort: init.defaultPort ?? "80",
     path: init.path ?? "/",
     query: init.query ?? "",
     headers: new Headers(init.headers),
@@ -86,6 +88,14 @@ Deno.test("compileMatcher() matches a Host() with a port only on that port", () 
   assert.equal(matches("Host('example.com:8080')", { host: "example.com:80" }), false);
   assert.equal(matches("Host('example.com:80')", { host: "example.com:8080" }), false);
   assert.equal(matches("Host('example.com:80')", { host: "example.com:800" }), false);
+  // A Host without a port has the scheme's default one.
+  assert.equal(matches("Host('example.com:80')", { host: "example.com" }), true);
+  assert.equal(matches("Host('example.com:443')", { host: "example.com" }), false);
+  assert.equal(
+    matches("Host('example.com:443')", { host: "Example.com", defaultPort: "443" }),
+    true,
+  );
+  assert.equal(matches("Host('[::1]:80')", { host: "[::1]" }), true);
 });
 
 Deno.test("compileMatcher() matches IPv6 literals in Host()", () => {
@@ -655,6 +665,7 @@ const TOKENS = [
 const arbitraryRequest = fc.record({
   method: fc.constantFrom("GET", "POST", "get", "YOLO", ""),
   host: fc.oneof(fc.constantFrom("", "a", "A:80", "[::1]:80", "[::1", ":", "a:"), fc.string()),
+  defaultPort: fc.constantFrom("80", "443"),
   path: fc.oneof(fc.constantFrom("/", "/x", "/a/b", ""), fc.string()),
   query: fc.oneof(fc.constantFrom("", "k=v", "?k=v", "k=1&k=2", "%zz=%"), fc.string()),
   headers: fc.array(fc.tuple(fc.constantFrom("x", "accept", "x-k"), fc.string()), {
