@@ -46,7 +46,7 @@ export const peakEwma: StrategyFactory = {
   },
   create(options, deps): Strategy {
     const tau = options.decayMs as number;
-    const now = deps.clock ? () => deps.clock!.now() : () => Date.now();
+    const now = deps.clock ? () => deps.clock!.now() : () => performance.now();
     const estimates = new Map<string, Estimate>();
     /** How much of an estimate is left at time `t`. */
     const weight = (e: Estimate, t: number) => Math.exp(-Math.max(0, t - e.at) / tau);

@@ -70,7 +70,13 @@ export class RedisWindow implements WindowStore {
     });
   }
 
-  async hit(key: string, now: number): Promise<Decision> {
+  /**
+   * Counts a hit now. The window is shared with other instances, so it runs on
+   * the wall clock (as the header says, keep the instances' clocks in sync),
+   * not on the `now` of this instance's never-stepping clock.
+   */
+  async hit(key: string, _now: number): Promise<Decision> {
+    const now = Date.now();
     // Only the first connection may queue a command; once lost, fail at once.
     const status = this.#redis.status;
     if (status !== "ready" && status !== "connect" && status !== "connecting") {

@@ -55,7 +55,7 @@ export class HostPool {
    * a new one, or the next one released.
    */
   acquire(signal: AbortSignal, connectTimeoutMs: number): Lease | Promise<Lease> {
-    const now = Date.now();
+    const now = performance.now();
     while (this.#idle.length > 0) {
       const conn = this.#idle.pop()!;
       if (now - conn.idleSince < this.#limits.idleTimeoutMs && !conn.closed) {
@@ -86,13 +86,13 @@ export class HostPool {
     const waiter = this.#nextWaiter();
     if (waiter) return waiter.resolve({ conn, reused: true });
     if (this.#closed || this.#idle.length >= this.#limits.maxIdle) return this.#discard(conn);
-    conn.idleSince = Date.now();
+    conn.idleSince = performance.now();
     conn.park();
     this.#idle.push(conn);
   }
 
   /** Closes idle connections past their idle timeout. */
-  sweep(now = Date.now()): void {
+  sweep(now = performance.now()): void {
     for (let i = this.#idle.length - 1; i >= 0; i--) {
       if (now - this.#idle[i].idleSince >= this.#limits.idleTimeoutMs) {
         this.#discard(this.#idle.splice(i, 1)[0]);
