@@ -4,6 +4,7 @@
 // alone what does not shrink or must not be touched (spec §2.10.3).
 
 import type { Transform } from "node:stream";
+import type { Clock } from "../clock.ts";
 import { nodeZlib } from "../node_builtins.ts";
 import { HttpError, type MiddlewareSpec } from "./middleware.ts";
 import { type Coding, CODINGS, negotiate } from "./accept_encoding.ts";
@@ -83,7 +84,7 @@ export const compression: MiddlewareSpec<CompressionOptions> = {
     });
     return { minSize: minSize!, encodings, skipTypes };
   },
-  create(options) {
+  create(options, deps) {
     loadCompressors(); // while the config is built, not on the first answer
     const skip = [...BUILT_IN_SKIP, ...options.skipTypes];
     return async (context, next) => {
@@ -100,7 +101,10 @@ export const compression: MiddlewareSpec<CompressionOptions> = {
       const size = length === null ? NaN : Number(length);
       if (size <= ONE_SHOT_LIMIT) return await compressWhole(response, coding);
       markEncoded(headers, coding);
-      const body = pullThrough(response.body, compressor(coding, size || 0));
+      const body = pullThrough(response.body, compressor(coding, size || 0), {
+        flushKind: loadCompressors()[coding].flushKind,
+        clock: deps.clock,
+      });
       return new Response(body, {
         status: response.status,
         statusText: response.statusText,
@@ -187,8 +191,10 @@ const BROTLI_QUALITY = 4;
  * settings. `deflate` is zlib-wrapped, as "deflate" means in HTTP.
  */
 type Compressors = Record<Coding, {
-  stream(sizeHint: number): Transform;
+  stream(sizeHint: number): Compressor;
   whole(bytes: Uint8Array): Uint8Array;
+  /** How to flush the stream without ending it (Z_SYNC_FLUSH and its kin). */
+  flushKind: number;
 }>;
 
 let compressors: Compressors | undefined;
@@ -210,38 +216,71 @@ function makeCompressors(zlib: typeof import("node:zlib")): Compressors {
     br: {
       stream: (sizeHint) => zlib.createBrotliCompress({ params: brotliParams(sizeHint) }),
       whole: (bytes) => zlib.brotliCompressSync(bytes, { params: brotliParams(bytes.length) }),
+      flushKind: zlib.constants.BROTLI_OPERATION_FLUSH,
     },
     zstd: {
       stream: () => zlib.createZstdCompress(),
       whole: (bytes) => zlib.zstdCompressSync(bytes),
+      flushKind: zlib.constants.ZSTD_e_flush,
     },
     gzip: {
       stream: () => zlib.createGzip(),
       whole: (bytes) => zlib.gzipSync(bytes, zlibWindow(bytes.length)),
+      flushKind: zlib.constants.Z_SYNC_FLUSH,
     },
     deflate: {
       stream: () => zlib.createDeflate(),
       whole: (bytes) => zlib.deflateSync(bytes, zlibWindow(bytes.length)),
+      flushKind: zlib.constants.Z_SYNC_FLUSH,
     },
   };
 }
 
+/** A node:zlib compression stream. */
+type Compressor = Transform & { flush(kind: number, callback: () => void): void };
+
 /** A streaming compressor. */
-function compressor(coding: Coding, sizeHint: number): Transform {
+function compressor(coding: Coding, sizeHint: number): Compressor {
   return loadCompressors()[coding].stream(sizeHint);
 }
+
+/**
+ * After this long without input, what the compressor holds is flushed to the
+ * client: a streamed answer (log lines, JSON events) is not held back until
+ * the compressor's buffer fills or the backend ends it, as nginx and Caddy
+ * flush an unbuffered answer.
+ */
+export const FLUSH_IDLE_MS = 5;
+
+/** What pullThrough's race on the next chunk gives when the backend stays quiet. */
+const IDLE = Symbol("idle");
 
 /**
  * `source` through a node:zlib compressor, read only as fast as the client
  * takes the output: each pull reads input until the compressor has output to
  * give. (`Duplex.toWeb` read the whole backend answer into memory ahead of a
  * slow client, and a client that read nothing never tripped `send_timeout`.)
+ * When no input came for FLUSH_IDLE_MS since input went in, the compressor is
+ * flushed with `flushKind`.
  */
 export function pullThrough(
   source: ReadableStream<Uint8Array>,
-  compressor: Transform,
+  compressor: Compressor,
+  options: { readonly flushKind: number; readonly clock: Clock },
 ): ReadableStream<Uint8Array> {
+  const { flushKind, clock } = options;
   const reader = source.getReader();
+  /** The next chunk, asked for and not yet written. */
+  let next: Promise<ReadableStreamReadResult<Uint8Array>> | null = null;
+  /** Input went in since the last flush. */
+  let unflushed = false;
+  const idleOr = (read: Promise<ReadableStreamReadResult<Uint8Array>>) => {
+    let timer = 0;
+    const idle = new Promise<typeof IDLE>((resolve) => {
+      timer = clock.setTimeout(() => resolve(IDLE), FLUSH_IDLE_MS);
+    });
+    return Promise.race([read, idle]).finally(() => clock.clearTimeout(timer));
+  };
   let ended = false;
   let finished = false;
   let failure: Error | null = null;
@@ -268,7 +307,15 @@ export function pullThrough(
           await settled();
           continue;
         }
-        const { value, done } = await reader.read();
+        next ??= reader.read();
+        const result = unflushed ? await idleOr(next) : await next;
+        if (result === IDLE) {
+          unflushed = false;
+          await new Promise<void>((resolve) => compressor.flush(flushKind, () => resolve()));
+          continue;
+        }
+        next = null;
+        const { value, done } = result;
         if (done) {
           ended = true;
           compressor.end();
@@ -276,6 +323,7 @@ export function pullThrough(
         }
         // Resolves once the chunk went through: its output, if any, is readable then.
         await new Promise<void>((resolve) => compressor.write(value, () => resolve()));
+        unflushed = true;
       }
     },
     cancel(reason) {

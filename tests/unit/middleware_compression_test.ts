@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import zlib from "node:zlib";
-import { compression } from "../../lib/middleware/compression.ts";
+import { compression, FLUSH_IDLE_MS } from "../../lib/middleware/compression.ts";
 import { CODINGS, negotiate } from "../../lib/middleware/accept_encoding.ts";
-import { build, fakeContext, optionProblems, run } from "../_helpers/middleware.ts";
+import { build, fakeContext, optionProblems, run, testDeps } from "../_helpers/middleware.ts";
+import { concatBytes } from "../../lib/bytes.ts";
 
 const HTML = "<p>hello, compressible world</p>\n".repeat(200);
 
@@ -202,6 +203,63 @@ Deno.test("compression() compresses a streamed body of unknown length", async ()
   );
   const text = new TextDecoder().decode(zlib.gunzipSync(new Uint8Array(await r.arrayBuffer())));
   assert.equal(text, "a".repeat(5000) + "b".repeat(5000));
+});
+
+/** What the compressed bytes so far decode to (a flushed prefix decodes whole). */
+function decodeSoFar(coding: string, bytes: Uint8Array): string {
+  const sync = { finishFlush: zlib.constants.Z_SYNC_FLUSH };
+  const out = coding === "gzip"
+    ? zlib.gunzipSync(bytes, sync)
+    : coding === "deflate"
+    ? zlib.inflateSync(bytes, sync)
+    : coding === "br"
+    ? zlib.brotliDecompressSync(bytes, { finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH })
+    : zlib.zstdDecompressSync(bytes);
+  return new TextDecoder().decode(out);
+}
+
+Deno.test("compression() flushes a streamed answer when the backend goes quiet", async () => {
+  for (const coding of CODINGS) {
+    const deps = testDeps();
+    const mw = await build(compression, { min_size: 0 }, deps);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => release = resolve);
+    const body = new ReadableStream<Uint8Array>({
+      async start(controller) {
+        controller.enqueue(new TextEncoder().encode("event 1\n"));
+        await released; // the backend has nothing more for now
+        controller.enqueue(new TextEncoder().encode("event 2\n"));
+        controller.close();
+      },
+    });
+    const r = await run(
+      mw,
+      asking(coding),
+      () => new Response(body, { headers: { "content-type": "application/x-ndjson" } }),
+    );
+    assert.equal(r.headers.get("content-encoding"), coding);
+    const reader = r.body!.getReader();
+    const chunks: Uint8Array[] = [];
+    // The first event reaches the client while the backend still holds the second.
+    for (let turns = 0; !decodeSoFar(coding, concatBytes(chunks)).includes("event 1\n");) {
+      const read = reader.read();
+      let settled = false;
+      read.then(() => settled = true, () => settled = true);
+      while (!settled) {
+        assert.ok(++turns < 1000, `${coding}: nothing decodable came before the backend ended`);
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        if (deps.clock.pending > 0) deps.clock.advance(FLUSH_IDLE_MS);
+      }
+      const { value, done } = await read;
+      assert.ok(!done && value !== undefined);
+      chunks.push(value);
+    }
+    release();
+    for (let part = await reader.read(); !part.done; part = await reader.read()) {
+      chunks.push(part.value);
+    }
+    assert.equal(decodeSoFar(coding, concatBytes(chunks)), "event 1\nevent 2\n", coding);
+  }
 });
 
 Deno.test("compression() reads a streamed body only as fast as its reader takes the output", async () => {
