@@ -207,11 +207,16 @@ export class Runtime {
     options: { readonly log: Logger; readonly deps?: RuntimeDeps; readonly previous?: Runtime },
   ): Promise<Runtime> {
     const deps = options.deps ?? defaultRuntimeDeps;
+    const httpsPort = httpsPortOf(config);
+    // HttpsRedirector puts the HTTPS port in its Location: a chain with one is built anew
+    // when that port changed (or the HTTPS listener came or went).
+    const portChanged = options.previous !== undefined &&
+      httpsPortOf(options.previous.config) !== httpsPort;
     const middlewareDeps: MiddlewareDeps = {
       clock: deps.clock,
       log: options.log,
       baseDir: config.baseDir,
-      httpsPort: config.certificates.length > 0 ? config.httpsAddress.port : null,
+      httpsPort,
       onRateLimited: deps.metrics && ((pool) => deps.metrics!.rateLimited(pool)),
       newId: deps.newId ?? (() => crypto.randomUUID()),
     };
@@ -222,7 +227,9 @@ export class Runtime {
     const pools: Pool[] = [];
     for (const pool of config.pools) {
       const prev = options.previous?.pools.find((p) => p.config.name === pool.name);
-      const chain = prev && same(prev.config.middlewares, pool.middlewares) ? prev.chain : compose(
+      const keep = prev && same(prev.config.middlewares, pool.middlewares) &&
+        !(portChanged && pool.middlewares.some((m) => m.name === "HttpsRedirector"));
+      const chain = keep ? prev.chain : compose(
         await Promise.all(
           pool.middlewares.map((m) => createMiddleware(m.name, m.options, middlewareDeps)),
         ),
@@ -277,4 +284,9 @@ export class Runtime {
       void pool.chain.close();
     }
   }
+}
+
+/** The port of the HTTPS listener a config has, or null without certificates. */
+function httpsPortOf(config: Config): number | null {
+  return config.certificates.length > 0 ? config.httpsAddress.port : null;
 }

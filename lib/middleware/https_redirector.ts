@@ -1,8 +1,11 @@
 // HttpsRedirector: plain HTTP requests are sent to https:// on the same host,
 // path and query. Unlike RustStrom it keeps the client's port out of the new
-// URL (it belongs to the HTTP listener) and uses the HTTPS listener's instead.
+// URL (it belongs to the HTTP listener) and uses the HTTPS listener's instead,
+// and it lets through what a trusted proxy (`trusted_proxies`) says came over
+// HTTPS (`X-Forwarded-Proto: https`, as a TLS terminator in front sends), which
+// would otherwise be redirected for ever.
 
-import { HttpError, type MiddlewareSpec } from "./middleware.ts";
+import { HttpError, type MiddlewareContext, type MiddlewareSpec } from "./middleware.ts";
 import { HOST } from "../proxy/headers.ts";
 
 /** Options: `status = 301 | 308` for GET and HEAD (default 301); other methods always get 308. */
@@ -10,6 +13,14 @@ export type HttpsRedirectorOptions = { readonly status: 301 | 308 };
 
 /** Paths an ACME HTTP-01 validation must reach over plain HTTP (RFC 8555 §8.3). */
 const ACME_PREFIX = "/.well-known/acme-challenge/";
+
+/** Whether a trusted peer says the client's request came over HTTPS (its last X-Forwarded-Proto). */
+function forwardedOverHttps(context: MiddlewareContext): boolean {
+  if (!context.peerTrusted) return false;
+  const proto = context.request.headers.get("x-forwarded-proto");
+  if (proto === null) return false;
+  return proto.slice(proto.lastIndexOf(",") + 1).trim().toLowerCase() === "https";
+}
 
 /** The redirector's spec. */
 export const httpsRedirector: MiddlewareSpec<HttpsRedirectorOptions> = {
@@ -24,7 +35,9 @@ export const httpsRedirector: MiddlewareSpec<HttpsRedirectorOptions> = {
   create(options, deps) {
     const port = deps.httpsPort === null || deps.httpsPort === 443 ? "" : `:${deps.httpsPort}`;
     return (context, next) => {
-      if (context.scheme === "HTTPS" || context.path.startsWith(ACME_PREFIX)) return next();
+      if (context.scheme === "HTTPS" || forwardedOverHttps(context)) return next();
+      // The routed path: `/.well-known/acme-challenge/..%2f..%2fapp` is `/app`, not ACME's.
+      if (context.matchPath.startsWith(ACME_PREFIX)) return next();
       // The Host field, or HTTP/2's :authority (h2c requests have no Host field).
       const host = context.host;
       if (host === "") throw new HttpError(400, { body: "Missing Host header" });

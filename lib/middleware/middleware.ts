@@ -23,6 +23,12 @@ export interface MiddlewareContext {
   readonly host: string;
   /** Path after dot-segment removal, raw percent-encoding. */
   readonly path: string;
+  /**
+   * The path the matchers chose the pool by (lib/proxy/path.ts, matchingPath):
+   * percent-decoded, repeated slashes merged, dot-segments resolved. A check
+   * on the path must use it, or `/%61pi` and `//api` slip past one for `/api`.
+   */
+  readonly matchPath: string;
   /** Raw query without "?"; "" when none. */
   readonly query: string;
   /** Name of the pool handling it. */

@@ -8,7 +8,11 @@
 // A prefix matches whole segments: "/api" strips "/api" and "/api/users" (to
 // "/" and "/users") but leaves "/apis" alone. The longest matching prefix wins.
 // The stripped prefix goes upstream as `X-Forwarded-Prefix` (replacing any the
-// client sent), so the backend can build links; the query is kept.
+// client sent), so the backend can build links; the query is kept. A path the
+// pool was chosen by only once decoded (`/%61pi/users`, `//api/users`) is
+// stripped in that form, and the rest goes upstream re-encoded. A rest that
+// starts with several slashes goes with one (`//evil.example/x` reads as a
+// link to another host).
 
 import type { MiddlewareSpec } from "./middleware.ts";
 
@@ -48,9 +52,13 @@ export const stripPrefix: MiddlewareSpec<StripPrefixOptions> = {
       const queryAt = target.indexOf("?");
       const path = queryAt < 0 ? target : target.slice(0, queryAt);
       for (const prefix of options.prefixes) {
-        if (!path.startsWith(prefix)) continue;
-        if (path.length !== prefix.length && path.charCodeAt(prefix.length) !== 0x2f) continue;
-        const rest = path.slice(prefix.length) || "/";
+        let rest = restAfter(path, prefix);
+        if (rest === null) {
+          rest = restAfter(context.matchPath, prefix);
+          if (rest === null || !decodable(path)) continue;
+          rest = encodePath(rest);
+        }
+        rest = rest.replace(/^\/{2,}/, "/") || "/";
         context.target = queryAt < 0 ? rest : rest + target.slice(queryAt);
         context.fields = context.fields.filter(([name]) => name !== "x-forwarded-prefix");
         context.fields.push(["x-forwarded-prefix", prefix]);
@@ -60,3 +68,28 @@ export const stripPrefix: MiddlewareSpec<StripPrefixOptions> = {
     };
   },
 };
+
+/** What follows `prefix` in `path` when it starts with it as whole segments, else null. */
+function restAfter(path: string, prefix: string): string | null {
+  if (!path.startsWith(prefix)) return null;
+  if (path.length !== prefix.length && path.charCodeAt(prefix.length) !== 0x2f) return null;
+  return path.slice(prefix.length);
+}
+
+/**
+ * Whether the path's escapes are UTF-8 throughout. Else matchingPath left some
+ * undecoded, and the decoded form cannot be told from the raw one any more.
+ */
+function decodable(path: string): boolean {
+  try {
+    decodeURIComponent(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A decoded path percent-encoded again where RFC 3986 does not allow the character as is. */
+function encodePath(path: string): string {
+  return encodeURI(path).replace(/[?#]/g, (c) => (c === "?" ? "%3F" : "%23"));
+}

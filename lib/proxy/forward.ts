@@ -121,6 +121,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       method: target.method,
       host: target.host,
       path: target.path,
+      matchPath,
       query: target.query,
       pool: pool.config.name,
       target: target.target,

@@ -10,6 +10,7 @@ import {
   type MiddlewareSpec,
 } from "../../lib/middleware/middleware.ts";
 import { errorResponse } from "../../lib/proxy/errors.ts";
+import { matchingPath } from "../../lib/proxy/path.ts";
 import { TableReader } from "../../lib/config/fields.ts";
 import type { Problem } from "../../lib/config/errors.ts";
 import { type Logger, silentLogger } from "../../lib/log.ts";
@@ -38,6 +39,7 @@ export function fakeContext(
     method: request.method,
     host: request.headers.get("host") ?? parsed.host,
     path: parsed.pathname,
+    matchPath: matchingPath(parsed.pathname),
     query: parsed.search.slice(1),
     pool: init.pool ?? "pool-0",
     target: parsed.pathname + parsed.search,

@@ -40,6 +40,36 @@ Deno.test("httpsRedirector() passes HTTPS requests and ACME challenges through",
   assert.equal(near.status, 301);
 });
 
+Deno.test("httpsRedirector() redirects a path that is an ACME challenge's only before decoding", async () => {
+  const mw = await build(httpsRedirector, {});
+  // Routed as /app/secret: it must not pass over plain HTTP as a challenge.
+  const r = await run(
+    mw,
+    fakeContext("http://a.com/.well-known/acme-challenge/..%2f..%2fapp/secret"),
+  );
+  assert.equal(r.status, 301);
+});
+
+Deno.test("httpsRedirector() believes X-Forwarded-Proto: https from trusted proxies only", async () => {
+  const mw = await build(httpsRedirector, {});
+  const status = async (proto: string, peerTrusted: boolean) => {
+    const context = fakeContext("http://a.com/p", {
+      headers: { "x-forwarded-proto": proto },
+      peerTrusted,
+    });
+    const response = await run(mw, context);
+    await response.body?.cancel();
+    return response.status;
+  };
+  // Behind a TLS terminator every request arrives as http: redirecting it would loop.
+  assert.equal(await status("https", true), 200);
+  assert.equal(await status(" HTTPS ", true), 200);
+  assert.equal(await status("http, https", true), 200, "the nearest proxy's word counts");
+  assert.equal(await status("https", false), 301, "a client cannot say it for itself");
+  assert.equal(await status("http", true), 301);
+  assert.equal(await status("https, http", true), 301);
+});
+
 Deno.test("httpsRedirector() answers 400 for a missing or invalid Host", async () => {
   const mw = await build(httpsRedirector, {});
   const cases: [string | null, string][] = [

@@ -29,6 +29,18 @@ Deno.test("stripPrefix() removes whole leading segments and keeps the query", as
   });
 });
 
+Deno.test("stripPrefix() strips a path the pool was chosen by only once decoded", async () => {
+  const stripped = async (url: string) => (await upstream(["/api"], url)).target;
+  assert.equal(await stripped("http://a.com/%61pi/users?id=7"), "/users?id=7");
+  assert.equal(await stripped("http://a.com//api/users"), "/users");
+  assert.equal(await stripped("http://a.com/%61pi/a%20b%3Fc%25d"), "/a%20b%3Fc%25d");
+  // A rest that would read as a link to another host goes with one slash.
+  assert.equal(await stripped("http://a.com/api//evil.example/x"), "/evil.example/x");
+  assert.equal(await stripped("http://a.com/api/ok//x"), "/ok//x");
+  // Escapes that are not UTF-8: the decoded form cannot be encoded back, so nothing is stripped.
+  assert.equal(await stripped("http://a.com/%61pi/%FF"), "/%61pi/%FF");
+});
+
 Deno.test("stripPrefix() takes the longest matching prefix and replaces a client's X-Forwarded-Prefix", async () => {
   assert.deepEqual(
     await upstream(["/a", "/a/b"], "http://a.com/a/b/c", { "x-forwarded-prefix": "/evil" }),
