@@ -34,6 +34,8 @@ let runtime: Runtime | null = null;
 let accessLog: AccessLog | null = null;
 let server: HttpListener | null = null;
 let https: HttpListener | null = null;
+/** Shutdowns of HTTPS listeners replaced in this worker, still finishing their requests. */
+const retired = new Set<Promise<void>>();
 /** What the primary last asked this worker's HTTPS listener to serve. */
 let httpsWanted: Extract<ToWorker, { type: "https" }>["https"] = null;
 let monitor: HealthMonitor | null = null;
@@ -96,12 +98,23 @@ function serveHttps(next: Extract<ToWorker, { type: "https" }>["https"]): void {
       return;
     }
   } else https = null;
-  void old?.shutdown();
+  if (old) {
+    // The replaced listener finishes its requests; a shutdown waits for them too.
+    const done = old.shutdown();
+    retired.add(done);
+    void done.finally(() => retired.delete(done));
+  }
 }
 
 function same(a: unknown, b: unknown): boolean {
   return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
 }
+
+// Never die of a stray rejected promise: log it and keep serving (as the primary does).
+globalThis.addEventListener("unhandledrejection", (event) => {
+  event.preventDefault();
+  log?.error(`An unexpected error was not handled: ${event.reason}`);
+});
 
 self.onmessage = async (event: MessageEvent<ToWorker>) => {
   const message = event.data;
@@ -121,8 +134,12 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       });
       try {
         const config = parseConfig(message.configText, message);
-        await adopt(config, 1);
-        server = listenProxy("HTTP", "http_address", config.httpAddress, () => runtime!, {
+        await adopt(config, message.generation);
+        const address = {
+          ...config.httpAddress,
+          port: message.httpPort ?? config.httpAddress.port,
+        };
+        server = listenProxy("HTTP", "http_address", address, () => runtime!, {
           log,
           reusePort: true,
           observers: { metrics, accessLog: () => accessLog },
@@ -146,6 +163,12 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       } catch (e) {
         post({ type: "reloaded", generation: message.generation, error: String(e) });
       }
+      break;
+    }
+    case "fail": {
+      setTimeout(() => {
+        throw new Error("failing on request");
+      });
       break;
     }
     case "reopen-logs": {
@@ -187,7 +210,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       websockets.closeAll();
       monitor?.stop();
       const timer = setTimeout(() => post({ type: "stopped" }), message.graceMs);
-      await Promise.all([server?.shutdown(), https?.shutdown()]);
+      await Promise.all([server?.shutdown(), https?.shutdown(), ...retired]);
       clearTimeout(timer);
       runtime?.close();
       await accessLog?.close();

@@ -17,73 +17,167 @@ export interface ConfigSource {
   readonly baseDir: string;
 }
 
-/** Running proxy workers. */
+/** Options of a worker group. */
+export interface WorkerGroupOptions {
+  readonly log: Logger;
+  readonly logLevel: Level;
+  readonly runtime: () => Runtime;
+  /** Workers record their busy peers for the primary's client timeouts. */
+  readonly watchPeers: boolean;
+}
+
+/** A worker that ran at least this long before it died is started again at once. */
+const STEADY_MS = 10_000;
+/** Longest wait before a worker that keeps dying is started again. */
+const MAX_RESTART_DELAY_MS = 30_000;
+
+/**
+ * Running proxy workers. A worker that dies (an error nothing caught) is
+ * logged and started anew with the live config, certificates, challenges,
+ * drains and health states; meanwhile the others serve alone and nobody
+ * waits for its answers.
+ */
 export class WorkerGroup {
-  readonly #workers: Worker[] = [];
+  /** By position; null while a dead worker's successor starts. */
+  readonly #workers: (Worker | null)[] = [];
   readonly #counters: Counters[] = [];
   /** Per backend of the primary's runtime: the workers' sums last added to its counters. */
   readonly #written = new WeakMap<object, readonly [number, number, number]>();
-  readonly #runtime: () => Runtime;
+  readonly #options: WorkerGroupOptions;
+  #config: ConfigSource;
+  #generation = 1;
+  /** What a worker started anew must be told: the last HTTPS, challenge, drain and health news. */
+  #https: ToWorker | null = null;
+  readonly #challenges = new Map<string, ToWorker>();
+  readonly #drains = new Map<string, ToWorker>();
+  readonly #health = new Map<string, ToWorker>();
+  /** Per position: deaths in a row of a worker that died soon after it started. */
+  readonly #quickDeaths: number[] = [];
   #port = 0;
   #asked = 0;
+  #stopping = false;
 
-  private constructor(runtime: () => Runtime) {
-    this.#runtime = runtime;
+  private constructor(config: ConfigSource, options: WorkerGroupOptions) {
+    this.#config = config;
+    this.#options = options;
   }
 
   /** Starts `count` workers and waits until each listens; rejects with the first worker's error. */
   static async start(
     count: number,
     config: ConfigSource,
-    options: {
-      readonly log: Logger;
-      readonly logLevel: Level;
-      readonly runtime: () => Runtime;
-      /** Workers record their busy peers for the primary's client timeouts. */
-      readonly watchPeers: boolean;
-    },
+    options: WorkerGroupOptions,
   ): Promise<WorkerGroup> {
-    const group = new WorkerGroup(options.runtime);
-    const ready: Promise<number>[] = [];
-    for (let id = 1; id <= count; id++) {
-      const worker = new Worker(new URL("./entry.ts", import.meta.url), { type: "module" });
-      group.#workers.push(worker);
+    const group = new WorkerGroup(config, options);
+    for (let index = 0; index < count; index++) {
       group.#counters.push([]);
-      ready.push(
-        new Promise((resolve, reject) => {
-          worker.addEventListener("message", (event: MessageEvent<FromWorker>) => {
-            const message = event.data;
-            if (message.type === "listening") resolve(message.port);
-            else if (message.type === "error") reject(new Error(message.message));
-            else if (message.type === "stats") {
-              group.#collect(id - 1, message.generation, message.counters);
-            } else if (message.type === "log") options.log[message.level](message.message);
-          });
-          worker.onerror = (event) => {
-            event.preventDefault();
-            reject(new Error(`worker ${id} failed: ${event.message}`));
-          };
-        }),
-      );
-      const start: ToWorker = {
-        type: "start",
-        id,
-        configText: config.text,
-        source: config.source,
-        baseDir: config.baseDir,
-        logLevel: options.logLevel,
-        watchPeers: options.watchPeers,
-      };
-      worker.postMessage(start);
+      group.#quickDeaths.push(0);
     }
     try {
-      const ports = await Promise.all(ready);
-      group.#port = ports[0];
+      // The first one binds (port 0 picks one), the others join it on that port.
+      group.#port = await group.#spawn(0);
+      const ready: Promise<number>[] = [];
+      for (let index = 1; index < count; index++) ready.push(group.#spawn(index));
+      await Promise.all(ready);
     } catch (e) {
       group.#terminate();
       throw e;
     }
     return group;
+  }
+
+  /**
+   * Starts the worker at `index`; resolves with its port once it listens,
+   * rejects when it cannot start. Once it listened, its death starts another.
+   */
+  #spawn(index: number): Promise<number> {
+    const id = index + 1;
+    const { log } = this.#options;
+    const worker = new Worker(new URL("./entry.ts", import.meta.url), { type: "module" });
+    this.#workers[index] = worker;
+    const started = performance.now();
+    let listening = false;
+    return new Promise((resolve, reject) => {
+      worker.addEventListener("message", (event: MessageEvent<FromWorker>) => {
+        const message = event.data;
+        if (message.type === "listening") {
+          listening = true;
+          resolve(message.port);
+        } else if (message.type === "error") reject(new Error(message.message));
+        else if (message.type === "stats") {
+          if (this.#workers[index] === worker) {
+            this.#collect(index, message.generation, message.counters);
+          }
+        } else if (message.type === "log") log[message.level](message.message);
+      });
+      worker.onerror = (event) => {
+        event.preventDefault();
+        if (!listening) return reject(new Error(`worker ${id} failed: ${event.message}`));
+        this.#died(index, worker, event.message, performance.now() - started);
+      };
+      const start: ToWorker = {
+        type: "start",
+        id,
+        configText: this.#config.text,
+        source: this.#config.source,
+        baseDir: this.#config.baseDir,
+        logLevel: this.#options.logLevel,
+        watchPeers: this.#options.watchPeers,
+        generation: this.#generation,
+        ...(this.#port !== 0 ? { httpPort: this.#port } : {}),
+      };
+      worker.postMessage(start);
+    });
+  }
+
+  /** A worker that listened died: its successor starts (later when it keeps dying young). */
+  #died(index: number, worker: Worker, reason: string, livedMs: number): void {
+    if (this.#workers[index] !== worker) return;
+    worker.terminate();
+    this.#workers[index] = null;
+    this.#counters[index] = [];
+    if (this.#stopping) return;
+    const quick = livedMs < STEADY_MS ? ++this.#quickDeaths[index] : (this.#quickDeaths[index] = 0);
+    const delay = quick === 0 ? 0 : Math.min(MAX_RESTART_DELAY_MS, 1000 * 2 ** (quick - 1));
+    this.#options.log.error(
+      `Worker ${index + 1} died (${reason}); starting it again${
+        delay > 0 ? ` in ${delay / 1000} s` : ""
+      }`,
+    );
+    setTimeout(() => this.#restart(index), delay);
+  }
+
+  /** Starts the worker at `index` anew and tells it what the others were told since. */
+  async #restart(index: number): Promise<void> {
+    if (this.#stopping) return;
+    let port: number;
+    try {
+      port = await this.#spawn(index);
+    } catch (e) {
+      const worker = this.#workers[index];
+      if (worker) this.#died(index, worker, (e as Error).message, 0);
+      return;
+    }
+    const worker = this.#workers[index];
+    if (!worker || this.#stopping) return;
+    const news = [
+      ...(this.#https ? [this.#https] : []),
+      ...this.#challenges.values(),
+      ...this.#drains.values(),
+      ...this.#health.values(),
+    ];
+    for (const message of news) worker.postMessage(message);
+    this.#options.log.info(`Worker ${index + 1} started again, listening on port ${port}`);
+  }
+
+  /** The workers now running. */
+  #alive(): Worker[] {
+    return this.#workers.filter((w): w is Worker => w !== null);
+  }
+
+  /** Sends `message` to every running worker. */
+  #broadcast(message: ToWorker): void {
+    for (const worker of this.#alive()) worker.postMessage(message);
   }
 
   /** How many workers run. */
@@ -98,7 +192,7 @@ export class WorkerGroup {
   async peers(): Promise<string[] | null> {
     const id = ++this.#asked;
     const replies = await Promise.all(
-      this.#workers.map((worker) =>
+      this.#alive().map((worker) =>
         this.#ask(worker, { type: "peers", id }, (m) => m.type === "peers" && m.id === id)
       ),
     );
@@ -117,13 +211,13 @@ export class WorkerGroup {
 
   /** Has every worker open its access log file anew. */
   reopenLogs(): void {
-    for (const worker of this.#workers) {
-      worker.postMessage({ type: "reopen-logs" } satisfies ToWorker);
-    }
+    this.#broadcast({ type: "reopen-logs" });
   }
 
   /** Has every worker build the new generation; resolves with the first error, or null. */
   async reload(config: ConfigSource, generation: number): Promise<string | null> {
+    this.#config = config;
+    this.#generation = generation;
     const message: ToWorker = {
       type: "reload",
       generation,
@@ -132,7 +226,7 @@ export class WorkerGroup {
       baseDir: config.baseDir,
     };
     const replies = await Promise.all(
-      this.#workers.map((worker) =>
+      this.#alive().map((worker) =>
         this.#ask(worker, message, (m) => m.type === "reloaded" && m.generation === generation)
       ),
     );
@@ -147,7 +241,7 @@ export class WorkerGroup {
   async metrics(): Promise<Family[][]> {
     const id = ++this.#asked;
     const replies = await Promise.all(
-      this.#workers.map((worker) =>
+      this.#alive().map((worker) =>
         this.#ask(worker, { type: "metrics", id }, (m) => m.type === "metrics" && m.id === id)
       ),
     );
@@ -178,7 +272,9 @@ export class WorkerGroup {
   /** Tells every worker to answer (or stop answering) an ACME HTTP-01 challenge. */
   broadcastChallenge(token: string, keyAuthorization: string | null): void {
     const message: ToWorker = { type: "challenge", token, keyAuthorization };
-    for (const worker of this.#workers) worker.postMessage(message);
+    if (keyAuthorization === null) this.#challenges.delete(token);
+    else this.#challenges.set(token, message);
+    this.#broadcast(message);
   }
 
   /** Tells every worker to serve HTTPS on the primary's port with these certificates (null: stop). */
@@ -186,39 +282,45 @@ export class WorkerGroup {
     https: { readonly address: SocketAddress; readonly certificates: CertificateSnapshot } | null,
   ): void {
     const message: ToWorker = { type: "https", https };
-    for (const worker of this.#workers) worker.postMessage(message);
+    this.#https = message;
+    this.#broadcast(message);
   }
 
   /** Tells every worker that a backend was drained or restored. */
   broadcastDrain(pool: string, backend: string, drained: boolean): void {
     const message: ToWorker = { type: "drain", pool, backend, drained };
-    for (const worker of this.#workers) worker.postMessage(message);
+    this.#drains.set(JSON.stringify([pool, backend]), message);
+    this.#broadcast(message);
   }
 
   /** Tells every worker about a backend's new health state. */
   broadcastHealth(pool: string, backend: string, state: HealthState): void {
     const message: ToWorker = { type: "health", pool, backend, state };
-    for (const worker of this.#workers) worker.postMessage(message);
+    this.#health.set(JSON.stringify([pool, backend]), message);
+    this.#broadcast(message);
   }
 
   /** Lets every worker drain for up to `graceMs`, then ends them. */
   async shutdown(graceMs: number): Promise<void> {
-    await Promise.all(this.#workers.map((worker) =>
-      new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, graceMs + 1000);
-        worker.addEventListener("message", (event: MessageEvent<FromWorker>) => {
-          if (event.data.type !== "stopped") return;
-          clearTimeout(timer);
-          resolve();
-        });
-        worker.postMessage({ type: "shutdown", graceMs } satisfies ToWorker);
-      })
-    ));
+    this.#stopping = true;
+    await Promise.all(
+      this.#alive().map((worker) =>
+        new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, graceMs + 1000);
+          worker.addEventListener("message", (event: MessageEvent<FromWorker>) => {
+            if (event.data.type !== "stopped") return;
+            clearTimeout(timer);
+            resolve();
+          });
+          worker.postMessage({ type: "shutdown", graceMs } satisfies ToWorker);
+        })
+      ),
+    );
     this.#terminate();
   }
 
   #collect(index: number, generation: number, counters: Counters): void {
-    const runtime = this.#runtime();
+    const runtime = this.#options.runtime();
     // Counters go by position: those of a worker still on another generation (a reload under
     // way) would land on other backends. Its previous report stands until it catches up.
     if (generation !== runtime.generation) return;
@@ -248,6 +350,12 @@ export class WorkerGroup {
   }
 
   #terminate(): void {
-    for (const worker of this.#workers) worker.terminate();
+    this.#stopping = true;
+    for (const worker of this.#alive()) worker.terminate();
+  }
+
+  /** Tests only: has the worker at `index` fail as a bug would. */
+  failWorker(index: number): void {
+    this.#workers[index]?.postMessage({ type: "fail" } satisfies ToWorker);
   }
 }

@@ -17,6 +17,10 @@ export type ToWorker =
     readonly logLevel: Level;
     /** Whether the primary runs the client timeouts, which ask for this worker's busy peers. */
     readonly watchPeers: boolean;
+    /** The generation the config is (1 at startup; later for a worker started anew). */
+    readonly generation: number;
+    /** The shared HTTP port when it is known already (a worker started anew); else the config's. */
+    readonly httpPort?: number;
   }
   | {
     readonly type: "health";
@@ -51,6 +55,8 @@ export type ToWorker =
   }
   /** Open the access log file anew (logrotate moved it; SIGHUP). */
   | { readonly type: "reopen-logs" }
+  /** Tests only: fail as a bug would, with an error nothing catches. */
+  | { readonly type: "fail" }
   | { readonly type: "shutdown"; readonly graceMs: number };
 
 /** Per backend of each pool, COUNTERS_PER_BACKEND numbers: requests, failures, in-flight, ejected (1 or 0). */

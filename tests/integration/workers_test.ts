@@ -274,6 +274,44 @@ Deno.test("with workers, ACME challenge answers are served on the shared HTTP po
   }, "a deleted challenge to be routed like any request again");
 });
 
+Deno.test("a worker that dies is logged and started again, and learns what the others were told", async () => {
+  const lines: string[] = [];
+  const log = createLogger("info", { sink: (r) => lines.push(`${r.level} ${r.message}`) });
+  await using a = startBackend(() => new Response("a"));
+  await using b = startBackend(() => new Response("b"));
+  await using lb = await startStrom(`workers = 2\n` + poolToml([a.address, b.address]), { log });
+  assert.ok(lb.strom.setDrained("pool-0", a.address, true));
+  lb.strom.failWorker(0);
+  await waitFor(
+    () => lines.some((l) => l.startsWith("info Worker 1 started again, listening on port ")),
+    "worker 1 to start again",
+  );
+  assert.ok(
+    lines.some((l) =>
+      /^error Worker 1 died \(.*failing on request.*\); starting it again( in 1 s)?$/.test(l)
+    ),
+    JSON.stringify(lines),
+  );
+  // The new worker got the drain made before it started: no connection reaches `a`.
+  await waitFor(async () => {
+    const texts = await Promise.all(
+      Array.from({ length: 8 }, () => get(`${lb.url}/`, { headers: { connection: "close" } })),
+    );
+    return texts.every((t) => t.text === "b");
+  }, "every worker to keep the drain");
+  const before = a.requests.length;
+  for (let i = 0; i < 30; i++) {
+    assert.equal((await get(`${lb.url}/`, { headers: { connection: "close" } })).text, "b");
+  }
+  assert.equal(a.requests.length, before);
+  // Every worker answers again: /metrics does not wait for a dead one.
+  const started = performance.now();
+  const metrics = await fetch(`${lb.adminUrl}/metrics`);
+  assert.equal(metrics.status, 200);
+  await metrics.body?.cancel();
+  assert.ok(performance.now() - started < 5000);
+});
+
 Deno.test("worker log lines reach the primary's log, with the worker named", async () => {
   const lines: string[] = [];
   const log = createLogger("info", { sink: (r) => lines.push(`${r.level} ${r.message}`) });
