@@ -51,7 +51,7 @@ export interface ListenerDeps {
 export class Listeners {
   readonly #deps: ListenerDeps;
   #bound: Bound[] = [];
-  /** HTTPS listeners replaced for new certificates, still finishing their requests. */
+  /** Listeners replaced by a reload, still finishing their requests (shutdown waits for them). */
   #retired: Bound[] = [];
   #certificatesServed = -1;
   #closed = false;
@@ -139,20 +139,25 @@ export class Listeners {
     const httpsBefore = this.#bound.some((b) => b.role === "https_address");
     const httpsAfter = after.certificates.length > 0;
     if (httpsAfter && differs("https_address", after.httpsAddress)) {
-      replace("https_address", () => {
+      const problem = this.#replace("https_address", () => {
         // Not a port this isolate holds already (that one is shared on purpose, see listener.ts).
         if (this.port("https_address") !== after.httpsAddress.port) {
           assertUnbound("https_address", after.httpsAddress);
         }
         this.#bindHttps(after.httpsAddress);
       });
+      if (problem) {
+        failed.push(problem);
+        // The old listener stays: it serves the reload's certificates all the same.
+        this.refreshCertificates();
+      }
     } else if (httpsAfter) {
       this.refreshCertificates();
     } else if (httpsBefore) {
       const old = this.#bound.find((b) => b.role === "https_address");
       if (old) {
         this.#bound = this.#bound.filter((b) => b !== old);
-        old.server.shutdown();
+        this.#retire(old);
         this.#deps.onHttps?.(null);
       }
     }
@@ -218,19 +223,23 @@ export class Listeners {
     });
   }
 
+  /** Stops `old` accepting; it stays in #retired until its requests in flight finished. */
+  #retire(old: Bound): void {
+    this.#retired.push(old);
+    void old.server.shutdown().then(() => {
+      this.#retired = this.#retired.filter((b) => b !== old);
+    });
+  }
+
   /** Binds anew for `role`, then retires the old listener; on failure keeps it and says why. */
   #replace(role: Role, bind: () => void): Problem | null {
     const old = this.#bound.find((b) => b.role === role);
     try {
+      if (this.#closed) throw new Error("shutting down");
       if (old) this.#bound = this.#bound.filter((b) => b !== old);
       bind();
-      if (role === "https_address" && old && old.address.port === this.port(role)) {
-        // Same address, new certificates: the old listener finishes its requests.
-        this.#retired.push(old);
-        void old.server.shutdown().then(() => {
-          this.#retired = this.#retired.filter((b) => b !== old);
-        });
-      } else old?.server.shutdown();
+      // The old listener finishes its requests; shutdown waits for them.
+      if (old) this.#retire(old);
       return null;
     } catch (e) {
       if (old) this.#bound.push(old);

@@ -53,10 +53,21 @@ export interface StartOptions {
   readonly resolvedNamesLimit?: number;
 }
 
+/** Why a reload during shutdown is refused. */
+const SHUTTING_DOWN: Problem = { path: "", message: "Strom is shutting down" };
+
 /** The outcome of a reload. */
 export type ReloadResult =
-  /** Applied; `kept` lists listeners that could not move to their new address (the old kept). */
-  | { readonly ok: true; readonly generation: number; readonly kept?: readonly Problem[] }
+  /**
+   * Applied; `kept` lists listeners that could not move to their new address (the old kept),
+   * `warnings` what loads but will not work as meant (also logged, as at startup).
+   */
+  | {
+    readonly ok: true;
+    readonly generation: number;
+    readonly kept?: readonly Problem[];
+    readonly warnings?: readonly string[];
+  }
   | { readonly ok: false; readonly problems: readonly Problem[] };
 
 /** A running Strom: its listeners and the live config generation. */
@@ -340,11 +351,18 @@ export class Strom {
     return this.#stopping;
   }
 
+  /** Tests only: has worker `index` (from 0) fail as a bug would; it is started again. */
+  failWorker(index: number): void {
+    this.#workers?.failWorker(index);
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
     await this.shutdown();
   }
 
   async #reload(text?: string): Promise<ReloadResult> {
+    // A reload now would bind listeners nobody drains, and restart what shutdown stopped.
+    if (this.#stopping) return this.#refused([SHUTTING_DOWN]);
     const source = this.#source;
     if (!source) return this.#refused([{ path: "", message: "this config has no file to reload" }]);
     let nextText = text;
@@ -391,6 +409,12 @@ export class Strom {
       await accessLog?.close();
       return this.#refused([{ path: "", message: `cannot build the new config: ${String(e)}` }]);
     }
+    if (this.#stopping) {
+      // Shutdown began while the generation was built.
+      runtime.close();
+      await accessLog?.close();
+      return this.#refused([SHUTTING_DOWN]);
+    }
     const nextSource = { ...source, text: nextText };
     const workers = this.#workers?.size ?? 1;
     if (config.workers !== workers) {
@@ -413,21 +437,23 @@ export class Strom {
       this.#accessLog = accessLog;
       await before?.close();
     }
-    this.#loadCertificates(config);
+    this.#loadCertificates(config, old.config);
     const kept = this.#listeners.rebind(old.config, config);
     this.acme.reconfigure(config.certificates);
     old.retire(runtime);
     this.state.reloaded(true);
+    const warnings = config.warnings.length > 0 ? { warnings: config.warnings } : {};
     if (kept.length === 0) {
       this.log.info(`Reloaded configuration (generation ${generation})`);
-      return { ok: true, generation };
+    } else {
+      this.log.warn(
+        `Reloaded configuration (generation ${generation}), except: ${
+          kept.map((p) => `${p.path}: ${p.message}`).join("; ")
+        }`,
+      );
     }
-    this.log.warn(
-      `Reloaded configuration (generation ${generation}), except: ${
-        kept.map((p) => `${p.path}: ${p.message}`).join("; ")
-      }`,
-    );
-    return { ok: true, generation, kept };
+    for (const warning of config.warnings) this.log.warn(warning);
+    return { ok: true, generation, ...(kept.length > 0 ? { kept } : {}), ...warnings };
   }
 
   #refused(problems: readonly Problem[]): ReloadResult {
@@ -462,12 +488,20 @@ export class Strom {
   }
 
   /** Puts a config's Local certificates in the store (new handshakes use them at once). */
-  #loadCertificates(config: Config): void {
+  /**
+   * Puts a config's certificates in the store. An ACME name keeps the
+   * certificate it has only while its entry is unchanged: after a switch of
+   * directory (staging to production), the old one must not be served.
+   */
+  #loadCertificates(config: Config, previous?: Config): void {
     const local = new Map<string, LoadedCertificate>();
     const obtained = new Set<string>();
+    const before = new Map(previous?.certificates.map((c) => [c.serverName, JSON.stringify(c)]));
     for (const c of config.certificates) {
       if (c.type === "Local") local.set(c.serverName, c.loaded);
-      else obtained.add(c.serverName);
+      else if (!previous || before.get(c.serverName) === JSON.stringify(c)) {
+        obtained.add(c.serverName);
+      }
     }
     this.certificates.replace(local, { defaultName: config.defaultCertificate, obtained });
   }
@@ -504,7 +538,6 @@ export class Strom {
   async #drain(graceMs: number): Promise<void> {
     this.#stop.abort();
     clearTimeout(this.#liveTimer);
-    this.#clientTimeouts?.stop();
     const acmeStopped = this.acme.stop();
     this.websockets.closeAll();
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -518,6 +551,9 @@ export class Strom {
     ]).then(() => true);
     const clean = await Promise.race([drained, grace]);
     clearTimeout(timer);
+    // Only now: a connection that never finishes its TLS handshake or request head holds a
+    // listener's shutdown until client_header_timeout closes it.
+    this.#clientTimeouts?.stop();
     if (!clean) this.log.warn(`Stopped with requests still in flight after ${graceMs} ms`);
     this.health.stop();
     this.#lagSampler?.stop();

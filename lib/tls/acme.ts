@@ -45,6 +45,8 @@ export class AcmeManager {
   readonly #renewals = new Map<string, AcmeRenewal>();
   /** Renewals stopped by a reload whose order may still be ending. */
   readonly #stopping = new Set<Promise<void>>();
+  /** stop() was called: nothing starts any more. */
+  #stopped = false;
 
   constructor(options: AcmeManagerOptions) {
     this.#deps = {
@@ -68,6 +70,7 @@ export class AcmeManager {
    * Unchanged entries carry on with their timers.
    */
   reconfigure(certificates: readonly CertificateConfig[]): void {
+    if (this.#stopped) return;
     const wanted = new Map<string, AcmeCertificateConfig>();
     for (const c of certificates) if (c.type === "ACME") wanted.set(c.serverName, c);
     for (const [name, renewal] of this.#renewals) {
@@ -92,6 +95,7 @@ export class AcmeManager {
 
   /** Stops every renewal (timers cleared, orders aborted); settles when all have ended. */
   async stop(): Promise<void> {
+    this.#stopped = true;
     const all = [...this.#renewals.values()].map((r) => r.stop());
     this.#renewals.clear();
     await Promise.all([...all, ...this.#stopping]);

@@ -183,6 +183,11 @@ Deno.test({
       await waitFor(() => lb.strom.certificates.get(NAME) !== undefined, "a certificate", 20_000);
       assert.match((await served(lb.strom))?.issuer ?? "", /CN=Pebble Intermediate CA/);
       assert.equal(pebble.orders(), 1);
+
+      // Back to the other directory: the certificate from this one is not served any more.
+      assert.ok((await lb.strom.reload(acmeToml({ ...options, directoryUrl: deadDirectory }))).ok);
+      assert.equal(lb.strom.certificates.get(NAME), undefined);
+      assert.equal(await served(lb.strom), null);
     });
   },
 });

@@ -365,6 +365,48 @@ Deno.test({
 });
 
 Deno.test({
+  name: "a reload whose new https_address cannot be bound still serves its new certificate",
+  ignore: !hasOpenssl,
+  async fn() {
+    await using ca = await createCa();
+    const first = await ca.issue("first", ["first.test", "a.test"]);
+    const second = await ca.issue("second", ["second.test", "a.test"]);
+    await using backend = startBackend();
+    const pool = poolToml([backend.address], { schemes: '["HTTPS"]' });
+    await using lb = await startStrom(HTTPS + pool + httpsConfig({ "a.test": first }));
+    const port = lb.strom.port("https_address")!;
+    using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const result = await lb.strom.reload(
+      `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n` +
+        `https_address = "127.0.0.1:${(taken.addr as Deno.NetAddr).port}"\n` + pool +
+        httpsConfig({ "a.test": second }),
+    );
+    assert.ok(result.ok);
+    assert.deepEqual(result.kept?.map((p) => p.path), ["https_address"]);
+    assert.equal(lb.strom.port("https_address"), port, "the old listener stays");
+    assert.equal(await presentedCn(port, "a.test"), "second.test", "with the new certificate");
+  },
+});
+
+Deno.test({
+  name: "a client silent in its TLS handshake does not hold a shutdown for the whole grace",
+  ignore: !hasOpenssl || Deno.build.os !== "linux",
+  async fn() {
+    await using setup = await httpsSetup(["a.test"], undefined, `client_header_timeout = "1s"\n`);
+    const silent = await Deno.connect({ hostname: "127.0.0.1", port: setup.port });
+    try {
+      const started = performance.now();
+      await setup.lb.strom.shutdown(20_000);
+      const ms = performance.now() - started;
+      // Deno's shutdown waits for handshakes under way: client_header_timeout must go on.
+      assert.ok(ms < 5000, `the shutdown took ${ms.toFixed(0)} ms`);
+    } finally {
+      silent.close();
+    }
+  },
+});
+
+Deno.test({
   name: "https:// backends are reached over TLS with either transport, trusting the pool's ca_file",
   ignore: !hasOpenssl,
   async fn() {

@@ -398,6 +398,50 @@ Deno.test("a reload back to the address still bound after a failed rebind change
   assert.equal((await get(`${lb.url}/`)).status, 200, "the first listener still serves");
 });
 
+Deno.test("a reload logs and returns the new config's warnings, as a start does", async () => {
+  await using a = startBackend();
+  const lines: string[] = [];
+  const log = createLogger("info", { sink: (r) => lines.push(`${r.level} ${r.message}`) });
+  const base = `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n`;
+  await using lb = await startStrom(base + poolToml([a.address]), { log });
+  const result = await lb.strom.reload(base);
+  assert.deepEqual(result, { ok: true, generation: 2, warnings: ["No backend pool found."] });
+  assert.ok(lines.includes("warn No backend pool found."), lines.join("\n"));
+});
+
+Deno.test("a shutdown waits for the requests of a listener a reload moved away", async () => {
+  let release = () => {};
+  const held = new Promise<void>((r) => release = r);
+  await using a = startBackend(async () => {
+    await held;
+    return new Response("a");
+  });
+  const text = `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n${
+    poolToml([a.address])
+  }`;
+  await using lb = await startStrom(text);
+  const inFlight = get(`${lb.url}/`);
+  await waitFor(() => a.requests.length === 1, "the request to reach the backend");
+  const moved = await lb.strom.reload(text.replace("127.0.0.1:0", "127.0.0.2:0"));
+  assert.deepEqual(moved, { ok: true, generation: 2 });
+  let stopped = false;
+  const stopping = lb.strom.shutdown(10_000).then(() => stopped = true);
+  try {
+    for (let i = 0; i < 20; i++) await nextTurn();
+    assert.equal(stopped, false, "the shutdown ended before the old listener's request");
+  } finally {
+    release();
+  }
+  assert.equal((await inFlight).text, "a");
+  await stopping;
+  // Once stopping, a reload is refused: it would bind listeners nobody drains.
+  const late = await lb.strom.reload(text);
+  assert.deepEqual(late, {
+    ok: false,
+    problems: [{ path: "", message: "Strom is shutting down" }],
+  });
+});
+
 /** Watches `path` as Strom does (its text now `first`), recording every new text it reads. */
 function watchTexts(path: string, first: string) {
   let current = first;
