@@ -13,6 +13,12 @@ export class ClientBody {
   bytes = 0;
   /** Why reading from the client failed (it went away, or sent a broken body); null if it did not. */
   failure: unknown = null;
+  /**
+   * An attempt was waiting for the client's next bytes (not for the backend to
+   * take them) when it ended; a cancel (the attempt gave up) leaves it as it was.
+   */
+  waitingForClient = false;
+  #cancelled = false;
 
   constructor(source: ReadableStream<Uint8Array>) {
     const reader = source.getReader();
@@ -20,19 +26,24 @@ export class ClientBody {
       pull: async (controller) => {
         this.touched = true;
         let chunk: ReadableStreamReadResult<Uint8Array>;
+        this.waitingForClient = true;
         try {
           chunk = await reader.read();
         } catch (e) {
           this.failure = e;
           throw e;
         }
+        if (!this.#cancelled) this.waitingForClient = false;
         if (chunk.done) controller.close();
         else {
           this.bytes += chunk.value.length;
           controller.enqueue(chunk.value);
         }
       },
-      cancel: (reason) => reader.cancel(reason),
+      cancel: (reason) => {
+        this.#cancelled = true;
+        return reader.cancel(reason);
+      },
     }, { highWaterMark: 0 });
   }
 

@@ -88,7 +88,13 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
     // (RFC 9112 6.3 allows either), so no backend ever has to decide.
     const length = request.headers.get("content-length");
     if (length !== null && !DIGITS.test(length)) return failureResponse("bad-request");
-    const chunked = request.headers.has("transfer-encoding");
+    const transferEncoding = request.headers.get("transfer-encoding");
+    const chunked = transferEncoding !== null;
+    // RFC 9112 6.1: a transfer coding Strom does not know gets 501 (Deno undoes only chunked;
+    // `gzip, chunked` would go upstream with its gzip silently dropped).
+    if (chunked && transferEncoding.trim().toLowerCase() !== "chunked") {
+      return failureResponse("not-implemented");
+    }
     const announced = (length !== null && length !== "0") || chunked;
     // Deno gives no GET or HEAD request its body (Request.body is null), so forwarding one would
     // announce a body that never follows and desynchronize the backend connection: refused.
@@ -316,6 +322,14 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
       if (outcome.failure === "client-gone") {
         options.log.debug(`Client went away during ${where}`);
         return failureResponse(outcome.failure);
+      }
+      if (body instanceof ClientBody && outcome.failure === "timeout" && body.waitingForClient) {
+        // request_timeout ran out while the upload waited for the client's next bytes: the
+        // client is the slow party (408), not the backend.
+        options.log.info(
+          `Request body of ${where} not received within ${pool.config.requestTimeoutMs} ms`,
+        );
+        return failureResponse("request-timeout");
       }
       if (body instanceof ClientBody && body.failure !== null) {
         // The upload broke on the client's side (it went away, or its body was malformed):

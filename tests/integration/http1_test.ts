@@ -356,6 +356,52 @@ Deno.test("http1: a small body sent after the head, in pieces, arrives whole", a
   assert.equal(connections, 2, "an HTTP/1.0 answer closes its connection");
 });
 
+Deno.test("http1: an answer with a transfer coding other than chunked gives 502, not undone bytes", async () => {
+  await using backend = startRawBackend(async (conn) => {
+    await conn.write(enc.encode(
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    ));
+  });
+  await using lb = await startStrom(
+    poolToml([backend.address], { extra: `${HTTP1}\nretries = 0` }),
+  );
+  const r = await get(`${lb.url}/`);
+  assert.equal(r.status, 502);
+});
+
+Deno.test("http1: a request that a backend drops its connection on goes once more at most", async () => {
+  let crashes = 0;
+  await using backend = startRawBackend(async (conn, first) => {
+    let pending = first;
+    const buf = new Uint8Array(4096);
+    while (true) {
+      const end = pending.indexOf("\r\n\r\n");
+      if (end < 0) {
+        const n = await conn.read(buf).catch(() => null);
+        if (n === null) return;
+        pending += new TextDecoder().decode(buf.subarray(0, n));
+        continue;
+      }
+      const head = pending.slice(0, end);
+      pending = pending.slice(end + 4);
+      if (head.startsWith("GET /crash ")) {
+        crashes++;
+        return conn.close(); // as a worker that crashed on it
+      }
+      await conn.write(enc.encode("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+    }
+  });
+  await using lb = await startStrom(
+    poolToml([backend.address], { extra: `${HTTP1}\nretries = 0` }),
+  );
+  // Four idle pooled connections, each of which the transport could try.
+  const warm = await Promise.all(Array.from({ length: 4 }, () => get(`${lb.url}/ok`)));
+  assert.deepEqual(warm.map((r) => r.status), [200, 200, 200, 200]);
+  const r = await get(`${lb.url}/crash`);
+  assert.equal(r.status, 502);
+  assert.equal(crashes, 2, "the keep-alive race gets one more try, not one per idle connection");
+});
+
 Deno.test("http1: a small body is part of request_timeout: one that comes too late gives 504", async () => {
   const late = Promise.withResolvers<void>();
   await using backend = startRawBackend(async (conn) => {

@@ -209,6 +209,49 @@ Deno.test("a client that stalls inside a small request body gets 408 at request_
   assert.equal(reached, 0);
 });
 
+Deno.test("a client that stalls inside a streamed upload gets 408, and the backend is not blamed", async () => {
+  await using backend = startBackend(async (request) => {
+    await request.arrayBuffer().catch(() => {}); // cut off when Strom gives up
+    return new Response("ok");
+  });
+  await using lb = await startStrom(
+    poolToml([backend.address], {
+      extra:
+        'request_timeout = "300ms"\n[backend_pools.outlier_detection]\nconsecutive_failures = 1',
+    }),
+  );
+  // A chunked upload (so streamed, not read in first): one chunk, then nothing.
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(lb.url).port) });
+  await conn.write(
+    new TextEncoder().encode(
+      `POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n${
+        "u".repeat(16)
+      }\r\n`,
+    ),
+  );
+  const buf = new Uint8Array(4096);
+  const n = await conn.read(buf);
+  conn.close();
+  const answer = new TextDecoder().decode(buf.subarray(0, n ?? 0));
+  assert.ok(answer.startsWith("HTTP/1.1 408"), answer);
+  const backendState = lb.strom.runtime.pools[0].backends[0];
+  assert.equal(backendState.failures, 0, "the slow client is not the backend's failure");
+  assert.equal(backendState.outlier.ejected, false);
+  assert.equal((await get(`${lb.url}/`)).status, 200);
+});
+
+Deno.test("a request with a transfer coding other than chunked gets 501, never reaches a backend", async () => {
+  await using backend = startBackend(() => new Response("ok"));
+  await using lb = await startStrom(poolToml([backend.address]));
+  const answer = await rawExchange(
+    Number(new URL(lb.url).port),
+    "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n" +
+      "3\r\nabc\r\n0\r\n\r\n",
+  );
+  assert.match(answer, /^HTTP\/1\.1 501 /);
+  assert.equal(backend.requests.length, 0);
+});
+
 Deno.test("http_timeouts_total counts Strom's timeouts only, not a backend's own 504", async () => {
   await using backend = startBackend(() => new Response("upstream timed out", { status: 504 }));
   await using lb = await startStrom(poolToml([backend.address]));

@@ -180,3 +180,25 @@ Deno.test("removeDotSegments() leaves no dot-segment and is idempotent", () => {
     options,
   );
 });
+
+Deno.test("parseResponseHead() refuses transfer codings it cannot undo, and HTTP/1.0 chunked is not kept", () => {
+  assert.throws(
+    () => parseResponseHead("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked", "GET"),
+    /unsupported transfer coding "gzip"/,
+  );
+  assert.throws(
+    () => parseResponseHead("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip", "GET"),
+    ProtocolError,
+  );
+  // RFC 9112 6.1: after an HTTP/1.0 answer with Transfer-Encoding the connection must close.
+  const old = parseResponseHead(
+    "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive",
+    "GET",
+  );
+  assert.deepEqual([old.framing.kind, old.keepAlive], ["chunked", false]);
+  const kept = parseResponseHead(
+    "HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive",
+    "GET",
+  );
+  assert.equal(kept.keepAlive, true);
+});

@@ -97,8 +97,9 @@ export function parseResponseHead(head: string, method: string): ResponseHead {
   if (listed !== null) fields = fields.filter(([name]) => !listed.has(name));
   const framing = decideFraming(status, method, contentLength, transferEncoding);
   const tokens = connection.split(",").map((t) => t.trim());
+  // RFC 9112 6.1: an HTTP/1.0 answer with Transfer-Encoding leaves the connection unusable.
   const keepAlive = framing.kind !== "close" && !tokens.includes("close") &&
-    (minor === "1" || tokens.includes("keep-alive"));
+    (minor === "1" || (tokens.includes("keep-alive") && transferEncoding === null));
   return { status, fields, framing, keepAlive };
 }
 
@@ -120,6 +121,12 @@ function decideFraming(
     const chunked = codings.indexOf("chunked");
     if (chunked >= 0 && chunked !== codings.length - 1) {
       throw new ProtocolError("chunked is not the last transfer coding");
+    }
+    // Another coding (gzip, chunked) would reach the client undone, its bytes passed off as
+    // the content (nginx refuses it too).
+    const other = codings.find((c) => c !== "chunked");
+    if (other !== undefined) {
+      throw new ProtocolError(`unsupported transfer coding ${JSON.stringify(other.slice(0, 40))}`);
     }
     return chunked >= 0 ? { kind: "chunked" } : { kind: "close" };
   }

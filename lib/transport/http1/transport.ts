@@ -54,6 +54,10 @@ async function send(
 ): Promise<Response> {
   // A reused connection the backend closed meanwhile is the classic keep-alive
   // race: retry on another connection when it is safe (as Go's transport does).
+  // A request whose head went out may have been the reason the connection closed
+  // (it crashed the backend's worker): that one goes once more at most, as nginx
+  // gives a cached connection's failure one extra try.
+  let resentAfterWrite = false;
   for (let attempt = 0;; attempt++) {
     let lease: Lease;
     try {
@@ -69,7 +73,11 @@ async function send(
     } catch (e) {
       const stale = lease.reused && lease.conn.received === 0 && !request.signal.aborted &&
         !(e instanceof ProtocolError) && !(request.body instanceof ReadableStream) && attempt < 3;
-      if (stale && (!state.wroteHead || isIdempotent(request))) continue;
+      if (stale && !state.wroteHead) continue;
+      if (stale && isIdempotent(request) && !resentAfterWrite) {
+        resentAfterWrite = true;
+        continue;
+      }
       request.onEnd(0);
       throw toUpstreamError(e, request.signal, backend);
     }
