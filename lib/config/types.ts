@@ -114,6 +114,11 @@ export interface PoolConfig {
   readonly requestTimeoutMs: number;
   /** Time to establish a backend connection, per attempt. Default 5 s. */
   readonly connectTimeoutMs: number;
+  /**
+   * Longest wait for the next bytes of a response body once its headers came
+   * (like nginx's proxy_read_timeout); 0: none. Default 5 min.
+   */
+  readonly readTimeoutMs: number;
   readonly outlier: OutlierConfig;
   /** Further attempts on other backends after a failure that is safe to retry. Default 2. */
   readonly retries: number;

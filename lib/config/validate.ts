@@ -317,6 +317,7 @@ function readPool(
     r.has(key) ? parseDurationMs(r.raw(key), r.at(key), r.problems) : fallbackMs;
   const requestTimeoutMs = timeout("request_timeout", 30_000);
   const connectTimeoutMs = timeout("connect_timeout", 5_000);
+  const readTimeoutMs = timeout("read_timeout", 300_000);
   const outlier = readOutlier(r.subtable("outlier_detection"));
   const retries = r.int("retries", { fallback: 2, max: 10 });
   const retryBudgetPercent = r.int("retry_budget_percent", { fallback: 20, max: 100 });
@@ -345,6 +346,7 @@ function readPool(
     middlewares: middlewares!,
     requestTimeoutMs: requestTimeoutMs!,
     connectTimeoutMs: connectTimeoutMs!,
+    readTimeoutMs: readTimeoutMs!,
     outlier: outlier!,
     retries: retries!,
     retryBudgetPercent: retryBudgetPercent!,

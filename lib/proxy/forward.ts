@@ -440,6 +440,7 @@ async function attemptOnce(
       signal: deadline.controller.signal,
       connectTimeoutMs: pool.config.connectTimeoutMs,
       stallTimeoutMs: exchange.options.runtime().config.sendTimeoutMs,
+      readTimeoutMs: pool.config.readTimeoutMs,
       onStall: () => resetStalled(exchange),
       onEnd: finish,
     });

@@ -10,7 +10,7 @@
 import type { BackendAddress, ClientConfig } from "../config/types.ts";
 import { headBody, type Transport, UpstreamError, type UpstreamRequest } from "./transport.ts";
 import { endToEnd, type Fields } from "../proxy/headers.ts";
-import { type StallOptions, StallTimer } from "./stall.ts";
+import { ReadTimer, type StallOptions, StallTimer } from "./stall.ts";
 
 /** Encodings Deno's fetch decodes by itself (measured with Deno 2.9.6). */
 const DECODED = new Set(["gzip", "br"]);
@@ -131,12 +131,13 @@ function classify(e: unknown): UpstreamError {
 /**
  * Passes a body through and calls `done(bytes)` once when it ends, fails or is
  * cancelled; a client that pulls nothing for `stallTimeoutMs` fails it, which
- * cancels the backend's body, and then `onStall` is called.
+ * cancels the backend's body, and then `onStall` is called. A backend that
+ * sends nothing for `readTimeoutMs` fails it too.
  */
 function trackBody(
   body: ReadableStream<Uint8Array>,
   onEnd: (bytes: number) => void,
-  { stallTimeoutMs, onStall }: StallOptions,
+  { stallTimeoutMs, onStall, readTimeoutMs }: StallOptions,
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   let bytes = 0;
@@ -154,14 +155,21 @@ function trackBody(
     controller.error(stall.error);
     onStall?.();
   });
+  const silent = new ReadTimer(readTimeoutMs, (error) => {
+    done(bytes);
+    reader.cancel(error).catch(() => {});
+    controller.error(error);
+  });
   return new ReadableStream<Uint8Array>({
     start(c) {
       controller = c;
     },
     async pull(controller) {
       stall.disarm();
+      silent.arm();
       try {
         const { value, done: end } = await reader.read();
+        silent.disarm();
         if (end) {
           done(bytes);
           controller.close();
@@ -171,12 +179,14 @@ function trackBody(
           stall.arm();
         }
       } catch (e) {
+        silent.disarm();
         done(bytes);
         controller.error(e);
       }
     },
     cancel(reason) {
       stall.disarm();
+      silent.disarm();
       done(bytes);
       return reader.cancel(reason);
     },

@@ -8,6 +8,43 @@ export interface StallOptions {
   readonly stallTimeoutMs?: number;
   /** Called when that happens, after the body failed (to end the client's connection). */
   readonly onStall?: () => void;
+  /** A response body whose backend sends nothing for this long fails (0 or absent: never). */
+  readonly readTimeoutMs?: number;
+}
+
+/** Why a body failed when its backend went silent. */
+export class BackendSilent extends Error {}
+
+/**
+ * Armed while a body waits for its backend's next bytes: calls `onSilent`
+ * with the error to fail the body with when `ms` pass first (0: never).
+ */
+export class ReadTimer {
+  readonly #ms: number;
+  readonly #onSilent: (error: BackendSilent) => void;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(ms: number | undefined, onSilent: (error: BackendSilent) => void) {
+    this.#ms = ms ?? 0;
+    this.#onSilent = onSilent;
+  }
+
+  arm(): void {
+    if (this.#ms <= 0) return;
+    const ms = this.#ms;
+    const timer = setTimeout(
+      () => this.#onSilent(new BackendSilent(`the backend sent nothing for ${ms} ms`)),
+      ms,
+    );
+    Deno.unrefTimer(timer);
+    this.#timer = timer;
+  }
+
+  disarm(): void {
+    if (this.#timer === undefined) return;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
 }
 
 /** Why a body failed when its client read nothing: the client's doing, logged at INFO. */

@@ -402,6 +402,18 @@ Deno.test("http1: a request that a backend drops its connection on goes once mor
   assert.equal(crashes, 2, "the keep-alive race gets one more try, not one per idle connection");
 });
 
+Deno.test("http1: chunk lines ending in a bare LF are read, as nginx reads them", async () => {
+  await using backend = scripted(() =>
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\n6;x=1\n world\n0\n\n"
+  );
+  await using lb = await startStrom(poolToml([backend.address], { extra: HTTP1 }));
+  for (let i = 0; i < 2; i++) {
+    const r = await get(`${lb.url}/`);
+    assert.deepEqual([r.status, r.text], [200, "hello world"]);
+  }
+  assert.equal(backend.connections(), 1, "and the connection is kept");
+});
+
 Deno.test("http1: a small body is part of request_timeout: one that comes too late gives 504", async () => {
   const late = Promise.withResolvers<void>();
   await using backend = startRawBackend(async (conn) => {

@@ -252,6 +252,29 @@ Deno.test("a request with a transfer coding other than chunked gets 501, never r
   assert.equal(backend.requests.length, 0);
 });
 
+Deno.test("a backend that goes silent in the middle of a body is cut off after read_timeout", async () => {
+  const silence = Promise.withResolvers<void>();
+  await using backend = startRawBackend(async (conn) => {
+    await conn.write(new TextEncoder().encode(
+      `HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n${"s".repeat(20_000)}`,
+    ));
+    await silence.promise; // the other 80,000 bytes never come
+  });
+  await using lb = await startStrom(
+    poolToml([backend.address], { extra: 'request_timeout = "5s"\nread_timeout = "300ms"' }),
+  );
+  try {
+    const started = performance.now();
+    const response = await fetch(`${lb.url}/`);
+    assert.equal(response.status, 200);
+    await assert.rejects(response.arrayBuffer());
+    const ms = performance.now() - started;
+    assert.ok(ms >= 290 && ms < 4000, `cut off after ${ms.toFixed(0)} ms`);
+  } finally {
+    silence.resolve();
+  }
+});
+
 Deno.test("http_timeouts_total counts Strom's timeouts only, not a backend's own 504", async () => {
   await using backend = startBackend(() => new Response("upstream timed out", { status: 504 }));
   await using lb = await startStrom(poolToml([backend.address]));

@@ -2,7 +2,7 @@
 // response bodies as streams that hand the connection back when they end.
 
 import { headBody, UpstreamError } from "../transport.ts";
-import { type StallOptions, StallTimer } from "../stall.ts";
+import { ReadTimer, type StallOptions, StallTimer } from "../stall.ts";
 import type { Fields } from "../../proxy/headers.ts";
 import {
   type Framing,
@@ -26,7 +26,6 @@ const FIRST_BUFFER_SIZE = 8 * 1024;
 const PROBE_SIZE = 4 * 1024;
 /** A Content-Length body up to this size is read whole with the head (no stream). */
 export const SMALL_BODY_BYTES = 16 * 1024;
-const CRLF = [13, 10];
 const utf8 = new TextEncoder();
 
 /** A TCP connection to one backend with its own read buffer. */
@@ -210,16 +209,17 @@ export class Connection {
     }
   }
 
-  /** Reads one CRLF-terminated line (chunk sizes, trailers). */
+  /** A line of a chunked body (a chunk size, a trailer), without its end: CR LF, or a bare LF (RFC 9112 2.2, as nginx). */
   async #readLine(): Promise<string> {
     const at = await this.#find(
-      findCrlf,
-      1,
+      findLf,
+      0,
       4096,
       () => new ProtocolError("connection closed inside a chunked body"),
     );
-    const line = latin1(this.#buf.subarray(this.#start, at));
-    this.#start = at + 2;
+    const end = at > this.#start && this.#buf[at - 1] === 0x0d ? at - 1 : at;
+    const line = latin1(this.#buf.subarray(this.#start, end));
+    this.#start = at + 1;
     return line;
   }
 
@@ -322,7 +322,7 @@ export class Connection {
   bodyStream(
     framing: Framing,
     done: (reusable: boolean, bytes: number) => void,
-    { stallTimeoutMs, onStall }: StallOptions = {},
+    { stallTimeoutMs, onStall, readTimeoutMs }: StallOptions = {},
   ): ReadableStream<Uint8Array> {
     let remaining = framing.kind === "length" ? framing.length : Infinity;
     let chunkLeft = 0;
@@ -369,14 +369,23 @@ export class Connection {
       controller.error(stall.error);
       onStall?.();
     });
+    const silent = new ReadTimer(readTimeoutMs, (error) => {
+      finish(false);
+      this.close(); // fails the read under way
+      controller.error(
+        new ProtocolError(`the body from backend ${this.#backend} broke off: ${error.message}`),
+      );
+    });
     return new ReadableStream<Uint8Array>({
       start: (c) => {
         controller = c;
       },
       pull: async (controller) => {
         stall.disarm();
+        silent.arm();
         try {
           const chunk = await next();
+          silent.disarm();
           if (chunk === null) {
             controller.close();
             finish(framing.kind !== "close");
@@ -386,6 +395,7 @@ export class Connection {
             stall.arm();
           }
         } catch (e) {
+          silent.disarm();
           finish(false);
           // Headers are sent by now: the client's connection is cut, and Deno logs this.
           const reason = e instanceof Error ? e.message : String(e);
@@ -396,6 +406,7 @@ export class Connection {
       },
       cancel: () => {
         stall.disarm();
+        silent.disarm();
         finish(false);
       },
     }, { highWaterMark: 0 });
@@ -426,21 +437,8 @@ function headEndLf(bytes: Uint8Array, from: number, to: number): number {
   return -1;
 }
 
-/** Index of CR LF in bytes[from, to), or -1. */
-function findCrlf(bytes: Uint8Array, from: number, to: number): number {
-  return indexOf(bytes, CRLF, from, to);
-}
-
-/** Index of `pattern` in bytes[from, to), or -1. */
-function indexOf(bytes: Uint8Array, pattern: number[], from: number, to: number): number {
-  const first = pattern[0];
-  const last = to - pattern.length;
-  outer: for (let i = from; i <= last; i++) {
-    if (bytes[i] !== first) continue;
-    for (let j = 1; j < pattern.length; j++) {
-      if (bytes[i + j] !== pattern[j]) continue outer;
-    }
-    return i;
-  }
-  return -1;
+/** Index of LF in bytes[from, to), or -1. */
+function findLf(bytes: Uint8Array, from: number, to: number): number {
+  const at = bytes.subarray(from, to).indexOf(0x0a);
+  return at < 0 ? -1 : from + at;
 }
