@@ -135,8 +135,13 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       fields: forwardedFields(request.headers, client, { ...options.arrival, host: target.host }),
       // Deno gives some body-less HTTP/1.x requests (OPTIONS) an empty body stream; only
       // one that announces a body has one, so none is invented upstream. An HTTP/2 request
-      // announces nothing: its body is forwarded as one of unknown length.
-      body: length !== null || chunked || target.authorityOnly ? request.body : null,
+      // announces nothing: its body is forwarded as one of unknown length, unless it turns
+      // out empty (a DELETE sent upstream chunked could not be retried any more).
+      body: length !== null || chunked
+        ? request.body
+        : target.authorityOnly && request.body !== null
+        ? await nonEmpty(request.body)
+        : null,
     };
     const exchange = { target, client, context, options, middleware, tracker, remote };
     // A WebSocket upgrade runs the same chain; only the terminal differs.
@@ -356,6 +361,37 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
   } finally {
     deadline.dispose();
   }
+}
+
+/**
+ * `body`, or null when it ends without a byte: its first chunk is waited for
+ * (an HTTP/2 request without a body has ended its stream already).
+ */
+async function nonEmpty(
+  body: ReadableStream<Uint8Array>,
+): Promise<ReadableStream<Uint8Array> | null> {
+  const reader = body.getReader();
+  let first: ReadableStreamReadResult<Uint8Array>;
+  try {
+    do first = await reader.read(); while (!first.done && first.value.length === 0);
+  } catch {
+    first = { done: false, value: new Uint8Array(0) }; // the failure shows when it is read on
+  }
+  if (first.done) return null;
+  let pending: Uint8Array | null = first.value;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (pending !== null) {
+        const chunk = pending;
+        pending = null;
+        if (chunk.length > 0) return controller.enqueue(chunk);
+      }
+      const { value, done } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
 }
 
 /** A request body as attempts send it: bytes when small enough to keep, else the client's stream. */

@@ -495,6 +495,33 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "an HTTP/2 (h2c) request without a body goes upstream without one, and stays retryable",
+  ignore: !hasCurl,
+  async fn() {
+    const seen: string[] = [];
+    let first = true;
+    await using backend = startBackend((req) => {
+      seen.push(`${req.method} te=${req.headers.get("transfer-encoding")}`);
+      return new Response("deleted");
+    });
+    // The first attempt dies without an answer: a DELETE with no body may go elsewhere.
+    await using dying = startRawBackend((conn) => {
+      first = false;
+      conn.close();
+      return Promise.resolve();
+    });
+    await using lb = await startStrom(poolToml([dying.address, backend.address]));
+    const out = await new Deno.Command("curl", {
+      args: ["-s", "--http2-prior-knowledge", "-X", "DELETE", `${lb.url}/item`],
+      stdout: "piped",
+    }).output();
+    assert.equal(new TextDecoder().decode(out.stdout), "deleted");
+    assert.equal(first, false, "the first attempt went to the dying backend");
+    assert.deepEqual(seen, ["DELETE te=null"]);
+  },
+});
+
 Deno.test("a gzip response reaches the client intact", async () => {
   const original = "compress me ".repeat(500);
   const gz = new Uint8Array(gzipSync(new TextEncoder().encode(original)));
