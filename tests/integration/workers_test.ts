@@ -12,6 +12,7 @@ import {
   waitFor,
 } from "../_helpers/servers.ts";
 import { createLogger } from "../../lib/log.ts";
+import { nextTurn } from "../_helpers/clock.ts";
 import { render } from "../../lib/metrics/registry.ts";
 import { X509Certificate } from "node:crypto";
 import {
@@ -386,6 +387,71 @@ Deno.test({
       assert.equal((await presentedCertificate(port, "a.test"))?.serialNumber, expected);
     }
     assert.equal(await curl(), "ok");
+  },
+});
+
+Deno.test({
+  name: "with workers, HTTPS requests on listeners a reload replaced finish before a shutdown ends",
+  ignore: !hasOpenssl,
+  async fn() {
+    await using ca = await createCa();
+    const first = await ca.issue("first", ["a.test", "127.0.0.1"]);
+    const second = await ca.issue("second", ["a.test", "127.0.0.1"]);
+    const gate = Promise.withResolvers<void>();
+    let reached = 0;
+    await using backend = startBackend(async () => {
+      reached++;
+      await gate.promise;
+      return new Response("ok");
+    });
+    const lines: string[] = [];
+    const log = createLogger("info", { sink: (r) => lines.push(r.message) });
+    const toml = (c: { cert: string; key: string }) =>
+      `workers = 2\nhttps_address = "127.0.0.1:0"\n` +
+      poolToml([backend.address], { schemes: '["HTTP", "HTTPS"]' }) +
+      `[certificates."a.test"]\ntype = "Local"\ncertificate_path = "${c.cert}"\n` +
+      `private_key_path = "${c.key}"\n`;
+    await using lb = await startStrom(toml(first), { log });
+    const port = lb.strom.port("https_address")!;
+    const httpsListening = (id: number) =>
+      lines.some((l) =>
+        l.startsWith(`worker ${id}: Started listening on `) &&
+        l.includes(`(https_address, port ${port})`)
+      );
+    await waitFor(() => httpsListening(1) && httpsListening(2), "both workers to serve HTTPS");
+    // Nine requests in flight, spread by the kernel over the three isolates' listeners.
+    const conns = await Promise.all(
+      Array.from(
+        { length: 9 },
+        () => Deno.connectTls({ hostname: "127.0.0.1", port, caCerts: [ca.caPem] }),
+      ),
+    );
+    try {
+      for (const conn of conns) {
+        await conn.write(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"));
+      }
+      await waitFor(() => reached === 9, "the nine requests to reach the backend");
+      lines.length = 0;
+      assert.ok((await lb.strom.reload(toml(second))).ok);
+      await waitFor(() => httpsListening(1) && httpsListening(2), "both workers to rebind HTTPS");
+      const stopping = lb.strom.shutdown(10_000);
+      for (let i = 0; i < 50; i++) await nextTurn(); // the workers get their shutdown
+      gate.resolve();
+      const answers = await Promise.all(conns.map(async (conn) => {
+        const buf = new Uint8Array(1024);
+        const n = await conn.read(buf).catch(() => null);
+        return n === null ? "(cut)" : new TextDecoder().decode(buf.subarray(0, n)).split("\r\n")[0];
+      }));
+      assert.deepEqual(answers, Array(9).fill("HTTP/1.1 200 OK"));
+      await stopping;
+    } finally {
+      gate.resolve();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch { /* closed */ }
+      }
+    }
   },
 });
 
