@@ -24,6 +24,22 @@ import {
 } from "../_helpers/certs.ts";
 import { resolvedLimitMessage } from "../../lib/tls/store.ts";
 
+/** Two workers and HTTPS for a.test with certificate `c`, in front of `backend`. */
+function workersHttpsToml(backend: string, c: { cert: string; key: string }): string {
+  return `workers = 2\nhttps_address = "127.0.0.1:0"\n` +
+    poolToml([backend], { schemes: '["HTTP", "HTTPS"]' }) +
+    `[certificates."a.test"]\ntype = "Local"\ncertificate_path = "${c.cert}"\n` +
+    `private_key_path = "${c.key}"\n`;
+}
+
+/** Whether worker `id` logged (in `lines`) that it serves HTTPS on `port`. */
+function workerServesHttps(lines: readonly string[], id: number, port: number): boolean {
+  return lines.some((l) =>
+    l.startsWith(`worker ${id}: Started listening on `) &&
+    l.includes(`(https_address, port ${port})`)
+  );
+}
+
 Deno.test("two workers share the port, every backend serves, and counters add up", async () => {
   await using a = startBackend();
   await using b = startBackend();
@@ -339,18 +355,10 @@ Deno.test({
     await using backend = startBackend(() => new Response("ok"));
     const lines: string[] = [];
     const log = createLogger("info", { sink: (r) => lines.push(r.message) });
-    const toml = (c: { cert: string; key: string }) =>
-      `workers = 2\nhttps_address = "127.0.0.1:0"\n` +
-      poolToml([backend.address], { schemes: '["HTTP", "HTTPS"]' }) +
-      `[certificates."a.test"]\ntype = "Local"\ncertificate_path = "${c.cert}"\n` +
-      `private_key_path = "${c.key}"\n`;
+    const toml = (c: { cert: string; key: string }) => workersHttpsToml(backend.address, c);
     await using lb = await startStrom(toml(first), { log });
     const port = lb.strom.port("https_address")!;
-    const httpsListening = (id: number) =>
-      lines.some((l) =>
-        l.startsWith(`worker ${id}: Started listening on `) &&
-        l.includes(`(https_address, port ${port})`)
-      );
+    const httpsListening = (id: number) => workerServesHttps(lines, id, port);
     await waitFor(() => httpsListening(1) && httpsListening(2), "both workers to serve HTTPS");
 
     // Each curl is a new connection; the kernel spreads them over the three listeners.
@@ -406,18 +414,10 @@ Deno.test({
     });
     const lines: string[] = [];
     const log = createLogger("info", { sink: (r) => lines.push(r.message) });
-    const toml = (c: { cert: string; key: string }) =>
-      `workers = 2\nhttps_address = "127.0.0.1:0"\n` +
-      poolToml([backend.address], { schemes: '["HTTP", "HTTPS"]' }) +
-      `[certificates."a.test"]\ntype = "Local"\ncertificate_path = "${c.cert}"\n` +
-      `private_key_path = "${c.key}"\n`;
+    const toml = (c: { cert: string; key: string }) => workersHttpsToml(backend.address, c);
     await using lb = await startStrom(toml(first), { log });
     const port = lb.strom.port("https_address")!;
-    const httpsListening = (id: number) =>
-      lines.some((l) =>
-        l.startsWith(`worker ${id}: Started listening on `) &&
-        l.includes(`(https_address, port ${port})`)
-      );
+    const httpsListening = (id: number) => workerServesHttps(lines, id, port);
     await waitFor(() => httpsListening(1) && httpsListening(2), "both workers to serve HTTPS");
     // Nine requests in flight, spread by the kernel over the three isolates' listeners.
     const conns = await Promise.all(
