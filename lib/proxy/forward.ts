@@ -137,12 +137,13 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       // one that announces a body has one, so none is invented upstream. An HTTP/2 request
       // announces nothing: its body is forwarded as one of unknown length, unless it turns
       // out empty (a DELETE sent upstream chunked could not be retried any more).
-      body: length !== null || chunked
-        ? request.body
-        : target.authorityOnly && request.body !== null
-        ? await nonEmpty(request.body)
-        : null,
+      body: length !== null || chunked ? request.body : null,
     };
+    if (target.authorityOnly && length === null && request.body !== null) {
+      const body = await nonEmpty(request.body, pool.config.requestTimeoutMs);
+      if (body === "timeout") return failureResponse("request-timeout");
+      middleware.body = body;
+    }
     const exchange = { target, client, context, options, middleware, tracker, remote };
     // A WebSocket upgrade runs the same chain; only the terminal differs.
     const terminal = isWebSocketUpgrade(request)
@@ -365,17 +366,31 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
 
 /**
  * `body`, or null when it ends without a byte: its first chunk is waited for
- * (an HTTP/2 request without a body has ended its stream already).
+ * (an HTTP/2 request without a body has ended its stream already), up to
+ * `timeoutMs` ("timeout": the client sent nothing that long).
  */
 async function nonEmpty(
   body: ReadableStream<Uint8Array>,
-): Promise<ReadableStream<Uint8Array> | null> {
+  timeoutMs: number,
+): Promise<ReadableStream<Uint8Array> | null | "timeout"> {
   const reader = body.getReader();
-  let first: ReadableStreamReadResult<Uint8Array>;
+  let first: ReadableStreamReadResult<Uint8Array> | "timeout";
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"timeout">((resolve) =>
+    timer = setTimeout(resolve, timeoutMs, "timeout")
+  );
   try {
-    do first = await reader.read(); while (!first.done && first.value.length === 0);
+    do first = await Promise.race([reader.read(), late]); while (
+      first !== "timeout" && !first.done && first.value.length === 0
+    );
   } catch {
     first = { done: false, value: new Uint8Array(0) }; // the failure shows when it is read on
+  } finally {
+    clearTimeout(timer);
+  }
+  if (first === "timeout") {
+    reader.cancel().catch(() => {});
+    return "timeout";
   }
   if (first.done) return null;
   let pending: Uint8Array | null = first.value;
