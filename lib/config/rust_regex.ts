@@ -122,7 +122,8 @@ class Translator {
         this.#close();
       } else if (c === "|") {
         this.#alternate();
-      } else if (c === "." && this.#atStart && this.#leadingDotStar()) {
+      } else if (c === "." && this.#atStart && !this.#verbose && this.#leadingDotStar()) {
+        // (Not in verbose mode, where whitespace may stand between `.*` and a `?` or `{n}`.)
         // Left out: `.*x` finds a match somewhere exactly when `x` does.
       } else {
         this.#out += this.#atom(c);
