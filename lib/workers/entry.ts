@@ -135,10 +135,9 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       try {
         const config = parseConfig(message.configText, message);
         await adopt(config, message.generation);
-        const address = {
-          ...config.httpAddress,
-          port: message.httpPort ?? config.httpAddress.port,
-        };
+        const address = message.http
+          ? { ...config.httpAddress, ...message.http }
+          : config.httpAddress;
         server = listenProxy("HTTP", "http_address", address, () => runtime!, {
           log,
           reusePort: true,
@@ -150,7 +149,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
           () => post({ type: "stats", generation: runtime!.generation, counters: counters() }),
           STATS_INTERVAL_MS,
         );
-        post({ type: "listening", port: server.addr.port });
+        post({ type: "listening", hostname: server.addr.hostname, port: server.addr.port });
       } catch (e) {
         post({ type: "error", message: e instanceof Error ? e.message : String(e) });
       }

@@ -53,7 +53,13 @@ export class WorkerGroup {
   readonly #health = new Map<string, ToWorker>();
   /** Per position: deaths in a row of a worker that died soon after it started. */
   readonly #quickDeaths: number[] = [];
-  #port = 0;
+  /** Where the workers listen (the first one's bound address); null until it listens. */
+  #http: { hostname: string; port: number } | null = null;
+  /**
+   * Requests and failures that workers which died had counted, by pool and backend name: they
+   * stay in the totals (counters never go back), while the successor counts from zero.
+   */
+  readonly #carried = new Map<string, readonly [number, number]>();
   #asked = 0;
   #stopping = false;
 
@@ -75,8 +81,8 @@ export class WorkerGroup {
     }
     try {
       // The first one binds (port 0 picks one), the others join it on that port.
-      group.#port = await group.#spawn(0);
-      const ready: Promise<number>[] = [];
+      group.#http = await group.#spawn(0);
+      const ready: Promise<unknown>[] = [];
       for (let index = 1; index < count; index++) ready.push(group.#spawn(index));
       await Promise.all(ready);
     } catch (e) {
@@ -90,7 +96,7 @@ export class WorkerGroup {
    * Starts the worker at `index`; resolves with its port once it listens,
    * rejects when it cannot start. Once it listened, its death starts another.
    */
-  #spawn(index: number): Promise<number> {
+  #spawn(index: number): Promise<{ hostname: string; port: number }> {
     const id = index + 1;
     const { log } = this.#options;
     const worker = new Worker(new URL("./entry.ts", import.meta.url), { type: "module" });
@@ -102,7 +108,7 @@ export class WorkerGroup {
         const message = event.data;
         if (message.type === "listening") {
           listening = true;
-          resolve(message.port);
+          resolve({ hostname: message.hostname, port: message.port });
         } else if (message.type === "error") reject(new Error(message.message));
         else if (message.type === "stats") {
           if (this.#workers[index] === worker) {
@@ -124,7 +130,7 @@ export class WorkerGroup {
         logLevel: this.#options.logLevel,
         watchPeers: this.#options.watchPeers,
         generation: this.#generation,
-        ...(this.#port !== 0 ? { httpPort: this.#port } : {}),
+        ...(this.#http ? { http: this.#http } : {}),
       };
       worker.postMessage(start);
     });
@@ -135,6 +141,7 @@ export class WorkerGroup {
     if (this.#workers[index] !== worker) return;
     worker.terminate();
     this.#workers[index] = null;
+    this.#carry(this.#counters[index]);
     this.#counters[index] = [];
     if (this.#stopping) return;
     const quick = livedMs < STEADY_MS ? ++this.#quickDeaths[index] : (this.#quickDeaths[index] = 0);
@@ -144,7 +151,7 @@ export class WorkerGroup {
         delay > 0 ? ` in ${delay / 1000} s` : ""
       }`,
     );
-    setTimeout(() => this.#restart(index), delay);
+    Deno.unrefTimer(setTimeout(() => this.#restart(index), delay));
   }
 
   /** Starts the worker at `index` anew and tells it what the others were told since. */
@@ -152,7 +159,7 @@ export class WorkerGroup {
     if (this.#stopping) return;
     let port: number;
     try {
-      port = await this.#spawn(index);
+      port = (await this.#spawn(index)).port;
     } catch (e) {
       const worker = this.#workers[index];
       if (worker) this.#died(index, worker, (e as Error).message, 0);
@@ -206,7 +213,7 @@ export class WorkerGroup {
 
   /** The shared HTTP port. */
   get port(): number {
-    return this.#port;
+    return this.#http?.port ?? 0;
   }
 
   /** Has every worker open its access log file anew. */
@@ -338,6 +345,11 @@ export class WorkerGroup {
           inFlight += row[at + 2] ?? 0;
           ejected += row[at + 3] ?? 0;
         }
+        const carried = this.#carried.get(carryKey(pool.config.name, backend.id));
+        if (carried) {
+          requests += carried[0];
+          failures += carried[1];
+        }
         backend.ejectedInWorkers = ejected;
         // The primary's own traffic (HTTPS) counts too: add the change of the workers' sums.
         const last = this.#written.get(backend) ?? [0, 0, 0];
@@ -345,6 +357,21 @@ export class WorkerGroup {
         backend.failures += failures - last[1];
         backend.inFlight += inFlight - last[2];
         this.#written.set(backend, [requests, failures, inFlight]);
+      });
+    });
+  }
+
+  /** Keeps what a dead worker counted (its in-flight requests are gone with it). */
+  #carry(counters: Counters): void {
+    const runtime = this.#options.runtime();
+    runtime.pools.forEach((pool, p) => {
+      const row = counters[p];
+      if (!row) return;
+      pool.backends.forEach((backend, b) => {
+        const key = carryKey(pool.config.name, backend.id);
+        const [requests, failures] = this.#carried.get(key) ?? [0, 0];
+        const at = b * COUNTERS_PER_BACKEND;
+        this.#carried.set(key, [requests + (row[at] ?? 0), failures + (row[at + 1] ?? 0)]);
       });
     });
   }
@@ -358,4 +385,8 @@ export class WorkerGroup {
   failWorker(index: number): void {
     this.#workers[index]?.postMessage({ type: "fail" } satisfies ToWorker);
   }
+}
+
+function carryKey(pool: string, backend: string): string {
+  return `${pool}\u0000${backend}`;
 }

@@ -19,8 +19,11 @@ export type ToWorker =
     readonly watchPeers: boolean;
     /** The generation the config is (1 at startup; later for a worker started anew). */
     readonly generation: number;
-    /** The shared HTTP port when it is known already (a worker started anew); else the config's. */
-    readonly httpPort?: number;
+    /**
+     * The shared HTTP address when it is known already (a worker started anew): the first
+     * worker's, since a changed http_address needs a restart with workers; else the config's.
+     */
+    readonly http?: { readonly hostname: string; readonly port: number };
   }
   | {
     readonly type: "health";
@@ -67,7 +70,7 @@ export const COUNTERS_PER_BACKEND = 4;
 
 /** Worker → primary. */
 export type FromWorker =
-  | { readonly type: "listening"; readonly port: number }
+  | { readonly type: "listening"; readonly hostname: string; readonly port: number }
   | { readonly type: "error"; readonly message: string }
   /** Counters by position in the worker's generation (the primary skips another generation's). */
   | { readonly type: "stats"; readonly generation: number; readonly counters: Counters }

@@ -297,6 +297,18 @@ Deno.test("a worker that dies is logged and started again, and learns what the o
   await using a = startBackend(() => new Response("a"));
   await using b = startBackend(() => new Response("b"));
   await using lb = await startStrom(`workers = 2\n` + poolToml([a.address, b.address]), { log });
+  let sent = 0;
+  const send = () => {
+    sent++;
+    return get(`${lb.url}/`, { headers: { connection: "close" } });
+  };
+  // Traffic over both workers first: what the dying one counted must stay counted.
+  for (let i = 0; i < 40; i++) assert.equal((await send()).status, 200);
+  const counted = async () => {
+    const pools = await (await fetch(`${lb.adminUrl}/api/pools`)).json();
+    return pools[0].backends.reduce((n: number, x: { requests: number }) => n + x.requests, 0);
+  };
+  await waitFor(async () => await counted() === 40, "the admin API to count the 40 requests");
   assert.ok(lb.strom.setDrained("pool-0", a.address, true));
   lb.strom.failWorker(0);
   await waitFor(
@@ -311,16 +323,14 @@ Deno.test("a worker that dies is logged and started again, and learns what the o
   );
   // The new worker got the drain made before it started: no connection reaches `a`.
   await waitFor(async () => {
-    const texts = await Promise.all(
-      Array.from({ length: 8 }, () => get(`${lb.url}/`, { headers: { connection: "close" } })),
-    );
+    const texts = await Promise.all(Array.from({ length: 8 }, send));
     return texts.every((t) => t.text === "b");
   }, "every worker to keep the drain");
   const before = a.requests.length;
-  for (let i = 0; i < 30; i++) {
-    assert.equal((await get(`${lb.url}/`, { headers: { connection: "close" } })).text, "b");
-  }
+  for (let i = 0; i < 30; i++) assert.equal((await send()).text, "b");
   assert.equal(a.requests.length, before);
+  // Counters never go back: the dead worker's count stays in the total.
+  await waitFor(async () => await counted() === sent, `the admin API to count all ${sent}`);
   // Every worker answers again: /metrics does not wait for a dead one.
   const started = performance.now();
   const metrics = await fetch(`${lb.adminUrl}/metrics`);
