@@ -140,9 +140,14 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       body: length !== null || chunked ? request.body : null,
     };
     if (target.authorityOnly && length === null && request.body !== null) {
-      const body = await nonEmpty(request.body, pool.config.requestTimeoutMs);
-      if (body === "timeout") return failureResponse("request-timeout");
-      middleware.body = body;
+      // A method that carries a body is streamed at once: a client may wait for the answer's
+      // headers before it sends (bidirectional streaming). The others are looked into first.
+      if (BODY_METHODS.has(target.method)) middleware.body = request.body;
+      else {
+        const body = await nonEmpty(request.body, pool.config.requestTimeoutMs);
+        if (body === "timeout") return failureResponse("request-timeout");
+        middleware.body = body;
+      }
     }
     const exchange = { target, client, context, options, middleware, tracker, remote };
     // A WebSocket upgrade runs the same chain; only the terminal differs.
@@ -363,6 +368,9 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
     deadline.dispose();
   }
 }
+
+/** Methods whose requests normally carry a body. */
+const BODY_METHODS = new Set(["POST", "PUT", "PATCH"]);
 
 /**
  * `body`, or null when it ends without a byte: its first chunk is waited for
