@@ -122,8 +122,7 @@ class Translator {
         this.#close();
       } else if (c === "|") {
         this.#alternate();
-      } else if (c === "." && this.#atStart && !this.#verbose && this.#leadingDotStar()) {
-        // (Not in verbose mode, where whitespace may stand between `.*` and a `?` or `{n}`.)
+      } else if (c === "." && this.#atStart && this.#leadingDotStar()) {
         // Left out: `.*x` finds a match somewhere exactly when `x` does.
       } else {
         this.#out += this.#atom(c);
@@ -163,9 +162,11 @@ class Translator {
 
   /**
    * At a `.` that starts a top-level branch: steps over `.*` or `.*?` when
-   * nothing that could make it mean more follows (another repetition).
+   * nothing that could make it mean more follows (another repetition). Not in
+   * verbose mode, where whitespace may stand between `.*` and its `?`.
    */
   #leadingDotStar(): boolean {
+    if (this.#verbose) return false;
     const p = this.#p;
     if (p[this.#i + 1] !== "*") return false;
     const lazy = p[this.#i + 2] === "?";
@@ -416,11 +417,11 @@ class Translator {
       const low = this.#classChar();
       if (low === null) {
         // \d \w \s and their negations, \p{..}: kept as they are.
+        const letter = p[this.#i + 1];
         this.#i += 2;
-        const escape = p[this.#i - 1] === "p" || p[this.#i - 1] === "P"
-          ? this.#property(p[this.#i - 1])
-          : `\\${p[this.#i - 1]}`;
-        if (escape.startsWith("\\p") || escape.startsWith("\\P")) beyondAscii = true;
+        const property = letter === "p" || letter === "P";
+        const escape = property ? this.#property(letter) : `\\${letter}`;
+        if (property) beyondAscii = true;
         plain += escape;
         folded += escape === "\\w" ? escape + FOLDED : escape;
         continue;

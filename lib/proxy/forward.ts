@@ -144,7 +144,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       // headers before it sends (bidirectional streaming). The others are looked into first.
       if (BODY_METHODS.has(target.method)) middleware.body = request.body;
       else {
-        const body = await nonEmpty(request.body, pool.config.requestTimeoutMs);
+        const body = await nonEmpty(request.body, pool.deadlines, pool.config.requestTimeoutMs);
         if (body === "timeout") return failureResponse("request-timeout");
         middleware.body = body;
       }
@@ -379,13 +379,14 @@ const BODY_METHODS = new Set(["POST", "PUT", "PATCH"]);
  */
 async function nonEmpty(
   body: ReadableStream<Uint8Array>,
+  deadlines: Deadlines,
   timeoutMs: number,
 ): Promise<ReadableStream<Uint8Array> | null | "timeout"> {
   const reader = body.getReader();
   let first: ReadableStreamReadResult<Uint8Array> | "timeout";
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let deadline: Deadline | undefined;
   const late = new Promise<"timeout">((resolve) =>
-    timer = setTimeout(resolve, timeoutMs, "timeout")
+    deadline = deadlines.set(timeoutMs, () => resolve("timeout"))
   );
   try {
     do first = await Promise.race([reader.read(), late]); while (
@@ -394,7 +395,7 @@ async function nonEmpty(
   } catch {
     first = { done: false, value: new Uint8Array(0) }; // the failure shows when it is read on
   } finally {
-    clearTimeout(timer);
+    deadline?.cancel();
   }
   if (first === "timeout") {
     reader.cancel().catch(() => {});

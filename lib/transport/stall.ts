@@ -12,30 +12,24 @@ export interface StallOptions {
   readonly readTimeoutMs?: number;
 }
 
-/** Why a body failed when its backend went silent. */
-export class BackendSilent extends Error {}
-
 /**
- * Armed while a body waits for its backend's next bytes: calls `onSilent`
- * with the error to fail the body with when `ms` pass first (0: never).
+ * Armed while a body waits on one side (the client to pull, the backend to
+ * send) and disarmed when it moves; calls `onIdle` when `ms` pass first
+ * (0: never).
  */
-export class ReadTimer {
-  readonly #ms: number;
-  readonly #onSilent: (error: BackendSilent) => void;
+class IdleTimer {
+  readonly ms: number;
+  readonly #onIdle: () => void;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(ms: number | undefined, onSilent: (error: BackendSilent) => void) {
-    this.#ms = ms ?? 0;
-    this.#onSilent = onSilent;
+  constructor(ms: number, onIdle: () => void) {
+    this.ms = ms;
+    this.#onIdle = onIdle;
   }
 
   arm(): void {
-    if (this.#ms <= 0) return;
-    const ms = this.#ms;
-    const timer = setTimeout(
-      () => this.#onSilent(new BackendSilent(`the backend sent nothing for ${ms} ms`)),
-      ms,
-    );
+    if (this.ms <= 0) return;
+    const timer = setTimeout(this.#onIdle, this.ms);
     Deno.unrefTimer(timer);
     this.#timer = timer;
   }
@@ -44,6 +38,19 @@ export class ReadTimer {
     if (this.#timer === undefined) return;
     clearTimeout(this.#timer);
     this.#timer = undefined;
+  }
+}
+
+/** Why a body failed when its backend went silent. */
+export class BackendSilent extends Error {}
+
+/** Armed while a body waits for its backend's next bytes: `onSilent` gets the error to fail it with. */
+export class ReadTimer extends IdleTimer {
+  constructor(ms: number | undefined, onSilent: (error: BackendSilent) => void) {
+    super(
+      ms ?? 0,
+      () => onSilent(new BackendSilent(`the backend sent nothing for ${ms} ms`)),
+    );
   }
 }
 
@@ -57,29 +64,13 @@ export const DEFAULT_STALL_TIMEOUT_MS = 60_000;
  * Armed after each chunk handed to the client and disarmed when the client
  * pulls the next one; fires `onStall` when no pull came within `ms`.
  */
-export class StallTimer {
-  readonly #ms: number;
-  readonly #onStall: () => void;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-
+export class StallTimer extends IdleTimer {
   constructor(ms: number | undefined, onStall: () => void) {
-    this.#ms = ms ?? DEFAULT_STALL_TIMEOUT_MS;
-    this.#onStall = onStall;
+    super(ms ?? DEFAULT_STALL_TIMEOUT_MS, onStall);
   }
 
   /** The error a body fails with when it fires. */
   get error(): Error {
-    return new ClientStalled(`the client read nothing for ${this.#ms} ms`);
-  }
-
-  arm(): void {
-    const timer = setTimeout(this.#onStall, this.#ms);
-    Deno.unrefTimer(timer);
-    this.#timer = timer;
-  }
-
-  disarm(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    return new ClientStalled(`the client read nothing for ${this.ms} ms`);
   }
 }

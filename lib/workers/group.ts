@@ -46,11 +46,11 @@ export class WorkerGroup {
   readonly #options: WorkerGroupOptions;
   #config: ConfigSource;
   #generation = 1;
-  /** What a worker started anew must be told: the last HTTPS, challenge, drain and health news. */
-  #https: ToWorker | null = null;
-  readonly #challenges = new Map<string, ToWorker>();
-  readonly #drains = new Map<string, ToWorker>();
-  readonly #health = new Map<string, ToWorker>();
+  /**
+   * What a worker started anew must be told, as the others were: the latest HTTPS, challenge,
+   * drain and health message of each subject.
+   */
+  readonly #news = new Map<string, ToWorker>();
   /** Per position: deaths in a row of a worker that died soon after it started. */
   readonly #quickDeaths: number[] = [];
   /** Where the workers listen (the first one's bound address); null until it listens. */
@@ -167,13 +167,7 @@ export class WorkerGroup {
     }
     const worker = this.#workers[index];
     if (!worker || this.#stopping) return;
-    const news = [
-      ...(this.#https ? [this.#https] : []),
-      ...this.#challenges.values(),
-      ...this.#drains.values(),
-      ...this.#health.values(),
-    ];
-    for (const message of news) worker.postMessage(message);
+    for (const message of this.#news.values()) worker.postMessage(message);
     this.#options.log.info(`Worker ${index + 1} started again, listening on port ${port}`);
   }
 
@@ -185,6 +179,16 @@ export class WorkerGroup {
   /** Sends `message` to every running worker. */
   #broadcast(message: ToWorker): void {
     for (const worker of this.#alive()) worker.postMessage(message);
+  }
+
+  /**
+   * Broadcasts the latest news about `subject`, kept for workers started later
+   * (`ended`: nothing to keep, e.g. a challenge no longer answered).
+   */
+  #announce(subject: string, message: ToWorker, ended = false): void {
+    if (ended) this.#news.delete(subject);
+    else this.#news.set(subject, message);
+    this.#broadcast(message);
   }
 
   /** How many workers run. */
@@ -279,32 +283,24 @@ export class WorkerGroup {
   /** Tells every worker to answer (or stop answering) an ACME HTTP-01 challenge. */
   broadcastChallenge(token: string, keyAuthorization: string | null): void {
     const message: ToWorker = { type: "challenge", token, keyAuthorization };
-    if (keyAuthorization === null) this.#challenges.delete(token);
-    else this.#challenges.set(token, message);
-    this.#broadcast(message);
+    this.#announce(`challenge ${token}`, message, keyAuthorization === null);
   }
 
   /** Tells every worker to serve HTTPS on the primary's port with these certificates (null: stop). */
   broadcastHttps(
     https: { readonly address: SocketAddress; readonly certificates: CertificateSnapshot } | null,
   ): void {
-    const message: ToWorker = { type: "https", https };
-    this.#https = message;
-    this.#broadcast(message);
+    this.#announce("https", { type: "https", https });
   }
 
   /** Tells every worker that a backend was drained or restored. */
   broadcastDrain(pool: string, backend: string, drained: boolean): void {
-    const message: ToWorker = { type: "drain", pool, backend, drained };
-    this.#drains.set(JSON.stringify([pool, backend]), message);
-    this.#broadcast(message);
+    this.#announce(`drain ${backendKey(pool, backend)}`, { type: "drain", pool, backend, drained });
   }
 
   /** Tells every worker about a backend's new health state. */
   broadcastHealth(pool: string, backend: string, state: HealthState): void {
-    const message: ToWorker = { type: "health", pool, backend, state };
-    this.#health.set(JSON.stringify([pool, backend]), message);
-    this.#broadcast(message);
+    this.#announce(`health ${backendKey(pool, backend)}`, { type: "health", pool, backend, state });
   }
 
   /** Lets every worker drain for up to `graceMs`, then ends them. */
@@ -345,7 +341,7 @@ export class WorkerGroup {
           inFlight += row[at + 2] ?? 0;
           ejected += row[at + 3] ?? 0;
         }
-        const carried = this.#carried.get(carryKey(pool.config.name, backend.id));
+        const carried = this.#carried.get(backendKey(pool.config.name, backend.id));
         if (carried) {
           requests += carried[0];
           failures += carried[1];
@@ -368,7 +364,7 @@ export class WorkerGroup {
       const row = counters[p];
       if (!row) return;
       pool.backends.forEach((backend, b) => {
-        const key = carryKey(pool.config.name, backend.id);
+        const key = backendKey(pool.config.name, backend.id);
         const [requests, failures] = this.#carried.get(key) ?? [0, 0];
         const at = b * COUNTERS_PER_BACKEND;
         this.#carried.set(key, [requests + (row[at] ?? 0), failures + (row[at + 1] ?? 0)]);
@@ -387,6 +383,7 @@ export class WorkerGroup {
   }
 }
 
-function carryKey(pool: string, backend: string): string {
+/** A backend's key in the group's maps. */
+function backendKey(pool: string, backend: string): string {
   return `${pool}\u0000${backend}`;
 }

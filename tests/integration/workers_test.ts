@@ -24,20 +24,41 @@ import {
 } from "../_helpers/certs.ts";
 import { resolvedLimitMessage } from "../../lib/tls/store.ts";
 
+type Certificate = { readonly cert: string; readonly key: string };
+
 /** Two workers and HTTPS for a.test with certificate `c`, in front of `backend`. */
-function workersHttpsToml(backend: string, c: { cert: string; key: string }): string {
+function workersHttpsToml(backend: string, c: Certificate): string {
   return `workers = 2\nhttps_address = "127.0.0.1:0"\n` +
     poolToml([backend], { schemes: '["HTTP", "HTTPS"]' }) +
     `[certificates."a.test"]\ntype = "Local"\ncertificate_path = "${c.cert}"\n` +
     `private_key_path = "${c.key}"\n`;
 }
 
-/** Whether worker `id` logged (in `lines`) that it serves HTTPS on `port`. */
-function workerServesHttps(lines: readonly string[], id: number, port: number): boolean {
-  return lines.some((l) =>
-    l.startsWith(`worker ${id}: Started listening on `) &&
-    l.includes(`(https_address, port ${port})`)
-  );
+/**
+ * Strom with two workers serving HTTPS for a.test with `first`, once both
+ * workers said they listen; `bothServe()` says so again after `lines` is
+ * cleared and a reload made them listen anew.
+ */
+async function startHttpsWorkers(backend: string, first: Certificate) {
+  const lines: string[] = [];
+  const log = createLogger("info", { sink: (r) => lines.push(r.message) });
+  const lb = await startStrom(workersHttpsToml(backend, first), { log });
+  const port = lb.strom.port("https_address")!;
+  const serves = (id: number) =>
+    lines.some((l) =>
+      l.startsWith(`worker ${id}: Started listening on `) &&
+      l.includes(`(https_address, port ${port})`)
+    );
+  const bothServe = () => serves(1) && serves(2);
+  await waitFor(bothServe, "both workers to serve HTTPS");
+  return {
+    lb,
+    lines,
+    port,
+    bothServe,
+    reload: (c: Certificate) => lb.strom.reload(workersHttpsToml(backend, c)),
+    [Symbol.asyncDispose]: () => lb[Symbol.asyncDispose](),
+  };
 }
 
 Deno.test("two workers share the port, every backend serves, and counters add up", async () => {
@@ -363,13 +384,8 @@ Deno.test({
     const first = await ca.issue("first", ["a.test"]);
     const second = await ca.issue("second", ["a.test"]);
     await using backend = startBackend(() => new Response("ok"));
-    const lines: string[] = [];
-    const log = createLogger("info", { sink: (r) => lines.push(r.message) });
-    const toml = (c: { cert: string; key: string }) => workersHttpsToml(backend.address, c);
-    await using lb = await startStrom(toml(first), { log });
-    const port = lb.strom.port("https_address")!;
-    const httpsListening = (id: number) => workerServesHttps(lines, id, port);
-    await waitFor(() => httpsListening(1) && httpsListening(2), "both workers to serve HTTPS");
+    await using https = await startHttpsWorkers(backend.address, first);
+    const { lb, lines, port, bothServe } = https;
 
     // Each curl is a new connection; the kernel spreads them over the three listeners.
     const curl = async () => {
@@ -399,8 +415,8 @@ Deno.test({
     const expected = serial(await Deno.readTextFile(second.cert));
     assert.notEqual(expected, serial(await Deno.readTextFile(first.cert)));
     lines.length = 0;
-    assert.ok((await lb.strom.reload(toml(second))).ok);
-    await waitFor(() => httpsListening(1) && httpsListening(2), "both workers to rebind HTTPS");
+    assert.ok((await https.reload(second)).ok);
+    await waitFor(bothServe, "both workers to rebind HTTPS");
     for (let i = 0; i < 20; i++) {
       assert.equal((await presentedCertificate(port, "a.test"))?.serialNumber, expected);
     }
@@ -422,13 +438,8 @@ Deno.test({
       await gate.promise;
       return new Response("ok");
     });
-    const lines: string[] = [];
-    const log = createLogger("info", { sink: (r) => lines.push(r.message) });
-    const toml = (c: { cert: string; key: string }) => workersHttpsToml(backend.address, c);
-    await using lb = await startStrom(toml(first), { log });
-    const port = lb.strom.port("https_address")!;
-    const httpsListening = (id: number) => workerServesHttps(lines, id, port);
-    await waitFor(() => httpsListening(1) && httpsListening(2), "both workers to serve HTTPS");
+    await using https = await startHttpsWorkers(backend.address, first);
+    const { lb, lines, port, bothServe } = https;
     // Nine requests in flight, spread by the kernel over the three isolates' listeners.
     const conns = await Promise.all(
       Array.from(
@@ -442,8 +453,8 @@ Deno.test({
       }
       await waitFor(() => reached === 9, "the nine requests to reach the backend");
       lines.length = 0;
-      assert.ok((await lb.strom.reload(toml(second))).ok);
-      await waitFor(() => httpsListening(1) && httpsListening(2), "both workers to rebind HTTPS");
+      assert.ok((await https.reload(second)).ok);
+      await waitFor(bothServe, "both workers to rebind HTTPS");
       const stopping = lb.strom.shutdown(10_000);
       for (let i = 0; i < 50; i++) await nextTurn(); // the workers get their shutdown
       gate.resolve();
