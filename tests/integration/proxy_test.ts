@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { gunzipSync, gzipSync } from "node:zlib";
+import http2 from "node:http2";
 import {
   get,
   poolToml,
@@ -520,6 +521,44 @@ Deno.test({
     assert.equal(first, false, "the first attempt went to the dying backend");
     assert.deepEqual(seen, ["DELETE te=null"]);
   },
+});
+
+Deno.test("an HTTP/2 (h2c) DELETE that announces no length and sends nothing gets 408 at request_timeout", async () => {
+  let reached = 0;
+  await using backend = startBackend(() => {
+    reached++;
+    return new Response("deleted");
+  });
+  await using lb = await startStrom(
+    poolToml([backend.address], { extra: 'request_timeout = "300ms"' }),
+  );
+  const started = performance.now();
+  const client = http2.connect(lb.url);
+  try {
+    // Headers without END_STREAM, and then nothing: the stream stays open.
+    const stream = client.request({ ":method": "DELETE", ":path": "/item" }, { endStream: false });
+    // Only a safety net, should Strom wait for ever: the test fails instead of hanging.
+    const giveUp = setTimeout(() => stream.close(http2.constants.NGHTTP2_CANCEL), 5000);
+    const { status, body } = await new Promise<{ status: number; body: string }>(
+      (resolve, reject) => {
+        let status = 0;
+        let body = "";
+        stream.on("response", (headers) => status = Number(headers[":status"]));
+        stream.on("data", (chunk) => body += chunk);
+        // "end" once the answer is complete; "close" only after the safety net cancelled.
+        stream.on("end", () => resolve({ status, body }));
+        stream.on("close", () => resolve({ status, body }));
+        stream.on("error", reject);
+      },
+    );
+    clearTimeout(giveUp);
+    const elapsed = performance.now() - started;
+    assert.deepEqual([status, body], [408, "408 - Request Timeout"]);
+    assert.ok(elapsed >= 290 && elapsed < 3000, `took ${elapsed} ms`);
+    assert.equal(reached, 0);
+  } finally {
+    client.close();
+  }
 });
 
 Deno.test("a gzip response reaches the client intact", async () => {
