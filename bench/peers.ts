@@ -219,6 +219,7 @@ export async function startDenoFloor(
   const args = [
     "run",
     "--allow-net",
+    "--no-code-cache",
     V8_FLAGS,
     "bench/deno_floor.ts",
     String(port),

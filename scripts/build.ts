@@ -22,8 +22,15 @@ const VERSION_FILE = join(ROOT, "lib/version.ts");
 export const V8_FLAGS =
   "--v8-flags=--max-semi-space-size=4,--heap-growing-percent=20,--enable-experimental-regexp-engine-on-excessive-backtracks,--regexp-backtracks-before-fallback=1000";
 
-/** Flags Strom always runs with (see the Makefile). */
-export const RUN_FLAGS = ["--unstable-no-legacy-abort", "--unstable-net", V8_FLAGS];
+/** Flags Strom always runs with, its tests too (the Makefile's FLAGS). */
+export const COMMON_FLAGS = ["--unstable-no-legacy-abort", "--unstable-net", V8_FLAGS];
+
+/**
+ * Flags Strom runs with (`deno run`, `deno compile`): also without V8's code
+ * cache, a SQLite file Deno maps in (the Makefile's RUN_ONLY; `deno test` has
+ * no such flag).
+ */
+export const RUN_FLAGS = [...COMMON_FLAGS, "--no-code-cache"];
 
 /**
  * Only what Strom needs: the network, reading config and certificates,

@@ -2,7 +2,7 @@
 // same permissions (scripts/build.ts), which the process tests use too.
 
 import assert from "node:assert/strict";
-import { PERMISSIONS, RUN_FLAGS } from "../../scripts/build.ts";
+import { COMMON_FLAGS, PERMISSIONS, RUN_FLAGS } from "../../scripts/build.ts";
 
 const root = new URL("../../", import.meta.url);
 
@@ -11,7 +11,13 @@ Deno.test("the Makefile and deno.json start Strom with the binaries' flags and p
   const perms = makefile.match(/^PERMS := (.*)$/m)?.[1].split(/\s+/);
   assert.deepEqual(perms, PERMISSIONS);
   const flags = makefile.match(/^FLAGS := (.*)$/m)?.[1].split(/\s+/);
-  assert.deepEqual(flags, RUN_FLAGS);
+  assert.deepEqual(flags, COMMON_FLAGS);
+  const runOnly = makefile.match(/^RUN_ONLY := (.*)$/m)?.[1].split(/\s+/) ?? [];
+  assert.deepEqual([...COMMON_FLAGS, ...runOnly], RUN_FLAGS);
+  assert.match(
+    makefile,
+    /^\t\$\(DENO\) run \$\(FLAGS\) \$\(RUN_ONLY\) \$\(PERMS\) main\.ts demo$/m,
+  );
   const deno = JSON.parse(await Deno.readTextFile(new URL("deno.json", root)));
   const start = (deno.tasks.start as string).split(/\s+/);
   for (const flag of [...RUN_FLAGS, ...PERMISSIONS]) assert.ok(start.includes(flag), flag);
