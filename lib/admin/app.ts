@@ -3,11 +3,8 @@
 
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
-import { dirname } from "node:path";
 import { COMMIT, VERSION } from "../version.ts";
 import type { Strom } from "../server.ts";
-import { BLANK_CONFIG_PROBLEM, isBlankConfig, parseConfig } from "../config/load.ts";
-import { ConfigError } from "../config/errors.ts";
 import { METRICS_CONTENT_TYPE } from "../metrics/metrics.ts";
 import { adminGuard, secretRoute } from "./auth.ts";
 import { concatBytes } from "../bytes.ts";
@@ -71,15 +68,9 @@ export function createAdminApp(strom: Strom): Hono {
     if (path === null) return c.text("404 - this config has no file", 404);
     const text = await readText(c.req.raw, MAX_CONFIG_BYTES);
     if (text === null) return c.text("413 - config too large", 413);
-    if (isBlankConfig(text)) return c.json({ ok: false, problems: [BLANK_CONFIG_PROBLEM] }, 422);
-    try {
-      parseConfig(text, { source: path, baseDir: dirname(path) });
-    } catch (e) {
-      if (e instanceof ConfigError) return c.json({ ok: false, problems: e.problems }, 422);
-      throw e;
-    }
-    // Applied first, saved after: a config that parses but cannot be applied (an access log
-    // that cannot be opened) must not replace the file Strom would start from next time.
+    // Applied first, saved after: a config that is invalid (blank, unparsable) or cannot be
+    // applied (an access log that cannot be opened) must not replace the file Strom would
+    // start from next time. A refusal is logged and counted as any failed reload.
     const result = await strom.reload(text);
     if (!result.ok) return c.json(result, 422);
     try {
@@ -200,11 +191,14 @@ function sleepUnless(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /**
- * Replaces a file atomically (write a temporary file, then rename), keeping
+ * Replaces a file (or the target of a link) atomically (write a temporary file, then rename), keeping
  * `<file>.bak`. The new file keeps the old one's permissions (a config holding
  * secrets is often readable by its owner only) and, where allowed, its owner.
  */
-async function writeAtomically(path: string, text: string): Promise<void> {
+async function writeAtomically(configPath: string, text: string): Promise<void> {
+  // A config that is a symbolic link keeps it: its target is replaced (renaming over the
+  // link would turn it into a file, and edits to the target would no longer count).
+  const path = await Deno.realPath(configPath).catch(() => configPath);
   const before = await Deno.stat(path).catch(() => null);
   try {
     await Deno.copyFile(path, `${path}.bak`);

@@ -10,10 +10,14 @@ export function isLoopbackHost(hostname: string): boolean {
   return hostname === "::1" || hostname.startsWith("127.") || hostname === "::ffff:127.0.0.1";
 }
 
+/** `Bearer <token>`; the scheme's name is case-insensitive (RFC 9110 11.1). */
+const BEARER = /^bearer[ \t]+/i;
+
 /** The token check: constant-time comparison of the bearer token. */
 function tokenMatches(header: string | undefined, token: string): boolean {
-  if (!header?.startsWith("Bearer ")) return false;
-  const given = new TextEncoder().encode(header.slice(7).trim());
+  const scheme = header === undefined ? null : BEARER.exec(header);
+  if (scheme === null) return false;
+  const given = new TextEncoder().encode(header!.slice(scheme[0].length).trim());
   const expected = new TextEncoder().encode(token);
   return given.length === expected.length && sameBytes(given, expected);
 }
@@ -85,13 +89,18 @@ function checkToken(c: Context, token: string | null): Response | null {
   return null;
 }
 
-/** A browser request from a page of another origin (Origin or Sec-Fetch-Site tells). */
+/**
+ * A browser request from a page of another origin. The browser's own
+ * Sec-Fetch-Site decides when it is there (a TLS proxy in front may rewrite
+ * Host, so the page's origin and Host differ though the page is Strom's);
+ * otherwise Origin is compared with Host (host names are case-insensitive).
+ */
 function crossOrigin(request: Request): boolean {
   const site = request.headers.get("sec-fetch-site");
-  if (site !== null && site !== "same-origin" && site !== "none") return true;
+  if (site !== null) return site !== "same-origin" && site !== "none";
   const origin = request.headers.get("origin");
   if (origin === null) return false;
-  const host = request.headers.get("host");
+  const host = request.headers.get("host")?.toLowerCase();
   try {
     return new URL(origin).host !== host;
   } catch {

@@ -586,6 +586,75 @@ Deno.test("PUT /api/config: a bad file is refused with 422, a good one is writte
   await Deno.remove(lb.dir, { recursive: true });
 });
 
+Deno.test("PUT /api/config: a refusal is logged and counted as a reload's; a linked config stays a link", async () => {
+  await using a = startBackend();
+  const dir = await Deno.makeTempDir();
+  await Deno.mkdir(`${dir}/real`);
+  const full =
+    `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\nadmin_token = "${TOKEN}"\n${
+      poolToml([a.address])
+    }`;
+  await Deno.writeTextFile(`${dir}/real/strom.toml`, full);
+  await Deno.symlink(`${dir}/real/strom.toml`, `${dir}/strom.toml`);
+  const lines: string[] = [];
+  await using lb = await startStrom(full, {
+    source: { source: `${dir}/strom.toml`, baseDir: dir },
+    log: createLogger("warn", { sink: (r) => lines.push(r.message) }),
+  });
+  const put = (body: string) =>
+    fetch(`${lb.adminUrl}/api/config`, {
+      method: "PUT",
+      body,
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+  for (const refused of ["http_address = 5\n", "# nothing yet\n"]) {
+    const response = await put(refused);
+    assert.equal(response.status, 422);
+    assert.equal((await response.json()).ok, false);
+  }
+  const metrics = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+  assert.match(metrics, /^strom_config_reloads_total\{result="failure"\} 2$/m);
+  assert.equal(lines.filter((l) => l.startsWith("Could not reload configuration")).length, 2);
+  assert.ok(lines.some((l) => l.startsWith("  http_address: expected a string")), lines.join("\n"));
+
+  const good = await put(full + "\n# edited\n");
+  assert.equal(good.status, 200);
+  await good.body?.cancel();
+  assert.ok((await Deno.lstat(`${dir}/strom.toml`)).isSymlink, "the link is still a link");
+  assert.equal(await Deno.readTextFile(`${dir}/real/strom.toml`), full + "\n# edited\n");
+  assert.equal(await Deno.readTextFile(`${dir}/real/strom.toml.bak`), full);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("admin writes: the Bearer scheme in any case; a browser's Sec-Fetch-Site decides over Host", async () => {
+  await using a = startBackend();
+  await using lb = await fileStrom(poolToml([a.address]));
+  const reload = async (headers: Record<string, string>) => {
+    const response = await fetch(`${lb.adminUrl}/api/reload`, { method: "POST", headers });
+    await response.body?.cancel();
+    return response.status;
+  };
+  for (const scheme of ["Bearer", "bearer", "BEARER"]) {
+    assert.equal(await reload({ authorization: `${scheme} ${TOKEN}` }), 200, scheme);
+  }
+  assert.equal(await reload({ authorization: `Bearer${TOKEN}` }), 401);
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  const port = new URL(lb.adminUrl).port;
+  // A TLS proxy in front rewrote Host: the page is Strom's own, as the browser says.
+  const proxied = { ...auth, origin: "https://admin.example", host: `127.0.0.1:${port}` };
+  assert.equal(await reload({ ...proxied, "sec-fetch-site": "same-origin" }), 200);
+  assert.equal(await reload({ ...proxied, "sec-fetch-site": "cross-site" }), 403);
+  assert.equal(await reload(proxied), 403, "without Sec-Fetch-Site, Origin and Host must agree");
+  // Host names are case-insensitive (fetch cannot set Host: written by hand).
+  const answer = await rawExchange(
+    Number(port),
+    `POST /api/reload HTTP/1.1\r\nHost: LOCALHOST:${port}\r\nOrigin: http://localhost:${port}\r\n` +
+      `Authorization: Bearer ${TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
+  );
+  assert.match(answer, /^HTTP\/1\.1 200 /);
+  await Deno.remove(lb.dir, { recursive: true });
+});
+
 Deno.test("the admin API serves status, logs and a live event stream", async () => {
   await using a = startBackend();
   await using lb = await startStrom(poolToml([a.address]));
