@@ -94,16 +94,31 @@ export class AccessLog {
   #bytes = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #writing: Promise<void> = Promise.resolve();
+  readonly #onError: (message: string) => void;
+  /** Writes are failing (told once until one succeeds again). */
+  #failing = false;
 
-  private constructor(config: AccessLogConfig, file: Deno.FsFile | null) {
+  private constructor(
+    config: AccessLogConfig,
+    file: Deno.FsFile | null,
+    onError: (message: string) => void,
+  ) {
     this.#format = config.format;
     this.#path = config.path;
     this.#file = file;
+    this.#onError = onError;
   }
 
-  /** Opens the log (a file is appended to; "stdout" writes to standard output). */
-  static async open(config: AccessLogConfig): Promise<AccessLog> {
-    return new AccessLog(config, await openFile(config.path));
+  /**
+   * Opens the log (a file is appended to; "stdout" writes to standard output).
+   * `onError` hears of lines that could not be written (a full disk), once
+   * until writing works again.
+   */
+  static async open(
+    config: AccessLogConfig,
+    onError: (message: string) => void = () => {},
+  ): Promise<AccessLog> {
+    return new AccessLog(config, await openFile(config.path), onError);
   }
 
   /**
@@ -150,7 +165,17 @@ export class AccessLog {
     this.#writing = this.#writing.then(async () => {
       let offset = 0;
       while (offset < chunk.length) offset += await target.write(chunk.subarray(offset));
-    }).catch(() => {});
+      if (this.#failing) this.#onError(`The access log ${this.#path} is written again`);
+      this.#failing = false;
+    }).catch((e) => {
+      if (this.#failing) return;
+      this.#failing = true;
+      this.#onError(
+        `Cannot write the access log ${this.#path} (${
+          e instanceof Error ? e.message : e
+        }): its lines are lost until it can be written again`,
+      );
+    });
     return this.#writing;
   }
 

@@ -175,7 +175,8 @@ export class Strom {
     const strom = new Strom(runtime, options, deps);
     for (const warning of config.warnings) options.log.warn(warning);
     try {
-      strom.#accessLog = config.accessLog && await AccessLog.open(config.accessLog);
+      strom.#accessLog = config.accessLog &&
+        await AccessLog.open(config.accessLog, (m) => options.log.warn(m));
       if (config.workers > 1) {
         if (!strom.#source) throw new Error("Cannot start workers without the config text");
         // The workers share the HTTP port (SO_REUSEPORT): with nobody else.
@@ -390,7 +391,7 @@ export class Strom {
     let accessLog: AccessLog | null = null;
     if (accessLogChanged && config.accessLog) {
       try {
-        accessLog = await AccessLog.open(config.accessLog);
+        accessLog = await AccessLog.open(config.accessLog, (m) => this.log.warn(m));
       } catch (e) {
         return this.#refused([{
           path: "access_log.path",

@@ -79,6 +79,13 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
     const runtime = options.runtime();
     const target = splitTarget(request, options.arrival);
     tracker.path = target.target;
+    // First, so that Strom's own refusals (400, 404, 501) log the client trusted proxies name.
+    const client = identifyClient(
+      remote.hostname,
+      request.headers.get("x-forwarded-for"),
+      runtime.config.trustedProxies,
+    );
+    tracker.identified(client.clientIp);
     // CONNECT asks for a tunnel, which a reverse proxy does not open (RustStrom could crash on it).
     if (target.method === "CONNECT") return failureResponse("not-implemented");
     if (target.conflict || target.invalidHost) return failureResponse("bad-request");
@@ -108,12 +115,6 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
     );
     if (pool === null) return failureResponse("no-pool");
     tracker.pool = pool.config.name;
-    const client = identifyClient(
-      remote.hostname,
-      request.headers.get("x-forwarded-for"),
-      runtime.config.trustedProxies,
-    );
-    tracker.identified(client.clientIp);
     const context: PickContext = {
       clientIp: client.clientIp,
       cookie: request.headers.get("cookie"),

@@ -72,7 +72,10 @@ export class RequestTracker {
     // (Never touch response.body here: that would turn a byte body into a stream.)
     if (this.backend === null && !this.#ended) {
       this.#ended = true;
-      this.#bytesOut = Number(response.headers.get("content-length") ?? 0) || 0;
+      // A HEAD answer announces its length but sends no body.
+      this.#bytesOut = this.#request.method === "HEAD"
+        ? 0
+        : Number(response.headers.get("content-length") ?? 0) || 0;
     }
     this.#finish();
   }

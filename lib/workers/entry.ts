@@ -60,7 +60,7 @@ async function adopt(config: Config, generation: number): Promise<void> {
   });
   const nextLog = same(config.accessLog, runtime?.config.accessLog)
     ? accessLog
-    : config.accessLog && await AccessLog.open(config.accessLog);
+    : config.accessLog && await AccessLog.open(config.accessLog, (m) => log.warn(m));
   const old = runtime;
   const oldLog = accessLog;
   runtime = next;

@@ -129,13 +129,19 @@ Deno.test("Strom's own answers (404, 502) are one access-log line each, counted 
   );
   const missing = await get(`${lb.url}/elsewhere`);
   const down = await get(`${lb.url}/down`);
-  assert.deepEqual([missing.status, down.status], [404, 502]);
+  const head = await fetch(`${lb.url}/elsewhere`, { method: "HEAD" });
+  assert.deepEqual([missing.status, down.status, head.status], [404, 502, 404]);
   const metrics = await (await fetch(`${lb.adminUrl}/metrics`)).text();
   await lb.strom.shutdown(1000);
   const lines = (await Deno.readTextFile(`${dir}/access.log`)).trim().split("\n").map((l) =>
     JSON.parse(l)
   );
-  assert.deepEqual(lines.map((l) => [l.path, l.status]), [["/elsewhere", 404], ["/down", 502]]);
+  assert.deepEqual(lines.map((l) => [l.method, l.path, l.status]), [
+    ["GET", "/elsewhere", 404],
+    ["GET", "/down", 502],
+    ["HEAD", "/elsewhere", 404],
+  ]);
+  assert.equal(lines[2].bytes_out, 0, "a HEAD answer sends no body");
   const out = sample(metrics, `${N.BYTES_TRANSFERRED_TOTAL}{direction="out"}`);
   assert.equal(out, lines[0].bytes_out + lines[1].bytes_out);
   await Deno.remove(dir, { recursive: true });
@@ -150,11 +156,22 @@ Deno.test("the access log's client is the one trusted_proxies identify, as with 
         poolToml([backend.address]),
     );
     await get(`${lb.url}/`, { headers: { "x-forwarded-for": "10.0.1.7" } });
+    // One Strom refuses itself before choosing a pool (a GET with a body: 400).
+    await rawExchange(
+      Number(new URL(lb.url).port),
+      "GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.1.7\r\nContent-Length: 2\r\n" +
+        "Connection: close\r\n\r\nhi",
+    );
     await lb.strom.shutdown(1000);
   }
-  const clients = (await Deno.readTextFile(`${dir}/access.log`)).trim().split("\n")
-    .map((l) => JSON.parse(l).client);
-  assert.deepEqual(clients, ["127.0.0.1", "10.0.1.7"], "an untrusted peer's claim is ignored");
+  const lines = (await Deno.readTextFile(`${dir}/access.log`)).trim().split("\n")
+    .map((l) => JSON.parse(l));
+  assert.deepEqual(lines.map((l) => l.status), [200, 400, 200, 400]);
+  assert.deepEqual(
+    lines.map((l) => l.client),
+    ["127.0.0.1", "127.0.0.1", "10.0.1.7", "10.0.1.7"],
+    "an untrusted peer's claim is ignored",
+  );
   await Deno.remove(dir, { recursive: true });
 });
 

@@ -1,0 +1,36 @@
+import assert from "node:assert/strict";
+import { AccessLog, type RequestRecord } from "../../lib/access_log.ts";
+
+const record: RequestRecord = {
+  time: new Date(0),
+  client: "127.0.0.1",
+  method: "GET",
+  path: "/",
+  protocol: "HTTP/1.1",
+  status: 200,
+  bytesIn: 0,
+  bytesOut: 2,
+  durationMs: 1,
+  pool: "p",
+  backend: "b",
+  attempts: 1,
+  referer: null,
+  userAgent: null,
+};
+
+Deno.test({
+  name: "an access log that cannot be written says so once, not for every lost line",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const said: string[] = [];
+    // /dev/full takes every open and fails every write (ENOSPC), as a full disk does.
+    const log = await AccessLog.open({ format: "common", path: "/dev/full" }, (m) => said.push(m));
+    for (let i = 0; i < 3; i++) {
+      log.write(record);
+      await log.flush();
+    }
+    await log.close();
+    assert.equal(said.length, 1, said.join("\n"));
+    assert.match(said[0], /^Cannot write the access log \/dev\/full \(.+\): its lines are lost/);
+  },
+});
