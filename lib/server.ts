@@ -513,7 +513,7 @@ export class Strom {
   }
 
   /** This isolate's snapshots (traffic, and state unless `withState` is false) and the workers'. */
-  async #snapshots(withState = true): Promise<Family[][]> {
+  async #snapshots(withState = true): Promise<(readonly Family[])[]> {
     const own = [this.traffic.registry.snapshot()];
     if (withState) own.push(this.state.registry.snapshot());
     return [...own, ...(await this.#workers?.metrics() ?? [])];

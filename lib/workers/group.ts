@@ -8,7 +8,7 @@ import type { HealthState } from "../health/state.ts";
 import { type Counters, COUNTERS_PER_BACKEND, type FromWorker, type ToWorker } from "./protocol.ts";
 import type { SocketAddress } from "../net/address.ts";
 import type { CertificateSnapshot } from "../tls/store.ts";
-import type { Family } from "../metrics/registry.ts";
+import { type Family, merge } from "../metrics/registry.ts";
 
 /** Where the config came from, so workers can build the same generation. */
 export interface ConfigSource {
@@ -60,6 +60,10 @@ export class WorkerGroup {
    * stay in the totals (counters never go back), while the successor counts from zero.
    */
   readonly #carried = new Map<string, readonly [number, number]>();
+  /** Per position: the worker's traffic metrics as it last gave them (null: none yet). */
+  readonly #lastMetrics: (readonly Family[] | null)[] = [];
+  /** The counters and histograms of workers that died, as they last gave them: kept in the sums. */
+  #carriedMetrics: readonly Family[] = [];
   #asked = 0;
   #stopping = false;
 
@@ -78,6 +82,7 @@ export class WorkerGroup {
     for (let index = 0; index < count; index++) {
       group.#counters.push([]);
       group.#quickDeaths.push(0);
+      group.#lastMetrics.push(null);
     }
     try {
       // The first one binds (port 0 picks one), the others join it on that port.
@@ -143,6 +148,13 @@ export class WorkerGroup {
     this.#workers[index] = null;
     this.#carry(this.#counters[index]);
     this.#counters[index] = [];
+    // Its counters stay in /metrics (a total going back reads as a reset); its gauges go.
+    const last = this.#lastMetrics[index];
+    if (last !== null) {
+      const cumulative = last.filter((f) => f.type !== "gauge");
+      this.#carriedMetrics = merge([this.#carriedMetrics, cumulative]);
+      this.#lastMetrics[index] = null;
+    }
     if (this.#stopping) return;
     const quick = livedMs < STEADY_MS ? ++this.#quickDeaths[index] : (this.#quickDeaths[index] = 0);
     const delay = quick === 0 ? 0 : Math.min(MAX_RESTART_DELAY_MS, 1000 * 2 ** (quick - 1));
@@ -248,15 +260,29 @@ export class WorkerGroup {
     return null;
   }
 
-  /** Every worker's traffic metrics (a worker that does not answer is left out). */
-  async metrics(): Promise<Family[][]> {
+  /**
+   * Every worker's traffic metrics, and what workers that died had counted. A
+   * worker that does not answer (within 10 s) counts as it last answered.
+   */
+  async metrics(): Promise<(readonly Family[])[]> {
     const id = ++this.#asked;
     const replies = await Promise.all(
-      this.#alive().map((worker) =>
-        this.#ask(worker, { type: "metrics", id }, (m) => m.type === "metrics" && m.id === id)
-      ),
+      this.#workers.map(async (worker, index) => {
+        if (worker === null) return null;
+        const reply = await this.#ask(
+          worker,
+          { type: "metrics", id },
+          (m) => m.type === "metrics" && m.id === id,
+        );
+        // A worker that died meanwhile was carried over already.
+        if (reply?.type === "metrics" && this.#workers[index] === worker) {
+          this.#lastMetrics[index] = reply.families;
+        }
+        return this.#workers[index] === worker ? this.#lastMetrics[index] : null;
+      }),
     );
-    return replies.flatMap((r) => r?.type === "metrics" ? [r.families] : []);
+    const parts = replies.filter((r): r is readonly Family[] => r !== null);
+    return this.#carriedMetrics.length > 0 ? [...parts, this.#carriedMetrics] : parts;
   }
 
   /** Sends a message and waits (up to 10 s) for the reply that `matches`. */

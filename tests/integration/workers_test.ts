@@ -330,6 +330,11 @@ Deno.test("a worker that dies is logged and started again, and learns what the o
     return pools[0].backends.reduce((n: number, x: { requests: number }) => n + x.requests, 0);
   };
   await waitFor(async () => await counted() === 40, "the admin API to count the 40 requests");
+  const requestsTotal = async () => {
+    const text = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+    return Number(text.match(/^http_requests_total (\d+)$/m)?.[1]);
+  };
+  assert.equal(await requestsTotal(), 40);
   assert.ok(lb.strom.setDrained("pool-0", a.address, true));
   lb.strom.failWorker(0);
   await waitFor(
@@ -352,6 +357,7 @@ Deno.test("a worker that dies is logged and started again, and learns what the o
   assert.equal(a.requests.length, before);
   // Counters never go back: the dead worker's count stays in the total.
   await waitFor(async () => await counted() === sent, `the admin API to count all ${sent}`);
+  assert.equal(await requestsTotal(), sent, "/metrics counts what the dead worker had counted");
   // Every worker answers again: /metrics does not wait for a dead one.
   const started = performance.now();
   const metrics = await fetch(`${lb.adminUrl}/metrics`);
