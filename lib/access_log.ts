@@ -33,11 +33,28 @@ function clfTime(d: Date): string {
     `${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
 }
 
-// Control characters are exactly what must be escaped in a log line.
+// Control characters and bytes past ASCII are what nginx escapes in a CLF line (a header
+// value is a byte string: one character per byte).
 // deno-lint-ignore no-control-regex
-const UNSAFE = /[\\"\x00-\x1f\x7f]/g;
+const UNSAFE = /[\\"\x00-\x1f\x7f-\xff]/g;
+const NON_ASCII = /[\x80-\xff]/;
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
-/** A quoted CLF field: `"` and `\` escaped, control characters as \xHH. */
+/**
+ * A header value (a byte string) as text for JSON: its bytes read as UTF-8
+ * (what a client sends for `é`), or unchanged when they are not UTF-8.
+ */
+function headerText(value: string | null): string | null {
+  if (value === null || !NON_ASCII.test(value)) return value;
+  const bytes = Uint8Array.from(value, (c) => c.charCodeAt(0));
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    return value;
+  }
+}
+
+/** A quoted CLF field: `"` and `\` escaped, control characters and non-ASCII bytes as \xHH. */
 function quoted(value: string | null): string {
   if (value === null) return '"-"';
   const escaped = value.replace(
@@ -64,8 +81,8 @@ export function formatAccess(format: AccessLogConfig["format"], r: RequestRecord
       pool: r.pool,
       backend: r.backend,
       attempts: r.attempts,
-      referer: r.referer,
-      user_agent: r.userAgent,
+      referer: headerText(r.referer),
+      user_agent: headerText(r.userAgent),
       request_id: r.requestId ?? null,
     });
   }

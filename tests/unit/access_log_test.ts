@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AccessLog, type RequestRecord } from "../../lib/access_log.ts";
+import { AccessLog, formatAccess, type RequestRecord } from "../../lib/access_log.ts";
 
 const record: RequestRecord = {
   time: new Date(0),
@@ -33,4 +33,16 @@ Deno.test({
     assert.equal(said.length, 1, said.join("\n"));
     assert.match(said[0], /^Cannot write the access log \/dev\/full \(.+\): its lines are lost/);
   },
+});
+
+Deno.test("header values past ASCII: UTF-8 text in JSON lines, \\xHH in CLF lines as nginx writes", () => {
+  // Deno gives a header value one character per byte: UTF-8 "é" (C3 A9) arrives as "Ã©".
+  const utf8 = { ...record, userAgent: "caf\u00c3\u00a9/1", referer: "\u00ff" };
+  const json = JSON.parse(formatAccess("json", utf8));
+  assert.equal(json.user_agent, "caf\u00e9/1");
+  assert.equal(json.referer, "\u00ff", "bytes that are not UTF-8 stay as they came");
+  assert.ok(
+    formatAccess("combined", utf8).endsWith(' "\\xff" "caf\\xc3\\xa9/1"'),
+    formatAccess("combined", utf8),
+  );
 });
