@@ -551,10 +551,17 @@ Deno.test("PUT /api/config: a bad file is refused with 422, a good one is writte
   assert.equal(crossSite.status, 403);
   await crossSite.body?.cancel();
 
-  const bad = await put(lb.text.replace("strategy = { RoundRobin = {} }", 'strategy = "Fastest"'));
+  const bad = await put(
+    lb.text.replace("strategy = { RoundRobin = {} }", 'strategy = "Fastest"\ncolour = "blue"'),
+  );
   assert.equal(bad.status, 422);
   const body = await bad.json();
-  assert.equal(body.problems[0].path, "backend_pools[0].strategy");
+  const line = lb.text.split("\n").findIndex((l) => l.startsWith("strategy")) + 1;
+  assert.deepEqual(
+    body.problems.map((p: { path: string; line: number }) => `${p.line}: ${p.path}`).sort(),
+    [`${line}: backend_pools[0].strategy`, `${line + 1}: backend_pools[0].colour`],
+    "each problem with its line",
+  );
   assert.equal(await Deno.readTextFile(lb.path), lb.text, "the file is unchanged");
   // Valid, but it cannot be applied: not saved either (Strom would not start from it).
   const unusable = await put(lb.text + `\n[access_log]\npath = "${lb.dir}/missing/access.log"\n`);

@@ -54,32 +54,3 @@ Deno.test("dashboard files are revalidated by ETag and unknown names are 404", a
     await missing.body?.cancel();
   }
 });
-
-Deno.test("PUT /api/config answers 422 with the line of each problem", async () => {
-  const token = "a-token-of-16-chars-or-more";
-  const strom = {
-    configText: "",
-    configPath: "/nonexistent/strom.toml",
-    runtime: { config: { adminToken: token, adminAddress: { hostname: "127.0.0.1" } } },
-  } as unknown as Strom;
-  const text = [
-    `http_address = "127.0.0.1:8000"`,
-    `[[backend_pools]]`,
-    `matcher = "PathPrefix('/')"`,
-    `addresses = ["127.0.0.1:8080"]`,
-    `schemes = ["HTTP"]`,
-    `strategy = "Fastest"`,
-    `colour = "blue"`,
-  ].join("\n");
-  const response = await createAdminApp(strom).request("/api/config", {
-    method: "PUT",
-    body: text,
-    headers: { authorization: `Bearer ${token}` },
-  });
-  assert.equal(response.status, 422);
-  const { problems } = await response.json();
-  assert.deepEqual(
-    problems.map((p: { path: string; line: number }) => `${p.line}: ${p.path}`).sort(),
-    ["6: backend_pools[0].strategy", "7: backend_pools[0].colour"],
-  );
-});
