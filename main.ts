@@ -64,7 +64,7 @@ async function run(command: Extract<Command, { kind: "run" }>): Promise<number> 
     });
     const stopWatching = watchConfig(command.configPath, {
       currentText: () => strom.configText,
-      onChange: (text) => void strom.reload(text),
+      onChange: (text) => void strom.reloadIfChanged(text),
       onError: (e) => log.warn(`Stopped watching the config file: ${e}`),
     });
     Deno.addSignalListener("SIGHUP", () => {

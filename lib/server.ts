@@ -344,6 +344,17 @@ export class Strom {
   }
 
   /**
+   * Reloads `text` unless, when its turn comes, it is the text already running
+   * (null then): for a watched file, whose saves may undo one another while a
+   * reload is still being built.
+   */
+  reloadIfChanged(text: string): Promise<ReloadResult | null> {
+    const next = this.#reloading.then(() => text === this.configText ? null : this.#reload(text));
+    this.#reloading = next.catch(() => {});
+    return next;
+  }
+
+  /**
    * Stops accepting, lets in-flight requests finish for up to `graceMs`
    * (default 10 s), then releases everything. Safe to call twice.
    */

@@ -64,45 +64,71 @@ export function watchFolder(
 export interface WatchOptions {
   /** Quiet time after the last event before reading the file. Default 200 ms. */
   readonly debounceMs?: number;
-  /** The text currently in use (a change to the same text is ignored). */
+  /** The text Strom was started from, read once: the file is compared with it at once. */
   readonly currentText: () => string | null;
-  /** Called with the file's new text. */
+  /**
+   * Called with the file's new text, once per change of what the file says
+   * (the receiver decides whether it differs from what runs by then).
+   */
   readonly onChange: (text: string) => void;
   readonly onError?: (error: unknown) => void;
 }
 
 /**
- * Starts watching the config file; returns a function that stops it. A config
- * that is a symbolic link changes without an event on its own name (Kubernetes
- * mounts a ConfigMap as `strom.toml -> ..data/strom.toml` and swaps the `..data`
- * link): its folder is watched for any change, and the link's target folder for
- * the target, and the text read again decides.
+ * Starts watching the config file; returns a function that stops it. The file
+ * is read once at once, so a save made while Strom started is not missed.
+ * A config that is a symbolic link changes without an event on its own name
+ * (Kubernetes mounts a ConfigMap as `strom.toml -> ..data/strom.toml` and swaps
+ * the `..data` link): then any change in its folder counts, and the folder of
+ * the link's target is watched too, followed when the link is pointed elsewhere.
+ * A change is a text unlike the last one read (not unlike the one applied: a
+ * save undone while the reload of the first one is still being built must
+ * still be reloaded).
  */
 export function watchConfig(path: string, options: WatchOptions): () => void {
   const file = resolve(path);
+  const name = basename(file);
+  const watchOptions = { debounceMs: options.debounceMs ?? 200, onError: options.onError };
+  let last = options.currentText();
+  let target: { readonly path: string; readonly stop: () => Promise<void> } | null = null;
+  let stopped = false;
+  const follow = () => {
+    let now: string | null = null;
+    if (isSymlink(file)) {
+      try {
+        now = Deno.realPathSync(file);
+      } catch { /* a dangling link: its folder is watched */ }
+    }
+    if (now !== null && dirname(now) === dirname(file)) now = null; // seen by the folder's watch
+    if (now === (target?.path ?? null)) return;
+    void target?.stop();
+    target = now === null
+      ? null
+      : { path: now, stop: watchFolder(dirname(now), [basename(now)], onSettled, watchOptions) };
+  };
   const settle = async () => {
+    if (stopped) return;
+    follow();
     let text: string;
     try {
       text = await Deno.readTextFile(file);
     } catch {
       return; // removed for now; a later create brings it back
     }
-    if (text !== options.currentText()) options.onChange(text);
+    if (stopped || text === last) return;
+    last = text;
+    options.onChange(text);
   };
-  const watchOptions = { debounceMs: options.debounceMs ?? 200, onError: options.onError };
-  if (!isSymlink(file)) {
-    return watchFolder(dirname(file), [basename(file)], () => void settle(), watchOptions);
-  }
-  const stops = [watchFolder(dirname(file), null, () => void settle(), watchOptions)];
-  try {
-    const target = Deno.realPathSync(file);
-    if (dirname(target) !== dirname(file)) {
-      stops.push(
-        watchFolder(dirname(target), [basename(target)], () => void settle(), watchOptions),
-      );
-    }
-  } catch { /* a dangling link: its folder is watched */ }
-  return () => stops.forEach((stop) => stop());
+  const onSettled = () => void settle();
+  const own = watchFolder(dirname(file), null, (changed) => {
+    if (changed === name || isSymlink(file)) void settle();
+  }, watchOptions);
+  void settle();
+  return () => {
+    stopped = true;
+    void own();
+    void target?.stop();
+  };
 }
 
 function isSymlink(path: string): boolean {

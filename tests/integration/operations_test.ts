@@ -519,6 +519,64 @@ Deno.test("watchConfig() sees a config mounted as Kubernetes mounts a ConfigMap 
   }
 });
 
+Deno.test("watchConfig() reads the file at once, and an undone save is a change while the first is applied", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/strom.toml`;
+  // Saved while Strom started: the file no longer says what Strom was started from.
+  await Deno.writeTextFile(path, "a = 2\n");
+  const seen: string[] = [];
+  // What runs stays "a = 1" throughout, as while a slow reload is still being built.
+  const stop = watchConfig(path, {
+    debounceMs: 100,
+    currentText: () => "a = 1\n",
+    onChange: (text) => seen.push(text),
+  });
+  try {
+    await waitFor(() => seen.length === 1, "the save made during start-up to be seen");
+    await Deno.writeTextFile(path, "a = 1\n"); // undone: what still runs, but not what was read
+    await waitFor(() => seen.length === 2, "the undo to be seen");
+    assert.deepEqual(seen, ["a = 2\n", "a = 1\n"]);
+  } finally {
+    stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("watchConfig() follows a config link pointed at a file in another folder", async () => {
+  const dir = await Deno.makeTempDir();
+  for (const v of ["v1", "v2", "link"]) await Deno.mkdir(`${dir}/${v}`);
+  await Deno.writeTextFile(`${dir}/v1/strom.toml`, "a = 1\n");
+  await Deno.writeTextFile(`${dir}/v2/strom.toml`, "a = 2\n");
+  await Deno.symlink(`${dir}/v1/strom.toml`, `${dir}/link/strom.toml`);
+  const { seen, stop } = watchTexts(`${dir}/link/strom.toml`, "a = 1\n");
+  try {
+    await Deno.symlink(`${dir}/v2/strom.toml`, `${dir}/link/next.toml`);
+    await Deno.rename(`${dir}/link/next.toml`, `${dir}/link/strom.toml`);
+    await waitFor(() => seen.length === 1, "the link's new target to be seen");
+    await Deno.writeTextFile(`${dir}/v2/strom.toml`, "a = 3\n");
+    await waitFor(() => seen.length === 2, "an edit of the new target to be seen");
+    assert.deepEqual(seen, ["a = 2\n", "a = 3\n"]);
+  } finally {
+    stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("reloadIfChanged() skips a text that runs by its turn, and saves undone end on the last", async () => {
+  await using a = startBackend();
+  await using lb = await fileStrom(poolToml([a.address]));
+  assert.equal(await lb.strom.reloadIfChanged(lb.text), null);
+  const edited = lb.text + "\n# edited\n";
+  const results = await Promise.all([
+    lb.strom.reloadIfChanged(edited),
+    lb.strom.reloadIfChanged(lb.text),
+    lb.strom.reloadIfChanged(lb.text),
+  ]);
+  assert.deepEqual(results, [{ ok: true, generation: 2 }, { ok: true, generation: 3 }, null]);
+  assert.equal(lb.strom.configText, lb.text);
+  await Deno.remove(lb.dir, { recursive: true });
+});
+
 Deno.test("PUT /api/config: a bad file is refused with 422, a good one is written and applied", async () => {
   await using a = startBackend();
   await using lb = await fileStrom(poolToml([a.address]));
