@@ -317,6 +317,11 @@ function readPool(
     r.has(key) ? parseDurationMs(r.raw(key), r.at(key), r.problems) : fallbackMs;
   const requestTimeoutMs = timeout("request_timeout", 30_000);
   const connectTimeoutMs = timeout("connect_timeout", 5_000);
+  // 0 (or less than 1 ms) would time every request out at once; read_timeout's 0 turns it off.
+  const timeouts = { request_timeout: requestTimeoutMs, connect_timeout: connectTimeoutMs };
+  for (const [key, ms] of Object.entries(timeouts)) {
+    if (ms !== undefined && ms < 1) r.problem(key, "expected a duration of at least 1 ms");
+  }
   const readTimeoutMs = timeout("read_timeout", 300_000);
   const outlier = readOutlier(r.subtable("outlier_detection"));
   const retries = r.int("retries", { fallback: 2, max: 10 });

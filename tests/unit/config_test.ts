@@ -848,6 +848,15 @@ Deno.test("parseConfig() refuses durations longer than a timer can wait (24.8 da
   ]);
 });
 
+Deno.test("parseConfig() refuses a request or connect timeout under 1 ms (every request would time out)", () => {
+  const problems = problemsOf(POOL + `request_timeout = 0\nconnect_timeout = "0.0001s"\n`);
+  assert.deepEqual(problems.map((p) => p.replace(/ \(line \d+\)$/, "")), [
+    "backend_pools[0].request_timeout: expected a duration of at least 1 ms",
+    "backend_pools[0].connect_timeout: expected a duration of at least 1 ms",
+  ]);
+  assert.deepEqual(problemsOf(POOL + `read_timeout = 0\nrequest_timeout = "1ms"\n`), []);
+});
+
 Deno.test("parseConfig() reads TOML integers beyond 2^53 and says what is wrong with them", () => {
   const problems = problemsOf(
     POOL +
