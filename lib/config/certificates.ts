@@ -27,9 +27,17 @@ export function validateCertificates(
   if (raw === undefined) return [];
   const table = TableReader.of(raw, "certificates", problems);
   if (!table) return [];
+  const seen = new Map<string, string>(); // lower case -> as written first
   return Object.keys(table.table).map((serverName) => {
     let r = TableReader.of(table.raw(serverName), table.at(serverName), problems);
     if (!r) return undefined;
+    // Host names are case-insensitive: two entries for one name would leave one unused.
+    const first = seen.get(serverName.toLowerCase());
+    if (first !== undefined) {
+      r.problem("", `"${serverName}" is the same server name as "${first}" (names ignore case)`);
+      return undefined;
+    }
+    seen.set(serverName.toLowerCase(), serverName);
     // A DNS name, or (as rustls' ServerName in RustStrom) an IP literal, IPv6 included.
     if (!SERVER_NAME.test(serverName) && parseIp(serverName) === null) {
       r.problem("", `invalid server name ${JSON.stringify(serverName)}: expected a DNS name`);

@@ -53,3 +53,12 @@ Deno.test({
     );
   },
 });
+
+Deno.test("two certificate entries for one server name in different case are refused", () => {
+  const problems: Problem[] = [];
+  const acme = { type: "ACME", email: "a@b.test", staging: true, persist_dir: "/tmp/acme" };
+  validateCertificates({ "a.test": acme, "A.Test": acme }, "/", problems);
+  assert.deepEqual(problems.map((p) => `${p.path}: ${p.message}`), [
+    'certificates."A.Test": "A.Test" is the same server name as "a.test" (names ignore case)',
+  ]);
+});
