@@ -8,7 +8,9 @@ import { type Origin, validateConfig } from "./validate.ts";
 import type { Config } from "./types.ts";
 
 /** Parses and validates config text; throws ConfigError listing every problem, with its line when found. */
-export function parseConfig(text: string, origin: Origin): Config {
+export function parseConfig(source: string, origin: Origin): Config {
+  // A byte order mark (Windows editors write one) is no part of the TOML, nor of its lines.
+  const text = source.startsWith("\ufeff") ? source.slice(1) : source;
   let doc: Record<string, unknown>;
   try {
     // Integers beyond 2^53 (a u64 `secs`) come as bigint; validators refuse what is out of range.

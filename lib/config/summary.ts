@@ -22,6 +22,10 @@ export function summarizeConfig(config: Config): string {
     (config.certificates.length > 0 ? `, https ${config.httpsAddress.text}` : ""),
     `  health checks: ${
       config.healthCheckEverySec === 0 ? "disabled" : `every ${config.healthCheckEverySec} s`
+    }${
+      config.pools.some((p) => p.health.intervalMs !== null)
+        ? ", except in pools that set their own interval (below)"
+        : ""
     }`,
     `  pools (first match wins): ${config.pools.length}`,
   ];
@@ -33,6 +37,9 @@ export function summarizeConfig(config: Config): string {
       }`,
       `      backends ${pool.addresses.map((a) => a.id).join(", ") || "(none)"}`,
     );
+    if (pool.health.intervalMs !== null) {
+      lines.push(`      health checks every ${pool.health.intervalMs / 1000} s`);
+    }
     if (pool.middlewares.length > 0) {
       lines.push(`      middlewares ${pool.middlewares.map((m) => m.name).join(" → ")}`);
     }

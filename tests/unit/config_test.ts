@@ -869,3 +869,30 @@ Deno.test("parseConfig() reads TOML integers beyond 2^53 and says what is wrong 
     /^backend_pools\[0\]\.client\.pool_idle_timeout\.secs: .*, found 9223372036854775807$/,
   );
 });
+
+Deno.test("a byte order mark at the start of a config keeps every problem's line", () => {
+  const lineOf = (text: string) => {
+    try {
+      parseConfig(text, origin);
+    } catch (e) {
+      assert.ok(e instanceof ConfigError);
+      return e.problems.map((p) => `${p.path} ${p.line}`);
+    }
+  };
+  assert.deepEqual(lineOf(POOL + "colour = 1\n"), ["backend_pools[0].colour 7"]);
+  assert.deepEqual(lineOf("\ufeff" + POOL + "colour = 1\n"), ["backend_pools[0].colour 7"]);
+});
+
+Deno.test("the --check summary names the pools whose health checks run on their own interval", () => {
+  const config = parseConfig(
+    `[health_interval]\ncheck_every = 0\n` + POOL +
+      `[backend_pools.health_config]\ninterval = "2s"\n`,
+    origin,
+  );
+  const summary = summarizeConfig(config);
+  assert.match(
+    summary,
+    /health checks: disabled, except in pools that set their own interval \(below\)/,
+  );
+  assert.match(summary, /^ {6}health checks every 2 s$/m);
+});
