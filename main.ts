@@ -65,6 +65,7 @@ async function run(command: Extract<Command, { kind: "run" }>): Promise<number> 
     const stopWatching = watchConfig(command.configPath, {
       currentText: () => strom.configText,
       onChange: (text) => void strom.reloadIfChanged(text),
+      onInvalid: (problem) => void strom.refuse([problem]),
       onError: (e) => log.warn(`Stopped watching the config file: ${e}`),
     });
     Deno.addSignalListener("SIGHUP", () => {

@@ -3,7 +3,7 @@
 // reloads the config without dropping a request, and drains on shutdown.
 
 import type { Config } from "./config/types.ts";
-import { BLANK_CONFIG_PROBLEM, isBlankConfig, parseConfig } from "./config/load.ts";
+import { BLANK_CONFIG_PROBLEM, isBlankConfig, parseConfig, readConfigText } from "./config/load.ts";
 import { ConfigError, type Problem } from "./config/errors.ts";
 import type { Level, Logger } from "./log.ts";
 import type { LogRing } from "./log_ring.ts";
@@ -380,9 +380,10 @@ export class Strom {
     let nextText = text;
     if (nextText === undefined) {
       try {
-        nextText = await Deno.readTextFile(source.source);
+        nextText = await readConfigText(source.source);
       } catch (e) {
-        return this.#refused([{ path: "", message: `cannot read file: ${(e as Error).message}` }]);
+        if (e instanceof ConfigError) return this.#refused(e.problems);
+        throw e;
       }
     }
     if (isBlankConfig(nextText)) return this.#refused([BLANK_CONFIG_PROBLEM]);
@@ -466,6 +467,11 @@ export class Strom {
     }
     for (const warning of config.warnings) this.log.warn(warning);
     return { ok: true, generation, ...(kept.length > 0 ? { kept } : {}), ...warnings };
+  }
+
+  /** Refuses a config that never reached a reload (PUT /api/config's bytes were not text). */
+  refuse(problems: readonly Problem[]): ReloadResult {
+    return this.#refused(problems);
   }
 
   #refused(problems: readonly Problem[]): ReloadResult {

@@ -6,6 +6,7 @@ import { streamSSE } from "hono/streaming";
 import { COMMIT, VERSION } from "../version.ts";
 import type { Strom } from "../server.ts";
 import { METRICS_CONTENT_TYPE } from "../metrics/metrics.ts";
+import { decodeConfig } from "../config/load.ts";
 import { adminGuard, secretRoute } from "./auth.ts";
 import { concatBytes } from "../bytes.ts";
 import { poolsView } from "./views.ts";
@@ -66,8 +67,10 @@ export function createAdminApp(strom: Strom): Hono {
   app.put("/api/config", async (c) => {
     const path = strom.configText === null ? null : strom.configPath;
     if (path === null) return c.text("404 - this config has no file", 404);
-    const text = await readText(c.req.raw, MAX_CONFIG_BYTES);
-    if (text === null) return c.text("413 - config too large", 413);
+    const bytes = await readBytes(c.req.raw, MAX_CONFIG_BYTES);
+    if (bytes === null) return c.text("413 - config too large", 413);
+    const text = decodeConfig(bytes);
+    if (typeof text !== "string") return c.json(strom.refuse([text]), 422);
     // Applied first, saved after: a config that is invalid (blank, unparsable) or cannot be
     // applied (an access log that cannot be opened) must not replace the file Strom would
     // start from next time. A refusal is logged and counted as any failed reload.
@@ -160,9 +163,9 @@ const MAX_DRAIN_BYTES = 4096;
  * A request body as text, or null (and the rest left unread) once it passes
  * `limit` bytes: a body without Content-Length is not read whole first.
  */
-async function readText(request: Request, limit: number): Promise<string | null> {
+async function readBytes(request: Request, limit: number): Promise<Uint8Array | null> {
   if (Number(request.headers.get("content-length") ?? 0) > limit) return null;
-  if (request.body === null) return "";
+  if (request.body === null) return new Uint8Array(0);
   const parts: Uint8Array[] = [];
   let size = 0;
   for await (const chunk of request.body) {
@@ -170,7 +173,12 @@ async function readText(request: Request, limit: number): Promise<string | null>
     if (size > limit) return null; // leaving the loop cancels the body
     parts.push(chunk);
   }
-  return new TextDecoder().decode(concatBytes(parts));
+  return concatBytes(parts);
+}
+
+async function readText(request: Request, limit: number): Promise<string | null> {
+  const bytes = await readBytes(request, limit);
+  return bytes === null ? null : new TextDecoder().decode(bytes);
 }
 
 /**

@@ -5,6 +5,8 @@
 
 import { basename, dirname, resolve } from "node:path";
 import { type Clock, systemClock } from "../clock.ts";
+import { decodeConfig } from "./load.ts";
+import type { Problem } from "./errors.ts";
 
 /** Options for watchFolder. */
 export interface FolderWatchOptions {
@@ -71,6 +73,8 @@ export interface WatchOptions {
    * (the receiver decides whether it differs from what runs by then).
    */
   readonly onChange: (text: string) => void;
+  /** The file changed to bytes that are not UTF-8 text (so no TOML either). */
+  readonly onInvalid?: (problem: Problem) => void;
   readonly onError?: (error: unknown) => void;
 }
 
@@ -92,6 +96,7 @@ export function watchConfig(path: string, options: WatchOptions): () => void {
   let last = options.currentText();
   let target: { readonly path: string; readonly stop: () => Promise<void> } | null = null;
   let stopped = false;
+  let invalid = false;
   const follow = () => {
     let now: string | null = null;
     if (isSymlink(file)) {
@@ -109,13 +114,22 @@ export function watchConfig(path: string, options: WatchOptions): () => void {
   const settle = async () => {
     if (stopped) return;
     follow();
-    let text: string;
+    let bytes: Uint8Array;
     try {
-      text = await Deno.readTextFile(file);
+      bytes = await Deno.readFile(file);
     } catch {
       return; // removed for now; a later create brings it back
     }
-    if (stopped || text === last) return;
+    if (stopped) return;
+    const text = decodeConfig(bytes);
+    if (typeof text !== "string") {
+      last = null; // whatever comes next is a change
+      if (!invalid) options.onInvalid?.(text); // once, until it is text again
+      invalid = true;
+      return;
+    }
+    invalid = false;
+    if (text === last) return;
     last = text;
     options.onChange(text);
   };

@@ -542,6 +542,29 @@ Deno.test("watchConfig() reads the file at once, and an undone save is a change 
   }
 });
 
+Deno.test("watchConfig() says when the file is not UTF-8 text, and reads on after it", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/strom.toml`;
+  await Deno.writeTextFile(path, "a = 1\n");
+  const seen: string[] = [];
+  const stop = watchConfig(path, {
+    debounceMs: 100,
+    currentText: () => "a = 1\n",
+    onChange: (text) => seen.push(text),
+    onInvalid: (problem) => seen.push(`invalid: ${problem.message} (line ${problem.line})`),
+  });
+  try {
+    await Deno.writeFile(path, new Uint8Array([...new TextEncoder().encode("a = 1\n# "), 0xff]));
+    await waitFor(() => seen.length === 1, "the bytes that are not text to be reported");
+    await Deno.writeTextFile(path, "a = 1\n");
+    await waitFor(() => seen.length === 2, "the text after them to be read again");
+    assert.deepEqual(seen, ["invalid: not UTF-8 text (a TOML file must be) (line 2)", "a = 1\n"]);
+  } finally {
+    stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("watchConfig() follows a config link pointed at a file in another folder", async () => {
   const dir = await Deno.makeTempDir();
   for (const v of ["v1", "v2", "link"]) await Deno.mkdir(`${dir}/${v}`);
@@ -683,20 +706,22 @@ Deno.test("PUT /api/config: a refusal is logged and counted as a reload's; a lin
     source: { source: `${dir}/strom.toml`, baseDir: dir },
     log: createLogger("warn", { sink: (r) => lines.push(r.message) }),
   });
-  const put = (body: string) =>
+  const put = (body: string | Uint8Array<ArrayBuffer>) =>
     fetch(`${lb.adminUrl}/api/config`, {
       method: "PUT",
       body,
       headers: { authorization: `Bearer ${TOKEN}` },
     });
-  for (const refused of ["http_address = 5\n", "# nothing yet\n"]) {
+  const latin1 = new Uint8Array([...new TextEncoder().encode("# caf"), 0xe9, 10]); // not UTF-8
+  for (const refused of ["http_address = 5\n", "# nothing yet\n", latin1]) {
     const response = await put(refused);
     assert.equal(response.status, 422);
     assert.equal((await response.json()).ok, false);
   }
   const metrics = await (await fetch(`${lb.adminUrl}/metrics`)).text();
-  assert.match(metrics, /^strom_config_reloads_total\{result="failure"\} 2$/m);
-  assert.equal(lines.filter((l) => l.startsWith("Could not reload configuration")).length, 2);
+  assert.match(metrics, /^strom_config_reloads_total\{result="failure"\} 3$/m);
+  assert.equal(lines.filter((l) => l.startsWith("Could not reload configuration")).length, 3);
+  assert.ok(lines.includes("  not UTF-8 text (a TOML file must be) (line 1)"), lines.join("\n"));
   assert.ok(lines.some((l) => l.startsWith("  http_address: expected a string")), lines.join("\n"));
 
   const good = await put(full + "\n# edited\n");

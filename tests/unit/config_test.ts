@@ -896,3 +896,15 @@ Deno.test("the --check summary names the pools whose health checks run on their 
   );
   assert.match(summary, /^ {6}health checks every 2 s$/m);
 });
+
+Deno.test("a config file that is not UTF-8 is refused with the line of the first bad byte", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/strom.toml`;
+  await Deno.writeFile(path, new Uint8Array([...new TextEncoder().encode(POOL + "# "), 0xc3, 10]));
+  const error = await loadConfigFile(path).then(() => null, (e) => e);
+  assert.ok(error instanceof ConfigError);
+  assert.deepEqual(error.problems, [
+    { path: "", message: "not UTF-8 text (a TOML file must be)", line: 7 },
+  ]);
+  await Deno.remove(dir, { recursive: true });
+});
