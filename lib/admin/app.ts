@@ -6,7 +6,7 @@ import { streamSSE } from "hono/streaming";
 import { COMMIT, VERSION } from "../version.ts";
 import type { Strom } from "../server.ts";
 import { METRICS_CONTENT_TYPE } from "../metrics/metrics.ts";
-import { decodeConfig } from "../config/load.ts";
+import { decodeConfig } from "../config/decode.ts";
 import { adminGuard, secretRoute } from "./auth.ts";
 import { concatBytes } from "../bytes.ts";
 import { poolsView } from "./views.ts";

@@ -2,7 +2,8 @@
 
 import { dirname, resolve } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
-import { ConfigError, type Problem } from "./errors.ts";
+import { ConfigError } from "./errors.ts";
+import { decodeConfig } from "./decode.ts";
 import { withLines } from "./locate.ts";
 import { type Origin, validateConfig } from "./validate.ts";
 import type { Config } from "./types.ts";
@@ -44,34 +45,6 @@ export const BLANK_CONFIG_PROBLEM = {
   path: "",
   message: "the new config is empty (only blank lines and comments): keeping the current one",
 } as const;
-
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
-
-/**
- * A config's bytes as text, or the problem that they are not UTF-8 (a TOML
- * document must be: a lenient decoder would put U+FFFD in place of the bytes
- * and go on silently, and PUT /api/config would save that).
- */
-export function decodeConfig(bytes: Uint8Array): string | Problem {
-  try {
-    return strictUtf8.decode(bytes);
-  } catch {
-    // A newline byte is never part of a longer UTF-8 sequence: the first bad line is found alone.
-    let start = 0;
-    let line = 1;
-    for (let i = 0; i <= bytes.length; i++) {
-      if (i < bytes.length && bytes[i] !== 10) continue;
-      try {
-        strictUtf8.decode(bytes.subarray(start, i));
-      } catch {
-        break;
-      }
-      start = i + 1;
-      line++;
-    }
-    return { path: "", message: "not UTF-8 text (a TOML file must be)", line };
-  }
-}
 
 /** Reads a config file as text; throws ConfigError when it cannot be read or is not UTF-8. */
 export async function readConfigText(path: string): Promise<string> {

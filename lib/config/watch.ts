@@ -5,7 +5,7 @@
 
 import { basename, dirname, resolve } from "node:path";
 import { type Clock, systemClock } from "../clock.ts";
-import { decodeConfig } from "./load.ts";
+import { decodeConfig } from "./decode.ts";
 import type { Problem } from "./errors.ts";
 
 /** Options for watchFolder. */
