@@ -479,6 +479,7 @@ async function attemptOnce(
   backend.requests++;
   const { tracker } = exchange;
   tracker.attempts++;
+  tracker.tried = backend.id;
   if (body instanceof ClientBody) tracker.inBody = body;
   else tracker.bytesIn = body?.length ?? 0;
   const started = performance.now();

@@ -21,7 +21,10 @@ export class RequestTracker {
   readonly #time = new Date();
   status = 0;
   pool: string | null = null;
+  /** The backend whose answer the client gets (null: Strom's own answer). */
   backend: string | null = null;
+  /** The backend of the last attempt, answered or not (the access log's `backend`, as nginx's $upstream_addr). */
+  tried: string | null = null;
   attempts = 0;
   path = "";
   requestId: string | null = null;
@@ -72,8 +75,8 @@ export class RequestTracker {
     // (Never touch response.body here: that would turn a byte body into a stream.)
     if (this.backend === null && !this.#ended) {
       this.#ended = true;
-      // A HEAD answer announces its length but sends no body.
-      this.#bytesOut = this.#request.method === "HEAD"
+      // A HEAD answer announces its length but sends no body; a client gone (499) gets nothing.
+      this.#bytesOut = this.#request.method === "HEAD" || this.status === 499
         ? 0
         : Number(response.headers.get("content-length") ?? 0) || 0;
     }
@@ -111,7 +114,7 @@ export class RequestTracker {
       bytesOut: this.#bytesOut,
       durationMs: performance.now() - this.#started,
       pool: this.pool,
-      backend: this.backend,
+      backend: this.backend ?? this.tried,
       attempts: this.attempts,
       referer: kept.referer,
       userAgent: kept.userAgent,

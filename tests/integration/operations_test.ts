@@ -142,8 +142,45 @@ Deno.test("Strom's own answers (404, 502) are one access-log line each, counted 
     ["HEAD", "/elsewhere", 404],
   ]);
   assert.equal(lines[2].bytes_out, 0, "a HEAD answer sends no body");
+  // As nginx's $upstream_addr: the backend tried, though it never answered.
+  assert.deepEqual(lines.map((l) => l.backend), [null, dead, null]);
   const out = sample(metrics, `${N.BYTES_TRANSFERRED_TOTAL}{direction="out"}`);
   assert.equal(out, lines[0].bytes_out + lines[1].bytes_out);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a client gone before the answer is logged as 499 with no bytes sent, and the backend tried", async () => {
+  const dir = await Deno.makeTempDir();
+  const arrived = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  await using backend = startBackend(async () => {
+    arrived.resolve();
+    await release.promise;
+    return new Response("too late");
+  });
+  const lb = await startStrom(
+    `[access_log]\nformat = "json"\npath = "${dir}/access.log"\n` + poolToml([backend.address]),
+  );
+  const abort = new AbortController();
+  const request = fetch(`${lb.url}/slow`, { signal: abort.signal }).catch(() => null);
+  await arrived.promise;
+  abort.abort();
+  await request;
+  try {
+    await waitFor(() => lb.strom.runtime.pools[0].backends[0].inFlight === 0, "the attempt to end");
+  } finally {
+    release.resolve();
+  }
+  await lb.strom.shutdown(1000);
+  const [line] = (await Deno.readTextFile(`${dir}/access.log`)).trim().split("\n").map((l) =>
+    JSON.parse(l)
+  );
+  assert.deepEqual([line.status, line.bytes_out, line.backend, line.attempts], [
+    499,
+    0,
+    backend.address,
+    1,
+  ]);
   await Deno.remove(dir, { recursive: true });
 });
 
