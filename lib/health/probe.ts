@@ -7,6 +7,7 @@ import type { Clock } from "../clock.ts";
 import { VERSION } from "../version.ts";
 import type { ProbeResult } from "./state.ts";
 import { describeNetError } from "../net/errors.ts";
+import { dial } from "../transport/dial.ts";
 import { writtenAuthority } from "../net/address.ts";
 
 /** The User-Agent probes send, so backends can recognize (and not log) them. */
@@ -27,8 +28,12 @@ export function createHttpProbe(clock: Clock): Probe {
     const started = clock.now();
     let conn: Deno.Conn | null = null;
     let timedOut = false;
+    // The timeout covers the connect and TLS handshake too: a backend whose host drops SYNs, or
+    // that never speaks TLS, held a probe (and its pool's round) for minutes.
+    const connecting = new AbortController();
     const timer = clock.setTimeout(() => {
       timedOut = true;
+      connecting.abort();
       try {
         conn?.close();
       } catch { /* closed */ }
@@ -41,18 +46,13 @@ export function createHttpProbe(clock: Clock): Probe {
       reason,
     });
     try {
-      const connecting = backend.tls
-        ? Deno.connectTls({
-          hostname: backend.host,
-          port: backend.port,
-          ...(tls?.caCerts.length ? { caCerts: [...tls.caCerts] } : {}),
-        })
-        : Deno.connect({ hostname: backend.host, port: backend.port });
-      conn = await connecting;
-      if (timedOut) {
-        conn.close();
-        return fail(`timed out after ${config.timeoutMs} ms`);
-      }
+      conn = await dial(
+        { host: backend.host, port: backend.port, tls: backend.tls, caCerts: tls?.caCerts },
+        connecting.signal,
+        config.timeoutMs,
+        clock,
+      );
+      if (timedOut) return fail(`timed out after ${config.timeoutMs} ms`);
       const head =
         `GET ${config.path} HTTP/1.1\r\nHost: ${config.host ?? writtenAuthority(backend.id)}\r\n` +
         `User-Agent: ${PROBE_USER_AGENT}\r\nAccept: */*\r\nConnection: close\r\n\r\n`;

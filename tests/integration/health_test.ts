@@ -10,6 +10,7 @@ import {
 } from "../_helpers/servers.ts";
 import { BackendProcess } from "../_helpers/process.ts";
 import { freePort } from "../_helpers/programs.ts";
+import { unansweredPort } from "../_helpers/raw.ts";
 import { captureLog, ManualClock } from "../_helpers/clock.ts";
 import { createLogger } from "../../lib/log.ts";
 import { createHttpProbe, PROBE_USER_AGENT } from "../../lib/health/probe.ts";
@@ -103,6 +104,15 @@ Deno.test("the HTTP probe reports status, slowness, refusal and hangs as results
   const hung = await probe(addr(hang.port), { ...HEALTH, timeoutMs: 200 });
   assert.deepEqual([hung.ok, hung.reason], [false, "timed out after 200 ms"]);
   assert.ok(Date.now() - started < 2000, "a hung backend costs one timeout");
+  // One whose host never answers the connect (SYNs dropped) costs one timeout too.
+  await using unanswered = await unansweredPort();
+  const connecting = Date.now();
+  const dropped = await probe(addr(unanswered.port), { ...HEALTH, timeoutMs: 200 });
+  assert.deepEqual([dropped.ok, dropped.reason], [false, "timed out after 200 ms"]);
+  assert.ok(
+    Date.now() - connecting < 2000,
+    `an unanswered connect took ${Date.now() - connecting} ms`,
+  );
 });
 
 Deno.test("a probe's Host is the address as written: no default port added, no scheme", async () => {
