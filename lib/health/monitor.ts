@@ -127,9 +127,7 @@ export class HealthMonitor {
     // A reload may have come while the probe ran: the backend now lives in the
     // new generation's pool (or in none), whose cached working set must change.
     const runtime = this.#runtime;
-    const pool = probed.backends.includes(backend) && runtime?.pools.includes(probed)
-      ? probed
-      : runtime?.pools.find((p) => p.backends.includes(backend));
+    const pool = this.#current(probed, backend);
     if (!runtime || !pool) return; // removed from the config meanwhile
     this.#onProbe?.(pool.config.name, backend.id, result.ok);
     if (!this.#probeBackOnly) this.#applyHealth(runtime, pool, backend, result);
@@ -159,12 +157,27 @@ export class HealthMonitor {
     }
   }
 
+  /**
+   * The pool of the live generation that holds `backend`: `pool` itself, or
+   * after a reload the new pool it was carried into (undefined: removed).
+   */
+  #current(pool: Pool, backend: Backend): Pool | undefined {
+    const pools = this.#runtime?.pools;
+    if (pools === undefined) return undefined;
+    return pools.includes(pool) && pool.backends.includes(backend)
+      ? pool
+      : pools.find((p) => p.backends.includes(backend));
+  }
+
   #onEjection(pool: Pool, backend: Backend, cooldownMs: number, reason: string): void {
     this.#log.warn(
       `backend ${backend.id} in pool ${pool.config.name}: ejected for ${cooldownMs} ms (${reason})`,
     );
+    // A request begun before a reload ejects through the old pool: the new one must see it too.
+    this.#current(pool, backend)?.invalidate();
     this.#later(() => {
-      if (this.#runtime?.pools.includes(pool)) this.#cooldownOver(pool, backend);
+      const current = this.#current(pool, backend);
+      if (current) this.#cooldownOver(current, backend);
     }, cooldownMs);
   }
 

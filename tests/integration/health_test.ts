@@ -289,6 +289,36 @@ Deno.test("a backend that accepts and never answers gives 504, is ejected, and o
   for (let i = 0; i < 5; i++) assert.equal((await get(`${lb.url}/`)).text, "ok");
 });
 
+Deno.test("a backend ejected by a request begun before a reload comes back after its cooldown", async () => {
+  const arrived = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  // Takes the request, then closes without an answer once released.
+  const failing = () =>
+    startRawBackend(async () => {
+      arrived.resolve();
+      await release.promise;
+    });
+  await using a = failing();
+  await using b = failing();
+  await using lb = await startStrom(
+    `[health_interval]\ncheck_every = 0\n` + poolToml([a.address, b.address], {
+      extra: `retries = 0\n[backend_pools.outlier_detection]\nconsecutive_failures = 1\n` +
+        `base_ejection_time = "200ms"`,
+    }),
+  );
+  const failed = get(`${lb.url}/`);
+  await arrived.promise;
+  assert.ok((await lb.strom.reload(lb.strom.configText + "\n# reloaded\n")).ok);
+  release.resolve();
+  assert.equal((await failed).status, 502);
+  const [pool] = lb.strom.runtime.pools;
+  const ejected = pool.backends.find((x) => x.outlier.ejected);
+  assert.ok(ejected, "the backend that failed is ejected");
+  assert.ok(!pool.available().includes(ejected), "the live generation's pool leaves it out");
+  await waitFor(() => !ejected.outlier.ejected, "its cooldown to end (health checks off)");
+  assert.ok(pool.available().includes(ejected));
+});
+
 Deno.test("an ejected backend is probed back after its cooldown (injected clock)", async () => {
   const clock = new ManualClock();
   let probeOk = false;
