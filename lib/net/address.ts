@@ -32,6 +32,62 @@ export function parseIp(text: string): Uint8Array | null {
   return parseIpv6(text, out);
 }
 
+/**
+ * An address as one client is always written (RFC 5952 for IPv6: lower case,
+ * no leading zeros, the longest run of zero groups as `::`; an IPv4-mapped
+ * one as plain IPv4), from 16 bytes as parseIp gives them.
+ */
+export function formatIp(bytes: Uint8Array): string {
+  if (bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff) {
+    return `${bytes[12]}.${bytes[13]}.${bytes[14]}.${bytes[15]}`;
+  }
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((bytes[i] << 8) | bytes[i + 1]);
+  let best = -1;
+  let bestLength = 1; // a single zero group is not shortened
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let end = i;
+    while (end < 8 && groups[end] === 0) end++;
+    if (end - i > bestLength) [best, bestLength] = [i, end - i];
+    i = end;
+  }
+  const hex = (from: number, to: number) =>
+    groups.slice(from, to).map((g) => g.toString(16)).join(":");
+  return best < 0 ? hex(0, 8) : `${hex(0, best)}::${hex(best + bestLength, 8)}`;
+}
+
+/**
+ * The address in one X-Forwarded-For hop, in canonical form, or null when the
+ * hop is not an address. Some proxies write a port (`1.2.3.4:5555`,
+ * `[2001:db8::1]:443`, Azure's gateways) or brackets alone.
+ */
+export function hopAddress(hop: string): string | null {
+  let text = hop;
+  const port = (suffix: string) => {
+    const m = /^:(\d{1,5})$/.exec(suffix);
+    return m !== null && Number(m[1]) <= 65535;
+  };
+  if (text.startsWith("[")) {
+    const close = text.indexOf("]");
+    if (close < 0 || (close + 1 < text.length && !port(text.slice(close + 1)))) return null;
+    text = text.slice(1, close);
+  } else if (text.includes(".") && text.indexOf(":") === text.lastIndexOf(":")) {
+    const colon = text.indexOf(":");
+    if (colon >= 0) {
+      if (!port(text.slice(colon))) return null;
+      text = text.slice(0, colon);
+    }
+  }
+  const bytes = parseIp(text);
+  if (bytes === null) return null;
+  // The common case, an IPv4 hop as written, is already canonical.
+  return text === hop && !text.includes(":") ? text : formatIp(bytes);
+}
+
 function parseIpv4(text: string): number[] | null {
   const m = IPV4.exec(text);
   if (!m) return null;

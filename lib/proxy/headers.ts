@@ -1,7 +1,7 @@
 // Header rules for forwarding: hop-by-hop removal (RFC 9110 7.6.1) and the
 // X-Forwarded-* family, with trust decided by `trusted_proxies`.
 
-import { type Cidr, cidrContains, parseIp, plainIp } from "../net/address.ts";
+import { type Cidr, cidrContains, hopAddress, parseIp, plainIp } from "../net/address.ts";
 
 /** A header field list: lower-case names and values, in order. Cheaper than Headers. */
 export type Fields = [name: string, value: string][];
@@ -103,8 +103,9 @@ export function identifyClient(
   if (forwardedFor !== null) {
     const hops = forwardedFor.split(",");
     for (let i = hops.length - 1; i >= 0; i--) {
-      const hop = plainIp(hops[i].trim());
-      if (parseIp(hop) === null) break;
+      // Canonical, so that one client is one key (IPHash, rate limits) however a proxy wrote it.
+      const hop = hopAddress(hops[i].trim());
+      if (hop === null) break;
       clientIp = hop;
       if (!isTrusted(hop, trusted)) break;
     }

@@ -35,6 +35,24 @@ Deno.test("identifyClient() ignores X-Forwarded-For from untrusted peers", () =>
   });
 });
 
+Deno.test("identifyClient() writes one client one way: IPv6 canonical, ports and brackets dropped", () => {
+  const client = (xff: string) => identifyClient("10.1.1.1", xff, trusted).clientIp;
+  for (const spelling of ["2001:db8::1", "2001:DB8::1", "2001:db8:0::1", "2001:0db8:0:0:0:0:0:1"]) {
+    assert.equal(client(spelling), "2001:db8::1", spelling);
+  }
+  assert.equal(client("[2001:db8::1]"), "2001:db8::1");
+  assert.equal(client("[2001:db8::1]:443"), "2001:db8::1");
+  assert.equal(client("198.51.100.7:5555"), "198.51.100.7");
+  assert.equal(client("::ffff:198.51.100.7"), "198.51.100.7");
+  assert.equal(client("2001:db8:0:0:1:0:0:1"), "2001:db8::1:0:0:1", "the first longest zero run");
+  assert.equal(client("2001:db8:0:1:1:1:1:1"), "2001:db8:0:1:1:1:1:1", "one zero group stays");
+  assert.equal(client("::"), "::");
+  // Not an address: the hop before it (the trusted proxy) is the client.
+  for (const bad of ["[2001:db8::1", "[::1]x", "1.2.3.4:99999", "1.2.3.4:"]) {
+    assert.equal(client(bad), "10.1.1.1", bad);
+  }
+});
+
 Deno.test("identifyClient() takes the right-most untrusted hop behind trusted proxies", () => {
   assert.equal(
     identifyClient("10.1.1.1", "198.51.100.7, 10.2.2.2", trusted).clientIp,
