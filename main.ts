@@ -64,7 +64,8 @@ async function run(command: Extract<Command, { kind: "run" }>): Promise<number> 
     });
     const stopWatching = watchConfig(command.configPath, {
       currentText: () => strom.configText,
-      onChange: (text) => void strom.reloadIfChanged(text),
+      // Taken: applied, or already running by its turn.
+      onChange: (text) => strom.reloadIfChanged(text).then((result) => result?.ok ?? true),
       onInvalid: (problem) => void strom.refuse([problem]),
       onError: (e) => log.warn(`Stopped watching the config file: ${e}`),
     });

@@ -318,9 +318,19 @@ function readPool(
   const requestTimeoutMs = timeout("request_timeout", 30_000);
   const connectTimeoutMs = timeout("connect_timeout", 5_000);
   // 0 (or less than 1 ms) would time every request out at once; read_timeout's 0 turns it off.
-  const timeouts = { request_timeout: requestTimeoutMs, connect_timeout: connectTimeoutMs };
-  for (const [key, ms] of Object.entries(timeouts)) {
-    if (ms !== undefined && ms < 1) r.problem(key, "expected a duration of at least 1 ms");
+  if (requestTimeoutMs !== undefined && requestTimeoutMs < 1) {
+    r.problem("request_timeout", "expected a duration of at least 1 ms");
+  }
+  if (connectTimeoutMs !== undefined && connectTimeoutMs < 1) {
+    // The fetch transport connects without it (only its WebSocket upgrades use it): a config
+    // that ran with it stays valid.
+    if (transport === "fetch") {
+      warnings.push(
+        `${
+          r.at("connect_timeout")
+        }: under 1 ms, every WebSocket upgrade of this pool times out at once`,
+      );
+    } else r.problem("connect_timeout", "expected a duration of at least 1 ms");
   }
   const readTimeoutMs = timeout("read_timeout", 300_000);
   const outlier = readOutlier(r.subtable("outlier_detection"));

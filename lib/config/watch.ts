@@ -70,12 +70,27 @@ export interface WatchOptions {
   readonly currentText: () => string | null;
   /**
    * Called with the file's new text, once per change of what the file says
-   * (the receiver decides whether it differs from what runs by then).
+   * (the receiver decides whether it differs from what runs by then). It may
+   * resolve to whether the text was taken: a refused one is offered again when
+   * the file is saved again, even unchanged (the fault may have been outside it).
    */
-  readonly onChange: (text: string) => void;
+  readonly onChange: (text: string) => void | Promise<boolean>;
   /** The file changed to bytes that are not UTF-8 text (so no TOML either). */
   readonly onInvalid?: (problem: Problem) => void;
   readonly onError?: (error: unknown) => void;
+}
+
+/**
+ * Whether `path` can be watched as a config file: a regular file (or a link to
+ * one), or none yet. A pipe (`--config <(envsubst < tmpl)`, /dev/stdin) was
+ * read once at start and cannot be read again.
+ */
+export function watchable(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return true; // missing for now: a later create brings it
+  }
 }
 
 /**
@@ -87,13 +102,17 @@ export interface WatchOptions {
  * the link's target is watched too, followed when the link is pointed elsewhere.
  * A change is a text unlike the last one read (not unlike the one applied: a
  * save undone while the reload of the first one is still being built must
- * still be reloaded).
+ * still be reloaded). A path that is not a regular file is not watched.
  */
 export function watchConfig(path: string, options: WatchOptions): () => void {
   const file = resolve(path);
+  if (!watchable(file)) return () => {};
   const name = basename(file);
   const watchOptions = { debounceMs: options.debounceMs ?? 200, onError: options.onError };
+  /** The last text read and offered (null: none, or it was not text). */
   let last = options.currentText();
+  /** The last text offered and refused: saving it again offers it again. */
+  let refused: string | null = null;
   let target: { readonly path: string; readonly stop: () => Promise<void> } | null = null;
   let stopped = false;
   let invalid = false;
@@ -109,18 +128,10 @@ export function watchConfig(path: string, options: WatchOptions): () => void {
     void target?.stop();
     target = now === null
       ? null
-      : { path: now, stop: watchFolder(dirname(now), [basename(now)], onSettled, watchOptions) };
+      : { path: now, stop: watchFolder(dirname(now), [basename(now)], onSaved, watchOptions) };
   };
-  const settle = async () => {
-    if (stopped) return;
-    follow();
-    let bytes: Uint8Array;
-    try {
-      bytes = await Deno.readFile(file);
-    } catch {
-      return; // removed for now; a later create brings it back
-    }
-    if (stopped) return;
+  /** `saved`: the event was on the file itself (a save), not elsewhere in its folder. */
+  const consider = (bytes: Uint8Array, saved: boolean) => {
     const text = decodeConfig(bytes);
     if (typeof text !== "string") {
       last = null; // whatever comes next is a change
@@ -129,15 +140,37 @@ export function watchConfig(path: string, options: WatchOptions): () => void {
       return;
     }
     invalid = false;
-    if (text === last) return;
+    if (text === last && !(saved && text === refused)) return;
     last = text;
-    options.onChange(text);
+    refused = null;
+    const taken = options.onChange(text);
+    if (taken instanceof Promise) {
+      void taken.then((ok) => {
+        if (!ok && last === text) refused = text;
+      }, () => {});
+    }
   };
-  const onSettled = () => void settle();
+  const settle = async (saved: boolean) => {
+    if (stopped) return;
+    follow();
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(file);
+    } catch {
+      return; // removed for now; a later create brings it back
+    }
+    if (!stopped) consider(bytes, saved);
+  };
+  const onSaved = () => void settle(true);
   const own = watchFolder(dirname(file), null, (changed) => {
-    if (changed === name || isSymlink(file)) void settle();
+    if (changed === name) void settle(true);
+    else if (isSymlink(file)) void settle(false);
   }, watchOptions);
-  void settle();
+  // At once, before the watch's first event: what the file says now.
+  follow();
+  try {
+    consider(Deno.readFileSync(file), false);
+  } catch { /* removed for now */ }
   return () => {
     stopped = true;
     void own();

@@ -303,7 +303,7 @@ Deno.test("a backend ejected by a request begun before a reload comes back after
   await using lb = await startStrom(
     `[health_interval]\ncheck_every = 0\n` + poolToml([a.address, b.address], {
       extra: `retries = 0\n[backend_pools.outlier_detection]\nconsecutive_failures = 1\n` +
-        `base_ejection_time = "200ms"`,
+        `base_ejection_time = "1s"`,
     }),
   );
   const failed = get(`${lb.url}/`);

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { rawExchange } from "../_helpers/raw.ts";
 import { get, poolToml, startBackend, startStrom, waitFor } from "../_helpers/servers.ts";
 import * as N from "../../lib/metrics/names.ts";
-import { watchConfig } from "../../lib/config/watch.ts";
+import { watchable, watchConfig } from "../../lib/config/watch.ts";
 import { createLogger } from "../../lib/log.ts";
 import { ManualClock, nextTurn } from "../_helpers/clock.ts";
 
@@ -566,7 +566,7 @@ Deno.test("watchConfig() reads the file at once, and an undone save is a change 
   const stop = watchConfig(path, {
     debounceMs: 100,
     currentText: () => "a = 1\n",
-    onChange: (text) => seen.push(text),
+    onChange: (text) => void seen.push(text),
   });
   try {
     await waitFor(() => seen.length === 1, "the save made during start-up to be seen");
@@ -587,7 +587,7 @@ Deno.test("watchConfig() says when the file is not UTF-8 text, and reads on afte
   const stop = watchConfig(path, {
     debounceMs: 100,
     currentText: () => "a = 1\n",
-    onChange: (text) => seen.push(text),
+    onChange: (text) => void seen.push(text),
     onInvalid: (problem) => seen.push(`invalid: ${problem.message} (line ${problem.line})`),
   });
   try {
@@ -600,6 +600,52 @@ Deno.test("watchConfig() says when the file is not UTF-8 text, and reads on afte
     stop();
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("watchConfig() offers a refused text again when the file is saved again, unchanged", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/strom.toml`;
+  await Deno.writeTextFile(path, "a = 1\n");
+  const seen: string[] = [];
+  let take = false;
+  const stop = watchConfig(path, {
+    debounceMs: 100,
+    currentText: () => "a = 1\n",
+    onChange: (text) => {
+      seen.push(text);
+      return Promise.resolve(take);
+    },
+  });
+  try {
+    await Deno.writeTextFile(path, "a = 2\n"); // refused (say, its access log's folder is missing)
+    await waitFor(() => seen.length === 1, "the first save to be offered");
+    take = true; // the folder now exists: the same text, saved again, is offered and taken
+    await Deno.writeTextFile(path, "a = 2\n");
+    await waitFor(() => seen.length === 2, "the same text saved again to be offered again");
+    await Deno.writeTextFile(path, "a = 2\n"); // taken already: nothing to do
+    await Deno.writeTextFile(path, "a = 3\n");
+    await waitFor(() => seen.length === 3, "the next change to be offered");
+    assert.deepEqual(seen, ["a = 2\n", "a = 2\n", "a = 3\n"]);
+  } finally {
+    stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("watchable(): a config given as a pipe is not watched (it cannot be read again)", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/strom.toml`, "a = 1\n");
+  await Deno.symlink(`${dir}/strom.toml`, `${dir}/link.toml`);
+  const fifo = await new Deno.Command("mkfifo", { args: [`${dir}/pipe.toml`] }).output();
+  assert.ok(fifo.success);
+  assert.equal(watchable(`${dir}/strom.toml`), true);
+  assert.equal(watchable(`${dir}/link.toml`), true);
+  assert.equal(watchable(`${dir}/missing.toml`), true, "created later, it is watched");
+  assert.equal(watchable(`${dir}/pipe.toml`), false);
+  // Watching it would open it for reading, which blocks until a writer comes.
+  const stop = watchConfig(`${dir}/pipe.toml`, { currentText: () => "", onChange: () => {} });
+  stop();
+  await Deno.remove(dir, { recursive: true });
 });
 
 Deno.test("watchConfig() follows a config link pointed at a file in another folder", async () => {

@@ -855,6 +855,11 @@ Deno.test("parseConfig() refuses a request or connect timeout under 1 ms (every 
     "backend_pools[0].connect_timeout: expected a duration of at least 1 ms",
   ]);
   assert.deepEqual(problemsOf(POOL + `read_timeout = 0\nrequest_timeout = "1ms"\n`), []);
+  // The fetch transport connects without it: a config that ran stays valid, with a warning.
+  const fetchPool = parseConfig(POOL + `transport = "fetch"\nconnect_timeout = 0\n`, origin);
+  assert.deepEqual(fetchPool.warnings, [
+    "backend_pools[0].connect_timeout: under 1 ms, every WebSocket upgrade of this pool times out at once",
+  ]);
 });
 
 Deno.test("parseConfig() reads TOML integers beyond 2^53 and says what is wrong with them", () => {
