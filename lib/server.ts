@@ -338,9 +338,7 @@ export class Strom {
    * config changes nothing. Reloads run one at a time.
    */
   reload(text?: string): Promise<ReloadResult> {
-    const next = this.#reloading.then(() => this.#reload(text));
-    this.#reloading = next.catch(() => {});
-    return next;
+    return this.#queued(() => this.#reload(text));
   }
 
   /**
@@ -349,7 +347,12 @@ export class Strom {
    * reload is still being built.
    */
   reloadIfChanged(text: string): Promise<ReloadResult | null> {
-    const next = this.#reloading.then(() => text === this.configText ? null : this.#reload(text));
+    return this.#queued(() => text === this.configText ? null : this.#reload(text));
+  }
+
+  /** Runs `step` after the reloads queued before it: reloads run one at a time. */
+  #queued<T>(step: () => T | Promise<T>): Promise<T> {
+    const next = this.#reloading.then(step);
     this.#reloading = next.catch(() => {});
     return next;
   }
@@ -505,9 +508,8 @@ export class Strom {
     return true;
   }
 
-  /** Puts a config's Local certificates in the store (new handshakes use them at once). */
   /**
-   * Puts a config's certificates in the store. An ACME name keeps the
+   * Puts a config's certificates in the store (new handshakes use them at once). An ACME name keeps the
    * certificate it has only while its entry is unchanged: after a switch of
    * directory (staging to production), the old one must not be served.
    */

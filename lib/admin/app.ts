@@ -160,7 +160,7 @@ export function createAdminApp(strom: Strom): Hono {
 const MAX_DRAIN_BYTES = 4096;
 
 /**
- * A request body as text, or null (and the rest left unread) once it passes
+ * A request body's bytes, or null (and the rest left unread) once it passes
  * `limit` bytes: a body without Content-Length is not read whole first.
  */
 async function readBytes(request: Request, limit: number): Promise<Uint8Array | null> {
@@ -176,6 +176,7 @@ async function readBytes(request: Request, limit: number): Promise<Uint8Array | 
   return concatBytes(parts);
 }
 
+/** A request body as text, or null past `limit` bytes (see readBytes). */
 async function readText(request: Request, limit: number): Promise<string | null> {
   const bytes = await readBytes(request, limit);
   return bytes === null ? null : new TextDecoder().decode(bytes);
@@ -199,9 +200,10 @@ function sleepUnless(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /**
- * Replaces a file (or the target of a link) atomically (write a temporary file, then rename), keeping
- * `<file>.bak`. The new file keeps the old one's permissions (a config holding
- * secrets is often readable by its owner only) and, where allowed, its owner.
+ * Replaces a file (or the target of a link) atomically (write a temporary
+ * file, then rename), keeping `<file>.bak`. The new file keeps the old one's
+ * permissions (a config holding secrets is often readable by its owner only)
+ * and, where allowed, its owner.
  */
 async function writeAtomically(configPath: string, text: string): Promise<void> {
   // A config that is a symbolic link keeps it: its target is replaced (renaming over the

@@ -15,9 +15,10 @@ const BEARER = /^bearer[ \t]+/i;
 
 /** The token check: constant-time comparison of the bearer token. */
 function tokenMatches(header: string | undefined, token: string): boolean {
-  const scheme = header === undefined ? null : BEARER.exec(header);
+  if (header === undefined) return false;
+  const scheme = BEARER.exec(header);
   if (scheme === null) return false;
-  const given = new TextEncoder().encode(header!.slice(scheme[0].length).trim());
+  const given = new TextEncoder().encode(header.slice(scheme[0].length).trim());
   const expected = new TextEncoder().encode(token);
   return given.length === expected.length && sameBytes(given, expected);
 }

@@ -32,12 +32,13 @@ export function validateCertificates(
     let r = TableReader.of(table.raw(serverName), table.at(serverName), problems);
     if (!r) return undefined;
     // Host names are case-insensitive: two entries for one name would leave one unused.
-    const first = seen.get(serverName.toLowerCase());
+    const lower = serverName.toLowerCase();
+    const first = seen.get(lower);
     if (first !== undefined) {
       r.problem("", `"${serverName}" is the same server name as "${first}" (names ignore case)`);
       return undefined;
     }
-    seen.set(serverName.toLowerCase(), serverName);
+    seen.set(lower, serverName);
     // A DNS name, or (as rustls' ServerName in RustStrom) an IP literal, IPv6 included.
     if (!SERVER_NAME.test(serverName) && parseIp(serverName) === null) {
       r.problem("", `invalid server name ${JSON.stringify(serverName)}: expected a DNS name`);
@@ -54,7 +55,7 @@ export function validateCertificates(
         return undefined;
       }
     }
-    const cert = readCertificate(r, serverName.toLowerCase(), type, baseDir);
+    const cert = readCertificate(r, lower, type, baseDir);
     r.finish();
     if (cert?.type === "Local") warnAbout(cert, table.at(serverName), warnings, now);
     return cert;

@@ -46,27 +46,27 @@ export const BLANK_CONFIG_PROBLEM = {
   message: "the new config is empty (only blank lines and comments): keeping the current one",
 } as const;
 
-/** Reads a config file as text; throws ConfigError when it cannot be read or is not UTF-8. */
-export async function readConfigText(path: string): Promise<string> {
+/**
+ * Reads a config file as text; throws ConfigError (naming the file as `shownAs`)
+ * when it cannot be read or is not UTF-8.
+ */
+export async function readConfigText(path: string, shownAs = path): Promise<string> {
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(path);
   } catch (e) {
     const reason = e instanceof Error ? e.message : String(e);
-    throw new ConfigError(path, [{ path: "", message: `cannot read file: ${reason}` }]);
+    throw new ConfigError(shownAs, [{ path: "", message: `cannot read file: ${reason}` }]);
   }
   const text = decodeConfig(bytes);
-  if (typeof text !== "string") throw new ConfigError(path, [text]);
+  if (typeof text !== "string") throw new ConfigError(shownAs, [text]);
   return text;
 }
 
 /** Reads, parses and validates a config file; relative paths in it resolve against its folder. */
 export async function loadConfigFile(path: string): Promise<LoadedConfig> {
   const absolute = resolve(path);
-  const text = await readConfigText(absolute).catch((e) => {
-    // Named as given on the command line.
-    throw e instanceof ConfigError ? new ConfigError(path, e.problems) : e;
-  });
+  const text = await readConfigText(absolute, path); // named as given on the command line
   const origin = { source: path, baseDir: dirname(absolute) };
   return { config: parseConfig(text, origin), text, ...origin };
 }

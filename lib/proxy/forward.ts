@@ -478,8 +478,7 @@ async function attemptOnce(
   backend.inFlight++;
   backend.requests++;
   const { tracker } = exchange;
-  tracker.attempts++;
-  tracker.tried = backend.id;
+  tracker.attempt(backend.id);
   if (body instanceof ClientBody) tracker.inBody = body;
   else tracker.bytesIn = body?.length ?? 0;
   const started = performance.now();

@@ -24,8 +24,8 @@ export class RequestTracker {
   /** The backend whose answer the client gets (null: Strom's own answer). */
   backend: string | null = null;
   /** The backend of the last attempt, answered or not (the access log's `backend`, as nginx's $upstream_addr). */
-  tried: string | null = null;
-  attempts = 0;
+  #tried: string | null = null;
+  #attempts = 0;
   path = "";
   requestId: string | null = null;
   /** Strom gave up waiting for the backend (request_timeout): its own 504, not a backend's. */
@@ -44,6 +44,12 @@ export class RequestTracker {
     this.#request = request;
     this.#client = client;
     observers.metrics.requestStarted();
+  }
+
+  /** An attempt at `backend` (its id) begins. */
+  attempt(backend: string): void {
+    this.#attempts++;
+    this.#tried = backend;
   }
 
   /** The client as `trusted_proxies` identify it (the access log's `client`, as nginx's realip). */
@@ -114,8 +120,8 @@ export class RequestTracker {
       bytesOut: this.#bytesOut,
       durationMs: performance.now() - this.#started,
       pool: this.pool,
-      backend: this.backend ?? this.tried,
-      attempts: this.attempts,
+      backend: this.backend ?? this.#tried,
+      attempts: this.#attempts,
       referer: kept.referer,
       userAgent: kept.userAgent,
       requestId: this.requestId,

@@ -131,7 +131,7 @@ async function attemptUpgrade(
   const { tracker } = exchange;
   backend.inFlight++;
   backend.requests++;
-  tracker.attempts++;
+  tracker.attempt(backend.id);
   let inFlight = true;
   const settle = () => {
     if (inFlight) backend.inFlight--;

@@ -274,11 +274,9 @@ export class WorkerGroup {
           { type: "metrics", id },
           (m) => m.type === "metrics" && m.id === id,
         );
-        // A worker that died meanwhile was carried over already.
-        if (reply?.type === "metrics" && this.#workers[index] === worker) {
-          this.#lastMetrics[index] = reply.families;
-        }
-        return this.#workers[index] === worker ? this.#lastMetrics[index] : null;
+        if (this.#workers[index] !== worker) return null; // died meanwhile: carried over already
+        if (reply?.type === "metrics") this.#lastMetrics[index] = reply.families;
+        return this.#lastMetrics[index];
       }),
     );
     const parts = replies.filter((r): r is readonly Family[] => r !== null);

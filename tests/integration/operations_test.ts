@@ -556,80 +556,69 @@ Deno.test("watchConfig() sees a config mounted as Kubernetes mounts a ConfigMap 
   }
 });
 
-Deno.test("watchConfig() reads the file at once, and an undone save is a change while the first is applied", async () => {
+/**
+ * Watches a config file that says `text` while what runs stays "a = 1\n" (as while a slow
+ * reload is still being built), recording each text offered and each report of bytes that are
+ * not text; `take()` says whether an offered text is taken.
+ */
+async function watchOffers(text: string, take: () => boolean = () => true) {
   const dir = await Deno.makeTempDir();
   const path = `${dir}/strom.toml`;
-  // Saved while Strom started: the file no longer says what Strom was started from.
-  await Deno.writeTextFile(path, "a = 2\n");
+  await Deno.writeTextFile(path, text);
   const seen: string[] = [];
-  // What runs stays "a = 1" throughout, as while a slow reload is still being built.
   const stop = watchConfig(path, {
     debounceMs: 100,
     currentText: () => "a = 1\n",
-    onChange: (text) => void seen.push(text),
+    onChange: (offered) => {
+      seen.push(offered);
+      return Promise.resolve(take());
+    },
+    onInvalid: (problem) => void seen.push(`invalid: ${problem.message} (line ${problem.line})`),
   });
-  try {
-    await waitFor(() => seen.length === 1, "the save made during start-up to be seen");
-    await Deno.writeTextFile(path, "a = 1\n"); // undone: what still runs, but not what was read
-    await waitFor(() => seen.length === 2, "the undo to be seen");
-    assert.deepEqual(seen, ["a = 2\n", "a = 1\n"]);
-  } finally {
-    stop();
-    await Deno.remove(dir, { recursive: true });
-  }
+  return {
+    path,
+    seen,
+    [Symbol.asyncDispose]: async () => {
+      stop();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+Deno.test("watchConfig() reads the file at once, and an undone save is a change while the first is applied", async () => {
+  // Saved while Strom started: the file no longer says what Strom was started from.
+  await using watch = await watchOffers("a = 2\n");
+  await waitFor(() => watch.seen.length === 1, "the save made during start-up to be seen");
+  await Deno.writeTextFile(watch.path, "a = 1\n"); // undone: what still runs, but not what was read
+  await waitFor(() => watch.seen.length === 2, "the undo to be seen");
+  assert.deepEqual(watch.seen, ["a = 2\n", "a = 1\n"]);
 });
 
 Deno.test("watchConfig() says when the file is not UTF-8 text, and reads on after it", async () => {
-  const dir = await Deno.makeTempDir();
-  const path = `${dir}/strom.toml`;
-  await Deno.writeTextFile(path, "a = 1\n");
-  const seen: string[] = [];
-  const stop = watchConfig(path, {
-    debounceMs: 100,
-    currentText: () => "a = 1\n",
-    onChange: (text) => void seen.push(text),
-    onInvalid: (problem) => seen.push(`invalid: ${problem.message} (line ${problem.line})`),
-  });
-  try {
-    await Deno.writeFile(path, new Uint8Array([...new TextEncoder().encode("a = 1\n# "), 0xff]));
-    await waitFor(() => seen.length === 1, "the bytes that are not text to be reported");
-    await Deno.writeTextFile(path, "a = 1\n");
-    await waitFor(() => seen.length === 2, "the text after them to be read again");
-    assert.deepEqual(seen, ["invalid: not UTF-8 text (a TOML file must be) (line 2)", "a = 1\n"]);
-  } finally {
-    stop();
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using watch = await watchOffers("a = 1\n");
+  const bytes = new Uint8Array([...new TextEncoder().encode("a = 1\n# "), 0xff]);
+  await Deno.writeFile(watch.path, bytes);
+  await waitFor(() => watch.seen.length === 1, "the bytes that are not text to be reported");
+  await Deno.writeTextFile(watch.path, "a = 1\n");
+  await waitFor(() => watch.seen.length === 2, "the text after them to be read again");
+  assert.deepEqual(watch.seen, [
+    "invalid: not UTF-8 text (a TOML file must be) (line 2)",
+    "a = 1\n",
+  ]);
 });
 
 Deno.test("watchConfig() offers a refused text again when the file is saved again, unchanged", async () => {
-  const dir = await Deno.makeTempDir();
-  const path = `${dir}/strom.toml`;
-  await Deno.writeTextFile(path, "a = 1\n");
-  const seen: string[] = [];
   let take = false;
-  const stop = watchConfig(path, {
-    debounceMs: 100,
-    currentText: () => "a = 1\n",
-    onChange: (text) => {
-      seen.push(text);
-      return Promise.resolve(take);
-    },
-  });
-  try {
-    await Deno.writeTextFile(path, "a = 2\n"); // refused (say, its access log's folder is missing)
-    await waitFor(() => seen.length === 1, "the first save to be offered");
-    take = true; // the folder now exists: the same text, saved again, is offered and taken
-    await Deno.writeTextFile(path, "a = 2\n");
-    await waitFor(() => seen.length === 2, "the same text saved again to be offered again");
-    await Deno.writeTextFile(path, "a = 2\n"); // taken already: nothing to do
-    await Deno.writeTextFile(path, "a = 3\n");
-    await waitFor(() => seen.length === 3, "the next change to be offered");
-    assert.deepEqual(seen, ["a = 2\n", "a = 2\n", "a = 3\n"]);
-  } finally {
-    stop();
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using watch = await watchOffers("a = 1\n", () => take);
+  await Deno.writeTextFile(watch.path, "a = 2\n"); // refused (say, its access log's folder is missing)
+  await waitFor(() => watch.seen.length === 1, "the first save to be offered");
+  take = true; // the folder now exists: the same text, saved again, is offered and taken
+  await Deno.writeTextFile(watch.path, "a = 2\n");
+  await waitFor(() => watch.seen.length === 2, "the same text saved again to be offered again");
+  await Deno.writeTextFile(watch.path, "a = 2\n"); // taken already: nothing to do
+  await Deno.writeTextFile(watch.path, "a = 3\n");
+  await waitFor(() => watch.seen.length === 3, "the next change to be offered");
+  assert.deepEqual(watch.seen, ["a = 2\n", "a = 2\n", "a = 3\n"]);
 });
 
 Deno.test("watchable(): a config given as a pipe is not watched (it cannot be read again)", async () => {

@@ -128,7 +128,11 @@ Deno.test("a WebSocket to a backend that is down gives 502, counts a failure and
   await using backend = startWsBackend();
   const dead = `127.0.0.1:${freePort()}`;
   {
-    await using lb = await startStrom(poolToml([dead], { extra: "retries = 0" }));
+    const dir = await Deno.makeTempDir({ prefix: "strom-ws-" });
+    await using lb = await startStrom(
+      `[access_log]\nformat = "json"\npath = "${dir}/access.log"\n` +
+        poolToml([dead], { extra: "retries = 0" }),
+    );
     const answer = await rawUpgrade(
       Number(new URL(lb.url).port),
       `GET / HTTP/1.1\r\nHost: a.test\r\n${HANDSHAKE}\r\n`,
@@ -140,6 +144,14 @@ Deno.test("a WebSocket to a backend that is down gives 502, counts a failure and
     assert.equal(down.requests, 1);
     assert.equal(down.failures, 1, "passive health saw the failure");
     assert.equal(down.inFlight, 0);
+    await lb.strom.shutdown(1000);
+    const line = JSON.parse(await Deno.readTextFile(`${dir}/access.log`));
+    assert.deepEqual(
+      [line.status, line.backend, line.attempts],
+      [502, dead, 1],
+      "the backend tried",
+    );
+    await Deno.remove(dir, { recursive: true });
   }
   await using lb = await startStrom(poolToml([dead, backend.address]));
   for (let i = 0; i < 2; i++) {
