@@ -8,6 +8,7 @@
 // took 0.9-2.7 ms on average under load.
 
 import type { Clock } from "./clock.ts";
+import type { DropPages } from "./file_pages.ts";
 import type { Logger } from "./log.ts";
 
 /** Returns freed malloc memory to the operating system; resolves when done. */
@@ -42,9 +43,23 @@ export interface MemoryTrimmerOptions {
   readonly clock: Clock;
   readonly log: Logger;
   readonly trim: Trim;
+  /**
+   * Drops the runtime binary's clean file pages (lib/file_pages.ts): after the
+   * first trim, once start-up is over, then after a trim every
+   * PAGE_DROP_EVERY_MS. None: not done.
+   */
+  readonly dropPages?: DropPages;
   /** The live `memory_trim_interval` (read before every wait); 0: off for now. */
   readonly intervalMs: () => number;
 }
+
+/**
+ * How often the binary's pages are dropped again. Pages touched since (by V8
+ * optimizing the hot code when load begins, or by a reload) are not needed
+ * again; the ones in use come back at the cost of a minor fault each, so not
+ * every second.
+ */
+export const PAGE_DROP_EVERY_MS = 60_000;
 
 /** While off, how often the interval is looked at again (a reload may turn trimming on). */
 const OFF_RECHECK_MS = 1000;
@@ -55,6 +70,8 @@ export class MemoryTrimmer {
   #timer: number | undefined;
   #running: Promise<void> | null = null;
   #stopped = false;
+  /** When the pages were last dropped (null: not yet; dropping stopped: Infinity). */
+  #droppedAt: number | null = null;
 
   constructor(options: MemoryTrimmerOptions) {
     this.#o = options;
@@ -88,8 +105,28 @@ export class MemoryTrimmer {
         } finally {
           this.#running = null;
         }
+        this.#running = this.#dropPages();
+        await this.#running;
+        this.#running = null;
       }
       this.#schedule();
     }, interval > 0 ? interval : OFF_RECHECK_MS);
+  }
+
+  /** Drops the binary's file pages when due; a failure stops that, not trimming. */
+  async #dropPages(): Promise<void> {
+    const { dropPages, clock } = this.#o;
+    if (dropPages === undefined || this.#stopped) return;
+    const now = clock.now();
+    if (this.#droppedAt !== null && now - this.#droppedAt < PAGE_DROP_EVERY_MS) return;
+    this.#droppedAt = now;
+    try {
+      await dropPages();
+    } catch (e) {
+      this.#droppedAt = Infinity;
+      this.#o.log.warn(
+        `Dropping the binary's unused pages stopped: ${e instanceof Error ? e.message : e}`,
+      );
+    }
   }
 }

@@ -27,6 +27,7 @@ import { ClientTimeouts } from "./net/client_timeouts.ts";
 import { openSocketTable } from "./net/sockets.ts";
 import { isolateActivity } from "./net/activity.ts";
 import { MemoryTrimmer, processMallocTrim, type Trim } from "./memory_trim.ts";
+import { type DropPages, processPageDrop } from "./file_pages.ts";
 
 export { ListenError } from "./listen.ts";
 import type { LoadedCertificate } from "./tls/pem.ts";
@@ -49,6 +50,8 @@ export interface StartOptions {
   readonly acme?: AcmeTuning;
   /** How memory is trimmed, or why it cannot be (default: glibc's malloc_trim, lib/memory_trim.ts). */
   readonly memoryTrim?: Trim | string;
+  /** How the binary's unused pages are dropped with it, or why they cannot be (default: lib/file_pages.ts). */
+  readonly pageDrop?: DropPages | string;
   /** Server names an HTTPS listener resolves before it is replaced (default RESOLVED_NAMES_LIMIT; tests lower it). */
   readonly resolvedNamesLimit?: number;
 }
@@ -206,22 +209,28 @@ export class Strom {
     strom.#sampleLive();
     strom.#lagSampler = strom.traffic.sampleEventLoop();
     strom.#watchClients();
-    strom.#trimMemory(options.memoryTrim ?? processMallocTrim());
+    strom.#trimMemory(
+      options.memoryTrim ?? processMallocTrim(),
+      options.pageDrop ?? processPageDrop(),
+    );
     return strom;
   }
 
   /** Starts memory trimming (lib/memory_trim.ts) for the whole process, workers included. */
-  #trimMemory(trim: Trim | string): void {
+  #trimMemory(trim: Trim | string, dropPages: DropPages | string): void {
+    const on = this.#runtime.config.memoryTrimIntervalMs > 0;
     if (typeof trim === "string") {
-      if (this.#runtime.config.memoryTrimIntervalMs > 0) {
-        this.log.debug(`Memory is not trimmed: ${trim}`);
-      }
+      if (on) this.log.debug(`Memory is not trimmed: ${trim}`);
       return;
+    }
+    if (typeof dropPages === "string" && on) {
+      this.log.debug(`The binary's unused pages are not dropped: ${dropPages}`);
     }
     this.#memoryTrimmer = new MemoryTrimmer({
       clock: this.#deps.clock,
       log: this.log,
       trim,
+      dropPages: typeof dropPages === "string" ? undefined : dropPages,
       intervalMs: () => this.#runtime.config.memoryTrimIntervalMs,
     });
     this.#memoryTrimmer.start();

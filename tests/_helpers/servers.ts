@@ -9,6 +9,7 @@ import type { Probe } from "../../lib/health/probe.ts";
 import type { LogRing } from "../../lib/log_ring.ts";
 import type { AcmeTuning } from "../../lib/tls/acme.ts";
 import type { Trim } from "../../lib/memory_trim.ts";
+import type { DropPages } from "../../lib/file_pages.ts";
 
 /** A test backend: a real HTTP server and what it has seen. */
 export interface TestBackend extends AsyncDisposable {
@@ -73,6 +74,8 @@ export interface StromTestOptions {
   readonly acme?: AcmeTuning;
   /** Memory trimming (default: glibc's malloc_trim). */
   readonly memoryTrim?: Trim | string;
+  /** Dropping the binary's unused pages with each trim (default: lib/file_pages.ts). */
+  readonly pageDrop?: DropPages | string;
   /** Server names an HTTPS listener resolves before it is replaced. */
   readonly resolvedNamesLimit?: number;
 }
@@ -97,6 +100,7 @@ export async function startStrom(toml: string, options: StromTestOptions = {}): 
     logRing: options.logRing,
     acme: options.acme,
     memoryTrim: options.memoryTrim,
+    pageDrop: options.pageDrop,
     resolvedNamesLimit: options.resolvedNamesLimit,
   });
   return {

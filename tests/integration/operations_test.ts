@@ -309,6 +309,7 @@ Deno.test("reloads every 200 ms under load fail no request; a broken file keeps 
 Deno.test("memory is trimmed every memory_trim_interval, as a reload sets it, until shutdown", async () => {
   const clock = new ManualClock();
   let trims = 0;
+  let drops = 0;
   await using backend = startBackend();
   const config = (trim: string) =>
     `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n${trim}\n` +
@@ -316,12 +317,15 @@ Deno.test("memory is trimmed every memory_trim_interval, as a reload sets it, un
   await using lb = await startStrom(config(`memory_trim_interval = "2s"`), {
     deps: { clock },
     memoryTrim: () => Promise.resolve(void trims++),
+    pageDrop: () => Promise.resolve(++drops),
   });
   clock.advance(2000);
   await nextTurn();
+  assert.equal(drops, 1, "the binary's pages are dropped after the first trim");
   clock.advance(2000);
   await nextTurn();
   assert.equal(trims, 2);
+  assert.equal(drops, 1, "and not again within a minute");
   assert.equal((await get(`${lb.url}/`)).status, 200);
 
   assert.ok((await lb.strom.reload(config("memory_trim_interval = 0"))).ok);

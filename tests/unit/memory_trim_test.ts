@@ -133,3 +133,66 @@ Deno.test({
     await (trim as Trim)();
   },
 });
+
+Deno.test("MemoryTrimmer drops the binary's pages after its first trim, then every PAGE_DROP_EVERY_MS", async () => {
+  const clock = new ManualClock();
+  const counter = countingTrim();
+  let drops = 0;
+  let interval = 1000;
+  const trimmer = new MemoryTrimmer({
+    clock,
+    log: createLogger("off"),
+    trim: counter.trim,
+    dropPages: () => Promise.resolve(++drops),
+    intervalMs: () => interval,
+  });
+  trimmer.start();
+  clock.advance(999);
+  await nextTurn();
+  assert.equal(drops, 0, "not before start-up is over");
+  clock.advance(1);
+  await nextTurn();
+  assert.deepEqual([counter.calls, drops], [1, 1]);
+  for (let i = 0; i < 59; i++) {
+    clock.advance(1000);
+    await nextTurn();
+  }
+  assert.deepEqual([counter.calls, drops], [60, 1]);
+  clock.advance(1000); // 60 s after the first drop
+  await nextTurn();
+  assert.deepEqual([counter.calls, drops], [61, 2]);
+
+  // Off (memory_trim_interval = 0): neither.
+  interval = 0;
+  for (let i = 0; i < 70; i++) {
+    clock.advance(1000);
+    await nextTurn();
+  }
+  assert.deepEqual([counter.calls, drops], [61, 2]);
+  await trimmer.stop();
+});
+
+Deno.test("MemoryTrimmer stops dropping pages, not trimming, when a drop fails", async () => {
+  const clock = new ManualClock();
+  const counter = countingTrim();
+  let drops = 0;
+  const log = captureLog();
+  const trimmer = new MemoryTrimmer({
+    clock,
+    log: createLogger("info", { sink: log.sink }),
+    trim: counter.trim,
+    dropPages: () => {
+      drops++;
+      return Promise.reject(new Error("no smaps"));
+    },
+    intervalMs: () => 1000,
+  });
+  trimmer.start();
+  for (let i = 0; i < 130; i++) {
+    clock.advance(1000);
+    await nextTurn();
+  }
+  assert.deepEqual([counter.calls, drops], [130, 1]);
+  assert.deepEqual(log.lines, ["warn Dropping the binary's unused pages stopped: no smaps"]);
+  await trimmer.stop();
+});
