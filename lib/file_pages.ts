@@ -23,21 +23,29 @@ export interface PageRange {
   readonly length: bigint;
 }
 
-const MAPPING = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \S+ *(.*)$/;
+const MAPPING = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) \S+ \S+ *(.*)$/;
 const ANONYMOUS = /^Anonymous:\s+(\d+) kB$/;
 
 /**
- * The mappings of `file` in `smaps` (the text of /proc/<pid>/smaps) that are
- * not writable and have no anonymous (copied-on-write) page.
+ * The mappings of `file`'s loaded image in `smaps` (the text of
+ * /proc/<pid>/smaps) that are not writable and have no anonymous
+ * (copied-on-write) page. The image is the run of mappings of `file` that
+ * begins at file offset 0: it stays mapped as long as the process lives, so
+ * its addresses cannot be given to other memory between this read and the
+ * `madvise`. Other mappings of the file (V8 maps its built-ins' code again
+ * elsewhere, for a worker's isolate too) may go away meanwhile and are left.
  */
 export function cleanFileRanges(smaps: string, file: string): PageRange[] {
   const ranges: PageRange[] = [];
+  let image: "before" | "in" | "after" = "before";
   let candidate: PageRange | null = null;
   for (const line of smaps.split("\n")) {
     const mapping = MAPPING.exec(line);
     if (mapping !== null) {
-      const [, from, to, perms, path] = mapping;
-      candidate = path === file && !perms.includes("w")
+      const [, from, to, perms, offset, path] = mapping;
+      if (image === "before" && path === file && /^0+$/.test(offset)) image = "in";
+      else if (image === "in" && path !== file) image = "after";
+      candidate = image === "in" && !perms.includes("w")
         ? { start: BigInt(`0x${from}`), length: BigInt(`0x${to}`) - BigInt(`0x${from}`) }
         : null;
       continue;
@@ -63,20 +71,25 @@ export function processPageDrop(): DropPages | string {
 function openPageDrop(): DropPages | string {
   if (Deno.build.os !== "linux") return `it needs Linux (this is ${Deno.build.os})`;
   let madvise: (start: bigint, length: bigint, advice: number) => Promise<number>;
+  let binary: string;
+  const SMAPS = "/proc/self/smaps";
   try {
+    if (Deno.permissions.querySync({ name: "read", path: SMAPS }).state !== "granted") {
+      return "it needs --allow-read and --allow-ffi";
+    }
+    binary = Deno.execPath();
     madvise = Deno.dlopen("libc.so.6", {
       madvise: { parameters: ["usize", "usize", "i32"], result: "i32", nonblocking: true },
     }).symbols.madvise;
   } catch (e) {
     if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
-      return "it needs --allow-ffi";
+      return "it needs --allow-read and --allow-ffi";
     }
     return `madvise is not available: ${e instanceof Error ? e.message : e}`;
   }
-  const binary = Deno.execPath();
   return async () => {
     // Read each time: the loader's and V8's mappings are settled only after start.
-    const smaps = await Deno.readTextFile("/proc/self/smaps");
+    const smaps = await Deno.readTextFile(SMAPS);
     let advised = 0;
     for (const { start, length } of cleanFileRanges(smaps, binary)) {
       if ((await madvise(start, length, MADV_DONTNEED)) === 0) advised += Number(length);

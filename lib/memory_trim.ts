@@ -44,8 +44,8 @@ export interface MemoryTrimmerOptions {
   readonly log: Logger;
   readonly trim: Trim;
   /**
-   * Drops the runtime binary's clean file pages (lib/file_pages.ts): after the
-   * first trim, once start-up is over, then after a trim every
+   * Drops the runtime binary's clean file pages (lib/file_pages.ts): at start
+   * (once start-up is over, before load comes), then with a trim every
    * PAGE_DROP_EVERY_MS. None: not done.
    */
   readonly dropPages?: DropPages;
@@ -77,8 +77,13 @@ export class MemoryTrimmer {
     this.#o = options;
   }
 
+  /** Starts: the binary's pages are dropped at once (start-up is over), then trims follow. */
   start(): void {
-    this.#schedule();
+    if (this.#o.dropPages === undefined || !(this.#o.intervalMs() > 0)) return this.#schedule();
+    this.#running = this.#dropPages().finally(() => {
+      this.#running = null;
+      this.#schedule();
+    });
   }
 
   /** Stops; resolves once a trim in progress has returned. */

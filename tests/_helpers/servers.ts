@@ -74,7 +74,7 @@ export interface StromTestOptions {
   readonly acme?: AcmeTuning;
   /** Memory trimming (default: glibc's malloc_trim). */
   readonly memoryTrim?: Trim | string;
-  /** Dropping the binary's unused pages with each trim (default: lib/file_pages.ts). */
+  /** Dropping the binary's unused pages (default: not done, as it would act on the test runner). */
   readonly pageDrop?: DropPages | string;
   /** Server names an HTTPS listener resolves before it is replaced. */
   readonly resolvedNamesLimit?: number;
@@ -100,7 +100,7 @@ export async function startStrom(toml: string, options: StromTestOptions = {}): 
     logRing: options.logRing,
     acme: options.acme,
     memoryTrim: options.memoryTrim,
-    pageDrop: options.pageDrop,
+    pageDrop: options.pageDrop ?? "not in tests started in-process",
     resolvedNamesLimit: options.resolvedNamesLimit,
   });
   return {

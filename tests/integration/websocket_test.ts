@@ -17,6 +17,8 @@ import {
   TestClient,
 } from "../_helpers/websockets.ts";
 import * as N from "../../lib/metrics/names.ts";
+import { createLogger } from "../../lib/log.ts";
+import { captureLog } from "../_helpers/clock.ts";
 import { closePayload, encodeFrame, OPCODE } from "../../lib/proxy/ws_frames.ts";
 
 /** `ws://` URL of a Strom's HTTP listener. */
@@ -299,10 +301,15 @@ Deno.test("a client writing faster than its backend reads is cut off after a few
     await acceptUpgrade(conn, head);
     await done; // reads nothing more
   });
-  await using lb = await startStrom(poolToml([raw.address]));
+  const log = captureLog();
+  await using lb = await startStrom(poolToml([raw.address]), {
+    log: createLogger("warn", { sink: log.sink }),
+  });
   const client = await TestClient.open(wsUrl(lb));
   let closed: SeenClose | null = null;
   client.closed.then((c) => closed = c);
+  let sendFailed: string | null = null;
+  client.socket.addEventListener("error", (e) => sendFailed = (e as ErrorEvent).message);
   const mib = new Uint8Array(1024 * 1024);
   let sent = 0;
   while (closed === null && sent < 200) {
@@ -315,7 +322,12 @@ Deno.test("a client writing faster than its backend reads is cut off after a few
   }
   release();
   await client.closed;
-  assert.deepEqual(closed, { code: 1011, reason: "backend too slow" });
+  assert.ok(log.lines.some((l) => l.includes("reads too slowly")), log.lines.join("\n"));
+  // Strom sent 1011. A client still sending a MiB when the connection ends may not read that
+  // frame: Deno's client then reports an error ("Failed to send frame", "Unexpected EOF") and a
+  // close with code 0. (Seen with other work in the process shifting the timing.)
+  if (sendFailed === null) assert.deepEqual(closed, { code: 1011, reason: "backend too slow" });
+  else assert.deepEqual(closed, { code: 0, reason: "" }, sendFailed);
   // The backend's socket buffers hold some; Strom itself at most 4 MiB past one message.
   assert.ok(sent < 32, `the client got ${sent} MiB in before it was cut off`);
   await waitFor(() => lb.strom.websockets.count === 0, "the relay to end");

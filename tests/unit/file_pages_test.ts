@@ -7,9 +7,17 @@ import { cleanFileRanges, type DropPages, processPageDrop } from "../../lib/file
 const BIN = "/opt/deno dir/deno";
 
 /** A mapping's smaps entry with its Anonymous field. */
-function entry(range: string, perms: string, path: string, anonymousKb: number): string {
+function entry(
+  range: string,
+  perms: string,
+  path: string,
+  anonymousKb: number,
+  offset = 0,
+): string {
   return [
-    `${range} ${perms} 00000000 fe:00 5308748                    ${path}`,
+    `${range} ${perms} ${
+      offset.toString(16).padStart(8, "0")
+    } fe:00 5308748                    ${path}`,
     "Size:              41496 kB",
     "Rss:               20000 kB",
     `Anonymous:         ${anonymousKb} kB`,
@@ -17,26 +25,34 @@ function entry(range: string, perms: string, path: string, anonymousKb: number):
   ].join("\n");
 }
 
-Deno.test("cleanFileRanges takes the binary's read-only mappings with no page copied on write", () => {
+Deno.test("cleanFileRanges takes the binary's image's read-only mappings with no page copied on write", () => {
   const smaps = [
-    entry("55cf3e6b2000-55cf40240000", "r--p", BIN, 0), // read-only data
-    entry("55cf404b6000-55cf441aa000", "r-xp", BIN, 0), // code
-    entry("55cf441aa000-55cf4441c000", "rw-p", BIN, 0), // writable data: never
-    entry("55cf4442c000-55cf4442d000", "r--p", BIN, 4), // RELRO: written before it was protected
+    entry("55cf3e6b1000-55cf3e6b2000", "r--p", "/usr/lib/other.so", 0), // another file, before
+    entry("55cf3e6b2000-55cf40240000", "r--p", BIN, 0), // the image begins: read-only data
+    entry("55cf404b6000-55cf441aa000", "r-xp", BIN, 0, 0x1b8e000), // code
+    entry("55cf441aa000-55cf4441c000", "rw-p", BIN, 0, 0x5881000), // writable data: never
+    entry("55cf4442c000-55cf4442d000", "r--p", BIN, 4, 0x5b02000), // RELRO: written before it was protected
+    entry("55cf4442d000-55cf4442e000", "r--p", BIN, 0, 0x5b03000), // the image's last mapping
+    entry("55cf4442e000-55cf44456000", "rw-p", "", 0), // its .bss: anonymous
     entry("7f48e3dc0000-7f48e3fe6000", "r-xp", "/usr/lib/libc.so.6", 0), // another file
     entry("7f48e4000000-7f48e4001000", "r--p", `${BIN} (deleted)`, 0), // a replaced binary
-    entry("7f48e5000000-7f48e5021000", "rw-p", "", 0), // anonymous memory
-    entry("7f48e6000000-7f48e6002000", "r-xp", BIN, 0), // code remapped elsewhere
+    entry("7f48e6000000-7f48e6002000", "r-xp", BIN, 0, 0x35cf000), // code V8 mapped again: may go
+    entry("7f48e7000000-7f48e7002000", "r--p", BIN, 0), // not the image either (after it)
   ].join("\n");
   assert.deepEqual(cleanFileRanges(smaps, BIN), [
     { start: 0x55cf3e6b2000n, length: 0x55cf40240000n - 0x55cf3e6b2000n },
     { start: 0x55cf404b6000n, length: 0x55cf441aa000n - 0x55cf404b6000n },
-    { start: 0x7f48e6000000n, length: 0x2000n },
+    { start: 0x55cf4442d000n, length: 0x1000n },
   ]);
   // A mapping whose entry has no Anonymous field is not taken.
   const truncated = `55cf3e6b2000-55cf40240000 r--p 00000000 fe:00 1 ${BIN}\nSize: 4 kB\n` +
-    entry("55cf404b6000-55cf441aa000", "rw-p", BIN, 0);
+    entry("55cf404b6000-55cf441aa000", "rw-p", BIN, 0, 0x1000);
   assert.deepEqual(cleanFileRanges(truncated, BIN), []);
+  // No image (the binary mapped only elsewhere): nothing.
+  assert.deepEqual(
+    cleanFileRanges(entry("7f48e6000000-7f48e6002000", "r-xp", BIN, 0, 0x1000), BIN),
+    [],
+  );
   assert.deepEqual(cleanFileRanges("", BIN), []);
 });
 
@@ -64,4 +80,30 @@ Deno.test({
     assert.equal(new Uint8Array(digest).length, 32);
     assert.equal(JSON.parse(JSON.stringify({ a: [1, 2] })).a[1], 2);
   },
+});
+
+Deno.test("processPageDrop() says why it cannot drop without FFI and read permission, instead of throwing", async () => {
+  const module = new URL("../../lib/file_pages.ts", import.meta.url).href;
+  const dir = await Deno.makeTempDir();
+  try {
+    const script = `${dir}/drop.ts`;
+    await Deno.writeTextFile(
+      script,
+      `const d = (await import(${JSON.stringify(module)})).processPageDrop();\n` +
+        `console.log(typeof d === "string" ? d : "a function");\n`,
+    );
+    for (const perms of [[], ["--allow-read"], ["--allow-ffi"], ["--allow-read", "--allow-ffi"]]) {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--no-config", ...perms, script],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      const said = new TextDecoder().decode(out.stdout).trim();
+      const expected = perms.length === 2 ? "a function" : "it needs --allow-read and --allow-ffi";
+      if (Deno.build.os === "linux") assert.equal(said, expected, `${perms}`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

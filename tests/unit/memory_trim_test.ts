@@ -134,7 +134,7 @@ Deno.test({
   },
 });
 
-Deno.test("MemoryTrimmer drops the binary's pages after its first trim, then every PAGE_DROP_EVERY_MS", async () => {
+Deno.test("MemoryTrimmer drops the binary's pages at start, then every PAGE_DROP_EVERY_MS", async () => {
   const clock = new ManualClock();
   const counter = countingTrim();
   let drops = 0;
@@ -147,20 +147,16 @@ Deno.test("MemoryTrimmer drops the binary's pages after its first trim, then eve
     intervalMs: () => interval,
   });
   trimmer.start();
-  clock.advance(999);
+  assert.equal(drops, 1, "at once: start-up is over");
   await nextTurn();
-  assert.equal(drops, 0, "not before start-up is over");
-  clock.advance(1);
-  await nextTurn();
-  assert.deepEqual([counter.calls, drops], [1, 1]);
   for (let i = 0; i < 59; i++) {
     clock.advance(1000);
     await nextTurn();
   }
-  assert.deepEqual([counter.calls, drops], [60, 1]);
+  assert.deepEqual([counter.calls, drops], [59, 1]);
   clock.advance(1000); // 60 s after the first drop
   await nextTurn();
-  assert.deepEqual([counter.calls, drops], [61, 2]);
+  assert.deepEqual([counter.calls, drops], [60, 2]);
 
   // Off (memory_trim_interval = 0): neither.
   interval = 0;
@@ -168,8 +164,21 @@ Deno.test("MemoryTrimmer drops the binary's pages after its first trim, then eve
     clock.advance(1000);
     await nextTurn();
   }
-  assert.deepEqual([counter.calls, drops], [61, 2]);
+  assert.deepEqual([counter.calls, drops], [60, 2]);
   await trimmer.stop();
+
+  // Started with trimming off: no drop either.
+  const off = new MemoryTrimmer({
+    clock,
+    log: createLogger("off"),
+    trim: counter.trim,
+    dropPages: () => Promise.resolve(++drops),
+    intervalMs: () => 0,
+  });
+  off.start();
+  await nextTurn();
+  assert.equal(drops, 2);
+  await off.stop();
 });
 
 Deno.test("MemoryTrimmer stops dropping pages, not trimming, when a drop fails", async () => {
@@ -188,6 +197,7 @@ Deno.test("MemoryTrimmer stops dropping pages, not trimming, when a drop fails",
     intervalMs: () => 1000,
   });
   trimmer.start();
+  await nextTurn();
   for (let i = 0; i < 130; i++) {
     clock.advance(1000);
     await nextTurn();
