@@ -2,8 +2,8 @@
 // problem with its dotted path. Accepts RustStrom's schema plus Strom's additions.
 
 import type { Problem } from "./errors.ts";
-import { describe, TableReader } from "./fields.ts";
-import { parseDurationMs } from "./duration.ts";
+import { describe, isTable, TableReader } from "./fields.ts";
+import { MAX_DURATION_MS, parseDurationMs } from "./duration.ts";
 import { caretLines, compileMatcher, MatcherSyntaxError } from "./matcher.ts";
 import { resolve as resolvePath } from "node:path";
 import type {
@@ -27,6 +27,7 @@ import { parseStrategy } from "../balance/registry.ts";
 import { readNetworks } from "./networks.ts";
 import { readHealth, readOutlier } from "./health.ts";
 import { findMiddleware } from "../middleware/registry.ts";
+import type { MiddlewareSpec } from "../middleware/middleware.ts";
 import { validateCertificates } from "./certificates.ts";
 
 /** Where a document came from: used for messages and to resolve relative paths. */
@@ -310,7 +311,7 @@ function readPool(
       addresses: addresses?.map((a) => a.id),
     });
   const health = readHealth(r.subtable("health_config"));
-  const client = readClient(r.subtable("client"), baseDir);
+  const client = readClient(r.subtable("client"), baseDir, warnings);
   const transport = readTransport(r);
   const middlewares = readMiddlewares(r.subtable("middlewares"), baseDir, warnings);
   const timeout = (key: string, fallbackMs: number) =>
@@ -415,7 +416,11 @@ function readSchemes(r: TableReader): Set<Scheme> | undefined {
   return out;
 }
 
-function readClient(r: TableReader | null, baseDir: string): ClientConfig | undefined {
+function readClient(
+  r: TableReader | null,
+  baseDir: string,
+  warnings: string[],
+): ClientConfig | undefined {
   if (!r) {
     return {
       poolIdleTimeoutMs: null,
@@ -424,9 +429,7 @@ function readClient(r: TableReader | null, baseDir: string): ClientConfig | unde
       caCerts: [],
     };
   }
-  const idle = r.has("pool_idle_timeout")
-    ? parseDurationMs(r.raw("pool_idle_timeout"), r.at("pool_idle_timeout"), r.problems)
-    : null;
+  const idle = r.has("pool_idle_timeout") ? readPoolIdleTimeout(r, warnings) : null;
   const maxIdle = r.has("pool_max_idle_per_host") ? r.int("pool_max_idle_per_host") : null;
   const maxConnections = r.has("max_connections_per_host")
     ? r.int("max_connections_per_host", { min: 1 })
@@ -488,13 +491,50 @@ function readMiddlewares(
       continue;
     }
     // RustStrom took any value for a middleware without options (`HttpsRedirector = true`).
-    const options = TableReader.of(value === true ? {} : value, r.at(name), r.problems);
+    // Another value than `true` and a table (`"yes"`, `1`) turns on one that needs none, with a
+    // warning; one with required options is refused (RustStrom dropped it without a word).
+    let table = value === true ? {} : value;
+    if (!isTable(table) && needsNoOptions(spec, baseDir)) {
+      warn(r.at(name), `${describe(value)} turns ${name} on as \`true\` does`);
+      table = {};
+    }
+    const options = TableReader.of(table, r.at(name), r.problems);
     if (!options) continue;
     const parsed = spec.parse(options, { baseDir, warn });
     options.finish();
     out.push({ name, options: parsed });
   }
   return out;
+}
+
+/**
+ * RustStrom's `pool_idle_timeout`: a Rust Duration, so "keep them for ever"
+ * could be written as years. Past what a timer can wait it is kept for that
+ * long (24.8 days), with a warning, rather than refused.
+ */
+function readPoolIdleTimeout(r: TableReader, warnings: string[]): number | undefined {
+  const path = r.at("pool_idle_timeout");
+  const scratch: Problem[] = [];
+  const ms = parseDurationMs(r.raw("pool_idle_timeout"), path, scratch);
+  if (scratch.length === 0) return ms;
+  const unbounded = parseDurationMs(r.raw("pool_idle_timeout"), path, [], Infinity);
+  if (unbounded === undefined) {
+    r.problems.push(...scratch);
+    return undefined;
+  }
+  warnings.push(
+    `${path}: longer than timers can wait; idle connections are kept ${MAX_DURATION_MS} ms (24.8 days)`,
+  );
+  return MAX_DURATION_MS;
+}
+
+/** Whether a middleware takes an empty table (it has no required option). */
+function needsNoOptions(spec: MiddlewareSpec, baseDir: string): boolean {
+  const problems: Problem[] = [];
+  const empty = TableReader.of({}, "", problems)!;
+  spec.parse(empty, { baseDir, warn: () => {} });
+  empty.finish();
+  return problems.length === 0;
 }
 
 function deepFreeze<T>(value: T): T {

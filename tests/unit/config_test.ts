@@ -608,7 +608,7 @@ Deno.test("parseConfig() refuses listeners that cannot both bind their port", ()
   assert.deepEqual(with_('https_address = "[::]:80"'), []);
 });
 
-Deno.test("parseConfig() takes `true` for a middleware's options, as RustStrom took any value", () => {
+Deno.test("parseConfig() takes `true` (and for one without options any value) for a middleware's options, as RustStrom took any value", () => {
   const config = parseConfig(
     `${POOL}[backend_pools.middlewares]\nHttpsRedirector = true\nCompression = true\n`,
     origin,
@@ -618,6 +618,21 @@ Deno.test("parseConfig() takes `true` for a middleware's options, as RustStrom t
     "Compression",
   ]);
   assert.deepEqual(config.pools[0].middlewares[0].options, { status: 301 });
+  // Any other value turns on one that needs no option, with a warning (RustStrom took it silently).
+  const loose = parseConfig(
+    `${POOL}[backend_pools.middlewares]\nHttpsRedirector = "yes"\nCompression = 1\n`,
+    origin,
+  );
+  assert.deepEqual(loose.pools[0].middlewares, config.pools[0].middlewares);
+  assert.deepEqual(loose.warnings, [
+    `${MW}.HttpsRedirector: a string ("yes") turns HttpsRedirector on as \`true\` does`,
+    `${MW}.Compression: an integer (1) turns Compression on as \`true\` does`,
+  ]);
+  // One with required options is refused: RustStrom dropped it without a word (an
+  // Authentication dropped left the pool open).
+  assert.deepEqual(problemsOf(`${POOL}[backend_pools.middlewares]\nMaxBodySize = "yes"\n`), [
+    `${MW}.MaxBodySize: expected a table, found a string ("yes")`,
+  ]);
   assert.deepEqual(
     problemsOf(`${POOL}[backend_pools.middlewares]\nHttpsRedirector = false\nRateLimiter = true\n`),
     [
@@ -846,6 +861,21 @@ Deno.test("parseConfig() refuses durations longer than a timer can wait (24.8 da
     "backend_pools[0].health_config.timeout: expected an integer from 1 to 2147483647, found 2200000000",
     "backend_pools[0].connect_timeout: a duration of at most 2147483647 ms (24.8 days): timers cannot wait longer",
   ]);
+  // RustStrom's own pool_idle_timeout (a Rust Duration, "for ever" written as years) is kept
+  // as long as a timer can wait, with a warning; a malformed one is still refused.
+  const years = parseConfig(
+    POOL + `[backend_pools.client]\npool_idle_timeout = { secs = 100000000, nanos = 0 }\n`,
+    origin,
+  );
+  assert.equal(years.pools[0].client?.poolIdleTimeoutMs, 2 ** 31 - 1);
+  assert.deepEqual(years.warnings, [
+    "backend_pools[0].client.pool_idle_timeout: longer than timers can wait; idle connections are kept 2147483647 ms (24.8 days)",
+  ]);
+  assert.deepEqual(
+    problemsOf(POOL + `[backend_pools.client]\npool_idle_timeout = { secs = -1, nanos = 0 }\n`)
+      .map((p) => p.replace(/ \(line \d+\)$/, "")),
+    ["backend_pools[0].client.pool_idle_timeout.secs: expected an integer from 0 to 9007199254740991, found -1"],
+  );
 });
 
 Deno.test("parseConfig() refuses a request or connect timeout under 1 ms (every request would time out)", () => {
