@@ -19,7 +19,7 @@ Transfer/sec:    369.14KB
 import { medianRun } from "./scenarios.ts";
 import { parseOptions } from "./run.ts";
 import { stromCommand, stromConfig } from "./strom.ts";
-import { V8_FLAGS } from "../scripts/build.ts";
+import { PERMISSIONS, V8_FLAGS } from "../scripts/build.ts";
 import { cpuSeconds, freePort, machineCpu, waitForPort } from "./procs.ts";
 import { renderReport } from "./report.ts";
 import { DENO_FLOOR_LABEL } from "./peers.ts";
@@ -156,6 +156,9 @@ Deno.test("a V8 variant runs Strom with its flags after Strom's own, and bad fla
   const plain = stromCommand("s.toml");
   const tuned = stromCommand("s.toml", options.stromVariants[1].v8);
   ok(plain.includes(V8_FLAGS));
+  // With the permissions `make start` and the binaries give it, not --allow-all.
+  for (const p of PERMISSIONS) ok(plain.includes(p), p);
+  ok(!plain.includes("--allow-all") && !plain.includes("-A"));
   deepStrictEqual(
     tuned,
     plain.map((f) => f === V8_FLAGS ? `${V8_FLAGS},${options.stromVariants[1].v8}` : f),

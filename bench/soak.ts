@@ -10,12 +10,12 @@ import { parseArgs } from "node:util";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { lineChart } from "./png.ts";
-import { RUN_FLAGS } from "../scripts/build.ts";
+import { PERMISSIONS, RUN_FLAGS } from "../scripts/build.ts";
 import { freePort } from "./procs.ts";
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));
 const RESULTS = join(ROOT, "bench", "results");
-const FLAGS = ["--allow-all", ...RUN_FLAGS];
+const FLAGS = [...PERMISSIONS, ...RUN_FLAGS]; // as `make start` runs it
 
 /** A backend process on a fixed port (so a restart comes back on the same address). */
 class Backend {

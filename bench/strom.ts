@@ -6,7 +6,7 @@ import type { BenchContext } from "./context.ts";
 import { exitMessage, freePort, type Proc, readyOrStop, waitFor, waitForPort } from "./procs.ts";
 import { processCpu, processRss, type Target, targetUrl } from "./target.ts";
 import type { BenchTls } from "./tls.ts";
-import { RUN_FLAGS, V8_FLAGS } from "../scripts/build.ts";
+import { PERMISSIONS, RUN_FLAGS, V8_FLAGS } from "../scripts/build.ts";
 
 /** Options for a Strom target. */
 export interface StromOptions {
@@ -72,7 +72,7 @@ ${certificate}`;
 export function stromCommand(configPath: string, v8 = ""): string[] {
   return [
     "run",
-    "--allow-all",
+    ...PERMISSIONS,
     ...RUN_FLAGS.map((flag) => v8 && flag === V8_FLAGS ? `${flag},${v8}` : flag),
     "main.ts",
     "--config",
