@@ -83,29 +83,35 @@ Deno.test({
   },
 });
 
-Deno.test("processPageDrop() says why it cannot drop without FFI permission, instead of throwing", async () => {
-  const module = new URL("../../lib/file_pages.ts", import.meta.url).href;
+const MODULE = new URL("../../lib/file_pages.ts", import.meta.url).href;
+
+/** Runs a script (after a line that sets `drop` to processPageDrop()) with `perms`; its output. */
+async function runDropScript(lines: string[], perms: string[]): Promise<string> {
   const dir = await Deno.makeTempDir();
   try {
     const script = `${dir}/drop.ts`;
-    await Deno.writeTextFile(
-      script,
-      `const d = (await import(${JSON.stringify(module)})).processPageDrop();\n` +
-        `console.log(typeof d === "string" ? d : "a function");\n`,
-    );
-    for (const perms of [[], ["--allow-read"], ["--allow-ffi"], ["--allow-read", "--allow-ffi"]]) {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "--no-config", ...perms, script],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-      const said = new TextDecoder().decode(out.stdout).trim();
-      const expected = perms.includes("--allow-ffi") ? "a function" : "it needs --allow-ffi";
-      if (Deno.build.os === "linux") assert.equal(said, expected, `${perms}`);
-    }
+    const first = `const drop = (await import(${JSON.stringify(MODULE)})).processPageDrop();`;
+    await Deno.writeTextFile(script, [first, ...lines].join("\n"));
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-config", ...perms, script],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    return new TextDecoder().decode(out.stdout).trim();
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("processPageDrop() says why it cannot drop without FFI permission, instead of throwing", async () => {
+  for (const perms of [[], ["--allow-read"], ["--allow-ffi"], ["--allow-read", "--allow-ffi"]]) {
+    const said = await runDropScript(
+      ['console.log(typeof drop === "string" ? drop : "a function");'],
+      perms,
+    );
+    const expected = perms.includes("--allow-ffi") ? "a function" : "it needs --allow-ffi";
+    if (Deno.build.os === "linux") assert.equal(said, expected, `${perms}`);
   }
 });
 
@@ -113,35 +119,18 @@ Deno.test({
   name: "processPageDrop() works with the permissions Strom runs with (not --allow-all)",
   ignore: Deno.build.os !== "linux",
   async fn() {
-    const module = new URL("../../lib/file_pages.ts", import.meta.url).href;
-    const dir = await Deno.makeTempDir();
-    try {
-      const script = `${dir}/drop.ts`;
-      // The script reads its RssFile through `cat`: Deno lets only --allow-all read /proc/self.
-      await Deno.writeTextFile(
-        script,
-        [
-          `const drop = (await import(${JSON.stringify(module)})).processPageDrop();`,
-          "async function rss() {",
-          '  const out = await new Deno.Command("cat", { args: [`/proc/${Deno.pid}/status`] }).output();',
-          "  return Number(/^RssFile:\\s+(\\d+)/m.exec(new TextDecoder().decode(out.stdout))?.[1]);",
-          "}",
-          "const before = await rss();",
-          "const advised = await drop();",
-          "console.log(JSON.stringify({ advised, before, after: await rss() }));",
-        ].join("\n"),
-      );
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "--no-config", ...PERMISSIONS, "--allow-run", script],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-      const { advised, before, after } = JSON.parse(new TextDecoder().decode(out.stdout));
-      assert.ok(advised > 10 * 1024 * 1024, `advised ${advised} bytes`);
-      assert.ok(after < before - 4096, `RssFile ${before} kB before, ${after} kB after`);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    // The script reads its RssFile through `cat`: Deno lets only --allow-all read /proc/self.
+    const said = await runDropScript([
+      "async function rss() {",
+      '  const out = await new Deno.Command("cat", { args: [`/proc/${Deno.pid}/status`] }).output();',
+      "  return Number(/^RssFile:\\s+(\\d+)/m.exec(new TextDecoder().decode(out.stdout))?.[1]);",
+      "}",
+      "const before = await rss();",
+      "const advised = await drop();",
+      "console.log(JSON.stringify({ advised, before, after: await rss() }));",
+    ], [...PERMISSIONS, "--allow-run"]);
+    const { advised, before, after } = JSON.parse(said);
+    assert.ok(advised > 10 * 1024 * 1024, `advised ${advised} bytes`);
+    assert.ok(after < before - 4096, `RssFile ${before} kB before, ${after} kB after`);
   },
 });
