@@ -14,6 +14,8 @@
 // protected them, RELRO) would lose that write and turn back into the file's
 // bytes, so a mapping with any such page is left alone.
 
+import { PROC_READ_SYMBOLS, ProcReader } from "./net/proc_files.ts";
+
 /** Drops the binary's clean file pages; resolves to the bytes of the ranges advised. */
 export type DropPages = () => Promise<number>;
 
@@ -69,15 +71,10 @@ export function processPageDrop(): DropPages | string {
 }
 
 const LIBC = {
-  open: { parameters: ["buffer", "i32"], result: "i32" },
-  // On a thread of the runtime's blocking pool: the kernel walks the page tables
-  // of every mapping to write smaps (a few ms), and madvise unmaps tens of MB.
-  read: { parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
-  close: { parameters: ["i32"], result: "i32" },
+  ...PROC_READ_SYMBOLS,
+  // On a thread of the runtime's blocking pool: it unmaps tens of MB.
   madvise: { parameters: ["usize", "usize", "i32"], result: "i32", nonblocking: true },
 } as const;
-const O_RDONLY_CLOEXEC = 0o2000000;
-const SMAPS = new TextEncoder().encode("/proc/self/smaps\0");
 
 function openPageDrop(): DropPages | string {
   if (Deno.build.os !== "linux") return `it needs Linux (this is ${Deno.build.os})`;
@@ -91,33 +88,16 @@ function openPageDrop(): DropPages | string {
     return `madvise is not available: ${e instanceof Error ? e.message : e}`;
   }
   const binary = Deno.execPath();
+  const proc = new ProcReader(libc);
+  const decoder = new TextDecoder();
   return async () => {
     // Read each time: the loader's and V8's mappings are settled only after start.
-    // Through libc: Deno lets only --allow-all read /proc/self, and --allow-ffi
-    // already grants as much.
-    const smaps = await readSmaps(libc);
+    const smaps = await proc.read("/proc/self/smaps");
+    if (smaps === null) throw new Error("cannot read /proc/self/smaps");
     let advised = 0;
-    for (const { start, length } of cleanFileRanges(smaps, binary)) {
+    for (const { start, length } of cleanFileRanges(decoder.decode(smaps), binary)) {
       if ((await libc.madvise(start, length, MADV_DONTNEED)) === 0) advised += Number(length);
     }
     return advised;
   };
-}
-
-async function readSmaps(libc: Deno.DynamicLibrary<typeof LIBC>["symbols"]): Promise<string> {
-  const fd = libc.open(SMAPS, O_RDONLY_CLOEXEC);
-  if (fd < 0) throw new Error("cannot open /proc/self/smaps");
-  try {
-    const chunk = new Uint8Array(64 * 1024);
-    const decoder = new TextDecoder();
-    let text = "";
-    while (true) {
-      const n = Number(await libc.read(fd, chunk, BigInt(chunk.length)));
-      if (n < 0) throw new Error("cannot read /proc/self/smaps");
-      if (n === 0) return text + decoder.decode();
-      text += decoder.decode(chunk.subarray(0, n), { stream: true });
-    }
-  } finally {
-    libc.close(fd);
-  }
 }

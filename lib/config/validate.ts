@@ -514,14 +514,8 @@ function readMiddlewares(
  */
 function readPoolIdleTimeout(r: TableReader, warnings: string[]): number | undefined {
   const path = r.at("pool_idle_timeout");
-  const scratch: Problem[] = [];
-  const ms = parseDurationMs(r.raw("pool_idle_timeout"), path, scratch);
-  if (scratch.length === 0) return ms;
-  const unbounded = parseDurationMs(r.raw("pool_idle_timeout"), path, [], Infinity);
-  if (unbounded === undefined) {
-    r.problems.push(...scratch);
-    return undefined;
-  }
+  const ms = parseDurationMs(r.raw("pool_idle_timeout"), path, r.problems, Infinity);
+  if (ms === undefined || ms <= MAX_DURATION_MS) return ms;
   warnings.push(
     `${path}: longer than timers can wait; idle connections are kept ${MAX_DURATION_MS} ms (24.8 days)`,
   );

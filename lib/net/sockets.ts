@@ -19,6 +19,8 @@
 // Linux only; elsewhere, or without --allow-ffi, the timeouts are off and
 // `openSocketTable` says why.
 
+import { cString, PROC_READ_SYMBOLS, ProcReader } from "./proc_files.ts";
+
 /** An established connection to one of Strom's listening ports. */
 export interface ClientSocket {
   /** The kernel's inode of the socket: its identity while it exists. */
@@ -279,23 +281,17 @@ const SOL_SOCKET = 1;
 const SO_LINGER = 13;
 /** struct linger { int l_onoff = 1; int l_linger = 0; }: close drops unsent data and resets. */
 const LINGER_ZERO = new Uint8Array(new Int32Array([1, 0]).buffer);
-const O_RDONLY_CLOEXEC = 0x80000;
-const READ_CHUNK = 64 * 1024;
 /** Descriptors looked at between two yields to the event loop. */
 const FDS_PER_SLICE = 512;
-/** Read calls between two yields to the event loop (~1 ms of kernel work). */
-const READS_PER_SLICE = 32;
 
 /** Where d_name starts in glibc's and musl's 64-bit `struct dirent`. */
 const DIRENT_NAME = 19;
 const LIBC_NAMES = ["libc.so.6", "libc.so", "libc.musl-x86_64.so.1", "libc.musl-aarch64.so.1"];
 const SYMBOLS = {
+  ...PROC_READ_SYMBOLS,
   dup: { parameters: ["i32"], result: "i32" },
   shutdown: { parameters: ["i32", "i32"], result: "i32" },
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
-  close: { parameters: ["i32"], result: "i32" },
-  open: { parameters: ["buffer", "i32"], result: "i32" },
-  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
   readlink: { parameters: ["buffer", "buffer", "usize"], result: "isize" },
   opendir: { parameters: ["buffer"], result: "pointer" },
   readdir: { parameters: ["pointer"], result: "pointer" },
@@ -305,9 +301,6 @@ const SYMBOLS = {
   // whole connection table inside them (2 ms for 262,144 buckets, at any load).
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize", nonblocking: true },
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize", nonblocking: true },
-  // Called only to give the event loop a turn: an async op, unlike setTimeout(0),
-  // which a timer callback's nested timers clamp to 4 ms.
-  getpid: { parameters: [], result: "i32", nonblocking: true },
 } as const;
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -478,48 +471,17 @@ class SockDiag {
   }
 }
 
-/** Reads /proc with libc calls. */
-class ProcFiles {
+/** Reads /proc with libc calls: whole files, and the sockets among this process's descriptors. */
+class ProcFiles extends ProcReader {
   readonly #libc: Libc;
   readonly #link = new Uint8Array(256);
-  readonly #scratch = new Uint8Array(READ_CHUNK);
   /** "/proc/self/fd/<fd>\0", the number written in by `socketOf`. */
   readonly #path = new Uint8Array(64);
 
   constructor(libc: Libc) {
+    super(libc);
     this.#libc = libc;
     this.#path.set(FD_PREFIX);
-  }
-
-  /**
-   * A whole file, or null when it cannot be read. The kernel writes
-   * /proc/net/tcp a page per read call (~30 us each); the event loop gets a
-   * turn every READS_PER_SLICE calls, so a large table does not stall requests.
-   */
-  async read(path: string): Promise<Uint8Array | null> {
-    const fd = this.#libc.open(cString(path), O_RDONLY_CLOEXEC);
-    if (fd < 0) return null;
-    try {
-      const scratch = this.#scratch;
-      let all = new Uint8Array(READ_CHUNK * 4);
-      let total = 0;
-      for (let calls = 1;; calls++) {
-        if (calls % READS_PER_SLICE === 0) await this.#libc.getpid();
-        const n = Number(this.#libc.read(fd, scratch, BigInt(scratch.length)));
-        if (n < 0) return null;
-        if (n === 0) break;
-        if (all.length - total < n) {
-          const bigger = new Uint8Array(all.length * 2);
-          bigger.set(all.subarray(0, total));
-          all = bigger;
-        }
-        all.set(scratch.subarray(0, n), total);
-        total += n;
-      }
-      return all.subarray(0, total);
-    } finally {
-      this.#libc.close(fd);
-    }
   }
 
   /** The inode of the socket descriptor `fd` names, or null (not a socket, or closed). */
@@ -573,7 +535,3 @@ function socketInode(bytes: Uint8Array, n: number): string | null {
 
 const utf8 = new TextEncoder();
 const FD_PREFIX = utf8.encode("/proc/self/fd/");
-
-function cString(text: string): Uint8Array<ArrayBuffer> {
-  return utf8.encode(`${text}\0`);
-}

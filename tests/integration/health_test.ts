@@ -10,7 +10,7 @@ import {
 } from "../_helpers/servers.ts";
 import { BackendProcess } from "../_helpers/process.ts";
 import { freePort } from "../_helpers/programs.ts";
-import { unansweredPort } from "../_helpers/raw.ts";
+import { refusedPort, unansweredPort } from "../_helpers/raw.ts";
 import { captureLog, ManualClock } from "../_helpers/clock.ts";
 import { createLogger } from "../../lib/log.ts";
 import { createHttpProbe, PROBE_USER_AGENT } from "../../lib/health/probe.ts";
@@ -94,8 +94,7 @@ Deno.test("the HTTP probe reports status, slowness, refusal and hangs as results
   const slow = await probe(addr(ok.port), { ...HEALTH, slowThresholdMs: -1 });
   assert.deepEqual([slow.ok, slow.slow, slow.reason], [true, true, "status 200, slow"]);
 
-  const closed = startBackend();
-  await closed.close();
+  using closed = refusedPort();
   const refused = await probe(addr(closed.port), HEALTH);
   assert.deepEqual([refused.ok, refused.status, refused.reason], [false, null, "connect refused"]);
 
