@@ -20,6 +20,11 @@ export class ChallengeStore {
     this.onChange?.(token, null);
   }
 
+  /** Whether no challenge waits for its answer (the usual case: none is under way). */
+  get empty(): boolean {
+    return this.#answers.size === 0;
+  }
+
   /** The answer for a request path, or null when it is not a known challenge. */
   answer(path: string): string | null {
     if (!path.startsWith(CHALLENGE_PREFIX)) return null;

@@ -48,6 +48,24 @@ Deno.test("WeightedRoundRobin sends each backend its weight's share, and backups
   for (let i = 0; i < 5; i++) assert.equal((await get(`${lb.url}/`)).text, "spare");
 });
 
+Deno.test("an ACME challenge waiting for its answer is answered on the HTTP port; everything else is proxied", async () => {
+  await using a = startBackend((r) =>
+    new Response(`backend ${r.method} ${new URL(r.url).pathname}`)
+  );
+  await using lb = await startStrom(poolToml([a.address]));
+  const path = "/.well-known/acme-challenge/token-9";
+  assert.equal((await get(`${lb.url}${path}`)).text, `backend GET ${path}`);
+  lb.strom.challenges.set("token-9", "token-9.key-authorization");
+  assert.equal((await get(`${lb.url}${path}`)).text, "token-9.key-authorization");
+  // Other tokens, other paths and other methods still reach the backend meanwhile.
+  const other = "/.well-known/acme-challenge/token-8";
+  assert.equal((await get(`${lb.url}${other}`)).text, `backend GET ${other}`);
+  assert.equal((await get(`${lb.url}/app`)).text, "backend GET /app");
+  assert.equal((await get(`${lb.url}/app`, { method: "DELETE" })).text, "backend DELETE /app");
+  lb.strom.challenges.delete("token-9");
+  assert.equal((await get(`${lb.url}${path}`)).text, `backend GET ${path}`);
+});
+
 Deno.test("a backend given by host name is resolved, probed and reached", async () => {
   await using a = startBackend(() => new Response("by name"));
   await using lb = await startStrom(poolToml([`localhost:${a.port}`]));

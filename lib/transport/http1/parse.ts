@@ -40,6 +40,18 @@ const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 /** An LF that is not the end of a CR LF. */
 const BARE_LF = /(?:^|[^\r])\n/;
+/** A character no field line may hold: controls but tab, DEL, and a CR that ends no line. */
+const NOT_IN_FIELDS = /[^\t\n\r\x20-\x7e\x80-\xff]|\r(?!\n)/;
+/** Either of the two above: a head without it (nearly all) needs neither looked for again. */
+const UNUSUAL = /(?:^|[^\r])\n|[^\t\n\r\x20-\x7e\x80-\xff]|\r(?!\n)/;
+/**
+ * Field names seen before, as sent, mapped to their lower case: a known one
+ * needs neither the token check nor lower-casing again. Backends send the
+ * same few names in every answer; past the cap (or 64 characters), names are
+ * checked each time.
+ */
+const KNOWN_NAMES = new Map<string, string>();
+const KNOWN_NAMES_CAP = 512;
 
 const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 
@@ -63,7 +75,8 @@ export function latin1(bytes: Uint8Array): string {
  */
 export function parseResponseHead(head: string, method: string): ResponseHead {
   // A line may end in a bare LF (RFC 9112 2.2); a lone CR stays invalid.
-  const lines = BARE_LF.test(head) ? head.split(/\r?\n/) : head.split("\r\n");
+  const unusual = UNUSUAL.test(head);
+  const lines = unusual && BARE_LF.test(head) ? head.split(/\r?\n/) : head.split("\r\n");
   const m = STATUS_LINE.exec(lines[0]);
   if (!m) throw new ProtocolError(`invalid status line ${JSON.stringify(lines[0].slice(0, 80))}`);
   if (lines.length - 1 > MAX_HEADER_LINES) throw new ProtocolError("too many header fields");
@@ -73,6 +86,9 @@ export function parseResponseHead(head: string, method: string): ResponseHead {
   let contentLength: string | null = null;
   let transferEncoding: string | null = null;
   let connection = "";
+  // Values are checked one by one (which names the field at fault) only in a head whose
+  // field lines hold a character none may hold.
+  const clean = !unusual || !NOT_IN_FIELDS.test(head.slice(lines[0].length));
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i];
     const colon = line.indexOf(":");
@@ -81,11 +97,17 @@ export function parseResponseHead(head: string, method: string): ResponseHead {
     }
     const name = line.slice(0, colon);
     const value = line.slice(colon + 1).trim();
-    if (!TOKEN.test(name)) {
-      throw new ProtocolError(`invalid header name ${JSON.stringify(name.slice(0, 80))}`);
+    let lower = KNOWN_NAMES.get(name);
+    if (lower === undefined) {
+      if (!TOKEN.test(name)) {
+        throw new ProtocolError(`invalid header name ${JSON.stringify(name.slice(0, 80))}`);
+      }
+      lower = name.toLowerCase();
+      if (KNOWN_NAMES.size < KNOWN_NAMES_CAP && name.length <= 64) KNOWN_NAMES.set(name, lower);
     }
-    if (!FIELD_VALUE.test(value)) throw new ProtocolError(`invalid value of header "${name}"`);
-    const lower = name.toLowerCase();
+    if (!clean && !FIELD_VALUE.test(value)) {
+      throw new ProtocolError(`invalid value of header "${name}"`);
+    }
     if (lower === "content-length") {
       contentLength = contentLength === null ? value : `${contentLength}, ${value}`;
     } else if (lower === "transfer-encoding") {
@@ -93,9 +115,15 @@ export function parseResponseHead(head: string, method: string): ResponseHead {
     } else if (lower === "connection") connection += `,${value.toLowerCase()}`;
     if (!isHopByHop(lower, null)) fields.push([lower, value]);
   }
+  const framing = decideFraming(status, method, contentLength, transferEncoding);
+  if (connection === "" || connection === ",keep-alive") {
+    // The usual Connection fields (none, or nginx's): nothing listed, no close.
+    const keepAlive = framing.kind !== "close" &&
+      (minor === "1" || (connection !== "" && transferEncoding === null));
+    return { status, fields, framing, keepAlive };
+  }
   const listed = connectionListed(connection);
   if (listed !== null) fields = fields.filter(([name]) => !listed.has(name));
-  const framing = decideFraming(status, method, contentLength, transferEncoding);
   const tokens = connection.split(",").map((t) => t.trim());
   // RFC 9112 6.1: an HTTP/1.0 answer with Transfer-Encoding leaves the connection unusable.
   const keepAlive = framing.kind !== "close" && !tokens.includes("close") &&
@@ -134,11 +162,14 @@ function decideFraming(
   return { kind: "close" };
 }
 
+const LENGTH = /^\d{1,15}$/;
+
 /** Content-Length: digits only; repeated values must all be equal (RFC 9110 8.6). */
 function parseContentLength(value: string): number {
+  if (LENGTH.test(value)) return Number(value); // one value, the usual case
   const values = value.split(",").map((v) => v.trim());
   if (values.some((v) => v !== values[0])) throw new ProtocolError("conflicting Content-Length");
-  if (!/^\d{1,15}$/.test(values[0])) {
+  if (!LENGTH.test(values[0])) {
     throw new ProtocolError(`invalid Content-Length ${JSON.stringify(values[0].slice(0, 40))}`);
   }
   return Number(values[0]);
