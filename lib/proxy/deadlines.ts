@@ -12,10 +12,28 @@ export interface Deadline {
   cancel(): void;
 }
 
-class Node {
+/** What the armed deadlines of one Deadlines count. */
+interface Armed {
+  count: number;
+}
+
+/** One armed deadline, in the list of its timeout: itself the handle `set` returns. */
+class Node implements Deadline {
   prev: Node | null = null;
   next: Node | null = null;
-  constructor(readonly at: number, readonly onExpire: () => void) {}
+  constructor(
+    readonly at: number,
+    readonly onExpire: () => void,
+    readonly list: List,
+    readonly armed: Armed,
+  ) {}
+
+  cancel(): void {
+    if (this.list.has(this)) {
+      this.list.remove(this);
+      this.armed.count--;
+    }
+  }
 }
 
 class List {
@@ -46,7 +64,7 @@ class List {
 export class Deadlines {
   readonly #clock: Clock;
   readonly #lists = new Map<number, List>();
-  #armed = 0;
+  readonly #armed: Armed = { count: 0 };
   #ticking = false;
 
   constructor(clock: Clock) {
@@ -57,18 +75,11 @@ export class Deadlines {
   set(timeoutMs: number, onExpire: () => void): Deadline {
     let list = this.#lists.get(timeoutMs);
     if (!list) this.#lists.set(timeoutMs, list = new List());
-    const node = new Node(this.#clock.now() + timeoutMs, onExpire);
+    const node = new Node(this.#clock.now() + timeoutMs, onExpire, list, this.#armed);
     list.add(node);
-    this.#armed++;
+    this.#armed.count++;
     if (!this.#ticking) this.#schedule();
-    return {
-      cancel: () => {
-        if (list.has(node)) {
-          list.remove(node);
-          this.#armed--;
-        }
-      },
-    };
+    return node;
   }
 
   #schedule(): void {
@@ -82,11 +93,11 @@ export class Deadlines {
       while (list.head !== null && list.head.at <= now) {
         const node = list.head;
         list.remove(node);
-        this.#armed--;
+        this.#armed.count--;
         node.onExpire();
       }
     }
     this.#ticking = false;
-    if (this.#armed > 0) this.#schedule();
+    if (this.#armed.count > 0) this.#schedule();
   }
 }
