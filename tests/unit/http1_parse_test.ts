@@ -1,6 +1,6 @@
-// The response head parser's rules where it takes short cuts: a head with
-// nothing unusual skips the per-value checks, known field names skip the token
-// check, and the usual Connection values skip the token lists. Each case here
+// The response head parser's rules where it takes short cuts: known field
+// names skip the token check, the usual Connection values skip the token
+// lists, and a single Content-Length skips the repeat check. Each case here
 // must come out as the full rules say.
 
 import assert from "node:assert/strict";

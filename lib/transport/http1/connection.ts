@@ -98,10 +98,15 @@ export class Connection {
     this.#parked = false;
   }
 
-  /** Writes all of `bytes`. */
-  async write(bytes: Uint8Array): Promise<void> {
-    if (bytes.length === 0) return;
-    let offset = await this.#conn.write(bytes);
+  /** Writes all of `bytes` (one write nearly always: no async call of its own then). */
+  write(bytes: Uint8Array): Promise<void> {
+    if (bytes.length === 0) return Promise.resolve();
+    return this.#conn.write(bytes).then((n) =>
+      n < bytes.length ? this.#writeRest(bytes, n) : undefined
+    );
+  }
+
+  async #writeRest(bytes: Uint8Array, offset: number): Promise<void> {
     while (offset < bytes.length) offset += await this.#conn.write(bytes.subarray(offset));
   }
 

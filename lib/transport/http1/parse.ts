@@ -40,10 +40,6 @@ const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 /** An LF that is not the end of a CR LF. */
 const BARE_LF = /(?:^|[^\r])\n/;
-/** A character no field line may hold: controls but tab, DEL, and a CR that ends no line. */
-const NOT_IN_FIELDS = /[^\t\n\r\x20-\x7e\x80-\xff]|\r(?!\n)/;
-/** Either of the two above: a head without it (nearly all) needs neither looked for again. */
-const UNUSUAL = /(?:^|[^\r])\n|[^\t\n\r\x20-\x7e\x80-\xff]|\r(?!\n)/;
 /**
  * Field names seen before, as sent, mapped to their lower case: a known one
  * needs neither the token check nor lower-casing again. Backends send the
@@ -75,8 +71,7 @@ export function latin1(bytes: Uint8Array): string {
  */
 export function parseResponseHead(head: string, method: string): ResponseHead {
   // A line may end in a bare LF (RFC 9112 2.2); a lone CR stays invalid.
-  const unusual = UNUSUAL.test(head);
-  const lines = unusual && BARE_LF.test(head) ? head.split(/\r?\n/) : head.split("\r\n");
+  const lines = BARE_LF.test(head) ? head.split(/\r?\n/) : head.split("\r\n");
   const m = STATUS_LINE.exec(lines[0]);
   if (!m) throw new ProtocolError(`invalid status line ${JSON.stringify(lines[0].slice(0, 80))}`);
   if (lines.length - 1 > MAX_HEADER_LINES) throw new ProtocolError("too many header fields");
@@ -86,9 +81,6 @@ export function parseResponseHead(head: string, method: string): ResponseHead {
   let contentLength: string | null = null;
   let transferEncoding: string | null = null;
   let connection = "";
-  // Values are checked one by one (which names the field at fault) only in a head whose
-  // field lines hold a character none may hold.
-  const clean = !unusual || !NOT_IN_FIELDS.test(head.slice(lines[0].length));
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i];
     const colon = line.indexOf(":");
@@ -105,9 +97,7 @@ export function parseResponseHead(head: string, method: string): ResponseHead {
       lower = name.toLowerCase();
       if (KNOWN_NAMES.size < KNOWN_NAMES_CAP && name.length <= 64) KNOWN_NAMES.set(name, lower);
     }
-    if (!clean && !FIELD_VALUE.test(value)) {
-      throw new ProtocolError(`invalid value of header "${name}"`);
-    }
+    if (!FIELD_VALUE.test(value)) throw new ProtocolError(`invalid value of header "${name}"`);
     if (lower === "content-length") {
       contentLength = contentLength === null ? value : `${contentLength}, ${value}`;
     } else if (lower === "transfer-encoding") {
