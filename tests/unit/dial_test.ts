@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { dial } from "../../lib/transport/dial.ts";
 import { UpstreamError } from "../../lib/transport/transport.ts";
+import { Deadlines, TICK_MS } from "../../lib/proxy/deadlines.ts";
+import { createHttp1Transport } from "../../lib/transport/http1/transport.ts";
+import type { BackendAddress } from "../../lib/config/types.ts";
 import { ManualClock, nextTurn } from "../_helpers/clock.ts";
 import { createCa, hasOpenssl, startTlsBackend, type TestCa } from "../_helpers/certs.ts";
 
@@ -114,6 +117,80 @@ Deno.test("dial() gives up after its connect timeout", linuxOnly, async () => {
   }
 });
 
+Deno.test(
+  "dial() with shared deadlines gives up after its connect timeout and leaves none armed",
+  linuxOnly,
+  async () => {
+    const clock = new ManualClock();
+    const deadlines = new Deadlines(clock);
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const conn = await dial(
+      plain(listener.addr.port),
+      new AbortController().signal,
+      5000,
+      deadlines,
+    );
+    conn.close();
+    listener.close();
+    clock.advance(TICK_MS); // the tick that finds nothing armed schedules no other
+    assert.equal(clock.pending, 0, "a connect deadline outlived the connect");
+    const hanging = hangingPort();
+    try {
+      const dialing = dial(plain(hanging.port), new AbortController().signal, 200, deadlines);
+      let settled = false;
+      dialing.catch(() => {}).finally(() => settled = true);
+      clock.advance(199);
+      await nextTurn();
+      assert.equal(settled, false, "gave up before its timeout");
+      clock.advance(1);
+      await rejectsWith(dialing, "connect", /^connect timed out after 200 ms$/);
+      clock.advance(TICK_MS);
+      assert.equal(clock.pending, 0);
+    } finally {
+      hanging.close();
+    }
+  },
+);
+
+Deno.test(
+  "the http1 transport times its connects out on the clock it was given",
+  linuxOnly,
+  async () => {
+    const hanging = hangingPort();
+    const clock = new ManualClock();
+    const client = {
+      poolIdleTimeoutMs: null,
+      poolMaxIdlePerHost: null,
+      maxConnectionsPerHost: null,
+      caCerts: [],
+    };
+    const transport = createHttp1Transport(client, clock);
+    try {
+      const sending = transport.send(
+        backendAt(hanging.port),
+        {
+          method: "GET",
+          target: "/",
+          fields: [["host", "a"]],
+          body: null,
+          signal: new AbortController().signal,
+          connectTimeoutMs: 60_000,
+          onEnd: () => {},
+        },
+      );
+      let settled = false;
+      sending.catch(() => {}).finally(() => settled = true);
+      clock.advance(60_000);
+      for (let i = 0; i < 5 && !settled; i++) await nextTurn();
+      assert.equal(settled, true, "the connect did not time out on the given clock");
+      await rejectsWith(sending, "connect", /connect timed out after 60000 ms/);
+    } finally {
+      transport.close();
+      hanging.close();
+    }
+  },
+);
+
 Deno.test("dial() stops connecting when the request is aborted", linuxOnly, async () => {
   const hanging = hangingPort();
   try {
@@ -205,3 +282,8 @@ Deno.test(
     listener.close();
   },
 );
+
+function backendAt(port: number): BackendAddress {
+  const id = `127.0.0.1:${port}`;
+  return { id, authority: id, host: "127.0.0.1", port, tls: false };
+}

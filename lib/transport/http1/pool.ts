@@ -3,7 +3,7 @@
 
 import { UpstreamError } from "../transport.ts";
 import { Connection } from "./connection.ts";
-import { dial, type DialTarget } from "../dial.ts";
+import { type ConnectTimers, dial, type DialTarget } from "../dial.ts";
 import { formatAuthority } from "../../net/address.ts";
 
 /** Limits of one backend's connection pool. */
@@ -36,13 +36,18 @@ export class HostPool {
   readonly #limits: PoolLimits;
   readonly #idle: Connection[] = [];
   readonly #waiters: Waiter[] = [];
+  readonly #timers: ConnectTimers | undefined;
   #open = 0;
   #closed = false;
 
-  /** `target`: the backend's host and port, and whether (and trusting what) to speak TLS. */
-  constructor(target: DialTarget, limits: PoolLimits) {
+  /**
+   * `target`: the backend's host and port, and whether (and trusting what) to
+   * speak TLS; `timers`: what times its connects out (see dial()).
+   */
+  constructor(target: DialTarget, limits: PoolLimits, timers?: ConnectTimers) {
     this.#target = target;
     this.#limits = limits;
+    this.#timers = timers;
   }
 
   /** Open connections (busy and idle). */
@@ -114,7 +119,7 @@ export class HostPool {
   async #connect(signal: AbortSignal, connectTimeoutMs: number): Promise<Lease> {
     this.#open++;
     try {
-      const conn = await dial(this.#target, signal, connectTimeoutMs);
+      const conn = await dial(this.#target, signal, connectTimeoutMs, this.#timers);
       const { host, port } = this.#target;
       return { conn: new Connection(conn, formatAuthority(host, port)), reused: false };
     } catch (e) {

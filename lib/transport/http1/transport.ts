@@ -10,6 +10,8 @@ import { writtenAuthority } from "../../net/address.ts";
 import type { Connection } from "./connection.ts";
 import { HostPool, type Lease, type PoolLimits } from "./pool.ts";
 import { ProtocolError, type ResponseHead } from "./parse.ts";
+import { Deadlines } from "../../proxy/deadlines.ts";
+import { type Clock, systemClock } from "../../clock.ts";
 
 /** Idle keep-alive time when the config sets none: below common backend timeouts (5 s). */
 export const DEFAULT_IDLE_TIMEOUT_MS = 4000;
@@ -18,8 +20,8 @@ export const DEFAULT_MAX_CONNECTIONS = 512;
 
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 
-/** Creates the HTTP/1.1 transport of one pool. */
-export function createHttp1Transport(client: ClientConfig): Transport {
+/** Creates the HTTP/1.1 transport of one pool; `clock` times its connects out. */
+export function createHttp1Transport(client: ClientConfig, clock: Clock = systemClock): Transport {
   const limits: PoolLimits = {
     maxConnections: client.maxConnectionsPerHost ?? DEFAULT_MAX_CONNECTIONS,
     maxIdle: client.poolMaxIdlePerHost ?? Infinity,
@@ -27,6 +29,8 @@ export function createHttp1Transport(client: ClientConfig): Transport {
   };
   const pools = new Map<string, HostPool>();
   const caCerts = client.caCerts;
+  // One coarse timer for all connects in progress, not one each (see dial()).
+  const connectDeadlines = new Deadlines(clock);
   const sweeper = setInterval(() => {
     for (const pool of pools.values()) pool.sweep();
   }, Math.max(500, Math.min(limits.idleTimeoutMs / 2, 30_000)));
@@ -36,7 +40,7 @@ export function createHttp1Transport(client: ClientConfig): Transport {
       let pool = pools.get(backend.authority);
       if (!pool) {
         const target = { host: backend.host, port: backend.port, tls: backend.tls, caCerts };
-        pools.set(backend.authority, pool = new HostPool(target, limits));
+        pools.set(backend.authority, pool = new HostPool(target, limits, connectDeadlines));
       }
       return send(pool, backend, request);
     },
