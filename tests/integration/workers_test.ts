@@ -12,7 +12,7 @@ import {
   waitFor,
 } from "../_helpers/servers.ts";
 import { createLogger } from "../../lib/log.ts";
-import { nextTurn } from "../_helpers/clock.ts";
+import { ManualClock, nextTurn } from "../_helpers/clock.ts";
 import { render } from "../../lib/metrics/registry.ts";
 import { X509Certificate } from "node:crypto";
 import {
@@ -288,6 +288,30 @@ Deno.test("with workers, reopenLogs() has every worker write to a new access log
   await waitFor(async () => (await count(`${dir}/access.log`)) >= 20, "the new lines");
   assert.equal(await count(`${dir}/access.log.1`), moved, "no worker writes to the moved file");
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("with workers, the primary trims memory and drops the binary's pages for the whole process", async () => {
+  const clock = new ManualClock();
+  let trims = 0;
+  let drops = 0;
+  await using a = startBackend(() => new Response("backend"));
+  await using lb = await startStrom(
+    `workers = 2\nmemory_trim_interval = "2s"\n` + poolToml([a.address]),
+    {
+      deps: { clock },
+      memoryTrim: () => Promise.resolve(void trims++),
+      pageDrop: () => Promise.resolve(++drops),
+    },
+  );
+  assert.equal(drops, 1, "the pages are dropped once the workers serve");
+  for (let i = 0; i < 4; i++) {
+    assert.equal((await get(`${lb.url}/`, { headers: { connection: "close" } })).text, "backend");
+  }
+  await nextTurn();
+  clock.advance(2000);
+  await nextTurn();
+  assert.equal(trims, 1, "trimmed on the primary's schedule");
+  assert.equal(drops, 1, "and the pages not dropped again within a minute");
 });
 
 Deno.test("with workers, ACME challenge answers are served on the shared HTTP port", async () => {
