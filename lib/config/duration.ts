@@ -5,18 +5,16 @@ const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 
 const PART = /(\d+(?:\.\d+)?)(ms|s|m|h)/y;
 
 /**
- * Reads a duration in milliseconds. Accepted forms: a number of seconds (`30`,
- * `0.5`), a string with units (`"500ms"`, `"30s"`, `"1m30s"`), or RustStrom's
- * serde form `{ secs = 30, nanos = 0 }`; at most `max` (a longer one is a problem).
+ * Reads a duration in milliseconds (see readDurationMs), at most
+ * MAX_DURATION_MS: a longer one is a problem.
  */
 export function parseDurationMs(
   value: unknown,
   path: string,
   problems: Problem[],
-  max = MAX_DURATION_MS,
 ): number | undefined {
   const ms = readDurationMs(value, path, problems);
-  if (ms === undefined || ms <= max) return ms;
+  if (ms === undefined || ms <= MAX_DURATION_MS) return ms;
   problems.push({
     path,
     message: `a duration of at most ${MAX_DURATION_MS} ms (24.8 days): timers cannot wait longer`,
@@ -31,7 +29,12 @@ export function parseDurationMs(
  */
 export const MAX_DURATION_MS = 2 ** 31 - 1;
 
-function readDurationMs(
+/**
+ * Reads a duration in milliseconds, of any length. Accepted forms: a number of
+ * seconds (`30`, `0.5`), a string with units (`"500ms"`, `"30s"`, `"1m30s"`),
+ * or RustStrom's serde form `{ secs = 30, nanos = 0 }`.
+ */
+export function readDurationMs(
   value: unknown,
   path: string,
   problems: Problem[],

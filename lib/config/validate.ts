@@ -3,7 +3,7 @@
 
 import type { Problem } from "./errors.ts";
 import { describe, isTable, TableReader } from "./fields.ts";
-import { MAX_DURATION_MS, parseDurationMs } from "./duration.ts";
+import { MAX_DURATION_MS, parseDurationMs, readDurationMs } from "./duration.ts";
 import { caretLines, compileMatcher, MatcherSyntaxError } from "./matcher.ts";
 import { resolve as resolvePath } from "node:path";
 import type {
@@ -514,7 +514,7 @@ function readMiddlewares(
  */
 function readPoolIdleTimeout(r: TableReader, warnings: string[]): number | undefined {
   const path = r.at("pool_idle_timeout");
-  const ms = parseDurationMs(r.raw("pool_idle_timeout"), path, r.problems, Infinity);
+  const ms = readDurationMs(r.raw("pool_idle_timeout"), path, r.problems);
   if (ms === undefined || ms <= MAX_DURATION_MS) return ms;
   warnings.push(
     `${path}: longer than timers can wait; idle connections are kept ${MAX_DURATION_MS} ms (24.8 days)`,

@@ -414,6 +414,24 @@ Deno.test("http1: chunk lines ending in a bare LF are read, as nginx reads them"
   assert.equal(backend.connections(), 1, "and the connection is kept");
 });
 
+Deno.test("http1: a chunk line longer than 4 KiB breaks the body and its connection, not the next answer", async () => {
+  let answers = 0;
+  await using backend = scripted(() =>
+    answers++ === 0
+      ? `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;${
+        "x".repeat(5000)
+      }\r\nhello\r\n0\r\n\r\n`
+      : "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;a=b\r\nok\r\n0\r\n\r\n"
+  );
+  await using lb = await startStrom(poolToml([backend.address], { extra: HTTP1 }));
+  const broken = await fetch(`${lb.url}/`);
+  assert.equal(broken.status, 200, "headers went out before the body broke");
+  await assert.rejects(broken.text());
+  const r = await get(`${lb.url}/`);
+  assert.deepEqual([r.status, r.text], [200, "ok"]);
+  assert.equal(backend.connections(), 2, "the broken connection was not reused");
+});
+
 Deno.test("http1: a small body is part of request_timeout: one that comes too late gives 504", async () => {
   const late = Promise.withResolvers<void>();
   await using backend = startRawBackend(async (conn) => {

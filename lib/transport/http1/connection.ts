@@ -14,6 +14,8 @@ import {
   type ResponseHead,
 } from "./parse.ts";
 
+/** Longest line of a chunked body (a chunk size with extensions, a trailer). */
+const MAX_CHUNK_LINE = 4096;
 /** Largest read of a body chunk. */
 const READ_SIZE = 64 * 1024;
 /**
@@ -167,8 +169,8 @@ export class Connection {
   /**
    * Reads a response head, skipping 1xx interim answers (except 101). Lines
    * may end in a bare LF (RFC 9112 2.2 lets a recipient take one as a line
-   * end, as nginx and hyper do). The search is `#find`'s, written out here:
-   * one async call per answer instead of three (each with its own promise).
+   * end, as nginx and hyper do). One async call per answer: the search runs
+   * here, not in a helper awaited in turn.
    */
   async readHead(method: string): Promise<ResponseHead> {
     let scanned = 0;
@@ -221,37 +223,18 @@ export class Connection {
 
   /** A line of a chunked body (a chunk size, a trailer), without its end: CR LF, or a bare LF (RFC 9112 2.2, as nginx). */
   async #readLine(): Promise<string> {
-    const at = await this.#find(
-      findLf,
-      0,
-      4096,
-      () => new ProtocolError("connection closed inside a chunked body"),
-    );
-    const end = at > this.#start && this.#buf[at - 1] === 0x0d ? at - 1 : at;
-    const line = latin1(this.#buf.subarray(this.#start, end));
-    this.#start = at + 1;
-    return line;
-  }
-
-  /**
-   * Reads until `locate` finds its mark in the buffer and returns the mark's
-   * index; at most `limit` bytes before it. `locate` needs `lookback` bytes
-   * before the end of what it scanned again once more arrived.
-   */
-  async #find(
-    locate: (bytes: Uint8Array, from: number, to: number) => number,
-    lookback: number,
-    limit: number,
-    onEnd: () => Error,
-  ): Promise<number> {
     let scanned = 0;
     while (true) {
-      const from = this.#start + Math.max(0, scanned - lookback);
-      const at = locate(this.#buf, from, this.#end);
+      const at = findLf(this.#buf, this.#start + scanned, this.#end);
       scanned = (at >= 0 ? at : this.#end) - this.#start;
-      if (scanned > limit) throw new ProtocolError("response head or chunk line too long");
-      if (at >= 0) return at;
-      if (!(await this.#fill())) throw onEnd();
+      if (scanned > MAX_CHUNK_LINE) throw new ProtocolError("response head or chunk line too long");
+      if (at >= 0) {
+        const end = at > this.#start && this.#buf[at - 1] === 0x0d ? at - 1 : at;
+        const line = latin1(this.#buf.subarray(this.#start, end));
+        this.#start = at + 1;
+        return line;
+      }
+      if (!(await this.#fill())) throw new ProtocolError("connection closed inside a chunked body");
     }
   }
 
