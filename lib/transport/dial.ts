@@ -33,10 +33,24 @@ export interface DialTarget {
   readonly tls: boolean;
   /** Extra trusted roots (PEM) for TLS; none means the system's. */
   readonly caCerts?: readonly string[];
+  /**
+   * When TCP_NODELAY is set: at connect (the default), or by the caller before
+   * its second write ("later", plain TCP only: TLS gets it at connect). A
+   * connection's first write goes out at once either way (Nagle holds a small
+   * write only while earlier data is unacknowledged), and a backend that closes
+   * every connection gets one write per connection: "later" then saves a
+   * system call per request.
+   */
+  readonly noDelay?: "connect" | "later";
+}
+
+/** Whether `dial(target)` leaves TCP_NODELAY to the caller. */
+export function noDelayLeftToCaller(target: DialTarget): boolean {
+  return !target.tls && target.noDelay === "later";
 }
 
 /**
- * A connection to `target` with TCP_NODELAY set, its TLS handshake done when
+ * A connection to `target` with TCP_NODELAY set (unless left to the caller), its TLS handshake done when
  * `target.tls`. Fails with an UpstreamError: "aborted" when `signal` aborts
  * first, else "connect" (refused, unreachable, a failed handshake, or not
  * done within `timeoutMs`, TCP and TLS together).
@@ -73,7 +87,7 @@ export async function dial(
       port: target.port,
       signal: controller.signal,
     });
-    tcp.setNoDelay(true);
+    if (!noDelayLeftToCaller(target)) tcp.setNoDelay(true);
     if (!target.tls) return tcp;
     pending = tcp;
     const caCerts = target.caCerts ?? [];

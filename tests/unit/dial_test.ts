@@ -3,6 +3,7 @@ import { dial } from "../../lib/transport/dial.ts";
 import { UpstreamError } from "../../lib/transport/transport.ts";
 import { Deadlines, TICK_MS } from "../../lib/proxy/deadlines.ts";
 import { createHttp1Transport } from "../../lib/transport/http1/transport.ts";
+import type { Transport } from "../../lib/transport/transport.ts";
 import type { BackendAddress } from "../../lib/config/types.ts";
 import { ManualClock, nextTurn } from "../_helpers/clock.ts";
 import { createCa, hasOpenssl, startTlsBackend, type TestCa } from "../_helpers/certs.ts";
@@ -287,3 +288,125 @@ function backendAt(port: number): BackendAddress {
   const id = `127.0.0.1:${port}`;
   return { id, authority: id, host: "127.0.0.1", port, tls: false };
 }
+
+/**
+ * Counts `setNoDelay` calls on every TCP connection of this process (the method
+ * lives on the class's prototype, which Deno does not export) until disposed.
+ */
+async function countNoDelay(): Promise<{ readonly calls: number } & Disposable> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const sample = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const proto = Object.getPrototypeOf(sample) as Deno.TcpConn;
+  sample.close();
+  (await listener.accept()).close();
+  listener.close();
+  const original = proto.setNoDelay;
+  const counter = {
+    calls: 0,
+    [Symbol.dispose]() {
+      proto.setNoDelay = original;
+    },
+  };
+  proto.setNoDelay = function (this: Deno.TcpConn, noDelay?: boolean) {
+    counter.calls++;
+    return original.call(this, noDelay);
+  };
+  return counter;
+}
+
+Deno.test("dial() sets TCP_NODELAY at connect unless the caller takes it on", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  using counter = await countNoDelay();
+  const signal = new AbortController().signal;
+  (await dial(plain(port), signal, 5000)).close();
+  assert.equal(counter.calls, 1);
+  (await dial({ ...plain(port), noDelay: "later" }, signal, 5000)).close();
+  assert.equal(counter.calls, 1, "set at connect although left to the caller");
+  listener.close();
+});
+
+/**
+ * A keep-alive backend on loopback that answers every request with `ok`,
+ * reading a chunked body (if any) to its end first.
+ */
+function okBackend() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const connections: Deno.Conn[] = [];
+  (async () => {
+    for await (const conn of listener) {
+      connections.push(conn);
+      (async () => {
+        const buf = new Uint8Array(64 * 1024);
+        let text = "";
+        while (true) {
+          const n = await conn.read(buf).catch(() => null);
+          if (n === null) return; // closed by the client, or by dispose
+          text += new TextDecoder().decode(buf.subarray(0, n));
+          const headEnd = text.indexOf("\r\n\r\n");
+          if (headEnd < 0) continue;
+          const chunked = /transfer-encoding: chunked/i.test(text.slice(0, headEnd));
+          if (chunked && !text.endsWith("0\r\n\r\n")) continue;
+          text = "";
+          await conn.write(
+            new TextEncoder().encode("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"),
+          );
+        }
+      })();
+    }
+  })();
+  return {
+    port: listener.addr.port,
+    [Symbol.dispose]() {
+      listener.close();
+      for (const conn of connections) conn.close();
+    },
+  };
+}
+
+Deno.test(
+  "the http1 transport sets TCP_NODELAY before a connection's second write, not its first",
+  async () => {
+    using backend = okBackend();
+    const client = {
+      poolIdleTimeoutMs: null,
+      poolMaxIdlePerHost: null,
+      maxConnectionsPerHost: 1,
+      caCerts: [],
+    };
+    using counter = await countNoDelay();
+    /** A request on a new transport's pool (`body`: streamed), answered "ok". */
+    const request = (transport: Transport, body: ReadableStream<Uint8Array> | null = null) =>
+      transport.send(backendAt(backend.port), {
+        method: body === null ? "GET" : "POST",
+        target: "/",
+        fields: [["host", "a"]],
+        body,
+        signal: new AbortController().signal,
+        connectTimeoutMs: 5000,
+        onEnd: () => {},
+      }).then((response) => response.text());
+    const transport = createHttp1Transport(client);
+    try {
+      // One write on a new connection: a backend that closes every connection costs no setsockopt.
+      assert.equal(await request(transport), "ok");
+      assert.equal(counter.calls, 0, "set for a connection's first write");
+      // The next request's head is the connection's second write.
+      assert.equal(await request(transport), "ok");
+      assert.equal(counter.calls, 1, "not set before the second write");
+      assert.equal(await request(transport), "ok");
+      assert.equal(counter.calls, 1, "set again");
+    } finally {
+      transport.close();
+    }
+    // A streamed body follows its head: set before the body's first write.
+    const streaming = createHttp1Transport(client);
+    try {
+      const body = ReadableStream.from([new TextEncoder().encode("hello")]);
+      assert.equal(await request(streaming, body), "ok");
+      assert.equal(counter.calls, 2, "not set before a streamed body");
+    } finally {
+      streaming.close();
+    }
+  },
+);

@@ -51,10 +51,20 @@ export class Connection {
 
   /** The backend, as `host:port`, for messages. */
   readonly #backend: string;
+  /**
+   * TCP_NODELAY is still to be set, before the second write (see `noDelay` in
+   * dial.ts): 0 no (set, or not ours to set), 1 yes, 2 yes and one write done.
+   */
+  #noDelayDue: 0 | 1 | 2;
 
-  constructor(conn: Deno.Conn, backend: string) {
+  /**
+   * `noDelayDue`: `conn` is a plain TCP connection without TCP_NODELAY yet,
+   * which this connection sets before its second write.
+   */
+  constructor(conn: Deno.Conn, backend: string, noDelayDue = false) {
     this.#conn = conn;
     this.#backend = backend;
+    this.#noDelayDue = noDelayDue ? 1 : 0;
   }
 
   get closed(): boolean {
@@ -103,12 +113,30 @@ export class Connection {
   /** Writes all of `bytes` (one write nearly always: no async call of its own then). */
   write(bytes: Uint8Array): Promise<void> {
     if (bytes.length === 0) return Promise.resolve();
+    if (this.#noDelayDue !== 0) this.#beforeWrite();
     return this.#conn.write(bytes).then((n) =>
       n < bytes.length ? this.#writeRest(bytes, n) : undefined
     );
   }
 
+  /**
+   * Counts the first write; sets TCP_NODELAY before any later one, which Nagle's
+   * algorithm could hold back while earlier bytes are unacknowledged (up to a
+   * delayed ACK, 40 ms on Linux).
+   */
+  #beforeWrite(): void {
+    if (this.#noDelayDue === 1) {
+      this.#noDelayDue = 2;
+      return;
+    }
+    this.#noDelayDue = 0;
+    try {
+      (this.#conn as Deno.TcpConn).setNoDelay(true);
+    } catch { /* closed: the write fails and says so */ }
+  }
+
   async #writeRest(bytes: Uint8Array, offset: number): Promise<void> {
+    if (this.#noDelayDue !== 0) this.#beforeWrite();
     while (offset < bytes.length) offset += await this.#conn.write(bytes.subarray(offset));
   }
 

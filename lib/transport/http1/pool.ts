@@ -3,7 +3,7 @@
 
 import { UpstreamError } from "../transport.ts";
 import { Connection } from "./connection.ts";
-import { type ConnectTimers, dial, type DialTarget } from "../dial.ts";
+import { type ConnectTimers, dial, type DialTarget, noDelayLeftToCaller } from "../dial.ts";
 import { formatAuthority } from "../../net/address.ts";
 
 /** Limits of one backend's connection pool. */
@@ -121,7 +121,9 @@ export class HostPool {
     try {
       const conn = await dial(this.#target, signal, connectTimeoutMs, this.#timers);
       const { host, port } = this.#target;
-      return { conn: new Connection(conn, formatAuthority(host, port)), reused: false };
+      const authority = formatAuthority(host, port);
+      const noDelayDue = noDelayLeftToCaller(this.#target);
+      return { conn: new Connection(conn, authority, noDelayDue), reused: false };
     } catch (e) {
       this.#open--;
       this.#serveWaiter();

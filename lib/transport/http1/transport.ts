@@ -8,6 +8,7 @@ import { type Transport, UpstreamError, type UpstreamRequest } from "../transpor
 import { describeNetError } from "../../net/errors.ts";
 import { writtenAuthority } from "../../net/address.ts";
 import type { Connection } from "./connection.ts";
+import type { DialTarget } from "../dial.ts";
 import { HostPool, type Lease, type PoolLimits } from "./pool.ts";
 import { ProtocolError, type ResponseHead } from "./parse.ts";
 import { Deadlines } from "../../proxy/deadlines.ts";
@@ -39,7 +40,14 @@ export function createHttp1Transport(client: ClientConfig, clock: Clock = system
     send(backend, request) {
       let pool = pools.get(backend.authority);
       if (!pool) {
-        const target = { host: backend.host, port: backend.port, tls: backend.tls, caCerts };
+        // TCP_NODELAY is set by the connection before its second write (see dial.ts).
+        const target: DialTarget = {
+          host: backend.host,
+          port: backend.port,
+          tls: backend.tls,
+          caCerts,
+          noDelay: "later",
+        };
         pools.set(backend.authority, pool = new HostPool(target, limits, connectDeadlines));
       }
       return send(pool, backend, request);
