@@ -464,6 +464,43 @@ Deno.test("http1: bodies answered over one connection stay whole while the next 
   assert.equal(backend.connections(), 1, "all of them over one backend connection");
 });
 
+Deno.test("http1: an answer longer than its Content-Length is not handed to a waiting request", async () => {
+  // The stray bytes arrive with the body's last bytes, beyond a body too large to be read
+  // with the head: the connection must not carry the request waiting for it.
+  const gate = Promise.withResolvers<void>();
+  await using backend = startRawBackend(async (conn, head) => {
+    const path = head.split(" ")[1];
+    if (path !== "/long") {
+      const text = `GET ${path}`;
+      await conn.write(
+        enc.encode(`HTTP/1.1 200 OK\r\nContent-Length: ${text.length}\r\n\r\n${text}`),
+      );
+      return;
+    }
+    await gate.promise;
+    const body = "x".repeat(SMALL_BODY_BYTES + 4000);
+    const stray = "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nSTRAYED";
+    await conn.write(enc.encode(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`));
+    await conn.write(enc.encode(body + stray));
+    // Keep the connection open, reading what comes: as a backend that goes on serving it.
+    const buf = new Uint8Array(4096);
+    while ((await conn.read(buf)) !== null) { /* requests sent on it get no answer */ }
+  });
+  await using lb = await startStrom(poolToml([backend.address], {
+    extra: `${HTTP1}\nretries = 0\n[backend_pools.client]\nmax_connections_per_host = 1`,
+  }));
+  const long = get(`${lb.url}/long`);
+  const waiting = get(`${lb.url}/b`);
+  await waitFor(
+    () => lb.strom.runtime.pools[0].backends[0].inFlight === 2,
+    "the second request waiting for the pool's one connection",
+  );
+  gate.resolve();
+  assert.equal((await long).text.length, SMALL_BODY_BYTES + 4000);
+  const next = await waiting;
+  assert.deepEqual([next.status, next.text], [200, "GET /b"], "the backend's stray answer");
+});
+
 Deno.test("http1: connections are reused up to the cap and requests queue beyond it", async () => {
   const gate = Promise.withResolvers<void>();
   let open = 0;

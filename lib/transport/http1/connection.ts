@@ -266,16 +266,26 @@ export class Connection {
     }
   }
 
-  /** Takes up to `max` buffered bytes as a copy, reading more first if none are buffered. */
+  /**
+   * Takes up to `max` buffered bytes as a copy, reading more first if none are
+   * buffered. A read for the last `max` bytes asks for one byte more: a byte the
+   * backend sent beyond them (a Content-Length too small for what it sent)
+   * stays buffered, where `hasLeftover` sees it before the connection is
+   * reused, as nginx peeks at a connection it keeps.
+   */
   async #take(max: number): Promise<Uint8Array | null> {
     if (this.#start === this.#end && this.#pending !== null && !(await this.#fill())) return null;
     if (this.#start === this.#end) {
       // Nothing buffered: read straight into a fresh chunk, no copy.
-      const chunk = new Uint8Array(Math.min(max, READ_SIZE));
+      const chunk = new Uint8Array(Math.min(max + 1, READ_SIZE));
       const n = await this.#conn.read(chunk);
       if (n === null) return null;
       this.received += n;
-      return chunk.subarray(0, n);
+      if (n <= max) return chunk.subarray(0, n);
+      this.#start = 0;
+      this.#end = 1;
+      this.#buf[0] = chunk[max];
+      return chunk.subarray(0, max);
     }
     const n = Math.min(max, this.#end - this.#start);
     const out = this.#buf.slice(this.#start, this.#start + n);
