@@ -163,6 +163,10 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
           metrics: options.observers.metrics,
           websockets: options.websockets,
           peer: peerKey(remote),
+          stall: {
+            stallTimeoutMs: runtime.config.sendTimeoutMs,
+            onStall: () => resetStalled(exchange),
+          },
         })
       : () => proxyToPool(pool, request, exchange);
     const response = await pool.chain(middleware, terminal);

@@ -10,6 +10,7 @@ import type { Backend, Pool } from "../runtime.ts";
 import type { PickContext } from "../balance/strategy.ts";
 import type { Connection } from "../transport/http1/connection.ts";
 import type { ResponseHead } from "../transport/http1/parse.ts";
+import type { StallOptions } from "../transport/stall.ts";
 import { classifyFailure, type Failure, failureResponse } from "./errors.ts";
 import type { Fields } from "./headers.ts";
 import type { RequestTracker } from "./tracker.ts";
@@ -33,6 +34,11 @@ export interface WebSocketExchange {
   readonly websockets: WebSocketRegistry;
   /** The client's connection (lib/net/activity.ts): held busy while the WebSocket is open. */
   readonly peer: string;
+  /**
+   * `send_timeout` and what ends a stalled client's connection, for the body of
+   * an answer that refuses the upgrade (the pool's `read_timeout` applies too).
+   */
+  readonly stall: Pick<StallOptions, "stallTimeoutMs" | "onStall">;
 }
 
 /** Whether a request asks for a WebSocket (RFC 6455 4.1: GET, `Upgrade: websocket`, `Connection: upgrade`). */
@@ -179,7 +185,10 @@ async function attemptUpgrade(
   tracker.backend = backend.id;
   exchange.metrics.backendAnswered(backend.id, (performance.now() - started) / 1000);
   pool.reportOutcome(backend, pool.config.outlier.count5xx && answer.status >= 500, "");
-  if (answer.status !== 101) return passThrough(conn, answer, settle, tracker);
+  if (answer.status !== 101) {
+    const stall = { ...exchange.stall, readTimeoutMs: pool.config.readTimeoutMs };
+    return passThrough(conn, answer, settle, tracker, stall);
+  }
   return upgradeClient(request, { pool, backend, conn, answer, exchange, settle });
 }
 
@@ -232,17 +241,21 @@ function upgradeClient(
   return upgraded.response;
 }
 
-/** The backend refused the upgrade: its answer goes to the client as it came. */
+/**
+ * The backend refused the upgrade: its answer goes to the client as it came,
+ * its body within the same timeouts as any other answer's.
+ */
 function passThrough(
   conn: Connection,
   answer: ResponseHead,
   settle: () => void,
   tracker: RequestTracker,
+  stall: StallOptions,
 ): Response {
   const done = (_clean: boolean, bytes: number) => {
     conn.close();
     settle();
     tracker.ended(bytes);
   };
-  return conn.response(answer, done);
+  return conn.response(answer, done, stall);
 }

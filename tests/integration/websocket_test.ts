@@ -126,6 +126,36 @@ Deno.test("a backend that refuses the upgrade has its answer passed to the clien
   assert.equal(backend.requests.length, 0);
 });
 
+Deno.test("a refusal whose body stops coming is cut off after read_timeout, as any answer", async () => {
+  const silence = Promise.withResolvers<void>();
+  await using refusing = startRawBackend(async (conn) => {
+    // Three bytes of twenty thousand, then silence with the connection open.
+    await conn.write(new TextEncoder().encode(
+      "HTTP/1.1 403 Forbidden\r\ncontent-length: 20000\r\n\r\nabc",
+    ));
+    await silence.promise;
+  });
+  await using lb = await startStrom(
+    poolToml([refusing.address], { extra: 'request_timeout = "5s"\nread_timeout = "300ms"' }),
+  );
+  const port = Number(new URL(lb.url).port);
+  let guard: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const hung = new Promise<never>((_, reject) => {
+      guard = setTimeout(() => reject(new Error("still open after 10 s")), 10_000);
+    });
+    const upgrade = rawUpgrade(port, `GET /ws HTTP/1.1\r\nHost: a.test\r\n${HANDSHAKE}\r\n`);
+    await assert.rejects(Promise.race([upgrade, hung]), /connection closed after "HTTP\/1\.1 403 /);
+    await waitFor(
+      () => lb.strom.runtime.pools[0].backends[0].inFlight === 0,
+      "the backend no longer in flight",
+    );
+  } finally {
+    clearTimeout(guard);
+    silence.resolve();
+  }
+});
+
 Deno.test("a WebSocket to a backend that is down gives 502, counts a failure and retries elsewhere", async () => {
   await using backend = startWsBackend();
   const dead = `127.0.0.1:${freePort()}`;
