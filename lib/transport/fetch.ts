@@ -11,6 +11,7 @@ import type { BackendAddress, ClientConfig } from "../config/types.ts";
 import { headBody, type Transport, UpstreamError, type UpstreamRequest } from "./transport.ts";
 import { endToEnd, type Fields } from "../proxy/headers.ts";
 import { ReadTimer, type StallOptions, StallTimer } from "./stall.ts";
+import { ProtocolError, transferFraming } from "./http1/parse.ts";
 
 /** Encodings Deno's fetch decodes by itself (measured with Deno 2.9.6). */
 const DECODED = new Set(["gzip", "br"]);
@@ -65,12 +66,13 @@ export function createFetchTransport(client: ClientConfig): Transport {
         throw classify(e);
       }
       // Refused as the HTTP/1.1 transport refuses them: a 101 nobody asked for (WebSockets
-      // take their own path), and a length that contradicts chunked framing.
+      // take their own path), a length that contradicts chunked framing, and a transfer
+      // coding Deno's client does not undo (it reads such a body up to the close, raw).
       const refusal = upstream.status === 101
         ? "unexpected 101 Switching Protocols"
         : upstream.headers.has("transfer-encoding") && upstream.headers.has("content-length")
         ? "both Transfer-Encoding and Content-Length"
-        : null;
+        : transferCodingProblem(upstream, request.method);
       if (refusal !== null) {
         upstream.body?.cancel().catch(() => {});
         request.onEnd(0);
@@ -99,6 +101,19 @@ export function createFetchTransport(client: ClientConfig): Transport {
     },
     close: () => http.close(),
   };
+}
+
+/** Why an answer's Transfer-Encoding cannot be passed on, or null. */
+function transferCodingProblem(upstream: Response, method: string): string | null {
+  const codings = upstream.headers.get("transfer-encoding");
+  if (codings === null || method === "HEAD" || NULL_BODY_STATUS.has(upstream.status)) return null;
+  try {
+    transferFraming(codings);
+    return null;
+  } catch (e) {
+    if (e instanceof ProtocolError) return e.message;
+    throw e;
+  }
 }
 
 /**

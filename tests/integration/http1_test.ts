@@ -356,17 +356,42 @@ Deno.test("http1: a small body sent after the head, in pieces, arrives whole", a
   assert.equal(connections, 2, "an HTTP/1.0 answer closes its connection");
 });
 
-Deno.test("http1: an answer with a transfer coding other than chunked gives 502, not undone bytes", async () => {
+Deno.test("an answer with a transfer coding other than chunked gives 502 on either transport, not undone bytes", async () => {
+  const answers: Record<string, string> = {
+    "/gzip": "Transfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    "/identity": "Transfer-Encoding: chunked, identity\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    "/alone": "Transfer-Encoding: identity\r\n\r\nabc",
+  };
+  await using backend = startRawBackend(async (conn, head) => {
+    // Each answer ends at the close, as a body that is not chunked last does (RFC 9112 6.3).
+    await conn.write(enc.encode(`HTTP/1.1 200 OK\r\n${answers[head.split(" ")[1]]}`));
+  });
+  for (const transport of ["http1", "fetch"]) {
+    await using lb = await startStrom(
+      poolToml([backend.address], { extra: `transport = "${transport}"\nretries = 0` }),
+    );
+    for (const path of Object.keys(answers)) {
+      const r = await get(`${lb.url}${path}`);
+      assert.deepEqual([r.status, transport, path], [502, transport, path], r.text);
+    }
+  }
+});
+
+Deno.test("http1: an answer without a status line gives 502 at once, not at request_timeout", async () => {
+  const silence = Promise.withResolvers<void>();
   await using backend = startRawBackend(async (conn) => {
-    await conn.write(enc.encode(
-      "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-    ));
+    await conn.write(enc.encode("<html>an HTTP/0.9 answer")); // no status line, no head end
+    await silence.promise; // and the connection stays open
   });
   await using lb = await startStrom(
-    poolToml([backend.address], { extra: `${HTTP1}\nretries = 0` }),
+    poolToml([backend.address], { extra: `${HTTP1}\nretries = 0\nrequest_timeout = "20s"` }),
   );
-  const r = await get(`${lb.url}/`);
-  assert.equal(r.status, 502);
+  try {
+    const r = await get(`${lb.url}/`);
+    assert.deepEqual([r.status, r.text], [502, "502 - Bad Gateway"]);
+  } finally {
+    silence.resolve();
+  }
 });
 
 Deno.test("http1: a request that a backend drops its connection on goes once more at most", async () => {

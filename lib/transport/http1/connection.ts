@@ -29,6 +29,8 @@ const PROBE_SIZE = 4 * 1024;
 /** A Content-Length body up to this size is read whole with the head (no stream). */
 export const SMALL_BODY_BYTES = 16 * 1024;
 const utf8 = new TextEncoder();
+/** How every status line starts. */
+const STATUS_START = utf8.encode("HTTP/");
 
 /** A TCP connection to one backend with its own read buffer. */
 export class Connection {
@@ -208,6 +210,9 @@ export class Connection {
       scanned = (lf >= 0 ? lf : this.#end) - this.#start;
       if (scanned > MAX_HEAD_BYTES) throw new ProtocolError("response head or chunk line too long");
       if (lf < 0) {
+        // An answer without a status line (HTTP/0.9, another protocol) is refused at once, as
+        // nginx refuses it, instead of waiting for a head end that may never come.
+        if (!this.#mayStartStatusLine()) throw new ProtocolError("no HTTP/1.x status line");
         if (await this.#fill()) continue;
         throw this.received === 0
           ? new UpstreamError("reset", "connection closed before an answer")
@@ -217,6 +222,15 @@ export class Connection {
       if (head.status >= 200 || head.status === 101) return head;
       scanned = 0;
     }
+  }
+
+  /** Whether the buffered bytes could begin a status line: `HTTP/` so far. */
+  #mayStartStatusLine(): boolean {
+    const n = Math.min(this.#end - this.#start, STATUS_START.length);
+    for (let i = 0; i < n; i++) {
+      if (this.#buf[this.#start + i] !== STATUS_START[i]) return false;
+    }
+    return true;
   }
 
   /** The head whose last line ends at the LF at `lf`, taken out of the buffer with its empty line. */

@@ -145,22 +145,28 @@ function decideFraming(
   if (method === "HEAD" || status < 200 || status === 204 || status === 304) {
     return { kind: "none" };
   }
-  if (transferEncoding !== null) {
-    const codings = transferEncoding.toLowerCase().split(",").map((c) => c.trim());
-    const chunked = codings.indexOf("chunked");
-    if (chunked >= 0 && chunked !== codings.length - 1) {
-      throw new ProtocolError("chunked is not the last transfer coding");
-    }
-    // Another coding (gzip, chunked) would reach the client undone, its bytes passed off as
-    // the content (nginx refuses it too).
-    const other = codings.find((c) => c !== "chunked");
-    if (other !== undefined) {
-      throw new ProtocolError(`unsupported transfer coding ${JSON.stringify(other.slice(0, 40))}`);
-    }
-    return chunked >= 0 ? { kind: "chunked" } : { kind: "close" };
-  }
+  if (transferEncoding !== null) return transferFraming(transferEncoding);
   if (contentLength !== null) return { kind: "length", length: parseContentLength(contentLength) };
   return { kind: "close" };
+}
+
+/**
+ * The framing a response's Transfer-Encoding gives its body: chunked, or up to
+ * the close for an empty list. Throws a ProtocolError for any other coding,
+ * which would reach the client undone, its bytes passed off as the content
+ * (nginx refuses them too), and for chunked not last (RFC 9112 6.3).
+ */
+export function transferFraming(transferEncoding: string): Framing {
+  const codings = transferEncoding.toLowerCase().split(",").map((c) => c.trim());
+  const chunked = codings.indexOf("chunked");
+  if (chunked >= 0 && chunked !== codings.length - 1) {
+    throw new ProtocolError("chunked is not the last transfer coding");
+  }
+  const other = codings.find((c) => c !== "chunked");
+  if (other !== undefined) {
+    throw new ProtocolError(`unsupported transfer coding ${JSON.stringify(other.slice(0, 40))}`);
+  }
+  return chunked >= 0 ? { kind: "chunked" } : { kind: "close" };
 }
 
 const LENGTH = /^\d{1,15}$/;
