@@ -37,6 +37,30 @@ Deno.test("parseResponseHead() refuses a control character, DEL or a lone CR in 
   assert.deepEqual(ok.fields, [["x-a", "a\tb c\xe9\xff"], ["content-length", "0"]]);
 });
 
+Deno.test("parseResponseHead() takes only spaces and tabs off a value's ends", () => {
+  const head = parseResponseHead(
+    "HTTP/1.1 200 OK\r\nX-A: \t a b \t \r\nX-B:\xa0c\xa0\r\nX-C:\r\nContent-Length: 0",
+    "GET",
+  );
+  assert.deepEqual(head.fields, [
+    ["x-a", "a b"],
+    ["x-b", "\xa0c\xa0"], // obs-text, part of the value
+    ["x-c", ""],
+    ["content-length", "0"],
+  ]);
+  // A vertical tab or a form feed is no whitespace there: the value is invalid.
+  for (const bad of ["\x0b", "\x0c"]) {
+    refused(
+      `HTTP/1.1 200 OK\r\nX-A: a${bad}\r\nContent-Length: 0`,
+      /invalid value of header "X-A"/,
+    );
+    refused(
+      `HTTP/1.1 200 OK\r\nX-A: ${bad}a\r\nContent-Length: 0`,
+      /invalid value of header "X-A"/,
+    );
+  }
+});
+
 Deno.test("parseResponseHead() checks every name, also ones it has seen in another spelling", () => {
   const good = parseResponseHead("HTTP/1.1 200 OK\r\nContent-Type: a\r\nContent-Length: 1", "GET");
   assert.deepEqual(good.fields, [["content-type", "a"], ["content-length", "1"]]);

@@ -97,7 +97,13 @@ export function parseResponseHead(head: string, method: string): ResponseHead {
       throw new ProtocolError(`invalid header line ${JSON.stringify(line.slice(0, 80))}`);
     }
     const name = line.slice(0, colon);
-    const value = line.slice(colon + 1).trim();
+    // Optional whitespace is spaces and tabs only (RFC 9110 5.5): `trim()` also took vertical
+    // tabs, form feeds and U+00A0 (byte 0xA0, obs-text) off a value's ends.
+    let from = colon + 1;
+    let to = line.length;
+    while (from < to && isOws(line.charCodeAt(from))) from++;
+    while (to > from && isOws(line.charCodeAt(to - 1))) to--;
+    const value = line.slice(from, to);
     let lower = KNOWN_NAMES.get(name);
     if (lower === undefined) {
       if (!TOKEN.test(name)) {
@@ -148,6 +154,11 @@ function decideFraming(
   if (transferEncoding !== null) return transferFraming(transferEncoding);
   if (contentLength !== null) return { kind: "length", length: parseContentLength(contentLength) };
   return { kind: "close" };
+}
+
+/** A space or a tab. */
+function isOws(code: number): boolean {
+  return code === 32 || code === 9;
 }
 
 /**
