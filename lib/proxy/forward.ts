@@ -178,12 +178,19 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
 
 const DIGITS = /^\d+$/;
 
-/** Splits `request.url` (raw target as received) into host, path and query. */
+/**
+ * Splits `request.url` (raw target as received) into host, path and query. A
+ * fragment (`#` is not allowed in a request target, RFC 9112 3.2) is dropped,
+ * as nginx drops it: a backend's URL parser would take it off the path the
+ * matchers saw (`/admin#x` is `/admin` there).
+ */
 function splitTarget(request: Request, arrival: ArrivalInfo): Target {
-  const url = request.url;
+  let url = request.url;
   const authorityStart = url.indexOf("//") + 2;
   let pathStart = url.indexOf("/", authorityStart);
   if (pathStart < 0) pathStart = url.length;
+  const fragment = url.indexOf("#", pathStart);
+  if (fragment >= 0) url = url.slice(0, fragment);
   const queryStart = url.indexOf("?", pathStart);
   const rawPath = url.slice(pathStart, queryStart < 0 ? url.length : queryStart) || "/";
   const path = removeDotSegments(rawPath);

@@ -397,6 +397,36 @@ Deno.test("method, path and query reach the backend byte for byte, dot-segments 
   assert.equal(await send("GET /keep/../x"), "404 - page not found");
 });
 
+Deno.test("a fragment in a request target is dropped, as nginx drops it, before routing", async () => {
+  // A backend's URL parser takes `#...` as a fragment: `/keep#x` is `/keep` to it, so the
+  // matchers must see that path too, and the backend need not guess.
+  const echo = (pool: string) =>
+    startRawBackend(async (conn, head) => {
+      const text = `${pool} ${head.split("\r\n")[0]}`;
+      await conn.write(
+        new TextEncoder().encode(
+          `HTTP/1.1 200 OK\r\nContent-Length: ${text.length}\r\n\r\n${text}`,
+        ),
+      );
+    });
+  await using exact = echo("exact");
+  await using other = echo("other");
+  await using lb = await startStrom(
+    poolToml([exact.address], { matcher: "Path('/keep')" }) + poolToml([other.address]),
+  );
+  const port = Number(new URL(lb.url).port);
+  const send = async (target: string) => {
+    const r = await rawExchange(
+      port,
+      `GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+    );
+    return r.split("\r\n\r\n")[1];
+  };
+  assert.equal(await send("/keep#frag"), "exact GET /keep HTTP/1.1");
+  assert.equal(await send("/keep?q=1#frag?x"), "exact GET /keep?q=1 HTTP/1.1");
+  assert.equal(await send("/keep%23frag"), "other GET /keep%23frag HTTP/1.1");
+});
+
 Deno.test("a GET or HEAD with a body gets 400 and reaches no backend; the connection stays in step", async () => {
   const seen: string[] = [];
   await using backend = startBackend((req) => {
