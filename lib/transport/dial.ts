@@ -50,10 +50,10 @@ export function noDelayLeftToCaller(target: DialTarget): boolean {
 }
 
 /**
- * A connection to `target` with TCP_NODELAY set (unless left to the caller), its TLS handshake done when
- * `target.tls`. Fails with an UpstreamError: "aborted" when `signal` aborts
- * first, else "connect" (refused, unreachable, a failed handshake, or not
- * done within `timeoutMs`, TCP and TLS together).
+ * A connection to `target` with TCP_NODELAY set (unless left to the caller),
+ * its TLS handshake done when `target.tls`. Fails with an UpstreamError:
+ * "aborted" when `signal` aborts first, else "connect" (refused, unreachable,
+ * a failed handshake, or not done within `timeoutMs`, TCP and TLS together).
  */
 export async function dial(
   target: DialTarget,
