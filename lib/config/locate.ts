@@ -77,6 +77,9 @@ function joinPath(segments: readonly Segment[]): string {
   return segments.reduce<string>((path, s) => childPath(path, s), "");
 }
 
+/** The longest dotted path the scanner records (RustStrom's are a few dozen characters). */
+const MAX_PATH_LENGTH = 1024;
+
 const BARE = /[A-Za-z0-9_-]/;
 const ATOM = /^[+-]?[0-9A-Za-z_.:+-]+(?:[ T][0-9:.+Z-]+)?$/;
 
@@ -248,7 +251,13 @@ class Scanner {
     for (; this.#i < end; this.#i++) if (this.#text[this.#i] === "\n") this.#line++;
   }
 
+  /**
+   * Notes where `path` first appears. A path longer than any a config needs
+   * stops the scan: every prefix of a key is recorded, so a dotted key of n
+   * parts (`a.a.a…`, 100,000 of them in 200 KB) would cost memory in n².
+   */
   #record(path: string, line: number): void {
+    if (path.length > MAX_PATH_LENGTH) throw new Unsure();
     if (!this.lines.has(path)) this.lines.set(path, line);
   }
 }

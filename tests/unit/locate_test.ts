@@ -153,3 +153,16 @@ Deno.test("parseConfig() reports validation problems with their file lines", () 
     );
   }
 });
+
+Deno.test("a dotted key longer than any config needs stops the scan, in time linear in its length", () => {
+  // Every prefix of a key is recorded: 100,000 parts (200 KB) would have taken memory in n².
+  const key = Array.from({ length: 100_000 }, () => "a").join(".");
+  const text = `http_address = "127.0.0.1:80"\n${key} = 1\n[[backend_pools]]\nx = 1\n`;
+  const { lines, complete } = keyLines(text);
+  assert.equal(complete, false);
+  assert.equal(lines.get("a"), 2);
+  assert.ok(lines.size < 600, `${lines.size} paths recorded`);
+  assert.deepEqual(withLines(text, [{ path: "a", message: "unknown key" }]), [
+    { path: "a", message: "unknown key", line: 2 },
+  ]);
+});
