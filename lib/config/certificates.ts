@@ -7,6 +7,7 @@ import type { Problem } from "./errors.ts";
 import { isTable, TableReader } from "./fields.ts";
 import type { CertificateConfig } from "./types.ts";
 import { covers, type LoadedCertificate, parseCertificate } from "../tls/pem.ts";
+import { readConfigText, readFailure } from "./files.ts";
 
 const TYPES = ["Local", "ACME"];
 /** A server name that is an IP address: clients send no SNI for those. */
@@ -93,15 +94,17 @@ function loadPair(
   certPath: string,
   keyPath: string,
 ): LoadedCertificate | undefined {
-  let certText: string;
-  let keyText: string;
-  try {
-    certText = Deno.readTextFileSync(certPath);
-    keyText = Deno.readTextFileSync(keyPath);
-  } catch (e) {
-    r.problem("", `cannot read the certificate or key: ${(e as Error).message}`);
-    return undefined;
-  }
+  const read = (key: string, path: string, what: string): string | undefined => {
+    try {
+      return readConfigText(path);
+    } catch (e) {
+      r.problem(key, `cannot read the ${what} "${path}": ${readFailure(e)}`);
+      return undefined;
+    }
+  };
+  const certText = read("certificate_path", certPath, "certificate");
+  const keyText = read("private_key_path", keyPath, "key");
+  if (certText === undefined || keyText === undefined) return undefined;
   const loaded = parseCertificate(certText, keyText);
   if (typeof loaded === "string") {
     r.problem("", `${loaded} (certificate "${certPath}", key "${keyPath}")`);
@@ -116,9 +119,9 @@ function readCaFile(r: TableReader, baseDir: string): string[] | undefined {
   if (caFile === undefined) return undefined;
   let pem: string;
   try {
-    pem = Deno.readTextFileSync(resolve(baseDir, caFile));
+    pem = readConfigText(resolve(baseDir, caFile));
   } catch (e) {
-    r.problem("ca_file", `cannot read ${JSON.stringify(caFile)}: ${(e as Error).message}`);
+    r.problem("ca_file", `cannot read "${resolve(baseDir, caFile)}": ${readFailure(e)}`);
     return undefined;
   }
   const blocks = pem.match(CERT_BLOCK) ?? [];

@@ -29,6 +29,7 @@ import { readHealth, readOutlier } from "./health.ts";
 import { findMiddleware } from "../middleware/registry.ts";
 import type { MiddlewareSpec } from "../middleware/middleware.ts";
 import { validateCertificates } from "./certificates.ts";
+import { readConfigText, readFailure } from "./files.ts";
 
 /** Where a document came from: used for messages and to resolve relative paths. */
 export interface Origin {
@@ -211,11 +212,11 @@ function readAdminToken(
     top.problem("admin_token_file", "set either admin_token or admin_token_file, not both");
   } else if (file !== undefined) {
     try {
-      token = Deno.readTextFileSync(resolvePath(baseDir, file)).trim();
+      token = readConfigText(resolvePath(baseDir, file)).trim();
     } catch (e) {
       top.problem(
         "admin_token_file",
-        `cannot read ${JSON.stringify(file)}: ${(e as Error).message}`,
+        `cannot read "${resolvePath(baseDir, file)}": ${readFailure(e)}`,
       );
     }
   }
@@ -438,7 +439,7 @@ function readClient(
   const caFile = r.has("ca_file") ? r.string("ca_file") : undefined;
   if (caFile !== undefined) {
     try {
-      const pem = Deno.readTextFileSync(resolvePath(baseDir, caFile));
+      const pem = readConfigText(resolvePath(baseDir, caFile));
       caCerts.push(
         ...(pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []),
       );
@@ -446,7 +447,7 @@ function readClient(
         r.problem("ca_file", `no CERTIFICATE block in ${JSON.stringify(caFile)}`);
       }
     } catch (e) {
-      r.problem("ca_file", `cannot read ${JSON.stringify(caFile)}: ${(e as Error).message}`);
+      r.problem("ca_file", `cannot read "${resolvePath(baseDir, caFile)}": ${readFailure(e)}`);
     }
   }
   r.finish();

@@ -12,6 +12,7 @@
 import { nodeCrypto } from "../node_builtins.ts";
 import { join } from "node:path";
 import { type LoadedCertificate, parseCertificate } from "./pem.ts";
+import { readConfigText } from "../config/files.ts";
 
 /** A certificate read back from `persist_dir`, or why it cannot be used. */
 export type PersistedCertificate =
@@ -49,8 +50,8 @@ export class AcmeFiles {
     let certText: string;
     let keyText: string;
     try {
-      certText = Deno.readTextFileSync(`${base}.crt`);
-      keyText = Deno.readTextFileSync(`${base}.key`);
+      certText = readConfigText(`${base}.crt`);
+      keyText = readConfigText(`${base}.key`);
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return null;
       return { ok: false, problem: `cannot read "${base}.crt": ${(e as Error).message}` };

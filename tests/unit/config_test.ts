@@ -124,7 +124,8 @@ private_key_path = "certs/example.com.key"
   Deno.writeTextFileSync(`${baseDir}/errorpages/502.html`, "<h1>Down</h1>");
   const here = { source: "strom.toml", baseDir };
   assert.deepEqual(problemsOf(example, here), [
-    `certificates."example.com": cannot read the certificate or key: No such file or directory (os error 2): readfile '${baseDir}/certs/example.com.pem'`,
+    `certificates."example.com".certificate_path: cannot read the certificate "${baseDir}/certs/example.com.pem": no such file`,
+    `certificates."example.com".private_key_path: cannot read the key "${baseDir}/certs/example.com.key": no such file`,
   ]);
   const config = parseConfig(example.replace(/\[certificates[\s\S]*$/, ""), here);
   Deno.removeSync(baseDir, { recursive: true });
@@ -470,7 +471,8 @@ type = "Remote"
 `;
   assert.deepEqual(problemsOf(text), [
     'certificates."a.com".private_key_path: missing required key',
-    `certificates."b.com".Local: cannot read the certificate or key: No such file or directory (os error 2): readfile '/etc/strom/b.pem'`,
+    'certificates."b.com".Local.certificate_path: cannot read the certificate "/etc/strom/b.pem": no such file',
+    'certificates."b.com".Local.private_key_path: cannot read the key "/etc/strom/b.key": no such file',
     'certificates."10.0.0.1": ACME does not support IP addresses',
     'certificates."c.com".type: unknown certificate type "Remote" (expected "Local" or "ACME")',
   ]);
@@ -533,7 +535,7 @@ ca_file = "ca.pem"
         here,
       ),
       [
-        `certificates."c.com".ca_file: cannot read "missing.pem": No such file or directory (os error 2): readfile '${baseDir}/missing.pem'`,
+        `certificates."c.com".ca_file: cannot read "${baseDir}/missing.pem": no such file`,
         'certificates."c.com".directory_url: invalid URL "acme.example.com": expected https://',
       ],
     );
