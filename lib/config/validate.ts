@@ -5,7 +5,7 @@ import type { Problem } from "./errors.ts";
 import { describe, isTable, TableReader } from "./fields.ts";
 import { MAX_DURATION_MS, parseDurationMs, readDurationMs } from "./duration.ts";
 import { caretLines, compileMatcher, MatcherSyntaxError } from "./matcher.ts";
-import { resolve as resolvePath } from "node:path";
+import { dirname, resolve as resolvePath } from "node:path";
 import type {
   AccessLogConfig,
   BackendAddress,
@@ -220,11 +220,16 @@ function readAdminToken(
       );
     }
   }
-  if (token !== null && token.length < 16) {
+  const tokenKey = inline !== undefined ? "admin_token" : "admin_token_file";
+  if (token !== null && !TOKEN_CHARACTERS.test(token)) {
+    // A client's Authorization header could never carry it: HTTP takes the spaces around a
+    // field value off, and a header is no place for control characters or non-ASCII.
     top.problem(
-      inline !== undefined ? "admin_token" : "admin_token_file",
-      "the token must be at least 16 characters",
+      tokenKey,
+      "the token must be printable ASCII without spaces at its ends (no client could send it)",
     );
+  } else if (token !== null && token.length < 16) {
+    top.problem(tokenKey, "the token must be at least 16 characters");
   }
   if (admin && token === null && !isLoopback(admin.hostname)) {
     top.problem(
@@ -236,6 +241,9 @@ function readAdminToken(
   }
   return token;
 }
+
+/** What an admin token may be: printable ASCII, no space or tab at either end. */
+const TOKEN_CHARACTERS = /^(?:[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)?$/;
 
 function isLoopback(hostname: string): boolean {
   return hostname === "::1" || /^127\./.test(hostname) || hostname === "::ffff:127.0.0.1";
@@ -253,12 +261,22 @@ function readAccessLog(r: TableReader | null, baseDir: string): AccessLogConfig 
   }
   const path = r.string("path", "stdout");
   if (path === "") r.problem("path", 'expected a file or "stdout"');
+  const file = path === undefined || path === "" || path === "stdout" || path === "-"
+    ? null
+    : resolvePath(baseDir, path);
+  if (file !== null) {
+    // Found here, not only when the log is opened: `--check` passed a config that could not start.
+    const folder = dirname(file);
+    try {
+      if (!Deno.statSync(folder).isDirectory) r.problem("path", `"${folder}" is not a folder`);
+    } catch (e) {
+      const why = e instanceof Deno.errors.NotFound ? " does not exist" : `: ${readFailure(e)}`;
+      r.problem("path", `the folder "${folder}"${why}`);
+    }
+  }
   r.finish();
   if (format === undefined || path === undefined) return undefined;
-  return {
-    format: format as AccessLogConfig["format"],
-    path: path === "stdout" || path === "-" ? "stdout" : resolvePath(baseDir, path),
-  };
+  return { format: format as AccessLogConfig["format"], path: file ?? "stdout" };
 }
 
 /** `workers = N | "auto"` ("auto": one per CPU core). */
@@ -285,10 +303,13 @@ function readPools(
     if (!r) return undefined;
     const pool = readPool(r, index, warnings, baseDir);
     r.finish();
-    if (pool && names.has(pool.name)) {
-      r.problem("name", `duplicate pool name ${JSON.stringify(pool.name)}`);
+    // Checked whatever else is wrong with either pool, so it is not found only once they are fixed.
+    const given = (value as Record<string, unknown>).name;
+    const name = given === undefined ? `pool-${index}` : given;
+    if (typeof name === "string") {
+      if (names.has(name)) r.problem("name", `duplicate pool name ${JSON.stringify(name)}`);
+      names.add(name);
     }
-    if (pool) names.add(pool.name);
     return pool;
   });
 }

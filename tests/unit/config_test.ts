@@ -736,6 +736,11 @@ Deno.test("parseConfig() reads the client timeouts: defaults, 0 for off, at leas
 Deno.test("parseConfig() rejects duplicate pool names", () => {
   const pool = POOL.replace("[[backend_pools]]", '[[backend_pools]]\nname = "api"');
   assert.deepEqual(problemsOf(pool + pool), ['backend_pools[1].name: duplicate pool name "api"']);
+  // Also while either pool has other problems: all of them at once, not one round after another.
+  const broken = pool.replace(/addresses = .*/, 'addresses = ["127.0.0.1:99999"]');
+  const problems = problemsOf(broken + broken);
+  assert.equal(problems.length, 3, problems.join("\n"));
+  assert.ok(problems.includes('backend_pools[1].name: duplicate pool name "api"'));
 });
 
 const tomlValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
@@ -944,4 +949,40 @@ Deno.test("a config file that is not UTF-8 is refused with the line of the first
     { path: "", message: "not UTF-8 text (a TOML file must be)", line: 7 },
   ]);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("parseConfig() refuses an admin token no client could send", () => {
+  const problem = "admin_token: the token must be printable ASCII without spaces at its ends " +
+    "(no client could send it)";
+  for (const token of [" 0123456789abcdef ", "0123456789abcdef\t", "tökentökentökentöken"]) {
+    assert.deepEqual(problemsOf(`admin_token = ${JSON.stringify(token)}\n${POOL}`), [problem]);
+  }
+  assert.deepEqual(problemsOf(`admin_token = "0123456789\\nabcdef"\n${POOL}`), [problem]);
+  for (
+    const token of ["0123456789abcdef", "0123 4567 89ab cdef", "!~#$%&'()*+,-./:;<=>?@[]^_`{|}"]
+  ) {
+    assert.deepEqual(problemsOf(`admin_token = ${JSON.stringify(token)}\n${POOL}`), [], token);
+  }
+  assert.deepEqual(problemsOf(`admin_token = "short"\n${POOL}`), [
+    "admin_token: the token must be at least 16 characters",
+  ]);
+});
+
+Deno.test("parseConfig() refuses an access log in a folder that does not exist", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const here = { source: "strom.toml", baseDir: dir };
+    const log = (path: string) => `[access_log]\npath = "${path}"\n${POOL}`;
+    assert.deepEqual(problemsOf(log("logs/access.log"), here), [
+      `access_log.path: the folder "${dir}/logs" does not exist`,
+    ]);
+    Deno.writeTextFileSync(`${dir}/logs`, "");
+    assert.deepEqual(problemsOf(log("logs/access.log"), here), [
+      `access_log.path: "${dir}/logs" is not a folder`,
+    ]);
+    assert.deepEqual(problemsOf(log("access.log"), here), []);
+    assert.deepEqual(problemsOf(log("stdout"), here), []);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });
