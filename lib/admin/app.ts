@@ -64,6 +64,13 @@ export function createAdminApp(strom: Strom): Hono {
     return c.body(text);
   });
 
+  let saving: Promise<unknown> = Promise.resolve();
+  /** Runs `task` once every PUT /api/config before it has applied and saved its config. */
+  const inTurn = <T>(task: () => Promise<T>): Promise<T> => {
+    const run = saving.then(task);
+    saving = run.catch(() => {});
+    return run;
+  };
   app.put("/api/config", async (c) => {
     const path = strom.configText === null ? null : strom.configPath;
     if (path === null) return c.text("404 - this config has no file", 404);
@@ -73,17 +80,22 @@ export function createAdminApp(strom: Strom): Hono {
     if (typeof text !== "string") return c.json(strom.refuse([text]), 422);
     // Applied first, saved after: a config that is invalid (blank, unparsable) or cannot be
     // applied (an access log that cannot be opened) must not replace the file Strom would
-    // start from next time. A refusal is logged and counted as any failed reload.
-    const result = await strom.reload(text);
-    if (!result.ok) return c.json(result, 422);
-    try {
-      await writeAtomically(path, text);
-    } catch (e) {
-      const message = `applied, but ${path} could not be written: ${(e as Error).message}`;
-      strom.log.error(`PUT /api/config: ${message}`);
-      return c.json({ ...result, saved: false, message }, 500);
-    }
-    return c.json(result, 200);
+    // start from next time. A refusal is logged and counted as any failed reload. One PUT at
+    // a time applies and saves: otherwise concurrent ones could be applied in one order and
+    // written in another, the file then naming another config than the one running.
+    const saved = inTurn(async () => {
+      const result = await strom.reload(text);
+      if (!result.ok) return c.json(result, 422);
+      try {
+        await writeAtomically(path, text);
+      } catch (e) {
+        const message = `applied, but ${path} could not be written: ${(e as Error).message}`;
+        strom.log.error(`PUT /api/config: ${message}`);
+        return c.json({ ...result, saved: false, message }, 500);
+      }
+      return c.json(result, 200);
+    });
+    return await saved;
   });
 
   // { pool, backend, drained = true }: no new requests for that backend (or again).
