@@ -64,8 +64,12 @@ async function run(command: Extract<Command, { kind: "run" }>): Promise<number> 
     });
     const stopWatching = watchConfig(command.configPath, {
       currentText: () => strom.configText,
-      // Taken: applied, or already running by its turn.
-      onChange: (text) => strom.reloadIfChanged(text).then((result) => result?.ok ?? true),
+      // Taken: applied, or already running by its turn. Applied with a listener kept on its
+      // old address is not taken: saving the same text again retries the move.
+      onChange: (text) =>
+        strom.reloadIfChanged(text).then((result) =>
+          result === null || (result.ok && result.kept === undefined)
+        ),
       onInvalid: (problem) => void strom.refuse([problem]),
       onError: (e) => log.warn(`Stopped watching the config file: ${e}`),
     });

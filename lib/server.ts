@@ -99,6 +99,8 @@ export class Strom {
   #workers: WorkerGroup | null = null;
   #accessLog: AccessLog | null = null;
   #reloading: Promise<unknown> = Promise.resolve();
+  /** The last reload kept a listener on its old address. */
+  #listenersKept = false;
   #liveTimer: ReturnType<typeof setTimeout> | undefined;
   #lagSampler: { stop(): void } | null = null;
   #clientTimeouts: ClientTimeouts | null = null;
@@ -353,10 +355,14 @@ export class Strom {
   /**
    * Reloads `text` unless, when its turn comes, it is the text already running
    * (null then): for a watched file, whose saves may undo one another while a
-   * reload is still being built.
+   * reload is still being built. Text whose reload kept a listener on its old
+   * address (the new one could not be bound) is not fully running: it is
+   * reloaded again, so saving the file once more retries the move.
    */
   reloadIfChanged(text: string): Promise<ReloadResult | null> {
-    return this.#queued(() => text === this.configText ? null : this.#reload(text));
+    return this.#queued(() =>
+      text === this.configText && !this.#listenersKept ? null : this.#reload(text)
+    );
   }
 
   /** Runs `step` after the reloads queued before it: reloads run one at a time. */
@@ -464,6 +470,7 @@ export class Strom {
     }
     this.#loadCertificates(config, old.config);
     const kept = this.#listeners.rebind(old.config, config);
+    this.#listenersKept = kept.length > 0;
     this.acme.reconfigure(config.certificates);
     old.retire(runtime);
     this.state.reloaded(true);

@@ -457,6 +457,28 @@ Deno.test("a reload back to the address still bound after a failed rebind change
   assert.equal((await get(`${lb.url}/`)).status, 200, "the first listener still serves");
 });
 
+Deno.test("a watched file saved again unchanged retries a listener kept after a failed rebind", async () => {
+  await using a = startBackend();
+  const text = `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n${
+    poolToml([a.address])
+  }`;
+  await using lb = await startStrom(text);
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (taken.addr as Deno.NetAddr).port;
+  const moved = text.replace('http_address = "127.0.0.1:0"', `http_address = "127.0.0.1:${port}"`);
+  const partial = await lb.strom.reloadIfChanged(moved);
+  assert.ok(partial?.ok);
+  assert.deepEqual(partial.kept?.map((p) => p.path), ["http_address"]);
+  taken.close();
+  // The same text again (a save the watcher hands on): not "already running", since it is not.
+  const retried = await lb.strom.reloadIfChanged(moved);
+  assert.ok(retried?.ok && retried.kept === undefined, JSON.stringify(retried));
+  assert.equal(lb.strom.port("http_address"), port);
+  assert.equal((await get(`http://127.0.0.1:${port}/`)).status, 200);
+  // Now it is running whole: the same text once more changes nothing.
+  assert.equal(await lb.strom.reloadIfChanged(moved), null);
+});
+
 Deno.test("a reload logs and returns the new config's warnings, as a start does", async () => {
   await using a = startBackend();
   const lines: string[] = [];
@@ -766,6 +788,24 @@ Deno.test("PUT /api/config: a bad file is refused with 422, a good one is writte
   assert.deepEqual(await fromFile.json(), { ok: false, problems: [blankProblem] });
   assert.equal((await get(`${lb.url}/`)).status, 200, "the pool still serves");
   await Deno.remove(lb.dir, { recursive: true });
+});
+
+Deno.test("PUT /api/config: concurrent saves are applied and written in the same order", async () => {
+  await using a = startBackend();
+  await using lb = await fileStrom(poolToml([a.address]));
+  const results = await Promise.all(Array.from({ length: 16 }, async (_, i) => {
+    const text = `${lb.text}\n# variant ${i}\n`;
+    const response = await fetch(`${lb.adminUrl}/api/config`, {
+      method: "PUT",
+      body: text,
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    assert.equal(response.status, 200);
+    return { text, generation: (await response.json()).generation as number };
+  }));
+  const last = results.reduce((a, b) => b.generation > a.generation ? b : a);
+  assert.equal(await Deno.readTextFile(lb.path), last.text, "the file is not the last applied");
+  assert.equal(lb.strom.configText, last.text);
 });
 
 Deno.test("PUT /api/config: a refusal is logged and counted as a reload's; a linked config stays a link", async () => {
