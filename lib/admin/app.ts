@@ -10,6 +10,7 @@ import { decodeConfig } from "../config/decode.ts";
 import { adminGuard, secretRoute } from "./auth.ts";
 import { concatBytes } from "../bytes.ts";
 import { poolsView } from "./views.ts";
+import { LEVELS, parseLevel } from "../log.ts";
 import { serveDashboard } from "./dashboard/serve.ts";
 
 /** Largest config accepted by PUT /api/config. */
@@ -131,8 +132,13 @@ export function createAdminApp(strom: Strom): Hono {
 
   app.get("/api/logs", (c) => {
     const limit = Number(c.req.query("limit") ?? 500);
+    const levelText = c.req.query("level");
+    const level = levelText === undefined ? undefined : parseLevel(levelText);
+    if (level === null) {
+      return c.text(`400 - unknown level (expected one of ${LEVELS.join(", ")})`, 400);
+    }
     const records = strom.logRing?.query({
-      level: c.req.query("level")?.toLowerCase(),
+      level,
       q: c.req.query("q"),
       limit: Number.isFinite(limit) && limit > 0 ? Math.min(limit, 2000) : 500,
     }) ?? [];

@@ -154,6 +154,7 @@ export function parseBackendAuthority(
   if (typeof split === "string") return split;
   const { host, port } = split;
   if (!parseIp(host) && !isHostName(host)) return "expected host:port";
+  if (port === 0) return "port 0 cannot be connected to";
   return { host, port: port ?? (tls ? 443 : 80), tls };
 }
 

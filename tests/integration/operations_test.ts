@@ -888,9 +888,12 @@ Deno.test("the admin API serves status, logs and a live event stream", async () 
     "http_address",
     "admin_address",
   ]);
-  const logs = await fetch(`${lb.adminUrl}/api/logs?level=info&q=listening`);
+  const logs = await fetch(`${lb.adminUrl}/api/logs?level=INFO&q=listening`);
   assert.equal(logs.status, 200);
-  await logs.body?.cancel();
+  assert.ok(Array.isArray(await logs.json()));
+  const bogus = await fetch(`${lb.adminUrl}/api/logs?level=bogus`);
+  assert.equal(bogus.status, 400, "an unknown level is no filter at all");
+  await bogus.body?.cancel();
   const events = await fetch(`${lb.adminUrl}/api/events`);
   const reader = events.body!.pipeThrough(new TextDecoderStream()).getReader();
   let text = "";

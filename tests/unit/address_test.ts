@@ -58,6 +58,8 @@ Deno.test("parseBackendAuthority() accepts host[:port] with port 80 by default",
     tls: false,
   });
   assert.equal(parseBackendAuthority("example..com:80"), "expected host:port");
+  assert.equal(parseBackendAuthority("127.0.0.1:0"), "port 0 cannot be connected to");
+  assert.equal(parseBackendAuthority("http://a:0"), "port 0 cannot be connected to");
   assert.equal(parseBackendAuthority(".:80"), "expected host:port");
   assert.equal(parseBackendAuthority("a b:80"), "expected host:port");
   assert.equal(parseBackendAuthority("http//10.0.0.2"), "expected host:port");
