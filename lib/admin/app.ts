@@ -170,8 +170,32 @@ export function createAdminApp(strom: Strom): Hono {
       }
     }));
 
+  refuseOtherMethods(app);
   app.notFound((c) => c.text("404 - page not found", 404));
   return app;
+}
+
+/**
+ * A path the app serves, asked with a method it does not take, gets 405 with
+ * the methods it does in `Allow` (RFC 9110 15.5.6), not 404: the routes
+ * registered so far say which those are. Call it after the last route.
+ */
+function refuseOtherMethods(app: Hono): void {
+  const allowed = new Map<string, Set<string>>();
+  for (const { path, method } of app.routes) {
+    if (method === "ALL") continue; // middleware
+    const methods = allowed.get(path) ?? new Set<string>();
+    methods.add(method);
+    if (method === "GET") methods.add("HEAD");
+    allowed.set(path, methods);
+  }
+  for (const [path, methods] of allowed) {
+    const allow = [...methods].join(", ");
+    app.all(path, (c) => {
+      c.header("allow", allow);
+      return c.text("405 - method not allowed", 405);
+    });
+  }
 }
 
 /** Longest `POST /api/drain` body. */

@@ -790,6 +790,24 @@ Deno.test("PUT /api/config: a bad file is refused with 422, a good one is writte
   await Deno.remove(lb.dir, { recursive: true });
 });
 
+Deno.test("the admin API answers a method a path does not take with 405 and Allow", async () => {
+  await using a = startBackend();
+  await using lb = await fileStrom(poolToml([a.address]));
+  const call = async (method: string, path: string) => {
+    const r = await fetch(`${lb.adminUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    await r.body?.cancel();
+    return [r.status, r.headers.get("allow")];
+  };
+  assert.deepEqual(await call("DELETE", "/api/config"), [405, "GET, HEAD, PUT"]);
+  assert.deepEqual(await call("GET", "/api/drain"), [405, "POST"]);
+  assert.deepEqual(await call("POST", "/metrics"), [405, "GET, HEAD"]);
+  assert.deepEqual(await call("HEAD", "/api/status"), [200, null]);
+  assert.deepEqual(await call("DELETE", "/api/nothing"), [404, null]);
+});
+
 Deno.test("PUT /api/config: concurrent saves are applied and written in the same order", async () => {
   await using a = startBackend();
   await using lb = await fileStrom(poolToml([a.address]));
