@@ -233,3 +233,28 @@ path = "${dir}/missing/access.log"
   await Deno.remove(path);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("saving the config again unchanged retries a listener that could not move", async () => {
+  await using backend = startBackend(() => new Response("ok"));
+  const text = `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n` +
+    poolToml([backend.address]);
+  const path = await configFile(text);
+  try {
+    await using strom = new StromProcess(["-c", path]);
+    await strom.waitForLine(/\(http_address, port (\d+)\)/);
+    const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (taken.addr as Deno.NetAddr).port;
+    const moved = text.replace(
+      'http_address = "127.0.0.1:0"',
+      `http_address = "127.0.0.1:${port}"`,
+    );
+    await Deno.writeTextFile(path, moved);
+    await strom.waitForLine(/Reloaded configuration \(generation 2\), except: http_address/);
+    taken.close();
+    await Deno.writeTextFile(path, moved); // the same text: the watcher must hand it on again
+    await strom.waitForLine(/Reloaded configuration \(generation 3\)$/);
+    assert.equal((await get(`http://127.0.0.1:${port}/`)).status, 200);
+  } finally {
+    await Deno.remove(path);
+  }
+});
