@@ -156,6 +156,37 @@ Deno.test("a refusal whose body stops coming is cut off after read_timeout, as a
   }
 });
 
+Deno.test("a refusal whose client stops reading its body is cut off after send_timeout", async () => {
+  let backendCut = false;
+  await using refusing = startRawBackend(async (conn) => {
+    const size = 64 * 1024 * 1024;
+    await conn.write(new TextEncoder().encode(
+      `HTTP/1.1 403 Forbidden\r\ncontent-length: ${size}\r\n\r\n`,
+    ));
+    const chunk = new Uint8Array(65536);
+    try {
+      for (let sent = 0; sent < size; sent += chunk.length) await conn.write(chunk);
+    } catch {
+      backendCut = true; // Strom closed the connection: the body was given up
+    }
+  });
+  await using lb = await startStrom(`send_timeout = "500ms"\n` + poolToml([refusing.address]));
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: lb.strom.port("http_address") });
+  try {
+    await conn.write(
+      new TextEncoder().encode(`GET /ws HTTP/1.1\r\nHost: a.test\r\n${HANDSHAKE}\r\n`),
+    );
+    await conn.read(new Uint8Array(1024)); // the head, then nothing more is read
+    await waitFor(() => backendCut, "the backend's connection to be closed", 10_000);
+    await waitFor(
+      () => lb.strom.runtime.pools[0].backends[0].inFlight === 0,
+      "the backend no longer in flight",
+    );
+  } finally {
+    conn.close();
+  }
+});
+
 Deno.test("a WebSocket to a backend that is down gives 502, counts a failure and retries elsewhere", async () => {
   await using backend = startWsBackend();
   const dead = `127.0.0.1:${freePort()}`;
