@@ -12,7 +12,7 @@
 import { nodeCrypto } from "../node_builtins.ts";
 import { join } from "node:path";
 import { type LoadedCertificate, parseCertificate } from "./pem.ts";
-import { readConfigText } from "../config/files.ts";
+import { readConfigText, readFailure } from "../config/files.ts";
 
 /** A certificate read back from `persist_dir`, or why it cannot be used. */
 export type PersistedCertificate =
@@ -54,7 +54,7 @@ export class AcmeFiles {
       keyText = readConfigText(`${base}.key`);
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return null;
-      return { ok: false, problem: `cannot read "${base}.crt": ${(e as Error).message}` };
+      return { ok: false, problem: `cannot read "${base}.crt": ${readFailure(e)}` };
     }
     const loaded = parseCertificate(certText, keyText);
     if (typeof loaded === "string") return { ok: false, problem: `"${base}.crt": ${loaded}` };

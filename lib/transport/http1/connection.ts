@@ -208,7 +208,7 @@ export class Connection {
       // Two bytes back: the LF and the CR LF that end a head may come in different reads.
       const lf = headEndLf(this.#buf, this.#start + Math.max(0, scanned - 2), this.#end);
       scanned = (lf >= 0 ? lf : this.#end) - this.#start;
-      if (scanned > MAX_HEAD_BYTES) throw new ProtocolError("response head or chunk line too long");
+      if (scanned > MAX_HEAD_BYTES) throw new ProtocolError("response head too long");
       if (lf < 0) {
         // An answer without a status line (HTTP/0.9, another protocol) is refused at once, as
         // nginx refuses it, instead of waiting for a head end that may never come.
@@ -269,7 +269,7 @@ export class Connection {
     while (true) {
       const at = findLf(this.#buf, this.#start + scanned, this.#end);
       scanned = (at >= 0 ? at : this.#end) - this.#start;
-      if (scanned > MAX_CHUNK_LINE) throw new ProtocolError("response head or chunk line too long");
+      if (scanned > MAX_CHUNK_LINE) throw new ProtocolError("chunk line too long");
       if (at >= 0) {
         const end = at > this.#start && this.#buf[at - 1] === 0x0d ? at - 1 : at;
         const line = latin1(this.#buf.subarray(this.#start, end));
