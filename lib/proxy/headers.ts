@@ -50,8 +50,17 @@ export function isForwardingField(lower: string): boolean {
 export const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /**
+ * Fields a `Connection` value cannot make hop-by-hop: a message's length and
+ * its Host belong to the message, and dropping them on a peer's word would
+ * change its framing (`Connection: content-length` forwarded a body chunked)
+ * or its target.
+ */
+const NEVER_LISTED = new Set(["content-length", "host"]);
+
+/**
  * The extra hop-by-hop names a `Connection` value lists (lower case), or null
- * when it lists none beyond the usual `close` / `keep-alive`.
+ * when it lists none beyond the usual `close` / `keep-alive` (and the fields
+ * in NEVER_LISTED).
  */
 export function connectionListed(connection: string | null): Set<string> | null {
   if (connection === null) return null;
@@ -59,6 +68,7 @@ export function connectionListed(connection: string | null): Set<string> | null 
   for (const part of connection.split(",")) {
     const name = part.trim().toLowerCase();
     if (name === "" || name === "close" || name === "keep-alive" || !TOKEN.test(name)) continue;
+    if (NEVER_LISTED.has(name)) continue;
     (listed ??= new Set()).add(name);
   }
   return listed;

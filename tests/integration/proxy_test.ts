@@ -371,6 +371,30 @@ Deno.test("hop-by-hop headers are removed in both directions", async () => {
   }
 });
 
+Deno.test("Connection cannot make a message's Content-Length or Host hop-by-hop", async () => {
+  let head = "";
+  await using backend = startRawBackend(async (conn, got) => {
+    head = got;
+    await conn.write(new TextEncoder().encode(
+      "HTTP/1.1 200 OK\r\nConnection: content-length, host\r\nContent-Length: 2\r\n\r\nok",
+    ));
+  });
+  await using lb = await startStrom(poolToml([backend.address]));
+  const response = await rawExchange(
+    Number(new URL(lb.url).port),
+    "POST / HTTP/1.1\r\nHost: a.example\r\nConnection: close, content-length, host\r\n" +
+      "Content-Length: 3\r\n\r\nabc",
+  );
+  const lines = head.toLowerCase().split("\r\n");
+  assert.ok(lines.includes("content-length: 3"), head);
+  assert.ok(!lines.includes("transfer-encoding: chunked"), head);
+  assert.ok(lines.includes("host: a.example"), head);
+  const answer = response.toLowerCase();
+  assert.ok(answer.startsWith("http/1.1 200"), response);
+  assert.ok(answer.includes("content-length: 2\r\n"), response);
+  assert.ok(!answer.includes("transfer-encoding"), response);
+});
+
 Deno.test("method, path and query reach the backend byte for byte, dot-segments resolved", async () => {
   await using backend = startBackend((req) =>
     new Response(`${req.method} ${req.url.replace(/^http:\/\/[^/]+/, "")}`)

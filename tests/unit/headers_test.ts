@@ -22,6 +22,11 @@ Deno.test("endToEnd() drops RFC 9110 hop-by-hop fields and those named in Connec
   assert.deepEqual(endToEnd(h), [["host", "a.com"], ["x-kept", "2"]]);
 });
 
+Deno.test("endToEnd() keeps Content-Length and Host whatever Connection lists", () => {
+  const h = new Headers({ connection: "content-length, Host", "content-length": "3", host: "a" });
+  assert.deepEqual(endToEnd(h), [["content-length", "3"], ["host", "a"]]);
+});
+
 Deno.test("identifyClient() ignores X-Forwarded-For from untrusted peers", () => {
   assert.deepEqual(identifyClient("203.0.113.5", "1.2.3.4", trusted), {
     peerIp: "203.0.113.5",

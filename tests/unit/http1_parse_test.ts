@@ -61,6 +61,14 @@ Deno.test("parseResponseHead() takes only spaces and tabs off a value's ends", (
   }
 });
 
+Deno.test("parseResponseHead() keeps Content-Length whatever Connection lists", () => {
+  const parsed = parseResponseHead(
+    "HTTP/1.1 200 OK\r\nConnection: content-length, x-a\r\nX-A: 1\r\nContent-Length: 1",
+    "GET",
+  );
+  assert.deepEqual(parsed.fields, [["content-length", "1"]]);
+});
+
 Deno.test("parseResponseHead() checks every name, also ones it has seen in another spelling", () => {
   const good = parseResponseHead("HTTP/1.1 200 OK\r\nContent-Type: a\r\nContent-Length: 1", "GET");
   assert.deepEqual(good.fields, [["content-type", "a"], ["content-length", "1"]]);
