@@ -36,6 +36,7 @@ export type Matcher = (request: MatchRequest) => boolean;
 
 /**
  * Compiles matcher source text; throws MatcherSyntaxError (and nothing else) on bad input.
+ * `remark` hears of terms that are valid but can never match (`Path('api')`).
  *
  * Terms, all checked at compile time, regexes compiled once:
  * - `Host('h')`, `Host('h:port')`, `Host('[::1]')`: ASCII case-insensitive host match; without a
@@ -53,8 +54,8 @@ export type Matcher = (request: MatchRequest) => boolean;
  * Regexes use Rust's syntax, translated to JavaScript by lib/config/rust_regex.ts and
  * compiled with the flags `linearFlags` picks (see there).
  */
-export function compileMatcher(source: string): Matcher {
-  const lexer = new Lexer(source);
+export function compileMatcher(source: string, remark?: (reason: string) => void): Matcher {
+  const lexer = new Lexer(source, remark);
   if (lexer.peek().kind === "end") lexer.fail("empty matcher", 0);
   const matcher = parseOr(lexer, 0);
   const rest = lexer.peek();
@@ -157,6 +158,13 @@ interface Term {
 }
 
 // A Map, not an object literal, so names like "constructor" are unknown terms.
+/** Every request path begins with "/" (Deno gives `OPTIONS *` as "/*"): others never match. */
+function remarkOnPath(term: string, text: string, lexer: Lexer): void {
+  if (text !== "" && !text.startsWith("/")) {
+    lexer.remark(`${term}(${quote(text)}) never matches: request paths begin with "/"`);
+  }
+}
+
 const TERMS = new Map<string, Term>([
   ["Host", { arity: 1, compile: ([host], lexer) => hostTerm(host, lexer) }],
   ["HostRegexp", {
@@ -176,8 +184,20 @@ const TERMS = new Map<string, Term>([
         : (request) => request.host !== "" && regex.test(request.host);
     },
   }],
-  ["Path", { arity: 1, compile: ([{ text }]) => (request) => request.path === text }],
-  ["PathPrefix", { arity: 1, compile: ([{ text }]) => (request) => request.path.startsWith(text) }],
+  ["Path", {
+    arity: 1,
+    compile: ([{ text }], lexer) => {
+      remarkOnPath("Path", text, lexer);
+      return (request) => request.path === text;
+    },
+  }],
+  ["PathPrefix", {
+    arity: 1,
+    compile: ([{ text }], lexer) => {
+      remarkOnPath("PathPrefix", text, lexer);
+      return (request) => request.path.startsWith(text);
+    },
+  }],
   ["PathRegexp", {
     arity: 1,
     compile: ([pattern], lexer) => {

@@ -113,8 +113,12 @@ export class Lexer {
   #index = 0;
   #peeked: Token | undefined;
 
-  constructor(source: string) {
+  /** Receives remarks on terms that compile but cannot do what they seem to (load warnings). */
+  readonly remark: (reason: string) => void;
+
+  constructor(source: string, remark: (reason: string) => void = () => {}) {
     this.source = source;
+    this.remark = remark;
   }
 
   /** Returns the next token without consuming it. */

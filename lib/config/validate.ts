@@ -322,9 +322,11 @@ function readPool(
 ): PoolConfig | undefined {
   const before = r.problems.length;
   const name = r.string("name", `pool-${index}`)!;
+  // Logs, metrics labels and the admin API's paths name a pool by it.
+  if (name === "") r.problem("name", "expected a non-empty name (or no name: pool-N)");
   const matcherSource = r.string("matcher");
-  const matcher = matcherSource === undefined ? undefined : readMatcher(r, matcherSource);
-  const addresses = readAddresses(r);
+  const matcher = matcherSource === undefined ? undefined : readMatcher(r, matcherSource, warnings);
+  const addresses = readAddresses(r, warnings);
   const schemes = readSchemes(r);
   const strategyValue = r.raw("strategy", true);
   const strategy = strategyValue === undefined
@@ -391,9 +393,9 @@ function readPool(
   };
 }
 
-function readMatcher(r: TableReader, source: string) {
+function readMatcher(r: TableReader, source: string, warnings: string[]) {
   try {
-    return compileMatcher(source);
+    return compileMatcher(source, (reason) => warnings.push(`${r.at("matcher")}: ${reason}`));
   } catch (e) {
     if (!(e instanceof MatcherSyntaxError)) throw e;
     r.problem("matcher", `invalid matcher: ${e.message}\n${caretLines(source, e.column, 0)}`);
@@ -401,16 +403,26 @@ function readMatcher(r: TableReader, source: string) {
   }
 }
 
-function readAddresses(r: TableReader): BackendAddress[] | undefined {
+function readAddresses(r: TableReader, warnings: string[]): BackendAddress[] | undefined {
   const list = r.array("addresses", true);
   if (!list) return undefined;
   const out: BackendAddress[] = [];
   const before = r.problems.length;
+  const seen = new Map<string, number>();
   list.forEach((v, i) => {
     const path = r.at("addresses") + `[${i}]`;
     if (typeof v !== "string") {
       r.problems.push({ path, message: 'expected a string such as "10.0.0.2:8080"' });
       return;
+    }
+    const first = seen.get(v);
+    if (first === undefined) seen.set(v, i);
+    else {
+      // RustStrom took a repeat as one more backend; some use it as a weight.
+      warnings.push(
+        `${path}: ${JSON.stringify(v)} is also addresses[${first}]: each listing gets its own ` +
+          "share of the traffic, and metrics and the admin API cannot tell them apart",
+      );
     }
     const parsed = parseBackendAuthority(v);
     if (typeof parsed === "string") {

@@ -64,7 +64,9 @@ export const customErrorPages: MiddlewareSpec<CustomErrorPagesOptions> = {
         `"${location}" is not in the config file's folder; using "${folder}" (relative to the working directory, as RustStrom did)`,
       );
     }
-    r.array("errors", true)?.forEach((v, i) => {
+    const errors = r.array("errors", true);
+    if (errors?.length === 0) warn?.(r.at("errors"), "an empty list: no answer gets a page");
+    errors?.forEach((v, i) => {
       const path = r.at("errors") + `[${i}]`;
       const code = checkInt(v, path, r.problems, { min: 100, max: 599 });
       if (code === undefined || folder === undefined) return;

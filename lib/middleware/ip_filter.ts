@@ -21,7 +21,7 @@ export type IpFilterOptions = {
 /** The IP filter's spec. */
 export const ipFilter: MiddlewareSpec<IpFilterOptions> = {
   name: "IpFilter",
-  parse(r) {
+  parse(r, { warn }) {
     const allow = readNetworks(r, "allow");
     const deny = readNetworks(r, "deny");
     if (allow === null && deny === null) {
@@ -37,6 +37,9 @@ export const ipFilter: MiddlewareSpec<IpFilterOptions> = {
         message: "an empty list refuses every client (to do that on purpose, write deny = " +
           '["0.0.0.0/0", "::/0"]; to allow everyone, leave "allow" out)',
       });
+    }
+    if (allow === null && deny !== null && deny.length === 0 && r.array("deny")?.length === 0) {
+      warn?.(r.at("deny"), "an empty list and no allow: every client passes");
     }
     return { allow, deny: deny ?? [] };
   },

@@ -584,6 +584,39 @@ strategy = "Random"
   assert.deepEqual(parseConfig("", origin).warnings, ["No backend pool found."]);
 });
 
+Deno.test("parseConfig() warns of what loads but cannot do what it seems to, and refuses an empty name", () => {
+  const config = parseConfig(
+    `[[backend_pools]]
+matcher = "Path('api') || PathPrefix('v1/') || Path('/ok') || PathPrefix('')"
+addresses = ["127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:8080"]
+schemes = ["HTTP"]
+strategy = "RoundRobin"
+[backend_pools.middlewares.CustomErrorPages]
+location = "/tmp"
+errors = []
+[backend_pools.middlewares.IpFilter]
+deny = []
+`,
+    origin,
+  );
+  assert.deepEqual(config.warnings, [
+    'backend_pools[0].matcher: Path("api") never matches: request paths begin with "/"',
+    'backend_pools[0].matcher: PathPrefix("v1/") never matches: request paths begin with "/"',
+    'backend_pools[0].addresses[2]: "127.0.0.1:8080" is also addresses[0]: each listing gets its own share of the traffic, and metrics and the admin API cannot tell them apart',
+    "backend_pools[0].middlewares.CustomErrorPages.errors: an empty list: no answer gets a page",
+    "backend_pools[0].middlewares.IpFilter.deny: an empty list and no allow: every client passes",
+  ]);
+  // An IpFilter that denies nobody but allows some is not empty-handed.
+  const allowing = parseConfig(
+    POOL + `[backend_pools.middlewares.IpFilter]\nallow = ["10.0.0.0/8"]\ndeny = []\n`,
+    origin,
+  );
+  assert.deepEqual(allowing.warnings, []);
+  assert.deepEqual(problemsOf(POOL.replace("[[backend_pools]]", '[[backend_pools]]\nname = ""')), [
+    "backend_pools[0].name: expected a non-empty name (or no name: pool-N)",
+  ]);
+});
+
 Deno.test("parseConfig() loads RustStrom's ignored prometheus_metrics_address with a warning", () => {
   const config = parseConfig(`prometheus_metrics_address = "0.0.0.0:9090"\n${POOL}`, origin);
   assert.deepEqual(config.warnings, [
