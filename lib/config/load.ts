@@ -2,7 +2,7 @@
 
 import { dirname, resolve } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
-import { ConfigError } from "./errors.ts";
+import { ConfigError, type Problem } from "./errors.ts";
 import { decodeConfig } from "./decode.ts";
 import { withLines } from "./locate.ts";
 import { type Origin, validateConfig } from "./validate.ts";
@@ -20,8 +20,19 @@ export function parseConfig(source: string, origin: Origin): Config {
     throw new ConfigError(origin.source, [tomlProblem(e)]);
   }
   const result = validateConfig(doc, origin);
-  if (!result.ok) throw new ConfigError(origin.source, withLines(text, result.problems));
+  if (!result.ok) {
+    throw new ConfigError(origin.source, inLineOrder(withLines(text, result.problems)));
+  }
   return result.config;
+}
+
+/**
+ * Problems in the order of their lines, as an editor shows the file; those
+ * without a line (about the file as a whole) first. The sort is stable: one
+ * line's problems keep the order they were found in.
+ */
+function inLineOrder(problems: Problem[]): Problem[] {
+  return problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
 }
 
 /** A config with the text and origin it came from (workers and reloads rebuild from them). */

@@ -200,24 +200,24 @@ request_timeout = "soon"
 `;
   assert.deepEqual(problemsOf(text), [
     'http_address: invalid address "localhost:80": expected an IP address, not a host name',
-    "health_interval.check_every: missing required key",
+    'admin_adress: unknown key (did you mean "admin_address"?)',
     'trusted_proxies[0]: invalid network "10.0.0.0/33": invalid prefix length "33"',
+    "health_interval.check_every: missing required key",
     `backend_pools[0].matcher: invalid matcher: expected a term, "(" or "!" at column 17\nHost('a.com') &&\n                ^`,
     'backend_pools[0].addresses[0]: invalid address "ftp://10.0.0.2:80": unsupported scheme "ftp" (expected host:port, http:// or https://)',
     'backend_pools[0].addresses[1]: expected a string such as "10.0.0.2:8080"',
     'backend_pools[0].addresses[2]: invalid address "10.0.0.3:99999": invalid port "99999"',
     'backend_pools[0].schemes[0]: invalid scheme "http" (expected "HTTP" or "HTTPS")',
     'backend_pools[0].strategy: unknown strategy "Roundrobin" (did you mean "RoundRobin"?)',
+    'backend_pools[0].health_check: unknown key (did you mean "health_config"?)',
     'backend_pools[0].health_config.timeout: expected an integer, found a string ("500")',
     'backend_pools[0].health_config.path: invalid path "health": expected "/" followed by visible ASCII',
     "backend_pools[0].client.pool_idle_timeout.nanos: missing required key",
     'backend_pools[0].middlewares.Authentification: unknown middleware "Authentification" (did you mean "Authentication"?)',
-    'backend_pools[0].health_check: unknown key (did you mean "health_config"?)',
     "backend_pools[1].strategy.StickyCookie.secure: missing required key",
     'backend_pools[1].strategy.StickyCookie.same_site: invalid value "lax" (expected "Strict", "Lax" or "None")',
     'backend_pools[1].strategy.StickyCookie.inner: unknown strategy "Nope" (expected one of "RoundRobin", "Random", "IPHash", "LeastConnection", "StickyCookie", "WeightedRoundRobin", "PowerOfTwoChoices", "PeakEWMA")',
     'backend_pools[1].request_timeout: expected a duration such as 30, "30s", "500ms" or { secs = 30, nanos = 0 }, found a string ("soon")',
-    'admin_adress: unknown key (did you mean "admin_address"?)',
   ]);
 });
 
@@ -343,9 +343,10 @@ Deno.test("parseConfig() validates Authentication options", () => {
         `ldap_address = "ldapi:///run/slapd.sock"\nrdn_identifier = "u id"\nbind_dn = "cn=reader"`,
     ),
     [
+      // A missing key is at its table's line, before the keys written in it.
+      `${MW}.Authentication.bind_password: missing required key (bind_dn is set)`,
       `${MW}.Authentication.ldap_address: unsupported LDAP address "ldapi:///run/slapd.sock": ldapi:// is not supported`,
       `${MW}.Authentication.rdn_identifier: invalid attribute name "u id": expected letters, digits and "-"`,
-      `${MW}.Authentication.bind_password: missing required key (bind_dn is set)`,
     ],
   );
   assert.deepEqual(
@@ -542,8 +543,8 @@ ca_file = "ca.pem"
     assert.deepEqual(
       problemsOf(POOL + acme(`ca_file = "empty.pem"\nrenew_before_days = 0`), here),
       [
-        'certificates."c.com".renew_before_days: expected an integer from 1 to 365, found 0',
         'certificates."c.com".ca_file: no CERTIFICATE block in "empty.pem"',
+        'certificates."c.com".renew_before_days: expected an integer from 1 to 365, found 0',
       ],
     );
   } finally {
@@ -726,10 +727,10 @@ max_ejection_time = "1m"
 `,
     ),
     [
-      "backend_pools[0].health_config.healthy_after: expected an integer from 1 to 100, found 0",
       'backend_pools[0].health_config.expected_status[0]: invalid status "200-199" (expected a code from 100 to 599, a range like "200-399", or "2xx")',
       'backend_pools[0].health_config.expected_status[1]: invalid status 600 (expected a code from 100 to 599, a range like "200-399", or "2xx")',
       'backend_pools[0].health_config.expected_status[2]: invalid status "2xy" (expected a code from 100 to 599, a range like "200-399", or "2xx")',
+      "backend_pools[0].health_config.healthy_after: expected an integer from 1 to 100, found 0",
       "backend_pools[0].outlier_detection.max_ejection_time: must not be shorter than base_ejection_time",
     ],
   );
@@ -898,8 +899,8 @@ Deno.test("parseConfig() refuses durations longer than a timer can wait (24.8 da
   );
   assert.deepEqual(problems.map((p) => p.replace(/ \(line \d+\)$/, "")), [
     "send_timeout: a duration of at most 2147483647 ms (24.8 days): timers cannot wait longer",
-    "backend_pools[0].health_config.timeout: expected an integer from 1 to 2147483647, found 2200000000",
     "backend_pools[0].connect_timeout: a duration of at most 2147483647 ms (24.8 days): timers cannot wait longer",
+    "backend_pools[0].health_config.timeout: expected an integer from 1 to 2147483647, found 2200000000",
   ]);
   // RustStrom's own pool_idle_timeout (a Rust Duration, "for ever" written as years) is kept
   // as long as a timer can wait, with a warning; a malformed one is still refused.
