@@ -15,7 +15,7 @@
 import type { Logger } from "../log.ts";
 import type { SocketAddress } from "./address.ts";
 import { isolateActivity, peerKey } from "./activity.ts";
-import { ClientStalled } from "../transport/stall.ts";
+import { BackendBodyBroke, ClientStalled } from "../transport/stall.ts";
 
 /** Handles one request; `remote` is the peer. */
 export type ConnectionHandler = (
@@ -68,6 +68,11 @@ function errorHandler(role: string, log: Logger) {
       // send_timeout: the client's doing, as nginx's "client timed out" (info).
       log.info(`Cut off a client on ${role}: ${error.message}`);
       return new Response(null, { status: 500 });
+    }
+    if (error instanceof BackendBodyBroke) {
+      // The backend's doing, logged as its other failures are (warn); the client sees a cut.
+      log.warn(`Cut off a response on ${role}: ${error.message}`);
+      return new Response(null, { status: 502 });
     }
     log.error(`Failed to handle a request on ${role}: ${String(error)}`);
     return new Response("500 - Internal Server Error", { status: 500 });

@@ -10,7 +10,7 @@
 import type { BackendAddress, ClientConfig } from "../config/types.ts";
 import { headBody, type Transport, UpstreamError, type UpstreamRequest } from "./transport.ts";
 import { endToEnd, type Fields } from "../proxy/headers.ts";
-import { ReadTimer, type StallOptions, StallTimer } from "./stall.ts";
+import { BackendBodyBroke, ReadTimer, type StallOptions, StallTimer } from "./stall.ts";
 import { ProtocolError, transferFraming } from "./http1/parse.ts";
 
 /** Encodings Deno's fetch decodes by itself (measured with Deno 2.9.6). */
@@ -93,7 +93,7 @@ export function createFetchTransport(client: ClientConfig): Transport {
       }
       if (body === null) request.onEnd(0);
       const out = body !== null
-        ? trackBody(body, request.onEnd, request)
+        ? trackBody(body, backend.id, request.onEnd, request)
         : request.method === "HEAD"
         ? headBody(upstream.status, headers.has("content-length"))
         : null;
@@ -151,6 +151,7 @@ function classify(e: unknown): UpstreamError {
  */
 function trackBody(
   body: ReadableStream<Uint8Array>,
+  backend: string,
   onEnd: (bytes: number) => void,
   { stallTimeoutMs, onStall, readTimeoutMs }: StallOptions,
 ): ReadableStream<Uint8Array> {
@@ -173,7 +174,7 @@ function trackBody(
   const silent = new ReadTimer(readTimeoutMs, (error) => {
     done(bytes);
     reader.cancel(error).catch(() => {});
-    controller.error(error);
+    controller.error(new BackendBodyBroke(backend, error.message));
   });
   return new ReadableStream<Uint8Array>({
     start(c) {
@@ -196,7 +197,13 @@ function trackBody(
       } catch (e) {
         silent.disarm();
         done(bytes);
-        controller.error(e);
+        // Deno's client says "error reading a body from connection"; a cause, when given, says why.
+        const reason = !(e instanceof Error)
+          ? String(e)
+          : e.cause instanceof Error
+          ? e.cause.message
+          : e.message;
+        controller.error(new BackendBodyBroke(backend, reason));
       }
     },
     cancel(reason) {

@@ -57,6 +57,18 @@ export class ReadTimer extends IdleTimer {
 /** Why a body failed when its client read nothing: the client's doing, logged at INFO. */
 export class ClientStalled extends Error {}
 
+/**
+ * A backend's body failed after its answer's head was passed on (it broke off,
+ * was malformed, or went silent past `read_timeout`): the client's connection
+ * is cut, the one thing left to do. The message names the backend.
+ */
+export class BackendBodyBroke extends Error {
+  constructor(backend: string, reason: string) {
+    super(`the body from backend ${backend} broke off: ${reason}`);
+    this.name = "BackendBodyBroke";
+  }
+}
+
 /** Default when a request names no `stallTimeoutMs`. */
 export const DEFAULT_STALL_TIMEOUT_MS = 60_000;
 

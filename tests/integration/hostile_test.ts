@@ -314,12 +314,20 @@ Deno.test("backends that misbehave give 502 or a cut connection, and the pool st
     const path = head.split(" ")[1];
     await scripts[path]?.(conn);
   });
-  await using lb = await startStrom(poolToml([bad.address], { extra: "retries = 0" }));
+  const lines: string[] = [];
+  await using lb = await startStrom(poolToml([bad.address], { extra: "retries = 0" }), {
+    log: createLogger("info", { sink: (r) => lines.push(`${r.level} ${r.message}`) }),
+  });
   assert.equal((await get(`${lb.url}/split`)).text, "ok", "a head split across packets is fine");
   await assert.rejects(
     async () => await (await fetch(`${lb.url}/reset`)).text(),
     "a reset mid-body cuts the client",
   );
+  // Logged as the backend's failure, naming it, on either transport; not as Strom's error.
+  const cut =
+    `warn Cut off a response on http_address: the body from backend ${bad.address} broke off: `;
+  await waitFor(() => lines.some((l) => l.startsWith(cut)), "the cut to be logged");
+  assert.deepEqual(lines.filter((l) => l.startsWith("error")), []);
   const endless = await fetch(`${lb.url}/endless`);
   const reader = endless.body!.getReader();
   await reader.read();

@@ -2,7 +2,7 @@
 // response bodies as streams that hand the connection back when they end.
 
 import { headBody, UpstreamError } from "../transport.ts";
-import { ReadTimer, type StallOptions, StallTimer } from "../stall.ts";
+import { BackendBodyBroke, ReadTimer, type StallOptions, StallTimer } from "../stall.ts";
 import type { Fields } from "../../proxy/headers.ts";
 import {
   type Framing,
@@ -417,9 +417,7 @@ export class Connection {
     const silent = new ReadTimer(readTimeoutMs, (error) => {
       finish(false);
       this.close(); // fails the read under way
-      controller.error(
-        new ProtocolError(`the body from backend ${this.#backend} broke off: ${error.message}`),
-      );
+      controller.error(new BackendBodyBroke(this.#backend, error.message));
     });
     return new ReadableStream<Uint8Array>({
       start: (c) => {
@@ -442,11 +440,9 @@ export class Connection {
         } catch (e) {
           silent.disarm();
           finish(false);
-          // Headers are sent by now: the client's connection is cut, and Deno logs this.
+          // Headers are sent by now: the client's connection is cut, and the listener logs it.
           const reason = e instanceof Error ? e.message : String(e);
-          controller.error(
-            new ProtocolError(`the body from backend ${this.#backend} broke off: ${reason}`),
-          );
+          controller.error(new BackendBodyBroke(this.#backend, reason));
         }
       },
       cancel: () => {
