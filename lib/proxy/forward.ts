@@ -140,10 +140,13 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       // out empty (a DELETE sent upstream chunked could not be retried any more).
       body: length !== null || chunked ? request.body : null,
     };
-    if (target.authorityOnly && length === null && request.body !== null) {
+    // An h2c request whose :authority is `localhost:<port>` looks like an HTTP/1.x one without
+    // Host (Deno makes the same URL of both): its body is looked into too, never dropped.
+    const mayBeHttp2 = target.authorityOnly || (target.missingHost && !chunked);
+    if (mayBeHttp2 && length === null && request.body !== null) {
       // A method that carries a body is streamed at once: a client may wait for the answer's
       // headers before it sends (bidirectional streaming). The others are looked into first.
-      if (BODY_METHODS.has(target.method)) middleware.body = request.body;
+      if (target.authorityOnly && BODY_METHODS.has(target.method)) middleware.body = request.body;
       else {
         const body = await nonEmpty(request.body, pool.deadlines, pool.config.requestTimeoutMs);
         if (body === "timeout") return failureResponse("request-timeout");

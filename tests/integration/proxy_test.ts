@@ -595,6 +595,33 @@ Deno.test({
   },
 });
 
+Deno.test("an HTTP/2 (h2c) upload whose :authority is localhost:<port> reaches the backend whole", async () => {
+  await using backend = startBackend(async (req) =>
+    new Response(`${req.method} ${(await req.arrayBuffer()).byteLength}`)
+  );
+  await using lb = await startStrom(poolToml([backend.address]));
+  const port = new URL(lb.url).port;
+  const client = http2.connect(lb.url);
+  try {
+    // Deno gives this request the URL it gives an HTTP/1.0 request without Host.
+    const stream = client.request({
+      ":method": "POST",
+      ":path": "/up",
+      ":authority": `localhost:${port}`,
+    });
+    stream.end(new Uint8Array(500).fill(97));
+    const answer = await new Promise<string>((resolve, reject) => {
+      let body = "";
+      stream.on("data", (chunk) => body += chunk);
+      stream.on("end", () => resolve(body));
+      stream.on("error", reject);
+    });
+    assert.equal(answer, "POST 500");
+  } finally {
+    client.close();
+  }
+});
+
 Deno.test("an HTTP/2 (h2c) DELETE that announces no length and sends nothing gets 408 at request_timeout", async () => {
   let reached = 0;
   await using backend = startBackend(() => {
@@ -745,6 +772,11 @@ Deno.test("a request without Host matches no Host matcher and reaches its backen
     assert.ok(response.endsWith("\r\n\r\nother"), response);
   }
   assert.deepEqual(seen, [other.address, null, other.address, null]);
+  // Without a length it has no body: answered at once (not after request_timeout), none sent on.
+  const started = performance.now();
+  const post = await rawExchange(port, "POST /p HTTP/1.0\r\n\r\n");
+  assert.ok(post.endsWith("\r\n\r\nother"), post);
+  assert.ok(performance.now() - started < 5000);
   const named200 = await rawExchange(
     port,
     "GET /c HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
