@@ -7,7 +7,7 @@
 // Removals run first, then `set` (replaces every value), then `add` (appends).
 
 import type { TableReader } from "../config/fields.ts";
-import { isHopByHop, TOKEN } from "../proxy/headers.ts";
+import { cgiSpelling, isHopByHop, TOKEN } from "../proxy/headers.ts";
 import type { MiddlewareSpec } from "./middleware.ts";
 
 /** Edits for one direction; names are lower-case. */
@@ -82,9 +82,14 @@ export const headers: MiddlewareSpec<HeadersOptions> = {
   name: "Headers",
   parse: (r) => ({ request: readEdits(r, "request"), response: readEdits(r, "response") }),
   create({ request, response }) {
-    const drop = new Set([...request.remove, ...request.set.map(([name]) => name)]);
+    // By CGI spelling: X_Debug is X-Debug to a backend that reads fields CGI-style.
+    const drop = new Set(
+      [...request.remove, ...request.set.map(([name]) => name)].map(cgiSpelling),
+    );
     return async (context, next) => {
-      if (drop.size > 0) context.fields = context.fields.filter(([name]) => !drop.has(name));
+      if (drop.size > 0) {
+        context.fields = context.fields.filter(([name]) => !drop.has(cgiSpelling(name)));
+      }
       context.fields.push(...request.set, ...request.add);
       const answer = await next();
       const h = answer.headers;

@@ -10,7 +10,7 @@
 // else it is replaced, so clients cannot forge IDs in the backends' logs.
 // New IDs are random UUIDs. The JSON access log has it as `request_id`.
 
-import { isForwardingField, TOKEN } from "../proxy/headers.ts";
+import { cgiSpelling, isForwardingField, TOKEN } from "../proxy/headers.ts";
 import { managedField } from "./headers.ts";
 import type { MiddlewareSpec } from "./middleware.ts";
 
@@ -36,12 +36,16 @@ export const requestId: MiddlewareSpec<RequestIdOptions> = {
   },
   create(options, deps) {
     const { header } = options;
+    const spelling = cgiSpelling(header);
     return async (context, next) => {
       let id: string | null = null;
       const fields = context.fields.filter(([name, value]) => {
-        if (name !== header) return true;
-        if (id === null && context.peerTrusted && SANE_ID.test(value)) id = value;
-        return false;
+        if (name === header) {
+          if (id === null && context.peerTrusted && SANE_ID.test(value)) id = value;
+          return false;
+        }
+        // An underscore spelling (X_Request_Id) is the same field to a CGI-style backend: dropped.
+        return cgiSpelling(name) !== spelling;
       });
       id ??= deps.newId();
       fields.push([header, id]);

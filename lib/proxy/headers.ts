@@ -46,6 +46,14 @@ export function isForwardingField(lower: string): boolean {
   return SPOOFABLE.has(lower);
 }
 
+/**
+ * A (lower-case) field name as backends that read fields CGI-style see it:
+ * `x_request_id` and `x-request-id` are both HTTP_X_REQUEST_ID there.
+ */
+export function cgiSpelling(lower: string): string {
+  return lower.includes("_") ? lower.replaceAll("_", "-") : lower;
+}
+
 /** An RFC 9110 token: what a field name (or a cookie name) must be. */
 export const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
@@ -162,7 +170,7 @@ export function forwardedFields(
     if (isHopByHop(name, listed)) return;
     // Backends that read fields CGI-style (X_Forwarded_For becomes HTTP_X_FORWARDED_FOR) would
     // take an underscore spelling for the real field: those are dropped, as nginx drops them.
-    if (name.includes("_") && SPOOFABLE.has(name.replaceAll("_", "-"))) return;
+    if (name.includes("_") && SPOOFABLE.has(cgiSpelling(name))) return;
     // RFC 7239 Forwarded, which Strom does not write, and X-Forwarded-Prefix, which it writes
     // only with StripPrefix: believed from trusted peers only.
     if ((name === "forwarded" || name === "x-forwarded-prefix") && !client.peerTrusted) return;

@@ -24,6 +24,20 @@ Deno.test("headers() removes, then sets, then adds request fields sent upstream"
   assert.equal(context.request.headers.get("x-debug"), "1");
 });
 
+Deno.test("headers() removes and replaces underscore spellings, which CGI-style backends read as the name", async () => {
+  const mw = await build(headers, {
+    request: { remove: ["X-Debug"], set: { "X-Env": "prod" } },
+  });
+  const context = fakeContext("http://a.com/", {
+    headers: { "x_debug": "1", "x_env": "dev", "x_kept": "yes" },
+  });
+  await (await run(mw, context)).body?.cancel();
+  assert.equal(field(context, "x_debug"), null);
+  assert.equal(field(context, "x_env"), null);
+  assert.equal(field(context, "x-env"), "prod");
+  assert.equal(field(context, "x_kept"), "yes");
+});
+
 Deno.test("headers() edits response headers the same way", async () => {
   const mw = await build(headers, {
     response: {

@@ -26,6 +26,21 @@ Deno.test("requestId() keeps a sane ID from a trusted peer, and can stay off the
   assert.equal(long.requestId, "id-1", "an over-long ID is replaced");
 });
 
+Deno.test("requestId() drops underscore spellings of its header, which CGI-style backends read as it", async () => {
+  const mw = await build(requestId, {});
+  for (const [peerTrusted, id] of [[false, "id-1"], [true, "id-2"]] as const) {
+    const context = fakeContext("http://a.com/", {
+      peerTrusted,
+      headers: { "x_request_id": "forged", "x-request_id": "forged", "x-other": "kept" },
+    });
+    await (await run(mw, context)).body?.cancel();
+    assert.deepEqual(context.fields.filter(([n]) => n !== "host"), [
+      ["x-other", "kept"],
+      ["x-request-id", id],
+    ]);
+  }
+});
+
 Deno.test("requestId() options: a valid header name", () => {
   assert.deepEqual(optionProblems(requestId, { header: "X Bad" }), [
     'RequestId.header: invalid header name "X Bad"',
