@@ -11,8 +11,8 @@
 // client sent), so the backend can build links; the query is kept. A path the
 // pool was chosen by only once decoded (`/%61pi/users`, `//api/users`) is
 // stripped in that form, and the rest goes upstream re-encoded. A rest that
-// starts with several slashes goes with one (`//evil.example/x` reads as a
-// link to another host).
+// starts with several slashes, escaped or not, goes with one (`//evil.example/x`
+// reads as a link to another host, and `/%2F%2Fevil.example/x` does once decoded).
 
 import type { MiddlewareSpec } from "./middleware.ts";
 
@@ -21,6 +21,9 @@ export type StripPrefixOptions = { readonly prefixes: readonly string[] };
 
 /** Visible ASCII without "?" and "#", starting with "/". */
 const PREFIX = /^\/[\x21-\x22\x24-\x3e\x40-\x7e]*$/;
+
+/** Several slashes at the start, some of them maybe escaped (`/%2F%2Fevil.example` decodes to two). */
+const LEADING_SLASHES = /^\/(?:\/|%2[fF])+/;
 
 /** The strip-prefix middleware's spec. */
 export const stripPrefix: MiddlewareSpec<StripPrefixOptions> = {
@@ -58,7 +61,7 @@ export const stripPrefix: MiddlewareSpec<StripPrefixOptions> = {
           if (rest === null || !decodable(path)) continue;
           rest = encodePath(rest);
         }
-        rest = rest.replace(/^\/{2,}/, "/") || "/";
+        rest = rest.replace(LEADING_SLASHES, "/") || "/";
         context.target = queryAt < 0 ? rest : rest + target.slice(queryAt);
         context.fields = context.fields.filter(([name]) => name !== "x-forwarded-prefix");
         context.fields.push(["x-forwarded-prefix", prefix]);

@@ -36,6 +36,9 @@ Deno.test("stripPrefix() strips a path the pool was chosen by only once decoded"
   assert.equal(await stripped("http://a.com/%61pi/a%20b%3Fc%25d"), "/a%20b%3Fc%25d");
   // A rest that would read as a link to another host goes with one slash.
   assert.equal(await stripped("http://a.com/api//evil.example/x"), "/evil.example/x");
+  assert.equal(await stripped("http://a.com/api/%2F%2fevil.example/x"), "/evil.example/x");
+  assert.equal(await stripped("http://a.com/api/%2F/evil.example/x"), "/evil.example/x");
+  assert.equal(await stripped("http://a.com/api/ok%2F%2Fx"), "/ok%2F%2Fx");
   assert.equal(await stripped("http://a.com/api/ok//x"), "/ok//x");
   // Escapes that are not UTF-8: the decoded form cannot be encoded back, so nothing is stripped.
   assert.equal(await stripped("http://a.com/%61pi/%FF"), "/%61pi/%FF");
