@@ -18,6 +18,8 @@ import { peakEwma } from "./peak_ewma.ts";
 export interface StrategyParseContext {
   /** The pool's addresses as written, when they are valid. */
   readonly addresses?: readonly string[];
+  /** Records a non-fatal remark about the value at `path` (a load warning). */
+  readonly warn?: (path: string, message: string) => void;
 }
 
 /** One strategy: option validation at config time, construction at runtime. */

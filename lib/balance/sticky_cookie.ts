@@ -15,7 +15,7 @@ const SAME_SITE = ["Strict", "Lax", "None"];
  */
 export const stickyCookie: StrategyFactory = {
   name: "StickyCookie",
-  parse(reader, parseInner) {
+  parse(reader, parseInner, context) {
     const cookieName = reader.string("cookie_name");
     if (cookieName !== undefined && !TOKEN.test(cookieName)) {
       reader.problem("cookie_name", `invalid cookie name ${JSON.stringify(cookieName)}`);
@@ -27,6 +27,13 @@ export const stickyCookie: StrategyFactory = {
       reader.problem(
         "same_site",
         `invalid value ${JSON.stringify(sameSite)} (expected "Strict", "Lax" or "None")`,
+      );
+    }
+    if (sameSite === "None" && secure === false) {
+      // RustStrom sent it so; browsers drop such a cookie (SameSite=None needs Secure).
+      context.warn?.(
+        reader.at("same_site"),
+        '"None" without secure = true: browsers refuse the cookie, so clients do not stick',
       );
     }
     const secret = reader.string("secret", "");

@@ -333,6 +333,7 @@ function readPool(
     ? undefined
     : parseStrategy(strategyValue, r.at("strategy"), r.problems, {
       addresses: addresses?.map((a) => a.id),
+      warn: (path, message) => warnings.push(`${path}: ${message}`),
     });
   const health = readHealth(r.subtable("health_config"));
   const client = readClient(r.subtable("client"), baseDir, warnings);

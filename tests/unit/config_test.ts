@@ -607,6 +607,18 @@ deny = []
     "backend_pools[0].middlewares.CustomErrorPages.errors: an empty list: no answer gets a page",
     "backend_pools[0].middlewares.IpFilter.deny: an empty list and no allow: every client passes",
   ]);
+  const sticky = (secure: boolean) =>
+    parseConfig(
+      POOL.replace(
+        "strategy = { RoundRobin = {} }",
+        `strategy = { StickyCookie = { cookie_name = "lb", http_only = true, secure = ${secure}, same_site = "None", inner = "RoundRobin" } }`,
+      ),
+      origin,
+    ).warnings;
+  assert.deepEqual(sticky(false), [
+    'backend_pools[0].strategy.StickyCookie.same_site: "None" without secure = true: browsers refuse the cookie, so clients do not stick',
+  ]);
+  assert.deepEqual(sticky(true), []);
   // An IpFilter that denies nobody but allows some is not empty-handed.
   const allowing = parseConfig(
     POOL + `[backend_pools.middlewares.IpFilter]\nallow = ["10.0.0.0/8"]\ndeny = []\n`,
