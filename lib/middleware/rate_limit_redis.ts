@@ -5,7 +5,7 @@
 
 import { Redis } from "ioredis";
 import type { Logger } from "../log.ts";
-import type { Decision, WindowStore } from "./rate_limit_window.ts";
+import { type Decision, shownStore, type WindowStore } from "./rate_limit_window.ts";
 
 /** KEYS[1] the client's set; ARGV: now (ms), window (ms), limit, a unique member. */
 const SCRIPT = `
@@ -60,12 +60,13 @@ export class RedisWindow implements WindowStore {
     }) as SlidingWindowRedis;
     this.#redis.defineCommand("slidingWindow", { numberOfKeys: 1, lua: SCRIPT });
     const { log } = options;
+    const shown = shownStore(url);
     this.#redis.on("error", (e: Error) => {
-      if (e.message !== this.#lastError) log.warn(`Rate limit store ${url}: ${e.message}`);
+      if (e.message !== this.#lastError) log.warn(`Rate limit store ${shown}: ${e.message}`);
       this.#lastError = e.message;
     });
     this.#redis.on("ready", () => {
-      if (this.#lastError !== "") log.info(`Rate limit store ${url} is reachable again`);
+      if (this.#lastError !== "") log.info(`Rate limit store ${shown} is reachable again`);
       this.#lastError = "";
     });
   }

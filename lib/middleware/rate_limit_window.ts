@@ -4,6 +4,14 @@
 // oldest counted request leaves the window (RustStrom kept such clients out
 // for good, and never forgot an old client behind an active one: spec §2.10.2).
 
+/**
+ * A store URL as logs and config problems show it: a password in it (`redis://:secret@host`)
+ * becomes `***`, since anyone who reaches the admin API may read the logs without the token.
+ */
+export function shownStore(text: string): string {
+  return text.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#@:]*:)[^/?#@]*@/, "$1***@");
+}
+
 /** A rate-limit decision for one request. */
 export interface Decision {
   readonly allowed: boolean;

@@ -4,7 +4,7 @@
 // RustStrom keyed on IP *and port*, so each new connection started afresh.
 
 import { HttpError, type Middleware, type MiddlewareSpec } from "./middleware.ts";
-import { type Decision, MemoryWindow, type WindowStore } from "./rate_limit_window.ts";
+import { type Decision, MemoryWindow, shownStore, type WindowStore } from "./rate_limit_window.ts";
 import { StoreBreaker, StoreSkipped } from "./store_breaker.ts";
 
 /** Validated options; `maxClients` (default 100000) bounds the in-memory store. */
@@ -20,16 +20,17 @@ export type RateLimiterOptions = {
 
 /** Checks a store URL; a message when it is not `redis://host[:port][/db]`. */
 export function checkStoreUrl(text: string): string | null {
+  const shown = JSON.stringify(shownStore(text));
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    return `invalid store ${JSON.stringify(text)}: expected "redis://host:port"`;
+    return `invalid store ${shown}: expected "redis://host:port"`;
   }
   if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
-    return `invalid store ${JSON.stringify(text)}: expected "redis://" or "rediss://"`;
+    return `invalid store ${shown}: expected "redis://" or "rediss://"`;
   }
-  if (url.hostname === "") return `invalid store ${JSON.stringify(text)}: expected a host`;
+  if (url.hostname === "") return `invalid store ${shown}: expected a host`;
   return null;
 }
 

@@ -299,6 +299,10 @@ Deno.test("parseConfig() validates HttpsRedirector and RateLimiter options", () 
     middlewareProblems("RateLimiter", `limit = 10\nwindow_sec = 1\nstore = "redis:nohost"`),
     [`${MW}.RateLimiter.store: invalid store "redis:nohost": expected a host`],
   );
+  assert.deepEqual(
+    middlewareProblems("RateLimiter", `limit = 1\nwindow_sec = 1\nstore = "http://u:pw@a:1"`),
+    [`${MW}.RateLimiter.store: invalid store "http://u:***@a:1": expected "redis://" or "rediss://"`],
+  );
 });
 
 Deno.test("parseConfig() validates Compression, MaxBodySize and Headers options", () => {

@@ -97,7 +97,7 @@ Deno.test("rateLimiter() falls back per on_store_error when the store is unreach
   const log = createLogger("info", { sink: (r) => lines.push(`${r.level} ${r.message}`) });
   const open = await build(
     rateLimiter,
-    { limit: 1, window_sec: 1, store: "redis://127.0.0.1:1" },
+    { limit: 1, window_sec: 1, store: "redis://:hunter2@127.0.0.1:1" },
     testDeps({ log }),
   );
   const closed = await build(rateLimiter, {
@@ -115,6 +115,9 @@ Deno.test("rateLimiter() falls back per on_store_error when the store is unreach
     const said = lines.filter((l) => l.startsWith("warn Rate limit store of pool"));
     assert.equal(said.length, 1, "said once, not per request:\n" + lines.join("\n"));
     assert.match(said[0], /\(requests pass unlimited until it answers\)/);
+    // Logs are readable without the admin token: the store's password is not in them.
+    assert.ok(lines.some((l) => l.startsWith("warn Rate limit store redis://:***@127.0.0.1:1: ")));
+    assert.deepEqual(lines.filter((l) => l.includes("hunter2")), []);
   } finally {
     await open.close?.();
     await closed.close?.();
