@@ -38,6 +38,8 @@ export function parseCertificate(certText: string, keyText: string): LoadedCerti
   let keyPem: string;
   try {
     const key = createPrivateKey(keyBlock);
+    const unusable = unservableKey(key.asymmetricKeyType, key.asymmetricKeyDetails);
+    if (unusable !== null) return unusable;
     if (!leaf.checkPrivateKey(key)) return "the private key does not belong to the certificate";
     keyPem = key.export({ format: "pem", type: "pkcs8" }) as string;
   } catch (e) {
@@ -50,6 +52,33 @@ export function parseCertificate(certText: string, keyText: string): LoadedCerti
     notBefore: new Date(leaf.validFrom),
     names: namesOf(leaf),
   };
+}
+
+/** ECDSA curves Deno's TLS signs with (node:crypto's names). */
+const TLS_CURVES = new Set(["prime256v1", "secp384r1", "secp521r1"]);
+
+/**
+ * Why Deno's TLS cannot serve a key node:crypto reads, or null. Deno takes RSA
+ * of 2048 bits or more, ECDSA on P-256, P-384 and P-521, and Ed25519 (measured
+ * with Deno 2.9.6); others (DSA, Ed448, secp256k1, RSA-1024) pass node:crypto
+ * but fail every handshake, or the listener.
+ */
+function unservableKey(
+  type: string | undefined,
+  details: { modulusLength?: number; namedCurve?: string } | undefined,
+): string | null {
+  const supported = "Deno's TLS serves RSA keys of 2048 bits or more, " +
+    "ECDSA keys on P-256, P-384 or P-521, and Ed25519 keys";
+  if (type === "rsa") {
+    const bits = details?.modulusLength ?? 0;
+    return bits >= 2048 ? null : `the RSA key has ${bits} bits: ${supported}`;
+  }
+  if (type === "ec") {
+    const curve = details?.namedCurve ?? "unknown";
+    return TLS_CURVES.has(curve) ? null : `the EC key is on curve ${curve}: ${supported}`;
+  }
+  if (type === "ed25519") return null;
+  return `the private key is ${type ?? "of an unknown type"}: ${supported}`;
 }
 
 /** The DNS names of a certificate: its subjectAltName DNS entries, else its CN. */

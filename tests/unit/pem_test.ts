@@ -1,0 +1,55 @@
+import assert from "node:assert/strict";
+import { parseCertificate } from "../../lib/tls/pem.ts";
+import { hasOpenssl } from "../_helpers/certs.ts";
+
+/** A self-signed certificate for a.test with a key made by `openssl req -newkey <spec>`. */
+async function selfSigned(dir: string, name: string, newkey: string[]) {
+  const out = await new Deno.Command("openssl", {
+    args: ["req", "-x509", ...newkey, "-nodes", "-keyout", `${name}.key`, "-out", `${name}.crt`]
+      .concat(["-days", "2", "-subj", "/CN=a.test"]),
+    cwd: dir,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  const read = (ext: string) => Deno.readTextFileSync(`${dir}/${name}.${ext}`);
+  return parseCertificate(read("crt"), read("key"));
+}
+
+Deno.test({
+  name: "parseCertificate() refuses keys Deno's TLS cannot serve, which node:crypto reads",
+  ignore: !hasOpenssl,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "strom-pem-" });
+    try {
+      const ec = (curve: string) => ["-newkey", "ec", "-pkeyopt", `ec_paramgen_curve:${curve}`];
+      for (
+        const [name, newkey] of [
+          ["rsa2048", ["-newkey", "rsa:2048"]],
+          ["p384", ec("secp384r1")],
+          ["p521", ec("secp521r1")],
+          ["ed25519", ["-newkey", "ed25519"]],
+        ] as const
+      ) {
+        const parsed = await selfSigned(dir, name, [...newkey]);
+        assert.equal(typeof parsed, "object", `${name}: ${parsed}`);
+      }
+      const served = "Deno's TLS serves RSA keys of 2048 bits or more, ECDSA keys on P-256, " +
+        "P-384 or P-521, and Ed25519 keys";
+      assert.equal(
+        await selfSigned(dir, "rsa1024", ["-newkey", "rsa:1024"]),
+        `the RSA key has 1024 bits: ${served}`,
+      );
+      assert.equal(
+        await selfSigned(dir, "k256", ec("secp256k1")),
+        `the EC key is on curve secp256k1: ${served}`,
+      );
+      assert.equal(
+        await selfSigned(dir, "ed448", ["-newkey", "ed448"]),
+        `the private key is ed448: ${served}`,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
