@@ -206,6 +206,9 @@ function splitTarget(request: Request, arrival: ArrivalInfo): Target {
   const missingHost = host === null && arrival.proto === "http" &&
     (authority === `localhost:${arrival.port}` ||
       (authority === "localhost" && arrival.port === "80"));
+  const authorityOnly = host === null && !missingHost;
+  // HTTP/2's :authority is held to Host's rules: Deno checks neither (`x@b.test`, `b.test:abc`).
+  const named = host ?? (authorityOnly ? authority : "");
   return {
     method: request.method,
     host: host ?? (missingHost ? "" : authority),
@@ -216,10 +219,16 @@ function splitTarget(request: Request, arrival: ArrivalInfo): Target {
     target: queryStart < 0 ? path : `${path}?${query}`,
     // Deno builds the URL from the Host header for origin-form targets, so they never differ.
     conflict: host !== null && host.toLowerCase() !== authority.toLowerCase(),
-    invalidHost: host !== null && host !== "" && !HOST.test(host),
+    invalidHost: named !== "" && !validHost(named),
     missingHost,
-    authorityOnly: host === null && !missingHost,
+    authorityOnly,
   };
+}
+
+/** A Host value: a host name or IP literal, then a port from 0 to 65535 if any. */
+function validHost(value: string): boolean {
+  const match = HOST.exec(value);
+  return match !== null && (match[1] === undefined || Number(match[1]) <= 65535);
 }
 
 interface Exchange {

@@ -86,6 +86,8 @@ export function createFetchTransport(client: ClientConfig): Transport {
         headers.delete("content-encoding");
         headers.delete("content-length");
       }
+      // RFC 9110 8.6: no Content-Length on a 204; an HTTP/2 client takes one as a protocol error.
+      if (upstream.status === 204) headers.delete("content-length");
       let body = upstream.body;
       if (body !== null && NULL_BODY_STATUS.has(upstream.status)) {
         body.cancel().catch(() => {});

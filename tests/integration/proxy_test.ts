@@ -622,6 +622,56 @@ Deno.test("an HTTP/2 (h2c) upload whose :authority is localhost:<port> reaches t
   }
 });
 
+Deno.test("an HTTP/2 :authority is held to Host's rules: a malformed one gets 400", async () => {
+  const seen: (string | null)[] = [];
+  await using backend = startBackend((req) => {
+    seen.push(req.headers.get("x-forwarded-host"));
+    return new Response("ok");
+  });
+  await using lb = await startStrom(poolToml([backend.address]));
+  const client = http2.connect(lb.url);
+  const status = (authority: string) =>
+    new Promise<number>((resolve, reject) => {
+      const stream = client.request({ ":path": "/", ":authority": authority });
+      stream.on("response", (headers) => resolve(Number(headers[":status"])));
+      stream.on("error", reject);
+      stream.resume();
+    });
+  try {
+    for (const bad of ["x@b.test", "a.test@b.test", "b.test:abc", "b.test:99999"]) {
+      assert.equal(await status(bad), 400, bad);
+    }
+    assert.equal(await status("b.test:8080"), 200);
+    assert.deepEqual(seen, ["b.test:8080"]);
+  } finally {
+    client.close();
+  }
+});
+
+Deno.test("a backend's 204 with a Content-Length reaches an HTTP/2 client without it", async () => {
+  await using backend = startRawBackend(async (conn) => {
+    await conn.write(
+      new TextEncoder().encode("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"),
+    );
+  });
+  await using lb = await startStrom(poolToml([backend.address]));
+  const client = http2.connect(lb.url);
+  try {
+    const headers = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+      const stream = client.request({ ":path": "/" });
+      stream.on("response", resolve);
+      stream.on("error", reject);
+      // A Content-Length on a 204 is a protocol error to the client: the stream closes unanswered.
+      stream.on("close", () => reject(new Error(`closed with code ${stream.rstCode}`)));
+      stream.resume();
+    });
+    assert.equal(headers[":status"], 204);
+    assert.equal(headers["content-length"], undefined);
+  } finally {
+    client.close();
+  }
+});
+
 Deno.test("an HTTP/2 (h2c) DELETE that announces no length and sends nothing gets 408 at request_timeout", async () => {
   let reached = 0;
   await using backend = startBackend(() => {

@@ -332,7 +332,9 @@ export class Connection {
   ): Response {
     if (head.framing.kind === "none") {
       done(true, 0);
-      const { status, fields } = head;
+      const { status } = head;
+      // RFC 9110 8.6: no Content-Length on a 204; an HTTP/2 client takes one as a protocol error.
+      const fields = status === 204 ? withoutLength(head.fields) : head.fields;
       const hasLength = fields.some(([name]) => name === "content-length");
       return withFields(new Response(headBody(status, hasLength), { status }), fields);
     }
@@ -459,6 +461,10 @@ export class Connection {
  * the same seven fields as `init.headers` costs ~9.8 us per response (WebIDL
  * converts the nested arrays first), appending them afterwards ~2.3 us.
  */
+function withoutLength(fields: Fields): Fields {
+  return fields.filter(([name]) => name !== "content-length");
+}
+
 function withFields(response: Response, fields: Fields): Response {
   const headers = response.headers;
   for (let i = 0; i < fields.length; i++) headers.append(fields[i][0], fields[i][1]);
