@@ -157,7 +157,6 @@ interface Term {
   readonly compile: (args: readonly Token[], lexer: Lexer) => Matcher;
 }
 
-// A Map, not an object literal, so names like "constructor" are unknown terms.
 /** Every request path begins with "/" (Deno gives `OPTIONS *` as "/*"): others never match. */
 function remarkOnPath(term: string, text: string, lexer: Lexer): void {
   if (text !== "" && !text.startsWith("/")) {
@@ -165,6 +164,7 @@ function remarkOnPath(term: string, text: string, lexer: Lexer): void {
   }
 }
 
+// A Map, not an object literal, so names like "constructor" are unknown terms.
 const TERMS = new Map<string, Term>([
   ["Host", { arity: 1, compile: ([host], lexer) => hostTerm(host, lexer) }],
   ["HostRegexp", {
