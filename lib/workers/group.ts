@@ -40,7 +40,7 @@ const MAX_RESTART_DELAY_MS = 30_000;
 export class WorkerGroup {
   /** By position; null while a dead worker's successor starts. */
   readonly #workers: (Worker | null)[] = [];
-  readonly #counters: Counters[] = [];
+  readonly #counters: BackendCounters[] = [];
   /** Per backend of the primary's runtime: the workers' sums last added to its counters. */
   readonly #written = new WeakMap<object, readonly [number, number, number]>();
   readonly #options: WorkerGroupOptions;
@@ -80,7 +80,7 @@ export class WorkerGroup {
   ): Promise<WorkerGroup> {
     const group = new WorkerGroup(config, options);
     for (let index = 0; index < count; index++) {
-      group.#counters.push([]);
+      group.#counters.push(new Map());
       group.#quickDeaths.push(0);
       group.#lastMetrics.push(null);
     }
@@ -147,7 +147,7 @@ export class WorkerGroup {
     worker.terminate();
     this.#workers[index] = null;
     this.#carry(this.#counters[index]);
-    this.#counters[index] = [];
+    this.#counters[index] = new Map();
     // Its counters stay in /metrics (a total going back reads as a reset); its gauges go.
     const last = this.#lastMetrics[index];
     if (last !== null) {
@@ -348,24 +348,25 @@ export class WorkerGroup {
 
   #collect(index: number, generation: number, counters: Counters): void {
     const runtime = this.#options.runtime();
-    // Counters go by position: those of a worker still on another generation (a reload under
-    // way) would land on other backends. Its previous report stands until it catches up.
+    // Counters come by position: those of a worker still on another generation (a reload under
+    // way) would land on other backends. Its previous report stands until it catches up, kept
+    // by backend, not by position: a reload that reorders pools or backends moves no number.
     if (generation !== runtime.generation) return;
-    this.#counters[index] = counters;
+    this.#counters[index] = byBackend(runtime, counters);
     // The primary's runtime shows the sum over workers and itself.
-    runtime.pools.forEach((pool, p) => {
-      pool.backends.forEach((backend, b) => {
+    runtime.pools.forEach((pool) => {
+      backendKeys(pool).forEach((key, b) => {
+        const backend = pool.backends[b];
         let requests = 0, failures = 0, inFlight = 0, ejected = 0;
-        const at = b * COUNTERS_PER_BACKEND;
         for (const worker of this.#counters) {
-          const row = worker[p];
+          const row = worker.get(key);
           if (!row) continue;
-          requests += row[at] ?? 0;
-          failures += row[at + 1] ?? 0;
-          inFlight += row[at + 2] ?? 0;
-          ejected += row[at + 3] ?? 0;
+          requests += row[0];
+          failures += row[1];
+          inFlight += row[2];
+          ejected += row[3];
         }
-        const carried = this.#carried.get(backendKey(pool.config.name, backend.id));
+        const carried = this.#carried.get(key);
         if (carried) {
           requests += carried[0];
           failures += carried[1];
@@ -382,18 +383,11 @@ export class WorkerGroup {
   }
 
   /** Keeps what a dead worker counted (its in-flight requests are gone with it). */
-  #carry(counters: Counters): void {
-    const runtime = this.#options.runtime();
-    runtime.pools.forEach((pool, p) => {
-      const row = counters[p];
-      if (!row) return;
-      pool.backends.forEach((backend, b) => {
-        const key = backendKey(pool.config.name, backend.id);
-        const [requests, failures] = this.#carried.get(key) ?? [0, 0];
-        const at = b * COUNTERS_PER_BACKEND;
-        this.#carried.set(key, [requests + (row[at] ?? 0), failures + (row[at + 1] ?? 0)]);
-      });
-    });
+  #carry(counters: BackendCounters): void {
+    for (const [key, row] of counters) {
+      const [requests, failures] = this.#carried.get(key) ?? [0, 0];
+      this.#carried.set(key, [requests + row[0], failures + row[1]]);
+    }
   }
 
   #terminate(): void {
@@ -410,4 +404,35 @@ export class WorkerGroup {
 /** A backend's key in the group's maps. */
 function backendKey(pool: string, backend: string): string {
   return `${pool}\u0000${backend}`;
+}
+
+/** A worker's counters by backend key: requests, failures, in flight, ejected. */
+type BackendCounters = Map<string, readonly number[]>;
+
+/**
+ * The keys of a pool's backends, in order. An address listed twice is two
+ * backends: the second gets `#1` after its key, and so on.
+ */
+function backendKeys(pool: { config: { name: string }; backends: readonly { id: string }[] }) {
+  const seen = new Map<string, number>();
+  return pool.backends.map((backend) => {
+    const key = backendKey(pool.config.name, backend.id);
+    const n = seen.get(key) ?? 0;
+    seen.set(key, n + 1);
+    return n === 0 ? key : `${key}#${n}`;
+  });
+}
+
+/** A worker's report, by position in `runtime`'s layout (the one it was made in), by backend. */
+function byBackend(runtime: Runtime, counters: Counters): BackendCounters {
+  const out: BackendCounters = new Map();
+  runtime.pools.forEach((pool, p) => {
+    const row = counters[p];
+    if (!row) return;
+    backendKeys(pool).forEach((key, b) => {
+      const at = b * COUNTERS_PER_BACKEND;
+      out.set(key, [row[at] ?? 0, row[at + 1] ?? 0, row[at + 2] ?? 0, row[at + 3] ?? 0]);
+    });
+  });
+  return out;
 }

@@ -23,6 +23,7 @@ import {
   presentedCn,
 } from "../_helpers/certs.ts";
 import { resolvedLimitMessage } from "../../lib/tls/store.ts";
+import { STATS_INTERVAL_MS } from "../../lib/workers/protocol.ts";
 
 type Certificate = { readonly cert: string; readonly key: string };
 
@@ -88,6 +89,32 @@ Deno.test("two workers share the port, every backend serves, and counters add up
     );
     return total === 300;
   }, "the admin API to count 300 requests over both workers");
+});
+
+Deno.test("with workers, a reload that reorders backends moves no count to another backend", async () => {
+  await using a = startBackend();
+  await using b = startBackend();
+  await using lb = await startStrom(`workers = 2\n` + poolToml([a.address]));
+  for (let i = 0; i < 40; i++) {
+    assert.equal((await get(`${lb.url}/`, { headers: { connection: "close" } })).status, 200);
+  }
+  const counts = async () => {
+    const pools = await (await fetch(`${lb.adminUrl}/api/pools`)).json();
+    return Object.fromEntries(
+      pools[0].backends.map((x: { address: string; requests: number }) => [x.address, x.requests]),
+    );
+  };
+  await waitFor(async () => (await counts())[a.address] === 40, "both workers' counts");
+  // B goes first: a worker that has not reported on the new layout yet must not have its
+  // count for A (first before) read as B's.
+  const reordered = `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\nworkers = 2\n` +
+    poolToml([b.address, a.address]);
+  assert.ok((await lb.strom.reload(reordered)).ok);
+  const until = performance.now() + 2.5 * STATS_INTERVAL_MS;
+  while (performance.now() < until) {
+    assert.deepEqual(await counts(), { [b.address]: 0, [a.address]: 40 });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 });
 
 Deno.test("with workers, an HTTP port another process holds is refused, not shared", async () => {
