@@ -87,31 +87,124 @@ export function createHttpProbe(clock: Clock): Probe {
   };
 }
 
-/** Reads the status line, headers and (when wanted) up to 64 KiB of the body. */
+/**
+ * Reads the status line, headers and (when wanted) up to 64 KiB of the body,
+ * framed as the proxy frames answers: a head whose lines end in CR LF or a
+ * bare LF, then a body of its Content-Length, in chunks, or up to the close.
+ */
 async function readAnswer(
   conn: Deno.Conn,
   wantBody: boolean,
 ): Promise<{ status: number; body: string } | null> {
-  const decoder = new TextDecoder();
-  const buf = new Uint8Array(16 * 1024);
-  let text = "";
-  let headEnd = -1;
-  while (headEnd < 0) {
-    const n = await conn.read(buf);
-    if (n === null) return null;
-    text += decoder.decode(buf.subarray(0, n), { stream: true });
-    headEnd = text.indexOf("\r\n\r\n");
-    if (headEnd < 0 && text.length > MAX_BODY) throw new Error("answer headers too large");
+  const reader = new ProbeReader(conn);
+  let head: { end: number; bodyStart: number } | null;
+  while ((head = headEnd(reader.bytes)) === null) {
+    if (reader.bytes.length > MAX_BODY) throw new Error("answer headers too large");
+    if (!(await reader.more())) return null;
   }
+  const text = new TextDecoder("latin1").decode(reader.bytes.subarray(0, head.end));
   const m = /^HTTP\/1\.[01] (\d{3})/.exec(text);
   if (!m) throw new Error("malformed status line");
   const status = Number(m[1]);
   if (!wantBody) return { status, body: "" };
-  let body = text.slice(headEnd + 4);
-  while (body.length < MAX_BODY) {
-    const n = await conn.read(buf);
-    if (n === null) break;
-    body += decoder.decode(buf.subarray(0, n), { stream: true });
+  let length: number | null = null;
+  let chunked = false;
+  for (const line of text.split("\n").slice(1)) {
+    const colon = line.indexOf(":");
+    const name = line.slice(0, colon).toLowerCase();
+    const value = line.slice(colon + 1).trim().toLowerCase();
+    if (name === "content-length" && /^\d+$/.test(value)) length = Number(value);
+    else if (name === "transfer-encoding") chunked = value.split(",").at(-1)!.trim() === "chunked";
   }
-  return { status, body };
+  reader.consume(head.bodyStart);
+  const body = chunked
+    ? await readChunked(reader)
+    : await reader.take(Math.min(length ?? MAX_BODY, MAX_BODY));
+  return { status, body: new TextDecoder().decode(body) };
+}
+
+/** Where the head ends (before its empty line) and the body starts, or null when not yet read. */
+function headEnd(bytes: Uint8Array): { end: number; bodyStart: number } | null {
+  for (let i = 0; i < bytes.length - 1; i++) {
+    if (bytes[i] !== 10) continue;
+    if (bytes[i + 1] === 10) return { end: i, bodyStart: i + 2 };
+    if (bytes[i + 1] === 13 && bytes[i + 2] === 10) return { end: i, bodyStart: i + 3 };
+  }
+  return null;
+}
+
+/** A chunked body's data, up to MAX_BODY bytes (the rest is not needed). */
+async function readChunked(reader: ProbeReader): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  while (total < MAX_BODY) {
+    let lf: number;
+    while ((lf = reader.bytes.indexOf(10)) < 0) {
+      if (reader.bytes.length > 1024) throw new Error("chunk line too long");
+      if (!(await reader.more())) return concat(parts);
+    }
+    const line = new TextDecoder("latin1").decode(reader.bytes.subarray(0, lf));
+    const size = parseInt(line.split(";")[0].trim(), 16);
+    if (!Number.isFinite(size)) throw new Error("malformed chunk");
+    reader.consume(lf + 1);
+    if (size === 0) break;
+    const data = await reader.take(Math.min(size, MAX_BODY - total));
+    parts.push(data);
+    total += data.length;
+    if (data.length < size) break; // closed early, or past what is needed
+    await reader.skipLineEnd();
+  }
+  return concat(parts);
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** The bytes of a probe's connection read so far and not yet consumed. */
+class ProbeReader {
+  bytes: Uint8Array = new Uint8Array(0);
+  readonly #conn: Deno.Conn;
+  readonly #buf = new Uint8Array(16 * 1024);
+
+  constructor(conn: Deno.Conn) {
+    this.#conn = conn;
+  }
+
+  /** Reads more; false at the end of the stream. */
+  async more(): Promise<boolean> {
+    const n = await this.#conn.read(this.#buf);
+    if (n === null) return false;
+    const next = new Uint8Array(this.bytes.length + n);
+    next.set(this.bytes);
+    next.set(this.#buf.subarray(0, n), this.bytes.length);
+    this.bytes = next;
+    return true;
+  }
+
+  consume(n: number): void {
+    this.bytes = this.bytes.subarray(n);
+  }
+
+  /** The next `n` bytes, fewer when the stream ends first. */
+  async take(n: number): Promise<Uint8Array> {
+    while (this.bytes.length < n && await this.more());
+    const out = this.bytes.subarray(0, Math.min(n, this.bytes.length));
+    this.consume(out.length);
+    return out;
+  }
+
+  /** Skips the CR LF (or bare LF) that ends a chunk's data. */
+  async skipLineEnd(): Promise<void> {
+    for (const byte of [13, 10]) {
+      if (this.bytes.length === 0 && !(await this.more())) return;
+      if (this.bytes[0] === byte) this.consume(1);
+    }
+  }
 }

@@ -114,6 +114,33 @@ Deno.test("the HTTP probe reports status, slowness, refusal and hangs as results
   );
 });
 
+Deno.test("the HTTP probe reads answers as the proxy does: bare LF heads, chunks, a length without a close", async () => {
+  const probe = createHttpProbe(systemClock);
+  const answers: Record<string, string> = {
+    // Lines ending in a bare LF (the proxy takes them too).
+    "/lf": "HTTP/1.1 200 OK\nContent-Length: 9\n\nstatus OK",
+    // `expected_body` split over chunks, one ending in a bare LF.
+    "/chunked": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+      "8\r\nstatus O\r\n1\nK\n0\r\n\r\n",
+    // The whole body, and then the connection stays open, Connection: close or not.
+    "/open": "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nstatus OK",
+  };
+  await using raw = startRawBackend(async (conn, head) => {
+    await conn.write(new TextEncoder().encode(answers[head.split(" ")[1]]));
+    await new Promise(() => {}); // never closes
+  });
+  for (const path of Object.keys(answers)) {
+    const result = await probe(addr(raw.port), {
+      ...HEALTH,
+      path,
+      expectedBody: "status OK",
+      timeoutMs: 5000,
+      slowThresholdMs: 5000,
+    });
+    assert.deepEqual([result.ok, result.reason], [true, "status 200"], path);
+  }
+});
+
 Deno.test("a probe's Host is the address as written: no default port added, no scheme", async () => {
   assert.equal(writtenAuthority("example.com"), "example.com");
   assert.equal(writtenAuthority("example.com:80"), "example.com:80");
