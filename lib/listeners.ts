@@ -113,11 +113,13 @@ export class Listeners {
       return bound === undefined || changed(bound.requested, wanted);
     };
     if (this.#deps.workers()) {
-      // The workers bind http_address themselves.
+      // The workers bind http_address themselves, once: the reload reports it as kept.
       if (changed(before.httpAddress, after.httpAddress)) {
-        this.#deps.log.warn(
-          `A restart is required for the new http_address ${after.httpAddress.text} (workers)`,
-        );
+        failed.push({
+          path: "http_address",
+          message: `a restart is required for ${after.httpAddress.text} with workers ` +
+            "(they keep the address they started on)",
+        });
       }
     } else if (differs("http_address", after.httpAddress)) {
       replace("http_address", () => this.#bindProxy(after.httpAddress));

@@ -117,6 +117,22 @@ Deno.test("with workers, a reload that reorders backends moves no count to anoth
   }
 });
 
+Deno.test("with workers, a reload that changes http_address says it kept the old one", async () => {
+  await using a = startBackend();
+  const toml = `workers = 2\n` + poolToml([a.address]);
+  await using lb = await startStrom(toml);
+  const result = await lb.strom.reload(
+    `http_address = "127.0.0.1:1"\nadmin_address = "127.0.0.1:0"\n` + toml,
+  );
+  assert.ok(result.ok);
+  assert.deepEqual(result.kept, [{
+    path: "http_address",
+    message: "a restart is required for 127.0.0.1:1 with workers " +
+      "(they keep the address they started on)",
+  }]);
+  assert.equal((await get(`${lb.url}/`)).status, 200, "still served where it was");
+});
+
 Deno.test("with workers, an HTTP port another process holds is refused, not shared", async () => {
   await using a = startBackend();
   using taken = Deno.listen({ hostname: "127.0.0.1", port: 0, reusePort: true });
