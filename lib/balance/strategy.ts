@@ -17,6 +17,8 @@ export interface PickContext {
   readonly cookie: string | null;
   /** Set by a strategy that wants a `Set-Cookie` on the response. */
   setCookie: string | null;
+  /** True when the pick is for a retry, after an attempt on another backend failed. */
+  retry?: boolean;
 }
 
 /** Chooses one backend; `candidates` is never empty and is in config order. */

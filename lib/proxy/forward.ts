@@ -342,6 +342,7 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
       }
     }
     for (let attempt = 0;; attempt++) {
+      exchange.context.retry = attempt > 0;
       const backend = pool.strategy.pick(candidates, exchange.context);
       const outcome = await attemptOnce(pool, backend, request, {
         fields,

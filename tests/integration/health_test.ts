@@ -447,6 +447,24 @@ Deno.test("killing a backend under load loses no request, and it gets no traffic
   for (const p of procs) await p[Symbol.asyncDispose]();
 });
 
+Deno.test("with RoundRobin, a retry does not send the next request to the failing backend first", async () => {
+  let attempts = 0;
+  await using failing = startRawBackend((conn) => {
+    attempts++;
+    conn.close(); // read the head, answer nothing
+    return Promise.resolve();
+  });
+  await using ok = startBackend();
+  await using lb = await startStrom(
+    poolToml([failing.address, ok.address], {
+      extra:
+        "retry_budget_percent = 100\n[backend_pools.outlier_detection]\nconsecutive_failures = 0",
+    }),
+  );
+  for (let i = 0; i < 10; i++) assert.equal((await get(`${lb.url}/r${i}`)).status, 200);
+  assert.equal(attempts, 5, "every other request starts on the failing backend");
+});
+
 Deno.test("POST is retried when the connection was refused, not when the backend died mid-request", async () => {
   const closed = startBackend();
   const refusedAddress = closed.address;

@@ -96,6 +96,19 @@ Deno.test("roundRobin() cycles through candidates in order", () => {
   assert.deepEqual(ids, ["1", "2", "3", "1", "2", "3", "1"]);
 });
 
+Deno.test("roundRobin() does not move on for a retry's pick", () => {
+  const s = make("RoundRobin");
+  const [a, b] = candidates(2);
+  const retry = { ...context(), retry: true };
+  // A fails each time and the retry goes to B: the next request still starts on B, not A again.
+  const firsts = Array.from({ length: 4 }, () => {
+    const first = s.pick([a, b], context());
+    if (first === a) assert.equal(s.pick([b], retry), b);
+    return first.id.slice(7, 8);
+  });
+  assert.deepEqual(firsts, ["1", "2", "1", "2"]);
+});
+
 Deno.test("random() follows the injected random()", () => {
   const values = [0, 0.5, 0.99];
   const s = make("Random", () => values.shift()!);
