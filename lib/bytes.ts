@@ -1,4 +1,4 @@
-// Byte-array helpers shared by the WebSocket codec, the bench and the tests.
+// Byte-array helpers shared by the WebSocket codec, the health probe, the bench and the tests.
 
 /** Joins byte arrays into one new array; `total` is their summed length when already known. */
 export function concatBytes(

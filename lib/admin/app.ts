@@ -84,7 +84,7 @@ export function createAdminApp(strom: Strom): Hono {
     // start from next time. A refusal is logged and counted as any failed reload. One PUT at
     // a time applies and saves: otherwise concurrent ones could be applied in one order and
     // written in another, the file then naming another config than the one running.
-    const saved = inTurn(async () => {
+    return await inTurn(async () => {
       const result = await strom.reload(text);
       if (!result.ok) return c.json(result, 422);
       try {
@@ -96,7 +96,6 @@ export function createAdminApp(strom: Strom): Hono {
       }
       return c.json(result, 200);
     });
-    return await saved;
   });
 
   // { pool, backend, drained = true }: no new requests for that backend (or again).

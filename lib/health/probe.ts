@@ -9,6 +9,8 @@ import type { ProbeResult } from "./state.ts";
 import { describeNetError } from "../net/errors.ts";
 import { dial } from "../transport/dial.ts";
 import { writtenAuthority } from "../net/address.ts";
+import { concatBytes } from "../bytes.ts";
+import { headEndLf, latin1, parseChunkSize } from "../transport/http1/parse.ts";
 
 /** The User-Agent probes send, so backends can recognize (and not log) them. */
 export const PROBE_USER_AGENT = `Strom-HealthCheck/${VERSION}`;
@@ -97,12 +99,12 @@ async function readAnswer(
   wantBody: boolean,
 ): Promise<{ status: number; body: string } | null> {
   const reader = new ProbeReader(conn);
-  let head: { end: number; bodyStart: number } | null;
-  while ((head = headEnd(reader.bytes)) === null) {
+  let lf: number;
+  while ((lf = headEndLf(reader.bytes, 0, reader.bytes.length)) < 0) {
     if (reader.bytes.length > MAX_BODY) throw new Error("answer headers too large");
     if (!(await reader.more())) return null;
   }
-  const text = new TextDecoder("latin1").decode(reader.bytes.subarray(0, head.end));
+  const text = latin1(reader.bytes.subarray(0, lf));
   const m = /^HTTP\/1\.[01] (\d{3})/.exec(text);
   if (!m) throw new Error("malformed status line");
   const status = Number(m[1]);
@@ -116,21 +118,11 @@ async function readAnswer(
     if (name === "content-length" && /^\d+$/.test(value)) length = Number(value);
     else if (name === "transfer-encoding") chunked = value.split(",").at(-1)!.trim() === "chunked";
   }
-  reader.consume(head.bodyStart);
+  reader.consume(lf + (reader.bytes[lf + 1] === 10 ? 2 : 3)); // the empty line: LF or CR LF
   const body = chunked
     ? await readChunked(reader)
     : await reader.take(Math.min(length ?? MAX_BODY, MAX_BODY));
   return { status, body: new TextDecoder().decode(body) };
-}
-
-/** Where the head ends (before its empty line) and the body starts, or null when not yet read. */
-function headEnd(bytes: Uint8Array): { end: number; bodyStart: number } | null {
-  for (let i = 0; i < bytes.length - 1; i++) {
-    if (bytes[i] !== 10) continue;
-    if (bytes[i + 1] === 10) return { end: i, bodyStart: i + 2 };
-    if (bytes[i + 1] === 13 && bytes[i + 2] === 10) return { end: i, bodyStart: i + 3 };
-  }
-  return null;
 }
 
 /** A chunked body's data, up to MAX_BODY bytes (the rest is not needed). */
@@ -141,11 +133,9 @@ async function readChunked(reader: ProbeReader): Promise<Uint8Array> {
     let lf: number;
     while ((lf = reader.bytes.indexOf(10)) < 0) {
       if (reader.bytes.length > 1024) throw new Error("chunk line too long");
-      if (!(await reader.more())) return concat(parts);
+      if (!(await reader.more())) return concatBytes(parts);
     }
-    const line = new TextDecoder("latin1").decode(reader.bytes.subarray(0, lf));
-    const size = parseInt(line.split(";")[0].trim(), 16);
-    if (!Number.isFinite(size)) throw new Error("malformed chunk");
+    const size = parseChunkSize(latin1(reader.bytes.subarray(0, lf)));
     reader.consume(lf + 1);
     if (size === 0) break;
     const data = await reader.take(Math.min(size, MAX_BODY - total));
@@ -154,17 +144,7 @@ async function readChunked(reader: ProbeReader): Promise<Uint8Array> {
     if (data.length < size) break; // closed early, or past what is needed
     await reader.skipLineEnd();
   }
-  return concat(parts);
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /** The bytes of a probe's connection read so far and not yet consumed. */
@@ -181,10 +161,7 @@ class ProbeReader {
   async more(): Promise<boolean> {
     const n = await this.#conn.read(this.#buf);
     if (n === null) return false;
-    const next = new Uint8Array(this.bytes.length + n);
-    next.set(this.bytes);
-    next.set(this.#buf.subarray(0, n), this.bytes.length);
-    this.bytes = next;
+    this.bytes = concatBytes([this.bytes, this.#buf.subarray(0, n)]);
     return true;
   }
 

@@ -6,7 +6,7 @@
 // would otherwise be redirected for ever.
 
 import { HttpError, type MiddlewareContext, type MiddlewareSpec } from "./middleware.ts";
-import { HOST } from "../proxy/headers.ts";
+import { hostWithoutPort, validHost } from "../proxy/headers.ts";
 
 /** Options: `status = 301 | 308` for GET and HEAD (default 301); other methods always get 308. */
 export type HttpsRedirectorOptions = { readonly status: 301 | 308 };
@@ -41,11 +41,8 @@ export const httpsRedirector: MiddlewareSpec<HttpsRedirectorOptions> = {
       // The Host field, or HTTP/2's :authority (h2c requests have no Host field).
       const host = context.host;
       if (host === "") throw new HttpError(400, { body: "Missing Host header" });
-      const match = HOST.exec(host);
-      if (!match || (match[1] !== undefined && Number(match[1]) > 65535)) {
-        throw new HttpError(400, { body: "Invalid Host header" });
-      }
-      const hostname = match[1] === undefined ? host : host.slice(0, host.lastIndexOf(":"));
+      if (!validHost(host)) throw new HttpError(400, { body: "Invalid Host header" });
+      const hostname = hostWithoutPort(host);
       const query = context.query === "" ? "" : `?${context.query}`;
       const location = `https://${hostname.toLowerCase()}${port}${context.path}${query}`;
       deps.log.debug(`Redirecting to ${location}`);

@@ -22,8 +22,8 @@ import {
   type ClientIdentity,
   type Fields,
   forwardedFields,
-  HOST,
   identifyClient,
+  validHost,
 } from "./headers.ts";
 import { classifyFailure, type Failure, failureResponse } from "./errors.ts";
 import { mayRetry } from "./retry.ts";
@@ -223,12 +223,6 @@ function splitTarget(request: Request, arrival: ArrivalInfo): Target {
     missingHost,
     authorityOnly,
   };
-}
-
-/** A Host value: a host name or IP literal, then a port from 0 to 65535 if any. */
-function validHost(value: string): boolean {
-  const match = HOST.exec(value);
-  return match !== null && (match[1] === undefined || Number(match[1]) <= 65535);
 }
 
 interface Exchange {

@@ -35,6 +35,23 @@ const FORWARDING = new Set([
  */
 export const HOST = /^(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{0,5}))?$/;
 
+/** Whether a Host value is valid: HOST's form, and a port (if any) up to 65535. No allocation. */
+export function validHost(value: string): boolean {
+  if (!HOST.test(value)) return false;
+  // A reg-name has no ":", and an IPv6 literal ends in "]": a last ":" after it starts the port,
+  // and only five digits can pass 65535.
+  if (value.endsWith("]")) return true;
+  const colon = value.lastIndexOf(":");
+  return colon < 0 || value.length - colon - 1 < 5 || Number(value.slice(colon + 1)) <= 65535;
+}
+
+/** A valid Host value without its port. */
+export function hostWithoutPort(value: string): string {
+  return value.endsWith("]") || !value.includes(":")
+    ? value
+    : value.slice(0, value.lastIndexOf(":"));
+}
+
 /**
  * Fields a client could forge to claim another address, scheme, host or path
  * prefix. X-Forwarded-Prefix, which StripPrefix sets, backends use to build links.

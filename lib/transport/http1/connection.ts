@@ -6,6 +6,7 @@ import { BackendBodyBroke, ReadTimer, type StallOptions, StallTimer } from "../s
 import type { Fields } from "../../proxy/headers.ts";
 import {
   type Framing,
+  headEndLf,
   latin1,
   MAX_HEAD_BYTES,
   parseChunkSize,
@@ -469,19 +470,6 @@ function withFields(response: Response, fields: Fields): Response {
   const headers = response.headers;
   for (let i = 0; i < fields.length; i++) headers.append(fields[i][0], fields[i][1]);
   return response;
-}
-
-/**
- * The LF that ends a head's last line in `bytes[from, to)`: the one followed by
- * the empty line (LF or CR LF), or -1 when that is not buffered yet.
- */
-function headEndLf(bytes: Uint8Array, from: number, to: number): number {
-  for (let i = from; i < to - 1; i++) {
-    if (bytes[i] !== 10) continue;
-    const next = bytes[i + 1];
-    if (next === 10 || (next === 13 && i + 2 < to && bytes[i + 2] === 10)) return i;
-  }
-  return -1;
 }
 
 /** Index of LF in bytes[from, to), or -1. */

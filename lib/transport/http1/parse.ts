@@ -193,6 +193,19 @@ function parseContentLength(value: string): number {
   return Number(values[0]);
 }
 
+/**
+ * The LF that ends a head's last line in `bytes[from, to)`: the one followed by
+ * the empty line (LF or CR LF), or -1 when that is not buffered yet.
+ */
+export function headEndLf(bytes: Uint8Array, from: number, to: number): number {
+  for (let i = from; i < to - 1; i++) {
+    if (bytes[i] !== 10) continue;
+    const next = bytes[i + 1];
+    if (next === 10 || (next === 13 && i + 2 < to && bytes[i + 2] === 10)) return i;
+  }
+  return -1;
+}
+
 /** Parses a chunk-size line (`1a;ext=x`) into a size; throws on anything else. */
 export function parseChunkSize(line: string): number {
   const semicolon = line.indexOf(";");
