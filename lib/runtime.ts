@@ -123,13 +123,17 @@ export class Pool {
     this.#available = null;
   }
 
-  /** Records a live request's outcome at a backend (passive health). */
+  /**
+   * Records a live request's outcome at a backend (passive health), and counts a
+   * failure in `failures` and strom_backend_failures_total alike.
+   */
   reportOutcome(backend: Backend, failed: boolean, reason: string): void {
     if (!failed) {
       backend.outlier.consecutiveFailures = 0;
       return;
     }
     backend.failures++;
+    this.#metrics?.backendFailed(backend.id);
     const cooldown = recordOutcome(backend.outlier, true, this.config.outlier, {
       ejectedInPool: this.backends.filter((b) => b.outlier.ejected).length,
       poolSize: this.backends.length,

@@ -86,7 +86,8 @@ export class TrafficMetrics {
     });
     this.#backendFailures = r.counter({
       name: N.BACKEND_FAILURES_TOTAL,
-      help: "Attempts that failed at a backend (connect, reset, invalid answer, timeout)",
+      help:
+        "Attempts that failed at a backend (connect, reset, invalid answer, timeout; with count_5xx, a 5xx answer)",
       labelNames: ["backend"],
     });
     this.#bytes = r.counter({
@@ -124,8 +125,22 @@ export class TrafficMetrics {
     return this.#lag.start();
   }
 
-  /** Creates the labelled series of a runtime at zero, so they exist before any traffic. */
+  /**
+   * Creates the labelled series of a runtime at zero, so they exist before any
+   * traffic, and drops those of pools and backends it no longer has (a config
+   * generator that renames backends at each reload would otherwise grow
+   * /metrics without end).
+   */
   prime(runtime: Runtime): void {
+    const live = liveLabels(runtime);
+    this.#retries.retain(live.pool);
+    this.#rateLimited.retain(live.pool);
+    this.#backendFailures.retain(live.backend);
+    this.#backendTime.retain(live.backend);
+    this.#ejections.retain(live.poolBackend);
+    for (const id of this.#backendChildren.keys()) {
+      if (!live.backends.has(id)) this.#backendChildren.delete(id);
+    }
     for (const pool of runtime.pools) {
       this.#retries.labels(pool.config.name).inc(0);
       this.#rateLimited.labels(pool.config.name).inc(0);
@@ -337,8 +352,16 @@ export class StateMetrics {
     this.#clientTimeouts.labels("idle").inc(closed.idle);
   }
 
-  /** Creates the per-backend check counters and the ACME failure counters at zero. */
+  /**
+   * Creates the per-backend check counters and the ACME failure counters at
+   * zero, and drops those of backends and names the runtime no longer has.
+   */
   prime(runtime: Runtime): void {
+    const live = liveLabels(runtime);
+    this.#checks.retain(live.poolBackend);
+    const acme = new Set<string>();
+    for (const c of runtime.config.certificates) if (c.type === "ACME") acme.add(c.serverName);
+    this.#acmeFailures.retain((labels) => acme.has(labels.name));
     for (const pool of runtime.pools) {
       for (const b of pool.backends) {
         for (const result of ["pass", "fail"]) {
@@ -363,6 +386,27 @@ export class StateMetrics {
   reloaded(ok: boolean): void {
     this.#reloads.labels(ok ? "success" : "failure").inc();
   }
+}
+
+/** Tests on label sets: does the series belong to a pool or backend of `runtime`? */
+function liveLabels(runtime: Runtime) {
+  const pools = new Set<string>();
+  const backends = new Set<string>();
+  const pairs = new Set<string>();
+  for (const pool of runtime.pools) {
+    pools.add(pool.config.name);
+    for (const b of pool.backends) {
+      backends.add(b.id);
+      pairs.add(`${pool.config.name}\n${b.id}`);
+    }
+  }
+  type Labels = Readonly<Record<string, string>>;
+  return {
+    backends,
+    pool: (labels: Labels) => pools.has(labels.pool),
+    backend: (labels: Labels) => backends.has(labels.backend),
+    poolBackend: (labels: Labels) => pairs.has(`${labels.pool}\n${labels.backend}`),
+  };
 }
 
 /** The Prometheus text of several registries' snapshots, summed (workers and primary). */

@@ -88,6 +88,11 @@ abstract class Metric<Child> implements Collectable {
     return this.#add(key, labels);
   }
 
+  /** Drops the series whose labels `keep` refuses (those of pools and backends a reload removed). */
+  retain(keep: (labels: Readonly<Record<string, string>>) => boolean): void {
+    for (const [key, { labels }] of this.#children) if (!keep(labels)) this.#children.delete(key);
+  }
+
   /** Drops every series (for metrics filled in at snapshot time). */
   reset(): void {
     this.#children.clear();

@@ -371,7 +371,6 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
       // Latency-aware strategies see a failure as an answer as slow as connect_timeout: a
       // backend that fails fast must not look like the fastest one.
       pool.strategy.observe?.(backend.id, pool.config.connectTimeoutMs);
-      options.observers.metrics.backendFailed(backend.id);
       (tried ??= []).push(backend);
       const retry = outcome.retryable && attempt < pool.config.retries && canReplay(body);
       if (retry) candidates = pool.available().filter((b) => !tried!.includes(b));

@@ -102,7 +102,6 @@ export async function relayWebSocket(
       return failureResponse("client-gone");
     }
     pool.reportOutcome(backend, true, outcome.reason);
-    exchange.metrics.backendFailed(backend.id);
     tried.push(backend);
     // Only a failed connect is retried: nothing reached the backend then.
     const retry = outcome.failure === "connect" && attempt < pool.config.retries;

@@ -213,6 +213,16 @@ Deno.test("a failed probe takes a backend out at once after any live failure sin
   };
   a.state.liveStatus = 500;
   await send(2); // one reaches a and fails there
+  const pools = await (await fetch(`${lb.adminUrl}/api/pools`)).json();
+  const metrics = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+  assert.equal(
+    pools[0].backends.find((x: { address: string }) => x.address === a.address).failures,
+    1,
+  );
+  assert.ok(
+    metrics.includes(`backend_failures_total{backend="${a.address}"} 1\n`),
+    "the metric counts the 5xx as /api/pools does",
+  );
   a.state.liveStatus = 200;
   await send(2); // a later request at a ends well: the failure still happened since the probe
   a.state.status = 500;

@@ -372,6 +372,37 @@ Deno.test("a reload keeps health and connections of remaining backends and stops
   assert.equal(b.requests.length, before, "the removed backend gets no traffic");
 });
 
+Deno.test("a reload drops the metric series of the pools and backends it removed", async () => {
+  await using a = startBackend();
+  await using b = startBackend();
+  const gone = poolToml([b.address], { matcher: "PathPrefix('/b')", extra: 'name = "gone"' });
+  await using lb = await fileStrom(
+    poolToml([a.address], { matcher: "PathPrefix('/a')", extra: 'name = "kept"' }) + gone,
+  );
+  await lb.strom.health.checkAll();
+  for (const path of ["/a", "/b"]) assert.equal((await get(`${lb.url}${path}`)).status, 200);
+  const before = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+  assert.ok(before.includes(`pool="gone"`) && before.includes(`"${b.address}"`));
+  assert.ok((await lb.strom.reload(lb.text.replace(gone, ""))).ok);
+  const after = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+  const stale = after.split("\n").filter((l) =>
+    l.includes(`pool="gone"`) || l.includes(`"${b.address}"`)
+  );
+  assert.deepEqual(stale, [], "no series of the removed pool or backend");
+  assert.equal(sample(after, `${N.BACKEND_FAILURES_TOTAL}{backend="${a.address}"}`), 0);
+  assert.equal(
+    sample(after, `${N.BACKEND_RESPONSE_TIME_SECONDS}_count{backend="${a.address}"}`),
+    1,
+    "the kept backend's series go on",
+  );
+  assert.equal((await get(`${lb.url}/a`)).status, 200);
+  const later = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+  assert.equal(
+    sample(later, `${N.BACKEND_RESPONSE_TIME_SECONDS}_count{backend="${a.address}"}`),
+    2,
+  );
+});
+
 Deno.test("requests waiting for a connection when a reload replaces the pool's client are served", async () => {
   const gate = Promise.withResolvers<void>();
   let arrived = 0;

@@ -31,7 +31,10 @@ const result = (ok: boolean): ProbeResult => ({
 Deno.test("a probe-back-only monitor (a worker's) readmits an ejected backend and leaves its active health alone", async () => {
   const clock = new ManualClock();
   const ejections: string[] = [];
-  const metrics = { ejected: (_pool: string, backend: string) => ejections.push(backend) };
+  const metrics = {
+    ejected: (_pool: string, backend: string) => ejections.push(backend),
+    backendFailed: () => {},
+  };
   const runtime = await Runtime.create(parseConfig(CONFIG, { source: "<test>", baseDir: "." }), 1, {
     log: silentLogger,
     deps: { ...defaultRuntimeDeps, clock, metrics: metrics as unknown as TrafficMetrics },
