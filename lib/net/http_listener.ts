@@ -42,15 +42,60 @@ type ServeOnListener = (
 /** A running listener. */
 export interface HttpListener {
   readonly addr: Deno.NetAddr;
-  /** Stops accepting, closes idle connections and waits until requests in flight finished. */
+  /**
+   * Waits for the uploads under way (see Uploads), then stops accepting, closes
+   * idle connections and waits until requests in flight finished.
+   */
   shutdown(): Promise<void>;
 }
 
 /**
- * Deno's handler for `handler`: each request holds its peer as busy until Deno
- * has sent the response (or given up).
+ * Requests on one listener that may still be reading their body (any method
+ * but GET and HEAD, until Deno has sent the response). Deno 2.9's
+ * `shutdown()` makes every request body of its server unreadable at once
+ * (denoland/deno#36809): an upload under way when SIGTERM came, or when a
+ * reload moved the listener, was cut off and half of it forwarded. A listener
+ * stopping waits for these first, and then shuts down.
  */
-function holdingPeers(handler: ConnectionHandler) {
+class Uploads {
+  open = 0;
+  /** Set once the listener stops: answers to requests arriving now close their connection. */
+  draining = false;
+  #waiters: (() => void)[] = [];
+
+  add(completed: Promise<void>): void {
+    this.open++;
+    const done = () => {
+      if (--this.open === 0) { for (const wake of this.#waiters.splice(0)) wake(); }
+    };
+    completed.then(done, done);
+  }
+
+  /** Resolves once none is open, or after `limitMs`. */
+  idle(limitMs: number): Promise<void> {
+    if (this.open === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, limitMs);
+      this.#waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
+/**
+ * How long a stopping listener waits for the uploads on it before shutting
+ * down (a process shutdown is also bounded by its grace).
+ */
+export const UPLOAD_DRAIN_MS = 30_000;
+
+/**
+ * Deno's handler for `handler`: each request holds its peer as busy until Deno
+ * has sent the response (or given up); requests that may carry a body are
+ * counted in `uploads`.
+ */
+function holdingPeers(handler: ConnectionHandler, uploads: Uploads) {
   return (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => {
     const remote = info.remoteAddr;
     if (isolateActivity.recording) {
@@ -58,8 +103,31 @@ function holdingPeers(handler: ConnectionHandler) {
       const release = () => isolateActivity.release(entry);
       info.completed.then(release, release);
     }
+    const method = request.method;
+    if (method !== "GET" && method !== "HEAD") uploads.add(info.completed);
+    if (uploads.draining) return closingConnection(handler(request, remote));
     return handler(request, remote);
   };
+}
+
+/**
+ * The answer with `Connection: close`: a keep-alive client of a stopping
+ * listener sends its next request elsewhere instead of holding it open (Deno
+ * leaves the field out on HTTP/2). A WebSocket's 101 is left as it is.
+ */
+async function closingConnection(answer: Response | Promise<Response>): Promise<Response> {
+  const response = await answer;
+  if (response.status === 101) return response;
+  try {
+    response.headers.set("connection", "close");
+    return response;
+  } catch {
+    // Immutable headers (a fetch() answer): a copy with the same body.
+    const headers = new Headers(response.headers);
+    headers.set("connection", "close");
+    const { status, statusText } = response;
+    return new Response(response.body, { status, statusText, headers });
+  }
 }
 
 function errorHandler(role: string, log: Logger) {
@@ -89,11 +157,12 @@ function errorHandler(role: string, log: Logger) {
  * server is left to finish its connections and is shut down with the listener.
  */
 function resilient(
-  bind: (port: number) => { server: Served; addr: Deno.NetAddr },
+  bind: (port: number, uploads: Uploads) => { server: Served; addr: Deno.NetAddr },
   port: number,
   options: { role: string; log: Logger },
 ): HttpListener {
-  let { server, addr } = bind(port);
+  const uploads = new Uploads();
+  let { server, addr } = bind(port, uploads);
   /** Servers whose accept loop died: their connections are still served. */
   const dead: Served[] = [];
   let stopping: Promise<void> | null = null;
@@ -103,7 +172,7 @@ function resilient(
       await new Promise((r) => setTimeout(r, delay));
       if (stopping) break;
       try {
-        const next = bind(addr.port).server;
+        const next = bind(addr.port, uploads).server;
         dead.push(server);
         server = next;
         watch(next);
@@ -124,8 +193,12 @@ function resilient(
   };
   watch(server);
   const stop = () =>
-    stopping ??= Promise.all([server, ...dead].map((s) => s.shutdown().catch(() => {})))
-      .then(() => {});
+    stopping ??= (async () => {
+      // Uploads under way first (see Uploads); the listener accepts meanwhile.
+      uploads.draining = true;
+      await uploads.idle(UPLOAD_DRAIN_MS);
+      await Promise.all([server, ...dead].map((s) => s.shutdown().catch(() => {})));
+    })();
   return { addr, shutdown: stop };
 }
 
@@ -135,14 +208,14 @@ export function serveTcp(
   handler: ConnectionHandler,
   options: { role: string; log: Logger; reusePort?: boolean },
 ): HttpListener {
-  const bind = (port: number) => {
+  const bind = (port: number, uploads: Uploads) => {
     const server = Deno.serve({
       hostname: address.hostname,
       port,
       ...(options.reusePort ? { reusePort: true } : {}),
       onListen: () => {},
       onError: errorHandler(options.role, options.log),
-    }, holdingPeers(handler));
+    }, holdingPeers(handler, uploads));
     return { server, addr: server.addr };
   };
   return resilient(bind, address.port, options);
@@ -164,12 +237,12 @@ export function serveTls(
   if (typeof serve !== "function") {
     throw new Error("this Deno has no serveHttpOnListener (HTTPS needs Deno 2.x)");
   }
-  const bind = (port: number) => {
+  const bind = (port: number, uploads: Uploads) => {
     const listener = listenTls(port);
     const server = serve(
       listener,
       new AbortController().signal,
-      holdingPeers(handler),
+      holdingPeers(handler, uploads),
       errorHandler(options.role, options.log),
       () => {},
     );

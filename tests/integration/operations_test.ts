@@ -554,6 +554,61 @@ Deno.test("a shutdown waits for the requests of a listener a reload moved away",
   });
 });
 
+const UPLOADS = {
+  buffered: ["Content-Length: 10\r\n\r\n01234", "56789"],
+  streamed: ["Transfer-Encoding: chunked\r\n\r\n5\r\n01234\r\n", "5\r\n56789\r\n0\r\n\r\n"],
+};
+for (const how of ["shutdown", "reload moving the listener"] as const) {
+  for (const [kind, [first, rest]] of Object.entries(UPLOADS)) {
+    Deno.test(`a ${kind} upload under way when a ${how} begins reaches the backend whole`, async () => {
+      await using a = startBackend(async (request) =>
+        new Response(`got ${(await request.text()).length}`)
+      );
+      const text = `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n${
+        poolToml([a.address])
+      }`;
+      await using lb = await startStrom(text);
+      const port = Number(new URL(lb.url).port);
+      using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      const encoder = new TextEncoder();
+      await conn.write(encoder.encode(`POST /up HTTP/1.1\r\nHost: x\r\n${first}`));
+      await waitFor(async () => {
+        const metrics = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+        return sample(metrics, N.ACTIVE_HTTP_CONNECTIONS) === 1;
+      }, "Strom to take the upload");
+      let stopped = false;
+      const stopping = how === "shutdown"
+        ? lb.strom.shutdown(10_000).then(() => stopped = true)
+        : lb.strom.reload(text.replace("127.0.0.1:0", "127.0.0.2:0"));
+      for (let i = 0; i < 20; i++) await nextTurn();
+      assert.equal(stopped, false);
+      // Meanwhile the listener still answers, and asks its clients to close the connection.
+      using late = await Deno.connect({ hostname: "127.0.0.1", port });
+      await late.write(encoder.encode("GET /late HTTP/1.1\r\nHost: x\r\n\r\n"));
+      assert.match(await readAnswer(late), /^HTTP\/1\.1 200 [^]*\r\nconnection: close\r\n/i);
+      await conn.write(encoder.encode(rest));
+      const answer = await readAnswer(conn);
+      assert.match(answer, /^HTTP\/1\.1 200 /);
+      assert.ok(answer.endsWith("got 10"), answer);
+      await stopping;
+    });
+  }
+}
+
+/** Reads one HTTP/1.1 answer with a Content-Length body off `conn`. */
+async function readAnswer(conn: Deno.Conn): Promise<string> {
+  const buffer = new Uint8Array(4096);
+  let text = "";
+  while (true) {
+    const head = text.indexOf("\r\n\r\n");
+    const length = /content-length: (\d+)/i.exec(text);
+    if (head >= 0 && length && text.length >= head + 4 + Number(length[1])) return text;
+    const n = await conn.read(buffer);
+    if (n === null) return text;
+    text += new TextDecoder().decode(buffer.subarray(0, n));
+  }
+}
+
 /** Watches `path` as Strom does (its text now `first`), recording every new text it reads. */
 function watchTexts(path: string, first: string) {
   let current = first;
