@@ -3,8 +3,24 @@ import type { Candidate, Strategy } from "./strategy.ts";
 import type { StrategyFactory } from "./registry.ts";
 // RFC 6265 cookie-name is an RFC 9110 token.
 import { TOKEN } from "../proxy/headers.ts";
+import { isTable, type TableReader } from "../config/fields.ts";
 
 const SAME_SITE = ["Strict", "Lax", "None"];
+
+/**
+ * A string, or the same word as a table of one empty table: RustStrom's TOML
+ * reader takes `{ Strict = {} }` for the unit variant `Strict` (its example
+ * configs write `same_site` so), as it does for `strategy = { RoundRobin = {} }`.
+ */
+function unitVariant(reader: TableReader, key: string): string | undefined {
+  const value = reader.raw(key);
+  if (isTable(value)) {
+    const names = Object.keys(value);
+    const inner = value[names[0]];
+    if (names.length === 1 && isTable(inner) && Object.keys(inner).length === 0) return names[0];
+  }
+  return reader.string(key);
+}
 
 /**
  * `StickyCookie`: a client keeps its backend through a cookie. The value is an
@@ -22,7 +38,7 @@ export const stickyCookie: StrategyFactory = {
     }
     const httpOnly = reader.bool("http_only");
     const secure = reader.bool("secure");
-    const sameSite = reader.string("same_site");
+    const sameSite = unitVariant(reader, "same_site");
     if (sameSite !== undefined && !SAME_SITE.includes(sameSite)) {
       reader.problem(
         "same_site",

@@ -1,10 +1,65 @@
-// A config's bytes as text: TOML is UTF-8, and nothing else is taken. Kept
-// apart (no imports but types) so the file watcher can use it without the
-// whole config loader.
+// A config's bytes, read up to a bound, as text: TOML is UTF-8, and nothing
+// else is taken. Kept apart so the file watcher can use it without the whole
+// config loader.
 
 import type { Problem } from "./errors.ts";
+import { concatBytes } from "../bytes.ts";
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * The largest config file read, as for the files a config names: `-c
+ * /dev/zero`, or a huge file saved in place, would otherwise grow the process
+ * until the machine ran out of memory. Reading stops one byte past it.
+ */
+export const MAX_CONFIG_BYTES = 8 * 1024 * 1024;
+
+/** Up to MAX_CONFIG_BYTES + 1 bytes of `path` (a pipe works too); throws as reading would. */
+export async function readConfigBytes(path: string): Promise<Uint8Array> {
+  using file = await Deno.open(path, { read: true });
+  const parts = new Parts();
+  while (!parts.full) {
+    const buffer = new Uint8Array(CHUNK);
+    const n = await file.read(buffer);
+    if (n === null) break;
+    parts.add(buffer, n);
+  }
+  return parts.bytes();
+}
+
+/** readConfigBytes without waiting (the file watcher's first look). */
+export function readConfigBytesSync(path: string): Uint8Array {
+  using file = Deno.openSync(path, { read: true });
+  const parts = new Parts();
+  while (!parts.full) {
+    const buffer = new Uint8Array(CHUNK);
+    const n = file.readSync(buffer);
+    if (n === null) break;
+    parts.add(buffer, n);
+  }
+  return parts.bytes();
+}
+
+const CHUNK = 64 * 1024;
+
+/** Chunks read so far, until one byte past MAX_CONFIG_BYTES. */
+class Parts {
+  #chunks: Uint8Array[] = [];
+  #length = 0;
+
+  get full(): boolean {
+    return this.#length > MAX_CONFIG_BYTES;
+  }
+
+  add(buffer: Uint8Array, n: number): void {
+    this.#chunks.push(buffer.subarray(0, n));
+    this.#length += n;
+  }
+
+  bytes(): Uint8Array {
+    return concatBytes(this.#chunks);
+  }
+}
 
 /**
  * A config's bytes as text, or the problem that they are not UTF-8 (a TOML
@@ -12,6 +67,9 @@ const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
  * and go on silently, and PUT /api/config would save that).
  */
 export function decodeConfig(bytes: Uint8Array): string | Problem {
+  if (bytes.length > MAX_CONFIG_BYTES) {
+    return { path: "", message: "larger than 8 MiB: no config is (is it the right file?)" };
+  }
   try {
     return strictUtf8.decode(bytes);
   } catch {

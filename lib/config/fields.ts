@@ -23,6 +23,9 @@ export function isTable(value: unknown): value is Record<string, unknown> {
     !(value instanceof Date);
 }
 
+/** Keys whose values are secrets (admin_token, bind_password, a StickyCookie secret...). */
+const SECRET_KEY = /token|password|secret/i;
+
 /** Reads keys of one table, collecting problems under `path`. */
 export class TableReader {
   readonly path: string;
@@ -118,7 +121,10 @@ export class TableReader {
   }
 
   #wrong(key: string, expected: string, value: unknown): undefined {
-    this.problem(key, `expected ${expected}, found ${describe(value)}`);
+    // A secret written with the wrong type (a token without quotes) is not shown: problems
+    // reach the log, `--check`'s output and GET /api/logs.
+    const found = SECRET_KEY.test(key) ? describe(value).replace(/ \(.*\)$/s, "") : describe(value);
+    this.problem(key, `expected ${expected}, found ${found}`);
     return undefined;
   }
 }

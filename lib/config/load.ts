@@ -3,7 +3,7 @@
 import { dirname, resolve } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { ConfigError, type Problem } from "./errors.ts";
-import { decodeConfig } from "./decode.ts";
+import { decodeConfig, readConfigBytes } from "./decode.ts";
 import { withLines } from "./locate.ts";
 import { type Origin, validateConfig } from "./validate.ts";
 import type { Config } from "./types.ts";
@@ -64,7 +64,7 @@ export const BLANK_CONFIG_PROBLEM = {
 export async function readConfigText(path: string, shownAs = path): Promise<string> {
   let bytes: Uint8Array;
   try {
-    bytes = await Deno.readFile(path);
+    bytes = await readConfigBytes(path);
   } catch (e) {
     const reason = e instanceof Error ? e.message : String(e);
     throw new ConfigError(shownAs, [{ path: "", message: `cannot read file: ${reason}` }]);

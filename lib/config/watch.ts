@@ -5,7 +5,7 @@
 
 import { basename, dirname, resolve } from "node:path";
 import { type Clock, systemClock } from "../clock.ts";
-import { decodeConfig } from "./decode.ts";
+import { decodeConfig, readConfigBytes, readConfigBytesSync } from "./decode.ts";
 import type { Problem } from "./errors.ts";
 
 /** Options for watchFolder. */
@@ -78,6 +78,9 @@ export interface WatchOptions {
   /** The file changed to bytes that are not UTF-8 text (so no TOML either). */
   readonly onInvalid?: (problem: Problem) => void;
   readonly onError?: (error: unknown) => void;
+  /** How often the folder is checked for having been replaced. Default 1000 ms. */
+  readonly recheckMs?: number;
+  readonly clock?: Clock;
 }
 
 /**
@@ -155,27 +158,75 @@ export function watchConfig(path: string, options: WatchOptions): () => void {
     follow();
     let bytes: Uint8Array;
     try {
-      bytes = await Deno.readFile(file);
+      bytes = await readConfigBytes(file);
     } catch {
       return; // removed for now; a later create brings it back
     }
     if (!stopped) consider(bytes, saved);
   };
   const onSaved = () => void settle(true);
-  const own = watchFolder(dirname(file), null, (changed) => {
-    if (changed === name) void settle(true);
-    else if (isSymlink(file)) void settle(false);
-  }, watchOptions);
+  // The folder's watch follows the folder it named when made: one replaced (a deploy renaming
+  // a new folder into place, `rm -rf` and a new one, a swapped `current` link above the
+  // file) would leave it on the old one, or on none, and saves unseen for good. So the
+  // folder's identity is checked every recheckMs, and the watch made anew when it changed.
+  const folder = dirname(file);
+  let own: (() => Promise<void>) | null = null;
+  let ownIdentity: string | null = null;
+  let rearming = false;
+  const arm = () => {
+    ownIdentity = identity(folder);
+    try {
+      own = watchFolder(folder, null, (changed) => {
+        if (changed === name) void settle(true);
+        else if (isSymlink(file)) void settle(false);
+      }, watchOptions);
+    } catch {
+      own = null; // gone for now: the next check tries again
+    }
+  };
+  const recheck = async () => {
+    if (stopped || rearming || identity(folder) === ownIdentity) return;
+    rearming = true;
+    const old = own;
+    own = null;
+    await old?.(); // Deno would join a new watch on the same path to the old one
+    rearming = false;
+    if (stopped) return;
+    arm();
+    void settle(false);
+  };
+  const clock = options.clock ?? systemClock;
+  let timer: number | undefined;
+  const schedule = () => {
+    timer = clock.setTimeout(() => void recheck().finally(schedule), options.recheckMs ?? 1000);
+  };
+  arm();
+  schedule();
   // At once, before the watch's first event: what the file says now.
   follow();
   try {
-    consider(Deno.readFileSync(file), false);
+    consider(readConfigBytesSync(file), false);
   } catch { /* removed for now */ }
   return () => {
     stopped = true;
-    void own();
+    clock.clearTimeout(timer!);
+    void own?.();
     void target?.stop();
   };
+}
+
+/**
+ * What a folder is now, through links, or null when it is missing: device,
+ * inode and birth time (a folder removed and made again often gets the same
+ * inode at once).
+ */
+function identity(folder: string): string | null {
+  try {
+    const info = Deno.statSync(folder);
+    return `${info.dev}:${info.ino}:${info.birthtime?.getTime()}`;
+  } catch {
+    return null;
+  }
 }
 
 function isSymlink(path: string): boolean {

@@ -36,13 +36,28 @@ export function checkLdapUrl(text: string): string | null {
   return null;
 }
 
+/** `url` (a valid LDAP address) without the `user:password@` part. */
+function withoutUserinfo(url: string): string {
+  const at = url.lastIndexOf("@");
+  return at < 0 ? url : url.slice(0, url.indexOf("//") + 2) + url.slice(at + 1);
+}
+
 /** The LDAP authentication middleware's spec. */
 export const authentication: MiddlewareSpec<AuthenticationOptions> = {
   name: "Authentication",
-  parse(r) {
-    const url = r.string("ldap_address");
+  parse(r, { warn }) {
+    let url = r.string("ldap_address");
     const urlProblem = url === undefined ? null : checkLdapUrl(url);
     if (urlProblem !== null) r.problem("ldap_address", urlProblem);
+    else if (url !== undefined && withoutUserinfo(url) !== url) {
+      // The LDAP client never used a user or password written there (RustStrom's neither);
+      // kept, it would show in every log line about the directory.
+      url = withoutUserinfo(url);
+      warn?.(
+        r.at("ldap_address"),
+        `the user and password in it are not used (set bind_dn and bind_password); ${url} is`,
+      );
+    }
     const userDirectory = r.string("user_directory");
     if (userDirectory === "") r.problem("user_directory", "expected a DN, found an empty string");
     const rdnIdentifier = r.string("rdn_identifier");

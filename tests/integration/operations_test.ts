@@ -610,11 +610,11 @@ async function readAnswer(conn: Deno.Conn): Promise<string> {
 }
 
 /** Watches `path` as Strom does (its text now `first`), recording every new text it reads. */
-function watchTexts(path: string, first: string) {
+function watchTexts(path: string, first: string, timing = { debounceMs: 100, recheckMs: 1000 }) {
   let current = first;
   const seen: string[] = [];
   const stop = watchConfig(path, {
-    debounceMs: 100,
+    ...timing,
     currentText: () => current,
     onChange: (text) => {
       seen.push(text);
@@ -663,6 +663,61 @@ Deno.test("watchConfig() sees a config mounted as Kubernetes mounts a ConfigMap 
     await Deno.remove(`${dir}/..v1`, { recursive: true });
     await waitFor(() => seen.length === 1, "the swapped link to be seen");
     assert.deepEqual(seen, ["a = 2\n"]);
+  } finally {
+    stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("watchConfig() watches a folder replaced under the config anew", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.mkdir(`${dir}/conf`);
+  await Deno.writeTextFile(`${dir}/conf/strom.toml`, "a = 1\n");
+  const { seen, stop } = watchTexts(`${dir}/conf/strom.toml`, "a = 1\n", {
+    debounceMs: 20,
+    recheckMs: 20,
+  });
+  try {
+    // A deploy renames a new folder into place: its file is read, and saves in it are seen.
+    await Deno.mkdir(`${dir}/conf.new`);
+    await Deno.writeTextFile(`${dir}/conf.new/strom.toml`, "a = 2\n");
+    await Deno.rename(`${dir}/conf`, `${dir}/conf.old`);
+    await Deno.rename(`${dir}/conf.new`, `${dir}/conf`);
+    await waitFor(() => seen.length === 1, "the new folder's file to be read");
+    await Deno.writeTextFile(`${dir}/conf/strom.toml`, "a = 3\n");
+    await waitFor(() => seen.length === 2, "a save in the new folder to be seen");
+    // Removed and made again.
+    await Deno.remove(`${dir}/conf`, { recursive: true });
+    await Deno.mkdir(`${dir}/conf`);
+    await Deno.writeTextFile(`${dir}/conf/strom.toml`, "a = 4\n");
+    await waitFor(() => seen.length === 3, "the remade folder's file to be read");
+    await Deno.writeTextFile(`${dir}/conf/strom.toml`, "a = 5\n");
+    await waitFor(() => seen.length === 4, "a save in the remade folder to be seen");
+    assert.deepEqual(seen, ["a = 2\n", "a = 3\n", "a = 4\n", "a = 5\n"]);
+  } finally {
+    stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("watchConfig() follows a swapped link to the config's folder (a `current` release)", async () => {
+  const dir = await Deno.makeTempDir();
+  for (const n of [1, 2]) {
+    await Deno.mkdir(`${dir}/releases/${n}`, { recursive: true });
+    await Deno.writeTextFile(`${dir}/releases/${n}/strom.toml`, `a = ${n}\n`);
+  }
+  await Deno.symlink(`${dir}/releases/1`, `${dir}/current`);
+  const { seen, stop } = watchTexts(`${dir}/current/strom.toml`, "a = 1\n", {
+    debounceMs: 20,
+    recheckMs: 20,
+  });
+  try {
+    await Deno.symlink(`${dir}/releases/2`, `${dir}/current.tmp`);
+    await Deno.rename(`${dir}/current.tmp`, `${dir}/current`);
+    await waitFor(() => seen.length === 1, "the new release's file to be read");
+    await Deno.writeTextFile(`${dir}/releases/2/strom.toml`, "a = 3\n");
+    await waitFor(() => seen.length === 2, "a save in the new release to be seen");
+    assert.deepEqual(seen, ["a = 2\n", "a = 3\n"]);
   } finally {
     stop();
     await Deno.remove(dir, { recursive: true });

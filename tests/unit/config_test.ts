@@ -1001,6 +1001,23 @@ Deno.test("a config file that is not UTF-8 is refused with the line of the first
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("a config file over 8 MiB, or endless, is refused after reading 8 MiB", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/strom.toml`;
+  const padding = "#".repeat(1023) + "\n";
+  await Deno.writeTextFile(path, POOL + padding.repeat(8 * 1024));
+  for (const file of [path, "/dev/zero"]) {
+    const error = await loadConfigFile(file).then(() => null, (e) => e);
+    assert.ok(error instanceof ConfigError, file);
+    assert.deepEqual(error.problems, [
+      { path: "", message: "larger than 8 MiB: no config is (is it the right file?)" },
+    ]);
+  }
+  await Deno.writeTextFile(path, POOL + padding.repeat(4 * 1024)); // 4 MiB of comments loads
+  assert.equal((await loadConfigFile(path)).config.pools.length, 1);
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("parseConfig() refuses an admin token no client could send", () => {
   const problem = "admin_token: the token must be printable ASCII without spaces at its ends " +
     "(no client could send it)";
@@ -1035,4 +1052,53 @@ Deno.test("parseConfig() refuses an access log in a folder that does not exist",
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
+});
+
+Deno.test("parseConfig() never shows a secret written with the wrong type", () => {
+  const ldap = `[backend_pools.middlewares.Authentication]
+ldap_address = "ldap://127.0.0.1"
+user_directory = "ou=people,dc=example,dc=com"
+rdn_identifier = "uid"
+recursive = true
+bind_dn = "cn=reader"
+bind_password = 1234567890123
+`;
+  const problems = problemsOf(`admin_token = 98765432109876543210\n${POOL}${ldap}`);
+  assert.deepEqual(problems, [
+    "admin_token: expected a string, found an integer",
+    `${MW}.Authentication.bind_password: expected a string, found an integer`,
+  ]);
+});
+
+Deno.test("parseConfig() takes an LDAP address's user and password out, with a warning", () => {
+  const config = parseConfig(
+    POOL + `[backend_pools.middlewares.Authentication]
+ldap_address = "ldap://cn=x:LdapUrlPass@127.0.0.1:389"
+user_directory = "ou=people,dc=example,dc=com"
+rdn_identifier = "uid"
+recursive = true
+`,
+    origin,
+  );
+  assert.deepEqual(config.warnings, [
+    `${MW}.Authentication.ldap_address: the user and password in it are not used (set bind_dn and bind_password); ldap://127.0.0.1:389 is`,
+  ]);
+  const [middleware] = config.pools[0].middlewares;
+  assert.equal((middleware.options as { url: string }).url, "ldap://127.0.0.1:389");
+});
+
+Deno.test("parseConfig() reads StickyCookie's same_site as RustStrom's example writes it", () => {
+  const sticky = (sameSite: string) =>
+    POOL.replace(
+      "strategy = { RoundRobin = {} }",
+      `strategy = { StickyCookie = { cookie_name = "lb", http_only = true, secure = true, same_site = ${sameSite}, inner = { Random = {} } } }`,
+    );
+  const config = parseConfig(sticky("{ Strict = {} }"), origin);
+  assert.equal(config.pools[0].strategy.options.sameSite, "Strict");
+  assert.deepEqual(problemsOf(sticky("{ Bogus = {} }")), [
+    'backend_pools[0].strategy.StickyCookie.same_site: invalid value "Bogus" (expected "Strict", "Lax" or "None")',
+  ]);
+  assert.deepEqual(problemsOf(sticky("{ Strict = {}, Lax = {} }")), [
+    "backend_pools[0].strategy.StickyCookie.same_site: expected a string, found a table",
+  ]);
 });
