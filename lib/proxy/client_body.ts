@@ -19,9 +19,11 @@ export class ClientBody {
    */
   waitingForClient = false;
   #cancelled = false;
+  #ended = false;
+  readonly #source: ReadableStreamDefaultReader<Uint8Array>;
 
   constructor(source: ReadableStream<Uint8Array>) {
-    const reader = source.getReader();
+    const reader = this.#source = source.getReader();
     this.stream = new ReadableStream<Uint8Array>({
       pull: async (controller) => {
         this.touched = true;
@@ -34,8 +36,10 @@ export class ClientBody {
           throw e;
         }
         if (!this.#cancelled) this.waitingForClient = false;
-        if (chunk.done) controller.close();
-        else {
+        if (chunk.done) {
+          this.#ended = true;
+          controller.close();
+        } else {
           this.bytes += chunk.value.length;
           controller.enqueue(chunk.value);
         }
@@ -45,6 +49,18 @@ export class ClientBody {
         return reader.cancel(reason);
       },
     }, { highWaterMark: 0 });
+  }
+
+  /**
+   * Gives up the rest of the client's body once the exchange is over: a
+   * backend that answered early leaves it unread. Deno's fetch stops pulling
+   * without cancelling, and Deno then kept the client's connection even after
+   * the client closed it (CLOSE-WAIT, a descriptor lost for good).
+   */
+  abandon(): void {
+    if (this.#ended || this.#cancelled) return;
+    this.#cancelled = true;
+    this.#source.cancel().catch(() => {});
   }
 
   /** Whether another attempt can send it: only if none has touched it (or locked it). */

@@ -506,6 +506,8 @@ async function attemptOnce(
     if (finished) return;
     finished = true;
     backend.inFlight--;
+    // An attempt that read from the body ends the upload with it (no other may send it).
+    if (body instanceof ClientBody && body.touched) body.abandon();
     if (responded) tracker.ended(bytes);
     else endedWith = bytes;
   };

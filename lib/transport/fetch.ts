@@ -11,7 +11,7 @@ import type { BackendAddress, ClientConfig } from "../config/types.ts";
 import { headBody, type Transport, UpstreamError, type UpstreamRequest } from "./transport.ts";
 import { endToEnd, type Fields } from "../proxy/headers.ts";
 import { BackendBodyBroke, ReadTimer, type StallOptions, StallTimer } from "./stall.ts";
-import { ProtocolError, transferFraming } from "./http1/parse.ts";
+import { MAX_HEAD_BYTES, MAX_HEADER_LINES, ProtocolError, transferFraming } from "./http1/parse.ts";
 
 /** Encodings Deno's fetch decodes by itself (measured with Deno 2.9.6). */
 const DECODED = new Set(["gzip", "br"]);
@@ -72,7 +72,7 @@ export function createFetchTransport(client: ClientConfig): Transport {
         ? "unexpected 101 Switching Protocols"
         : upstream.headers.has("transfer-encoding") && upstream.headers.has("content-length")
         ? "both Transfer-Encoding and Content-Length"
-        : transferCodingProblem(upstream, request.method);
+        : transferCodingProblem(upstream, request.method) ?? headSizeProblem(upstream.headers);
       if (refusal !== null) {
         upstream.body?.cancel().catch(() => {});
         request.onEnd(0);
@@ -103,6 +103,23 @@ export function createFetchTransport(client: ClientConfig): Transport {
     },
     close: () => http.close(),
   };
+}
+
+/**
+ * Why an answer's head is refused for its size, or null: the HTTP/1.1
+ * transport's limits (64 KiB, 256 fields), which Deno's client does not keep.
+ * Passed on, a 200 with a 200 KB field broke common clients (curl, Python's
+ * http.client) instead of being a clean 502.
+ */
+function headSizeProblem(headers: Headers): string | null {
+  let bytes = 0;
+  let fields = 0;
+  headers.forEach((value, name) => {
+    bytes += name.length + value.length + 4; // ": " and CR LF
+    fields++;
+  });
+  if (bytes > MAX_HEAD_BYTES) return `response head over ${MAX_HEAD_BYTES / 1024} KiB`;
+  return fields > MAX_HEADER_LINES ? "too many header fields" : null;
 }
 
 /** Why an answer's Transfer-Encoding cannot be passed on, or null. */
