@@ -115,7 +115,15 @@ async function demo(command: Extract<Command, { kind: "demo" }>): Promise<number
 /** Waits for SIGINT or SIGTERM, then drains in-flight requests and returns 0. */
 function untilSignal(strom: Strom, log: Logger, graceMs: number): Promise<number> {
   return new Promise((resolve) => {
+    let stopping = false;
     const stop = (signal: Deno.Signal) => {
+      if (stopping) {
+        // A second signal (Ctrl-C again) is an operator who will not wait: stop now, exit 1.
+        log.warn(`Received ${signal} again: stopping now, cutting off requests in flight`);
+        resolve(1);
+        return;
+      }
+      stopping = true;
       log.info(`Received ${signal}, finishing in-flight requests (up to ${graceMs} ms)`);
       strom.shutdown(graceMs).then(() => resolve(0));
     };

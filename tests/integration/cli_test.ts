@@ -138,6 +138,32 @@ Deno.test("SIGTERM lets an in-flight request finish, then strom exits 0", async 
   await Deno.remove(path);
 });
 
+Deno.test("a second SIGINT during the drain stops strom at once, with exit 1", async () => {
+  let reached = false;
+  const gate = Promise.withResolvers<void>();
+  await using backend = startBackend(async (request) => {
+    if (new URL(request.url).pathname === "/slow") reached = true;
+    await gate.promise; // not before strom is gone
+    return new Response("late");
+  });
+  const path = await configFile(
+    VALID.replace(`["127.0.0.1:8080", "127.0.0.1:8081"]`, `["${backend.address}"]`)
+      .replace("Host('a.com') && PathPrefix('/api')", "PathPrefix('/')"),
+  );
+  await using strom = new StromProcess(["-c", path, "--grace", "60"]);
+  const [, port] = await strom.waitForLine(/\(http_address, port (\d+)\)/);
+  const pending = get(`http://127.0.0.1:${port}/slow`).catch(() => null);
+  await waitFor(() => reached, "the request to reach the backend");
+  strom.child.kill("SIGINT");
+  await strom.waitForLine(/Received SIGINT, finishing/);
+  strom.child.kill("SIGINT");
+  await strom.waitForLine(/Received SIGINT again: stopping now/);
+  assert.equal((await strom.child.status).code, 1);
+  gate.resolve();
+  await pending;
+  await Deno.remove(path);
+});
+
 Deno.test("a log reader that goes away (EPIPE on stdout) neither breaks requests nor SIGTERM", async () => {
   await using backend = startBackend(() => new Response("still here"));
   const path = await configFile(`http_address = "127.0.0.1:0"
