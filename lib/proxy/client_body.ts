@@ -20,6 +20,7 @@ export class ClientBody {
   waitingForClient = false;
   #cancelled = false;
   #ended = false;
+  #abandoned = false;
   readonly #source: ReadableStreamDefaultReader<Uint8Array>;
 
   constructor(source: ReadableStream<Uint8Array>) {
@@ -36,7 +37,11 @@ export class ClientBody {
           throw e;
         }
         if (!this.#cancelled) this.waitingForClient = false;
-        if (chunk.done) {
+        if (this.#abandoned) {
+          // Never a normal end: a reader still sending upstream would pass the cut body off
+          // as whole (a chunked body ends with its last chunk).
+          controller.error(new Error("the exchange ended before the client's body did"));
+        } else if (chunk.done) {
           this.#ended = true;
           controller.close();
         } else {
@@ -59,7 +64,7 @@ export class ClientBody {
    */
   abandon(): void {
     if (this.#ended || this.#cancelled) return;
-    this.#cancelled = true;
+    this.#cancelled = this.#abandoned = true;
     this.#source.cancel().catch(() => {});
   }
 

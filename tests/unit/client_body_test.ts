@@ -33,8 +33,11 @@ Deno.test("ClientBody.abandon() gives up a body whose reader stopped reading, an
   const body = new ClientBody(partial.stream);
   const reader = body.stream.getReader(); // as fetch holds it: locked, not cancelled
   await reader.read();
+  const next = reader.read(); // waiting for the client's next bytes
   body.abandon();
   assert.equal(partial.state.cancelled, true);
+  // A reader still sending upstream sees an error, never an end: a cut body is not a whole one.
+  await assert.rejects(next, /ended before the client's body did/);
 
   const whole = upload(1);
   const read = new ClientBody(whole.stream);
