@@ -8,7 +8,7 @@ import { ConfigError, type Problem } from "./config/errors.ts";
 import type { Level, Logger } from "./log.ts";
 import type { LogRing } from "./log_ring.ts";
 import { defaultRuntimeDeps, Runtime, type RuntimeDeps } from "./runtime.ts";
-import { createAdminApp } from "./admin/app.ts";
+import { adminHandler, createAdminApp } from "./admin/app.ts";
 import { HealthMonitor } from "./health/monitor.ts";
 import { createHttpProbe, type Probe } from "./health/probe.ts";
 import { Listeners } from "./listeners.ts";
@@ -158,7 +158,7 @@ export class Strom {
       },
       certificates: this.certificates,
       challenges: this.challenges,
-      admin: createAdminApp(this).fetch,
+      admin: adminHandler(createAdminApp(this)),
       workers: () => this.#workers !== null,
       onHttps: (address) =>
         this.#workers?.broadcastHttps(

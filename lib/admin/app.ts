@@ -6,7 +6,8 @@ import { streamSSE } from "hono/streaming";
 import { COMMIT, VERSION } from "../version.ts";
 import type { Strom } from "../server.ts";
 import { METRICS_CONTENT_TYPE } from "../metrics/metrics.ts";
-import { decodeConfig } from "../config/decode.ts";
+import { decodeConfig, readConfigBytes } from "../config/decode.ts";
+import { nodeCrypto } from "../node_builtins.ts";
 import { adminGuard, secretRoute } from "./auth.ts";
 import { concatBytes } from "../bytes.ts";
 import { poolsView } from "./views.ts";
@@ -33,6 +34,17 @@ export function createAdminApp(strom: Strom): Hono {
   // (the same bytes as in every copy of Strom), and a browser must get the page
   // to prompt for the token that the API calls it makes then carry.
   serveDashboard(app);
+  // A path the app serves, asked with a method it does not take: 405 before any token is
+  // asked for, as the README says (the paths and their methods are no secret).
+  const allowed = new Map<string, string>();
+  app.use("*", async (c, next) => {
+    const allow = allowed.get(c.req.path);
+    if (allow !== undefined && !allow.split(", ").includes(c.req.method)) {
+      c.header("allow", allow);
+      return c.text("405 - method not allowed", 405);
+    }
+    await next();
+  });
   app.use(
     "*",
     adminGuard({
@@ -62,6 +74,7 @@ export function createAdminApp(strom: Strom): Hono {
     const text = strom.configText;
     if (text === null) return c.text("404 - this config has no file", 404);
     c.header("content-type", "application/toml; charset=utf-8");
+    c.header("etag", etagOf(text));
     return c.body(text);
   });
 
@@ -84,7 +97,23 @@ export function createAdminApp(strom: Strom): Hono {
     // start from next time. A refusal is logged and counted as any failed reload. One PUT at
     // a time applies and saves: otherwise concurrent ones could be applied in one order and
     // written in another, the file then naming another config than the one running.
+    const ifMatch = c.req.header("if-match");
     return await inTurn(async () => {
+      // With If-Match (the dashboard sends the ETag of the text it edited): a config another
+      // operator, a save of the file or a reload changed meanwhile is not overwritten.
+      const current = strom.configText;
+      if (ifMatch !== undefined && ifMatch.trim() !== "*" && current !== null) {
+        if (!ifMatch.split(",").some((tag) => tag.trim() === etagOf(current))) {
+          return c.json({
+            ok: false,
+            problems: [{
+              path: "",
+              message:
+                `the config changed since it was read (now generation ${strom.runtime.generation}): read it again, then edit`,
+            }],
+          }, 412);
+        }
+      }
       const result = await strom.reload(text);
       if (!result.ok) return c.json(result, 422);
       try {
@@ -94,6 +123,7 @@ export function createAdminApp(strom: Strom): Hono {
         strom.log.error(`PUT /api/config: ${message}`);
         return c.json({ ...result, saved: false, message }, 500);
       }
+      c.header("etag", etagOf(text));
       return c.json(result, 200);
     });
   });
@@ -126,7 +156,13 @@ export function createAdminApp(strom: Strom): Hono {
 
   app.post("/api/reload", async (c) => {
     const result = await strom.reload();
-    return c.json(result, result.ok ? 200 : 422);
+    if (result.ok) return c.json(result, 200);
+    // The file's text, which the problems' lines are about (not the running config's).
+    const bytes = strom.configText === null
+      ? null
+      : await readConfigBytes(strom.configPath).catch(() => null);
+    const text = bytes === null ? null : decodeConfig(bytes);
+    return c.json(typeof text === "string" ? { ...result, text } : result, 422);
   });
 
   app.get("/api/logs", (c) => {
@@ -169,7 +205,7 @@ export function createAdminApp(strom: Strom): Hono {
       }
     }));
 
-  refuseOtherMethods(app);
+  refuseOtherMethods(app, allowed);
   app.notFound((c) => c.text("404 - page not found", 404));
   return app;
 }
@@ -179,7 +215,7 @@ export function createAdminApp(strom: Strom): Hono {
  * the methods it does in `Allow` (RFC 9110 15.5.6), not 404: the routes
  * registered so far say which those are. Call it after the last route.
  */
-function refuseOtherMethods(app: Hono): void {
+function refuseOtherMethods(app: Hono, allowHeaders: Map<string, string>): void {
   const allowed = new Map<string, Set<string>>();
   for (const { path, method } of app.routes) {
     if (method === "ALL") continue; // middleware
@@ -190,11 +226,36 @@ function refuseOtherMethods(app: Hono): void {
   }
   for (const [path, methods] of allowed) {
     const allow = [...methods].join(", ");
+    allowHeaders.set(path, allow);
     app.all(path, (c) => {
       c.header("allow", allow);
       return c.text("405 - method not allowed", 405);
     });
   }
+}
+
+/** The ETag of a config text (a hash: the text holds secrets). */
+function etagOf(text: string): string {
+  return `"${nodeCrypto().createHash("sha256").update(text).digest("base64url").slice(0, 27)}"`;
+}
+
+/**
+ * The admin app's handler: a HEAD request is answered as its GET would be,
+ * body left out by Deno, which keeps the GET's Content-Length. (Hono answers
+ * HEAD with a body-less copy of the GET answer, for which Deno writes
+ * `content-length: 0`.)
+ */
+export function adminHandler(app: Hono): (request: Request) => Response | Promise<Response> {
+  return (request) =>
+    request.method === "HEAD"
+      ? app.fetch(
+        new Request(request.url, {
+          method: "GET",
+          headers: request.headers,
+          signal: request.signal,
+        }),
+      )
+      : app.fetch(request);
 }
 
 /** Longest `POST /api/drain` body. */

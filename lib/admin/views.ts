@@ -22,7 +22,7 @@ export function poolsView(runtime: Runtime) {
           ok: b.health.last.ok,
           status: b.health.last.status,
           reason: b.health.last.reason,
-          latencyMs: b.health.last.latencyMs,
+          latencyMs: Math.round(b.health.last.latencyMs * 1000) / 1000,
         },
         ejected: b.outlier.ejected,
         /** With `workers`: in how many workers live traffic has it ejected (each has its own). */

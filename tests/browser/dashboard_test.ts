@@ -94,7 +94,7 @@ function watchErrors(page: Page): string[] {
   const errors: string[] = [];
   page.on("pageerror", (e) => errors.push(e.message));
   page.on("console", (m) => {
-    if (m.type() === "error" && !/status of (401|422)/.test(m.text())) errors.push(m.text());
+    if (m.type() === "error" && !/status of (401|412|422)/.test(m.text())) errors.push(m.text());
   });
   return errors;
 }
@@ -389,6 +389,88 @@ Deno.test({
       after.listeners <= start.listeners,
       `listeners ${start.listeners} -> ${after.listeners}`,
     );
+    assert.deepEqual(errors, []);
+  },
+});
+
+Deno.test({
+  name:
+    "the Config view never saves over a newer config, follows reloads, keeps CRLF, shows a broken file",
+  ...browserTest,
+  async fn() {
+    await using backend = startBackend();
+    await using lb = await fileStrom(poolToml([backend.address]));
+    // Written with Windows line ends, as some editors save it.
+    const crlfText = lb.text.replaceAll("\n", "\r\n");
+    await Deno.writeTextFile(lb.path, crlfText);
+    assert.ok((await lb.strom.reload()).ok);
+    await using browser = await openBrowser();
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const errors = watchErrors(page);
+    await page.goto(`${lb.adminUrl}/`);
+    await page.evaluate((token) => sessionStorage.setItem("strom.adminToken", token), TOKEN);
+    await page.waitForSelector("#link[data-state=live]");
+    await view(page, "config");
+    const editor = () => document.getElementById("cfg-text").value;
+    await page.waitForFunction(
+      (text) => document.getElementById("cfg-text").value === text,
+      lb.text,
+    );
+    // Typing and undoing leaves it unedited, though the file has CRLF.
+    await page.type("#cfg-text", "x");
+    await page.keyboard.press("Backspace");
+    assert.equal(await page.innerText("#cfg-state"), "");
+
+    // Another operator changes the config: the unedited view follows.
+    const other = crlfText + "# by another operator\r\n";
+    await Deno.writeTextFile(lb.path, other);
+    assert.ok((await lb.strom.reload()).ok);
+    await page.waitForFunction(
+      (text) => document.getElementById("cfg-text").value === text,
+      other.replaceAll("\r\n", "\n"),
+    );
+
+    // An edit begun, then someone else saves: this save is refused, nothing overwritten.
+    await page.fill("#cfg-text", (await page.evaluate(editor)) + "# mine\n");
+    const theirs = other + "# theirs\r\n";
+    await Deno.writeTextFile(lb.path, theirs);
+    assert.ok((await lb.strom.reload()).ok);
+    await page.waitForFunction(() =>
+      document.getElementById("cfg-state").textContent.startsWith("The running config changed")
+    );
+    await page.click("#cfg-save");
+    await page.waitForFunction(() =>
+      document.getElementById("cfg-state").textContent ===
+        "Not applied: the config changed since it was loaded (Revert loads it)"
+    );
+    assert.equal(await Deno.readTextFile(lb.path), theirs, "their save stands");
+    // Revert loads theirs; an edit saved then keeps the file's CRLF line ends.
+    await page.click("#cfg-revert");
+    await page.waitForFunction(
+      (text) => document.getElementById("cfg-text").value === text,
+      theirs.replaceAll("\r\n", "\n"),
+    );
+    await page.fill("#cfg-text", (await page.evaluate(editor)) + "# mine again\n");
+    await page.click("#cfg-save");
+    await page.waitForFunction(() =>
+      document.getElementById("cfg-state").textContent.startsWith("Saved and applied")
+    );
+    assert.equal(await Deno.readTextFile(lb.path), theirs + "# mine again\r\n");
+
+    // A broken file: Reload from file shows the file, with its problem at its line.
+    const broken = "# one\n# two\n" + lb.text.replace("RoundRobin = {}", "Bogus = {}");
+    await Deno.writeTextFile(lb.path, broken);
+    await page.click("#cfg-reload");
+    await page.waitForFunction(
+      (text) => document.getElementById("cfg-text").value === text,
+      broken,
+    );
+    const line = broken.split("\n").findIndex((l) => l.includes("Bogus")) + 1;
+    assert.equal(
+      await page.getAttribute(`#cfg-gutter div[data-line="${line}"]`, "class"),
+      "problem",
+    );
+    assert.match(await page.innerText("#cfg-state"), /the file is shown, not the running config/);
     assert.deepEqual(errors, []);
   },
 });

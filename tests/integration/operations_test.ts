@@ -926,7 +926,7 @@ Deno.test("PUT /api/config: a bad file is refused with 422, a good one is writte
   await Deno.writeTextFile(lb.path, "");
   const fromFile = await fetch(`${lb.adminUrl}/api/reload`, { method: "POST", headers: auth });
   assert.equal(fromFile.status, 422);
-  assert.deepEqual(await fromFile.json(), { ok: false, problems: [blankProblem] });
+  assert.deepEqual(await fromFile.json(), { ok: false, problems: [blankProblem], text: "" });
   assert.equal((await get(`${lb.url}/`)).status, 200, "the pool still serves");
   await Deno.remove(lb.dir, { recursive: true });
 });
@@ -934,19 +934,104 @@ Deno.test("PUT /api/config: a bad file is refused with 422, a good one is writte
 Deno.test("the admin API answers a method a path does not take with 405 and Allow", async () => {
   await using a = startBackend();
   await using lb = await fileStrom(poolToml([a.address]));
-  const call = async (method: string, path: string) => {
-    const r = await fetch(`${lb.adminUrl}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${TOKEN}` },
-    });
-    await r.body?.cancel();
-    return [r.status, r.headers.get("allow")];
-  };
-  assert.deepEqual(await call("DELETE", "/api/config"), [405, "GET, HEAD, PUT"]);
-  assert.deepEqual(await call("GET", "/api/drain"), [405, "POST"]);
-  assert.deepEqual(await call("POST", "/metrics"), [405, "GET, HEAD"]);
-  assert.deepEqual(await call("HEAD", "/api/status"), [200, null]);
-  assert.deepEqual(await call("DELETE", "/api/nothing"), [404, null]);
+  for (const token of [true, false]) {
+    // Without the token too: which methods a path takes is no secret.
+    const call = async (method: string, path: string) => {
+      const r = await fetch(`${lb.adminUrl}${path}`, {
+        method,
+        headers: token ? { authorization: `Bearer ${TOKEN}` } : {},
+      });
+      await r.body?.cancel();
+      return [r.status, r.headers.get("allow")];
+    };
+    assert.deepEqual(await call("DELETE", "/api/config"), [405, "GET, HEAD, PUT"]);
+    assert.deepEqual(await call("GET", "/api/drain"), [405, "POST"]);
+    assert.deepEqual(await call("POST", "/metrics"), [405, "GET, HEAD"]);
+    assert.deepEqual(await call("HEAD", "/api/status"), [200, null]);
+    if (token) assert.deepEqual(await call("DELETE", "/api/nothing"), [404, null]);
+  }
+});
+
+Deno.test("the admin API answers HEAD with the length its GET has", async () => {
+  await using a = startBackend();
+  await using lb = await fileStrom(poolToml([a.address]));
+  for (const path of ["/", "/api/pools", "/api/config", "/metrics"]) {
+    const headers = { authorization: `Bearer ${TOKEN}` };
+    const got = await fetch(`${lb.adminUrl}${path}`, { headers });
+    const body = await got.arrayBuffer();
+    const head = await fetch(`${lb.adminUrl}${path}`, { method: "HEAD", headers });
+    assert.equal(head.status, 200, path);
+    const length = Number(head.headers.get("content-length"));
+    // /metrics changes between two calls (its own requests count): only non-zero there.
+    if (path === "/metrics") assert.ok(length > 0, path);
+    else assert.equal(length, body.byteLength, path);
+  }
+  // An event stream asked with HEAD ends at once instead of streaming on unseen.
+  const events = await fetch(`${lb.adminUrl}/api/events`, { method: "HEAD" });
+  assert.equal(events.status, 200);
+});
+
+Deno.test("PUT /api/config with If-Match is refused with 412 once the config changed meanwhile", async () => {
+  await using a = startBackend();
+  await using lb = await fileStrom(poolToml([a.address]));
+  const auth = { authorization: `Bearer ${TOKEN}` };
+  const read = await fetch(`${lb.adminUrl}/api/config`, { headers: auth });
+  const etag = read.headers.get("etag")!;
+  assert.match(etag, /^"[\w-]+"$/);
+  assert.equal(await read.text(), lb.text);
+  // Another operator saves first.
+  const first = await fetch(`${lb.adminUrl}/api/config`, {
+    method: "PUT",
+    headers: { ...auth, "if-match": etag },
+    body: lb.text + "# first\n",
+  });
+  assert.equal(first.status, 200);
+  const newer = first.headers.get("etag")!;
+  assert.notEqual(newer, etag);
+  await first.body?.cancel();
+  // The second edit was made on the old text: refused, nothing applied or written.
+  const second = await fetch(`${lb.adminUrl}/api/config`, {
+    method: "PUT",
+    headers: { ...auth, "if-match": etag },
+    body: lb.text + "# second\n",
+  });
+  assert.equal(second.status, 412);
+  assert.deepEqual(await second.json(), {
+    ok: false,
+    problems: [{
+      path: "",
+      message: "the config changed since it was read (now generation 2): read it again, then edit",
+    }],
+  });
+  assert.equal(await Deno.readTextFile(lb.path), lb.text + "# first\n");
+  assert.equal(lb.strom.runtime.generation, 2);
+  // With the current ETag, or without If-Match, a save goes through.
+  const third = await fetch(`${lb.adminUrl}/api/config`, {
+    method: "PUT",
+    headers: { ...auth, "if-match": newer },
+    body: lb.text + "# third\n",
+  });
+  assert.equal(third.status, 200);
+  await third.body?.cancel();
+  await Deno.remove(lb.dir, { recursive: true });
+});
+
+Deno.test("POST /api/reload refused: the answer carries the file's text, which the lines are about", async () => {
+  await using a = startBackend();
+  await using lb = await fileStrom(poolToml([a.address]));
+  const broken = "# a comment\n" + lb.text.replace("RoundRobin = {}", "Bogus = {}");
+  await Deno.writeTextFile(lb.path, broken);
+  const r = await fetch(`${lb.adminUrl}/api/reload`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${TOKEN}` },
+  });
+  assert.equal(r.status, 422);
+  const result = await r.json();
+  assert.equal(result.ok, false);
+  assert.equal(result.text, broken);
+  const line = broken.split("\n").findIndex((l) => l.includes("Bogus")) + 1;
+  assert.equal(result.problems[0].line, line);
+  await Deno.remove(lb.dir, { recursive: true });
 });
 
 Deno.test("PUT /api/config: concurrent saves are applied and written in the same order", async () => {

@@ -82,7 +82,7 @@ function fillCard(card, b) {
   const v = card.values;
   set(v.traffic, b.available ? "yes" : b.drained ? "no (drained)" : "no");
   set(v.check, b.lastCheck ? b.lastCheck.reason : "none yet");
-  set(v.latency, b.lastCheck ? `${b.lastCheck.latencyMs} ms` : "–");
+  set(v.latency, b.lastCheck ? `${Number(b.lastCheck.latencyMs.toPrecision(3))} ms` : "–");
   set(v.requests, String(b.requests));
   set(v.failures, String(b.failures));
   set(v.inFlight, String(b.inFlight));

@@ -1,6 +1,9 @@
 // The Config view: the config file in a textarea with line numbers. Save sends
 // it to PUT /api/config, which validates it on the server: every problem is
 // marked at its line, or the new generation is shown. Reload re-reads the file.
+// A save names the text it was edited from (If-Match): one made on a config
+// that changed meanwhile is refused rather than undoing that change. An
+// unedited view follows new generations; an edited one says it is stale.
 
 import { api, ApiError, text } from "./api.js";
 
@@ -16,7 +19,12 @@ export function createConfig(onGeneration) {
   const state = document.getElementById("cfg-state");
   const buttons = ["cfg-save", "cfg-reload", "cfg-revert"].map((id) => document.getElementById(id));
   const [save, reload, revert] = buttons;
+  /** The running config as loaded (line ends as LF, as a textarea keeps them). */
   let saved = null;
+  /** ETag of the text loaded or saved last; whether that text had CRLF line ends. */
+  let etag = null;
+  let crlf = false;
+  let generation = null;
   let problemLines = new Map();
   let lineCount = 0;
 
@@ -84,75 +92,110 @@ export function createConfig(onGeneration) {
     renderLines(true);
   };
 
+  let working = false;
   const busy = async (work) => {
     for (const b of buttons) b.disabled = true;
+    working = true;
     try {
       await work();
     } catch (e) {
       status(e instanceof ApiError ? e.message : `Failed: ${e.message}`, "bad");
     } finally {
+      working = false;
       for (const b of buttons) b.disabled = saved === null;
     }
   };
 
-  /** An answer of PUT /api/config or POST /api/reload. */
+  /** An answer of PUT /api/config or POST /api/reload: the result, after showing it. */
   const outcome = async (response, applied) => {
-    if (response.status !== 200 && response.status !== 422) await text(response);
+    if (![200, 412, 422].includes(response.status)) await text(response);
     const result = await response.json();
     if (result.ok) {
       showProblems([]);
       status(`${applied}: generation ${result.generation}`, "ok");
       onGeneration(result.generation);
-      return true;
+      return result;
     }
     showProblems(result.problems);
     const count = result.problems.length;
-    status(`Not applied: ${count} ${count === 1 ? "problem" : "problems"}`, "bad");
-    return false;
+    status(
+      response.status === 412
+        ? "Not applied: the config changed since it was loaded (Revert loads it)"
+        : `Not applied: ${count} ${count === 1 ? "problem" : "problems"}`,
+      "bad",
+    );
+    return result;
+  };
+
+  /** Shows `raw` as the running config. */
+  const adopt = (raw, tag) => {
+    crlf = raw.includes("\r\n");
+    saved = raw.replaceAll("\r\n", "\n");
+    etag = tag;
+    area.value = saved;
+    area.readOnly = false;
+    renderLines(true);
+  };
+
+  const fetchConfig = async () => {
+    const response = await api("/api/config", {}, INTERACTIVE);
+    if (response.status === 404) {
+      saved = etag = null;
+      area.value = "";
+      area.readOnly = true;
+      status(await response.text(), "bad");
+      return false;
+    }
+    adopt(await text(response), response.headers.get("etag"));
+    return true;
   };
 
   const load = () =>
     busy(async () => {
-      const response = await api("/api/config", {}, INTERACTIVE);
-      if (response.status === 404) {
-        saved = null;
-        area.value = "";
-        area.readOnly = true;
-        status(await response.text(), "bad");
-        return;
-      }
-      saved = await text(response);
-      area.value = saved;
-      area.readOnly = false;
-      renderLines(true);
-      status("");
+      if (await fetchConfig()) status("");
     });
 
   save.addEventListener("click", () =>
     busy(async () => {
       const body = area.value;
       status("Saving…");
-      const response = await api("/api/config", { method: "PUT", body }, INTERACTIVE);
-      if (await outcome(response, "Saved and applied")) saved = body;
+      const headers = etag === null ? {} : { "if-match": etag };
+      const sent = crlf ? body.replaceAll("\n", "\r\n") : body;
+      const response = await api(
+        "/api/config",
+        { method: "PUT", body: sent, headers },
+        INTERACTIVE,
+      );
+      if ((await outcome(response, "Saved and applied")).ok) {
+        saved = body;
+        etag = response.headers.get("etag");
+      }
     }));
 
   reload.addEventListener("click", () =>
     busy(async () => {
       status("Reloading…");
+      const edited = area.value !== saved;
       const response = await api("/api/reload", { method: "POST" }, INTERACTIVE);
-      if (await outcome(response, "Reloaded from the file") && area.value === saved) {
-        saved = await text(await api("/api/config"));
-        area.value = saved;
+      const result = await outcome(response, "Reloaded from the file");
+      if (result.ok && !edited) {
+        const again = await api("/api/config");
+        adopt(await text(again), again.headers.get("etag"));
+      } else if (!result.ok && typeof result.text === "string") {
+        // The problems' lines are the file's: show the file, to fix and save.
+        area.value = result.text.replaceAll("\r\n", "\n");
         renderLines(true);
+        status(`${state.textContent}: the file is shown, not the running config`, "bad");
       }
     }));
 
-  revert.addEventListener("click", () => {
-    if (saved === null) return;
-    area.value = saved;
-    showProblems([]);
-    status("Edits discarded");
-  });
+  revert.addEventListener("click", () =>
+    busy(async () => {
+      if (await fetchConfig()) {
+        showProblems([]);
+        status("Showing the running config");
+      }
+    }));
 
   area.addEventListener("input", () => {
     renderLines();
@@ -167,6 +210,15 @@ export function createConfig(onGeneration) {
         loaded = true;
         load();
       }
+    },
+    /** The running config's generation, as the status and the event stream tell it. */
+    generationChanged(next) {
+      const before = generation;
+      generation = next;
+      // A save or reload of this view's own says what it did itself.
+      if (!loaded || working || saved === null || before === null || before === next) return;
+      if (area.value === saved) load(); // unedited: follow what runs now
+      else status(`The running config changed (generation ${next}): Revert loads it`, "bad");
     },
   };
 }

@@ -20,6 +20,7 @@ function setGeneration(generation) {
   const element = document.getElementById("generation");
   element.textContent = `generation ${generation}`;
   element.dataset.value = String(generation);
+  config.generationChanged(generation);
 }
 
 function route() {
@@ -122,6 +123,11 @@ followEvents((name, data) => {
   }
 }, (state) => {
   const link = document.getElementById("link");
+  // Back after the stream broke (Strom restarted?): uptime, version and config path anew.
+  if (state === "live" && link.dataset.state === "down") {
+    loadStatus();
+    loadPools();
+  }
   link.dataset.state = state;
   link.textContent = LINK_TEXT[state];
 });
