@@ -1,6 +1,8 @@
 // Application log: leveled lines with time, level and message, written to an
 // injected sink (stdout by default).
 
+import type { Clock } from "./clock.ts";
+
 /** Log levels, quietest first; `LOG_LEVEL` takes these names in any case. */
 export const LEVELS = ["off", "error", "warn", "info", "debug", "trace"] as const;
 export type Level = typeof LEVELS[number];
@@ -89,3 +91,48 @@ export function createLogger(level: Level, options: LoggerOptions = {}): Logger 
 
 /** A logger that drops everything (tests, benchmarks). */
 export const silentLogger: Logger = createLogger("off");
+
+/**
+ * A log line that may come once per request, said at most once a second: an
+ * outage (no backend left) answered thousands of requests a second with a
+ * WARN line each (21,000 lines and 1.6 MB a second). Lines held back are
+ * counted and said in one line when the second is over.
+ */
+export class ThrottledLine {
+  readonly #clock: Clock;
+  readonly #intervalMs: number;
+  #lastAt = -Infinity;
+  #held = 0;
+  #last = "";
+  #timer: number | undefined;
+
+  constructor(clock: Clock, intervalMs = 1000) {
+    this.#clock = clock;
+    this.#intervalMs = intervalMs;
+  }
+
+  /** Says `message` through `say` now, or counts it for the summary line. */
+  say(say: (message: string) => void, message: string): void {
+    const now = this.#clock.now();
+    if (now - this.#lastAt >= this.#intervalMs) {
+      this.#lastAt = now;
+      say(message);
+      return;
+    }
+    this.#last = message;
+    if (this.#held++ === 0) {
+      this.#timer = this.#clock.setTimeout(() => {
+        const held = this.#held;
+        this.#held = 0;
+        this.#lastAt = this.#clock.now();
+        say(`${held} more like this in the last second, the last: ${this.#last}`);
+      }, this.#intervalMs - (now - this.#lastAt));
+    }
+  }
+
+  /** Drops a pending summary (the pool is gone). */
+  stop(): void {
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    this.#held = 0;
+  }
+}

@@ -21,7 +21,7 @@ import { Deadlines } from "./proxy/deadlines.ts";
 import { type Chain, compose, HttpError, type MiddlewareDeps } from "./middleware/middleware.ts";
 import { createMiddleware } from "./middleware/registry.ts";
 import { errorResponse } from "./proxy/errors.ts";
-import type { Logger } from "./log.ts";
+import { type Logger, ThrottledLine } from "./log.ts";
 import type { TrafficMetrics } from "./metrics/metrics.ts";
 
 /** Deep equality of validated config parts (plain data). */
@@ -81,6 +81,8 @@ export class Pool {
   readonly chain: Chain;
   readonly retryBudget: RetryBudget;
   readonly clock: Clock;
+  /** "No backend available" (once per request otherwise) said at most once a second. */
+  readonly noBackendLine: ThrottledLine;
   /** Request deadlines of this pool (one coarse timer instead of one per request). */
   readonly deadlines: Deadlines;
   /** Set by the health monitor. */
@@ -101,6 +103,7 @@ export class Pool {
     this.chain = parts.chain;
     this.#metrics = deps.metrics;
     this.clock = deps.clock;
+    this.noBackendLine = new ThrottledLine(deps.clock);
     this.deadlines = new Deadlines(deps.clock);
     this.retryBudget = new RetryBudget(config.retryBudgetPercent, deps.clock);
   }
@@ -256,6 +259,7 @@ export class Runtime {
   /** Closes what the generation that replaced this one does not use (idle connections first). */
   retire(next: Runtime): void {
     for (const pool of this.pools) {
+      pool.noBackendLine.stop();
       if (!next.pools.some((p) => p.transport === pool.transport)) pool.transport.close();
       if (!next.pools.some((p) => p.chain === pool.chain)) void pool.chain.close();
     }
@@ -284,6 +288,7 @@ export class Runtime {
   /** Releases transports and middleware resources (Redis, LDAP connections). */
   close(): void {
     for (const pool of this.pools) {
+      pool.noBackendLine.stop();
       pool.transport.close();
       void pool.chain.close();
     }

@@ -46,6 +46,7 @@ export function createHttpProbe(clock: Clock): Probe {
       status,
       latencyMs: clock.now() - started,
       reason,
+      ...(timedOut ? { timedOut } : {}),
     });
     try {
       conn = await dial(

@@ -15,6 +15,8 @@ export interface ProbeResult {
   readonly latencyMs: number;
   /** Short reason: "status 200", "connect refused", "timed out after 500 ms", ... */
   readonly reason: string;
+  /** No answer within `timeout` (connect included). */
+  readonly timedOut?: boolean;
 }
 
 /** What Strom believes about one backend. */
@@ -52,7 +54,13 @@ export const INITIAL_HEALTH: HealthState = Object.freeze({
  * `healthyAfter` consecutive passes to bring it back. Healthy and Slow are
  * both "in": they follow the latest passing result directly. A failed probe
  * that live traffic `corroborated` (requests to the backend failed since the
- * last probe) takes the backend out at once: two signals agree.
+ * last probe) takes the backend out at once: two signals agree. Not a probe
+ * that timed out: under a burst of thousands of clients, Deno completes some
+ * of Strom's own connects seconds late, and probe and live requests then
+ * "time out" together against a healthy backend (both backends of a pool
+ * went out at once, and every request got 503 for 20 s). A backend that no
+ * longer answers at all still leaves after `unhealthyAfter` probes, and
+ * passive ejection takes it out of live traffic sooner.
  */
 export function nextHealth(
   state: HealthState,
@@ -68,6 +76,8 @@ export function nextHealth(
   else if (state.status === "Unresponsive") {
     if (result.ok && successes >= t.healthyAfter) status = passing;
   } else if (result.ok) status = passing;
-  else if (failures >= t.unhealthyAfter || corroborated) status = "Unresponsive";
+  else if (failures >= t.unhealthyAfter || (corroborated && !result.timedOut)) {
+    status = "Unresponsive";
+  }
   return { status, verified: true, successes, failures, last: result };
 }

@@ -306,7 +306,8 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
   pool.retryBudget.recordRequest();
   let candidates = pool.available();
   if (candidates.length === 0) {
-    options.log.warn(
+    pool.noBackendLine.say(
+      (message) => options.log.warn(message),
       `No backend available in pool ${pool.config.name} for ${target.method} ${
         loggable(target.path)
       }`,

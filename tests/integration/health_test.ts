@@ -96,18 +96,27 @@ Deno.test("the HTTP probe reports status, slowness, refusal and hangs as results
 
   using closed = refusedPort();
   const refused = await probe(addr(closed.port), HEALTH);
-  assert.deepEqual([refused.ok, refused.status, refused.reason], [false, null, "connect refused"]);
+  assert.deepEqual([refused.ok, refused.status, refused.reason, refused.timedOut], [
+    false,
+    null,
+    "connect refused",
+    undefined,
+  ]);
 
   await using hang = startRawBackend(() => new Promise(() => {}));
   const started = Date.now();
   const hung = await probe(addr(hang.port), { ...HEALTH, timeoutMs: 200 });
-  assert.deepEqual([hung.ok, hung.reason], [false, "timed out after 200 ms"]);
+  assert.deepEqual([hung.ok, hung.reason, hung.timedOut], [false, "timed out after 200 ms", true]);
   assert.ok(Date.now() - started < 2000, "a hung backend costs one timeout");
   // One whose host never answers the connect (SYNs dropped) costs one timeout too.
   await using unanswered = await unansweredPort();
   const connecting = Date.now();
   const dropped = await probe(addr(unanswered.port), { ...HEALTH, timeoutMs: 200 });
-  assert.deepEqual([dropped.ok, dropped.reason], [false, "timed out after 200 ms"]);
+  assert.deepEqual([dropped.ok, dropped.reason, dropped.timedOut], [
+    false,
+    "timed out after 200 ms",
+    true,
+  ]);
   assert.ok(
     Date.now() - connecting < 2000,
     `an unanswered connect took ${Date.now() - connecting} ms`,

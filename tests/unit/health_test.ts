@@ -64,6 +64,14 @@ Deno.test("nextHealth() takes a backend out at once when live traffic corroborat
   assert.equal(nextHealth(healthy, pass, t, true).status, "Healthy");
 });
 
+Deno.test("nextHealth(): a probe that timed out is not taken as corroborated; unhealthy_after still counts", () => {
+  const timedOut: ProbeResult = { ...fail, status: null, reason: "timed out", timedOut: true };
+  let state = nextHealth(INITIAL_HEALTH, pass, t);
+  const seen = [];
+  for (let i = 0; i < 3; i++) seen.push((state = nextHealth(state, timedOut, t, true)).status);
+  assert.deepEqual(seen, ["Healthy", "Healthy", "Unresponsive"]);
+});
+
 Deno.test("nextHealth() brings a backend back after healthy_after consecutive passes", () => {
   assert.deepEqual(run([fail, pass, fail, pass, pass, pass]), [
     "Unresponsive",
