@@ -62,6 +62,7 @@ const COST_SHARE = 25;
 export class ClientTimeouts {
   readonly #o: ClientTimeoutsOptions;
   readonly #tracked = new Map<string, Tracked>();
+  #unlisted: string[] = [];
   #timer: number | undefined;
   #stopped = false;
 
@@ -106,15 +107,18 @@ export class ClientTimeouts {
     // connection meanwhile keeps it.
     const peers = await this.#o.peers();
     const now = this.#o.clock.now();
-    const busy = new Set<string>();
+    // Peers served last round on a connection accepted after its listing: listed only now.
+    const busy = new Set<string>(this.#unlisted);
     for (const key of peers ?? []) {
       const peer = canonicalPeer(key);
       if (peer !== null) busy.add(peer);
     }
+    const listed = new Set<string>();
     const present = new Set<string>();
     const due = new Map<string, TimeoutReason>();
     for (const socket of sockets) {
       present.add(socket.inode);
+      listed.add(socket.peer);
       let t = this.#tracked.get(socket.inode);
       if (t === undefined) {
         t = { since: now, served: false };
@@ -130,6 +134,10 @@ export class ClientTimeouts {
       if (limit > 0 && now - t.since >= limit) due.set(socket.inode, t.served ? "idle" : "header");
     }
     for (const inode of this.#tracked.keys()) if (!present.has(inode)) this.#tracked.delete(inode);
+    // A connection accepted after the listing whose request ended before `peers()` was asked:
+    // its mark would be used up unseen, and next round it would look as if it never sent a
+    // request (closed after client_header_timeout, not client_idle_timeout). Kept one round.
+    this.#unlisted = [...busy].filter((peer) => !listed.has(peer));
     const closed: Record<TimeoutReason, string[]> = { header: [], idle: [] };
     if (due.size > 0) {
       const shut = await this.#o.table.shut(new Set(due.keys()));

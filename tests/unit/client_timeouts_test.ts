@@ -102,6 +102,22 @@ Deno.test("a served connection gets the idle limit, counted from its last activi
   assert.deepEqual(await t.second(), { header: [], idle: ["1"] });
 });
 
+Deno.test("a connection served between a round's listing and its peers gets the idle limit", async () => {
+  const sockets: ClientSocket[] = [];
+  const t = setup(sockets);
+  await t.timeouts.round();
+  // Accepted after the listing of this round, and its request over before the peers are asked.
+  t.setBusy(["10.0.0.1|5000"]);
+  await t.second();
+  sockets.push(socket("1", "10.0.0.1|5000"));
+  t.setBusy([]);
+  // Seen served from the next round on: idle for 10 s from then.
+  for (let s = 1; s <= 10; s++) {
+    assert.deepEqual(await t.second(), { header: [], idle: [] }, `second ${s}`);
+  }
+  assert.deepEqual(await t.second(), { header: [], idle: ["1"] }, "idle, not header");
+});
+
 Deno.test("a busy connection is never closed", async () => {
   const t = setup([socket("1", "10.0.0.1|5000")]);
   t.setBusy(["::ffff:10.0.0.1|5000"]); // how Deno names an IPv4 client of a dual-stack listener
