@@ -457,9 +457,21 @@ Deno.test({
     );
     assert.equal(await Deno.readTextFile(lb.path), theirs + "# mine again\r\n");
 
-    // A broken file: Reload from file shows the file, with its problem at its line.
+    // A broken file: Reload from file never replaces unsaved edits...
     const broken = "# one\n# two\n" + lb.text.replace("RoundRobin = {}", "Bogus = {}");
     await Deno.writeTextFile(lb.path, broken);
+    const edits = (await page.evaluate(editor)) + "# unsaved\n";
+    await page.fill("#cfg-text", edits);
+    await page.click("#cfg-reload");
+    await page.waitForFunction(() =>
+      document.getElementById("cfg-state").textContent.endsWith("(not shown: your edits are kept)")
+    );
+    assert.equal(await page.evaluate(editor), edits);
+    // ...and without edits shows the file, with its problem at its line.
+    await page.click("#cfg-revert");
+    await page.waitForFunction(() =>
+      document.getElementById("cfg-state").textContent === "Showing the running config"
+    );
     await page.click("#cfg-reload");
     await page.waitForFunction(
       (text) => document.getElementById("cfg-text").value === text,

@@ -182,10 +182,15 @@ export function createConfig(onGeneration) {
         const again = await api("/api/config");
         adopt(await text(again), again.headers.get("etag"));
       } else if (!result.ok && typeof result.text === "string") {
-        // The problems' lines are the file's: show the file, to fix and save.
-        area.value = result.text.replaceAll("\r\n", "\n");
-        renderLines(true);
-        status(`${state.textContent}: the file is shown, not the running config`, "bad");
+        if (edited) {
+          // Unsaved edits are never replaced: the problems' lines are the file's, not these.
+          status(`${state.textContent} in the file (not shown: your edits are kept)`, "bad");
+        } else {
+          // The problems' lines are the file's: show the file, to fix and save.
+          area.value = result.text.replaceAll("\r\n", "\n");
+          renderLines(true);
+          status(`${state.textContent}: the file is shown, not the running config`, "bad");
+        }
       }
     }));
 
