@@ -259,7 +259,7 @@ export class Runtime {
   /** Closes what the generation that replaced this one does not use (idle connections first). */
   retire(next: Runtime): void {
     for (const pool of this.pools) {
-      pool.noBackendLine.stop();
+      if (!next.pools.includes(pool)) pool.noBackendLine.stop();
       if (!next.pools.some((p) => p.transport === pool.transport)) pool.transport.close();
       if (!next.pools.some((p) => p.chain === pool.chain)) void pool.chain.close();
     }

@@ -55,7 +55,10 @@ export interface HttpListener {
  * `shutdown()` makes every request body of its server unreadable at once
  * (denoland/deno#36809): an upload under way when SIGTERM came, or when a
  * reload moved the listener, was cut off and half of it forwarded. A listener
- * stopping waits for these first, and then shuts down.
+ * stopping waits for these first, and then shuts down. Meanwhile it answers
+ * GET and HEAD as usual and refuses new uploads with 503: counted too, a
+ * steady flow of overlapping POSTs kept the count above zero until the grace
+ * ran out, and then the stop cut them all.
  */
 class Uploads {
   open = 0;
@@ -104,10 +107,28 @@ function holdingPeers(handler: ConnectionHandler, uploads: Uploads) {
       info.completed.then(release, release);
     }
     const method = request.method;
-    if (method !== "GET" && method !== "HEAD") uploads.add(info.completed);
-    if (uploads.draining) return closingConnection(handler(request, remote));
+    const mayCarryBody = method !== "GET" && method !== "HEAD";
+    if (uploads.draining) {
+      // A new upload would hold the stop for as long as clients keep sending them (and be cut
+      // off at the grace): refused before a backend sees any of it, as a closed port would.
+      if (mayCarryBody) return stopping();
+      return closingConnection(handler(request, remote));
+    }
+    if (mayCarryBody) uploads.add(info.completed);
     return handler(request, remote);
   };
+}
+
+/** The answer to a request that may carry a body, arriving while its listener stops. */
+function stopping(): Response {
+  return new Response("503 - Service Unavailable (stopping)", {
+    status: 503,
+    headers: {
+      "content-type": "text/plain; charset=utf-8",
+      "connection": "close",
+      "retry-after": "1",
+    },
+  });
 }
 
 /**

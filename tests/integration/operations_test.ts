@@ -586,6 +586,17 @@ for (const how of ["shutdown", "reload moving the listener"] as const) {
       using late = await Deno.connect({ hostname: "127.0.0.1", port });
       await late.write(encoder.encode("GET /late HTTP/1.1\r\nHost: x\r\n\r\n"));
       assert.match(await readAnswer(late), /^HTTP\/1\.1 200 [^]*\r\nconnection: close\r\n/i);
+      // A new upload is refused at once: counted, a steady flow of them held the stop forever.
+      using post = await Deno.connect({ hostname: "127.0.0.1", port });
+      await post.write(
+        encoder.encode("POST /late HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"),
+      );
+      assert.match(await readAnswer(post), /^HTTP\/1\.1 503 [^]*\r\nconnection: close\r\n/i);
+      assert.equal(
+        a.requests.filter((r) => r.method === "POST" && r.url.endsWith("/late")).length,
+        0,
+        "no late POST upstream",
+      );
       await conn.write(encoder.encode(rest));
       const answer = await readAnswer(conn);
       assert.match(answer, /^HTTP\/1\.1 200 /);
