@@ -522,3 +522,21 @@ Deno.test("keep-alive connections the backend closed are retried transparently",
   }
   assert.ok(served >= 20);
 });
+
+Deno.test("with no backend left, 'No backend available' is said once a second per pool, with a count", async () => {
+  await using a = startBackend();
+  const log = captureLog();
+  const clock = new ManualClock();
+  await using lb = await startStrom(poolToml([a.address], { extra: 'name = "api"' }), {
+    log: createLogger("warn", { sink: log.sink }),
+    deps: { clock },
+  });
+  lb.strom.runtime.setDrained("api", a.address, true);
+  for (let i = 0; i < 5; i++) assert.equal((await get(`${lb.url}/x${i}`)).status, 503);
+  assert.deepEqual(log.lines, ["warn No backend available in pool api for GET /x0"]);
+  clock.advance(1000);
+  assert.deepEqual(log.lines, [
+    "warn No backend available in pool api for GET /x0",
+    "warn 4 more like this in the last second, the last: No backend available in pool api for GET /x4",
+  ]);
+});
