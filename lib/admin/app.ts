@@ -36,11 +36,11 @@ export function createAdminApp(strom: Strom): Hono {
   serveDashboard(app);
   // A path the app serves, asked with a method it does not take: 405 before any token is
   // asked for, as the README says (the paths and their methods are no secret).
-  const allowed = new Map<string, string>();
+  let allowed = new Map<string, Allowed>();
   app.use("*", async (c, next) => {
     const allow = allowed.get(c.req.path);
-    if (allow !== undefined && !allow.split(", ").includes(c.req.method)) {
-      c.header("allow", allow);
+    if (allow !== undefined && !allow.methods.has(c.req.method)) {
+      c.header("allow", allow.header);
       return c.text("405 - method not allowed", 405);
     }
     await next();
@@ -205,33 +205,35 @@ export function createAdminApp(strom: Strom): Hono {
       }
     }));
 
-  refuseOtherMethods(app, allowed);
+  allowed = allowedMethods(app);
   app.notFound((c) => c.text("404 - page not found", 404));
   return app;
 }
 
+/** The methods one path takes, and its `Allow` value. */
+interface Allowed {
+  readonly methods: ReadonlySet<string>;
+  readonly header: string;
+}
+
 /**
- * A path the app serves, asked with a method it does not take, gets 405 with
- * the methods it does in `Allow` (RFC 9110 15.5.6), not 404: the routes
- * registered so far say which those are. Call it after the last route.
+ * The methods each path of `app` takes, from the routes registered so far
+ * (call it after the last route): a path asked with another method gets 405
+ * with these in `Allow` (RFC 9110 15.5.6), not 404. The router matches the
+ * decoded path exactly, as the lookup by `c.req.path` does.
  */
-function refuseOtherMethods(app: Hono, allowHeaders: Map<string, string>): void {
-  const allowed = new Map<string, Set<string>>();
+function allowedMethods(app: Hono): Map<string, Allowed> {
+  const byPath = new Map<string, Set<string>>();
   for (const { path, method } of app.routes) {
     if (method === "ALL") continue; // middleware
-    const methods = allowed.get(path) ?? new Set<string>();
+    const methods = byPath.get(path) ?? new Set<string>();
     methods.add(method);
     if (method === "GET") methods.add("HEAD");
-    allowed.set(path, methods);
+    byPath.set(path, methods);
   }
-  for (const [path, methods] of allowed) {
-    const allow = [...methods].join(", ");
-    allowHeaders.set(path, allow);
-    app.all(path, (c) => {
-      c.header("allow", allow);
-      return c.text("405 - method not allowed", 405);
-    });
-  }
+  return new Map(
+    [...byPath].map(([path, methods]) => [path, { methods, header: [...methods].join(", ") }]),
+  );
 }
 
 /** The ETag of a config text (a hash: the text holds secrets). */

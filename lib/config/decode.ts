@@ -4,15 +4,16 @@
 
 import type { Problem } from "./errors.ts";
 import { concatBytes } from "../bytes.ts";
+import { MAX_CONFIG_FILE_BYTES } from "./files.ts";
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 /**
- * The largest config file read, as for the files a config names: `-c
+ * The largest config file read, the bound of the files a config names: `-c
  * /dev/zero`, or a huge file saved in place, would otherwise grow the process
  * until the machine ran out of memory. Reading stops one byte past it.
  */
-export const MAX_CONFIG_BYTES = 8 * 1024 * 1024;
+const MAX_CONFIG_BYTES = MAX_CONFIG_FILE_BYTES;
 
 /** Up to MAX_CONFIG_BYTES + 1 bytes of `path` (a pipe works too); throws as reading would. */
 export async function readConfigBytes(path: string): Promise<Uint8Array> {
@@ -68,7 +69,12 @@ class Parts {
  */
 export function decodeConfig(bytes: Uint8Array): string | Problem {
   if (bytes.length > MAX_CONFIG_BYTES) {
-    return { path: "", message: "larger than 8 MiB: no config is (is it the right file?)" };
+    return {
+      path: "",
+      message: `larger than ${
+        MAX_CONFIG_BYTES / 1024 / 1024
+      } MiB: no config is (is it the right file?)`,
+    };
   }
   try {
     return strictUtf8.decode(bytes);

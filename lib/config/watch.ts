@@ -172,7 +172,6 @@ export function watchConfig(path: string, options: WatchOptions): () => void {
   const folder = dirname(file);
   let own: (() => Promise<void>) | null = null;
   let ownIdentity: string | null = null;
-  let rearming = false;
   const arm = () => {
     ownIdentity = identity(folder);
     try {
@@ -184,13 +183,12 @@ export function watchConfig(path: string, options: WatchOptions): () => void {
       own = null; // gone for now: the next check tries again
     }
   };
+  /** Runs only from `schedule`, one at a time. */
   const recheck = async () => {
-    if (stopped || rearming || identity(folder) === ownIdentity) return;
-    rearming = true;
+    if (stopped || identity(folder) === ownIdentity) return;
     const old = own;
     own = null;
     await old?.(); // Deno would join a new watch on the same path to the old one
-    rearming = false;
     if (stopped) return;
     arm();
     void settle(false);
