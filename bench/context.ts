@@ -13,7 +13,7 @@ export interface BenchOptions {
   readonly stromExtra: string;
   /** Strom runs of scenario 2: a name, TOML lines added to the pool, V8 flags added. */
   readonly stromVariants: readonly StromVariant[];
-  /** How many times scenario 2 goes through all its targets (the median run is reported). */
+  /** How many times scenarios 2 and 3 go through all their targets (the median run is reported). */
   readonly rounds: number;
 }
 

@@ -1,7 +1,8 @@
 // The Deno floor: the least a reverse proxy on Deno must do, as a reference
-// row in scenario 2 (not a product). `Deno.serve` takes the request; a
+// row in scenarios 2 and 3 (not a product). `Deno.serve` takes the request; a
 // keep-alive connection from a per-backend idle list (`Deno.connect`) carries
-// `GET path` round-robin; the answer is read up to its Content-Length and sent
+// `GET path` round-robin (a connection whose answer is HTTP/1.0 or says
+// `Connection: close` is closed); the answer is read up to its Content-Length and sent
 // back with its Content-Type. No header forwarding rules, no health checks, no
 // metrics, no timeouts, Content-Length bodies only: the gap between this row
 // and Strom's is what those features cost on the same runtime.
@@ -21,8 +22,19 @@ function headEnd(bytes: Uint8Array, end: number): number {
   return -1;
 }
 
+/** Whether the backend ends the connection after this answer (HTTP/1.0 or `Connection: close`). */
+function closes(head: string): boolean {
+  if (/\r\nconnection:[^\r]*close/i.test(head)) return true;
+  return head.startsWith("HTTP/1.0") && !/\r\nconnection:[^\r]*keep-alive/i.test(head);
+}
+
+interface Answer {
+  response: Response;
+  reusable: boolean;
+}
+
 /** Sends one GET over `conn` and reads the answer; null when the connection is unusable. */
-async function exchange(conn: Deno.TcpConn, path: string): Promise<Response | null> {
+async function exchange(conn: Deno.TcpConn, path: string): Promise<Answer | null> {
   await conn.write(encoder.encode(`GET ${path} HTTP/1.1\r\nhost: backend\r\n\r\n`));
   let buf = new Uint8Array(8192);
   let filled = 0;
@@ -45,7 +57,7 @@ async function exchange(conn: Deno.TcpConn, path: string): Promise<Response | nu
     const status = Number(head.slice(9, 12));
     const response = new Response(buf.slice(end + 4, end + 4 + length), { status });
     response.headers.set("content-type", type);
-    return response;
+    return { response, reusable: !closes(head) };
   }
 }
 
@@ -71,10 +83,11 @@ function main(args: string[]): void {
       const pooled = attempt === 0 ? idle[i].pop() : undefined;
       const conn = pooled ?? await Deno.connect(targets[i]);
       try {
-        const response = await exchange(conn, path);
-        if (response !== null) {
-          idle[i].push(conn);
-          return response;
+        const answer = await exchange(conn, path);
+        if (answer !== null) {
+          if (answer.reusable) idle[i].push(conn);
+          else conn.close();
+          return answer.response;
         }
       } catch { /* retried or answered below */ }
       conn.close();

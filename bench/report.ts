@@ -75,7 +75,7 @@ function renderMethod(): string[] {
 }
 
 /** Scenarios whose targets are compared side by side, with ratio tables. */
-const COMPARED = [2, 4, 5];
+const COMPARED = [2, 3, 4, 5];
 
 function renderScenario(s: ScenarioReport): string[] {
   const lines = [`## Scenario ${s.id}: ${s.title}`, "", ...s.setup.map((l) => `- ${l}`), ""];
@@ -169,13 +169,18 @@ function renderRatios(runs: readonly RunRecord[]): string[] {
   const find = (label: string) => runs.find((r) => r.label === label)?.result ?? null;
   const cpuOf = (label: string) =>
     runs.find((r) => r.label === label)?.cpuUsPerRequest ?? undefined;
+  // Strom's runs: not a peer (nor a peer variant such as "nginx, with ..."), the floor or direct.
   const stroms = runs.filter((r) =>
-    !PEERS.includes(r.label) && r.label !== DENO_FLOOR_LABEL && !r.label.startsWith("direct")
+    !PEERS.some((p) => r.label.startsWith(p)) && r.label !== DENO_FLOOR_LABEL &&
+    !r.label.startsWith("direct")
   );
+  if (stroms.length === 0) return [];
+  // A ratio column for each peer that ran (nginx's always: the p99 and CPU ratios need it).
+  const peers = PEERS.filter((p) => p === "nginx" || find(p) !== null);
   const nginx = find("nginx");
   const floor = find(DENO_FLOOR_LABEL);
   const rows = stroms.map((s) => {
-    const cells = PEERS.map((p) => ratio(s.result?.reqPerSec, find(p)?.reqPerSec));
+    const cells = peers.map((p) => ratio(s.result?.reqPerSec, find(p)?.reqPerSec));
     cells.push(ratio(s.result?.latencyMs.p99, nginx?.latencyMs.p99));
     cells.push(ratio(s.cpuUsPerRequest ?? undefined, cpuOf("nginx")));
     if (floor) {
@@ -184,13 +189,16 @@ function renderRatios(runs: readonly RunRecord[]): string[] {
     }
     return `| ${s.label} | ${cells.join(" | ")} |`;
   });
-  const floorColumns = floor
-    ? ` req/s Strom/${DENO_FLOOR_LABEL} | CPU/req Strom/${DENO_FLOOR_LABEL} |`
-    : "";
+  const header = [
+    "Strom run",
+    ...peers.map((p) => `req/s Strom/${p}`),
+    "p99 Strom/nginx",
+    "CPU/req Strom/nginx",
+    ...(floor ? [`req/s Strom/${DENO_FLOOR_LABEL}`, `CPU/req Strom/${DENO_FLOOR_LABEL}`] : []),
+  ];
   return [
-    "| Strom run | req/s Strom/nginx | req/s Strom/HAProxy | req/s Strom/Caddy | p99 Strom/nginx | " +
-    "CPU/req Strom/nginx |" + floorColumns,
-    `| --- | ---: | ---: | ---: | ---: | ---: |${floor ? " ---: | ---: |" : ""}`,
+    `| ${header.join(" | ")} |`,
+    `| --- |${" ---: |".repeat(header.length - 1)}`,
     ...rows,
     ...(floor && nginx
       ? ["", `${DENO_FLOOR_LABEL}/nginx: ${ratio(floor.reqPerSec, nginx.reqPerSec)} req/s.`]

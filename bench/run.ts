@@ -20,8 +20,8 @@ const USAGE = `Usage: deno run --allow-all bench/run.ts [options]
   --strom-v8-variant=NAME:FLAGS  a Strom run of scenario 2 with these V8 flags after its own
                               (comma-separated, e.g. --concurrent-recompilation; repeatable)
                               with its own extra pool lines; "\\n" in TOML separates lines
-  --rounds=N                  scenario 2 goes through all its targets N times, interleaved, and
-                              reports each target's median run (default 1)
+  --rounds=N                  scenarios 2 and 3 go through all their targets N times, interleaved,
+                              and report each target's median run (default 1)
   --help                      this text`;
 
 /** The default Strom run of scenario 2. */

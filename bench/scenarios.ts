@@ -105,8 +105,7 @@ export async function peerRuns(ctx: BenchContext, backends: Backends): Promise<S
   };
   const common = { backends, load, warmupS: WARMUP_S, balanced: true };
   const skipped: string[] = [];
-  /** Each target measures one run; the list is gone through once per round. */
-  const targets: { label: string; run: (round: string) => Promise<RunRecord> }[] = [{
+  const targets: RoundTarget[] = [{
     label: "direct",
     run: (round) =>
       measure(ctx, {
@@ -157,15 +156,7 @@ export async function peerRuns(ctx: BenchContext, backends: Backends): Promise<S
     });
   }
   const { rounds } = ctx.options;
-  const byTarget: RunRecord[][] = targets.map(() => []);
-  for (let r = 1; r <= rounds; r++) {
-    for (const [i, target] of targets.entries()) {
-      const run = await target.run(rounds > 1 ? `-r${r}` : "");
-      byTarget[i].push(run);
-      logRun(2, run);
-    }
-  }
-  const runs = byTarget.map(medianRun);
+  const runs = await inRounds(2, rounds, targets);
   return {
     id: 2,
     title: "Strom side by side with nginx, HAProxy and Caddy",
@@ -173,13 +164,7 @@ export async function peerRuns(ctx: BenchContext, backends: Backends): Promise<S
       "The same three nginx backends, first reached directly (wrk on b1 only), then through each " +
       "proxy, one after another, each started fresh with one core's worth of workers.",
       `Each measured run follows a ${WARMUP_S} s warm-up run at the same load (not recorded).`,
-      ...(rounds > 1
-        ? [
-          `${rounds} rounds: the whole list of targets was measured ${rounds} times, one target ` +
-          "after another, and each row is that target's median run by req/s (every round's req/s " +
-          "is in the notes), so a noisy moment on the shared machine does not decide a ratio.",
-        ]
-        : []),
+      ...roundsNote(rounds),
       "nginx: `worker_processes 1`, upstream `keepalive 64`. HAProxy: `nbthread 1`, " +
       "`balance roundrobin`, `http-reuse always`. Caddy: `GOMAXPROCS=1`, `reverse_proxy` with " +
       "`lb_policy round_robin`, admin endpoint off. Strom: as in scenario 1, plus each variant's lines.",
@@ -294,6 +279,42 @@ export async function tlsRuns(
   return reports;
 }
 
+/** A target of a scenario measured in rounds: `run` measures it once (`round` ends its slug). */
+interface RoundTarget {
+  readonly label: string;
+  run(round: string): Promise<RunRecord>;
+}
+
+/**
+ * Goes through the list of targets once per round, one after another, and
+ * keeps each target's median run: a noisy moment on the shared machine falls
+ * on one round of every target rather than on one target's only run.
+ */
+async function inRounds(
+  scenario: number,
+  rounds: number,
+  targets: readonly RoundTarget[],
+): Promise<RunRecord[]> {
+  const byTarget: RunRecord[][] = targets.map(() => []);
+  for (let r = 1; r <= rounds; r++) {
+    for (const [i, target] of targets.entries()) {
+      const run = await target.run(rounds > 1 ? `-r${r}` : "");
+      byTarget[i].push(run);
+      logRun(scenario, run);
+    }
+  }
+  return byTarget.map(medianRun);
+}
+
+function roundsNote(rounds: number): string[] {
+  if (rounds <= 1) return [];
+  return [
+    `${rounds} rounds: the whole list of targets was measured ${rounds} times, one target ` +
+    "after another, and each row is that target's median run by req/s (every round's req/s " +
+    "is in the notes), so a noisy moment on the shared machine does not decide a ratio.",
+  ];
+}
+
 /** The run with the median req/s (failed runs count as 0), with every round's req/s in its notes. */
 export function medianRun(runs: readonly RunRecord[]): RunRecord {
   const rate = (r: RunRecord) => r.result?.reqPerSec ?? 0;
@@ -340,9 +361,11 @@ export async function pythonRuns(
     setup: [
       'Three `python3 -m http.server` backends, each serving an index.html with `{"backend":"pN"}`.',
       "Strom (as in scenario 1), Strom with `max_connections_per_host = 4` in the pool's " +
-      "`[backend_pools.client]`, then nginx (as in scenario 2), then nginx sending the six " +
-      "X-Forwarded-* fields Strom adds (nginx adds none by default, and http.server parses " +
-      `every field), on the same backends, each after a ${WARMUP_S} s warm-up run.`,
+      `\`[backend_pools.client]\`, the ${DENO_FLOOR_LABEL} (as in scenario 2; it closes a ` +
+      "connection whose answer is HTTP/1.0), then nginx (as in scenario 2), then nginx sending " +
+      "the six X-Forwarded-* fields Strom adds (nginx adds none by default, and http.server " +
+      `parses every field), on the same backends, each after a ${WARMUP_S} s warm-up run.`,
+      ...roundsNote(ctx.options.rounds),
       "http.server answers HTTP/1.0 and closes every connection, so each proxy connects anew for " +
       "every request, and it listens with a backlog of 5 (socketserver's `request_queue_size`): " +
       "under this load SYNs are dropped and retried after 1 s, which sets the tail latencies " +
@@ -356,45 +379,43 @@ export async function pythonRuns(
   } catch (e) {
     return { ...report, runs: [], error: `Failed to start the Python backends: ${errorText(e)}` };
   }
-  const runs: RunRecord[] = [];
+  let runs: RunRecord[];
   try {
     const common = { backends, load, warmupS: WARMUP_S, balanced: true };
     const extra = ctx.options.stromExtra;
-    const strom = () => startStrom(ctx, { label: "Strom", addresses: backends.addresses, extra });
-    runs.push(await measureStarted(ctx, strom, { ...common, label: "Strom", slug: "s3-strom" }));
-    logRun(3, runs.at(-1)!);
-    // The same with a cap on connections per backend: requests wait in Strom
-    // instead of overflowing http.server's listen queue (no 1 s SYN retries).
-    const capped = () =>
-      startStrom(ctx, {
-        label: CAPPED_LABEL,
-        addresses: backends.addresses,
-        extra: `${extra}\n${CAPPED_TOML}`,
-      });
-    runs.push(
-      await measureStarted(ctx, capped, {
-        ...common,
-        label: CAPPED_LABEL,
-        slug: "s3-strom-capped",
-      }),
-    );
-    logRun(3, runs.at(-1)!);
+    const started = (label: string, slug: string, start: () => Promise<Target>): RoundTarget => ({
+      label,
+      run: (round) => measureStarted(ctx, start, { ...common, label, slug: slug + round }),
+    });
+    const targets = [
+      started(
+        "Strom",
+        "s3-strom",
+        () => startStrom(ctx, { label: "Strom", addresses: backends.addresses, extra }),
+      ),
+      // The same with a cap on connections per backend: requests wait in Strom
+      // instead of overflowing http.server's listen queue (no 1 s SYN retries).
+      started(CAPPED_LABEL, "s3-strom-capped", () =>
+        startStrom(ctx, {
+          label: CAPPED_LABEL,
+          addresses: backends.addresses,
+          extra: `${extra}\n${CAPPED_TOML}`,
+        })),
+      started(DENO_FLOOR_LABEL, "s3-deno-floor", () => startDenoFloor(ctx, backends.addresses)),
+    ];
     if (await peerAvailable(NGINX)) {
-      const nginx = () => NGINX.start(ctx, backends.addresses);
-      runs.push(await measureStarted(ctx, nginx, { ...common, label: "nginx", slug: "s3-nginx" }));
-      logRun(3, runs.at(-1)!);
-      const same = () => NGINX_FORWARDED.start(ctx, backends.addresses);
-      runs.push(
-        await measureStarted(ctx, same, {
-          ...common,
-          label: NGINX_FORWARDED.label,
-          slug: "s3-nginx-forwarded",
-        }),
+      targets.push(
+        started("nginx", "s3-nginx", () => NGINX.start(ctx, backends.addresses)),
+        started(
+          NGINX_FORWARDED.label,
+          "s3-nginx-forwarded",
+          () => NGINX_FORWARDED.start(ctx, backends.addresses),
+        ),
       );
-      logRun(3, runs.at(-1)!);
     } else {
       report.skipped.push("nginx: `nginx` is not installed");
     }
+    runs = await inRounds(3, ctx.options.rounds, targets);
   } finally {
     await backends.stop();
   }

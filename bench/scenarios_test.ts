@@ -100,7 +100,29 @@ Deno.test("the report shows the proxy's CPU per request and its ratios to nginx 
   match(row("direct (b1)")!, /\| - \| - \|$/);
   // Ratios: req/s to nginx, HAProxy, Caddy, p99 to nginx, CPU/req to nginx; req/s and CPU/req to the floor.
   const ratios = report.split("\n").find((l) => l.startsWith("| default | 0."));
-  equal(ratios, "| default | 0.50x | n/a | n/a | 1.00x | 1.80x | 0.63x | 1.50x |");
+  equal(
+    ratios,
+    "| default | 0.50x | 1.00x | 1.80x | 0.63x | 1.50x |",
+    "no columns for absent peers",
+  );
+  match(report, /\| Strom run \| req\/s Strom\/nginx \| p99 Strom\/nginx \|/);
+});
+
+Deno.test("scenario 3 compares each Strom run with nginx and the floor, not nginx's variant", () => {
+  const labelled = (label: string, reqPerSec: number, cpu: number | null) => ({
+    ...run(reqPerSec, cpu),
+    label,
+  });
+  const report = reportOf(3, [
+    labelled("Strom", 900, 120),
+    labelled(DENO_FLOOR_LABEL, 1000, 100),
+    labelled("nginx", 1200, 60),
+    labelled("nginx, with Strom's X-Forwarded-* fields", 1100, 62),
+  ]);
+  const lines = report.split("\n");
+  ok(lines.includes("| Strom | 0.75x | 1.00x | 2.00x | 0.90x | 1.20x |"), report);
+  ok(!lines.some((l) => l.startsWith("| nginx, with Strom's X-Forwarded-* fields | 0.")), report);
+  ok(lines.includes("Deno floor/nginx: 0.83x req/s."), report);
 });
 
 Deno.test("scenario 3's report adds up the proxy's and the backends' CPU per request", () => {
