@@ -22,6 +22,7 @@ import { type Chain, compose, HttpError, type MiddlewareDeps } from "./middlewar
 import { createMiddleware } from "./middleware/registry.ts";
 import { errorResponse } from "./proxy/errors.ts";
 import { type Logger, ThrottledLine } from "./log.ts";
+import { PoolRouter } from "./routing.ts";
 import type { TrafficMetrics } from "./metrics/metrics.ts";
 
 /** Deep equality of validated config parts (plain data). */
@@ -189,15 +190,15 @@ export class Runtime {
   readonly config: Config;
   readonly generation: number;
   readonly pools: readonly Pool[];
-  readonly #byScheme: Record<Scheme, readonly Pool[]>;
+  readonly #byScheme: Record<Scheme, PoolRouter>;
 
   private constructor(config: Config, generation: number, pools: Pool[]) {
     this.config = config;
     this.generation = generation;
     this.pools = pools;
     this.#byScheme = {
-      HTTP: this.pools.filter((p) => p.config.schemes.has("HTTP")),
-      HTTPS: this.pools.filter((p) => p.config.schemes.has("HTTPS")),
+      HTTP: new PoolRouter(this.pools.filter((p) => p.config.schemes.has("HTTP"))),
+      HTTPS: new PoolRouter(this.pools.filter((p) => p.config.schemes.has("HTTPS"))),
     };
   }
 
@@ -280,8 +281,8 @@ export class Runtime {
     return was;
   }
 
-  /** Pools eligible on a listener of this scheme, in file order. */
-  poolsFor(scheme: Scheme): readonly Pool[] {
+  /** Picks among the pools eligible on a listener of this scheme. */
+  routerFor(scheme: Scheme): PoolRouter {
     return this.#byScheme[scheme];
   }
 

@@ -35,6 +35,35 @@ export interface MatchRequest {
 export type Matcher = (request: MatchRequest) => boolean;
 
 /**
+ * The host names a compiled matcher can match at most, as `hostKey` writes
+ * them, for matchers that need one (`Host('a.com') && ...`, `Host('a') ||
+ * Host('b')`); matchers that may match any host have no entry. Lets the router
+ * skip the pools of other hosts without running their matchers (lib/routing.ts).
+ */
+const HOSTS = new WeakMap<Matcher, ReadonlySet<string>>();
+
+/** The host names `matcher` can match at most (see `hostKey`), or null: any host. */
+export function hostsOf(matcher: Matcher): ReadonlySet<string> | null {
+  return HOSTS.get(matcher) ?? null;
+}
+
+/**
+ * The name a `Host(...)` term compares a request's Host value by: up to the
+ * port, a final dot dropped, lower-cased. A matcher with `hostsOf` never
+ * matches a request whose key is not in that set.
+ */
+export function hostKey(host: string): string {
+  const end = hostEnd(host);
+  const nameEnd = end > 0 && host.charCodeAt(end - 1) === DOT ? end - 1 : end;
+  return host.slice(0, nameEnd).toLowerCase();
+}
+
+function withHosts(matcher: Matcher, hosts: ReadonlySet<string> | null): Matcher {
+  if (hosts !== null) HOSTS.set(matcher, hosts);
+  return matcher;
+}
+
+/**
  * Compiles matcher source text; throws MatcherSyntaxError (and nothing else) on bad input.
  * `remark` hears of terms that are valid but can never match (`Path('api')`).
  *
@@ -72,7 +101,13 @@ function parseOr(lexer: Lexer, depth: number): Matcher {
     lexer.next();
     parts.push(parseAnd(lexer, depth));
   }
-  return parts.length === 1 ? parts[0] : anyOf(parts);
+  if (parts.length === 1) return parts[0];
+  // Any of the parts: the union of their hosts, unless one may match any host.
+  const sets = parts.map(hostsOf);
+  const union = sets.every((set) => set !== null)
+    ? new Set(sets.flatMap((set) => [...set!]))
+    : null;
+  return withHosts(anyOf(parts), union);
 }
 
 function parseAnd(lexer: Lexer, depth: number): Matcher {
@@ -81,7 +116,13 @@ function parseAnd(lexer: Lexer, depth: number): Matcher {
     lexer.next();
     parts.push(parseUnary(lexer, depth));
   }
-  return parts.length === 1 ? parts[0] : allOf(parts);
+  if (parts.length === 1) return parts[0];
+  // All of the parts: the hosts every part that names hosts allows.
+  const sets = parts.map(hostsOf).filter((set) => set !== null);
+  const both = sets.length === 0
+    ? null
+    : sets.reduce((a, b) => new Set([...a].filter((h) => b.has(h))));
+  return withHosts(allOf(parts), both);
 }
 
 function parseUnary(lexer: Lexer, depth: number): Matcher {
@@ -251,7 +292,7 @@ function hostTerm(arg: Token, lexer: Lexer): Matcher {
   // RFC 9110 §4.2.3: hosts compare case-insensitively; non-ASCII names arrive as punycode.
   const name = parts[1].replace(/[A-Z]+/g, (upper) => upper.toLowerCase());
   const port = parts[2] ?? "";
-  return (request) => {
+  return withHosts((request) => {
     const host = request.host;
     const end = hostEnd(host);
     // A fully qualified `example.com.` names the same host (nginx strips the dot too).
@@ -260,7 +301,7 @@ function hostTerm(arg: Token, lexer: Lexer): Matcher {
     if (end === host.length) return port === "" || port === request.defaultPort;
     if (host.charCodeAt(end) !== COLON) return false;
     return port === "" || (host.length === end + 1 + port.length && host.endsWith(port));
-  };
+  }, new Set([name]));
 }
 
 /** The index where the host name of a Host value ends: at the port colon, or its length. */

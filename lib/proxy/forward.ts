@@ -7,7 +7,6 @@ import type { MatchRequest } from "../config/matcher.ts";
 import type { Logger } from "../log.ts";
 import type { Backend, Pool, Runtime } from "../runtime.ts";
 import type { PickContext } from "../balance/strategy.ts";
-import { selectPool } from "../routing.ts";
 import type { MiddlewareContext } from "../middleware/middleware.ts";
 import { type Observers, RequestTracker } from "./tracker.ts";
 import type { WebSocketRegistry } from "./websockets.ts";
@@ -109,8 +108,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       return failureResponse("body-on-get");
     }
     const matchPath = matchingPath(target.path);
-    const pool = selectPool(
-      runtime.poolsFor(options.scheme),
+    const pool = runtime.routerFor(options.scheme).select(
       matchPath === target.path ? target : { ...target, path: matchPath },
     );
     if (pool === null) return failureResponse("no-pool");
