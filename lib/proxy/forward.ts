@@ -88,6 +88,9 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
     // CONNECT asks for a tunnel, which a reverse proxy does not open (RustStrom could crash on it).
     if (target.method === "CONNECT") return failureResponse("not-implemented");
     if (target.conflict || target.invalidHost) return failureResponse("bad-request");
+    // Methods are case-sensitive (RFC 9110 9.1), and a backend that takes `head` for HEAD would
+    // send no body where Strom waits for one: refused, as nginx refuses them.
+    if (LOWER_CASE.test(target.method)) return failureResponse("bad-request");
     // A WebSocket handshake must carry Host (RFC 6455 4.1).
     if (target.missingHost && isWebSocketUpgrade(request)) return failureResponse("bad-request");
     // Deno takes repeated equal Content-Length fields as one; like nginx, Strom refuses them
@@ -108,6 +111,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       return failureResponse("body-on-get");
     }
     const matchPath = matchingPath(target.path);
+    if (matchPath === null) return failureResponse("bad-request");
     const pool = runtime.routerFor(options.scheme).select(
       matchPath === target.path ? target : { ...target, path: matchPath },
     );
@@ -178,6 +182,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
 }
 
 const DIGITS = /^\d+$/;
+const LOWER_CASE = /[a-z]/;
 
 /**
  * Splits `request.url` (raw target as received) into host, path and query. A
@@ -207,20 +212,33 @@ function splitTarget(request: Request, arrival: ArrivalInfo): Target {
   const authorityOnly = host === null && !missingHost;
   // HTTP/2's :authority is held to Host's rules: Deno checks neither (`x@b.test`, `b.test:abc`).
   const named = host ?? (authorityOnly ? authority : "");
+  const defaultPort = arrival.proto === "https" ? "443" : "80";
   return {
     method: request.method,
     host: host ?? (missingHost ? "" : authority),
-    defaultPort: arrival.proto === "https" ? "443" : "80",
+    defaultPort,
     path,
     query,
     headers: request.headers,
     target: queryStart < 0 ? path : `${path}?${query}`,
     // Deno builds the URL from the Host header for origin-form targets, so they never differ.
-    conflict: host !== null && host.toLowerCase() !== authority.toLowerCase(),
+    conflict: host !== null && host.toLowerCase() !== authority.toLowerCase() &&
+      withoutPort(host, defaultPort) !== withoutPort(authority, defaultPort),
     invalidHost: named !== "" && !validHost(named),
     missingHost,
     authorityOnly,
   };
+}
+
+/**
+ * An authority in lower case without the scheme's default port or an empty
+ * one: `a.com:80`, `a.com:` and `A.com` name the same host (RFC 9110 4.2.3).
+ */
+function withoutPort(authority: string, defaultPort: string): string {
+  const lower = authority.toLowerCase();
+  if (lower.endsWith(":")) return lower.slice(0, -1);
+  const suffix = `:${defaultPort}`;
+  return lower.endsWith(suffix) ? lower.slice(0, -suffix.length) : lower;
 }
 
 interface Exchange {

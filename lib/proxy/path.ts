@@ -36,19 +36,47 @@ function dotCount(segment: string): number {
 
 /**
  * The path the matchers see: `path` (dot-segments already resolved, as the
- * backend receives it) with percent-encoding decoded, repeated slashes merged
- * and dot-segments resolved again, as nginx matches its locations. A backend
- * that decodes `/%61dmin` or merges `//admin` into `/admin` then serves the
- * pool the matchers chose for `/admin`, never another one. When the decoded
- * bytes are no valid UTF-8, only the ASCII escapes are decoded and the others
- * (`%FF`) stay as written.
+ * backend receives it) with percent-encoding decoded once and repeated slashes
+ * merged, as nginx matches its locations. A backend that decodes `/%61dmin` or
+ * merges `//admin` into `/admin` then serves the pool the matchers chose for
+ * `/admin`, never another one. When the decoded bytes are no valid UTF-8, only
+ * the ASCII escapes are decoded and the others (`%FF`) stay as written.
+ *
+ * Null when backends may resolve the path to different places, so no pool is
+ * safe to pick (the client gets 400): a dot-segment that only decoding made
+ * (`/admin/..%2Fx` is `/x` to a backend that decodes `%2F` first, and stays
+ * under `/admin/` for one that does not), or a dot-segment with a path
+ * parameter (`/x/..;/admin` is `/admin` to Tomcat and Jetty, which drop path
+ * parameters, as the matchers do). A `%2e` that decoding left (`%252e`) is no
+ * dot: decoding twice is the backend's bug.
  */
-export function matchingPath(path: string): string {
-  if (!path.includes("%") && !path.includes("//")) return path;
+export function matchingPath(path: string): string | null {
+  if (
+    !path.includes("%") && !path.includes("//") && !path.includes("/.") && !path.includes(";")
+  ) return path;
   let out = path.includes("%") ? decodePercent(path) : path;
+  // Path parameters are not part of the path to Java servlet containers (Tomcat, Jetty):
+  // `/admin;x/secret` is their `/admin/secret`, so it is matched as that.
+  if (out.includes(";")) out = out.replace(PARAMETERS, "");
   if (out.includes("//")) out = out.replace(/\/{2,}/g, "/");
-  return removeDotSegments(out);
+  return out.includes("/.") && hasDotSegment(out) ? null : out;
 }
+
+/** A segment's path parameters: from a ";" up to the next "/". */
+const PARAMETERS = /;[^/]*/g;
+
+/** Whether a segment of `path` is "." or "..". */
+function hasDotSegment(path: string): boolean {
+  for (let start = path.indexOf("/."); start >= 0; start = path.indexOf("/.", start + 1)) {
+    let end = start + 2;
+    if (path.charCodeAt(end) === DOT) end++;
+    if (end === path.length || path.charCodeAt(end) === SLASH) return true;
+  }
+  return false;
+}
+
+const DOT = 0x2e;
+const SLASH = 0x2f;
 
 function decodePercent(path: string): string {
   try {

@@ -27,6 +27,9 @@ export function fakeContext(
   } = {},
 ): MiddlewareContext {
   const parsed = new URL(url);
+  const matchPath = matchingPath(parsed.pathname);
+  // The proxy answers such a path 400 before any middleware sees it.
+  if (matchPath === null) throw new Error(`no middleware sees the path of ${url}`);
   const headers = new Headers(init.headers);
   if (!headers.has("host")) headers.set("host", parsed.host); // as a server's request has
   const request = new Request(url, { ...init, headers });
@@ -39,7 +42,7 @@ export function fakeContext(
     method: request.method,
     host: request.headers.get("host") ?? parsed.host,
     path: parsed.pathname,
-    matchPath: matchingPath(parsed.pathname),
+    matchPath,
     query: parsed.search.slice(1),
     pool: init.pool ?? "pool-0",
     target: parsed.pathname + parsed.search,

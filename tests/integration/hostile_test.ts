@@ -76,6 +76,14 @@ const HOSTILE: [string, string][] = [
     "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
   ],
   ["bare LF line ends with a space before the colon", "GET / HTTP/1.1\nHost : a\n\n"],
+  // Read as a list by backends that take X-Forwarded-Host's first entry, while no Host('a') matched.
+  ["a list of hosts", "GET / HTTP/1.1\r\nHost: a,evil.example\r\n\r\n"],
+  ["a host with a parameter", "GET / HTTP/1.1\r\nHost: a;x\r\n\r\n"],
+  // A backend that takes `head` for HEAD would send no body where Strom waits for one (nginx: 400).
+  ["a method in lower case", "head / HTTP/1.1\r\nHost: a\r\n\r\n"],
+  // Backends resolve these to different paths (`..%2F` decoded first or not; Tomcat's `..;`).
+  ["a dot-segment made by an escaped slash", "GET /a/..%2Fb HTTP/1.1\r\nHost: a\r\n\r\n"],
+  ["a dot-segment with a path parameter", "GET /a/..;/b HTTP/1.1\r\nHost: a\r\n\r\n"],
 ];
 
 Deno.test("hostile requests get a 4xx or a closed connection and never reach a backend", async () => {

@@ -295,6 +295,15 @@ Deno.test("a path spelled another way reaches no other pool than its plain spell
   for (const target of ["/admin", "/%61dmin", "/ad%6Din/x", "//admin", "/.//admin", "/%2Fadmin"]) {
     assert.equal(await send(target), "HTTP/1.1 403 Forbidden", target);
   }
+  // Decoded once (a backend gets `%2e%2e` and stays under /admin); path parameters dropped, as
+  // Tomcat and Jetty drop them.
+  for (const target of ["/admin/%252e%252e/x", "/admin;x/secret", "/;x/admin/a", "/admin%3Bx"]) {
+    assert.equal(await send(target), "HTTP/1.1 403 Forbidden", target);
+  }
+  // Backends disagree on these (is `..%2F` a dot-segment?): no pool is safe to pick.
+  for (const target of ["/admin/..%2Fsecret", "/admin/%2e%2e%2fsecret", "/x/..;/admin"]) {
+    assert.equal(await send(target), "HTTP/1.1 400 Bad Request", target);
+  }
   assert.equal(await send("/public"), "HTTP/1.1 200 OK");
   assert.equal(backend.requests.length, 1, "only /public reached the backend");
 });

@@ -643,7 +643,7 @@ Deno.test("an HTTP/2 :authority is held to Host's rules: a malformed one gets 40
       stream.resume();
     });
   try {
-    for (const bad of ["x@b.test", "a.test@b.test", "b.test:abc", "b.test:99999"]) {
+    for (const bad of ["x@b.test", "a.test@b.test", "b.test:abc", "b.test:99999", "b.test*"]) {
       assert.equal(await status(bad), 400, bad);
     }
     assert.equal(await status("b.test:8080"), 200);
@@ -651,6 +651,28 @@ Deno.test("an HTTP/2 :authority is held to Host's rules: a malformed one gets 40
   } finally {
     client.close();
   }
+});
+
+Deno.test("an absolute-form target names the Host's authority with or without the default port", async () => {
+  const seen: string[] = [];
+  await using backend = startBackend((req) => {
+    seen.push(`${new URL(req.url).pathname} ${req.headers.get("x-forwarded-host")}`);
+    return new Response("ok");
+  });
+  await using lb = await startStrom(poolToml([backend.address]));
+  const port = lb.strom.port("http_address");
+  const status = async (target: string, host: string) =>
+    (await rawExchange(
+      port,
+      `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+    ))
+      .split("\r\n")[0];
+  assert.equal(await status("http://a.test:80/x", "a.test"), "HTTP/1.1 200 OK");
+  assert.equal(await status("http://a.test/y", "A.test:80"), "HTTP/1.1 200 OK");
+  assert.equal(await status("http://a.test:/z", "a.test"), "HTTP/1.1 200 OK");
+  assert.equal(await status("http://a.test:8080/x", "a.test"), "HTTP/1.1 400 Bad Request");
+  assert.equal(await status("http://b.test/x", "a.test"), "HTTP/1.1 400 Bad Request");
+  assert.deepEqual(seen.map((s) => s.split(" ")[0]), ["/x", "/y", "/z"]);
 });
 
 Deno.test("a backend's 204 with a Content-Length reaches an HTTP/2 client without it", async () => {

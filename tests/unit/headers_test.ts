@@ -127,7 +127,7 @@ Deno.test("forwardedFields() extends the chain and keeps values from trusted pee
   assert.equal(fields.get("x_forwarded_for"), undefined);
 });
 
-Deno.test("matchingPath() decodes, merges slashes and resolves dot-segments, as nginx matches", () => {
+Deno.test("matchingPath() decodes once, drops parameters, merges slashes; null when ambiguous", () => {
   const cases: [string, string][] = [
     ["/admin", "/admin"],
     ["/%61dmin", "/admin"],
@@ -135,12 +135,33 @@ Deno.test("matchingPath() decodes, merges slashes and resolves dot-segments, as 
     ["//admin", "/admin"],
     ["/a//b///c", "/a/b/c"],
     ["/%2Fadmin", "/admin"],
-    ["/public%2F..%2Fadmin", "/admin"],
     ["/caf%C3%A9", "/café"],
     ["/bad%FF/%61", "/bad%FF/a"],
     ["/x%20y", "/x y"],
+    // Decoded once: what is left of %252e is no dot.
+    ["/admin/%252e%252e/x", "/admin/%2e%2e/x"],
+    ["/admin/.%252e/x", "/admin/.%2e/x"],
+    // Path parameters are dropped, as Tomcat and Jetty drop them.
+    ["/admin;x/secret", "/admin/secret"],
+    ["/a;x", "/a"],
+    ["/;x/admin", "/admin"],
+    ["/admin%3Bx/s", "/admin/s"],
+    ["/a/.well-known/x", "/a/.well-known/x"],
+    ["/a/..x/.b", "/a/..x/.b"],
   ];
   for (const [raw, want] of cases) assert.equal(matchingPath(removeDotSegments(raw)), want, raw);
+  // Dot-segments only decoding or dropping a parameter makes: backends disagree on the path.
+  for (
+    const raw of [
+      "/public%2F..%2Fadmin",
+      "/admin/..%2Fsecret",
+      "/admin/%2e%2e%2fsecret",
+      "/a/b%2F.",
+      "/x/..;/admin",
+      "/x/.;y/admin",
+      "/x/%2e%2e;/admin",
+    ]
+  ) assert.equal(matchingPath(removeDotSegments(raw)), null, raw);
 });
 
 Deno.test("removeDotSegments() resolves dot-segments and leaves everything else", () => {
