@@ -262,6 +262,13 @@ const IDLE = Symbol("idle");
  * slow client, and a client that read nothing never tripped `send_timeout`.)
  * When no input came for FLUSH_IDLE_MS since input went in, the compressor is
  * flushed with `flushKind`.
+ *
+ * A write (or flush) is done when node:zlib calls back, but it calls back only
+ * once its output buffer is below its high-water mark (16 KiB): a chunk that
+ * compresses to more than that (random bytes, zip files) waits until its
+ * output is read. So a pull waits for the compressor's next event (output, a
+ * write done, the end) and takes output while a write is under way, instead of
+ * awaiting the write alone, which never returned.
  */
 export function pullThrough(
   source: ReadableStream<Uint8Array>,
@@ -283,17 +290,30 @@ export function pullThrough(
   };
   let ended = false;
   let finished = false;
+  /** A write or flush node:zlib has not called back for yet. */
+  let busy = false;
   let failure: Error | null = null;
-  compressor.on("error", (e: Error) => failure = e);
-  compressor.on("end", () => finished = true);
-  const settled = () =>
-    new Promise<void>((resolve) => {
-      const done = () => {
-        compressor.off("readable", done).off("end", done).off("error", done);
-        resolve();
-      };
-      compressor.on("readable", done).on("end", done).on("error", done);
-    });
+  /** The pull waiting for the compressor's next event, if one is. */
+  let wake: (() => void) | null = null;
+  const event = () => {
+    const waiting = wake;
+    wake = null;
+    waiting?.();
+  };
+  const nextEvent = () => new Promise<void>((resolve) => wake = resolve);
+  const done = () => {
+    busy = false;
+    event();
+  };
+  compressor.on("readable", event);
+  compressor.on("error", (e: Error) => {
+    failure = e;
+    event();
+  });
+  compressor.on("end", () => {
+    finished = true;
+    event();
+  });
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       while (true) {
@@ -303,26 +323,28 @@ export function pullThrough(
           return controller.enqueue(new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
         }
         if (finished) return controller.close();
-        if (ended) {
-          await settled();
+        // State is checked again after every event, so none is missed between check and wait.
+        if (busy || ended) {
+          await nextEvent();
           continue;
         }
         next ??= reader.read();
         const result = unflushed ? await idleOr(next) : await next;
         if (result === IDLE) {
           unflushed = false;
-          await new Promise<void>((resolve) => compressor.flush(flushKind, () => resolve()));
+          busy = true;
+          compressor.flush(flushKind, done);
           continue;
         }
         next = null;
-        const { value, done } = result;
-        if (done) {
+        const { value, done: last } = result;
+        if (last) {
           ended = true;
           compressor.end();
           continue;
         }
-        // Resolves once the chunk went through: its output, if any, is readable then.
-        await new Promise<void>((resolve) => compressor.write(value, () => resolve()));
+        busy = true;
+        compressor.write(value, done);
         unflushed = true;
       }
     },

@@ -205,6 +205,65 @@ Deno.test("compression() compresses a streamed body of unknown length", async ()
   assert.equal(text, "a".repeat(5000) + "b".repeat(5000));
 });
 
+/** `n` bytes from a fixed xorshift sequence: incompressible, the same on every run. */
+function noise(n: number, seed = 0x9e3779b9): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+function decodeWhole(coding: string, bytes: Uint8Array): Uint8Array {
+  return coding === "gzip"
+    ? zlib.gunzipSync(bytes)
+    : coding === "deflate"
+    ? zlib.inflateSync(bytes)
+    : coding === "br"
+    ? zlib.brotliDecompressSync(bytes)
+    : zlib.zstdDecompressSync(bytes);
+}
+
+Deno.test("compression() streams large bodies that barely compress, in every coding", async () => {
+  // Each 64 KiB chunk compresses to more than node:zlib's 16 KiB output buffer: the write's
+  // callback waits until its output is read, which a pull awaiting the write alone never did.
+  const random = noise(1_000_000);
+  const base64 = new TextEncoder().encode(
+    btoa(Array.from(noise(300_000, 7), (b) => String.fromCharCode(b)).join("")),
+  );
+  const mw = await build(compression, { min_size: 0 });
+  for (const coding of CODINGS) {
+    for (const [name, bytes] of [["random", random], ["base64", base64]] as const) {
+      let offset = 0;
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (offset >= bytes.length) return controller.close();
+          controller.enqueue(bytes.slice(offset, offset += 65536));
+        },
+      });
+      const r = await run(mw, asking(coding), () =>
+        new Response(body, {
+          headers: { "content-type": "text/plain", "content-length": String(bytes.length) },
+        }));
+      assert.equal(r.headers.get("content-encoding"), coding);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const stuck = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${coding} ${name}: stuck`)), 10_000);
+      });
+      try {
+        const sent = new Uint8Array(await Promise.race([r.arrayBuffer(), stuck]));
+        assert.deepEqual(new Uint8Array(decodeWhole(coding, sent)), bytes, `${coding} ${name}`);
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+  }
+});
+
 /** What the compressed bytes so far decode to (a flushed prefix decodes whole). */
 function decodeSoFar(coding: string, bytes: Uint8Array): string {
   const sync = { finishFlush: zlib.constants.Z_SYNC_FLUSH };
