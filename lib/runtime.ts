@@ -18,7 +18,13 @@ import {
 } from "./health/outlier.ts";
 import { RetryBudget } from "./proxy/retry.ts";
 import { Deadlines } from "./proxy/deadlines.ts";
-import { type Chain, compose, HttpError, type MiddlewareDeps } from "./middleware/middleware.ts";
+import {
+  type Chain,
+  type ClosableMiddleware,
+  compose,
+  HttpError,
+  type MiddlewareDeps,
+} from "./middleware/middleware.ts";
 import { createMiddleware } from "./middleware/registry.ts";
 import { errorResponse } from "./proxy/errors.ts";
 import { type Logger, ThrottledLine } from "./log.ts";
@@ -80,6 +86,8 @@ export class Pool {
   readonly transport: Transport;
   /** The pool's middlewares, composed around the backend call. */
   readonly chain: Chain;
+  /** The middlewares in the chain, in `config.middlewares` order (a reload keeps unchanged ones). */
+  readonly middlewares: readonly ClosableMiddleware[];
   readonly retryBudget: RetryBudget;
   readonly clock: Clock;
   /** "No backend available" (once per request otherwise) said at most once a second. */
@@ -95,13 +103,19 @@ export class Pool {
   constructor(
     config: PoolConfig,
     deps: RuntimeDeps,
-    parts: { chain: Chain; transport: Transport; backends: Backend[] },
+    parts: {
+      chain: Chain;
+      middlewares: readonly ClosableMiddleware[];
+      transport: Transport;
+      backends: Backend[];
+    },
   ) {
     this.config = config;
     this.backends = parts.backends;
     this.strategy = createStrategy(config.strategy, deps);
     this.transport = parts.transport;
     this.chain = parts.chain;
+    this.middlewares = parts.middlewares;
     this.#metrics = deps.metrics;
     this.clock = deps.clock;
     this.noBackendLine = new ThrottledLine(deps.clock);
@@ -235,14 +249,21 @@ export class Runtime {
     const pools: Pool[] = [];
     for (const pool of config.pools) {
       const prev = options.previous?.pools.find((p) => p.config.name === pool.name);
-      const keep = prev && same(prev.config.middlewares, pool.middlewares) &&
-        !(portChanged && pool.middlewares.some((m) => m.name === "HttpsRedirector"));
-      const chain = keep ? prev.chain : compose(
-        await Promise.all(
-          pool.middlewares.map((m) => createMiddleware(m.name, m.options, middlewareDeps)),
-        ),
-        onError,
-      );
+      // Each middleware whose name and options did not change is kept, wherever it moved in the
+      // list and whatever changed around it: its state (rate-limit counts, LDAP connections and
+      // cache) lives on. The others are made anew.
+      const spareMiddlewares = prev
+        ? prev.config.middlewares.map((config, i) => ({ config, instance: prev.middlewares[i] }))
+        : [];
+      const middlewares = await Promise.all(pool.middlewares.map((m) => {
+        const stale = portChanged && m.name === "HttpsRedirector";
+        const i = stale ? -1 : spareMiddlewares.findIndex((s) => same(s.config, m));
+        if (i >= 0) return spareMiddlewares.splice(i, 1)[0].instance;
+        return createMiddleware(m.name, m.options, middlewareDeps);
+      }));
+      const unchanged = prev !== undefined && prev.middlewares.length === middlewares.length &&
+        middlewares.every((m, i) => m === prev.middlewares[i]);
+      const chain = unchanged ? prev.chain : compose(middlewares, onError);
       const transport = prev && prev.config.transport === pool.transport &&
           same(prev.config.client, pool.client)
         ? prev.transport
@@ -252,7 +273,7 @@ export class Runtime {
         const i = spare.findIndex((b) => b.id === address.id);
         return i >= 0 ? spare.splice(i, 1)[0] : new Backend(address);
       });
-      pools.push(new Pool(pool, deps, { chain, transport, backends }));
+      pools.push(new Pool(pool, deps, { chain, middlewares, transport, backends }));
     }
     return new Runtime(config, generation, pools);
   }
@@ -262,7 +283,9 @@ export class Runtime {
     for (const pool of this.pools) {
       if (!next.pools.includes(pool)) pool.noBackendLine.stop();
       if (!next.pools.some((p) => p.transport === pool.transport)) pool.transport.close();
-      if (!next.pools.some((p) => p.chain === pool.chain)) void pool.chain.close();
+      for (const middleware of pool.middlewares) {
+        if (!next.pools.some((p) => p.middlewares.includes(middleware))) void middleware.close?.();
+      }
     }
   }
 
