@@ -5,6 +5,25 @@ import { silentLogger } from "../../lib/log.ts";
 import { createCa, hasOpenssl } from "../_helpers/certs.ts";
 import { fakeContext } from "../_helpers/middleware.ts";
 
+/** A pool on a closed port (nothing is forwarded in these tests), then `middlewares`' TOML. */
+function pool(name: string, prefix: string, middlewares: string): string {
+  return `[[backend_pools]]
+name = "${name}"
+matcher = "PathPrefix('${prefix}')"
+addresses = ["127.0.0.1:9"]
+schemes = ["HTTP"]
+strategy = "RoundRobin"
+${middlewares}`;
+}
+
+/** Runs `runtime`'s first pool's chain for a GET of `url` over a backend answering "backend". */
+async function call(runtime: Runtime, url: string): Promise<Response> {
+  return await runtime.pools[0].chain(
+    fakeContext(url),
+    () => Promise.resolve(new Response("backend")),
+  );
+}
+
 Deno.test({
   name:
     "a reload that moves the HTTPS listener rebuilds the chains that redirect to it, only those",
@@ -20,35 +39,15 @@ https_address = "127.0.0.1:${httpsPort}"
 type = "Local"
 certificate_path = "a.crt"
 private_key_path = "a.key"
-[[backend_pools]]
-name = "secure"
-matcher = "PathPrefix('/s')"
-addresses = ["127.0.0.1:9"]
-schemes = ["HTTP"]
-strategy = "RoundRobin"
-[backend_pools.middlewares.HttpsRedirector]
-[[backend_pools]]
-name = "plain"
-matcher = "PathPrefix('/')"
-addresses = ["127.0.0.1:9"]
-schemes = ["HTTP"]
-strategy = "RoundRobin"
-[backend_pools.middlewares.RateLimiter]
-limit = 10
-window_sec = 1
-`,
+${pool("secure", "/s", "[backend_pools.middlewares.HttpsRedirector]\n")}
+${pool("plain", "/", "[backend_pools.middlewares.RateLimiter]\nlimit = 10\nwindow_sec = 1\n")}`,
         { source: "<test>", baseDir: ca.dir },
       );
     const options = { log: silentLogger, deps: defaultRuntimeDeps };
     const first = await Runtime.create(config(8443), 1, options);
     const second = await Runtime.create(config(9443), 2, { ...options, previous: first });
-    const location = async (runtime: Runtime) => {
-      const response = await runtime.pools[0].chain(
-        fakeContext("http://a.test/s"),
-        () => Promise.resolve(new Response("backend")),
-      );
-      return response.headers.get("location");
-    };
+    const location = async (runtime: Runtime) =>
+      (await call(runtime, "http://a.test/s")).headers.get("location");
     assert.equal(await location(first), "https://a.test:8443/s");
     assert.equal(await location(second), "https://a.test:9443/s");
     assert.equal(second.pools[1].chain, first.pools[1].chain, "the rate limiter keeps its counts");
@@ -63,35 +62,26 @@ Deno.test("a reload keeps each unchanged middleware, and its state, whatever cha
     const headers = `[backend_pools.middlewares.Headers]\n` +
       `response = { set = { "X-Version" = "${version}" } }\n`;
     return parseConfig(
-      `http_address = "127.0.0.1:0"
-[[backend_pools]]
-name = "api"
-matcher = "PathPrefix('/')"
-addresses = ["127.0.0.1:9"]
-schemes = ["HTTP"]
-strategy = "RoundRobin"
-${limiterFirst ? limiter + headers : headers + limiter}`,
+      `http_address = "127.0.0.1:0"\n` +
+        pool("api", "/", limiterFirst ? limiter + headers : headers + limiter),
       { source: "<test>", baseDir: "." },
     );
   };
   const options = { log: silentLogger, deps: defaultRuntimeDeps };
-  const call = async (runtime: Runtime) => {
-    const response = await runtime.pools[0].chain(
-      fakeContext("http://a.test/"),
-      () => Promise.resolve(new Response("backend")),
-    );
+  const answer = async (runtime: Runtime) => {
+    const response = await call(runtime, "http://a.test/");
     await response.body?.cancel();
     return `${response.status} ${response.headers.get("x-version")}`;
   };
   const first = await Runtime.create(config("1", true), 1, options);
-  for (let i = 0; i < 3; i++) assert.equal(await call(first), "200 1");
-  assert.equal(await call(first), "429 null", "the limiter, outermost, answered");
+  for (let i = 0; i < 3; i++) assert.equal(await answer(first), "200 1");
+  assert.equal(await answer(first), "429 null", "the limiter, outermost, answered");
   // Another Headers value, and the two swapped: the limiter is the same one, its counts kept.
   const second = await Runtime.create(config("2", false), 2, { ...options, previous: first });
-  assert.equal(await call(second), "429 2");
+  assert.equal(await answer(second), "429 2");
   assert.equal(second.pools[0].middlewares[1], first.pools[0].middlewares[0]);
   assert.notEqual(second.pools[0].middlewares[0], first.pools[0].middlewares[1]);
   first.retire(second);
-  assert.equal(await call(second), "429 2", "retiring the old generation left the limiter open");
+  assert.equal(await answer(second), "429 2", "retiring the old generation left the limiter open");
   second.close();
 });
