@@ -125,13 +125,18 @@ export class Pool {
 
   /**
    * The working set strategies choose from: usable Healthy backends; if there
-   * are none, usable Slow ones; else none (503). Cached until a state changes.
+   * are none, usable Slow ones; else none (503). A strategy's backups (weight
+   * 0) come in only when no other backend is usable, Healthy or Slow: a slow
+   * primary is still a primary. Cached until a state changes.
    */
   available(): readonly Backend[] {
     if (this.#available === null) {
       const usable = this.backends.filter((b) => b.usable);
-      const healthy = usable.filter((b) => b.health.status === "Healthy");
-      this.#available = healthy.length > 0 ? healthy : usable;
+      const isBackup = this.strategy.isBackup;
+      const primaries = isBackup ? usable.filter((b) => !isBackup(b.id)) : usable;
+      const tier = primaries.length > 0 ? primaries : usable;
+      const healthy = tier.filter((b) => b.health.status === "Healthy");
+      this.#available = healthy.length > 0 ? healthy : tier;
     }
     return this.#available;
   }

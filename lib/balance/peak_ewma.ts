@@ -29,9 +29,10 @@ interface Estimate {
  * backend's cost is its estimate times (in-flight requests + 1); of two
  * different random candidates the cheaper wins. A backend with no answer on
  * record costs nothing while idle (it gets tried) and is avoided while it has
- * requests in flight. A failed attempt is observed as an answer that took
- * `connect_timeout` (lib/proxy/forward.ts), so a backend that fails fast does
- * not look fastest; health checks and passive ejection take it out.
+ * requests in flight. A failed attempt, and a 5xx answer, is observed as an
+ * answer that took `connect_timeout` (lib/proxy/forward.ts), so a backend that
+ * fails fast does not look fastest; health checks and passive ejection take it
+ * out.
  */
 export const peakEwma: StrategyFactory = {
   name: "PeakEWMA",

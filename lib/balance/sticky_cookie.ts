@@ -27,7 +27,7 @@ function unitVariant(reader: TableReader, key: string): string | undefined {
  * HMAC of the backend's configured address (keyed by `secret`, default derived
  * from the cookie name), so it hides the internal address yet means the same
  * backend on every instance running the same config. A RustStrom cookie whose
- * value is the address itself is still honoured.
+ * value is the address itself is still honoured, unless `secret` is set.
  */
 export const stickyCookie: StrategyFactory = {
   name: "StickyCookie",
@@ -59,6 +59,9 @@ export const stickyCookie: StrategyFactory = {
   create(options, deps, build): Strategy {
     const name = options.cookieName as string;
     const key = (options.secret as string) || `strom-sticky:${name}`;
+    // RustStrom's cookies carry the address itself: honoured until a `secret` asks that values
+    // be unguessable (a client could otherwise pick its backend by writing its address).
+    const addressValues = !options.secret;
     const attributes = "; Path=/" + (options.httpOnly ? "; HttpOnly" : "") +
       (options.secure ? "; Secure" : "") + `; SameSite=${options.sameSite}`;
     const inner = build(options.inner as never, deps);
@@ -77,7 +80,7 @@ export const stickyCookie: StrategyFactory = {
         const value = context.cookie === null ? null : findCookie(context.cookie, name);
         if (value !== null) {
           for (const c of candidates) {
-            if (value === tokenOf(c) || value === c.id) return c;
+            if (value === tokenOf(c) || (addressValues && value === c.id)) return c;
           }
         }
         const chosen = inner.pick(candidates, context);
@@ -85,6 +88,7 @@ export const stickyCookie: StrategyFactory = {
         return chosen;
       },
       observe: inner.observe && ((id, ms) => inner.observe!(id, ms)),
+      isBackup: inner.isBackup && ((id) => inner.isBackup!(id)),
     };
   },
 };

@@ -26,6 +26,11 @@ export interface Strategy {
   pick<T extends Candidate>(candidates: readonly T[], context: PickContext): T;
   /** Told how long a backend took to answer (to its response headers), for strategies that learn. */
   observe?(id: string, latencyMs: number): void;
+  /**
+   * Whether a backend is a backup (WeightedRoundRobin's weight 0): the pool
+   * offers backups only when no other backend is usable, Healthy or Slow.
+   */
+  isBackup?(id: string): boolean;
 }
 
 /** Injected effects a strategy may use. */

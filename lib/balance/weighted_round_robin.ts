@@ -56,6 +56,7 @@ export const weightedRoundRobin: StrategyFactory = {
         current.set(best.id, bestScore - total);
         return best;
       },
+      isBackup: (id) => weightOf(id) === 0,
     };
   },
 };

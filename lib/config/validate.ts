@@ -15,6 +15,7 @@ import type {
   MiddlewareConfig,
   PoolConfig,
   Scheme,
+  StrategyConfig,
   TransportName,
 } from "./types.ts";
 import {
@@ -298,11 +299,25 @@ function readPools(
   const list = top.array("backend_pools") ?? [];
   if (list.length === 0) warnings.push("No backend pool found.");
   const names = new Set<string>();
+  /** Sticky cookie name → the first pool that uses it. */
+  const cookies = new Map<string, string>();
   return list.map((value, index) => {
     const r = TableReader.of(value, top.at("backend_pools") + `[${index}]`, top.problems);
     if (!r) return undefined;
     const pool = readPool(r, index, warnings, baseDir);
     r.finish();
+    const cookie = pool && stickyCookieName(pool.strategy);
+    if (cookie) {
+      const first = cookies.get(cookie);
+      if (first === undefined) cookies.set(cookie, pool.name);
+      else {
+        warnings.push(
+          `${r.at("strategy")}: pools "${first}" and "${pool.name}" both keep clients with the ` +
+            `cookie "${cookie}" (Path=/): a client of both overwrites one pool's with the other's ` +
+            "and sticks to neither; give each pool its own cookie_name",
+        );
+      }
+    }
     // Checked whatever else is wrong with either pool, so it is not found only once they are fixed.
     const given = (value as Record<string, unknown>).name;
     const name = given === undefined ? `pool-${index}` : given;
@@ -312,6 +327,13 @@ function readPools(
     }
     return pool;
   });
+}
+
+/** The cookie name of a StickyCookie strategy; null for other strategies. */
+function stickyCookieName(strategy: StrategyConfig): string | null {
+  if (strategy.name !== "StickyCookie") return null;
+  const name = strategy.options.cookieName;
+  return typeof name === "string" ? name : null;
 }
 
 function readPool(

@@ -28,6 +28,10 @@ export interface HealthState {
   readonly successes: number;
   /** Consecutive failing probes. */
   readonly failures: number;
+  /** Consecutive passing probes slower than slow_threshold (0 when absent: older states). */
+  readonly slows?: number;
+  /** Consecutive passing probes within slow_threshold. */
+  readonly fasts?: number;
   /** The last probe's result, or null before any. */
   readonly last: ProbeResult | null;
 }
@@ -44,6 +48,8 @@ export const INITIAL_HEALTH: HealthState = Object.freeze({
   verified: false,
   successes: 0,
   failures: 0,
+  slows: 0,
+  fasts: 0,
   last: null,
 });
 
@@ -51,8 +57,12 @@ export const INITIAL_HEALTH: HealthState = Object.freeze({
  * The state after one more probe result. The first result decides at once (a
  * backend found dead at start-up gets no traffic); after that it takes
  * `unhealthyAfter` consecutive failures to take a backend out and
- * `healthyAfter` consecutive passes to bring it back. Healthy and Slow are
- * both "in": they follow the latest passing result directly. A failed probe
+ * `healthyAfter` consecutive passes to bring it back (Healthy or Slow, as the
+ * latest pass was). Between Healthy and Slow the same thresholds apply: a
+ * Healthy backend turns Slow after `unhealthyAfter` slow passes in a row (a
+ * Slow one gets no traffic while a Healthy one is left, so one slow probe, a
+ * pause or a queue, would move its sticky clients and flap under load), and a
+ * Slow one turns Healthy after `healthyAfter` fast passes in a row. A failed probe
  * that live traffic `corroborated` (requests to the backend failed since the
  * last probe) takes the backend out at once: two signals agree. Not a probe
  * that timed out: under a burst of thousands of clients, Deno completes some
@@ -70,14 +80,18 @@ export function nextHealth(
 ): HealthState {
   const successes = result.ok ? state.successes + 1 : 0;
   const failures = result.ok ? 0 : state.failures + 1;
+  const slows = result.ok && result.slow ? (state.slows ?? 0) + 1 : 0;
+  const fasts = result.ok && !result.slow ? (state.fasts ?? 0) + 1 : 0;
   const passing: HealthStatus = result.slow ? "Slow" : "Healthy";
   let status = state.status;
   if (!state.verified) status = result.ok ? passing : "Unresponsive";
   else if (state.status === "Unresponsive") {
     if (result.ok && successes >= t.healthyAfter) status = passing;
-  } else if (result.ok) status = passing;
-  else if (failures >= t.unhealthyAfter || (corroborated && !result.timedOut)) {
+  } else if (result.ok) {
+    if (state.status === "Healthy" && slows >= t.unhealthyAfter) status = "Slow";
+    if (state.status === "Slow" && fasts >= t.healthyAfter) status = "Healthy";
+  } else if (failures >= t.unhealthyAfter || (corroborated && !result.timedOut)) {
     status = "Unresponsive";
   }
-  return { status, verified: true, successes, failures, last: result };
+  return { status, verified: true, successes, failures, slows, fasts, last: result };
 }

@@ -546,7 +546,12 @@ async function attemptOnce(
     if (endedWith >= 0) tracker.ended(endedWith);
     const tookMs = performance.now() - started;
     exchange.options.observers.metrics.backendAnswered(backend.id, tookMs / 1000);
-    pool.strategy.observe?.(backend.id, tookMs);
+    // A 5xx answer is observed as a failed attempt is (connect_timeout): a backend that answers
+    // every request at once with 500 must not look fastest to a latency-aware strategy.
+    pool.strategy.observe?.(
+      backend.id,
+      response.status >= 500 ? Math.max(tookMs, pool.config.connectTimeoutMs) : tookMs,
+    );
     const failed = pool.config.outlier.count5xx && response.status >= 500;
     pool.reportOutcome(backend, failed, failed ? `status ${response.status}` : "");
     return response;

@@ -950,3 +950,19 @@ Deno.test("PeakEWMA does not favour a backend that fails fast", async () => {
   const attempts = lb.strom.runtime.pools[0].backends.find((x) => x.id === dead)!.requests;
   assert.ok(attempts < 20, `the failing backend got ${attempts} of 200 requests`);
 });
+
+Deno.test("PeakEWMA does not favour a backend that answers 500 at once", async () => {
+  await using a = startBackend(async () => {
+    await new Promise((r) => setTimeout(r, 5));
+    return new Response("ok");
+  });
+  await using failing = startBackend(() => new Response("broken", { status: 500 }));
+  // No health checks (they would take it out): the strategy alone must keep traffic away from it.
+  await using lb = await startStrom(
+    "[health_interval]\ncheck_every = 0\n" +
+      poolToml([failing.address, a.address], { strategy: "{ PeakEWMA = {} }" }),
+  );
+  let errors = 0;
+  for (let i = 0; i < 60; i++) if ((await get(`${lb.url}/`)).status === 500) errors++;
+  assert.ok(errors < 15, `the backend answering 500 got ${errors} of 60 requests`);
+});

@@ -589,6 +589,23 @@ strategy = "Random"
   assert.deepEqual(parseConfig("", origin).warnings, ["No backend pool found."]);
 });
 
+Deno.test("parseConfig() warns when two pools keep clients with the same sticky cookie", () => {
+  const pool = (name: string, cookie: string) =>
+    `[[backend_pools]]
+name = "${name}"
+matcher = "PathPrefix('/${name}')"
+addresses = ["127.0.0.1:8080", "127.0.0.1:8081"]
+schemes = ["HTTP"]
+strategy = { StickyCookie = { cookie_name = "${cookie}", http_only = true, secure = false, same_site = "Lax", inner = "RoundRobin" } }
+`;
+  const config = parseConfig(pool("a", "sid") + pool("b", "other") + pool("c", "sid"), origin);
+  assert.deepEqual(config.warnings, [
+    'backend_pools[2].strategy: pools "a" and "c" both keep clients with the cookie "sid" ' +
+    "(Path=/): a client of both overwrites one pool's with the other's and sticks to neither; " +
+    "give each pool its own cookie_name",
+  ]);
+});
+
 Deno.test("parseConfig() warns of what loads but cannot do what it seems to, and refuses an empty name", () => {
   const config = parseConfig(
     `[[backend_pools]]

@@ -84,14 +84,24 @@ Deno.test("nextHealth() brings a backend back after healthy_after consecutive pa
   assert.deepEqual(run([fail, slow, slow]).at(-1), "Slow");
 });
 
-Deno.test("nextHealth() follows Healthy and Slow directly while the backend is in", () => {
-  assert.deepEqual(run([pass, slow, pass, slow, fail]), [
+Deno.test("nextHealth() turns Healthy and Slow by the same thresholds as failures", () => {
+  // One slow probe (a pause, a queue) does not take a Healthy backend out of rotation.
+  assert.deepEqual(run([pass, slow, pass, slow, slow, slow, pass, slow, pass, pass, fail]), [
     "Healthy",
-    "Slow",
     "Healthy",
+    "Healthy",
+    "Healthy",
+    "Healthy",
+    "Slow", // unhealthy_after (3) slow passes in a row
     "Slow",
     "Slow",
+    "Slow",
+    "Healthy", // healthy_after (2) fast passes in a row
+    "Healthy",
   ]);
+  // The first probe still decides at once, and a failure does not count as slow.
+  assert.deepEqual(run([slow, pass, pass]), ["Slow", "Slow", "Healthy"]);
+  assert.deepEqual(run([pass, slow, fail, slow, slow]).at(-1), "Healthy");
 });
 
 const outlier: OutlierConfig = {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { parseConfig } from "../../lib/config/load.ts";
 import { defaultRuntimeDeps, Runtime } from "../../lib/runtime.ts";
 import { silentLogger } from "../../lib/log.ts";
+import type { HealthStatus } from "../../lib/health/state.ts";
 import { createCa, hasOpenssl } from "../_helpers/certs.ts";
 import { fakeContext } from "../_helpers/middleware.ts";
 
@@ -84,4 +85,34 @@ Deno.test("a reload keeps each unchanged middleware, and its state, whatever cha
   first.retire(second);
   assert.equal(await answer(second), "429 2", "retiring the old generation left the limiter open");
   second.close();
+});
+
+Deno.test("a weight-0 backup takes traffic only when no primary is usable, Healthy or Slow", async () => {
+  const runtime = await Runtime.create(
+    parseConfig(
+      `http_address = "127.0.0.1:0"\n` +
+        pool("wrr", "/", "").replace(
+          'addresses = ["127.0.0.1:9"]',
+          'addresses = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]',
+        ).replace(
+          'strategy = "RoundRobin"',
+          'strategy = { WeightedRoundRobin = { weights = { "127.0.0.1:3" = 0 } } }',
+        ),
+      { source: "<test>", baseDir: "." },
+    ),
+    1,
+    { log: silentLogger, deps: defaultRuntimeDeps },
+  );
+  const [p] = runtime.pools;
+  const set = (statuses: HealthStatus[]) => {
+    p.backends.forEach((b, i) => b.health = { ...b.health, status: statuses[i], verified: true });
+    p.invalidate();
+    return p.available().map((b) => b.id);
+  };
+  assert.deepEqual(set(["Healthy", "Slow", "Healthy"]), ["127.0.0.1:1"]);
+  assert.deepEqual(set(["Slow", "Slow", "Healthy"]), ["127.0.0.1:1", "127.0.0.1:2"]);
+  assert.deepEqual(set(["Unresponsive", "Slow", "Healthy"]), ["127.0.0.1:2"]);
+  assert.deepEqual(set(["Unresponsive", "Unresponsive", "Slow"]), ["127.0.0.1:3"]);
+  assert.deepEqual(set(["Unresponsive", "Unresponsive", "Unresponsive"]), []);
+  runtime.close();
 });

@@ -186,12 +186,32 @@ Deno.test("stickyCookie() values mean the same backend in every instance with th
   assert.notEqual(keyed.setCookie!.split(";")[0], value, "the secret changes the token");
 });
 
-Deno.test("stickyCookie() honours a RustStrom cookie holding the address", () => {
+Deno.test("stickyCookie() honours a RustStrom cookie holding the address, unless a secret is set", () => {
   const s = make(STICKY);
   const all = candidates(3);
   const c = context("1.1.1.1", `session=abc; lb=${all[2].id}`);
   assert.equal(s.pick(all, c), all[2]);
   assert.equal(c.setCookie, null);
+  // With a secret, values must be unguessable: a client writing an address picks nothing.
+  const keyed = make({ StickyCookie: { ...STICKY.StickyCookie, secret: "s3cret" } }, () => 0);
+  const picks = new Set<string>();
+  for (let i = 0; i < 6; i++) {
+    const ci = context("1.1.1.1", `lb=${all[2].id}`);
+    picks.add(keyed.pick(all, ci).id);
+    assert.notEqual(ci.setCookie, null, "a fresh, keyed cookie");
+  }
+  assert.ok(picks.size > 1 || !picks.has(all[2].id), [...picks].join(","));
+});
+
+Deno.test("WeightedRoundRobin names its weight-0 backends as backups, and StickyCookie passes it on", () => {
+  const weights = { weights: { [candidates(3)[2].id]: 0, [candidates(3)[0].id]: 3 } };
+  const wrr = make({ WeightedRoundRobin: weights });
+  assert.deepEqual(candidates(3).map((c) => wrr.isBackup?.(c.id)), [false, false, true]);
+  const sticky = make({
+    StickyCookie: { ...STICKY.StickyCookie, inner: { WeightedRoundRobin: weights } },
+  });
+  assert.deepEqual(candidates(3).map((c) => sticky.isBackup?.(c.id)), [false, false, true]);
+  assert.equal(make("RoundRobin").isBackup, undefined);
 });
 
 Deno.test("stickyCookie() re-picks with a fresh cookie when the remembered backend is gone", () => {
