@@ -90,6 +90,12 @@ export function validateConfig(doc: Record<string, unknown>, origin: Origin): Va
     ["admin_address", adminAddress],
   ];
   if (certificates.length > 0) listeners.splice(1, 0, ["https_address", httpsAddress]);
+  else if (top.has("https_address")) {
+    warnings.push(
+      "https_address: no certificates are configured, so Strom does not listen there " +
+        "(an HttpsRedirector sends clients to port 443 of their host)",
+    );
+  }
   checkListenerClashes(top, listeners);
   top.finish();
   if (problems.length > 0) return { ok: false, problems };

@@ -136,22 +136,44 @@ export class FrameDecoder {
   #parts: Uint8Array[] = [];
   #partsBytes = 0;
   #closed = false;
+  /** A protocol error found after events push() returned, for throwPending(). */
+  #pending: unknown = null;
 
   constructor(options: { readonly maxMessageBytes?: number } = {}) {
     this.#max = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
   }
 
-  /** Adds received bytes; returns the events they completed. Throws WebSocketProtocolError. */
+  /**
+   * Adds received bytes; returns the events they completed. Throws
+   * WebSocketProtocolError, but only once the events before the bad frame are
+   * out: with some, they are returned and the error waits for `throwPending`
+   * (or the next push), so valid messages that came in the same read as the
+   * protocol error still reach the client.
+   */
   push(chunk: Uint8Array): WsEvent[] {
+    this.throwPending();
     const events: WsEvent[] = [];
     if (this.#closed) return events;
     this.#append(chunk);
-    while (!this.#closed) {
-      const event = this.#next();
-      if (event === undefined) break;
-      if (event !== null) events.push(event);
+    try {
+      while (!this.#closed) {
+        const event = this.#next();
+        if (event === undefined) break;
+        if (event !== null) events.push(event);
+      }
+    } catch (e) {
+      if (events.length === 0) throw e;
+      this.#pending = e;
     }
     return events;
+  }
+
+  /** Throws the protocol error the last push found after the events it returned, if any. */
+  throwPending(): void {
+    const pending = this.#pending;
+    if (pending === null) return;
+    this.#pending = null;
+    throw pending;
   }
 
   /** One frame: an event, null for a non-final fragment, undefined when more bytes are needed. */

@@ -138,6 +138,7 @@ class Relay {
         const { value, done } = await reader.read();
         if (done) break;
         for (const event of this.#decoder.push(value)) this.#fromBackend(event);
+        this.#decoder.throwPending();
         if (this.#socket.bufferedAmount > CLIENT_HIGH_WATER) await this.#drained();
       }
     } catch (e) {

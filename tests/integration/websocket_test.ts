@@ -20,6 +20,7 @@ import * as N from "../../lib/metrics/names.ts";
 import { createLogger } from "../../lib/log.ts";
 import { captureLog } from "../_helpers/clock.ts";
 import { closePayload, encodeFrame, OPCODE } from "../../lib/proxy/ws_frames.ts";
+import { concatBytes } from "../../lib/bytes.ts";
 
 /** `ws://` URL of a Strom's HTTP listener. */
 function wsUrl(lb: { url: string }, path = "/"): string {
@@ -401,7 +402,12 @@ Deno.test("a backend breaking the protocol gets a 1002 close and the client a 10
     const frames = new ClientFrames(conn);
     const first = await frames.next();
     assert.equal(first?.opcode, OPCODE.text);
-    await conn.write(new Uint8Array([0x81 | 0x40, 0])); // RSV2 set, nothing negotiated
+    // Two valid messages, then a frame with RSV2 set (nothing negotiated), in one write.
+    await conn.write(concatBytes([
+      encodeFrame(OPCODE.text, new TextEncoder().encode("one"), { mask: null }),
+      encodeFrame(OPCODE.text, new TextEncoder().encode("two"), { mask: null }),
+      new Uint8Array([0x81 | 0x40, 0]),
+    ]));
     backendClose = await frames.next();
   });
   await using lb = await startStrom(poolToml([raw.address]));
@@ -409,6 +415,8 @@ Deno.test("a backend breaking the protocol gets a 1002 close and the client a 10
   client.socket.send("go");
   const closed = await client.closed;
   assert.deepEqual(closed, { code: 1011, reason: "backend protocol error" });
+  // What came before the bad frame still reached the client.
+  assert.deepEqual([await client.next(100), await client.next(100)], ["one", "two"]);
   await waitFor(() => backendClose !== null, "the backend to get a close frame");
   assert.equal(backendClose!.opcode, OPCODE.close);
   assert.deepEqual([...backendClose!.payload.subarray(0, 2)], [

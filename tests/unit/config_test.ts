@@ -675,6 +675,12 @@ Deno.test("parseConfig() refuses listeners that cannot both bind their port", ()
   assert.deepEqual(with_('http_address = "127.0.0.1:8080"\nadmin_address = "127.0.0.2:8080"'), []);
   // https_address counts only when certificates make Strom bind it.
   assert.deepEqual(with_('https_address = "[::]:80"'), []);
+  // ... which a warning says when there are none.
+  assert.deepEqual(parseConfig(`https_address = "[::]:8443"\n${POOL}`, origin).warnings, [
+    "https_address: no certificates are configured, so Strom does not listen there " +
+    "(an HttpsRedirector sends clients to port 443 of their host)",
+  ]);
+  assert.deepEqual(parseConfig(POOL, origin).warnings, []);
 });
 
 Deno.test("parseConfig() takes `true` (and for one without options any value) for a middleware's options, as RustStrom took any value", () => {

@@ -213,6 +213,19 @@ Deno.test("FrameDecoder refuses frames that break RFC 6455 with 1002 or 1007", (
   }
 });
 
+Deno.test("FrameDecoder returns the messages before a bad frame and throws after them", () => {
+  const decoder = new FrameDecoder();
+  const bad = serverFrame(OPCODE.text, new Uint8Array([0xc3, 0x28]));
+  const events = decoder.push(
+    concat(serverFrame(OPCODE.text, "one"), serverFrame(OPCODE.binary, "2"), bad),
+  );
+  assert.deepEqual(events.map((e) => e.type), ["text", "binary"]);
+  assertProtocolError(() => decoder.throwPending(), 1007, /UTF-8/);
+  decoder.throwPending(); // thrown once
+  // A bad frame first: thrown at once.
+  assertProtocolError(() => new FrameDecoder().push(bad), 1007, /UTF-8/);
+});
+
 Deno.test("closePayload() carries code and reason, cut to 123 bytes on a character boundary", () => {
   assert.deepEqual([...closePayload(1000, "ok")], [0x03, 0xe8, 0x6f, 0x6b]);
   assert.equal(closePayload(1005, "ignored").length, 0);
