@@ -141,6 +141,20 @@ export class Pool {
     return this.#available;
   }
 
+  /**
+   * Where a retry may go after the backends in `tried` failed it: the working
+   * set without them, or, when that leaves none, the usable backups (Healthy
+   * first), as if the failed primaries were out of rotation.
+   */
+  retryCandidates(tried: readonly Backend[]): readonly Backend[] {
+    const rest = this.available().filter((b) => !tried.includes(b));
+    const isBackup = this.strategy.isBackup;
+    if (rest.length > 0 || !isBackup) return rest;
+    const backups = this.backends.filter((b) => b.usable && isBackup(b.id) && !tried.includes(b));
+    const healthy = backups.filter((b) => b.health.status === "Healthy");
+    return healthy.length > 0 ? healthy : backups;
+  }
+
   /** Drops the cached working set after a health or ejection change. */
   invalidate(): void {
     this.#available = null;

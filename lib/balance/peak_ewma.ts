@@ -29,10 +29,10 @@ interface Estimate {
  * backend's cost is its estimate times (in-flight requests + 1); of two
  * different random candidates the cheaper wins. A backend with no answer on
  * record costs nothing while idle (it gets tried) and is avoided while it has
- * requests in flight. A failed attempt, and a 5xx answer, is observed as an
- * answer that took `connect_timeout` (lib/proxy/forward.ts), so a backend that
- * fails fast does not look fastest; health checks and passive ejection take it
- * out.
+ * requests in flight. A failed attempt is observed as an answer that took
+ * `connect_timeout` (lib/proxy/forward.ts), and a 5xx answer as one at least
+ * twice as slow as the slowest other backend, so a backend that fails fast
+ * does not look fastest; health checks and passive ejection take it out.
  */
 export const peakEwma: StrategyFactory = {
   name: "PeakEWMA",
@@ -61,8 +61,17 @@ export const peakEwma: StrategyFactory = {
         const t = now();
         return chooseOfTwo(candidates, deps.random, (c) => cost(c, t));
       },
-      observe(id, ms) {
+      observe(id, answered, failed) {
         const t = now();
+        let ms = answered;
+        if (failed) {
+          // As slow as twice the slowest other backend: never preferred for failing fast, and
+          // out of the way for about decay x ln 2 (7 s at 10 s), not for as long as a full
+          // connect_timeout would take to decay (80 s next to 2 ms backends).
+          for (const [other, e] of estimates) {
+            if (other !== id) ms = Math.max(ms, 2 * e.ms * weight(e, t));
+          }
+        }
         const e = estimates.get(id);
         if (e === undefined) {
           estimates.set(id, { ms, at: t });

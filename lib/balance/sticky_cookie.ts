@@ -87,7 +87,7 @@ export const stickyCookie: StrategyFactory = {
         context.setCookie = `${name}=${tokenOf(chosen)}${attributes}`;
         return chosen;
       },
-      observe: inner.observe && ((id, ms) => inner.observe!(id, ms)),
+      observe: inner.observe && ((id, ms, failed) => inner.observe!(id, ms, failed)),
       isBackup: inner.isBackup && ((id) => inner.isBackup!(id)),
     };
   },

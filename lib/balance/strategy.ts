@@ -24,8 +24,11 @@ export interface PickContext {
 /** Chooses one backend; `candidates` is never empty and is in config order. */
 export interface Strategy {
   pick<T extends Candidate>(candidates: readonly T[], context: PickContext): T;
-  /** Told how long a backend took to answer (to its response headers), for strategies that learn. */
-  observe?(id: string, latencyMs: number): void;
+  /**
+   * Told how long a backend took to answer (to its response headers), for
+   * strategies that learn; `failed` when the answer was a 5xx.
+   */
+  observe?(id: string, latencyMs: number, failed?: boolean): void;
   /**
    * Whether a backend is a backup (WeightedRoundRobin's weight 0): the pool
    * offers backups only when no other backend is usable, Healthy or Slow.

@@ -202,6 +202,11 @@ interface Term {
 function remarkOnPath(term: string, text: string, lexer: Lexer): void {
   if (text !== "" && !text.startsWith("/")) {
     lexer.remark(`${term}(${quote(text)}) never matches: request paths begin with "/"`);
+  } else if (text.includes(";")) {
+    lexer.remark(
+      `${term}(${quote(text)}) never matches: path parameters (";" up to the next "/") are ` +
+        "left out of the path matchers see",
+    );
   }
 }
 
@@ -292,6 +297,9 @@ function hostTerm(arg: Token, lexer: Lexer): Matcher {
   // RFC 9110 §4.2.3: hosts compare case-insensitively; non-ASCII names arrive as punycode.
   const name = parts[1].replace(/[A-Z]+/g, (upper) => upper.toLowerCase());
   const port = parts[2] ?? "";
+  if (/[!$&'()*+,;=]/.test(name)) {
+    lexer.remark(`Host(${quote(arg.text)}) never matches: Strom answers 400 to such a Host`);
+  }
   return withHosts((request) => {
     const host = request.host;
     const end = hostEnd(host);

@@ -4,7 +4,7 @@
 import type { Problem } from "./errors.ts";
 import { describe, isTable, TableReader } from "./fields.ts";
 import { MAX_DURATION_MS, parseDurationMs, readDurationMs } from "./duration.ts";
-import { caretLines, compileMatcher, MatcherSyntaxError } from "./matcher.ts";
+import { caretLines, compileMatcher, hostsOf, MatcherSyntaxError } from "./matcher.ts";
 import { dirname, resolve as resolvePath } from "node:path";
 import type {
   AccessLogConfig,
@@ -305,8 +305,8 @@ function readPools(
   const list = top.array("backend_pools") ?? [];
   if (list.length === 0) warnings.push("No backend pool found.");
   const names = new Set<string>();
-  /** Sticky cookie name → the first pool that uses it. */
-  const cookies = new Map<string, string>();
+  /** Sticky cookie name → the pools that use it so far. */
+  const cookies = new Map<string, PoolConfig[]>();
   return list.map((value, index) => {
     const r = TableReader.of(value, top.at("backend_pools") + `[${index}]`, top.problems);
     if (!r) return undefined;
@@ -314,15 +314,17 @@ function readPools(
     r.finish();
     const cookie = pool && stickyCookieName(pool.strategy);
     if (cookie) {
-      const first = cookies.get(cookie);
-      if (first === undefined) cookies.set(cookie, pool.name);
-      else {
+      const earlier = cookies.get(cookie) ?? [];
+      // Browsers keep cookies per host: pools of different hosts cannot overwrite each other's.
+      const clash = earlier.find((other) => mayShareHost(other, pool));
+      if (clash) {
         warnings.push(
-          `${r.at("strategy")}: pools "${first}" and "${pool.name}" both keep clients with the ` +
-            `cookie "${cookie}" (Path=/): a client of both overwrites one pool's with the other's ` +
-            "and sticks to neither; give each pool its own cookie_name",
+          `${r.at("strategy")}: pools "${clash.name}" and "${pool.name}" both keep clients with ` +
+            `the cookie "${cookie}" (Path=/): a client of both overwrites one pool's with the ` +
+            "other's and sticks to neither; give each pool its own cookie_name",
         );
       }
+      cookies.set(cookie, [...earlier, pool]);
     }
     // Checked whatever else is wrong with either pool, so it is not found only once they are fixed.
     const given = (value as Record<string, unknown>).name;
@@ -333,6 +335,13 @@ function readPools(
     }
     return pool;
   });
+}
+
+/** Whether one client may reach both pools on one host name (by their matchers' Host terms). */
+function mayShareHost(a: PoolConfig, b: PoolConfig): boolean {
+  const hostsA = hostsOf(a.matcher);
+  const hostsB = hostsOf(b.matcher);
+  return hostsA === null || hostsB === null || [...hostsA].some((h) => hostsB.has(h));
 }
 
 /** The cookie name of a StickyCookie strategy; null for other strategies. */

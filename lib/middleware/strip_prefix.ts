@@ -72,11 +72,19 @@ export const stripPrefix: MiddlewareSpec<StripPrefixOptions> = {
   },
 };
 
-/** What follows `prefix` in `path` when it starts with it as whole segments, else null. */
+/**
+ * What follows `prefix` in `path` when it starts with it as whole segments,
+ * else null. Parameters of the prefix's last segment go with it (`/api;v=2/x`
+ * leaves `/x`), as the matchers left them out; the rest keeps its own.
+ */
 function restAfter(path: string, prefix: string): string | null {
   if (!path.startsWith(prefix)) return null;
-  if (path.length !== prefix.length && path.charCodeAt(prefix.length) !== 0x2f) return null;
-  return path.slice(prefix.length);
+  if (path.length === prefix.length) return "";
+  const next = path.charCodeAt(prefix.length);
+  if (next === 0x2f) return path.slice(prefix.length);
+  if (next !== 0x3b) return null;
+  const slash = path.indexOf("/", prefix.length);
+  return slash < 0 ? "" : path.slice(slash);
 }
 
 /**

@@ -390,7 +390,7 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
       pool.strategy.observe?.(backend.id, pool.config.connectTimeoutMs);
       (tried ??= []).push(backend);
       const retry = outcome.retryable && attempt < pool.config.retries && canReplay(body);
-      if (retry) candidates = pool.available().filter((b) => !tried!.includes(b));
+      if (retry) candidates = pool.retryCandidates(tried!);
       if (!retry || candidates.length === 0 || !pool.retryBudget.tryRetry()) {
         options.log.warn(`Failed ${where}: ${loggable(outcome.reason)}`);
         exchange.tracker.timedOut = outcome.failure === "timeout";
@@ -546,12 +546,8 @@ async function attemptOnce(
     if (endedWith >= 0) tracker.ended(endedWith);
     const tookMs = performance.now() - started;
     exchange.options.observers.metrics.backendAnswered(backend.id, tookMs / 1000);
-    // A 5xx answer is observed as a failed attempt is (connect_timeout): a backend that answers
-    // every request at once with 500 must not look fastest to a latency-aware strategy.
-    pool.strategy.observe?.(
-      backend.id,
-      response.status >= 500 ? Math.max(tookMs, pool.config.connectTimeoutMs) : tookMs,
-    );
+    // A backend that answers every request at once with 500 must not look fastest.
+    pool.strategy.observe?.(backend.id, tookMs, response.status >= 500);
     const failed = pool.config.outlier.count5xx && response.status >= 500;
     pool.reportOutcome(backend, failed, failed ? `status ${response.status}` : "");
     return response;

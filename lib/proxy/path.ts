@@ -47,19 +47,25 @@ function dotCount(segment: string): number {
  * (`/admin/..%2Fx` is `/x` to a backend that decodes `%2F` first, and stays
  * under `/admin/` for one that does not), or a dot-segment with a path
  * parameter (`/x/..;/admin` is `/admin` to Tomcat and Jetty, which drop path
- * parameters, as the matchers do). A `%2e` that decoding left (`%252e`) is no
- * dot: decoding twice is the backend's bug.
+ * parameters, as the matchers do), or a dot-segment between backslashes
+ * (`/x/..\\admin` is `/admin` to `new URL` and to IIS). A `%2e` that decoding
+ * left (`%252e`) is no dot: decoding twice is the backend's bug.
  */
 export function matchingPath(path: string): string | null {
   if (
-    !path.includes("%") && !path.includes("//") && !path.includes("/.") && !path.includes(";")
+    !path.includes("%") && !path.includes("//") && !path.includes("/.") && !path.includes(";") &&
+    !path.includes("\\")
   ) return path;
   let out = path.includes("%") ? decodePercent(path) : path;
   // Path parameters are not part of the path to Java servlet containers (Tomcat, Jetty):
   // `/admin;x/secret` is their `/admin/secret`, so it is matched as that.
   if (out.includes(";")) out = out.replace(PARAMETERS, "");
   if (out.includes("//")) out = out.replace(/\/{2,}/g, "/");
-  return out.includes("/.") && hasDotSegment(out) ? null : out;
+  if (out.includes("/.") && hasDotSegment(out)) return null;
+  // A backslash is a slash to WHATWG URL parsers (Node's `new URL`) and Windows servers: `..\`
+  // climbs there, and stays a name to the matchers.
+  if (out.includes("\\") && hasDotSegment(out.replaceAll("\\", "/"))) return null;
+  return out;
 }
 
 /** A segment's path parameters: from a ";" up to the next "/". */

@@ -105,7 +105,7 @@ export async function relayWebSocket(
     tried.push(backend);
     // Only a failed connect is retried: nothing reached the backend then.
     const retry = outcome.failure === "connect" && attempt < pool.config.retries;
-    if (retry) candidates = pool.available().filter((b) => !tried.includes(b));
+    if (retry) candidates = pool.retryCandidates(tried);
     if (!retry || candidates.length === 0 || !pool.retryBudget.tryRetry()) {
       exchange.log.warn(`Failed ${where}: ${loggable(outcome.reason)}`);
       exchange.tracker.timedOut = outcome.failure === "timeout";

@@ -599,6 +599,11 @@ schemes = ["HTTP"]
 strategy = { StickyCookie = { cookie_name = "${cookie}", http_only = true, secure = false, same_site = "Lax", inner = "RoundRobin" } }
 `;
   const config = parseConfig(pool("a", "sid") + pool("b", "other") + pool("c", "sid"), origin);
+  // Pools of different host names cannot collide: browsers keep cookies per host.
+  const vhost = (name: string, host: string) =>
+    pool(name, "sid").replace(`PathPrefix('/${name}')`, `Host('${host}')`);
+  assert.deepEqual(parseConfig(vhost("x", "a.test") + vhost("y", "b.test"), origin).warnings, []);
+  assert.equal(parseConfig(vhost("x", "a.test") + vhost("y", "A.test"), origin).warnings.length, 1);
   assert.deepEqual(config.warnings, [
     'backend_pools[2].strategy: pools "a" and "c" both keep clients with the cookie "sid" ' +
     "(Path=/): a client of both overwrites one pool's with the other's and sticks to neither; " +
@@ -609,7 +614,7 @@ strategy = { StickyCookie = { cookie_name = "${cookie}", http_only = true, secur
 Deno.test("parseConfig() warns of what loads but cannot do what it seems to, and refuses an empty name", () => {
   const config = parseConfig(
     `[[backend_pools]]
-matcher = "Path('api') || PathPrefix('v1/') || Path('/ok') || PathPrefix('')"
+matcher = "Path('api') || PathPrefix('v1/') || Path('/ok') || PathPrefix('') || PathPrefix('/m;v=2') || Host('a,b')"
 addresses = ["127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:8080"]
 schemes = ["HTTP"]
 strategy = "RoundRobin"
@@ -624,6 +629,8 @@ deny = []
   assert.deepEqual(config.warnings, [
     'backend_pools[0].matcher: Path("api") never matches: request paths begin with "/"',
     'backend_pools[0].matcher: PathPrefix("v1/") never matches: request paths begin with "/"',
+    'backend_pools[0].matcher: PathPrefix("/m;v=2") never matches: path parameters (";" up to the next "/") are left out of the path matchers see',
+    'backend_pools[0].matcher: Host("a,b") never matches: Strom answers 400 to such a Host',
     'backend_pools[0].addresses[2]: "127.0.0.1:8080" is also addresses[0]: each listing gets its own share of the traffic, and metrics and the admin API cannot tell them apart',
     "backend_pools[0].middlewares.CustomErrorPages.errors: an empty list: no answer gets a page",
     "backend_pools[0].middlewares.IpFilter.deny: an empty list and no allow: every client passes",

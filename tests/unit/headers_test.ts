@@ -160,6 +160,9 @@ Deno.test("matchingPath() decodes once, drops parameters, merges slashes; null w
       "/x/..;/admin",
       "/x/.;y/admin",
       "/x/%2e%2e;/admin",
+      "/x/..\\admin",
+      "/x\\..\\admin",
+      "/x/..%5Cadmin",
     ]
   ) assert.equal(matchingPath(removeDotSegments(raw)), null, raw);
 });

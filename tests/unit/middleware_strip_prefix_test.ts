@@ -42,6 +42,10 @@ Deno.test("stripPrefix() strips a path the pool was chosen by only once decoded"
   assert.equal(await stripped("http://a.com/api/ok//x"), "/ok//x");
   // Escapes that are not UTF-8: the decoded form cannot be encoded back, so nothing is stripped.
   assert.equal(await stripped("http://a.com/%61pi/%FF"), "/%61pi/%FF");
+  // The prefix's parameters go with it; the rest keeps its own (a session id in the URL).
+  assert.equal(await stripped("http://a.com/api;v=2/users;jsessionid=1"), "/users;jsessionid=1");
+  assert.equal(await stripped("http://a.com/api;v=2"), "/");
+  assert.equal(await stripped("http://a.com/api;x/caf%E9"), "/caf%E9");
 });
 
 Deno.test("stripPrefix() takes the longest matching prefix and replaces a client's X-Forwarded-Prefix", async () => {

@@ -114,5 +114,12 @@ Deno.test("a weight-0 backup takes traffic only when no primary is usable, Healt
   assert.deepEqual(set(["Unresponsive", "Slow", "Healthy"]), ["127.0.0.1:2"]);
   assert.deepEqual(set(["Unresponsive", "Unresponsive", "Slow"]), ["127.0.0.1:3"]);
   assert.deepEqual(set(["Unresponsive", "Unresponsive", "Unresponsive"]), []);
+  // A retry goes to the other primary, then, with every primary tried, to the backup.
+  set(["Healthy", "Healthy", "Healthy"]);
+  const ids = (tried: number[]) =>
+    p.retryCandidates(tried.map((i) => p.backends[i])).map((b) => b.id);
+  assert.deepEqual(ids([0]), ["127.0.0.1:2"]);
+  assert.deepEqual(ids([0, 1]), ["127.0.0.1:3"]);
+  assert.deepEqual(ids([0, 1, 2]), []);
   runtime.close();
 });

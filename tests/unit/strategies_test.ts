@@ -318,6 +318,27 @@ function peakEwma(decay: unknown = "10s") {
   return { s, clock };
 }
 
+Deno.test("peakEwma() takes a 5xx as twice the slowest other backend: never the fastest", () => {
+  const { s } = peakEwma();
+  const [a, b, c] = candidates(3);
+  s.observe!(a.id, 2);
+  s.observe!(b.id, 2);
+  s.observe!(c.id, 0.5, true); // a 500 at once
+  assert.equal(tally(s, [a, b, c], 300).get(c.id), 0, "failing fast does not look fastest");
+});
+
+Deno.test("peakEwma(): one 5xx from a backend as fast as the others keeps it out for seconds, not a minute", () => {
+  const { s, clock } = peakEwma();
+  const [a, b, c] = candidates(3);
+  for (const x of [a, b, c]) s.observe!(x.id, 2);
+  s.observe!(a.id, 2, true);
+  assert.equal(tally(s, [a, b, c], 300).get(a.id), 0);
+  clock.advance(8_000); // 4 ms decayed over 8 s of a 10 s decay: 1.8 ms
+  s.observe!(b.id, 2);
+  s.observe!(c.id, 2);
+  assert.ok(tally(s, [a, b, c], 300).get(a.id)! > 100, "back after about decay x ln 2");
+});
+
 Deno.test("peakEwma() avoids the slower backend and weighs requests in flight", () => {
   const { s } = peakEwma();
   const [a, b, c] = candidates(3);
