@@ -484,7 +484,18 @@ export class Strom {
         }`,
       );
     }
-    for (const warning of config.warnings) this.log.warn(warning);
+    // Warnings the running config had too were logged when it loaded: repeated at every reload
+    // (logrotate's daily SIGHUP, a config saved often), hundreds of them would push every other
+    // line out of the log ring. The answer still carries them all.
+    const before = new Set(old.config.warnings);
+    const fresh = config.warnings.filter((w) => !before.has(w));
+    for (const warning of fresh) this.log.warn(warning);
+    const repeated = config.warnings.length - fresh.length;
+    if (repeated > 0) {
+      this.log.info(
+        `${repeated} warning(s) of the configuration as before (logged when it loaded)`,
+      );
+    }
     return { ok: true, generation, ...(kept.length > 0 ? { kept } : {}), ...warnings };
   }
 

@@ -207,6 +207,18 @@ function remarkOnPath(term: string, text: string, lexer: Lexer): void {
       `${term}(${quote(text)}) never matches: path parameters (";" up to the next "/") are ` +
         "left out of the path matchers see",
     );
+  } else if (
+    text.includes("//") || /\/\.\.?\//.test(text) || (term === "Path" && /\/\.\.?$/.test(text))
+  ) {
+    lexer.remark(
+      `${term}(${quote(text)}) never matches: matchers see paths with repeated slashes merged ` +
+        "and dot-segments resolved",
+    );
+  } else if (/%[0-9A-Fa-f]{2}/.test(text)) {
+    lexer.remark(
+      `${term}(${quote(text)}) matches only paths sent with "%25" (an escaped "%"): matchers ` +
+        "see paths percent-decoded, so write the character itself",
+    );
   }
 }
 
@@ -255,6 +267,13 @@ const TERMS = new Map<string, Term>([
     arity: 1,
     compile: ([{ text, index }], lexer) => {
       if (!TOKEN.test(text)) lexer.fail(`invalid method ${quote(text)}`, index);
+      if (/[a-z]/.test(text)) {
+        lexer.remark(
+          `Method(${
+            quote(text)
+          }) never matches: Strom answers 400 to methods with lower-case letters`,
+        );
+      }
       return (request) => request.method === text;
     },
   }],
@@ -294,8 +313,10 @@ function hostTerm(arg: Token, lexer: Lexer): Matcher {
   if (parts === null || Number(parts[2] ?? 0) > 65535) {
     return lexer.fail(`invalid host ${quote(arg.text)}`, arg.index);
   }
-  // RFC 9110 §4.2.3: hosts compare case-insensitively; non-ASCII names arrive as punycode.
-  const name = parts[1].replace(/[A-Z]+/g, (upper) => upper.toLowerCase());
+  // RFC 9110 §4.2.3: hosts compare case-insensitively; non-ASCII names arrive as punycode. A
+  // fully qualified `a.com.` names the same host as `a.com`, as the request's Host does below.
+  const written = parts[1].replace(/[A-Z]+/g, (upper) => upper.toLowerCase());
+  const name = written.length > 1 && written.endsWith(".") ? written.slice(0, -1) : written;
   const port = parts[2] ?? "";
   if (/[!$&'()*+,;=]/.test(name)) {
     lexer.remark(`Host(${quote(arg.text)}) never matches: Strom answers 400 to such a Host`);

@@ -220,6 +220,18 @@ Deno.test({
       document.getElementById("cfg-state").textContent === "Reloaded from the file: generation 3"
     );
     assert.equal(lb.strom.runtime.generation, 3);
+    // Applied with a warning: said, and listed like a problem, without failing the save.
+    await page.fill("#cfg-text", `https_address = "127.0.0.1:1"\n${fixed}`);
+    await page.click("#cfg-save");
+    await page.waitForFunction(() =>
+      document.getElementById("cfg-state").textContent ===
+        "Saved and applied: generation 4, with 1 warning"
+    );
+    assert.deepEqual(await page.locator("#cfg-problems li").allInnerTexts(), [
+      "https_address: no certificates are configured, so Strom does not listen there " +
+      "(an HttpsRedirector sends clients to port 443 of their host)",
+    ]);
+    assert.equal(await page.getAttribute("#cfg-state", "class"), "state warn");
     await page.screenshot({ path: await screenshotPath("config-saved"), fullPage: true });
     assert.deepEqual(load.failures.slice(failuresBefore), [], "no request failed meanwhile");
 

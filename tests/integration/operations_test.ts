@@ -519,6 +519,15 @@ Deno.test("a reload logs and returns the new config's warnings, as a start does"
   const result = await lb.strom.reload(base);
   assert.deepEqual(result, { ok: true, generation: 2, warnings: ["No backend pool found."] });
   assert.ok(lines.includes("warn No backend pool found."), lines.join("\n"));
+  // Reloaded again with the same warning: returned, but logged once only, with a count.
+  lines.length = 0;
+  const again = await lb.strom.reload(base + "\n# a comment\n");
+  assert.deepEqual(again, { ok: true, generation: 3, warnings: ["No backend pool found."] });
+  assert.ok(!lines.some((l) => l.startsWith("warn")), lines.join("\n"));
+  assert.ok(
+    lines.includes("info 1 warning(s) of the configuration as before (logged when it loaded)"),
+    lines.join("\n"),
+  );
 });
 
 Deno.test("a shutdown waits for the requests of a listener a reload moved away", async () => {

@@ -34,10 +34,17 @@ Deno.test("hostsOf() gives the host names a matcher needs, or null when any host
   assert.deepEqual(hosts("Host('a.com') || Host('[::1]')"), ["[::1]", "a.com"]);
   assert.deepEqual(hosts("Host('a.com') && Host('b.com')"), [], "can never match");
   assert.deepEqual(hosts("!!Host('a.com')"), ["a.com"]);
+  assert.deepEqual(hosts("Host('A.com.')"), ["a.com"], "a final dot names the same host");
   assert.equal(hosts("Host('a.com') || PathPrefix('/')"), null);
   assert.equal(hosts("!Host('a.com')"), null);
   assert.equal(hosts("HostRegexp('^a\\.com$')"), null);
   assert.equal(hosts("PathPrefix('/')"), null);
+});
+
+Deno.test("Host('a.test.') with a final dot matches a.test with or without one", () => {
+  const m = compileMatcher("Host('a.test.')");
+  for (const host of ["a.test", "a.test.", "A.TEST.:8080"]) assert.ok(m(request(host)), host);
+  assert.ok(!m(request("a.test..")));
 });
 
 Deno.test("hostKey() is the name a Host term compares: no port, no final dot, lower case", () => {

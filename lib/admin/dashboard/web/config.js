@@ -111,8 +111,15 @@ export function createConfig(onGeneration) {
     if (![200, 412, 422].includes(response.status)) await text(response);
     const result = await response.json();
     if (result.ok) {
-      showProblems([]);
-      status(`${applied}: generation ${result.generation}`, "ok");
+      // What loads but will not work as meant: listed like problems, without failing the save.
+      const warnings = result.warnings ?? [];
+      showProblems(warnings.map((message) => ({ path: "", message })));
+      const count = warnings.length;
+      status(
+        `${applied}: generation ${result.generation}` +
+          (count === 0 ? "" : `, with ${count} ${count === 1 ? "warning" : "warnings"}`),
+        count === 0 ? "ok" : "warn",
+      );
       onGeneration(result.generation);
       return result;
     }
