@@ -17,6 +17,8 @@ interface Estimate {
   /** Milliseconds, as of `at`. */
   ms: number;
   at: number;
+  /** The last answer was a 5xx. */
+  failed?: boolean;
 }
 
 /**
@@ -65,18 +67,21 @@ export const peakEwma: StrategyFactory = {
         const t = now();
         let ms = answered;
         if (failed) {
-          // As slow as twice the slowest other backend: never preferred for failing fast, and
-          // out of the way for about decay x ln 2 (7 s at 10 s), not for as long as a full
-          // connect_timeout would take to decay (80 s next to 2 ms backends).
+          // As slow as twice the slowest other backend that answers well: never preferred for
+          // failing fast, and out of the way for about decay x ln 2 (7 s at 10 s), not for as
+          // long as a full connect_timeout would take to decay (80 s next to 2 ms backends).
+          // Backends failing too do not count: in an outage of all, estimates would double
+          // each other without end.
           for (const [other, e] of estimates) {
-            if (other !== id) ms = Math.max(ms, 2 * e.ms * weight(e, t));
+            if (other !== id && !e.failed) ms = Math.max(ms, 2 * e.ms * weight(e, t));
           }
         }
         const e = estimates.get(id);
         if (e === undefined) {
-          estimates.set(id, { ms, at: t });
+          estimates.set(id, { ms, at: t, failed });
           return;
         }
+        e.failed = failed;
         const w = weight(e, t);
         const decayed = e.ms * w;
         // The peak: a slower answer counts in full at once; faster ones blend in.

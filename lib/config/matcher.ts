@@ -318,6 +318,7 @@ function hostTerm(arg: Token, lexer: Lexer): Matcher {
   const written = parts[1].replace(/[A-Z]+/g, (upper) => upper.toLowerCase());
   const name = written.length > 1 && written.endsWith(".") ? written.slice(0, -1) : written;
   const port = parts[2] ?? "";
+  if (name === ".") lexer.remark(`Host(${quote(arg.text)}) never matches: a Host names a host`);
   if (/[!$&'()*+,;=]/.test(name)) {
     lexer.remark(`Host(${quote(arg.text)}) never matches: Strom answers 400 to such a Host`);
   }

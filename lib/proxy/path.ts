@@ -57,15 +57,22 @@ export function matchingPath(path: string): string | null {
     !path.includes("\\")
   ) return path;
   let out = path.includes("%") ? decodePercent(path) : path;
+  // A backslash is a slash to WHATWG URL parsers (Node's `new URL`) and Windows servers: `..\`
+  // climbs there, and stays a name to the matchers. Checked before and after the parameters
+  // go: `/x;a\..\b` climbs to `/b` there, and `/a\.;x\b` is `/a\.\b` once they are gone.
+  if (backslashDotSegment(out)) return null;
   // Path parameters are not part of the path to Java servlet containers (Tomcat, Jetty):
   // `/admin;x/secret` is their `/admin/secret`, so it is matched as that.
   if (out.includes(";")) out = out.replace(PARAMETERS, "");
   if (out.includes("//")) out = out.replace(/\/{2,}/g, "/");
   if (out.includes("/.") && hasDotSegment(out)) return null;
-  // A backslash is a slash to WHATWG URL parsers (Node's `new URL`) and Windows servers: `..\`
-  // climbs there, and stays a name to the matchers.
-  if (out.includes("\\") && hasDotSegment(out.replaceAll("\\", "/"))) return null;
+  if (backslashDotSegment(out)) return null;
   return out;
+}
+
+/** Whether `path` has a dot-segment once its backslashes are taken for slashes. */
+function backslashDotSegment(path: string): boolean {
+  return path.includes("\\") && hasDotSegment(path.replaceAll("\\", "/"));
 }
 
 /** A segment's path parameters: from a ";" up to the next "/". */

@@ -614,7 +614,7 @@ strategy = { StickyCookie = { cookie_name = "${cookie}", http_only = true, secur
 Deno.test("parseConfig() warns of what loads but cannot do what it seems to, and refuses an empty name", () => {
   const config = parseConfig(
     `[[backend_pools]]
-matcher = "Path('api') || PathPrefix('v1/') || Path('/ok') || PathPrefix('') || PathPrefix('/m;v=2') || Host('a,b') || Path('/a//b') || PathPrefix('/e/../f') || Path('/g/.') || PathPrefix('/.well-known/x') || Path('/%61dmin') || Method('get')"
+matcher = "Path('api') || PathPrefix('v1/') || Path('/ok') || PathPrefix('') || PathPrefix('/m;v=2') || Host('a,b') || Path('/a//b') || PathPrefix('/e/../f') || Path('/g/.') || PathPrefix('/.well-known/x') || Path('/%61dmin') || Method('get') || Host('.')"
 addresses = ["127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:8080"]
 schemes = ["HTTP"]
 strategy = "RoundRobin"
@@ -636,6 +636,7 @@ deny = []
     'backend_pools[0].matcher: Path("/g/.") never matches: matchers see paths with repeated slashes merged and dot-segments resolved',
     'backend_pools[0].matcher: Path("/%61dmin") matches only paths sent with "%25" (an escaped "%"): matchers see paths percent-decoded, so write the character itself',
     'backend_pools[0].matcher: Method("get") never matches: Strom answers 400 to methods with lower-case letters',
+    'backend_pools[0].matcher: Host(".") never matches: a Host names a host',
     'backend_pools[0].addresses[2]: "127.0.0.1:8080" is also addresses[0]: each listing gets its own share of the traffic, and metrics and the admin API cannot tell them apart',
     "backend_pools[0].middlewares.CustomErrorPages.errors: an empty list: no answer gets a page",
     "backend_pools[0].middlewares.IpFilter.deny: an empty list and no allow: every client passes",

@@ -163,6 +163,8 @@ Deno.test("matchingPath() decodes once, drops parameters, merges slashes; null w
       "/x/..\\admin",
       "/x\\..\\admin",
       "/x/..%5Cadmin",
+      "/x;a\\..\\b", // the parameter hid the backslashes' dot-segment
+      "/a\\.;x\\b", // the parameter's going makes one
     ]
   ) assert.equal(matchingPath(removeDotSegments(raw)), null, raw);
 });

@@ -339,6 +339,26 @@ Deno.test("peakEwma(): one 5xx from a backend as fast as the others keeps it out
   assert.ok(tally(s, [a, b, c], 300).get(a.id)! > 100, "back after about decay x ln 2");
 });
 
+Deno.test("peakEwma(): in an outage of every backend, 5xx answers do not inflate each other", () => {
+  const { s, clock } = peakEwma();
+  const [a, b] = candidates(2);
+  s.observe!(a.id, 2);
+  s.observe!(b.id, 2);
+  // Every backend answers 503, ten times a second, for 100 s.
+  for (let i = 0; i < 1000; i++) {
+    clock.advance(100);
+    s.observe!((i % 2 === 0 ? a : b).id, 1, true);
+  }
+  // Then both answer well again: within a few seconds both are picked.
+  for (let i = 0; i < 30; i++) {
+    clock.advance(100);
+    s.observe!(a.id, 2);
+    s.observe!(b.id, 2);
+  }
+  const counts = tally(s, [a, b], 200);
+  assert.ok(counts.get(a.id)! > 20 && counts.get(b.id)! > 20, JSON.stringify([...counts]));
+});
+
 Deno.test("peakEwma() avoids the slower backend and weighs requests in flight", () => {
   const { s } = peakEwma();
   const [a, b, c] = candidates(3);

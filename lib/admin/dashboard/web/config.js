@@ -114,6 +114,7 @@ export function createConfig(onGeneration) {
       // What loads but will not work as meant: listed like problems, without failing the save.
       const warnings = result.warnings ?? [];
       showProblems(warnings.map((message) => ({ path: "", message })));
+      list.classList.add("warnings");
       const count = warnings.length;
       status(
         `${applied}: generation ${result.generation}` +
@@ -124,6 +125,7 @@ export function createConfig(onGeneration) {
       return result;
     }
     showProblems(result.problems);
+    list.classList.remove("warnings");
     const count = result.problems.length;
     status(
       response.status === 412
@@ -159,7 +161,11 @@ export function createConfig(onGeneration) {
 
   const load = () =>
     busy(async () => {
-      if (await fetchConfig()) status("");
+      if (await fetchConfig()) {
+        // What an earlier save listed belongs to that generation, not to this one.
+        showProblems([]);
+        status("");
+      }
     });
 
   save.addEventListener("click", () =>
