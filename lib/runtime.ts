@@ -36,6 +36,12 @@ function same(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
+/** The Healthy backends of `usable`, or, when there are none, all of them (the Slow ones). */
+function healthyFirst(usable: readonly Backend[]): readonly Backend[] {
+  const healthy = usable.filter((b) => b.health.status === "Healthy");
+  return healthy.length > 0 ? healthy : usable;
+}
+
 /** A backend of a pool, with the live state strategies, health and the admin API read. */
 export class Backend implements Candidate {
   readonly address: BackendAddress;
@@ -134,9 +140,7 @@ export class Pool {
       const usable = this.backends.filter((b) => b.usable);
       const isBackup = this.strategy.isBackup;
       const primaries = isBackup ? usable.filter((b) => !isBackup(b.id)) : usable;
-      const tier = primaries.length > 0 ? primaries : usable;
-      const healthy = tier.filter((b) => b.health.status === "Healthy");
-      this.#available = healthy.length > 0 ? healthy : tier;
+      this.#available = healthyFirst(primaries.length > 0 ? primaries : usable);
     }
     return this.#available;
   }
@@ -150,9 +154,9 @@ export class Pool {
     const rest = this.available().filter((b) => !tried.includes(b));
     const isBackup = this.strategy.isBackup;
     if (rest.length > 0 || !isBackup) return rest;
-    const backups = this.backends.filter((b) => b.usable && isBackup(b.id) && !tried.includes(b));
-    const healthy = backups.filter((b) => b.health.status === "Healthy");
-    return healthy.length > 0 ? healthy : backups;
+    return healthyFirst(
+      this.backends.filter((b) => b.usable && isBackup(b.id) && !tried.includes(b)),
+    );
   }
 
   /** Drops the cached working set after a health or ejection change. */

@@ -53,9 +53,7 @@ export function hostsOf(matcher: Matcher): ReadonlySet<string> | null {
  * matches a request whose key is not in that set.
  */
 export function hostKey(host: string): string {
-  const end = hostEnd(host);
-  const nameEnd = end > 0 && host.charCodeAt(end - 1) === DOT ? end - 1 : end;
-  return host.slice(0, nameEnd).toLowerCase();
+  return host.slice(0, nameEnd(host, hostEnd(host))).toLowerCase();
 }
 
 function withHosts(matcher: Matcher, hosts: ReadonlySet<string> | null): Matcher {
@@ -325,13 +323,20 @@ function hostTerm(arg: Token, lexer: Lexer): Matcher {
   return withHosts((request) => {
     const host = request.host;
     const end = hostEnd(host);
-    // A fully qualified `example.com.` names the same host (nginx strips the dot too).
-    const nameEnd = end > 0 && host.charCodeAt(end - 1) === DOT ? end - 1 : end;
-    if (nameEnd !== name.length || !startsWithLowercase(host, name)) return false;
+    if (nameEnd(host, end) !== name.length || !startsWithLowercase(host, name)) return false;
     if (end === host.length) return port === "" || port === request.defaultPort;
     if (host.charCodeAt(end) !== COLON) return false;
     return port === "" || (host.length === end + 1 + port.length && host.endsWith(port));
   }, new Set([name]));
+}
+
+/**
+ * Where the name of a Host value whose host part ends at `end` ends: before a
+ * final dot, since a fully qualified `example.com.` names the same host (nginx
+ * strips the dot too).
+ */
+function nameEnd(host: string, end: number): number {
+  return end > 0 && host.charCodeAt(end - 1) === DOT ? end - 1 : end;
 }
 
 /** The index where the host name of a Host value ends: at the port colon, or its length. */

@@ -28,10 +28,10 @@ export interface HealthState {
   readonly successes: number;
   /** Consecutive failing probes. */
   readonly failures: number;
-  /** Consecutive passing probes slower than slow_threshold (0 when absent: older states). */
-  readonly slows?: number;
+  /** Consecutive passing probes slower than slow_threshold. */
+  readonly slows: number;
   /** Consecutive passing probes within slow_threshold. */
-  readonly fasts?: number;
+  readonly fasts: number;
   /** The last probe's result, or null before any. */
   readonly last: ProbeResult | null;
 }
@@ -80,8 +80,8 @@ export function nextHealth(
 ): HealthState {
   const successes = result.ok ? state.successes + 1 : 0;
   const failures = result.ok ? 0 : state.failures + 1;
-  const slows = result.ok && result.slow ? (state.slows ?? 0) + 1 : 0;
-  const fasts = result.ok && !result.slow ? (state.fasts ?? 0) + 1 : 0;
+  const slows = result.ok && result.slow ? state.slows + 1 : 0;
+  const fasts = result.ok && !result.slow ? state.fasts + 1 : 0;
   const passing: HealthStatus = result.slow ? "Slow" : "Healthy";
   let status = state.status;
   if (!state.verified) status = result.ok ? passing : "Unresponsive";

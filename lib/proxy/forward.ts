@@ -222,7 +222,7 @@ function splitTarget(request: Request, arrival: ArrivalInfo): Target {
     headers: request.headers,
     target: queryStart < 0 ? path : `${path}?${query}`,
     // Deno builds the URL from the Host header for origin-form targets, so they never differ.
-    conflict: host !== null && host.toLowerCase() !== authority.toLowerCase() &&
+    conflict: host !== null && host !== authority &&
       withoutPort(host, defaultPort) !== withoutPort(authority, defaultPort),
     invalidHost: named !== "" && !validHost(named),
     missingHost,
