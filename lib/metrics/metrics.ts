@@ -253,9 +253,20 @@ export class StateMetrics {
     };
     r.gauge({
       name: N.BACKEND_UP,
-      help: "1 when the backend may receive traffic (not Unresponsive, not ejected)",
+      help: "1 when the backend may receive traffic (not Unresponsive, ejected or drained)",
       labelNames: ["pool", "backend"],
       collect: perBackend((set) => eachBackend((pool, b) => set(b.usable ? 1 : 0, pool, b.id))),
+    });
+    r.gauge({
+      name: N.BACKEND_AVAILABLE,
+      help: "1 when the backend is in the set new requests go to now (as /api/pools' available)",
+      labelNames: ["pool", "backend"],
+      collect: perBackend((set) => {
+        for (const pool of runtime().pools) {
+          const available = pool.available();
+          for (const b of pool.backends) set(available.includes(b) ? 1 : 0, pool.config.name, b.id);
+        }
+      }),
     });
     r.gauge({
       name: N.BACKEND_STATE,

@@ -36,6 +36,7 @@ export const FINE_BUCKETS = [
 /** Strom's metrics. */
 export const REQUEST_DURATION_SECONDS = "strom_request_duration_seconds";
 export const BACKEND_UP = "strom_backend_up";
+export const BACKEND_AVAILABLE = "strom_backend_available";
 export const BACKEND_STATE = "strom_backend_state";
 export const BACKEND_IN_FLIGHT = "strom_backend_in_flight_requests";
 export const BACKEND_REQUESTS_TOTAL = "strom_backend_requests_total";

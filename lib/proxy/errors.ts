@@ -5,7 +5,6 @@ import { HttpError, statusText } from "../middleware/middleware.ts";
 
 /** Why Strom answers a request itself instead of relaying a backend's answer. */
 export type Failure =
-  | "bad-request" // the client's request could not be read: 400
   | "body-on-get" // a GET or HEAD with a body, which Deno does not hand over: 400
   | "request-timeout" // request_timeout passed while the client was still sending its body: 408
   | "no-pool" // no pool matched: 404
@@ -17,7 +16,6 @@ export type Failure =
   | "client-gone"; // the client disconnected: 499, logged only
 
 const STATUS: Record<Failure, [number, string]> = {
-  "bad-request": [400, "400 - Bad Request"],
   "body-on-get": [
     400,
     "400 - Bad Request: Strom cannot forward the body of a GET or HEAD request\n",
@@ -37,9 +35,44 @@ export function failureStatus(failure: Failure): number {
   return STATUS[failure][0];
 }
 
+/**
+ * Why Strom refuses a request it cannot forward safely (400): named in the answer's body, so
+ * that a client, and an operator reading a capture, can tell one refusal from another.
+ */
+export type BadRequest =
+  | "conflicting-host" // an absolute-form target naming another authority than Host
+  | "invalid-host"
+  | "lower-case-method"
+  | "websocket-without-host"
+  | "invalid-content-length"
+  | "ambiguous-path" // a dot-segment made by decoding, or one carrying a path parameter
+  | "unreadable-body" // the client's body broke off or was malformed
+  | "websocket-handshake"; // a malformed WebSocket handshake or an unknown version
+
+const BAD_REQUEST: Record<BadRequest, string> = {
+  "conflicting-host": "the request target names another host than the Host field",
+  "invalid-host": "the Host field is not a host name or address",
+  "lower-case-method": "methods are case-sensitive (GET, not get)",
+  "websocket-without-host": "a WebSocket handshake needs a Host field",
+  "invalid-content-length": "invalid Content-Length",
+  "ambiguous-path":
+    "the path is ambiguous (a dot-segment made by decoding, or one with a path parameter)",
+  "unreadable-body": "the request body could not be read",
+  "websocket-handshake": "malformed WebSocket handshake (Sec-WebSocket-Key, version 13)",
+};
+
+/** Strom's 400 for a request it refuses, saying why. */
+export function badRequest(why: BadRequest): Response {
+  return textResponse(400, `400 - Bad Request: ${BAD_REQUEST[why]}\n`);
+}
+
 /** The response Strom sends for a failure (499 is never seen by anyone; it is for logs). */
 export function failureResponse(failure: Failure): Response {
   const [status, text] = STATUS[failure];
+  return textResponse(status, text);
+}
+
+function textResponse(status: number, text: string): Response {
   return new Response(text, {
     status,
     headers: { "content-type": "text/plain; charset=utf-8", "content-length": String(text.length) },

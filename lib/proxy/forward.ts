@@ -24,7 +24,13 @@ import {
   identifyClient,
   validHost,
 } from "./headers.ts";
-import { classifyFailure, type Failure, failureResponse } from "./errors.ts";
+import {
+  type BadRequest,
+  badRequest,
+  classifyFailure,
+  type Failure,
+  failureResponse,
+} from "./errors.ts";
 import { mayRetry } from "./retry.ts";
 import { concatBytes } from "../bytes.ts";
 import { isWebSocketUpgrade, relayWebSocket } from "./websocket.ts";
@@ -87,16 +93,21 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
     tracker.identified(client.clientIp);
     // CONNECT asks for a tunnel, which a reverse proxy does not open (RustStrom could crash on it).
     if (target.method === "CONNECT") return failureResponse("not-implemented");
-    if (target.conflict || target.invalidHost) return failureResponse("bad-request");
+    if (target.conflict) return refuse(options.log, target, "conflicting-host");
+    if (target.invalidHost) return refuse(options.log, target, "invalid-host");
     // Methods are case-sensitive (RFC 9110 9.1), and a backend that takes `head` for HEAD would
     // send no body where Strom waits for one: refused, as nginx refuses them.
-    if (LOWER_CASE.test(target.method)) return failureResponse("bad-request");
+    if (LOWER_CASE.test(target.method)) return refuse(options.log, target, "lower-case-method");
     // A WebSocket handshake must carry Host (RFC 6455 4.1).
-    if (target.missingHost && isWebSocketUpgrade(request)) return failureResponse("bad-request");
+    if (target.missingHost && isWebSocketUpgrade(request)) {
+      return refuse(options.log, target, "websocket-without-host");
+    }
     // Deno takes repeated equal Content-Length fields as one; like nginx, Strom refuses them
     // (RFC 9112 6.3 allows either), so no backend ever has to decide.
     const length = request.headers.get("content-length");
-    if (length !== null && !DIGITS.test(length)) return failureResponse("bad-request");
+    if (length !== null && !DIGITS.test(length)) {
+      return refuse(options.log, target, "invalid-content-length");
+    }
     const transferEncoding = request.headers.get("transfer-encoding");
     const chunked = transferEncoding !== null;
     // RFC 9112 6.1: a transfer coding Strom does not know gets 501 (Deno undoes only chunked;
@@ -111,7 +122,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       return failureResponse("body-on-get");
     }
     const matchPath = matchingPath(target.path);
-    if (matchPath === null) return failureResponse("bad-request");
+    if (matchPath === null) return refuse(options.log, target, "ambiguous-path");
     const pool = runtime.routerFor(options.scheme).select(
       matchPath === target.path ? target : { ...target, path: matchPath },
     );
@@ -190,6 +201,12 @@ const LOWER_CASE = /[a-z]/;
  * as nginx drops it: a backend's URL parser would take it off the path the
  * matchers saw (`/admin#x` is `/admin` there).
  */
+/** Strom's 400 for a request it will not forward, with the reason also in the debug log. */
+function refuse(log: Logger, target: Target, why: BadRequest): Response {
+  log.debug(`Refused ${loggable(target.method)} ${loggable(target.target)} with 400: ${why}`);
+  return badRequest(why);
+}
+
 function splitTarget(request: Request, arrival: ArrivalInfo): Target {
   let url = request.url;
   const authorityStart = url.indexOf("//") + 2;
@@ -349,7 +366,9 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
           );
           return failureResponse("request-timeout");
         }
-        return failureResponse(request.signal.aborted ? "client-gone" : "bad-request");
+        return request.signal.aborted
+          ? failureResponse("client-gone")
+          : badRequest("unreadable-body");
       }
     }
     for (let attempt = 0;; attempt++) {
@@ -382,7 +401,9 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
         // The upload broke on the client's side (it went away, or its body was malformed):
         // neither the backend's failure nor worth another attempt.
         options.log.debug(`The client's body broke off during ${where}: ${body.failure}`);
-        return failureResponse(request.signal.aborted ? "client-gone" : "bad-request");
+        return request.signal.aborted
+          ? failureResponse("client-gone")
+          : badRequest("unreadable-body");
       }
       pool.reportOutcome(backend, true, outcome.reason);
       // Latency-aware strategies see a failure as an answer as slow as connect_timeout: a

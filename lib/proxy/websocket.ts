@@ -11,7 +11,7 @@ import type { PickContext } from "../balance/strategy.ts";
 import type { Connection } from "../transport/http1/connection.ts";
 import type { ResponseHead } from "../transport/http1/parse.ts";
 import type { StallOptions } from "../transport/stall.ts";
-import { classifyFailure, type Failure, failureResponse } from "./errors.ts";
+import { badRequest, classifyFailure, type Failure, failureResponse } from "./errors.ts";
 import type { Fields } from "./headers.ts";
 import type { RequestTracker } from "./tracker.ts";
 import type { WebSocketRegistry } from "./websockets.ts";
@@ -75,7 +75,8 @@ export async function relayWebSocket(
   const version = request.headers.get("sec-websocket-version");
   if (key === null || !/^[A-Za-z0-9+/]{22}==$/.test(key.trim()) || version?.trim() !== "13") {
     // RFC 6455 4.2.2 and 4.4: a malformed handshake or another version.
-    const response = failureResponse("bad-request");
+    exchange.log.debug("Refused a WebSocket handshake with 400: websocket-handshake");
+    const response = badRequest("websocket-handshake");
     response.headers.set("sec-websocket-version", "13");
     return response;
   }
@@ -213,7 +214,7 @@ function upgradeClient(
     settle();
     exchange.log.debug(`Could not upgrade the client's WebSocket: ${String(error)}`);
     tracker.ended(0);
-    return failureResponse("bad-request");
+    return badRequest("websocket-handshake");
   }
   // The backend stays in flight while the socket is open: LeastConnection and friends weigh
   // open WebSockets, and a drained backend shows how many it still carries.

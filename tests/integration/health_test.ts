@@ -540,3 +540,44 @@ Deno.test("with no backend left, 'No backend available' is said once a second pe
     "warn 4 more like this in the last second, the last: No backend available in pool api for GET /x4",
   ]);
 });
+
+Deno.test("strom_backend_available says which backends get new requests, as /api/pools does", async () => {
+  await using a = startBackend(() => new Response("a"));
+  await using b = startBackend(() => new Response("b"));
+  await using standby = startBackend(() => new Response("standby"));
+  const slow = new Set<string>();
+  await using lb = await startStrom(
+    poolToml([a.address, b.address, standby.address], {
+      strategy: `{ WeightedRoundRobin = { weights = { "${standby.address}" = 0 } } }`,
+      extra: `[backend_pools.health_config]\nunhealthy_after = 1`,
+    }),
+    {
+      probe: (backend) =>
+        Promise.resolve({
+          ok: true,
+          slow: slow.has(backend.id),
+          status: 200,
+          latencyMs: 1,
+          reason: "status 200",
+        }),
+    },
+  );
+  slow.add(b.address);
+  await lb.strom.health.checkAll();
+  const metrics = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+  const gauge = (name: string, address: string) =>
+    metrics.match(new RegExp(`^${name}\\{pool="pool-0",backend="${address}"\\} (\\d)$`, "m"))?.[1];
+  const pools = await (await fetch(`${lb.adminUrl}/api/pools`)).json();
+  for (
+    const [address, up, available] of [[a.address, "1", "1"], [b.address, "1", "0"], [
+      standby.address,
+      "1",
+      "0",
+    ]]
+  ) {
+    assert.equal(gauge("strom_backend_up", address), up, `${address} up`);
+    assert.equal(gauge("strom_backend_available", address), available, `${address} available`);
+    const view = pools[0].backends.find((x: { address: string }) => x.address === address);
+    assert.equal(view.available, available === "1", `${address} in /api/pools`);
+  }
+});

@@ -15,6 +15,8 @@ import { StromProcess } from "../_helpers/process.ts";
 import { createCa, hasOpenssl } from "../_helpers/certs.ts";
 import { createSocketTable } from "../../lib/net/sockets.ts";
 import { createLogger } from "../../lib/log.ts";
+import { captureLog } from "../_helpers/clock.ts";
+import { rawExchange } from "../_helpers/raw.ts";
 
 const enc = new TextEncoder();
 
@@ -102,6 +104,40 @@ Deno.test("hostile requests get a 4xx or a closed connection and never reach a b
     assert.equal((await get(`${lb.url}/normal`)).status, 200, `a normal client after: ${name}`);
   }
   assert.deepEqual(seen, Array(HOSTILE.length).fill(`GET http://127.0.0.1:${port}/normal`));
+});
+
+Deno.test("each of Strom's own 400s says why, in the body and in the debug log", async () => {
+  await using backend = startBackend(() => new Response("ok"));
+  const log = captureLog();
+  await using lb = await startStrom(poolToml([backend.address]), {
+    log: createLogger("debug", { sink: log.sink }),
+  });
+  const port = lb.strom.port("http_address");
+  const upgrade = "Connection: Upgrade\r\nUpgrade: websocket\r\n";
+  const cases: [string, string, string][] = [
+    ["GET http://b/ HTTP/1.1\r\nHost: a", "another host than the Host field", "conflicting-host"],
+    ["GET / HTTP/1.1\r\nHost: a;x", "not a host name", "invalid-host"],
+    ["head / HTTP/1.1\r\nHost: a", "methods are case-sensitive", "lower-case-method"],
+    ["GET /a/..%2Fb HTTP/1.1\r\nHost: a", "the path is ambiguous", "ambiguous-path"],
+    [
+      `GET / HTTP/1.0\r\n${upgrade}Sec-WebSocket-Version: 13\r\n` +
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+      "a WebSocket handshake needs a Host",
+      "websocket-without-host",
+    ],
+    [
+      `GET / HTTP/1.1\r\nHost: a\r\n${upgrade}Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: x`,
+      "malformed WebSocket handshake",
+      "websocket-handshake",
+    ],
+  ];
+  for (const [head, text, why] of cases) {
+    const answer = await rawExchange(port, `${head}\r\nConnection: close\r\n\r\n`);
+    assert.match(answer, /^HTTP\/1\.[01] 400 /, head);
+    const body = answer.slice(answer.indexOf("\r\n\r\n") + 4);
+    assert.ok(body.startsWith("400 - Bad Request: ") && body.includes(text), `${head}: ${answer}`);
+    assert.ok(log.lines.some((l) => l.includes(`with 400: ${why}`)), `${why}: ${log.lines}`);
+  }
 });
 
 Deno.test("many connections trickling their headers do not stop normal clients and are closed in bounded time", async () => {

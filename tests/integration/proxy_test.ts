@@ -416,7 +416,11 @@ Deno.test("method, path and query reach the backend byte for byte, dot-segments 
   // backends would disagree on the path, so no pool gets it.
   for (const target of ["/keep/..\\admin", "/keep/%2e%2e\\admin", "/keep/..%5Cadmin"]) {
     const seen = await send(`GET ${target}`);
-    assert.equal(seen, "400 - Bad Request", `${target} reached the backend as ${seen}`);
+    assert.match(
+      seen,
+      /^400 - Bad Request: the path is ambiguous/,
+      `${target} reached the backend`,
+    );
   }
   // A backslash alone passes (the fetch transport's URL parser escapes it).
   assert.match(await send("GET /keep/a\\b"), /^GET \/keep\/a(\\|%5C)b$/);
