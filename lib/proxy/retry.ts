@@ -24,7 +24,10 @@ export function mayRetry(
 
 /**
  * Allows retries up to `percent` of the requests seen in the last `windowSec`
- * seconds, and always at least `minRetries` in that window.
+ * seconds, and always at least `minRetries` in that window: by default 10 a
+ * second (Linkerd's floor), so that a quiet pool with one backend failing every
+ * request still retries them until passive health ejects it, while a busy pool
+ * in trouble is held to its share.
  */
 export class RetryBudget {
   readonly #percent: number;
@@ -42,7 +45,7 @@ export class RetryBudget {
     const windowSec = options.windowSec ?? 10;
     this.#percent = percent;
     this.#clock = clock;
-    this.#minRetries = options.minRetries ?? 3;
+    this.#minRetries = options.minRetries ?? 10 * windowSec;
     this.#requests = new Int32Array(windowSec);
     this.#retries = new Int32Array(windowSec);
     this.#epochs = new Float64Array(windowSec).fill(-1);

@@ -484,6 +484,22 @@ Deno.test("with RoundRobin, a retry does not send the next request to the failin
   assert.equal(attempts, 5, "every other request starts on the failing backend");
 });
 
+Deno.test("a quiet pool retries every request its resetting backend fails until it is ejected", async () => {
+  let attempts = 0;
+  await using failing = startRawBackend((conn) => {
+    attempts++;
+    conn.close(); // read the head, answer nothing
+    return Promise.resolve();
+  });
+  await using a = startBackend();
+  await using b = startBackend();
+  await using lb = await startStrom(poolToml([a.address, failing.address, b.address]));
+  // Every third request starts on the failing backend; the default budget's 20 % of the requests
+  // seen would refuse its fourth retry (at the 11th request), before 5 failures eject it.
+  for (let i = 0; i < 20; i++) assert.equal((await get(`${lb.url}/r${i}`)).status, 200, `${i}`);
+  assert.equal(attempts, 5, "ejected after consecutive_failures = 5");
+});
+
 Deno.test("POST is retried when the connection was refused, not when the backend died mid-request", async () => {
   const closed = startBackend();
   const refusedAddress = closed.address;

@@ -191,3 +191,9 @@ Deno.test("RetryBudget allows retries up to its share of recent requests", () =>
   for (let i = 0; i < 3; i++) assert.ok(budget.tryRetry(), "a new window starts over");
   assert.ok(!budget.tryRetry());
 });
+
+Deno.test("RetryBudget's default floor is 10 retries a second over its window", () => {
+  const budget = new RetryBudget(20, new ManualClock(0));
+  for (let i = 0; i < 100; i++) assert.ok(budget.tryRetry(), `retry ${i}`);
+  assert.ok(!budget.tryRetry());
+});
