@@ -2,7 +2,7 @@
 // transports. Built once from a validated Config; swapped as a whole on reload.
 
 import type { BackendAddress, Config, PoolConfig, Scheme } from "./config/types.ts";
-import type { Candidate, Strategy, StrategyDeps } from "./balance/strategy.ts";
+import type { Candidate, PickContext, Strategy, StrategyDeps } from "./balance/strategy.ts";
 import { createStrategy } from "./balance/registry.ts";
 import type { Transport } from "./transport/transport.ts";
 import { createFetchTransport } from "./transport/fetch.ts";
@@ -62,6 +62,11 @@ export class Backend implements Candidate {
   failuresAtProbe = 0;
   /** Taken out of rotation by an operator (admin API): no new requests, health still probed. */
   drained = false;
+  /**
+   * With `drained`: clients a sticky cookie binds to it still reach it (nginx's
+   * and HAProxy's `drain`); only new clients go elsewhere.
+   */
+  keepSticky = false;
   /** With `workers`: how many workers have it ejected (each ejects on its own traffic). */
   ejectedInWorkers = 0;
 
@@ -103,6 +108,7 @@ export class Pool {
   /** Set by the health monitor. */
   onEjection: EjectionListener | null = null;
   #available: readonly Backend[] | null = null;
+  #kept: readonly Backend[] | null = null;
 
   readonly #metrics: TrafficMetrics | undefined;
 
@@ -159,9 +165,23 @@ export class Pool {
     );
   }
 
+  /**
+   * The drained backend this request's sticky cookie binds it to, when that
+   * backend keeps its sticky clients and is neither Unresponsive nor ejected;
+   * else null (the request goes to the working set).
+   */
+  stickyBound(context: PickContext): Backend | null {
+    if (this.strategy.boundTo === undefined) return null;
+    this.#kept ??= this.backends.filter((b) =>
+      b.drained && b.keepSticky && b.health.status !== "Unresponsive" && !b.outlier.ejected
+    );
+    return this.#kept.length === 0 ? null : this.strategy.boundTo(this.#kept, context);
+  }
+
   /** Drops the cached working set after a health or ejection change. */
   invalidate(): void {
     this.#available = null;
+    this.#kept = null;
   }
 
   /**
@@ -313,18 +333,26 @@ export class Runtime {
   }
 
   /**
-   * Drains a backend (no new requests; those in flight finish) or restores it.
-   * Returns its previous state, or null when the pool or the backend is not in
-   * this generation.
+   * Drains a backend (no new requests; those in flight finish; with
+   * `keepSticky`, clients its sticky cookie binds still come) or restores it.
+   * Returns whether anything changed, or null when the pool or the backend is
+   * not in this generation.
    */
-  setDrained(poolName: string, backendId: string, drained: boolean): boolean | null {
+  setDrained(
+    poolName: string,
+    backendId: string,
+    drained: boolean,
+    keepSticky = false,
+  ): boolean | null {
     const pool = this.pools.find((p) => p.config.name === poolName);
     const backend = pool?.backends.find((b) => b.id === backendId);
     if (!pool || !backend) return null;
-    const was = backend.drained;
+    const keep = drained && keepSticky;
+    const changed = backend.drained !== drained || backend.keepSticky !== keep;
     backend.drained = drained;
+    backend.keepSticky = keep;
     pool.invalidate();
-    return was;
+    return changed;
   }
 
   /** Picks among the pools eligible on a listener of this scheme. */

@@ -519,18 +519,20 @@ export class Strom {
   /**
    * Takes a backend out of rotation, or back in: while drained it gets no new
    * requests (those in flight finish) and is still probed. Workers follow; a
-   * reload keeps the state for a backend it keeps. False when not found.
+   * reload keeps the state for a backend it keeps. With `keepSticky`, clients
+   * a sticky cookie binds to it still reach it. False when not found.
    */
-  setDrained(poolName: string, backendId: string, drained: boolean): boolean {
-    const was = this.#runtime.setDrained(poolName, backendId, drained);
-    if (was === null) return false;
-    this.#workers?.broadcastDrain(poolName, backendId, drained);
-    if (was !== drained) {
-      this.log.info(
-        `backend ${backendId} in pool ${poolName}: ${
-          drained ? "drained, no new requests" : "back in rotation"
-        } (admin API)`,
-      );
+  setDrained(poolName: string, backendId: string, drained: boolean, keepSticky = false): boolean {
+    const changed = this.#runtime.setDrained(poolName, backendId, drained, keepSticky);
+    if (changed === null) return false;
+    this.#workers?.broadcastDrain(poolName, backendId, drained, keepSticky);
+    if (changed) {
+      const state = !drained
+        ? "back in rotation"
+        : keepSticky
+        ? "drained, no new clients (sticky clients kept)"
+        : "drained, no new requests";
+      this.log.info(`backend ${backendId} in pool ${poolName}: ${state} (admin API)`);
     }
     return true;
   }

@@ -128,7 +128,8 @@ export function createAdminApp(strom: Strom): Hono {
     });
   });
 
-  // { pool, backend, drained = true }: no new requests for that backend (or again).
+  // { pool, backend, drained = true, keep_sticky = false }: no new requests for that backend (or
+  // again); with keep_sticky, clients its sticky cookie binds still reach it.
   app.post("/api/drain", async (c) => {
     let body: unknown;
     const text = await readText(c.req.raw, MAX_DRAIN_BYTES);
@@ -138,20 +139,27 @@ export function createAdminApp(strom: Strom): Hono {
     } catch {
       return c.text("400 - expected a JSON body", 400);
     }
-    const { pool, backend, drained = true } = (body ?? {}) as Record<string, unknown>;
-    if (typeof pool !== "string" || typeof backend !== "string" || typeof drained !== "boolean") {
+    const { pool, backend, drained = true, keep_sticky = false } = (body ?? {}) as Record<
+      string,
+      unknown
+    >;
+    if (
+      typeof pool !== "string" || typeof backend !== "string" || typeof drained !== "boolean" ||
+      typeof keep_sticky !== "boolean"
+    ) {
       return c.text(
-        '400 - expected { "pool": string, "backend": string, "drained": boolean }',
+        '400 - expected { "pool": string, "backend": string, "drained": boolean, ' +
+          '"keep_sticky": boolean }',
         400,
       );
     }
-    if (!strom.setDrained(pool, backend, drained)) {
+    if (!strom.setDrained(pool, backend, drained, keep_sticky)) {
       return c.text(
         `404 - no backend ${JSON.stringify(backend)} in pool ${JSON.stringify(pool)}`,
         404,
       );
     }
-    return c.json({ pool, backend, drained });
+    return c.json({ pool, backend, drained, keep_sticky: drained && keep_sticky });
   });
 
   app.post("/api/reload", async (c) => {

@@ -29,6 +29,8 @@ export function poolsView(runtime: Runtime) {
         ejectedInWorkers: b.ejectedInWorkers,
         /** Taken out of rotation through POST /api/drain. */
         drained: b.drained,
+        /** With `drained`: clients a sticky cookie binds to it still reach it. */
+        keepSticky: b.keepSticky,
         /** Passive ejections in a row (the cooldown's multiplier). */
         ejections: b.outlier.ejections,
         inFlight: b.inFlight,

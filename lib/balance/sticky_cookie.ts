@@ -75,20 +75,26 @@ export const stickyCookie: StrategyFactory = {
       }
       return t;
     };
+    const bound = <T extends Candidate>(backends: readonly T[], cookie: string | null) => {
+      const value = cookie === null ? null : findCookie(cookie, name);
+      if (value !== null) {
+        for (const c of backends) {
+          if (value === tokenOf(c) || (addressValues && value === c.id)) return c;
+        }
+      }
+      return null;
+    };
     return {
       pick(candidates, context) {
-        const value = context.cookie === null ? null : findCookie(context.cookie, name);
-        if (value !== null) {
-          for (const c of candidates) {
-            if (value === tokenOf(c) || (addressValues && value === c.id)) return c;
-          }
-        }
+        const kept = bound(candidates, context.cookie);
+        if (kept !== null) return kept;
         const chosen = inner.pick(candidates, context);
         context.setCookie = `${name}=${tokenOf(chosen)}${attributes}`;
         return chosen;
       },
       observe: inner.observe && ((id, ms, failed) => inner.observe!(id, ms, failed)),
       isBackup: inner.isBackup && ((id) => inner.isBackup!(id)),
+      boundTo: (kept, context) => bound(kept, context.cookie),
     };
   },
 };

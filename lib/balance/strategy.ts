@@ -34,6 +34,12 @@ export interface Strategy {
    * offers backups only when no other backend is usable, Healthy or Slow.
    */
   isBackup?(id: string): boolean;
+  /**
+   * The backend among `kept` the request is bound to (StickyCookie's cookie),
+   * or null. `kept` are backends drained with their sticky clients kept: they
+   * get no new clients, only those already bound to them.
+   */
+  boundTo?<T extends Candidate>(kept: readonly T[], context: PickContext): T | null;
 }
 
 /** Injected effects a strategy may use. */

@@ -338,7 +338,9 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
   const { options, target } = exchange;
   pool.retryBudget.recordRequest();
   let candidates = pool.available();
-  if (candidates.length === 0) {
+  // A client bound to a drained backend that keeps its sticky clients goes there first.
+  let bound = pool.stickyBound(exchange.context);
+  if (candidates.length === 0 && bound === null) {
     pool.noBackendLine.say(
       (message) => options.log.warn(message),
       `No backend available in pool ${pool.config.name} for ${target.method} ${
@@ -373,7 +375,8 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
     }
     for (let attempt = 0;; attempt++) {
       exchange.context.retry = attempt > 0;
-      const backend = pool.strategy.pick(candidates, exchange.context);
+      const backend = bound ?? pool.strategy.pick(candidates, exchange.context);
+      bound = null;
       const outcome = await attemptOnce(pool, backend, request, {
         fields,
         body,

@@ -85,14 +85,16 @@ export async function relayWebSocket(
   exchange.tracker.keepHeaders();
   pool.retryBudget.recordRequest();
   let candidates = pool.available();
-  if (candidates.length === 0) {
+  let bound = pool.stickyBound(exchange.pick);
+  if (candidates.length === 0 && bound === null) {
     exchange.log.warn(`No backend available in pool ${pool.config.name} for a WebSocket`);
     return failureResponse("no-backend");
   }
   const head = handshakeHead(exchange.target, exchange.fields, key.trim());
   const tried: Backend[] = [];
   for (let attempt = 0;; attempt++) {
-    const backend = pool.strategy.pick(candidates, exchange.pick);
+    const backend = bound ?? pool.strategy.pick(candidates, exchange.pick);
+    bound = null;
     const outcome = await attemptUpgrade(pool, backend, request, { head, key, offered, exchange });
     if (outcome instanceof Response) return outcome;
     const where = `WebSocket ${

@@ -184,7 +184,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       break;
     }
     case "drain": {
-      runtime?.setDrained(message.pool, message.backend, message.drained);
+      runtime?.setDrained(message.pool, message.backend, message.drained, message.keepSticky);
       break;
     }
     case "https": {

@@ -318,8 +318,14 @@ export class WorkerGroup {
   }
 
   /** Tells every worker that a backend was drained or restored. */
-  broadcastDrain(pool: string, backend: string, drained: boolean): void {
-    this.#announce(`drain ${backendKey(pool, backend)}`, { type: "drain", pool, backend, drained });
+  broadcastDrain(pool: string, backend: string, drained: boolean, keepSticky: boolean): void {
+    this.#announce(`drain ${backendKey(pool, backend)}`, {
+      type: "drain",
+      pool,
+      backend,
+      drained,
+      keepSticky,
+    });
   }
 
   /** Tells every worker about a backend's new health state. */

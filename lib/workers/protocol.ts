@@ -45,6 +45,8 @@ export type ToWorker =
     readonly pool: string;
     readonly backend: string;
     readonly drained: boolean;
+    /** With `drained`: clients a sticky cookie binds to it still reach it. */
+    readonly keepSticky: boolean;
   }
   | { readonly type: "metrics"; readonly id: number }
   | { readonly type: "peers"; readonly id: number }

@@ -6,7 +6,7 @@ import { get, poolToml, startBackend, startStrom, waitFor } from "../_helpers/se
 import * as N from "../../lib/metrics/names.ts";
 import { watchable, watchConfig } from "../../lib/config/watch.ts";
 import { createLogger } from "../../lib/log.ts";
-import { ManualClock, nextTurn } from "../_helpers/clock.ts";
+import { captureLog, ManualClock, nextTurn } from "../_helpers/clock.ts";
 
 const TOKEN = "test-token-0123456789abcdef";
 
@@ -1240,7 +1240,7 @@ Deno.test("POST /api/drain takes a backend out of rotation and back; in-flight r
   assert.match(await drain({ pool: "pool-0", backend: a.address }, null), /^401 /);
   assert.equal(
     await drain({ pool: "pool-0", backend: a.address }),
-    `200 {"pool":"pool-0","backend":"${a.address}","drained":true}`,
+    `200 {"pool":"pool-0","backend":"${a.address}","drained":true,"keep_sticky":false}`,
   );
   for (let i = 0; i < 6; i++) assert.equal((await get(`${lb.url}/`)).text, "b");
   release();
@@ -1267,5 +1267,63 @@ Deno.test("POST /api/drain takes a backend out of rotation and back; in-flight r
 
   assert.match(await drain({ pool: "pool-0", backend: "10.9.9.9:80" }), /^404 /);
   assert.match(await drain({ pool: "pool-0" }), /^400 /);
+  assert.match(await drain({ pool: "pool-0", backend: a.address, keep_sticky: "yes" }), /^400 /);
   assert.match(await drain("not json{", TOKEN), /^400 /);
+});
+
+Deno.test("a drain with keep_sticky keeps the clients a sticky cookie binds to the backend, and only them", async () => {
+  await using a = startBackend(() => new Response("a"));
+  await using b = startBackend(() => new Response("b"));
+  const log = captureLog();
+  await using lb = await startStrom(
+    `admin_token = "${TOKEN}"
+` + poolToml([a.address, b.address], {
+        strategy:
+          '{ StickyCookie = { cookie_name = "lb", http_only = true, secure = false, same_site = "Lax", inner = "RoundRobin" } }',
+      }),
+    { log: createLogger("info", { sink: log.sink }) },
+  );
+  const drain = (body: Record<string, unknown>) =>
+    fetch(`${lb.adminUrl}/api/drain`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}` },
+      body: JSON.stringify({ pool: "pool-0", ...body }),
+    }).then(async (r) => `${r.status} ${await r.text()}`);
+  const first = await get(`${lb.url}/`);
+  assert.equal(first.text, "a");
+  const cookie = first.headers.get("set-cookie")!.split(";")[0];
+  const asClient = () => get(`${lb.url}/`, { headers: { cookie } });
+
+  assert.equal(
+    await drain({ backend: a.address, keep_sticky: true }),
+    `200 {"pool":"pool-0","backend":"${a.address}","drained":true,"keep_sticky":true}`,
+  );
+  for (let i = 0; i < 4; i++) {
+    const bound = await asClient();
+    assert.equal(bound.text, "a", "the bound client stays");
+    assert.equal(bound.headers.get("set-cookie"), null, "and keeps its cookie");
+    assert.equal((await get(`${lb.url}/`)).text, "b", "a new client goes elsewhere");
+  }
+  const pools = await (await fetch(`${lb.adminUrl}/api/pools`)).json();
+  const view = pools[0].backends[0];
+  assert.deepEqual([view.drained, view.keepSticky, view.available], [true, true, false]);
+  assert.ok(
+    log.lines.includes(
+      `info backend ${a.address} in pool pool-0: drained, no new clients (sticky clients kept) ` +
+        "(admin API)",
+    ),
+    log.lines.join("\n"),
+  );
+
+  // With every backend so drained, new clients get 503 and bound ones still get through.
+  assert.match(await drain({ backend: b.address, keep_sticky: true }), /^200 /);
+  assert.equal((await get(`${lb.url}/`)).status, 503);
+  assert.equal((await asClient()).text, "a");
+
+  // A plain drain moves the bound client too.
+  assert.match(await drain({ backend: b.address, drained: false }), /^200 /);
+  assert.match(await drain({ backend: a.address }), /"keep_sticky":false/);
+  const moved = await asClient();
+  assert.equal(moved.text, "b");
+  assert.match(moved.headers.get("set-cookie") ?? "", /^lb=/);
 });

@@ -270,6 +270,40 @@ Deno.test("with workers, a backend drained through the admin API gets no request
   assert.equal(a.requests.length, before);
 });
 
+Deno.test("with workers, a drain keeping sticky clients reaches every worker", async () => {
+  await using a = startBackend(() => new Response("a"));
+  await using b = startBackend(() => new Response("b"));
+  const token = "workers-token-0123456789";
+  await using lb = await startStrom(
+    `workers = 2\nadmin_token = "${token}"\n` + poolToml([a.address, b.address], {
+      strategy:
+        '{ StickyCookie = { cookie_name = "lb", http_only = true, secure = false, same_site = "Lax", inner = "RoundRobin" } }',
+    }),
+  );
+  let cookie = "";
+  await waitFor(async () => {
+    const r = await get(`${lb.url}/`, { headers: { connection: "close" } });
+    cookie = r.headers.get("set-cookie")?.split(";")[0] ?? "";
+    return r.text === "a";
+  }, "a client bound to a");
+  const r = await fetch(`${lb.adminUrl}/api/drain`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}` },
+    body: JSON.stringify({ pool: "pool-0", backend: a.address, keep_sticky: true }),
+  });
+  assert.equal(r.status, 200);
+  await r.body?.cancel();
+  const fresh = () => get(`${lb.url}/`, { headers: { connection: "close" } });
+  await waitFor(async () => {
+    const texts = await Promise.all(Array.from({ length: 8 }, fresh));
+    return texts.every((t) => t.text === "b");
+  }, "every worker to send new clients elsewhere");
+  for (let i = 0; i < 16; i++) {
+    const bound = await get(`${lb.url}/`, { headers: { connection: "close", cookie } });
+    assert.equal(bound.text, "a", "the bound client stays in every worker");
+  }
+});
+
 Deno.test("with workers, the admin API says in how many workers live traffic ejected a backend", async () => {
   await using live = startBackend(() => new Response("live"));
   const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });

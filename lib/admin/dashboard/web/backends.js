@@ -80,7 +80,16 @@ function fillCard(card, b) {
   card.root.dataset.state = b.health;
   set(card.badge, label);
   const v = card.values;
-  set(v.traffic, b.available ? "yes" : b.drained ? "no (drained)" : "no");
+  set(
+    v.traffic,
+    b.available
+      ? "yes"
+      : b.keepSticky
+      ? "sticky clients only (drained)"
+      : b.drained
+      ? "no (drained)"
+      : "no",
+  );
   set(v.check, b.lastCheck ? b.lastCheck.reason : "none yet");
   set(v.latency, b.lastCheck ? `${Number(b.lastCheck.latencyMs.toPrecision(3))} ms` : "–");
   set(v.requests, String(b.requests));
