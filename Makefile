@@ -11,7 +11,7 @@ PERMS := --allow-net --allow-read --allow-write --allow-env --allow-sys --allow-
 # up to 4x. Peak RSS under load ~100 MB against 117-135 with 8 MB semi-spaces alone, at no CPU
 # cost this noisy machine could resolve (README, Performance). A regex match that backtracks
 # too much finishes in V8's linear-time engine (lib/config/matcher.ts, linearFlags).
-FLAGS := --unstable-no-legacy-abort --unstable-net --v8-flags=--max-semi-space-size=4,--heap-growing-percent=20,--enable-experimental-regexp-engine-on-excessive-backtracks,--regexp-backtracks-before-fallback=1000
+FLAGS := --unstable-no-legacy-abort --unstable-net --v8-flags=--max-semi-space-size=4,--heap-growing-percent=20,--enable-experimental-regexp-engine-on-excessive-backtracks,--enable-experimental-regexp-engine,--regexp-backtracks-before-fallback=1000
 # --no-code-cache (deno run and compile only): V8's code cache is a SQLite file Deno maps in;
 # without it Strom starts ~20 ms slower and peaks 4-6 MB lower under load (README, Performance).
 RUN_ONLY := --no-code-cache

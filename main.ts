@@ -8,6 +8,7 @@ import { watchConfig } from "./lib/config/watch.ts";
 import { loadConfigFile } from "./lib/config/load.ts";
 import { ConfigError } from "./lib/config/errors.ts";
 import { summarizeConfig } from "./lib/config/summary.ts";
+import { LINEAR_ENGINE_CHECKS } from "./lib/config/matcher.ts";
 import { ListenError, Strom } from "./lib/server.ts";
 import { demoBanner, demoConfig, startDemoBackends } from "./lib/demo.ts";
 import { COMMIT, VERSION } from "./lib/version.ts";
@@ -52,10 +53,12 @@ async function run(command: Extract<Command, { kind: "run" }>): Promise<number> 
   try {
     const loaded = await loadConfigFile(command.configPath);
     if (command.check) {
+      if (!LINEAR_ENGINE_CHECKS) console.error(`strom: note: ${WITHOUT_FLAGS}`);
       console.log(summarizeConfig(loaded.config));
       return 0;
     }
     log.info(`Logging level: ${command.logLevel.toUpperCase()}`);
+    if (!LINEAR_ENGINE_CHECKS) log.warn(WITHOUT_FLAGS);
     const strom = await Strom.start(loaded.config, {
       log,
       logLevel: command.logLevel,
@@ -85,8 +88,19 @@ async function run(command: Extract<Command, { kind: "run" }>): Promise<number> 
   }
 }
 
+/**
+ * Said when V8 runs without Strom's flags (`deno run main.ts` by hand): then no
+ * regex match that backtracks too much is finished in linear time, and no
+ * pattern that would need that is refused at load.
+ */
+const WITHOUT_FLAGS = "V8 runs without Strom's flags (--v8-flags=..." +
+  "--enable-experimental-regexp-engine...): a regex matcher that backtracks could stall every " +
+  "request, and the config check cannot refuse such patterns; start Strom with `make start`, " +
+  "`deno task start` or the compiled binary";
+
 async function demo(command: Extract<Command, { kind: "demo" }>): Promise<number> {
   const { log, logRing } = logging(command.logLevel);
+  if (!LINEAR_ENGINE_CHECKS) log.warn(WITHOUT_FLAGS);
   let backends;
   try {
     backends = startDemoBackends(command.backendPort);

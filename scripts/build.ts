@@ -20,7 +20,7 @@ const VERSION_FILE = join(ROOT, "lib/version.ts");
  * generation collected when it grew by 20 % (at least 8 MB) instead of up to 4x.
  */
 export const V8_FLAGS =
-  "--v8-flags=--max-semi-space-size=4,--heap-growing-percent=20,--enable-experimental-regexp-engine-on-excessive-backtracks,--regexp-backtracks-before-fallback=1000";
+  "--v8-flags=--max-semi-space-size=4,--heap-growing-percent=20,--enable-experimental-regexp-engine-on-excessive-backtracks,--enable-experimental-regexp-engine,--regexp-backtracks-before-fallback=1000";
 
 /** Flags Strom always runs with, its tests too (the Makefile's FLAGS). */
 export const COMMON_FLAGS = ["--unstable-no-legacy-abort", "--unstable-net", V8_FLAGS];

@@ -226,18 +226,11 @@ const TERMS = new Map<string, Term>([
   ["HostRegexp", {
     arity: 1,
     compile: ([pattern], lexer) => {
-      // Hosts compare case-insensitively. A pattern without upper-case letters is matched
-      // against the lower-cased host; one with them is translated as under `(?i)`. Neither
-      // needs the `i` flag, which V8's linear-time engine (see linearFlags) cannot take.
-      const lower = !/(?<!\\)[A-Z]/.test(pattern.text);
-      const regex = compileRegex(pattern, {
-        term: "HostRegexp",
-        lexer,
-        flags: lower ? "" : "i",
-      });
-      return lower
-        ? (request) => request.host !== "" && regex.test(request.host.toLowerCase())
-        : (request) => request.host !== "" && regex.test(request.host);
+      // Hosts compare case-insensitively: the pattern is translated as under `(?i)`, letters
+      // written out as classes (`[aA]`), since V8's linear-time engine (see linearFlags)
+      // cannot take the `i` flag. Upper case said otherwise (`\x4A`, `[[:upper:]]`) counts too.
+      const regex = compileRegex(pattern, { term: "HostRegexp", lexer, flags: "i" });
+      return (request) => request.host !== "" && regex.test(request.host);
     },
   }],
   ["Path", {
@@ -396,6 +389,19 @@ export function linearFlags(source: string, flags: string): string {
   return flags.replace("u", "");
 }
 
+/**
+ * Whether V8 runs with `--enable-experimental-regexp-engine` (Strom's flags):
+ * then the `l` flag tells whether the linear-time engine can run a pattern.
+ */
+export const LINEAR_ENGINE_CHECKS = (() => {
+  try {
+    new RegExp("", "l");
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
 function compileRegex(
   arg: Token,
   options: { term: string; lexer: Lexer; flags?: string },
@@ -403,18 +409,40 @@ function compileRegex(
   const what = `invalid regular expression ${quote(arg.text)} in ${quote(options.term)}`;
   const translated = translateRustRegex(arg.text, options.flags);
   if ("error" in translated) return options.lexer.fail(`${what}: ${translated.error}`, arg.index);
+  let compiled: RegExp | null = null;
   const flags = linearFlags(translated.source, translated.flags);
   if (flags !== translated.flags) {
     try {
-      return new RegExp(translated.source, flags);
+      compiled = new RegExp(translated.source, flags);
     } catch { /* not valid without `u` after all: compiled as translated */ }
   }
   try {
-    return new RegExp(translated.source, translated.flags);
+    compiled ??= new RegExp(translated.source, translated.flags);
   } catch (error) {
     // V8 says "Invalid regular expression: /<pattern>/<flags>: <reason>"; keep the reason.
     const message = error instanceof Error ? error.message : String(error);
     const reason = message.slice(message.lastIndexOf(": ") + 1).trim();
     return options.lexer.fail(`${what}: ${reason}`, arg.index);
+  }
+  if (translated.nested && LINEAR_ENGINE_CHECKS && !linearRunnable(compiled)) {
+    // Any client could stall every request for seconds with a crafted path or header.
+    return options.lexer.fail(
+      `${what}: it repeats a group that itself repeats or alternates, which can take ` +
+        "exponential time on some inputs, and V8's linear-time engine cannot take it over " +
+        "(a count above 16 such as {1,20}, \\p{..}, (?m), or a non-ASCII letter under (?i)): " +
+        "repeat the group with * or + instead, or make it simpler",
+      arg.index,
+    );
+  }
+  return compiled;
+}
+
+/** Whether V8's linear-time engine can run `regex` (so it takes over a match that backtracks). */
+function linearRunnable(regex: RegExp): boolean {
+  try {
+    new RegExp(regex.source, regex.flags + "l");
+    return true;
+  } catch {
+    return false;
   }
 }

@@ -23,9 +23,13 @@
 // `\d` and `\w` (so `\b`) stay ASCII (Rust's are Unicode-aware), which only
 // matters for non-ASCII paths and header values.
 
-/** A pattern ready for `new RegExp(source, flags)`, or why it cannot be. */
+/**
+ * A pattern ready for `new RegExp(source, flags)`, or why it cannot be.
+ * `nested`: a group that repeats or alternates is itself repeated (`(a+)*`,
+ * `(a|b){2,20}`), the shape that can backtrack exponentially.
+ */
 export type Translation =
-  | { readonly source: string; readonly flags: string }
+  | { readonly source: string; readonly flags: string; readonly nested: boolean }
   | { readonly error: string };
 
 const POSIX: Record<string, string> = {
@@ -55,7 +59,8 @@ export function translateRustRegex(pattern: string, flags = ""): Translation {
   }
   const state = new Translator(pattern, flags.includes("i"));
   try {
-    return { source: state.run(), flags: "u" };
+    const source = state.run();
+    return { source, flags: "u", nested: state.nested };
   } catch (e) {
     if (e instanceof Refusal) return { error: e.message };
     throw e;
@@ -64,9 +69,11 @@ export function translateRustRegex(pattern: string, flags = ""): Translation {
 
 class Refusal extends Error {}
 
-/** One open group: whether it was opened by us for a mid-pattern flag, and the verbose flag. */
+/**
+ * One open group: the flags to restore when it closes (a mid-pattern `(?i)`
+ * scopes to the end of its group), and what it holds so far.
+ */
 interface Group {
-  readonly synthetic: boolean;
   readonly verbose: boolean;
   /** Whether `.` matched `\n` before it (flag `s`), restored when it closes. */
   readonly dotAll: boolean;
@@ -74,6 +81,8 @@ interface Group {
   readonly caseless: boolean;
   /** Whether `^` and `$` matched at line ends before it (flag `m`), restored when it closes. */
   readonly multiline: boolean;
+  /** It holds a repetition or an alternation (so repeating it may backtrack exponentially). */
+  branches: boolean;
 }
 
 class Translator {
@@ -87,10 +96,18 @@ class Translator {
   #caseless: boolean;
   /** Flag `m`: `^` and `$` match at line ends too. */
   #multiline = false;
-  /** Open groups, innermost last; synthetic ones close with their enclosing group. */
+  /** Open groups, innermost last. */
   #groups: Group[] = [];
+  /** Whether the pattern outside any group repeats or alternates (see Group.branches). */
+  #topBranches = false;
+  /** The group that closed just before the current position, or null. */
+  #closed: Group | null = null;
+  /** Right after a flag group `(?i)`, which is no expression: a repetition cannot follow. */
+  #afterFlags = false;
   /** At the start of a top-level branch (flag scopes aside): a `.*` here may be left out. */
   #atStart = true;
+  /** See Translation.nested. */
+  nested = false;
 
   constructor(pattern: string, caseless: boolean) {
     this.#p = pattern;
@@ -98,14 +115,21 @@ class Translator {
   }
 
   /** The state a group saves and restores on close. */
-  #saved(synthetic: boolean): Group {
+  #saved(): Group {
     return {
-      synthetic,
       verbose: this.#verbose,
       dotAll: this.#dotAll,
       caseless: this.#caseless,
       multiline: this.#multiline,
+      branches: false,
     };
+  }
+
+  /** Notes that the innermost group (or the top level) repeats or alternates. */
+  #branching(): void {
+    const group = this.#groups.at(-1);
+    if (group) group.branches = true;
+    else this.#topBranches = true;
   }
 
   run(): string {
@@ -125,16 +149,21 @@ class Translator {
       } else if (c === "." && this.#atStart && this.#leadingDotStar()) {
         // Left out: `.*x` finds a match somewhere exactly when `x` does.
       } else {
-        this.#out += this.#atom(c);
+        const closed = this.#closed;
+        const afterFlags = this.#afterFlags;
+        this.#closed = null;
+        this.#afterFlags = false;
+        const atom = this.#atom(c);
+        if (QUANTIFIER.test(atom)) {
+          if (afterFlags) throw new Refusal("a repetition must follow an expression, not flags");
+          if (closed?.branches) this.nested = true;
+          this.#branching();
+        }
+        this.#out += atom;
         this.#atStart = false;
       }
     }
-    // Flag scopes opened here end with the pattern; an unclosed group of the
-    // pattern's own is left for RegExp to report.
-    while (this.#groups.at(-1)?.synthetic) {
-      this.#groups.pop();
-      this.#out += ")";
-    }
+    // An unclosed group is left for RegExp to report.
     return this.#out;
   }
 
@@ -179,66 +208,82 @@ class Translator {
   /** `(`: a group, possibly with Rust's flags or `?P<name>`. */
   #open(): void {
     const p = this.#p;
-    const rest = p.slice(this.#i);
-    const flags = /^\(\?([a-zA-Z-]*)(:|\))/.exec(rest);
+    this.#closed = null;
+    this.#afterFlags = false;
+    FLAGS.lastIndex = this.#i;
+    const flags = FLAGS.exec(p);
     if (flags !== null) {
       this.#checkFlags(flags[1]);
       this.#i += flags[0].length;
-      // `(?i:...)` is a group; `(?i)` scopes to the rest of the enclosing group.
-      const synthetic = flags[2] === ")";
-      this.#groups.push(this.#saved(synthetic));
+      // `(?i:...)` is a group; `(?i)` scopes to the rest of the enclosing group, whose close
+      // restores the flags (so nothing is written for it: the flags are written out).
+      if (flags[2] === ":") {
+        this.#groups.push(this.#saved());
+        this.#out += "(?:";
+        this.#atStart = false;
+      } else {
+        this.#afterFlags = true;
+      }
       this.#verbose = this.#nextFlag("x", flags[1], this.#verbose);
       this.#dotAll = this.#nextFlag("s", flags[1], this.#dotAll);
       this.#caseless = this.#nextFlag("i", flags[1], this.#caseless);
       this.#multiline = this.#nextFlag("m", flags[1], this.#multiline);
-      this.#out += "(?:";
-      if (!synthetic) this.#atStart = false;
       return;
     }
-    if (/^\(\?(?:[=!]|<[=!])/.test(rest)) {
+    LOOKAROUND.lastIndex = this.#i;
+    if (LOOKAROUND.test(p)) {
       throw new Refusal("look-around, including look-ahead and look-behind, is not supported");
     }
-    this.#groups.push(this.#saved(false));
+    this.#groups.push(this.#saved());
     this.#atStart = false;
-    // A named group, `(?P<name>` or `(?<name>`: the name is copied as it is.
-    const named = /^\(\?P?<([^>]*)>/.exec(rest);
+    // A named group, `(?P<name>` or `(?<name>`, is a plain group here: matchers use no
+    // captures, and Rust's names (`a.b`, `x[0]`) are not all JavaScript's.
+    NAMED.lastIndex = this.#i;
+    const named = NAMED.exec(p);
     if (named !== null) {
-      this.#out += `(?<${named[1]}>`;
+      if (this.#names.has(named[1])) throw new Refusal(`duplicate group name "${named[1]}"`);
+      this.#names.add(named[1]);
       this.#i += named[0].length;
+    } else if (p.startsWith("(?", this.#i)) {
+      throw new Refusal("invalid group: expected a name of letters, digits, _ . [ ] after (?<");
     } else {
-      this.#out += "(";
       this.#i++;
     }
+    this.#out += "(";
   }
+
+  /** Group names seen, which Rust wants unique. */
+  #names = new Set<string>();
 
   /**
    * `|`: in Rust it splits the enclosing group, not the scope of a mid-pattern
    * flag (`a(?i)b|c` is `a(?i:b)` or `c`, with the flag carried into `c` as in
-   * Rust): the synthetic groups close before it and open again after it.
+   * Rust); flags are written out, so nothing else changes here.
    */
   #alternate(): void {
-    let open = 0;
-    while (this.#groups.at(-1 - open)?.synthetic) open++;
-    this.#out += ")".repeat(open) + "|" + "(?:".repeat(open);
+    this.#out += "|";
     this.#i++;
-    // A new top-level branch starts when only flag scopes are open.
-    this.#atStart = open === this.#groups.length;
+    this.#closed = null;
+    this.#afterFlags = false;
+    this.#branching();
+    this.#atStart = this.#groups.length === 0;
   }
 
-  /** `)`: closes the synthetic groups of mid-pattern flags, then the group itself. */
+  /** `)`: closes the group, restoring the flags set before it. */
   #close(): void {
-    while (true) {
-      const group = this.#groups.pop();
-      this.#out += ")"; // an unmatched one is left for RegExp to report
-      if (group === undefined) break;
-      this.#verbose = group.verbose;
-      this.#dotAll = group.dotAll;
-      this.#caseless = group.caseless;
-      this.#multiline = group.multiline;
-      if (!group.synthetic) break;
-    }
+    const group = this.#groups.pop();
+    this.#out += ")"; // an unmatched one is left for RegExp to report
     this.#i++;
     this.#atStart = false;
+    this.#afterFlags = false;
+    this.#closed = group ?? null;
+    if (group === undefined) return;
+    this.#verbose = group.verbose;
+    this.#dotAll = group.dotAll;
+    this.#caseless = group.caseless;
+    this.#multiline = group.multiline;
+    // What repeats inside a group makes the groups around it branch too.
+    if (group.branches) this.#branching();
   }
 
   /** Checks Rust inline flags; all are written out by the translation, none is a JavaScript modifier. */
@@ -260,8 +305,8 @@ class Translator {
 
   /** `{`: a counted repetition passes through; any other `{` is taken literally. */
   #repetition(): string {
-    const rest = this.#p.slice(this.#i);
-    const m = /^\{\s*(\d+)\s*(?:(,)\s*(\d*)\s*)?\}/.exec(rest);
+    COUNTED.lastIndex = this.#i;
+    const m = COUNTED.exec(this.#p);
     if (m === null) {
       this.#i++;
       return "\\{";
@@ -365,7 +410,8 @@ class Translator {
    */
   #class(): string {
     const p = this.#p;
-    const whole = /^\[\[:(\^?)([a-z]+):\]\]/.exec(p.slice(this.#i));
+    POSIX_WHOLE.lastIndex = this.#i;
+    const whole = POSIX_WHOLE.exec(p);
     if (whole !== null) {
       // `[[:^digit:]]`, the one place a negated POSIX class can be said in JavaScript.
       this.#i += whole[0].length;
@@ -399,7 +445,8 @@ class Translator {
         while (this.#i < p.length && p[this.#i] !== "\n") this.#i++;
         continue;
       }
-      const named = /^\[:(\^?)([a-z]+):\]/.exec(p.slice(this.#i));
+      POSIX_NAMED.lastIndex = this.#i;
+      const named = POSIX_NAMED.exec(p);
       if (named !== null) {
         if (named[1] === "^") {
           throw new Refusal("a negated POSIX class is supported only alone: [[:^name:]]");
@@ -455,6 +502,16 @@ class Translator {
     return cp;
   }
 }
+
+// Sticky patterns, run at a position of the pattern (no copy of its rest per group).
+const FLAGS = /\(\?([a-zA-Z-]*)(:|\))/y;
+const LOOKAROUND = /\(\?(?:[=!]|<[=!])/y;
+const NAMED = /\(\?P?<([A-Za-z0-9_.[\]]+)>/y;
+const COUNTED = /\{\s*(\d+)\s*(?:(,)\s*(\d*)\s*)?\}/y;
+const POSIX_WHOLE = /\[\[:(\^?)([a-z]+):\]\]/y;
+const POSIX_NAMED = /\[:(\^?)([a-z]+):\]/y;
+/** A translated atom that is a repetition operator (or a lazy mark after one). */
+const QUANTIFIER = /^(?:[*+?]|\{\d+,?\d*\})$/;
 
 /** Escapes that stand for a class of characters or an assertion, read alike by both dialects. */
 const CLASS_ESCAPES = new Set([..."dDwWsSbB"]);

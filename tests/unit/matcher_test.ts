@@ -3,6 +3,7 @@ import fc from "fast-check";
 import {
   caretLines,
   compileMatcher,
+  LINEAR_ENGINE_CHECKS,
   linearFlags,
   MatcherSyntaxError,
   type MatchRequest,
@@ -377,6 +378,12 @@ Deno.test("compileMatcher() writes (?i) out for ASCII letters, so no `i` flag is
   }
   assert.equal(matches("HostRegexp('^API\\.')", { host: "api.example.com" }), true);
   assert.equal(matches("HostRegexp('^API\\.')", { host: "apix.example.com" }), false);
+  // Upper case said without a capital letter is still case-insensitive for hosts.
+  for (const host of ["j.com", "J.com"]) {
+    assert.equal(matches("HostRegexp('^\\x4a\\.com$')", { host }), true, host);
+  }
+  assert.equal(matches("HostRegexp('^[[:upper:]]')", { host: "a.com" }), true);
+  assert.equal(matches("HostRegexp('^\\p{Lu}')", { host: "a.com" }), true);
 });
 
 Deno.test("compileMatcher() leaves out a leading .* of a top-level branch, which changes no match", () => {
@@ -400,7 +407,7 @@ Deno.test("compileMatcher() leaves out a leading .* of a top-level branch, which
   };
   assert.equal(source(".*(bot|crawler)"), "(bot|crawler)");
   assert.equal(source(".*?a|.*b"), "a|b");
-  assert.equal(source("(?s).*a"), "(?:a)");
+  assert.equal(source("(?s).*a"), "a");
   assert.equal(source("x|.*a"), "x|a");
   assert.equal(source("^.*a"), "^[^\\n]*a");
   assert.equal(source("(.*a)"), "([^\\n]*a)");
@@ -411,6 +418,73 @@ Deno.test("compileMatcher() leaves out a leading .* of a top-level branch, which
   );
   // Verbose mode may put whitespace between `.*` and its `?`: kept there.
   assert.equal(matches("PathRegexp('(?x) .* ? /admin')", { path: "/x/admin" }), true);
+});
+
+Deno.test("translateRustRegex() writes flags out without a group per flag, in time linear in the pattern", () => {
+  const translated = (re: string) => {
+    const t = translateRustRegex(re);
+    assert.ok("source" in t, re);
+    return t;
+  };
+  // Each mid-pattern flag used to open a group that every later `|` closed and opened again:
+  // the output grew with the square of the pattern (gigabytes for a 70 KB config).
+  for (
+    const [unit, times] of [["(?i)|", 5000], ["a(?i)b|", 3000], ["(?i)(?-i)a|", 2000]] as const
+  ) {
+    const re = unit.repeat(times);
+    assert.ok(translated(re).source.length <= re.length * 4, `${unit} x ${times}`);
+  }
+  assert.equal(translated("a(?i)b|c").source, "a[bB]|[cC]");
+  assert.equal(translated("(a(?i)b)c").source, "(a[bB])c");
+  assert.equal(translated("(?P<a.b>x)(?<x[0]>y)").source, "(x)(y)", "Rust's group names");
+  assert.ok("error" in translateRustRegex("(?i)*"), "a repetition of flags");
+  assert.ok("error" in translateRustRegex("(?<a"), "an unclosed name");
+  const started = performance.now();
+  assert.ok("error" in translateRustRegex("(?\u2039".repeat(100_000)));
+  const names = Array.from({ length: 20_000 }, (_, i) => `(?P<n${i}>a)`).join("");
+  assert.equal(translated(names).source.length, 60_000);
+  assert.ok(performance.now() - started < 5_000, "no scan to the end of the pattern per group");
+});
+
+Deno.test("translateRustRegex() says when a repeated group itself repeats or alternates", () => {
+  const nested = (re: string) => {
+    const t = translateRustRegex(re);
+    assert.ok("source" in t, re);
+    return t.nested;
+  };
+  for (
+    const re of ["(a+)*", "^/files/([a-z0-9]+/?){1,20}$", "(a|a){1,2000}", "((a+)b)*", "(?:x|y)+"]
+  ) {
+    assert.equal(nested(re), true, re);
+  }
+  for (const re of ["[a-z]{1,32}", "(ab)*", "((a)b)*", "(a+)(b|c)", "a*b*", "(a)+|b+"]) {
+    assert.equal(nested(re), false, re);
+  }
+});
+
+Deno.test("compileMatcher() refuses a nested repetition V8's linear-time engine cannot take over", () => {
+  assert.ok(
+    LINEAR_ENGINE_CHECKS,
+    "the tests run with Strom's V8 flags (make test, deno task test)",
+  );
+  // `{1,20}` is beyond what the linear engine unrolls: `/files/` and 30 letters and a `!` took
+  // 11.9 s in the backtracking engine, and stalled every other request meanwhile.
+  for (const re of ["^/files/([a-z0-9]+/?){1,20}$", "(a|a){1,2000}", "^(\\p{L}+/)*$"]) {
+    assert.throws(
+      () => compileMatcher(`PathRegexp('${re}')`),
+      /repeats a group that itself repeats or alternates.*repeat the group with \* or \+ instead/,
+      re,
+    );
+  }
+  for (const re of ["^/files/([\\w-]+/?)*$", "^/v[0-9]{1,32}/$", "^(/[a-z]+){1,8}$"]) {
+    assert.equal(matches(`PathRegexp('${re}')`, { path: "/files/a/b" }) !== undefined, true, re);
+  }
+  const started = performance.now();
+  assert.equal(
+    matches("PathRegexp('^/files/([\\w-]+/?)*$')", { path: `/files/${"a".repeat(40)}!` }),
+    false,
+  );
+  assert.ok(performance.now() - started < 1000, "finished in the linear-time engine");
 });
 
 Deno.test("compileMatcher() accepts RustStrom's own config examples", () => {
@@ -538,7 +612,7 @@ Deno.test("compileMatcher() rejects bad input with the exact message and column"
     [
       "PathRegexp('(?P<a>x)(?P<a>y)')",
       'invalid regular expression "(?P<a>x)(?P<a>y)" in "PathRegexp": ' +
-      "Duplicate capture group name at column 12",
+      'duplicate group name "a" at column 12',
     ],
     [
       "PathRegexp('^/(?=api)')",
