@@ -163,6 +163,9 @@ function readCertificate(
       r.problem("", "ACME does not support IP addresses");
     }
     if (serverName.startsWith("*.")) r.problem("", "HTTP-01 cannot obtain wildcard certificates");
+    if (persistDir?.includes("\0")) {
+      r.problem("persist_dir", "a folder name cannot hold a NUL character");
+    }
     if (directoryUrl !== undefined && !/^https?:\/\/[^/]/.test(directoryUrl)) {
       r.problem("directory_url", `invalid URL ${JSON.stringify(directoryUrl)}: expected https://`);
     }

@@ -39,20 +39,14 @@ export function readDurationMs(
   path: string,
   problems: Problem[],
 ): number | undefined {
-  if (typeof value === "number" || typeof value === "bigint") {
-    const n = Number(value);
-    if (Number.isFinite(n) && n >= 0) return Math.round(n * 1000);
-  } else if (typeof value === "string") {
-    const ms = parseDurationText(value);
-    if (ms !== undefined) return ms;
-  } else if (isTable(value)) {
-    const reader = new TableReader(value, path, problems);
-    const before = problems.length;
-    const secs = reader.int("secs");
-    const nanos = reader.int("nanos", { max: 999_999_999 });
-    reader.finish();
-    if (problems.length > before || secs === undefined || nanos === undefined) return undefined;
-    return secs * 1000 + Math.round(nanos / 1e6);
+  const exact = exactMs(value, path, problems);
+  if (exact === null) return undefined;
+  if (exact !== undefined) {
+    const ms = Math.round(exact);
+    if (ms > 0 || exact === 0) return ms;
+    // Rounded to 0, which turns timeouts and intervals off: not what a positive value meant.
+    problems.push({ path, message: "expected 0 or a duration of at least 1 ms" });
+    return undefined;
   }
   problems.push({
     path,
@@ -60,6 +54,25 @@ export function readDurationMs(
       describe(value)
     }`,
   });
+  return undefined;
+}
+
+/** Milliseconds, unrounded; undefined for no duration at all, null when the table said why. */
+function exactMs(value: unknown, path: string, problems: Problem[]): number | undefined | null {
+  if (typeof value === "number" || typeof value === "bigint") {
+    const n = Number(value);
+    if (Number.isFinite(n) && n >= 0) return n * 1000;
+  } else if (typeof value === "string") {
+    return parseDurationText(value);
+  } else if (isTable(value)) {
+    const reader = new TableReader(value, path, problems);
+    const before = problems.length;
+    const secs = reader.int("secs");
+    const nanos = reader.int("nanos", { max: 999_999_999 });
+    reader.finish();
+    if (problems.length > before || secs === undefined || nanos === undefined) return null;
+    return secs * 1000 + nanos / 1e6;
+  }
   return undefined;
 }
 
@@ -73,5 +86,5 @@ function parseDurationText(text: string): number | undefined {
     if (!m || m.index !== start) return undefined;
     total += Number(m[1]) * UNITS[m[2]];
   }
-  return Math.round(total);
+  return total;
 }

@@ -17,6 +17,15 @@ export function describe(value: unknown): string {
   return String(value);
 }
 
+/**
+ * A value inside a message, as JSON (a string quoted); an integer beyond 2^53
+ * is a bigint, on which JSON.stringify throws, and shows as its digits.
+ */
+export function shownValue(value: unknown): string {
+  if (typeof value === "bigint") return String(value);
+  return JSON.stringify(value, (_key, v) => typeof v === "bigint" ? String(v) : v) ?? "null";
+}
+
 /** Whether a value is a plain TOML table. */
 export function isTable(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === "object" && !Array.isArray(value) &&

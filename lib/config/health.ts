@@ -1,6 +1,6 @@
 // Readers for a pool's `health_config` and `outlier_detection` tables.
 
-import type { TableReader } from "./fields.ts";
+import { shownValue, type TableReader } from "./fields.ts";
 import { MAX_DURATION_MS, parseDurationMs } from "./duration.ts";
 import type { HealthConfig, OutlierConfig, StatusRange } from "./types.ts";
 
@@ -74,7 +74,7 @@ function readStatusRanges(r: TableReader): StatusRange[] | undefined {
       r.problems.push({
         path: `${r.at("expected_status")}[${i}]`,
         message: `invalid status ${
-          JSON.stringify(v)
+          shownValue(v)
         } (expected a code from 100 to 599, a range like "200-399", or "2xx")`,
       });
     }

@@ -19,7 +19,17 @@ export function parseConfig(source: string, origin: Origin): Config {
   } catch (e) {
     throw new ConfigError(origin.source, [tomlProblem(e)]);
   }
-  const result = validateConfig(doc, origin);
+  let result: ReturnType<typeof validateConfig>;
+  try {
+    result = validateConfig(doc, origin);
+  } catch (e) {
+    // A validator's own bug must not pass for a crash (at start) or an unhandled error (at a
+    // reload, which then counted nothing): the config is refused with the error as its problem.
+    const reason = e instanceof Error ? e.message : String(e);
+    throw new ConfigError(origin.source, [
+      { path: "", message: `the config could not be checked (a bug in Strom): ${reason}` },
+    ]);
+  }
   if (!result.ok) {
     throw new ConfigError(origin.source, inLineOrder(withLines(text, result.problems)));
   }

@@ -198,7 +198,7 @@ interface Term {
 
 /** Every request path begins with "/" (Deno gives `OPTIONS *` as "/*"): others never match. */
 function remarkOnPath(term: string, text: string, lexer: Lexer): void {
-  if (text !== "" && !text.startsWith("/")) {
+  if ((text !== "" || term === "Path") && !text.startsWith("/")) {
     lexer.remark(`${term}(${quote(text)}) never matches: request paths begin with "/"`);
   } else if (text.includes(";")) {
     lexer.remark(

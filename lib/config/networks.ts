@@ -1,7 +1,7 @@
 // Lists of IP networks in the config (`trusted_proxies`, IpFilter's `allow`
 // and `deny`): each entry an IP or CIDR, every bad entry reported at its index.
 
-import type { TableReader } from "./fields.ts";
+import { shownValue, type TableReader } from "./fields.ts";
 import { type Cidr, parseCidr } from "../net/address.ts";
 
 /** Reads `key` as a list of networks; null when the key is absent. */
@@ -17,7 +17,7 @@ export function readNetworks(r: TableReader, key: string): Cidr[] | null {
     }
     const cidr = parseCidr(v);
     if (typeof cidr === "string") {
-      r.problems.push({ path, message: `invalid network ${JSON.stringify(v)}: ${cidr}` });
+      r.problems.push({ path, message: `invalid network ${shownValue(v)}: ${cidr}` });
     } else out.push(cidr);
   });
   return out;

@@ -2,7 +2,7 @@
 // problem with its dotted path. Accepts RustStrom's schema plus Strom's additions.
 
 import type { Problem } from "./errors.ts";
-import { describe, isTable, TableReader } from "./fields.ts";
+import { describe, isTable, shownValue, TableReader } from "./fields.ts";
 import { MAX_DURATION_MS, parseDurationMs, readDurationMs } from "./duration.ts";
 import { caretLines, compileMatcher, hostsOf, MatcherSyntaxError } from "./matcher.ts";
 import { dirname, resolve as resolvePath } from "node:path";
@@ -266,8 +266,12 @@ function readAccessLog(r: TableReader | null, baseDir: string): AccessLogConfig 
       `unknown format ${JSON.stringify(format)} (expected "json", "common" or "combined")`,
     );
   }
-  const path = r.string("path", "stdout");
+  let path = r.string("path", "stdout");
   if (path === "") r.problem("path", 'expected a file or "stdout"');
+  if (path?.includes("\0")) {
+    r.problem("path", "a file name cannot hold a NUL character");
+    path = undefined;
+  }
   const file = path === undefined || path === "" || path === "stdout" || path === "-"
     ? null
     : resolvePath(baseDir, path);
@@ -458,13 +462,15 @@ function readAddresses(r: TableReader, warnings: string[]): BackendAddress[] | u
     else {
       // RustStrom took a repeat as one more backend; some use it as a weight.
       warnings.push(
-        `${path}: ${JSON.stringify(v)} is also addresses[${first}]: each listing gets its own ` +
+        `${path}: ${shownValue(v)} is also addresses[${first}]: each listing gets its own ` +
           "share of the traffic, and metrics and the admin API cannot tell them apart",
       );
     }
     const parsed = parseBackendAuthority(v);
     if (typeof parsed === "string") {
-      r.problems.push({ path, message: `invalid address ${JSON.stringify(v)}: ${parsed}` });
+      // A password written in the address is not repeated (problems reach logs and the API).
+      const shown = v.replace(/^([a-zA-Z][a-zA-Z0-9+.-]*:\/\/)?[^/?#]*@/, "$1***@");
+      r.problems.push({ path, message: `invalid address ${shownValue(shown)}: ${parsed}` });
       return;
     }
     out.push({ id: v, ...parsed, authority: formatAuthority(parsed.host, parsed.port) });
@@ -481,7 +487,7 @@ function readSchemes(r: TableReader): Set<Scheme> | undefined {
     else {
       r.problems.push({
         path: r.at("schemes") + `[${i}]`,
-        message: `invalid scheme ${JSON.stringify(v)} (expected "HTTP" or "HTTPS")`,
+        message: `invalid scheme ${shownValue(v)} (expected "HTTP" or "HTTPS")`,
       });
     }
   });

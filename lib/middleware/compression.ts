@@ -6,6 +6,7 @@
 import type { Transform } from "node:stream";
 import type { Clock } from "../clock.ts";
 import { nodeZlib } from "../node_builtins.ts";
+import { shownValue } from "../config/fields.ts";
 import { HttpError, type MiddlewareSpec } from "./middleware.ts";
 import { type Coding, CODINGS, negotiate } from "./accept_encoding.ts";
 
@@ -63,7 +64,7 @@ export const compression: MiddlewareSpec<CompressionOptions> = {
         const list = CODINGS.map((c) => `"${c}"`).join(", ");
         r.problems.push({
           path: r.at("encodings") + `[${i}]`,
-          message: `unknown encoding ${JSON.stringify(v)} (expected one of ${list})`,
+          message: `unknown encoding ${shownValue(v)} (expected one of ${list})`,
         });
       }
     });
@@ -78,7 +79,7 @@ export const compression: MiddlewareSpec<CompressionOptions> = {
       } else {
         r.problems.push({
           path: r.at("skip_types") + `[${i}]`,
-          message: `invalid media type ${JSON.stringify(v)}: expected "type/subtype" or "type/"`,
+          message: `invalid media type ${shownValue(v)}: expected "type/subtype" or "type/"`,
         });
       }
     });

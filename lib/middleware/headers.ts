@@ -6,7 +6,7 @@
 //
 // Removals run first, then `set` (replaces every value), then `add` (appends).
 
-import type { TableReader } from "../config/fields.ts";
+import { shownValue, type TableReader } from "../config/fields.ts";
 import { cgiSpelling, isHopByHop, TOKEN } from "../proxy/headers.ts";
 import type { MiddlewareSpec } from "./middleware.ts";
 
@@ -66,7 +66,7 @@ function readEdits(r: TableReader, key: string): HeaderEdits {
   table.array("remove")?.forEach((v, i) => {
     const path = table.at("remove") + `[${i}]`;
     if (typeof v !== "string") {
-      r.problems.push({ path, message: `expected a header name, found ${JSON.stringify(v)}` });
+      r.problems.push({ path, message: `expected a header name, found ${shownValue(v)}` });
     } else {
       const lower = checkName(r, path, v);
       if (lower !== null) remove.push(lower);

@@ -14,6 +14,7 @@
 // starts with several slashes, escaped or not, goes with one (`//evil.example/x`
 // reads as a link to another host, and `/%2F%2Fevil.example/x` does once decoded).
 
+import { shownValue } from "../config/fields.ts";
 import type { MiddlewareSpec } from "./middleware.ts";
 
 /** Validated options: prefixes without a trailing slash, longest first. */
@@ -39,7 +40,7 @@ export const stripPrefix: MiddlewareSpec<StripPrefixOptions> = {
         r.problems.push({
           path,
           message: `invalid prefix ${
-            JSON.stringify(value)
+            shownValue(value)
           }: expected a path such as "/api" (visible ASCII, no "?" or "#")`,
         });
       } else if (prefix === "") {

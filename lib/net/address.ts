@@ -150,6 +150,9 @@ export function parseBackendAuthority(
   }
   const tls = scheme?.[1] === "https";
   const rest = scheme ? text.slice(scheme[0].length).replace(/\/$/, "") : text;
+  if (rest.includes("@")) return "a backend address takes no user or password";
+  const extra = scheme ? /[/?#]/.exec(rest) : null;
+  if (extra) return `a backend address takes no path, query or fragment ("${extra[0]}...")`;
   const split = splitHostPort(rest);
   if (typeof split === "string") return split;
   const { host, port } = split;
