@@ -8,9 +8,14 @@
 //
 // The directory is part of the names so that a staging certificate is never
 // served after switching to production, and one folder can serve several CAs.
+//
+// Several names usually share one account (same directory and email) and start
+// ordering together: they share one read-or-create of its key (see accountKey),
+// and every write goes through a temp file of its own, so that two writers never
+// trip over each other's temp file (File exists, then ENOENT on chmod or rename).
 
 import { nodeCrypto } from "../node_builtins.ts";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { type LoadedCertificate, parseCertificate } from "./pem.ts";
 import { readConfigText, readFailure } from "../config/files.ts";
 
@@ -18,6 +23,14 @@ import { readConfigText, readFailure } from "../config/files.ts";
 export type PersistedCertificate =
   | { readonly ok: true; readonly certificate: LoadedCertificate }
   | { readonly ok: false; readonly problem: string };
+
+/**
+ * Account keys being read or created, by file: the names of one account that
+ * order at the same time get the same key instead of each creating one. Only
+ * while in flight: afterwards the file is the truth (read again, made again
+ * when it was removed).
+ */
+const accountKeysInFlight = new Map<string, Promise<string>>();
 
 /** The files of one `persist_dir`. */
 export class AcmeFiles {
@@ -27,9 +40,18 @@ export class AcmeFiles {
     this.dir = dir;
   }
 
-  /** The account key (PEM) for a directory and email; created (EC P-256, mode 0600) when missing. */
-  async accountKey(directoryUrl: string, email: string): Promise<string> {
-    const path = join(this.dir, `account-${hash(`${directoryUrl}\n${email}`)}.key`);
+  /** The account key (PEM) for a directory and email; created (EC P-256, mode 0600) when missing, once for concurrent callers. */
+  accountKey(directoryUrl: string, email: string): Promise<string> {
+    const path = resolve(this.dir, `account-${hash(`${directoryUrl}\n${email}`)}.key`);
+    let key = accountKeysInFlight.get(path);
+    if (key === undefined) {
+      key = this.#readOrCreateAccountKey(path).finally(() => accountKeysInFlight.delete(path));
+      accountKeysInFlight.set(path, key);
+    }
+    return key;
+  }
+
+  async #readOrCreateAccountKey(path: string): Promise<string> {
     try {
       return await Deno.readTextFile(path);
     } catch (e) {
@@ -81,11 +103,16 @@ export class AcmeFiles {
 
   async #write(path: string, text: string, mode: number): Promise<void> {
     await Deno.mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const temp = `${path}.tmp`;
-    await Deno.remove(temp).catch(() => {});
-    await Deno.writeTextFile(temp, text, { mode, createNew: true });
-    await Deno.chmod(temp, mode);
-    await Deno.rename(temp, path);
+    // A temp name of its own: a fixed one raced between concurrent writers.
+    const temp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+    try {
+      await Deno.writeTextFile(temp, text, { mode, createNew: true });
+      await Deno.chmod(temp, mode); // the umask may have cut `mode`
+      await Deno.rename(temp, path);
+    } catch (e) {
+      await Deno.remove(temp).catch(() => {});
+      throw e;
+    }
   }
 }
 

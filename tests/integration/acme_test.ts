@@ -192,6 +192,57 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "three ACME names sharing an email and an empty persist_dir all get certificates with one account key",
+  ignore: !hasPebble,
+  async fn() {
+    await withPebble(async (pebble, httpPort, dir) => {
+      await using backend = startBackend();
+      const names = ["a.test", "b.test", "c.test"];
+      const log = captureLog();
+      const entries = names.map((name) =>
+        `[certificates."${name}"]
+type = "ACME"
+staging = false
+email = "ops@example.com"
+persist_dir = "${dir}"
+directory_url = "${pebble.directoryUrl}"
+ca_file = "${pebble.caFile}"
+`
+      );
+      await using lb = await startStrom(
+        `http_address = "127.0.0.1:${httpPort}"\nhttps_address = "127.0.0.1:0"\n` +
+          poolToml([backend.address], { schemes: '["HTTP", "HTTPS"]' }) + entries.join(""),
+        {
+          acme: { ...POLL, clock: new ManualClock(Date.now()) },
+          log: createLogger("info", { sink: log.sink }),
+        },
+      );
+      // All three order at once; each either obtains or fails (the retry waits 5 minutes
+      // on the manual clock, so a failure stays one).
+      await waitFor(
+        () =>
+          names.every((n) =>
+            lb.strom.acme.renewal(n)!.failures > 0 || lb.strom.certificates.get(n)
+          ),
+        "every name to obtain a certificate or fail",
+        20_000,
+      );
+      const failed = log.lines.filter((l) => l.includes("Could not obtain a certificate"));
+      assert.deepEqual(failed, []);
+      for (const name of names) {
+        const cert = await presentedCertificate(lb.strom.port("https_address"), name);
+        assert.match(cert?.subjectAltName ?? "", new RegExp(`DNS:${name.replace(".", "\\.")}`));
+      }
+      assert.equal(pebble.orders(), 3);
+      const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+      assert.equal(files.filter((f) => f.startsWith("account-")).length, 1, files.join(", "));
+      assert.equal(files.length, 7, files.join(", "));
+    });
+  },
+});
+
 Deno.test("an order from a CA that takes the connection and never answers fails, and is counted", async () => {
   const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const held: Deno.Conn[] = [];

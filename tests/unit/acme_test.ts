@@ -9,6 +9,7 @@ import {
   retryDelayMs,
 } from "../../lib/tls/acme_schedule.ts";
 import { AcmeManager } from "../../lib/tls/acme.ts";
+import { AcmeFiles } from "../../lib/tls/acme_files.ts";
 import type { OrderCertificate, OrderRequest } from "../../lib/tls/acme_order.ts";
 import { CertificateStore } from "../../lib/tls/store.ts";
 import { ChallengeStore } from "../../lib/tls/challenges.ts";
@@ -57,6 +58,32 @@ Deno.test("a certificate that lasts less than renew_before_days is renewed after
 Deno.test("retryDelayMs() doubles from 5 minutes per failure up to 12 hours", () => {
   const delays = [1, 2, 3, 4, 8, 9, 50].map((n) => retryDelayMs(n, DEFAULT_TIMING) / 60_000);
   assert.deepEqual(delays, [5, 10, 20, 40, 640, 720, 720]);
+});
+
+Deno.test("AcmeFiles.accountKey() called at once for several names creates one key, shared by all", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "strom-acme-unit-" });
+  try {
+    // Two AcmeFiles, as two names' renewals each have their own.
+    const [one, two] = [new AcmeFiles(dir), new AcmeFiles(dir)];
+    const keys = await Promise.all([
+      one.accountKey("https://ca.invalid/dir", "ops@example.com"),
+      two.accountKey("https://ca.invalid/dir", "ops@example.com"),
+      two.accountKey("https://ca.invalid/dir", "ops@example.com"),
+    ]);
+    assert.equal(new Set(keys).size, 1, "one key");
+    const files = [...Deno.readDirSync(dir)].map((e) => e.name);
+    assert.equal(files.length, 1, files.join(", "));
+    assert.equal(Deno.readTextFileSync(`${dir}/${files[0]}`), keys[0]);
+    assert.equal(Deno.statSync(`${dir}/${files[0]}`).mode! & 0o777, 0o600);
+    // Settled, the file is the truth again: read back, or made anew once removed.
+    assert.equal(await one.accountKey("https://ca.invalid/dir", "ops@example.com"), keys[0]);
+    Deno.removeSync(`${dir}/${files[0]}`);
+    assert.notEqual(await one.accountKey("https://ca.invalid/dir", "ops@example.com"), keys[0]);
+    const other = await one.accountKey("https://ca.invalid/dir", "dev@example.com");
+    assert.notEqual(other, keys[0], "another email, another account");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 /** A fake CA: each order issues a certificate valid for `days` (or fails when told). */
