@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { rateLimiter } from "../../lib/middleware/rate_limiter.ts";
-import { MemoryWindow } from "../../lib/middleware/rate_limit_window.ts";
+import { MemoryWindow, shownStore } from "../../lib/middleware/rate_limit_window.ts";
 import { StoreBreaker, StoreSkipped } from "../../lib/middleware/store_breaker.ts";
 import { ManualClock } from "../_helpers/clock.ts";
 import { build, fakeContext, run, testDeps } from "../_helpers/middleware.ts";
@@ -122,6 +122,24 @@ Deno.test("rateLimiter() falls back per on_store_error when the store is unreach
     await open.close?.();
     await closed.close?.();
   }
+});
+
+Deno.test("shownStore() hides the password up to the last @, so no part of it is logged", () => {
+  const cases: [string, string][] = [
+    ["redis://:s3cr3t-p@ss@127.0.0.1:6379", "redis://:***@127.0.0.1:6379"],
+    ["redis://user:a@b@c@127.0.0.1:6379/2", "redis://user:***@127.0.0.1:6379/2"],
+    ["rediss://:hunter2@redis.example:6380", "rediss://:***@redis.example:6380"],
+    ["redis://:p:w@host", "redis://:***@host"],
+    // Unescaped "/", "?" or "#" in a password: not a valid URL, hidden all the same.
+    ["redis://:pa/ss@host:6379", "redis://:***@host:6379"],
+    ["redis://:pa#ss@host:6379", "redis://:***@host:6379"],
+    ["redis::pw@host", "redis::***@host"],
+    // Nothing to hide.
+    ["redis://127.0.0.1:6379/1", "redis://127.0.0.1:6379/1"],
+    ["redis://user@host:6379", "redis://user@host:6379"],
+    ["redis:nohost", "redis:nohost"],
+  ];
+  for (const [url, shown] of cases) assert.equal(shownStore(url), shown, url);
 });
 
 Deno.test("StoreBreaker: after a failure, hits fail at once; one hit per retry interval tries the store", async () => {
