@@ -6,6 +6,7 @@
 import { Redis } from "ioredis";
 import type { Logger } from "../log.ts";
 import { type Decision, shownStore, type WindowStore } from "./rate_limit_window.ts";
+import { parseStoreUrl } from "./redis_store_url.ts";
 
 /** KEYS[1] the client's set; ARGV: now (ms), window (ms), limit, a unique member. */
 const SCRIPT = `
@@ -36,7 +37,7 @@ type SlidingWindowRedis = Redis & {
   slidingWindow(key: string, ...args: (string | number)[]): Promise<[number, number, number]>;
 };
 
-/** A WindowStore in Redis at `url`; fails fast (rejects) while Redis is unreachable. */
+/** A WindowStore in Redis at `url` (throws when it is invalid); fails fast (rejects) while Redis is unreachable. */
 export class RedisWindow implements WindowStore {
   readonly #redis: SlidingWindowRedis;
   readonly #limit: number;
@@ -53,7 +54,14 @@ export class RedisWindow implements WindowStore {
     this.#limit = options.limit;
     this.#windowMs = options.windowMs;
     this.#prefix = options.prefix;
-    this.#redis = new Redis(url, {
+    // The URL is checked at load; checked again here because ioredis must never read one
+    // itself (see redis_store_url.ts).
+    const address = parseStoreUrl(url);
+    if (typeof address === "string") throw new Error(address);
+    const { tls, ...where } = address;
+    this.#redis = new Redis({
+      ...where,
+      ...(tls ? { tls: {} } : {}),
       commandTimeout: COMMAND_TIMEOUT_MS,
       maxRetriesPerRequest: 0,
       retryStrategy: (times) => Math.min(times * 200, 2000),

@@ -4,7 +4,8 @@
 // RustStrom keyed on IP *and port*, so each new connection started afresh.
 
 import { HttpError, type Middleware, type MiddlewareSpec } from "./middleware.ts";
-import { type Decision, MemoryWindow, shownStore, type WindowStore } from "./rate_limit_window.ts";
+import { type Decision, MemoryWindow, type WindowStore } from "./rate_limit_window.ts";
+import { checkStoreUrl } from "./redis_store_url.ts";
 import { StoreBreaker, StoreSkipped } from "./store_breaker.ts";
 
 /** Validated options; `maxClients` (default 100000) bounds the in-memory store. */
@@ -17,22 +18,6 @@ export type RateLimiterOptions = {
   readonly onStoreError: "allow" | "deny";
   readonly maxClients: number;
 };
-
-/** Checks a store URL; a message when it is not `redis://host[:port][/db]`. */
-export function checkStoreUrl(text: string): string | null {
-  const shown = JSON.stringify(shownStore(text));
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    return `invalid store ${shown}: expected "redis://host:port"`;
-  }
-  if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
-    return `invalid store ${shown}: expected "redis://" or "rediss://"`;
-  }
-  if (url.hostname === "") return `invalid store ${shown}: expected a host`;
-  return null;
-}
 
 /** The rate limiter's spec. */
 export const rateLimiter: MiddlewareSpec<RateLimiterOptions> = {

@@ -317,6 +317,29 @@ Deno.test("parseConfig() validates HttpsRedirector and RateLimiter options", () 
     middlewareProblems("RateLimiter", `limit = 1\nwindow_sec = 1\nstore = "http://u:pw@a:1"`),
     [`${MW}.RateLimiter.store: invalid store "http://u:***@a:1": expected "redis://" or "rediss://"`],
   );
+  const storeProblems = (store: string) =>
+    middlewareProblems("RateLimiter", `limit = 1\nwindow_sec = 1\nstore = "${store}"`);
+  assert.deepEqual(storeProblems("redis://127.0.0.1:6379/notadb"), [
+    `${MW}.RateLimiter.store: invalid store "redis://127.0.0.1:6379/notadb": expected a database number (0 or more) after the host, found "notadb"`,
+  ]);
+  assert.deepEqual(storeProblems("redis://:pw@127.0.0.1:6379/-1"), [
+    `${MW}.RateLimiter.store: invalid store "redis://:***@127.0.0.1:6379/-1": expected a database number (0 or more) after the host, found "-1"`,
+  ]);
+  assert.deepEqual(storeProblems("redis://127.0.0.1:6379/1/2"), [
+    `${MW}.RateLimiter.store: invalid store "redis://127.0.0.1:6379/1/2": expected a database number (0 or more) after the host, found "1/2"`,
+  ]);
+  assert.deepEqual(storeProblems("redis://127.0.0.1:6379?db=notadb"), [
+    `${MW}.RateLimiter.store: invalid store "redis://127.0.0.1:6379?db=notadb": expected no "?" or "#" part`,
+  ]);
+  assert.deepEqual(storeProblems("redis://127.0.0.1:99999"), [
+    `${MW}.RateLimiter.store: invalid store "redis://127.0.0.1:99999": expected "redis://host:port"`,
+  ]);
+  assert.deepEqual(storeProblems("redis://:%zz@127.0.0.1"), [
+    `${MW}.RateLimiter.store: invalid store "redis://:***@127.0.0.1": expected a user and password in URL encoding ("%40" for "@")`,
+  ]);
+  for (const good of ["redis://127.0.0.1", "redis://u:p%40ss@[::1]:6380/", "rediss://h:1/15"]) {
+    assert.deepEqual(storeProblems(good), [], good);
+  }
 });
 
 Deno.test("parseConfig() validates Compression, MaxBodySize and Headers options", () => {

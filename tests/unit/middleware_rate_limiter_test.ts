@@ -4,7 +4,9 @@ import { MemoryWindow, shownStore } from "../../lib/middleware/rate_limit_window
 import { StoreBreaker, StoreSkipped } from "../../lib/middleware/store_breaker.ts";
 import { ManualClock } from "../_helpers/clock.ts";
 import { build, fakeContext, run, testDeps } from "../_helpers/middleware.ts";
-import { createLogger } from "../../lib/log.ts";
+import { createLogger, silentLogger } from "../../lib/log.ts";
+import { RedisWindow } from "../../lib/middleware/rate_limit_redis.ts";
+import { hasRedis, startRedis } from "../_helpers/redis.ts";
 
 const from = (clientIp: string) => fakeContext("http://a.com/", { clientIp });
 
@@ -140,6 +142,60 @@ Deno.test("shownStore() hides the password up to the last @, so no part of it is
     ["redis:nohost", "redis:nohost"],
   ];
   for (const [url, shown] of cases) assert.equal(shownStore(url), shown, url);
+});
+
+Deno.test({
+  name:
+    "RedisWindow refuses a database that is no number, instead of a rejection nothing handles, and uses the one given",
+  ignore: !hasRedis,
+  async fn() {
+    await using redis = await startRedis();
+    const options = { limit: 1, windowMs: 60_000, prefix: "test:", log: silentLogger };
+    const unhandled: string[] = [];
+    const onUnhandled = (event: PromiseRejectionEvent) => {
+      event.preventDefault();
+      unhandled.push(String(event.reason));
+    };
+    globalThis.addEventListener("unhandledrejection", onUnhandled);
+    const refused: string[] = [];
+    try {
+      for (const url of [`${redis.url}/notadb`, `${redis.url}?db=notadb`]) {
+        let window: RedisWindow;
+        try {
+          window = new RedisWindow(url, options);
+        } catch (e) {
+          refused.push((e as Error).message);
+          continue;
+        }
+        // Without the check, the client answered these from database 0 and left its
+        // failed SELECT unhandled.
+        try {
+          for (let i = 0; i < 3; i++) await window.hit("10.0.0.1", 0);
+        } finally {
+          await window.close();
+        }
+      }
+    } finally {
+      globalThis.removeEventListener("unhandledrejection", onUnhandled);
+    }
+    assert.deepEqual(unhandled, []);
+    assert.deepEqual(refused, [
+      `invalid store "${redis.url}/notadb": expected a database number (0 or more) after the host, found "notadb"`,
+      `invalid store "${redis.url}?db=notadb": expected no "?" or "#" part`,
+    ]);
+
+    // Databases 1 and 2 keep apart windows.
+    const one = new RedisWindow(`${redis.url}/1`, options);
+    const two = new RedisWindow(`${redis.url}/2`, options);
+    try {
+      assert.equal((await one.hit("10.0.0.1", 0)).allowed, true);
+      assert.equal((await two.hit("10.0.0.1", 0)).allowed, true, "another database");
+      assert.equal((await one.hit("10.0.0.1", 0)).allowed, false);
+    } finally {
+      await one.close();
+      await two.close();
+    }
+  },
 });
 
 Deno.test("StoreBreaker: after a failure, hits fail at once; one hit per retry interval tries the store", async () => {
