@@ -256,8 +256,10 @@ function etagOf(text: string): string {
  * `content-length: 0`.)
  */
 export function adminHandler(app: Hono): (request: Request) => Response | Promise<Response> {
+  // The copy's URL is parsed again, which resolves dot-segments: `/api/./config`, a 404 to GET
+  // (the router sees paths as sent), would become `/api/config`. Such a HEAD goes as it is.
   return (request) =>
-    request.method === "HEAD"
+    request.method === "HEAD" && !hasDotSegment(request.url)
       ? app.fetch(
         new Request(request.url, {
           method: "GET",
@@ -266,6 +268,14 @@ export function adminHandler(app: Hono): (request: Request) => Response | Promis
         }),
       )
       : app.fetch(request);
+}
+
+/** Whether a request URL's path holds a `.` or `..` segment (plainly or as `%2e`). */
+function hasDotSegment(url: string): boolean {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  const end = url.search(/[?#]/);
+  const path = start < 0 ? "" : url.slice(start, end < 0 ? undefined : end);
+  return /\/(?:\.|%2e){1,2}(?:\/|$)/i.test(path);
 }
 
 /** Longest `POST /api/drain` body. */

@@ -989,6 +989,19 @@ Deno.test("the admin API answers HEAD with the length its GET has", async () => 
   // An event stream asked with HEAD ends at once instead of streaming on unseen.
   const events = await fetch(`${lb.adminUrl}/api/events`, { method: "HEAD" });
   assert.equal(events.status, 200);
+  // A path with a dot-segment is no route for GET, nor for HEAD (whose copy as a GET once
+  // resolved it).
+  const port = Number(new URL(lb.adminUrl).port);
+  for (const path of ["/api/./config", "/api/x/../config", "/./api/config"]) {
+    for (const method of ["GET", "HEAD"]) {
+      const answer = await rawExchange(
+        port,
+        `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TOKEN}\r\n` +
+          "Connection: close\r\n\r\n",
+      );
+      assert.match(answer, /^HTTP\/1\.1 404 /, `${method} ${path}`);
+    }
+  }
 });
 
 Deno.test("PUT /api/config with If-Match is refused with 412 once the config changed meanwhile", async () => {
