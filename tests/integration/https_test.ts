@@ -191,6 +191,27 @@ Deno.test({
 });
 
 Deno.test({
+  name: "Strom's own answers to HTTP/2 uploads it did not read arrive whole, not as a stream reset",
+  ignore: !hasOpenssl || !hasCurl,
+  async fn() {
+    await using ca = await createCa();
+    const cert = await ca.issue("lb", ["a.test"]);
+    await using backend = startBackend();
+    await using lb = await startStrom(
+      HTTPS + poolToml([backend.address], { schemes: '["HTTPS"]', matcher: "PathPrefix('/api')" }) +
+        httpsConfig({ "a.test": cert }),
+    );
+    const port = lb.strom.port("https_address");
+    // Answered 404 before the body was read: Deno reset the stream when the body came later
+    // (curl: "(92) HTTP/2 stream 1 was not closed cleanly"), for about 1 in 6 such POSTs.
+    const flags = ["--http2", "-X", "POST", "-d", "hello", "-o", "/dev/null", "-w", "%{http_code}"];
+    const answers: string[] = [];
+    for (let i = 0; i < 30; i++) answers.push(await curlATest(ca.caPath, port, "/nope", flags));
+    assert.deepEqual(answers, Array(30).fill("404"));
+  },
+});
+
+Deno.test({
   name: "clients that connect and send nothing do not delay another client's handshake",
   ignore: !hasOpenssl || !hasCurl,
   async fn() {
