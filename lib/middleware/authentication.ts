@@ -9,9 +9,13 @@ import {
   parseChallengeOptions,
 } from "./basic_credentials.ts";
 import type { DirectoryOptions } from "./ldap_directory.ts";
+import { TimeLimitError, withTimeLimit } from "../time_limit.ts";
 
 /** Validated options: the directory, plus realm, cache and forwarding. */
 export type AuthenticationOptions = DirectoryOptions & ChallengeOptions;
+
+/** Milliseconds one check of credentials may take (search and binds), then 503. */
+export const VERIFY_LIMIT_MS = 5000;
 
 /** An attribute description: a name or an OID (RFC 4512 §2.5). */
 const ATTRIBUTE = /^(?:[A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*)$/;
@@ -92,13 +96,21 @@ export const authentication: MiddlewareSpec<AuthenticationOptions> = {
   },
   async create(options, deps) {
     // The LDAP client is loaded only when a pool uses Authentication.
-    const { LdapDirectory } = await import("./ldap_directory.ts");
-    const directory = new LdapDirectory(options);
+    const { LdapDirectory, ServiceBindError } = await import("./ldap_directory.ts");
+    const directory = new LdapDirectory(options, deps.clock);
     const verify = async ({ user, password }: { user: string; password: string }) => {
       try {
-        return await directory.verify(user, password);
+        // request_timeout does not cover middlewares: without this bound a request
+        // waited as long as the LDAP client did, which was forever when it lost a callback.
+        return await withTimeLimit(directory.verify(user, password), VERIFY_LIMIT_MS, deps.clock);
       } catch (e) {
-        deps.log.error(`Cannot check user ${JSON.stringify(user)} at ${options.url}: ${e}`);
+        deps.log.error(
+          e instanceof ServiceBindError
+            ? e.message
+            : `Cannot check user ${JSON.stringify(user)} at ${options.url}: ${
+              e instanceof TimeLimitError ? e.message : e
+            }`,
+        );
         throw new HttpError(503, { message: "LDAP unavailable" });
       }
     };
