@@ -373,11 +373,13 @@ class Translator {
     const negated = name.startsWith("^");
     if (negated) name = name.slice(1);
     const letter = negated !== (c === "P") ? "P" : "p";
-    for (const candidate of [name, `Script=${name}`]) {
-      try {
-        new RegExp(`\\p{${candidate}}`, "u");
-        return `\\${letter}{${candidate}}`;
-      } catch { /* try the next spelling */ }
+    for (const spelling of spellings(name)) {
+      for (const candidate of [spelling, `Script=${spelling}`]) {
+        try {
+          new RegExp(`\\p{${candidate}}`, "u");
+          return `\\${letter}{${candidate}}`;
+        } catch { /* try the next spelling */ }
+      }
     }
     throw new Refusal(`unknown Unicode property "${name}"`);
   }
@@ -512,6 +514,21 @@ const POSIX_WHOLE = /\[\[:(\^?)([a-z]+):\]\]/y;
 const POSIX_NAMED = /\[:(\^?)([a-z]+):\]/y;
 /** A translated atom that is a repetition operator (or a lazy mark after one). */
 const QUANTIFIER = /^(?:[*+?]|\{\d+,?\d*\})$/;
+
+/**
+ * Ways JavaScript may spell a property name Rust matches loosely (UTS #18:
+ * case, spaces, `_` and `-` do not count, nor an `is` prefix): as written,
+ * words in title case joined by `_` (`lowercase letter` → `Lowercase_Letter`,
+ * `greek` → `Greek`), and a two-letter category (`lu` → `Lu`).
+ */
+function spellings(name: string): string[] {
+  const words = name.split(/[\s_-]+/).filter((w) => w !== "");
+  const title = words.map((w) => w[0].toUpperCase() + w.slice(1).toLowerCase()).join("_");
+  const out = [name, title];
+  if (/^[a-z]{2}$/i.test(name)) out.push(name[0].toUpperCase() + name[1].toLowerCase());
+  if (/^is/i.test(title) && title.length > 2) out.push(...spellings(name.replace(/^is/i, "")));
+  return out;
+}
 
 /** Escapes that stand for a class of characters or an assertion, read alike by both dialects. */
 const CLASS_ESCAPES = new Set([..."dDwWsSbB"]);

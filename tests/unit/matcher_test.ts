@@ -446,6 +446,22 @@ Deno.test("translateRustRegex() writes flags out without a group per flag, in ti
   assert.ok(performance.now() - started < 5_000, "no scan to the end of the pattern per group");
 });
 
+Deno.test("translateRustRegex() reads property names loosely, as Rust does", () => {
+  const cases: [string, string][] = [
+    ["\\p{greek}", "\\p{Script=Greek}"],
+    ["\\p{isGreek}", "\\p{Script=Greek}"],
+    ["\\p{lowercase_letter}", "\\p{Lowercase_Letter}"],
+    ["\\p{Lowercase Letter}", "\\p{Lowercase_Letter}"],
+    ["\\p{lu}", "\\p{Lu}"],
+    ["\\P{white-space}", "\\P{White_Space}"],
+  ];
+  for (const [re, source] of cases) {
+    const t = translateRustRegex(re);
+    assert.ok("source" in t && t.source === source, `${re}: ${JSON.stringify(t)}`);
+  }
+  assert.deepEqual(translateRustRegex("\\p{nope}"), { error: 'unknown Unicode property "nope"' });
+});
+
 Deno.test("translateRustRegex() says when a repeated group itself repeats or alternates", () => {
   const nested = (re: string) => {
     const t = translateRustRegex(re);
