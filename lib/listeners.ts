@@ -47,6 +47,11 @@ export interface ListenerDeps {
   readonly onHttps?: (address: SocketAddress | null) => void;
 }
 
+/** Whether two addresses differ (as configured: port 0 is not the port it bound). */
+function changed(a: SocketAddress, b: SocketAddress): boolean {
+  return a.hostname !== b.hostname || a.port !== b.port;
+}
+
 /** The listeners this isolate binds. */
 export class Listeners {
   readonly #deps: ListenerDeps;
@@ -55,6 +60,8 @@ export class Listeners {
   #retired: Bound[] = [];
   #certificatesServed = -1;
   #closed = false;
+  /** With workers: the http_address they were started on, as configured (port 0 stays 0). */
+  #workersHttp: SocketAddress | null = null;
 
   constructor(deps: ListenerDeps) {
     this.#deps = deps;
@@ -62,7 +69,8 @@ export class Listeners {
 
   /** Binds what `config` asks for (the HTTP port only without workers). Throws ListenError. */
   bindAll(config: Config): void {
-    if (!this.#deps.workers()) this.#bindProxy(config.httpAddress);
+    if (this.#deps.workers()) this.#workersHttp = config.httpAddress;
+    else this.#bindProxy(config.httpAddress);
     if (config.certificates.length > 0) {
       assertUnbound("https_address", config.httpsAddress);
       this.#bindHttps(config.httpsAddress);
@@ -95,33 +103,40 @@ export class Listeners {
   }
 
   /**
-   * Rebinds what a reload changed. Addresses are compared with what is bound,
-   * not with the previous config: after a rebind that failed (the old listener
-   * kept), going back to the old address is then no change at all. Returns
-   * what could not be bound, each with the old listener it kept.
+   * With workers, http_address as `after` has it when that is not where the workers
+   * listen: they keep the address they started on until a restart. Compared with
+   * what they were started on, not with the previous config, so every reload of
+   * such a config says so, and going back to that address is no change at all.
    */
-  rebind(before: Config, after: Config): Problem[] {
+  restartRequired(after: Config): Problem[] {
+    const started = this.#workersHttp;
+    if (started === null || !changed(started, after.httpAddress)) return [];
+    return [{
+      path: "http_address",
+      message: `a restart is required for ${after.httpAddress.text} with workers ` +
+        "(they keep the address they started on)",
+    }];
+  }
+
+  /**
+   * Rebinds what a reload changed (with workers, not http_address: see
+   * restartRequired). Addresses are compared with what is bound, not with the
+   * previous config: after a rebind that failed (the old listener kept), going
+   * back to the old address is then no change at all. Returns what could not
+   * be bound, each with the old listener it kept.
+   */
+  rebind(after: Config): Problem[] {
     const failed: Problem[] = [];
     const replace = (role: Role, bind: () => void) => {
       const problem = this.#replace(role, bind);
       if (problem) failed.push(problem);
     };
-    const changed = (a: SocketAddress, b: SocketAddress) =>
-      a.hostname !== b.hostname || a.port !== b.port;
     const differs = (role: Role, wanted: SocketAddress) => {
       const bound = this.#bound.find((b) => b.role === role);
       return bound === undefined || changed(bound.requested, wanted);
     };
-    if (this.#deps.workers()) {
-      // The workers bind http_address themselves, once: the reload reports it as kept.
-      if (changed(before.httpAddress, after.httpAddress)) {
-        failed.push({
-          path: "http_address",
-          message: `a restart is required for ${after.httpAddress.text} with workers ` +
-            "(they keep the address they started on)",
-        });
-      }
-    } else if (differs("http_address", after.httpAddress)) {
+    // The workers bind http_address themselves, once (restartRequired reports it).
+    if (!this.#deps.workers() && differs("http_address", after.httpAddress)) {
       replace("http_address", () => this.#bindProxy(after.httpAddress));
     }
     if (differs("admin_address", after.adminAddress)) {

@@ -62,7 +62,8 @@ const SHUTTING_DOWN: Problem = { path: "", message: "Strom is shutting down" };
 /** The outcome of a reload. */
 export type ReloadResult =
   /**
-   * Applied; `kept` lists listeners that could not move to their new address (the old kept),
+   * Applied; `kept` lists what it could not apply: listeners that could not move to their new
+   * address (the old kept), and what needs a restart (`workers`; with workers, `http_address`);
    * `warnings` what loads but will not work as meant (also logged, as at startup).
    */
   | {
@@ -325,8 +326,9 @@ export class Strom {
       address: formatAddr(addr.hostname, addr.port),
     }));
     if (this.#workers) {
-      const { hostname } = this.#runtime.config.httpAddress;
-      out.unshift({ role: "http_address", address: formatAddr(hostname, this.#workers.port) });
+      // Where the workers listen: a reload that changed http_address did not move them.
+      const { hostname, port } = this.#workers.address;
+      out.unshift({ role: "http_address", address: formatAddr(hostname, port) });
     }
     return out;
   }
@@ -447,14 +449,8 @@ export class Strom {
       return this.#refused([SHUTTING_DOWN]);
     }
     const nextSource = { ...source, text: nextText };
-    const workers = this.#workers?.size ?? 1;
-    if (config.workers !== workers) {
-      this.log.warn(
-        `A restart is required for workers = ${config.workers} to take effect (running ${workers})`,
-      );
-    }
     if (this.#workers) {
-      const error = await this.#workers.reload(nextSource, generation);
+      const error = await this.#workers.reload(nextSource, runtime);
       if (error) this.log.error(`A worker could not adopt generation ${generation}: ${error}`);
     }
     // The swap: new requests see the new generation from here on.
@@ -469,8 +465,11 @@ export class Strom {
       await before?.close();
     }
     this.#loadCertificates(config, old.config);
-    const kept = this.#listeners.rebind(old.config, config);
-    this.#listenersKept = kept.length > 0;
+    const moved = this.#listeners.rebind(config);
+    // Saving the file again retries a listener that could not move; what needs a restart
+    // would only be reported again.
+    this.#listenersKept = moved.length > 0;
+    const kept = [...this.#restartRequired(config), ...moved];
     this.acme.reconfigure(config.certificates);
     old.retire(runtime);
     this.state.reloaded(true);
@@ -497,6 +496,23 @@ export class Strom {
       );
     }
     return { ok: true, generation, ...(kept.length > 0 ? { kept } : {}), ...warnings };
+  }
+
+  /**
+   * What `config` asks for that only a restart applies: another number of
+   * workers, and with workers another http_address than theirs.
+   */
+  #restartRequired(config: Config): Problem[] {
+    const workers = this.#workers?.size ?? 1;
+    const out: Problem[] = [];
+    if (config.workers !== workers) {
+      out.push({
+        path: "workers",
+        message: `a restart is required for workers = ${config.workers} to take effect ` +
+          `(running ${workers})`,
+      });
+    }
+    return [...out, ...this.#listeners.restartRequired(config)];
   }
 
   /** Refuses a config that never reached a reload (PUT /api/config's bytes were not text). */

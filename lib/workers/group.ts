@@ -47,8 +47,9 @@ export class WorkerGroup {
   #config: ConfigSource;
   #generation = 1;
   /**
-   * What a worker started anew must be told, as the others were: the latest HTTPS, challenge,
-   * drain and health message of each subject.
+   * What a worker started anew must be told, as the others were: the latest HTTPS and challenge
+   * message of each subject. Drains and health states are not kept here but read from the live
+   * runtime then (a log of them would replay those of backends a reload removed and added anew).
    */
   readonly #news = new Map<string, ToWorker>();
   /** Per position: deaths in a row of a worker that died soon after it started. */
@@ -180,6 +181,7 @@ export class WorkerGroup {
     const worker = this.#workers[index];
     if (!worker || this.#stopping) return;
     for (const message of this.#news.values()) worker.postMessage(message);
+    for (const message of backendStates(this.#options.runtime())) worker.postMessage(message);
     this.#options.log.info(`Worker ${index + 1} started again, listening on port ${port}`);
   }
 
@@ -232,13 +234,22 @@ export class WorkerGroup {
     return this.#http?.port ?? 0;
   }
 
+  /** Where the workers listen for HTTP (the first one's bound address). */
+  get address(): { readonly hostname: string; readonly port: number } {
+    return this.#http ?? { hostname: "", port: 0 };
+  }
+
   /** Has every worker open its access log file anew. */
   reopenLogs(): void {
     this.#broadcast({ type: "reopen-logs" });
   }
 
-  /** Has every worker build the new generation; resolves with the first error, or null. */
-  async reload(config: ConfigSource, generation: number): Promise<string | null> {
+  /**
+   * Has every worker build `runtime`'s generation from `config`; resolves with the first
+   * error, or null. Forgets the counts of backends `runtime` no longer has.
+   */
+  async reload(config: ConfigSource, runtime: Runtime): Promise<string | null> {
+    const { generation } = runtime;
     this.#config = config;
     this.#generation = generation;
     const message: ToWorker = {
@@ -253,6 +264,7 @@ export class WorkerGroup {
         this.#ask(worker, message, (m) => m.type === "reloaded" && m.generation === generation)
       ),
     );
+    this.#forgetRemoved(runtime);
     for (const reply of replies) {
       if (reply === null) return "a worker did not answer the reload";
       if (reply.type === "reloaded" && reply.error) return reply.error;
@@ -319,18 +331,12 @@ export class WorkerGroup {
 
   /** Tells every worker that a backend was drained or restored. */
   broadcastDrain(pool: string, backend: string, drained: boolean, keepSticky: boolean): void {
-    this.#announce(`drain ${backendKey(pool, backend)}`, {
-      type: "drain",
-      pool,
-      backend,
-      drained,
-      keepSticky,
-    });
+    this.#broadcast({ type: "drain", pool, backend, drained, keepSticky });
   }
 
   /** Tells every worker about a backend's new health state. */
   broadcastHealth(pool: string, backend: string, state: HealthState): void {
-    this.#announce(`health ${backendKey(pool, backend)}`, { type: "health", pool, backend, state });
+    this.#broadcast({ type: "health", pool, backend, state });
   }
 
   /** Lets every worker drain for up to `graceMs`, then ends them. */
@@ -388,6 +394,18 @@ export class WorkerGroup {
     });
   }
 
+  /**
+   * Drops the counts of backends `runtime` does not have: a backend a later reload adds
+   * again starts from zero, as the runtime's own counters do, not with what a dead worker
+   * (or a worker's report on an older generation) had counted for it before.
+   */
+  #forgetRemoved(runtime: Runtime): void {
+    const keys = new Set(runtime.pools.flatMap((pool) => backendKeys(pool)));
+    for (const counts of [this.#carried, ...this.#counters]) {
+      for (const key of counts.keys()) if (!keys.has(key)) counts.delete(key);
+    }
+  }
+
   /** Keeps what a dead worker counted (its in-flight requests are gone with it). */
   #carry(counters: BackendCounters): void {
     for (const [key, row] of counters) {
@@ -405,6 +423,22 @@ export class WorkerGroup {
   failWorker(index: number): void {
     this.#workers[index]?.postMessage({ type: "fail" } satisfies ToWorker);
   }
+}
+
+/** The drain and health state of each of `runtime`'s backends, as messages for a new worker. */
+function backendStates(runtime: Runtime): ToWorker[] {
+  return runtime.pools.flatMap((pool) =>
+    pool.backends.flatMap((b): ToWorker[] => [
+      { type: "health", pool: pool.config.name, backend: b.id, state: b.health },
+      {
+        type: "drain",
+        pool: pool.config.name,
+        backend: b.id,
+        drained: b.drained,
+        keepSticky: b.keepSticky,
+      },
+    ])
+  );
 }
 
 /** A backend's key in the group's maps. */

@@ -508,3 +508,37 @@ Deno.test({
     assert.deepEqual(errors, []);
   },
 });
+
+Deno.test({
+  name: "a save applied but for what needs a restart says so in the Config view",
+  ...browserTest,
+  async fn() {
+    await using backend = startBackend();
+    await using lb = await fileStrom(poolToml([backend.address]));
+    await using browser = await openBrowser();
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const errors = watchErrors(page);
+    await page.goto(`${lb.adminUrl}/`);
+    await view(page, "config");
+    await page.waitForSelector("#token-dialog[open]");
+    await page.fill("#token-input", TOKEN);
+    await page.click('#token-dialog button[value="ok"]');
+    await page.waitForFunction(() =>
+      document.getElementById("cfg-text").value.includes("admin_token")
+    );
+    await page.fill("#cfg-text", `workers = 2\n${lb.text}`);
+    await page.click("#cfg-save");
+    await page.waitForFunction(() =>
+      document.getElementById("cfg-state").textContent.startsWith("Saved and applied")
+    );
+    assert.equal(
+      await page.innerText("#cfg-state"),
+      "Saved and applied: generation 2, except workers",
+    );
+    assert.deepEqual(await page.locator("#cfg-problems li").allInnerTexts(), [
+      "workers: a restart is required for workers = 2 to take effect (running 1)",
+    ]);
+    assert.equal(await page.getAttribute("#cfg-state", "class"), "state warn");
+    assert.deepEqual(errors, []);
+  },
+});

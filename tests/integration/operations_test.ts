@@ -444,11 +444,13 @@ Deno.test("a reload whose access log cannot be opened changes nothing; a workers
     assert.equal(lb.strom.runtime.generation, 1, "nothing applied");
     assert.equal((await get(`${lb.url}/`)).text, "a", "the old pools still serve");
 
-    assert.ok((await lb.strom.reload(`workers = 2\n` + text + poolToml([a.address]))).ok);
+    const changed = await lb.strom.reload(`workers = 2\n` + text + poolToml([a.address]));
+    assert.ok(changed.ok);
+    // In the answer too (PUT /api/config, POST /api/reload, the dashboard), not only in the log.
+    const message = "a restart is required for workers = 2 to take effect (running 1)";
+    assert.deepEqual(changed.kept, [{ path: "workers", message }]);
     assert.ok(
-      lines.some((l) =>
-        l === "warn A restart is required for workers = 2 to take effect (running 1)"
-      ),
+      lines.includes(`warn Reloaded configuration (generation 2), except: workers: ${message}`),
       lines.join("\n"),
     );
   } finally {

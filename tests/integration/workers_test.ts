@@ -24,6 +24,7 @@ import {
 } from "../_helpers/certs.ts";
 import { resolvedLimitMessage } from "../../lib/tls/store.ts";
 import { STATS_INTERVAL_MS } from "../../lib/workers/protocol.ts";
+import type { Probe } from "../../lib/health/probe.ts";
 
 type Certificate = { readonly cert: string; readonly key: string };
 
@@ -131,6 +132,54 @@ Deno.test("with workers, a reload that changes http_address says it kept the old
       "(they keep the address they started on)",
   }]);
   assert.equal((await get(`${lb.url}/`)).status, 200, "still served where it was");
+});
+
+Deno.test("with workers, every reload of a changed http_address says it is kept, and going back says nothing", async () => {
+  await using a = startBackend();
+  const toml = `admin_address = "127.0.0.1:0"\nworkers = 2\n` + poolToml([a.address]);
+  const at = (address: string) => `http_address = "${address}"\n` + toml;
+  await using lb = await startStrom(at("127.0.0.1:0"));
+  const port = lb.strom.port("http_address");
+  const moved = at("127.0.0.2:1");
+  const kept = [{
+    path: "http_address",
+    message: "a restart is required for 127.0.0.2:1 with workers " +
+      "(they keep the address they started on)",
+  }];
+  const first = await lb.strom.reload(moved);
+  assert.ok(first.ok);
+  assert.deepEqual(first.kept, kept);
+  // The same config again (POST /api/reload): the workers still listen where they started.
+  const again = await lb.strom.reload(moved);
+  assert.ok(again.ok);
+  assert.deepEqual(again.kept, kept);
+  // A save of that text (PUT /api/config's own write) retries nothing: only a restart moves them.
+  assert.equal(await lb.strom.reloadIfChanged(moved), null);
+  const status = await (await fetch(`${lb.adminUrl}/api/status`)).json();
+  assert.deepEqual(
+    status.listeners.find((l: { role: string }) => l.role === "http_address"),
+    { role: "http_address", address: `127.0.0.1:${port}` },
+    "the status names where the workers listen",
+  );
+  // Back to the address they listen on: nothing kept.
+  const back = await lb.strom.reload(at("127.0.0.1:0"));
+  assert.ok(back.ok);
+  assert.equal(back.kept, undefined, JSON.stringify(back));
+  assert.equal((await get(`${lb.url}/`)).status, 200, "still served where it was");
+});
+
+Deno.test("with workers, a reload that changes workers says a restart is required", async () => {
+  await using a = startBackend();
+  const toml = `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n` +
+    poolToml([a.address]);
+  await using lb = await startStrom(`workers = 2\n` + toml);
+  const result = await lb.strom.reload(`workers = 1\n` + toml);
+  assert.ok(result.ok);
+  assert.deepEqual(result.kept, [{
+    path: "workers",
+    message: "a restart is required for workers = 1 to take effect (running 2)",
+  }]);
+  assert.equal((await get(`${lb.url}/`)).status, 200);
 });
 
 Deno.test("with workers, an HTTP port another process holds is refused, not shared", async () => {
@@ -465,6 +514,122 @@ Deno.test("a worker that dies is logged and started again, and learns what the o
   assert.equal(metrics.status, 200);
   await metrics.body?.cancel();
   assert.ok(performance.now() - started < 5000);
+});
+
+/** Strom with two workers over `addresses` (its log in `lines`), and what tests of restarts use. */
+async function startRestartable(addresses: string[], options: { probe?: Probe } = {}) {
+  const lines: string[] = [];
+  const log = createLogger("info", { sink: (r) => lines.push(`${r.level} ${r.message}`) });
+  const head = `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\nworkers = 2\n`;
+  const lb = await startStrom(head + poolToml(addresses), { log, probe: options.probe });
+  return {
+    lb,
+    /** Reloads with the pool over `next`. */
+    reload: async (next: string[]) => assert.ok((await lb.strom.reload(head + poolToml(next))).ok),
+    /** Has worker `index` die and waits until it was started again. */
+    restart: async (index: number) => {
+      lines.length = 0;
+      lb.strom.failWorker(index);
+      await waitFor(
+        () => lines.some((l) => l.startsWith(`info Worker ${index + 1} started again`)),
+        `worker ${index + 1} to start again`,
+      );
+    },
+    /** Waits until fresh connections, over both workers, all reach the backend answering `text`. */
+    allReach: async (text: string) => {
+      const fresh = () => get(`${lb.url}/`, { headers: { connection: "close" } });
+      await waitFor(async () => {
+        const answers = await Promise.all(Array.from({ length: 8 }, fresh));
+        return answers.every((r) => r.text === text);
+      }, `every worker to send to ${text}`);
+      for (let i = 0; i < 30; i++) assert.equal((await fresh()).text, text);
+    },
+    [Symbol.asyncDispose]: () => lb[Symbol.asyncDispose](),
+  };
+}
+
+Deno.test("a worker started again is told the drains of the backends there are now, not of removed ones", async () => {
+  await using a = startBackend(() => new Response("a"));
+  await using b = startBackend(() => new Response("b"));
+  await using group = await startRestartable([a.address, b.address]);
+  const { strom } = group.lb;
+  assert.ok(strom.setDrained("pool-0", b.address, true));
+  await group.reload([a.address]);
+  await group.reload([a.address, b.address]); // b comes back undrained
+  assert.ok(strom.setDrained("pool-0", a.address, true));
+  await group.allReach("b");
+  await group.restart(0);
+  // A replay of b's old drain would leave the new worker nothing to send to.
+  await group.allReach("b");
+});
+
+Deno.test("a worker started again is told the health states of the backends there are now, not of removed ones", async () => {
+  await using a = startBackend(() => new Response("a"));
+  await using b = startBackend(() => new Response("b"));
+  const down = new Set<string>();
+  const probe: Probe = (backend) => {
+    const ok = !down.has(backend.id);
+    return Promise.resolve({
+      ok,
+      slow: false,
+      status: ok ? 200 : 503,
+      latencyMs: 1,
+      reason: `status ${ok ? 200 : 503}`,
+    });
+  };
+  await using group = await startRestartable([a.address, b.address], { probe });
+  const { strom } = group.lb;
+  const until = async (address: string, status: string) => {
+    for (let i = 0; i < 10; i++) {
+      const backend = strom.runtime.pools[0].backends.find((x) => x.id === address)!;
+      if (backend.health.status === status) return;
+      await strom.health.checkAll();
+    }
+    throw new Error(`${address} did not become ${status}`);
+  };
+  down.add(b.address);
+  await until(b.address, "Unresponsive");
+  await group.reload([a.address]);
+  down.delete(b.address);
+  await group.reload([a.address, b.address]); // b comes back Healthy, so no change to announce
+  down.add(a.address);
+  await until(a.address, "Unresponsive");
+  await until(b.address, "Healthy");
+  await group.allReach("b");
+  await group.restart(1);
+  await group.allReach("b");
+});
+
+Deno.test("with workers, a backend removed and added again does not get what a dead worker counted for it", async () => {
+  await using a = startBackend(() => new Response("a"));
+  await using b = startBackend(() => new Response("b"));
+  await using group = await startRestartable([a.address, b.address]);
+  const { lb } = group;
+  const fresh = () => get(`${lb.url}/`, { headers: { connection: "close" } });
+  const requestsOf = async (address: string) => {
+    const pools = await (await fetch(`${lb.adminUrl}/api/pools`)).json();
+    return pools[0].backends.find((x: { address: string }) => x.address === address)?.requests;
+  };
+  for (let i = 0; i < 40; i++) assert.equal((await fresh()).status, 200);
+  await waitFor(
+    async () => await requestsOf(b.address) === b.requests.length,
+    "the admin API to count b's requests over both workers",
+  );
+  await group.restart(0); // what worker 1 counted for b is carried in the totals
+  await group.reload([a.address]);
+  await group.reload([a.address, b.address]);
+  const since = b.requests.length;
+  for (let i = 0; i < 20; i++) assert.equal((await fresh()).status, 200);
+  await waitFor(
+    async () => await requestsOf(b.address) === b.requests.length - since,
+    "the admin API to count only b's requests since it was added again",
+  );
+  // Both workers report again meanwhile: the count stays right.
+  const until = performance.now() + 2.5 * STATS_INTERVAL_MS;
+  while (performance.now() < until) {
+    assert.equal(await requestsOf(b.address), b.requests.length - since);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 });
 
 Deno.test("worker log lines reach the primary's log, with the worker named", async () => {

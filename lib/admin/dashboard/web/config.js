@@ -111,15 +111,18 @@ export function createConfig(onGeneration) {
     if (![200, 412, 422].includes(response.status)) await text(response);
     const result = await response.json();
     if (result.ok) {
-      // What loads but will not work as meant: listed like problems, without failing the save.
+      // What loads but will not work as meant, and what was not applied (a listener that could
+      // not move, what needs a restart): listed like problems, without failing the save.
       const warnings = result.warnings ?? [];
-      showProblems(warnings.map((message) => ({ path: "", message })));
+      const kept = result.kept ?? [];
+      showProblems([...kept, ...warnings.map((message) => ({ path: "", message }))]);
       list.classList.add("warnings");
       const count = warnings.length;
       status(
         `${applied}: generation ${result.generation}` +
+          (kept.length === 0 ? "" : `, except ${kept.map((p) => p.path).join(", ")}`) +
           (count === 0 ? "" : `, with ${count} ${count === 1 ? "warning" : "warnings"}`),
-        count === 0 ? "ok" : "warn",
+        count + kept.length === 0 ? "ok" : "warn",
       );
       onGeneration(result.generation);
       return result;
