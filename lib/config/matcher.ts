@@ -424,14 +424,20 @@ function compileRegex(
     const reason = message.slice(message.lastIndexOf(": ") + 1).trim();
     return options.lexer.fail(`${what}: ${reason}`, arg.index);
   }
-  if (translated.nested && LINEAR_ENGINE_CHECKS && !linearRunnable(compiled)) {
-    // Any client could stall every request for seconds with a crafted path or header.
-    return options.lexer.fail(
-      `${what}: it repeats a group that itself repeats or alternates, which can take ` +
-        "exponential time on some inputs, and V8's linear-time engine cannot take it over " +
-        "(a count above 16 such as {1,20}, \\p{..}, (?m), or a non-ASCII letter under (?i)): " +
-        "repeat the group with * or + instead, or make it simpler",
-      arg.index,
+  if (LINEAR_ENGINE_CHECKS && !linearRunnable(compiled)) {
+    const why = "V8's linear-time engine cannot take it over (it does not take \\p{..}, (?m), " +
+      "a non-ASCII letter under (?i), or a group repeated more than 16 times)";
+    if (translated.nested) {
+      // Any client could stall every request for seconds with a crafted path or header.
+      return options.lexer.fail(
+        `${what}: it repeats a group that itself repeats or alternates (as in (a+)*), which ` +
+          `can take exponential time on some inputs, and ${why}: make the group simpler`,
+        arg.index,
+      );
+    }
+    options.lexer.remark(
+      `${options.term}(${quote(arg.text)}) runs in V8's backtracking engine, since ${why}: ` +
+        "a crafted long path or header can make one match take seconds, and every request waits",
     );
   }
   return compiled;

@@ -108,6 +108,8 @@ class Translator {
   #atStart = true;
   /** See Translation.nested. */
   nested = false;
+  /** The last atom written, when it matches exactly one character (a literal, class, `.`). */
+  #single: string | null = null;
 
   constructor(pattern: string, caseless: boolean) {
     this.#p = pattern;
@@ -151,13 +153,29 @@ class Translator {
       } else {
         const closed = this.#closed;
         const afterFlags = this.#afterFlags;
+        const single = this.#single;
         this.#closed = null;
         this.#afterFlags = false;
-        const atom = this.#atom(c);
-        if (QUANTIFIER.test(atom)) {
+        this.#single = null;
+        const start = this.#i;
+        let atom = this.#atom(c);
+        const repetition = QUANTIFIER.exec(atom);
+        if (repetition) {
           if (afterFlags) throw new Refusal("a repetition must follow an expression, not flags");
-          if (closed?.branches) this.nested = true;
-          this.#branching();
+          const [min, max] = bounds(repetition);
+          // A group repeated without bound or beyond 16 (fixed counts such as `{3}` and
+          // `?` cannot blow up) that itself repeats or alternates: see Translation.nested.
+          if (closed?.branches && (max === null || max > LINEAR_COUNT)) this.nested = true;
+          if (max !== min) this.#branching();
+          if (single !== null && (max ?? min) > LINEAR_COUNT && (max ?? min) <= MAX_CHUNKED) {
+            // One character repeated more than 16 times, which V8's linear-time engine
+            // does not take, said as runs of at most 16 (`[0-9]{1,20}` as
+            // `[0-9]{1,16}[0-9]{0,4}`): the same strings, and the engine takes it.
+            this.#out = this.#out.slice(0, -single.length);
+            atom = chunked(single, min, max);
+          }
+        } else if (SINGLE_CHARACTER(c, this.#p[start + 1])) {
+          this.#single = atom;
         }
         this.#out += atom;
         this.#atStart = false;
@@ -210,6 +228,7 @@ class Translator {
     const p = this.#p;
     this.#closed = null;
     this.#afterFlags = false;
+    this.#single = null;
     FLAGS.lastIndex = this.#i;
     const flags = FLAGS.exec(p);
     if (flags !== null) {
@@ -264,6 +283,7 @@ class Translator {
     this.#out += "|";
     this.#i++;
     this.#closed = null;
+    this.#single = null;
     this.#afterFlags = false;
     this.#branching();
     this.#atStart = this.#groups.length === 0;
@@ -276,6 +296,7 @@ class Translator {
     this.#i++;
     this.#atStart = false;
     this.#afterFlags = false;
+    this.#single = null;
     this.#closed = group ?? null;
     if (group === undefined) return;
     this.#verbose = group.verbose;
@@ -330,7 +351,10 @@ class Translator {
     }
     if (c === "p" || c === "P") {
       const property = this.#property(c);
-      return this.#caseless ? `(?i:${property})` : property;
+      if (!this.#caseless) return property;
+      // Rust folds case, then negates: `(?i)\P{Ll}` matches no letter that has a lower case.
+      // JavaScript's `(?i:\P{Ll})` negates first; a negated class folds as Rust does.
+      return property.startsWith("\\P") ? `(?i:[^\\p${property.slice(2)}])` : `(?i:${property})`;
     }
     // Under (?i), JavaScript's `\w` took in what folds onto its letters; it still does.
     if (this.#caseless && (c === "w" || c === "W")) return `[${c === "W" ? "^" : ""}\\w${FOLDED}]`;
@@ -513,7 +537,44 @@ const COUNTED = /\{\s*(\d+)\s*(?:(,)\s*(\d*)\s*)?\}/y;
 const POSIX_WHOLE = /\[\[:(\^?)([a-z]+):\]\]/y;
 const POSIX_NAMED = /\[:(\^?)([a-z]+):\]/y;
 /** A translated atom that is a repetition operator (or a lazy mark after one). */
-const QUANTIFIER = /^(?:[*+?]|\{\d+,?\d*\})$/;
+const QUANTIFIER = /^(?:[*+?]|\{(\d+)(,?)(\d*)\})$/;
+
+/** The most times V8's linear-time engine repeats one thing. */
+const LINEAR_COUNT = 16;
+/** The largest count of one character split into runs of LINEAR_COUNT (the pattern grows). */
+const MAX_CHUNKED = 4096;
+
+/** Minimum and maximum (null: no bound) of a repetition matched by QUANTIFIER. */
+function bounds(m: RegExpExecArray): [number, number | null] {
+  if (m[0] === "*") return [0, null];
+  if (m[0] === "+") return [1, null];
+  if (m[0] === "?") return [0, 1];
+  const min = Number(m[1]);
+  return [min, m[2] === "" ? min : m[3] === "" ? null : Number(m[3])];
+}
+
+/** `atom{min,max}` as runs of at most LINEAR_COUNT (max null: any number more). */
+function chunked(atom: string, min: number, max: number | null): string {
+  let out = "";
+  for (let left = min; left > 0; left -= LINEAR_COUNT) {
+    out += `${atom}{${Math.min(left, LINEAR_COUNT)}}`;
+  }
+  if (max === null) return out + `${atom}*`;
+  for (let left = max - min; left > 0; left -= LINEAR_COUNT) {
+    out += `${atom}{0,${Math.min(left, LINEAR_COUNT)}}`;
+  }
+  return out;
+}
+
+/**
+ * Whether the atom starting with `c` (and `next` after a backslash) matches
+ * exactly one character: not an assertion (`^`, `$`, `\b`, `\A`...).
+ */
+function SINGLE_CHARACTER(c: string, next: string | undefined): boolean {
+  if (c === "^" || c === "$" || c === "{") return false;
+  if (c === "\\") return next !== undefined && !"bBAz".includes(next);
+  return true;
+}
 
 /**
  * Ways JavaScript may spell a property name Rust matches loosely (UTS #18:
