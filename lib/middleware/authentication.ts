@@ -10,6 +10,7 @@ import {
 } from "./basic_credentials.ts";
 import type { DirectoryOptions } from "./ldap_directory.ts";
 import { TimeLimitError, withTimeLimit } from "../time_limit.ts";
+import { ThrottledLine } from "../log.ts";
 
 /** Validated options: the directory, plus realm, cache and forwarding. */
 export type AuthenticationOptions = DirectoryOptions & ChallengeOptions;
@@ -98,13 +99,17 @@ export const authentication: MiddlewareSpec<AuthenticationOptions> = {
     // The LDAP client is loaded only when a pool uses Authentication.
     const { LdapDirectory, ServiceBindError } = await import("./ldap_directory.ts");
     const directory = new LdapDirectory(options, deps.clock);
+    // During an outage every request fails alike: one line a second, with a count (a probe
+    // saw 1,923 ERROR lines in a second, which pushed everything else out of the log ring).
+    const failures = new ThrottledLine(deps.clock);
     const verify = async ({ user, password }: { user: string; password: string }) => {
       try {
         // request_timeout does not cover middlewares: without this bound a request
         // waited as long as the LDAP client did, which was forever when it lost a callback.
         return await withTimeLimit(directory.verify(user, password), VERIFY_LIMIT_MS, deps.clock);
       } catch (e) {
-        deps.log.error(
+        failures.say(
+          (message) => deps.log.error(message),
           e instanceof ServiceBindError
             ? e.message
             : `Cannot check user ${JSON.stringify(user)} at ${options.url}: ${
@@ -115,6 +120,11 @@ export const authentication: MiddlewareSpec<AuthenticationOptions> = {
       }
     };
     const middleware = basicAuthMiddleware(options, verify, deps.clock);
-    return Object.assign(middleware, { close: () => directory.close() });
+    return Object.assign(middleware, {
+      close: () => {
+        failures.stop();
+        return directory.close();
+      },
+    });
   },
 };

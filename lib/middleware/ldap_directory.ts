@@ -46,6 +46,8 @@ const TIMEOUT_MS = 5000;
  * a password policy counts failures (OpenLDAP ppolicy, Active Directory).
  */
 export const SERVICE_BIND_RETRY_MS = 60_000;
+/** LDAP's inappropriateAuthentication (48): the bind's method or credentials are refused. */
+const INAPPROPRIATE_AUTH = 48;
 /** Idle user-bind connections kept for reuse. */
 const IDLE_BIND_CONNECTIONS = 8;
 /** Entries a search may return; a name matching more is ambiguous. */
@@ -177,15 +179,21 @@ export class LdapDirectory {
       await client.bind(bindDn, bindPassword ?? "");
     } catch (e) {
       if (!(e instanceof ResultCodeError)) throw e; // not the server's answer: try again next time
-      const reason = e instanceof InvalidCredentialsError ? "invalid credentials" : e.message;
+      // Only a refusal of the credentials themselves is remembered; busy (51), unavailable (52)
+      // and the like pass (a domain controller restarting), and the next request tries again.
+      const refused = e instanceof InvalidCredentialsError || e.code === INAPPROPRIATE_AUTH;
+      const reason = e instanceof InvalidCredentialsError
+        ? "invalid credentials"
+        : `result code ${e.code}${e.message.trim().startsWith("Code:") ? "" : `: ${e.message}`}`;
       const who = `${JSON.stringify(bindDn)} (bind_dn and bind_password)`;
       const error = new ServiceBindError(
-        `Cannot bind as ${who} at ${url}: ${reason} (tried again at most every ${
-          SERVICE_BIND_RETRY_MS / 1000
-        } s)`,
+        `Cannot bind as ${who} at ${url}: ${reason}` +
+          (refused ? ` (tried again at most every ${SERVICE_BIND_RETRY_MS / 1000} s)` : ""),
         { cause: e },
       );
-      this.#serviceBindFailure = { error, until: this.#clock.now() + SERVICE_BIND_RETRY_MS };
+      if (refused) {
+        this.#serviceBindFailure = { error, until: this.#clock.now() + SERVICE_BIND_RETRY_MS };
+      }
       throw error;
     }
     this.#serviceBindFailure = null;
