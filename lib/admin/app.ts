@@ -139,17 +139,29 @@ export function createAdminApp(strom: Strom): Hono {
     } catch {
       return c.text("400 - expected a JSON body", 400);
     }
-    const { pool, backend, drained = true, keep_sticky = false } = (body ?? {}) as Record<
-      string,
-      unknown
-    >;
+    const fields = (body ?? {}) as Record<string, unknown>;
+    const { pool, backend, drained = true, keep_sticky = false } = fields;
+    const unknown = typeof fields === "object" && !Array.isArray(fields)
+      ? Object.keys(fields).filter((k) => !DRAIN_KEYS.includes(k))
+      : [];
     if (
       typeof pool !== "string" || typeof backend !== "string" || typeof drained !== "boolean" ||
-      typeof keep_sticky !== "boolean"
+      typeof keep_sticky !== "boolean" || unknown.length > 0
     ) {
+      // An unknown key (`keepSticky`, as /api/pools spells it) is not passed over in silence.
+      const extra = unknown.length > 0 ? ` (unknown: ${unknown.join(", ")})` : "";
       return c.text(
         '400 - expected { "pool": string, "backend": string, "drained": boolean, ' +
-          '"keep_sticky": boolean }',
+          `"keep_sticky": boolean }${extra}`,
+        400,
+      );
+    }
+    const sticky = strom.runtime.pools.find((p) => p.config.name === pool)?.strategy.boundTo;
+    if (keep_sticky && drained && sticky === undefined) {
+      return c.text(
+        `400 - keep_sticky needs a pool whose strategy is StickyCookie (${
+          JSON.stringify(pool)
+        } has none, or no such pool)`,
         400,
       );
     }
@@ -277,6 +289,9 @@ function hasDotSegment(url: string): boolean {
   const path = start < 0 ? "" : url.slice(start, end < 0 ? undefined : end);
   return /\/(?:\.|%2e){1,2}(?:\/|$)/i.test(path);
 }
+
+/** The keys `POST /api/drain` takes. */
+const DRAIN_KEYS = ["pool", "backend", "drained", "keep_sticky"];
 
 /** Longest `POST /api/drain` body. */
 const MAX_DRAIN_BYTES = 4096;

@@ -1283,6 +1283,14 @@ Deno.test("POST /api/drain takes a backend out of rotation and back; in-flight r
   assert.match(await drain({ pool: "pool-0", backend: "10.9.9.9:80" }), /^404 /);
   assert.match(await drain({ pool: "pool-0" }), /^400 /);
   assert.match(await drain({ pool: "pool-0", backend: a.address, keep_sticky: "yes" }), /^400 /);
+  assert.match(
+    await drain({ pool: "pool-0", backend: a.address, keepSticky: true }),
+    /^400 .*\(unknown: keepSticky\)$/,
+  );
+  assert.match(
+    await drain({ pool: "pool-0", backend: a.address, keep_sticky: true }),
+    /^400 400 - keep_sticky needs a pool whose strategy is StickyCookie/,
+  );
   assert.match(await drain("not json{", TOKEN), /^400 /);
 });
 
