@@ -93,8 +93,9 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
     tracker.identified(client.clientIp);
     // CONNECT asks for a tunnel, which a reverse proxy does not open (RustStrom could crash on it).
     if (target.method === "CONNECT") return failureResponse("not-implemented");
-    if (target.conflict) return refuse(options.log, target, "conflicting-host");
+    // Invalid first: Deno builds the URL from a Host such as `a/b`, which then differs from it.
     if (target.invalidHost) return refuse(options.log, target, "invalid-host");
+    if (target.conflict) return refuse(options.log, target, "conflicting-host");
     // Methods are case-sensitive (RFC 9110 9.1), and a backend that takes `head` for HEAD would
     // send no body where Strom waits for one: refused, as nginx refuses them.
     if (LOWER_CASE.test(target.method)) return refuse(options.log, target, "lower-case-method");
@@ -241,7 +242,8 @@ function splitTarget(request: Request, arrival: ArrivalInfo): Target {
     // Deno builds the URL from the Host header for origin-form targets, so they never differ.
     conflict: host !== null && host !== authority &&
       withoutPort(host, defaultPort) !== withoutPort(authority, defaultPort),
-    invalidHost: named !== "" && !validHost(named),
+    // An empty Host names no host (RFC 9112 3.2 allows it only for targets without one).
+    invalidHost: host === "" || (named !== "" && !validHost(named)),
     missingHost,
     authorityOnly,
   };

@@ -117,6 +117,8 @@ Deno.test("each of Strom's own 400s says why, in the body and in the debug log",
   const cases: [string, string, string][] = [
     ["GET http://b/ HTTP/1.1\r\nHost: a", "another host than the Host field", "conflicting-host"],
     ["GET / HTTP/1.1\r\nHost: a;x", "not a host name", "invalid-host"],
+    ["GET / HTTP/1.1\r\nHost: a/b", "not a host name", "invalid-host"],
+    ["GET / HTTP/1.1\r\nHost: ", "not a host name", "invalid-host"],
     ["head / HTTP/1.1\r\nHost: a", "methods are case-sensitive", "lower-case-method"],
     ["GET /a/..%2Fb HTTP/1.1\r\nHost: a", "the path is ambiguous", "ambiguous-path"],
     [
