@@ -447,6 +447,8 @@ class Translator {
     let folded = "";
     let beyondAscii = false;
     this.#i++;
+    // Verbose mode skips whitespace and comments anywhere in a class: `[ ^a]` is negated.
+    this.#skipSpace();
     const negated = p[this.#i] === "^";
     if (negated) this.#i++;
     const done = () => {
@@ -500,8 +502,16 @@ class Translator {
         continue;
       }
       let high = low;
-      if (p[this.#i] === "-" && this.#i + 1 < p.length && p[this.#i + 1] !== "]") {
+      const afterLow = this.#i;
+      this.#skipSpace(); // `[a - z]` is a range in verbose mode
+      const dash = this.#i;
+      if (p[dash] === "-") {
         this.#i++;
+        this.#skipSpace();
+      }
+      if (p[dash] !== "-" || this.#i >= p.length || p[this.#i] === "]") {
+        this.#i = afterLow; // no range: a `-` before `]` is a literal, read next
+      } else {
         const end = this.#classChar();
         if (end === null) throw new Refusal("a class range must end in a single character");
         if (end < low) throw new Refusal("a class range must not run backwards");
@@ -513,6 +523,18 @@ class Translator {
       folded += range + otherCase(low, high);
     }
     return `[${negated ? "^" : ""}${plain}`; // unclosed: left for RegExp to report
+  }
+
+  /** In verbose mode, steps over whitespace and `#` comments. */
+  #skipSpace(): void {
+    if (!this.#verbose) return;
+    const p = this.#p;
+    while (this.#i < p.length) {
+      if (/\s/.test(p[this.#i])) this.#i++;
+      else if (p[this.#i] === "#") {
+        while (this.#i < p.length && p[this.#i] !== "\n") this.#i++;
+      } else break;
+    }
   }
 
   /** One character of a class at `#i`, consumed; null (not consumed) for a class escape. */

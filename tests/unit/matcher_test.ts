@@ -449,6 +449,21 @@ Deno.test("translateRustRegex() writes flags out without a group per flag, in ti
   assert.ok(performance.now() - started < 5_000, "no scan to the end of the pattern per group");
 });
 
+Deno.test("compileMatcher() skips whitespace inside classes in verbose mode, as Rust does", () => {
+  const cases: [string, string, boolean][] = [
+    ["^/(?x)[a - z]$", "/m", true],
+    ["^/(?x)[a - z]$", "/-", false],
+    ["^/(?x)[a- z]$", "/m", true],
+    ["^/(?x)[ ^a]$", "/b", true],
+    ["^/(?x)[ ^a]$", "/a", false],
+    ["^/(?x)[a -]$", "/-", true],
+    ["^/(?x)[a -]$", "/ ", false],
+    ["^/[a - z]$", "/ ", true], // outside verbose mode a space is a space
+    ["^/[a - z]$", "/m", false],
+  ];
+  assertPathRegexps(cases);
+});
+
 Deno.test("translateRustRegex() reads property names loosely, as Rust does", () => {
   const cases: [string, string][] = [
     ["\\p{greek}", "\\p{Script=Greek}"],
