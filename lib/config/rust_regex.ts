@@ -605,6 +605,14 @@ function SINGLE_CHARACTER(c: string, next: string | undefined): boolean {
  * `greek` → `Greek`), and a two-letter category (`lu` → `Lu`).
  */
 function spellings(name: string): string[] {
+  // `sc=Greek`, `gc:Lu`, `scx=Grek`: a property and its value, each read loosely.
+  const pair = /^([^=:]+)[=:](.+)$/.exec(name);
+  if (pair) {
+    const key = PROPERTY_KEYS[loose(pair[1])];
+    return key === undefined ? [name] : spellings(pair[2]).map((value) => `${key}=${value}`);
+  }
+  const alias = PROPERTY_ALIASES[loose(name)];
+  if (alias !== undefined) return [alias];
   const words = name.split(/[\s_-]+/).filter((w) => w !== "");
   const title = words.map((w) => w[0].toUpperCase() + w.slice(1).toLowerCase()).join("_");
   const out = [name, title];
@@ -612,6 +620,34 @@ function spellings(name: string): string[] {
   if (/^is/i.test(title) && title.length > 2) out.push(...spellings(name.replace(/^is/i, "")));
   return out;
 }
+
+/** A property name as UTS #18 compares it loosely: lower case, no spaces, `_` or `-`. */
+function loose(name: string): string {
+  return name.toLowerCase().replace(/[\s_-]+/g, "");
+}
+
+/** Rust's property keys (loosely), as JavaScript names them. */
+const PROPERTY_KEYS: Record<string, string> = {
+  sc: "Script",
+  script: "Script",
+  scx: "Script_Extensions",
+  scriptextensions: "Script_Extensions",
+  gc: "General_Category",
+  generalcategory: "General_Category",
+};
+
+/** Names Rust takes whose JavaScript spelling no rule above finds. */
+const PROPERTY_ALIASES: Record<string, string> = {
+  ascii: "ASCII",
+  whitespace: "White_Space",
+  space: "White_Space",
+  wspace: "White_Space",
+  punct: "P",
+  lc: "LC",
+  casedletter: "LC",
+  any: "Any",
+  assigned: "Assigned",
+};
 
 /** Escapes that stand for a class of characters or an assertion, read alike by both dialects. */
 const CLASS_ESCAPES = new Set([..."dDwWsSbB"]);

@@ -472,6 +472,12 @@ Deno.test("translateRustRegex() reads property names loosely, as Rust does", () 
     ["\\p{Lowercase Letter}", "\\p{Lowercase_Letter}"],
     ["\\p{lu}", "\\p{Lu}"],
     ["\\P{white-space}", "\\P{White_Space}"],
+    ["\\p{sc=greek}", "\\p{Script=Greek}"],
+    ["\\p{gc:Lu}", "\\p{General_Category=Lu}"],
+    ["\\p{ascii}", "\\p{ASCII}"],
+    ["\\p{whitespace}", "\\p{White_Space}"],
+    ["\\p{Punct}", "\\p{P}"],
+    ["\\p{lc}", "\\p{LC}"],
   ];
   for (const [re, source] of cases) {
     const t = translateRustRegex(re);
