@@ -81,6 +81,19 @@ export class Backend implements Candidate {
   }
 }
 
+/**
+ * Whether `backend` gets new requests anywhere: in the pool's working set
+ * (`available`), and, with `workers` > 1, not ejected by every worker's live
+ * traffic (each worker ejects on its own; the primary's set does not see it).
+ */
+export function takesTraffic(
+  backend: Backend,
+  available: readonly Backend[],
+  workers: number,
+): boolean {
+  return available.includes(backend) && !(workers > 1 && backend.ejectedInWorkers >= workers);
+}
+
 /** Called when live traffic ejects a backend; the health monitor probes it back. */
 export type EjectionListener = (
   pool: Pool,

@@ -338,6 +338,11 @@ export class Strom {
     return aggregate(await this.#snapshots());
   }
 
+  /** Proxy isolates serving traffic (1 without `workers`). */
+  get workerCount(): number {
+    return this.#workers?.size ?? 1;
+  }
+
   /** Aborted when shutdown begins: open-ended answers (the dashboard's event streams) end then. */
   get stopping(): AbortSignal {
     return this.#stop.signal;

@@ -68,7 +68,7 @@ export function createAdminApp(strom: Strom): Hono {
       listeners: strom.listeners(),
     }));
 
-  app.get("/api/pools", (c) => c.json(poolsView(strom.runtime)));
+  app.get("/api/pools", (c) => c.json(poolsView(strom.runtime, strom.workerCount)));
 
   app.get("/api/config", secretRoute({ token: () => strom.runtime.config.adminToken }), (c) => {
     const text = strom.configText;
@@ -219,7 +219,7 @@ export function createAdminApp(strom: Strom): Hono {
           data: JSON.stringify({
             sample,
             generation: strom.runtime.generation,
-            pools: poolsView(strom.runtime),
+            pools: poolsView(strom.runtime, strom.workerCount),
           }),
         });
       }

@@ -1,9 +1,9 @@
 // JSON views of the runtime for the admin API and the event stream.
 
-import type { Runtime } from "../runtime.ts";
+import { type Runtime, takesTraffic } from "../runtime.ts";
 
-/** Pools, matchers, strategies and backends with their live state. */
-export function poolsView(runtime: Runtime) {
+/** Pools, matchers, strategies and backends with their live state (`workers`: isolates). */
+export function poolsView(runtime: Runtime, workers = 1) {
   return runtime.pools.map((pool) => {
     const available = pool.available();
     return {
@@ -17,7 +17,7 @@ export function poolsView(runtime: Runtime) {
         health: b.health.status,
         /** False until the first probe answered (a new backend starts Healthy). */
         verified: b.health.verified,
-        available: available.includes(b),
+        available: takesTraffic(b, available, workers),
         lastCheck: b.health.last && {
           ok: b.health.last.ok,
           status: b.health.last.status,

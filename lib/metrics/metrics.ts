@@ -16,7 +16,7 @@ import {
   render,
 } from "./registry.ts";
 import { eventLoopLag, heapMetrics, processMetrics } from "./process.ts";
-import type { Runtime } from "../runtime.ts";
+import { type Runtime, takesTraffic } from "../runtime.ts";
 import type { HealthStatus } from "../health/state.ts";
 
 const STATES: HealthStatus[] = ["Healthy", "Slow", "Unresponsive"];
@@ -262,9 +262,12 @@ export class StateMetrics {
       help: "1 when the backend is in the set new requests go to now (as /api/pools' available)",
       labelNames: ["pool", "backend"],
       collect: perBackend((set) => {
+        const count = workers();
         for (const pool of runtime().pools) {
           const available = pool.available();
-          for (const b of pool.backends) set(available.includes(b) ? 1 : 0, pool.config.name, b.id);
+          for (const b of pool.backends) {
+            set(takesTraffic(b, available, count) ? 1 : 0, pool.config.name, b.id);
+          }
         }
       }),
     });

@@ -384,6 +384,18 @@ Deno.test("with workers, the admin API says in how many workers live traffic eje
     new RegExp(`^strom_backend_ejected_in_workers\\{pool="pool-0",backend="${dead}"\\} [12]$`, "m"),
   );
   assert.equal(backend.ejected, false, "the primary's own traffic (none here) did not eject it");
+  // Once every worker ejected it, it takes no traffic anywhere: not available (it was, as the
+  // primary's own working set, which no worker's ejection reaches, has it).
+  await waitFor(
+    async () => (await view()).ejectedInWorkers === 2,
+    "both workers to eject it",
+    10_000,
+  );
+  assert.equal((await view()).available, false);
+  assert.match(
+    await (await fetch(`${lb.adminUrl}/metrics`)).text(),
+    new RegExp(`^strom_backend_available\\{pool="pool-0",backend="${dead}"\\} 0$`, "m"),
+  );
   const single = await (await fetch(`${lb.adminUrl}/api/pools`)).json();
   assert.equal(
     single[0].backends.find((b: { address: string }) => b.address === live.address)
