@@ -196,18 +196,18 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
 const DIGITS = /^\d+$/;
 const LOWER_CASE = /[a-z]/;
 
-/**
- * Splits `request.url` (raw target as received) into host, path and query. A
- * fragment (`#` is not allowed in a request target, RFC 9112 3.2) is dropped,
- * as nginx drops it: a backend's URL parser would take it off the path the
- * matchers saw (`/admin#x` is `/admin` there).
- */
 /** Strom's 400 for a request it will not forward, with the reason also in the debug log. */
 function refuse(log: Logger, target: Target, why: BadRequest): Response {
   log.debug(`Refused ${loggable(target.method)} ${loggable(target.target)} with 400: ${why}`);
   return badRequest(why);
 }
 
+/**
+ * Splits `request.url` (raw target as received) into host, path and query. A
+ * fragment (`#` is not allowed in a request target, RFC 9112 3.2) is dropped,
+ * as nginx drops it: a backend's URL parser would take it off the path the
+ * matchers saw (`/admin#x` is `/admin` there).
+ */
 function splitTarget(request: Request, arrival: ArrivalInfo): Target {
   let url = request.url;
   const authorityStart = url.indexOf("//") + 2;
