@@ -121,17 +121,18 @@ function holdingPeers(handler: ConnectionHandler, uploads: Uploads) {
 }
 
 /** The most of an unread request body Strom reads before its own answer (see afterBody). */
-const DISCARD_BYTES = 64 * 1024;
+const DISCARD_BYTES = 1024 * 1024;
 /** How long it waits for those bytes. */
 const DISCARD_MS = 1000;
 
 /**
- * The answer, once a small request body nobody read is read and dropped.
+ * The answer, once a request body nobody read is read and dropped.
  * Strom answers some requests itself (404, 401, 413, 429, 503...) without
  * reading their body; over HTTP/2, Deno then resets the stream when the body
  * has not all arrived, and the client sees an error instead of the answer
  * (curl: exit 92, 1 in 6 small POSTs in a probe). nginx discards such a body
- * too. Up to DISCARD_BYTES within DISCARD_MS; the rest is cancelled.
+ * too. Up to DISCARD_BYTES within DISCARD_MS; the rest is cancelled (a
+ * 64 KiB cap left concurrent uploads of 200 KB on one connection all reset).
  */
 async function afterBody(
   request: Request,

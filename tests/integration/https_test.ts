@@ -208,6 +208,21 @@ Deno.test({
     const answers: string[] = [];
     for (let i = 0; i < 30; i++) answers.push(await curlATest(ca.caPath, port, "/nope", flags));
     assert.deepEqual(answers, Array(30).fill("404"));
+    // Ten uploads of 200 KB at once on one connection: each is read and dropped up to 1 MiB
+    // (with a 64 KiB cap, every one was a reset).
+    const file = await Deno.makeTempFile();
+    await Deno.writeFile(file, new Uint8Array(200_000));
+    const parallel = ["--http2", "--parallel", "--parallel-immediate", "-X", "POST"];
+    parallel.push("-w", "%{http_code} ", "--resolve", `a.test:${port}:127.0.0.1`);
+    for (let i = 0; i < 10; i++) {
+      // -T pairs one upload with each URL (--data-binary would join them all into each body).
+      parallel.push("-T", file, "-o", "/dev/null", `https://a.test:${port}/nope${i}`);
+    }
+    const together = await curl(["--cacert", ca.caPath, ...parallel]);
+    await Deno.remove(file);
+    // (curl's parallel progress meter goes to stderr, which `curl()` appends, even with -s.)
+    assert.deepEqual(together.trim().split(/\s+/).slice(0, 10), Array(10).fill("404"), together);
+    assert.ok(!together.includes("curl: ("), together);
   },
 });
 
