@@ -24,12 +24,16 @@ export function parseStoreUrl(text: string): RedisAddress | string {
   try {
     url = new URL(text);
   } catch {
-    return invalid(`expected "redis://host:port"`);
+    // A password holding "/", "?" or "#" cuts the URL short where it stands.
+    return invalid(
+      `expected "redis://host:port" (a password's "/", "?", "#" and "@" as %2F, %3F...)`,
+    );
   }
   if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
     return invalid(`expected "redis://" or "rediss://"`);
   }
   if (url.hostname === "") return invalid("expected a host");
+  if (url.port === "0") return invalid("port 0 cannot be connected to");
   // Not shown: a query may hold a password.
   if (url.search !== "" || url.hash !== "") return invalid(`expected no "?" or "#" part`);
   const path = url.pathname.replace(/^\//, "");

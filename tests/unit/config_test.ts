@@ -332,7 +332,10 @@ Deno.test("parseConfig() validates HttpsRedirector and RateLimiter options", () 
     `${MW}.RateLimiter.store: invalid store "redis://127.0.0.1:6379?db=notadb": expected no "?" or "#" part`,
   ]);
   assert.deepEqual(storeProblems("redis://127.0.0.1:99999"), [
-    `${MW}.RateLimiter.store: invalid store "redis://127.0.0.1:99999": expected "redis://host:port"`,
+    `${MW}.RateLimiter.store: invalid store "redis://127.0.0.1:99999": expected "redis://host:port" (a password's "/", "?", "#" and "@" as %2F, %3F...)`,
+  ]);
+  assert.deepEqual(storeProblems("redis://127.0.0.1:0"), [
+    `${MW}.RateLimiter.store: invalid store "redis://127.0.0.1:0": port 0 cannot be connected to`,
   ]);
   assert.deepEqual(storeProblems("redis://:%zz@127.0.0.1"), [
     `${MW}.RateLimiter.store: invalid store "redis://:***@127.0.0.1": expected a user and password in URL encoding ("%40" for "@")`,
