@@ -23,6 +23,7 @@ import {
   parseBackendAuthority,
   parseSocketAddress,
   type SocketAddress,
+  withPasswordHidden,
 } from "../net/address.ts";
 import { parseStrategy } from "../balance/registry.ts";
 import { readNetworks } from "./networks.ts";
@@ -469,8 +470,10 @@ function readAddresses(r: TableReader, warnings: string[]): BackendAddress[] | u
     const parsed = parseBackendAuthority(v);
     if (typeof parsed === "string") {
       // A password written in the address is not repeated (problems reach logs and the API).
-      const shown = v.replace(/^([a-zA-Z][a-zA-Z0-9+.-]*:\/\/)?[^/?#]*@/, "$1***@");
-      r.problems.push({ path, message: `invalid address ${shownValue(shown)}: ${parsed}` });
+      r.problems.push({
+        path,
+        message: `invalid address ${shownValue(withPasswordHidden(v))}: ${parsed}`,
+      });
       return;
     }
     out.push({ id: v, ...parsed, authority: formatAuthority(parsed.host, parsed.port) });

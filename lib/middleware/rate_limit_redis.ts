@@ -5,7 +5,8 @@
 
 import { Redis } from "ioredis";
 import type { Logger } from "../log.ts";
-import { type Decision, shownStore, type WindowStore } from "./rate_limit_window.ts";
+import type { Decision, WindowStore } from "./rate_limit_window.ts";
+import { withPasswordHidden } from "../net/address.ts";
 import { parseStoreUrl } from "./redis_store_url.ts";
 
 /** KEYS[1] the client's set; ARGV: now (ms), window (ms), limit, a unique member. */
@@ -68,7 +69,7 @@ export class RedisWindow implements WindowStore {
     }) as SlidingWindowRedis;
     this.#redis.defineCommand("slidingWindow", { numberOfKeys: 1, lua: SCRIPT });
     const { log } = options;
-    const shown = shownStore(url);
+    const shown = withPasswordHidden(url);
     this.#redis.on("error", (e: Error) => {
       if (e.message !== this.#lastError) log.warn(`Rate limit store ${shown}: ${e.message}`);
       this.#lastError = e.message;

@@ -5,7 +5,7 @@
 // whose SELECT was rejected where nothing handled it ("ERR value is not an
 // integer or out of range") while the limiter quietly used database 0.
 
-import { shownStore } from "./rate_limit_window.ts";
+import { withPasswordHidden } from "../net/address.ts";
 
 /** Where a Redis store is; `port` defaults to 6379 and `db` to 0. */
 export interface RedisAddress {
@@ -19,7 +19,8 @@ export interface RedisAddress {
 
 /** The address in a store URL, or the problem with it (its password shown as `***`). */
 export function parseStoreUrl(text: string): RedisAddress | string {
-  const invalid = (why: string) => `invalid store ${JSON.stringify(shownStore(text))}: ${why}`;
+  const invalid = (why: string) =>
+    `invalid store ${JSON.stringify(withPasswordHidden(text))}: ${why}`;
   let url: URL;
   try {
     url = new URL(text);

@@ -259,3 +259,19 @@ export function plainIp(ip: string): string {
     ? ip.slice(7)
     : ip;
 }
+
+/**
+ * A URL as logs and config problems show it: a password in it (`redis://user:secret@host`)
+ * becomes `***` (`redis://user:***@host`), since anyone who reaches the admin API may read the
+ * logs without the token.
+ */
+export function withPasswordHidden(text: string): string {
+  // The user information ends at the last "@" (as URL parsers read it: a password may hold
+  // "@"). The last of the whole text, not of a parsed authority: a password with an unescaped
+  // "/", "?" or "#" makes the URL invalid, and the config problem that says so must not show it.
+  const start = /^[A-Za-z][A-Za-z0-9+.-]*:(\/\/)?/.exec(text)?.[0].length ?? 0;
+  const at = text.lastIndexOf("@");
+  const colon = text.indexOf(":", start);
+  if (at < start || colon < 0 || colon > at) return text; // no password
+  return `${text.slice(0, colon)}:***${text.slice(at)}`;
+}

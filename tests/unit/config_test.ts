@@ -229,7 +229,7 @@ Deno.test("an address with a user, password or path says so, without repeating t
     ),
   ).map((p) => p.replace(/ \(line \d+\)$/, ""));
   assert.deepEqual(problems, [
-    'backend_pools[0].addresses[0]: invalid address "http://***@127.0.0.1": a backend address takes no user or password',
+    'backend_pools[0].addresses[0]: invalid address "http://u:***@127.0.0.1": a backend address takes no user or password',
     'backend_pools[0].addresses[1]: invalid address "http://127.0.0.1:80/path": a backend address takes no path, query or fragment ("/...")',
     'backend_pools[0].addresses[2]: invalid address "http://10.0.0.1:80?x": a backend address takes no path, query or fragment ("?...")',
   ]);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { rateLimiter } from "../../lib/middleware/rate_limiter.ts";
-import { MemoryWindow, shownStore } from "../../lib/middleware/rate_limit_window.ts";
+import { MemoryWindow } from "../../lib/middleware/rate_limit_window.ts";
+import { withPasswordHidden } from "../../lib/net/address.ts";
 import { StoreBreaker, StoreSkipped } from "../../lib/middleware/store_breaker.ts";
 import { ManualClock } from "../_helpers/clock.ts";
 import { build, fakeContext, run, testDeps } from "../_helpers/middleware.ts";
@@ -126,7 +127,7 @@ Deno.test("rateLimiter() falls back per on_store_error when the store is unreach
   }
 });
 
-Deno.test("shownStore() hides the password up to the last @, so no part of it is logged", () => {
+Deno.test("withPasswordHidden() hides the password up to the last @, so no part of it is logged", () => {
   const cases: [string, string][] = [
     ["redis://:s3cr3t-p@ss@127.0.0.1:6379", "redis://:***@127.0.0.1:6379"],
     ["redis://user:a@b@c@127.0.0.1:6379/2", "redis://user:***@127.0.0.1:6379/2"],
@@ -141,7 +142,7 @@ Deno.test("shownStore() hides the password up to the last @, so no part of it is
     ["redis://user@host:6379", "redis://user@host:6379"],
     ["redis:nohost", "redis:nohost"],
   ];
-  for (const [url, shown] of cases) assert.equal(shownStore(url), shown, url);
+  for (const [url, shown] of cases) assert.equal(withPasswordHidden(url), shown, url);
 });
 
 Deno.test({
