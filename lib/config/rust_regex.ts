@@ -174,7 +174,7 @@ class Translator {
             this.#out = this.#out.slice(0, -single.length);
             atom = chunked(single, min, max);
           }
-        } else if (SINGLE_CHARACTER(c, this.#p[start + 1])) {
+        } else if (singleCharacter(c, this.#p[start + 1])) {
           this.#single = atom;
         }
         this.#out += atom;
@@ -592,7 +592,7 @@ function chunked(atom: string, min: number, max: number | null): string {
  * Whether the atom starting with `c` (and `next` after a backslash) matches
  * exactly one character: not an assertion (`^`, `$`, `\b`, `\A`...).
  */
-function SINGLE_CHARACTER(c: string, next: string | undefined): boolean {
+function singleCharacter(c: string, next: string | undefined): boolean {
   if (c === "^" || c === "$" || c === "{") return false;
   if (c === "\\") return next !== undefined && !"bBAz".includes(next);
   return true;
