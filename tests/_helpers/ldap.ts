@@ -2,6 +2,7 @@
 // temp folder, on 127.0.0.1 at a free port. Needs the Debian package "slapd".
 
 import { findProgram, freePort, requirePrograms, startServerProgram } from "./programs.ts";
+import { fakeContext } from "./middleware.ts";
 
 /** Whether slapd can run here (prints the package to install when not). */
 export const hasSlapd: boolean = requirePrograms(["slapd", "slapadd"], "slapd");
@@ -84,4 +85,21 @@ export async function startSlapd(options: { anonymousSearch?: boolean } = {}): P
     return [...log.matchAll(/ BIND dn="([^"]*)" method=/g)].map((m) => m[1]);
   };
   return { url, port, binds, [Symbol.asyncDispose]: dispose };
+}
+
+/** Authentication options for the test directory at `url`, with `extra` on top. */
+export function authenticationOptions(url: string, extra: Record<string, unknown> = {}) {
+  return {
+    ldap_address: url,
+    user_directory: "ou=people,dc=example,dc=com",
+    rdn_identifier: "uid",
+    recursive: false,
+    ...extra,
+  };
+}
+
+/** A request with Basic credentials `user:password` (UTF-8). */
+export function basicRequest(credentials: string) {
+  const basic = "Basic " + btoa(String.fromCharCode(...new TextEncoder().encode(credentials)));
+  return fakeContext("http://a.com/", { headers: { authorization: basic } });
 }

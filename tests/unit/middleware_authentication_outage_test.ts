@@ -3,30 +3,27 @@
 
 import assert from "node:assert/strict";
 import { authentication } from "../../lib/middleware/authentication.ts";
-import { hasSlapd, LDAP_READER, LDAP_USERS, startSlapd } from "../_helpers/ldap.ts";
+import {
+  authenticationOptions,
+  basicRequest,
+  hasSlapd,
+  LDAP_READER,
+  LDAP_USERS,
+  startSlapd,
+} from "../_helpers/ldap.ts";
 import { captureLog, nextTurn } from "../_helpers/clock.ts";
 import { freePort } from "../_helpers/programs.ts";
 import { createLogger } from "../../lib/log.ts";
-import { build, fakeContext, run, testDeps } from "../_helpers/middleware.ts";
+import { build, run, testDeps } from "../_helpers/middleware.ts";
 
 const ALICE = `alice:${LDAP_USERS.alice.password}`;
 /** Requests sent at once in a burst. */
 const BURST = 30;
 
-const basic = (credentials: string) => "Basic " + btoa(credentials);
-const as = (credentials: string) =>
-  fakeContext("http://a.com/", { headers: { authorization: basic(credentials) } });
-
-function options(url: string, extra: Record<string, unknown> = {}) {
-  return {
-    ldap_address: url,
-    user_directory: "ou=people,dc=example,dc=com",
-    rdn_identifier: "uid",
-    recursive: false,
-    cache_ttl_sec: 0, // every request goes to LDAP
-    ...extra,
-  };
-}
+const as = basicRequest;
+// cache_ttl_sec = 0: every request goes to LDAP.
+const options = (url: string, extra: Record<string, unknown> = {}) =>
+  authenticationOptions(url, { cache_ttl_sec: 0, ...extra });
 
 /** Starts `count` requests at once; their statuses, or throws naming how many got none in `ms`. */
 async function burst(

@@ -1,15 +1,19 @@
 import assert from "node:assert/strict";
 import { authentication } from "../../lib/middleware/authentication.ts";
 import { escapeFilterValue } from "../../lib/middleware/ldap_directory.ts";
-import { hasSlapd, LDAP_READER, LDAP_USERS, startSlapd } from "../_helpers/ldap.ts";
+import {
+  authenticationOptions,
+  basicRequest,
+  hasSlapd,
+  LDAP_READER,
+  LDAP_USERS,
+  startSlapd,
+} from "../_helpers/ldap.ts";
 import { captureLog } from "../_helpers/clock.ts";
 import { createLogger } from "../../lib/log.ts";
-import { build, fakeContext, field, run, testDeps } from "../_helpers/middleware.ts";
+import { build, field, run, testDeps } from "../_helpers/middleware.ts";
 
-const basic = (credentials: string) =>
-  "Basic " + btoa(String.fromCharCode(...new TextEncoder().encode(credentials)));
-const as = (credentials: string) =>
-  fakeContext("http://a.com/", { headers: { authorization: basic(credentials) } });
+const as = basicRequest;
 
 /** The status for each credential string, in order. */
 async function statuses(
@@ -25,15 +29,7 @@ async function statuses(
   return out;
 }
 
-function options(url: string, extra: Record<string, unknown> = {}) {
-  return {
-    ldap_address: url,
-    user_directory: "ou=people,dc=example,dc=com",
-    rdn_identifier: "uid",
-    recursive: false,
-    ...extra,
-  };
-}
+const options = authenticationOptions;
 
 Deno.test("escapeFilterValue() escapes what RFC 4515 requires", () => {
   assert.equal(escapeFilterValue("alice"), "alice");
