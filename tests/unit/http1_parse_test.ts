@@ -5,7 +5,11 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { parseResponseHead, ProtocolError } from "../../lib/transport/http1/parse.ts";
+import {
+  parseResponseHead,
+  parseResponseHeadCached,
+  ProtocolError,
+} from "../../lib/transport/http1/parse.ts";
 
 const RUNS = Number(Deno.env.get("FC_RUNS") ?? 1000);
 
@@ -165,5 +169,67 @@ Deno.test("parseResponseHead() reads a head with bare LF line ends as the same h
       },
     ),
     { seed: 7, numRuns: RUNS },
+  );
+});
+
+Deno.test("parseResponseHeadCached() answers a head seen before as parsed, frozen, and not for HEAD", () => {
+  const head =
+    "HTTP/1.1 200 OK\r\nServer: cached-test\r\nContent-Length: 5\r\nConnection: keep-alive";
+  const first = parseResponseHeadCached(head, "GET");
+  assert.deepEqual(first, parseResponseHead(head, "GET"));
+  // The same text again (a string of its own, as each read decodes one) gives the same parse.
+  const again = parseResponseHeadCached(head.split("").join(""), "POST");
+  assert.equal(again, first);
+  assert.ok(
+    Object.isFrozen(again) && Object.isFrozen(again.fields) && Object.isFrozen(again.fields[0]),
+  );
+  assert.throws(() => (again.fields as [string, string][]).push(["x", "y"]), TypeError);
+  // The same head answering HEAD has no body; a GET after it still has its five bytes.
+  assert.deepEqual(parseResponseHeadCached(head, "HEAD").framing, { kind: "none" });
+  assert.deepEqual(parseResponseHeadCached(head, "GET").framing, { kind: "length", length: 5 });
+  // A head refused once is refused again (nothing cached for it).
+  const bad = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6";
+  for (let i = 0; i < 2; i++) {
+    assert.throws(() => parseResponseHeadCached(bad, "GET"), /conflicting Content-Length/);
+  }
+});
+
+Deno.test("parseResponseHeadCached() gives what parseResponseHead gives, for heads repeated or not", () => {
+  const heads = fc.tuple(
+    fc.constantFrom(
+      "HTTP/1.1 200 OK",
+      "HTTP/1.0 200 OK",
+      "HTTP/1.1 204 No Content",
+      "HTTP/1.1 101 x",
+    ),
+    fc.array(
+      fc.tuple(
+        fc.constantFrom("Content-Length", "Connection", "X-A", "Transfer-Encoding", "Keep-Alive"),
+        fc.constantFrom("0", "7", "close", "keep-alive", "chunked", "x-a", "7, 7"),
+      ),
+      { maxLength: 4 },
+    ),
+    fc.constantFrom("GET", "HEAD", "POST"),
+  );
+  fc.assert(
+    fc.property(fc.array(heads, { minLength: 1, maxLength: 6 }), (cases) => {
+      for (const [line, fields, method] of [...cases, ...cases]) {
+        const head = [line, ...fields.map(([n, v]) => `${n}: ${v}`)].join("\r\n");
+        let expected: unknown;
+        try {
+          expected = parseResponseHead(head, method);
+        } catch (e) {
+          expected = e instanceof Error ? e.message : e;
+        }
+        let got: unknown;
+        try {
+          got = parseResponseHeadCached(head, method);
+        } catch (e) {
+          got = e instanceof Error ? e.message : e;
+        }
+        assert.deepEqual(got, expected);
+      }
+    }),
+    { numRuns: RUNS },
   );
 });

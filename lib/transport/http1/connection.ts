@@ -10,7 +10,7 @@ import {
   latin1,
   MAX_HEAD_BYTES,
   parseChunkSize,
-  parseResponseHead,
+  parseResponseHeadCached,
   ProtocolError,
   type ResponseHead,
 } from "./parse.ts";
@@ -219,7 +219,7 @@ export class Connection {
           ? new UpstreamError("reset", "connection closed before an answer")
           : new ProtocolError("connection closed inside the response head");
       }
-      const head = parseResponseHead(this.#takeHeadText(lf), method);
+      const head = parseResponseHeadCached(this.#takeHeadText(lf), method);
       if (head.status >= 200 || head.status === 101) return head;
       scanned = 0;
     }

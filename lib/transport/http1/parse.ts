@@ -75,6 +75,41 @@ export function latin1(bytes: Uint8Array): string {
 }
 
 /**
+ * Heads parsed lately, by their text (answers to requests other than HEAD,
+ * whose framing the method changes). A backend sends the same head again and
+ * again but for its Date, which changes once a second: a lookup (~0.15 us for
+ * nginx's 150 characters on Deno 2.9) instead of a parse (~2 us). Entries are
+ * frozen, as every answer with that head shares one; the map is emptied when
+ * full, so heads that never repeat (a cookie per answer) cost a lookup and an
+ * insert each, and at most RECENT_HEADS_CAP heads of up to
+ * RECENT_HEAD_MAX_CHARS characters are kept.
+ */
+const RECENT_HEADS = new Map<string, ResponseHead>();
+const RECENT_HEADS_CAP = 256;
+const RECENT_HEAD_MAX_CHARS = 1024;
+
+/**
+ * As parseResponseHead, from RECENT_HEADS when the same head came lately. The
+ * answer is shared and frozen: its fields must not be changed.
+ */
+export function parseResponseHeadCached(head: string, method: string): ResponseHead {
+  if (method === "HEAD" || head.length > RECENT_HEAD_MAX_CHARS) {
+    return parseResponseHead(head, method);
+  }
+  const known = RECENT_HEADS.get(head);
+  if (known !== undefined) return known;
+  const parsed = parseResponseHead(head, method);
+  for (const field of parsed.fields) Object.freeze(field);
+  Object.freeze(parsed.fields);
+  Object.freeze(parsed.framing);
+  Object.freeze(parsed);
+  if (RECENT_HEADS.size >= RECENT_HEADS_CAP) RECENT_HEADS.clear();
+  // The head is a string of its own (latin1() decodes it), not a view into a larger one.
+  RECENT_HEADS.set(head, parsed);
+  return parsed;
+}
+
+/**
  * Parses a response head (status line and fields, without the final CRLF CRLF)
  * for a request with `method`.
  */
