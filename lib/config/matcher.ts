@@ -375,16 +375,19 @@ function headerName(arg: Token, lexer: Lexer): string {
  * runs V8 with `--enable-experimental-regexp-engine-on-excessive-backtracks`,
  * which finishes such a match in V8's linear-time engine, but only for a
  * pattern without the `u` and `i` flags, inline modifiers and lookaround. The
- * translation writes `(?i)` out for ASCII letters and refuses lookaround (as
- * Rust does), and `u` is left out here where the pattern does not need it (no
- * `\p{..}`, no `\u{..}`, no character beyond U+FFFF); then `.` and `[^..]`
- * step over UTF-16 units, so an emoji in a path counts as two characters for
- * them. Strom also sets `--regexp-backtracks-before-fallback=1000` (V8's
- * default is 50,000): a match switches to the linear engine sooner.
+ * translation writes `(?i)` out (`a` as `[aA]`), and Unicode properties,
+ * characters beyond U+FFFF and non-ASCII letters under `(?i)` as the code
+ * points they match (surrogate pairs beyond U+FFFF, see code_points.ts), and
+ * refuses lookaround (as Rust does); so `u` is left out here (kept only for
+ * a source that still needs it). Then `.` and `[^..]` step over UTF-16
+ * units, so an emoji in a path counts as two characters for them. Strom also
+ * sets `--regexp-backtracks-before-fallback=1000` (V8's default is 50,000): a
+ * match switches to the linear engine sooner. What that engine still cannot
+ * run is a group repeated more than 16 times and `(?m)`'s `$` (a lookahead).
  */
 export function linearFlags(source: string, flags: string): string {
   if (flags.includes("i")) return flags;
-  if (/\\[pPu]\{|\(\?[-a-zA-Z]+:|\(\?<?[=!]/.test(source)) return flags;
+  if (/\\[pPu]\{|\(\?[-a-zA-Z]+:/.test(source)) return flags;
   if (/[\u{10000}-\u{10FFFF}]/u.test(source)) return flags;
   return flags.replace("u", "");
 }
@@ -425,8 +428,8 @@ function compileRegex(
     return options.lexer.fail(`${what}: ${reason}`, arg.index);
   }
   if (LINEAR_ENGINE_CHECKS && !linearRunnable(compiled)) {
-    const why = "V8's linear-time engine cannot take it over (it does not take \\p{..}, (?m), " +
-      "a non-ASCII letter under (?i), or a group repeated more than 16 times)";
+    const why = "V8's linear-time engine cannot take it over (it does not take a group " +
+      "repeated more than 16 times, or $ under (?m))";
     if (translated.nested) {
       // Any client could stall every request for seconds with a crafted path or header.
       return options.lexer.fail(

@@ -14,14 +14,26 @@
 //
 // The output is also shaped for V8's linear-time engine, which finishes a
 // match that backtracks too much (see linearFlags in matcher.ts) but takes no
-// `i` flag, inline modifier or lookaround: `(?i)` is written out as classes
-// (`a` as `[aA]`) for ASCII letters, and only non-ASCII letters keep an
-// `(?i:...)` modifier; `\A` and `\z` are `^` and `$` (no multiline flag is
+// `u` or `i` flag, inline modifier or lookaround: `(?i)` is written out as
+// classes (`a` as `[aA]`); Unicode properties, characters beyond U+FFFF and,
+// under `(?i)`, letters beyond ASCII as the code points they match
+// (code_points.ts); `\A` and `\z` are `^` and `$` (no multiline flag is
 // used: under `(?m)`, `^` and `$` become lookaround on `\n` alone); and a
 // leading `.*`, which cannot change whether an unanchored search finds a match
 // but makes V8 scan the input once per start position, is left out.
 // `\d` and `\w` (so `\b`) stay ASCII (Rust's are Unicode-aware), which only
 // matters for non-ASCII paths and header values.
+
+import {
+  caseClosed,
+  codePoint,
+  type CodePoints,
+  complement,
+  property,
+  range,
+  source as setSource,
+  union,
+} from "./code_points.ts";
 
 /**
  * A pattern ready for `new RegExp(source, flags)`, or why it cannot be.
@@ -167,7 +179,11 @@ class Translator {
           // `?` cannot blow up) that itself repeats or alternates: see Translation.nested.
           if (closed?.branches && (max === null || max > LINEAR_COUNT)) this.nested = true;
           if (max !== min) this.#branching();
-          if (single !== null && (max ?? min) > LINEAR_COUNT && (max ?? min) <= MAX_CHUNKED) {
+          const runs = Math.ceil((max ?? min) / LINEAR_COUNT) + 1;
+          if (
+            single !== null && (max ?? min) > LINEAR_COUNT && (max ?? min) <= MAX_CHUNKED &&
+            single.length * runs <= MAX_CHUNKED_SOURCE
+          ) {
             // One character repeated more than 16 times, which V8's linear-time engine
             // does not take, said as runs of at most 16 (`[0-9]{1,20}` as
             // `[0-9]{1,16}[0-9]{0,4}`): the same strings, and the engine takes it.
@@ -204,7 +220,7 @@ class Translator {
     if (c === "*" || c === "+" || c === "?") return c;
     const cp = this.#p.codePointAt(this.#i - 1)!;
     if (cp > 0xffff) this.#i++;
-    return this.#caseless ? anyCase(cp) : String.fromCodePoint(cp);
+    return this.#caseless ? anyCase(cp) : codePointSource(cp);
   }
 
   /**
@@ -350,11 +366,10 @@ class Translator {
       throw new Refusal("word boundary assertions \\b{...} are not supported");
     }
     if (c === "p" || c === "P") {
-      const property = this.#property(c);
-      if (!this.#caseless) return property;
+      const { set, negated } = this.#property(c);
       // Rust folds case, then negates: `(?i)\P{Ll}` matches no letter that has a lower case.
-      // JavaScript's `(?i:\P{Ll})` negates first; a negated class folds as Rust does.
-      return property.startsWith("\\P") ? `(?i:[^\\p${property.slice(2)}])` : `(?i:${property})`;
+      const folded = this.#caseless ? caseClosed(set) : set;
+      return setSource(negated ? complement(folded) : folded);
     }
     // Under (?i), JavaScript's `\w` took in what folds onto its letters; it still does.
     if (this.#caseless && (c === "w" || c === "W")) return `[${c === "W" ? "^" : ""}\\w${FOLDED}]`;
@@ -381,8 +396,11 @@ class Translator {
     throw new Refusal(`unknown escape \\${c}`);
   }
 
-  /** `\pL`, `\p{Name}`, `\P{...}`: a property JavaScript knows, or a script of that name. */
-  #property(c: string): string {
+  /**
+   * `\pL`, `\p{Name}`, `\P{...}`: a property JavaScript knows, or a script of
+   * that name, as its code points (not negated) and whether it is negated.
+   */
+  #property(c: string): { set: CodePoints; negated: boolean } {
     const p = this.#p;
     let name: string;
     if (p[this.#i] === "{") {
@@ -394,15 +412,16 @@ class Translator {
       name = p[this.#i] ?? "";
       this.#i++;
     }
-    const negated = name.startsWith("^");
-    if (negated) name = name.slice(1);
-    const letter = negated !== (c === "P") ? "P" : "p";
+    const caret = name.startsWith("^");
+    if (caret) name = name.slice(1);
     for (const spelling of spellings(name)) {
       for (const candidate of [spelling, `Script=${spelling}`]) {
         try {
           new RegExp(`\\p{${candidate}}`, "u");
-          return `\\${letter}{${candidate}}`;
-        } catch { /* try the next spelling */ }
+        } catch {
+          continue; // try the next spelling
+        }
+        return { set: property(candidate), negated: caret !== (c === "P") };
       }
     }
     throw new Refusal(`unknown Unicode property "${name}"`);
@@ -431,8 +450,9 @@ class Translator {
 
   /**
    * A bracketed class from `#i`, with POSIX classes and escapes rewritten.
-   * Under `(?i)` ASCII letters gain their other case; a class with anything
-   * beyond ASCII keeps an `(?i:...)` modifier instead.
+   * Under `(?i)` ASCII letters gain their other case. A class with a Unicode
+   * property, a character beyond U+FFFF, or under `(?i)` a letter beyond
+   * ASCII is written out as the code points it matches (see code_points.ts).
    */
   #class(): string {
     const p = this.#p;
@@ -446,14 +466,22 @@ class Translator {
     let plain = "";
     let folded = "";
     let beyondAscii = false;
+    // What it matches, for the written-out form: each item's code points.
+    const sets: CodePoints[] = [];
+    let writtenOut = false;
     this.#i++;
     // Verbose mode skips whitespace and comments anywhere in a class: `[ ^a]` is negated.
     this.#skipSpace();
     const negated = p[this.#i] === "^";
     if (negated) this.#i++;
     const done = () => {
-      const body = (negated ? "^" : "") + (this.#caseless && !beyondAscii ? folded : plain);
-      return this.#caseless && beyondAscii ? `(?i:[${body}])` : `[${body}]`;
+      if (writtenOut || (this.#caseless && beyondAscii)) {
+        // Rust folds the class's case, then negates it.
+        const all = union(...sets);
+        const folded = this.#caseless ? caseClosed(all) : all;
+        return setSource(negated ? complement(folded) : folded);
+      }
+      return `[${negated ? "^" : ""}${this.#caseless ? folded : plain}]`;
     };
     // A `]` first is a literal in Rust.
     let first = true;
@@ -481,6 +509,7 @@ class Translator {
         }
         plain += posix(named[2], false);
         folded += posix(named[2], true);
+        sets.push(asciiClass(posix(named[2], false)));
         this.#i += named[0].length;
         continue;
       }
@@ -491,14 +520,19 @@ class Translator {
       }
       const low = this.#classChar();
       if (low === null) {
-        // \d \w \s and their negations, \p{..}: kept as they are.
+        // \d \w \s and their negations: kept as they are; \p{..}: written out.
         const letter = p[this.#i + 1];
         this.#i += 2;
-        const property = letter === "p" || letter === "P";
-        const escape = property ? this.#property(letter) : `\\${letter}`;
-        if (property) beyondAscii = true;
-        plain += escape;
-        folded += escape === "\\w" ? escape + FOLDED : escape;
+        if (letter === "p" || letter === "P") {
+          const { set, negated } = this.#property(letter);
+          const folded = this.#caseless ? caseClosed(set) : set;
+          sets.push(negated ? complement(folded) : folded);
+          writtenOut = true;
+          continue;
+        }
+        plain += `\\${letter}`;
+        folded += letter === "w" ? `\\w${FOLDED}` : `\\${letter}`;
+        sets.push(escapeClass(letter));
         continue;
       }
       let high = low;
@@ -518,9 +552,12 @@ class Translator {
         high = end;
       }
       if (high >= 0x80) beyondAscii = true;
-      const range = classRange(low, high);
-      plain += range;
-      folded += range + otherCase(low, high);
+      if (high > 0xffff) writtenOut = true;
+      sets.push(range(low, high));
+      if (writtenOut) continue; // classRange() writes only code points up to U+FFFF
+      const written = classRange(low, high);
+      plain += written;
+      folded += written + otherCase(low, high);
     }
     return `[${negated ? "^" : ""}${plain}`; // unclosed: left for RegExp to report
   }
@@ -565,6 +602,11 @@ const QUANTIFIER = /^(?:[*+?]|\{(\d+)(,?)(\d*)\})$/;
 const LINEAR_COUNT = 16;
 /** The largest count of one character split into runs of LINEAR_COUNT (the pattern grows). */
 const MAX_CHUNKED = 4096;
+/**
+ * The most source such runs may take: a written-out property (`\p{L}`, ~8 KB)
+ * repeated 4096 times would otherwise make megabytes of pattern.
+ */
+const MAX_CHUNKED_SOURCE = 64 * 1024;
 
 /** Minimum and maximum (null: no bound) of a repetition matched by QUANTIFIER. */
 function bounds(m: RegExpExecArray): [number, number | null] {
@@ -673,8 +715,11 @@ function anyCase(cp: number): string {
   const c = String.fromCodePoint(cp);
   const lower = c.toLowerCase();
   const upper = c.toUpperCase();
+  if (cp >= 0x80) {
+    const folded = caseClosed(range(cp));
+    return folded.length === 2 && folded[0] === folded[1] ? codePointSource(cp) : setSource(folded);
+  }
   if (lower === upper) return codePointSource(cp);
-  if (cp >= 0x80) return `(?i:${codePointSource(cp)})`;
   return `[${lower}${upper}${FOLDS_TO_ASCII[lower] ?? ""}]`;
 }
 
@@ -703,7 +748,8 @@ function classRange(low: number, high: number): string {
 /**
  * Code point `cp` as pattern source that means that one character with or
  * without the `u` flag (letters and digits as they are, the rest escaped);
- * `inClass` for inside brackets.
+ * `inClass` for inside brackets (up to U+FFFF only: a class with more is
+ * written out by code_points.ts).
  */
 function codePointSource(cp: number, inClass = false): string {
   const printable = cp >= 0x20 && cp < 0x7f && !(inClass ? CLASS_SYNTAX : SYNTAX).has(cp);
@@ -712,13 +758,42 @@ function codePointSource(cp: number, inClass = false): string {
   }
   if (cp <= 0xff) return `\\x${cp.toString(16).padStart(2, "0")}`;
   if (cp <= 0xffff) return `\\u${cp.toString(16).padStart(4, "0")}`;
-  return `\\u{${cp.toString(16)}}`;
+  return codePoint(cp); // a surrogate pair in a group, which means the same without the `u` flag
 }
 
 /** Characters that mean something in a pattern outside a class. */
 const SYNTAX = new Set([..."^$\\.*+?()[]{}|/"].map((c) => c.charCodeAt(0)));
 /** Characters that mean something (or that Unicode mode refuses unescaped) inside a class. */
 const CLASS_SYNTAX = new Set([..."\\]^-[/{}|()"].map((c) => c.charCodeAt(0)));
+
+/** The code points of an ASCII class body such as `0-9A-Fa-f`. */
+function asciiClass(body: string): CodePoints {
+  const pattern = new RegExp(`[${body}]`);
+  const out: CodePoints[] = [];
+  for (let cp = 0; cp < 0x80; cp++) if (pattern.test(String.fromCharCode(cp))) out.push(range(cp));
+  return union(...out);
+}
+
+const ESCAPE_CLASSES = new Map<string, CodePoints>();
+
+/** The code points of `\d`, `\w`, `\s` (JavaScript's: see the top) or their negations. */
+function escapeClass(letter: string): CodePoints {
+  let set = ESCAPE_CLASSES.get(letter);
+  if (set === undefined) {
+    const lower = letter.toLowerCase();
+    set = lower === "s"
+      ? union(
+        ...[..."\t\n\v\f\r \u00a0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff"].map((c) =>
+          range(c.charCodeAt(0))
+        ),
+        range(0x2000, 0x200a),
+      )
+      : asciiClass(lower === "d" ? "0-9" : "0-9A-Za-z_");
+    if (letter !== lower) set = complement(set);
+    ESCAPE_CLASSES.set(letter, set);
+  }
+  return set;
+}
 
 /** The ranges of POSIX class `name`; `caseless` adds what `(?i)` folds onto its letters. */
 function posix(name: string, caseless: boolean): string {

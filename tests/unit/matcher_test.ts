@@ -9,6 +9,7 @@ import {
   type MatchRequest,
 } from "../../lib/config/matcher.ts";
 import { translateRustRegex } from "../../lib/config/rust_regex.ts";
+import { complement, property, source as setSource, union } from "../../lib/config/code_points.ts";
 
 interface RequestInit {
   method?: string;
@@ -466,22 +467,25 @@ Deno.test("compileMatcher() skips whitespace inside classes in verbose mode, as 
 
 Deno.test("translateRustRegex() reads property names loosely, as Rust does", () => {
   const cases: [string, string][] = [
-    ["\\p{greek}", "\\p{Script=Greek}"],
-    ["\\p{isGreek}", "\\p{Script=Greek}"],
-    ["\\p{lowercase_letter}", "\\p{Lowercase_Letter}"],
-    ["\\p{Lowercase Letter}", "\\p{Lowercase_Letter}"],
-    ["\\p{lu}", "\\p{Lu}"],
-    ["\\P{white-space}", "\\P{White_Space}"],
-    ["\\p{sc=greek}", "\\p{Script=Greek}"],
-    ["\\p{gc:Lu}", "\\p{General_Category=Lu}"],
-    ["\\p{ascii}", "\\p{ASCII}"],
-    ["\\p{whitespace}", "\\p{White_Space}"],
-    ["\\p{Punct}", "\\p{P}"],
-    ["\\p{lc}", "\\p{LC}"],
+    ["\\p{greek}", "Script=Greek"],
+    ["\\p{isGreek}", "Script=Greek"],
+    ["\\p{lowercase_letter}", "Lowercase_Letter"],
+    ["\\p{Lowercase Letter}", "Lowercase_Letter"],
+    ["\\p{lu}", "Lu"],
+    ["\\P{white-space}", "^White_Space"],
+    ["\\p{sc=greek}", "Script=Greek"],
+    ["\\p{gc:Lu}", "General_Category=Lu"],
+    ["\\p{ascii}", "ASCII"],
+    ["\\p{whitespace}", "White_Space"],
+    ["\\p{Punct}", "P"],
+    ["\\p{lc}", "LC"],
   ];
-  for (const [re, source] of cases) {
+  // Written out as the code points of JavaScript's property of that name (see code_points.ts).
+  for (const [re, name] of cases) {
     const t = translateRustRegex(re);
-    assert.ok("source" in t && t.source === source, `${re}: ${JSON.stringify(t)}`);
+    const set = property(name.replace("^", ""));
+    const source = setSource(name.startsWith("^") ? complement(set) : set);
+    assert.ok("source" in t && t.source === source, `${re}: ${JSON.stringify(t).slice(0, 200)}`);
   }
   assert.deepEqual(translateRustRegex("\\p{nope}"), { error: 'unknown Unicode property "nope"' });
 });
@@ -509,7 +513,7 @@ Deno.test("compileMatcher() refuses a nested repetition V8's linear-time engine 
   );
   // `{1,20}` is beyond what the linear engine unrolls: `/files/` and 30 letters and a `!` took
   // 11.9 s in the backtracking engine, and stalled every other request meanwhile.
-  for (const re of ["^/files/([a-z0-9]+/?){1,20}$", "(a|a){1,2000}", "^(\\p{L}+/)*$"]) {
+  for (const re of ["^/files/([a-z0-9]+/?){1,20}$", "(a|a){1,2000}", "^(\\p{L}+/){1,20}$"]) {
     assert.throws(
       () => compileMatcher(`PathRegexp('${re}')`),
       /repeats a group that itself repeats or alternates.*make the group simpler/,
@@ -527,6 +531,12 @@ Deno.test("compileMatcher() refuses a nested repetition V8's linear-time engine 
     "^/([^/]+/)*[^/]{1,255}\\.pdf$",
     "^/objects/([0-9a-f]{2}/)+[0-9a-f]{38}$",
     "^/v2/(([a-z0-9]+(?:[._-][a-z0-9]+)*)/)*blobs/sha256:[a-f0-9]{64}$",
+    // Unicode properties, non-ASCII letters under (?i) and emoji are written out as code points.
+    "^(\\p{L}+/)*$",
+    "(?m)^(\\w+/)*bot",
+    "(?i)\\p{L}+bot",
+    "(?i)^/(é+/)*$",
+    "^/([😀-🙏]+/)*$",
   ];
   for (const re of accepted) {
     const remarks: string[] = [];
@@ -546,7 +556,7 @@ Deno.test("compileMatcher() refuses a nested repetition V8's linear-time engine 
   }
   // What still runs in the backtracking engine loads with a warning.
   const remarks: string[] = [];
-  compileMatcher("HeaderRegexp('user-agent', '(?i)\\p{L}+bot')", (r) => remarks.push(r));
+  compileMatcher("PathRegexp('^/(ab){17}$')", (r) => remarks.push(r));
   assert.match(remarks.join(), /runs in V8's backtracking engine/);
   const started = performance.now();
   assert.equal(
@@ -942,8 +952,9 @@ Deno.test("linearFlags(): `u` goes where the pattern does not need it, so V8 can
   assert.equal(linearFlags("\\u{1F600}", "u"), "u");
   assert.equal(linearFlags("😀", "u"), "u");
   assert.equal(linearFlags("a(?i:b)", "u"), "u");
-  assert.equal(linearFlags("a(?=b)", "u"), "u");
-  assert.equal(linearFlags("(?<!a)b", "u"), "u");
+  // Lookaround ((?m)'s ^ and $) means the same without `u`.
+  assert.equal(linearFlags("a(?=b)", "u"), "");
+  assert.equal(linearFlags("(?<!a)b", "u"), "");
   assert.equal(linearFlags("abc", "iu"), "iu");
 });
 
@@ -990,4 +1001,50 @@ Deno.test({
     "still no case",
   );
   assert.equal(matches(`HostRegexp('^API\\.')`, { host: "api.example.com" }), true);
+});
+
+Deno.test("compileMatcher() matches Unicode properties, (?i) beyond ASCII and emoji as Rust does, written out", () => {
+  const cases: [string, string, boolean][] = [
+    ["^/\\p{L}$", "/\u{1D400}", true], // MATHEMATICAL BOLD CAPITAL A, a letter beyond U+FFFF
+    ["^/\\p{L}$", "/1", false],
+    ["^/\\P{L}$", "/\u{1D400}", false],
+    ["^/\\P{L}$", "/\u{1F600}", true], // an emoji is no letter: one code point, two units
+    ["\\P{L}bot", "/\u{1D400}bot", false], // the low half of a letter's pair is no match alone
+    ["\\P{L}bot", "/1bot", true],
+    ["^/[\\p{Greek}\\d]+$", "/αβ12", true],
+    ["^/[^\\p{Greek}\\d]+$", "/αβ", false],
+    ["^/[^\\p{Greek}\\d]+$", "/xy", true],
+    ["(?i)^/σ$", "/ς", true], // Greek sigma's three forms fold together
+    ["(?i)^/σ$", "/Σ", true],
+    ["(?i)^/é+$", "/ÉéÉ", true],
+    ["(?i)^/[à-ÿ]+$", "/ÀÉ", true],
+    ["(?i)^/[à-ÿ]+$", "/a", false],
+    ["(?i)^/\\p{Ll}$", "/A", true],
+    ["(?i)^/\\P{Ll}$", "/A", false],
+    ["(?i)^/\\P{Ll}$", "/1", true],
+    ["(?i)^/[\\x{10400}]$", "/\u{10428}", true], // Deseret, whose letters have cases beyond U+FFFF
+    ["^/😀+$", "/😀😀", true],
+    ["^/😀+$", "/😀\ud83d", false],
+    ["^/[😀-🙏]$", "/🙂", true],
+    ["^/[😀-🙏]$", "/\ud83d", false],
+    ["^/\\x{1F600}{2}$", "/😀😀", true],
+    ["(?i)\\p{L}+bot", "/Ünïcødebot", true],
+    ["(?i)\\p{L}+bot", "/1bot", false],
+  ];
+  for (const [re, path, expected] of cases) {
+    const matcher = `PathRegexp('${re}')`;
+    assert.equal(matches(matcher, { path }), expected, `${re} on ${JSON.stringify(path)}`);
+  }
+  // Such patterns use neither the `u` nor the `i` flag, so V8's linear-time engine takes them.
+  for (const [re] of cases) {
+    const t = translateRustRegex(re);
+    assert.ok("source" in t, re);
+    assert.equal(linearFlags(t.source, t.flags), "", re);
+  }
+  // A written-out property repeated thousands of times is not also written as runs of 16.
+  const long = translateRustRegex("\\p{L}{1,4000}");
+  assert.ok("source" in long && long.source.length < 64 * 1024, "source length");
+  assert.deepEqual(union([5, 9], [1, 3], [4, 4], [20, 30]), [1, 9, 20, 30]);
+  assert.deepEqual(complement([0, 9, 20, 0x10ffff]), [10, 19]);
+  assert.equal(setSource([]), "[]");
 });
