@@ -9,8 +9,15 @@ import type { Decision, WindowStore } from "./rate_limit_window.ts";
 import { withPasswordHidden } from "../net/address.ts";
 import { parseStoreUrl } from "./redis_store_url.ts";
 
-/** KEYS[1] the client's set; ARGV: now (ms), window (ms), limit, a unique member. */
+/**
+ * KEYS[1] the client's set; ARGV: now (ms), window (ms), limit, a unique
+ * member, the database. The script selects its database itself: a SELECT the
+ * client sends once per connection, when refused (a number beyond the
+ * server's `databases`), left every hit counted in database 0, with one
+ * warning; here the hit fails, and `on_store_error` applies.
+ */
 const SCRIPT = `
+redis.call('SELECT', tonumber(ARGV[5]))
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
@@ -44,6 +51,8 @@ export class RedisWindow implements WindowStore {
   readonly #limit: number;
   readonly #windowMs: number;
   readonly #prefix: string;
+  /** The database number, which the script selects (see SCRIPT). */
+  readonly #db: number;
   readonly #instance = crypto.randomUUID().slice(0, 8);
   #sequence = 0;
   #lastError = "";
@@ -59,7 +68,8 @@ export class RedisWindow implements WindowStore {
     // itself (see redis_store_url.ts).
     const address = parseStoreUrl(url);
     if (typeof address === "string") throw new Error(address);
-    const { tls, ...where } = address;
+    const { tls, db, ...where } = address;
+    this.#db = db;
     this.#redis = new Redis({
       ...where,
       ...(tls ? { tls: {} } : {}),
@@ -99,6 +109,7 @@ export class RedisWindow implements WindowStore {
       this.#windowMs,
       this.#limit,
       member,
+      this.#db,
     );
     return {
       allowed: allowed === 1,

@@ -185,6 +185,22 @@ Deno.test({
       `invalid store "${redis.url}?db=notadb": expected no "?" or "#" part`,
     ]);
 
+    // A database beyond the server's (16 by default): hits fail, so on_store_error applies;
+    // the client's SELECT was refused once and every hit then counted in database 0.
+    const beyond = new RedisWindow(`${redis.url}/16`, options);
+    try {
+      await assert.rejects(beyond.hit("10.0.0.1", 0), /DB index is out of range/);
+      await assert.rejects(beyond.hit("10.0.0.1", 0), /DB index is out of range/);
+    } finally {
+      await beyond.close();
+    }
+    const zero = new RedisWindow(redis.url, options);
+    try {
+      assert.equal((await zero.hit("10.0.0.1", 0)).allowed, true, "nothing counted in database 0");
+    } finally {
+      await zero.close();
+    }
+
     // Databases 1 and 2 keep apart windows.
     const one = new RedisWindow(`${redis.url}/1`, options);
     const two = new RedisWindow(`${redis.url}/2`, options);
