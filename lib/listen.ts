@@ -8,7 +8,7 @@ import type { Logger } from "./log.ts";
 import type { Runtime } from "./runtime.ts";
 import { createProxy } from "./proxy/forward.ts";
 import type { Observers } from "./proxy/tracker.ts";
-import { type HttpListener, serveTcp } from "./net/http_listener.ts";
+import { type ConnectionHandler, type HttpListener, serveTcp } from "./net/http_listener.ts";
 import type { WebSocketRegistry } from "./proxy/websockets.ts";
 import { CHALLENGE_PREFIX, type ChallengeStore } from "./tls/challenges.ts";
 import type { CertificateStore } from "./tls/store.ts";
@@ -37,11 +37,13 @@ export function assertUnbound(role: string, address: SocketAddress): void {
   }
 }
 
-/** A request handler that also gets the peer address. */
-export type Handler = (
-  request: Request,
-  env: { remote: Deno.NetAddr },
-) => Response | Promise<Response>;
+/** A request handler that also gets the peer address (and may hear of refusals, see ConnectionHandler). */
+export type Handler =
+  & ((
+    request: Request,
+    env: { remote: Deno.NetAddr },
+  ) => Response | Promise<Response>)
+  & Pick<ConnectionHandler, "refused">;
 
 /** Options for `listen`. */
 export interface ListenOptions {
@@ -68,7 +70,8 @@ export function listen(
 ): HttpListener {
   let server: HttpListener;
   try {
-    server = serveTcp(address, (request, remote) => handler(request, { remote }), {
+    const serve = (request: Request, remote: Deno.NetAddr) => handler(request, { remote });
+    server = serveTcp(address, Object.assign(serve, { refused: handler.refused }), {
       role,
       log,
       reusePort,
@@ -127,6 +130,7 @@ export function proxyHandler(
         : app.fetch(request, env),
     {
       setPort: (p: number) => arrival.port = String(p),
+      refused: proxy.refused,
     },
   );
 }

@@ -17,11 +17,19 @@ import type { SocketAddress } from "./address.ts";
 import { isolateActivity, peerKey } from "./activity.ts";
 import { BackendBodyBroke, ClientStalled } from "../transport/stall.ts";
 
-/** Handles one request; `remote` is the peer. */
-export type ConnectionHandler = (
-  request: Request,
-  remote: Deno.NetAddr,
-) => Response | Promise<Response>;
+/**
+ * Handles one request; `remote` is the peer. `refused`, when there, hears of
+ * the requests the listener answers itself (new uploads while it stops), for
+ * the access log and metrics.
+ */
+export type ConnectionHandler =
+  & ((
+    request: Request,
+    remote: Deno.NetAddr,
+  ) => Response | Promise<Response>)
+  & {
+    refused?(request: Request, remote: Deno.NetAddr, response: Response): void;
+  };
 
 interface Served {
   readonly finished: Promise<void>;
@@ -111,7 +119,11 @@ function holdingPeers(handler: ConnectionHandler, uploads: Uploads) {
     if (uploads.draining) {
       // A new upload would hold the stop for as long as clients keep sending them (and be cut
       // off at the grace): refused before a backend sees any of it, as a closed port would.
-      if (mayCarryBody) return afterBody(request, stopping());
+      if (mayCarryBody) {
+        const refusal = stopping();
+        handler.refused?.(request, remote, refusal);
+        return afterBody(request, refusal);
+      }
       return closingConnection(handler(request, remote));
     }
     if (!mayCarryBody) return handler(request, remote);
@@ -160,10 +172,12 @@ async function afterBody(
 
 /** The answer to a request that may carry a body, arriving while its listener stops. */
 function stopping(): Response {
-  return new Response("503 - Service Unavailable (stopping)", {
+  const text = "503 - Service Unavailable (stopping)";
+  return new Response(text, {
     status: 503,
     headers: {
       "content-type": "text/plain; charset=utf-8",
+      "content-length": String(text.length),
       "connection": "close",
       "retry-after": "1",
     },

@@ -49,7 +49,10 @@ export interface ProxyOptions {
 }
 
 /** Handles one proxied request; never throws. */
-export type ProxyHandler = (request: Request, remote: Deno.NetAddr) => Promise<Response>;
+export type ProxyHandler = ((request: Request, remote: Deno.NetAddr) => Promise<Response>) & {
+  /** Records a request its listener answered itself (see ConnectionHandler). */
+  refused(request: Request, remote: Deno.NetAddr, response: Response): void;
+};
 
 /** A request split into the parts matchers and forwarding use. */
 interface Target extends MatchRequest {
@@ -73,12 +76,18 @@ interface Target extends MatchRequest {
 
 /** Creates the proxy handler for one listener. */
 export function createProxy(options: ProxyOptions): ProxyHandler {
-  return async (request, remote) => {
+  const proxy = async (request: Request, remote: Deno.NetAddr) => {
     const tracker = new RequestTracker(options.observers, request, plainIp(remote.hostname));
     const response = await handle(request, remote, tracker);
     tracker.answered(response);
     return response;
   };
+  const refused = (request: Request, remote: Deno.NetAddr, response: Response) => {
+    const tracker = new RequestTracker(options.observers, request, plainIp(remote.hostname));
+    tracker.path = splitTarget(request, options.arrival).target;
+    tracker.answered(response);
+  };
+  return Object.assign(proxy, { refused });
 
   async function handle(request: Request, remote: Deno.NetAddr, tracker: RequestTracker) {
     const runtime = options.runtime();

@@ -61,7 +61,9 @@ export function listenHttps(
   const served = serveTls(
     listenTls,
     address.port,
-    (request, remote) => handler(request, { remote }),
+    Object.assign((request: Request, remote: Deno.NetAddr) => handler(request, { remote }), {
+      refused: handler.refused,
+    }),
     {
       role: "https_address",
       log: options.log,

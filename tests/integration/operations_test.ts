@@ -575,9 +575,9 @@ for (const how of ["shutdown", "reload moving the listener"] as const) {
       await using a = startBackend(async (request) =>
         new Response(`got ${(await request.text()).length}`)
       );
-      const text = `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n${
-        poolToml([a.address])
-      }`;
+      const dir = await Deno.makeTempDir();
+      const text = `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n` +
+        `[access_log]\nformat = "json"\npath = "${dir}/access.log"\n${poolToml([a.address])}`;
       await using lb = await startStrom(text);
       const port = Number(new URL(lb.url).port);
       using conn = await Deno.connect({ hostname: "127.0.0.1", port });
@@ -603,6 +603,11 @@ for (const how of ["shutdown", "reload moving the listener"] as const) {
         encoder.encode("POST /late HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"),
       );
       assert.match(await readAnswer(post), /^HTTP\/1\.1 503 [^]*\r\nconnection: close\r\n/i);
+      if (how !== "shutdown") {
+        // Counted as any answer (it was not), and logged (below).
+        const metrics = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+        assert.equal(sample(metrics, `${N.HTTP_STATUS_CODES_TOTAL}{code="503"}`), 1);
+      }
       assert.equal(
         a.requests.filter((r) => r.method === "POST" && r.url.endsWith("/late")).length,
         0,
@@ -613,6 +618,14 @@ for (const how of ["shutdown", "reload moving the listener"] as const) {
       assert.match(answer, /^HTTP\/1\.1 200 /);
       assert.ok(answer.endsWith("got 10"), answer);
       await stopping;
+      if (how !== "shutdown") await lb.strom.shutdown(1000);
+      const logged = (await Deno.readTextFile(`${dir}/access.log`)).trim().split("\n")
+        .map((line) => JSON.parse(line));
+      assert.deepEqual(
+        logged.filter((l) => l.path === "/late").map((l) => [l.method, l.status, l.bytes_out]),
+        [["GET", 200, 5], ["POST", 503, 36]],
+      );
+      await Deno.remove(dir, { recursive: true });
     });
   }
 }
