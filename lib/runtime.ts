@@ -150,13 +150,22 @@ export class Pool {
 
   /**
    * The working set strategies choose from: usable Healthy backends; if there
-   * are none, usable Slow ones; else none (503). A strategy's backups (weight
-   * 0) come in only when no other backend is usable, Healthy or Slow: a slow
-   * primary is still a primary. Cached until a state changes.
+   * are none, usable Slow ones; if none is usable but some are out only by
+   * passive ejection (not Unresponsive, not drained), those (as nginx takes
+   * its failed peers back when all have failed: an ejection that outlived the
+   * rest of its pool, a reload that left only an ejected backend); else none
+   * (503). A strategy's backups (weight 0) come in only when no other backend
+   * is usable, Healthy or Slow: a slow primary is still a primary. Cached
+   * until a state changes.
    */
   available(): readonly Backend[] {
     if (this.#available === null) {
-      const usable = this.backends.filter((b) => b.usable);
+      let usable = this.backends.filter((b) => b.usable);
+      if (usable.length === 0) {
+        usable = this.backends.filter((b) =>
+          b.outlier.ejected && b.health.status !== "Unresponsive" && !b.drained
+        );
+      }
       const isBackup = this.strategy.isBackup;
       const primaries = isBackup ? usable.filter((b) => !isBackup(b.id)) : usable;
       this.#available = healthyFirst(primaries.length > 0 ? primaries : usable);
@@ -209,7 +218,10 @@ export class Pool {
     backend.failures++;
     this.#metrics?.backendFailed(backend.id);
     const cooldown = recordOutcome(backend.outlier, true, this.config.outlier, {
-      ejectedInPool: this.backends.filter((b) => b.outlier.ejected).length,
+      // Backends out for any reason (Unresponsive, ejected, drained) count against
+      // max_ejection_percent: ejecting the last one still serving made the pool 503 for the
+      // whole cooldown while its probes passed.
+      outOfRotation: this.backends.filter((b) => b !== backend && !b.usable).length,
       poolSize: this.backends.length,
       now: this.clock.now(),
     });
@@ -325,9 +337,22 @@ export class Runtime {
         ? prev.transport
         : deps.createTransport(pool);
       const spare = [...(prev?.backends ?? [])];
+      // Without active checks no probe would ever change a carried health state: an
+      // Unresponsive backend stayed out for good. It starts Healthy, as at a fresh start.
+      const probed = (pool.health.intervalMs ?? config.healthCheckEverySec * 1000) > 0;
       const backends = pool.addresses.map((address) => {
         const i = spare.findIndex((b) => b.id === address.id);
-        return i >= 0 ? spare.splice(i, 1)[0] : new Backend(address);
+        if (i < 0) return new Backend(address);
+        const backend = spare.splice(i, 1)[0];
+        if (!probed && backend.health !== INITIAL_HEALTH) {
+          if (backend.health.status !== "Healthy") {
+            options.log.info(
+              `Health checks are off for pool ${pool.name}: ${backend.id} (${backend.health.status}) counts as Healthy again`,
+            );
+          }
+          backend.health = INITIAL_HEALTH;
+        }
+        return backend;
       });
       pools.push(new Pool(pool, deps, { chain, middlewares, transport, backends }));
     }

@@ -36,14 +36,15 @@ export function cooldownMs(config: OutlierConfig, ejections: number): number {
 
 /**
  * Records one live request's outcome. Returns the cooldown when this failure
- * ejects the backend, else null. `ejectedInPool` and `poolSize` enforce
+ * ejects the backend, else null. `outOfRotation` (the pool's other backends
+ * out for any reason: ejected, Unresponsive or drained) and `poolSize` enforce
  * `max_ejection_percent` (a pool of one backend is never ejected passively).
  */
 export function recordOutcome(
   state: OutlierState,
   failed: boolean,
   config: OutlierConfig,
-  pool: { readonly ejectedInPool: number; readonly poolSize: number; readonly now: number },
+  pool: { readonly outOfRotation: number; readonly poolSize: number; readonly now: number },
 ): number | null {
   if (!failed) {
     state.consecutiveFailures = 0;
@@ -53,7 +54,7 @@ export function recordOutcome(
   if (config.consecutiveFailures === 0 || state.ejected) return null;
   if (state.consecutiveFailures < config.consecutiveFailures) return null;
   const allowed = Math.floor(pool.poolSize * config.maxEjectionPercent / 100);
-  if (pool.ejectedInPool + 1 > allowed) return null;
+  if (pool.outOfRotation + 1 > allowed) return null;
   return eject(state, config, pool.now);
 }
 

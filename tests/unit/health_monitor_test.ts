@@ -100,3 +100,75 @@ Deno.test("with health checks off, an ejected backend is back after its cooldown
   monitor.stop();
   runtime.close();
 });
+
+/** A runtime of CONFIG's pool (two backends), with `prefix` before it, on `clock`. */
+function poolRuntime(prefix: string, clock: ManualClock, previous?: Runtime) {
+  return Runtime.create(parseConfig(prefix + CONFIG, { source: "<test>", baseDir: "." }), 1, {
+    log: silentLogger,
+    deps: { ...defaultRuntimeDeps, clock },
+    previous,
+  });
+}
+
+Deno.test("passive ejection never takes out the last backend still serving, nor one a probe left alone", async () => {
+  const clock = new ManualClock();
+  const runtime = await poolRuntime("", clock);
+  const [pool] = runtime.pools;
+  const [down, up] = pool.backends;
+  down.health = { ...down.health, status: "Unresponsive" };
+  pool.invalidate();
+  // 50 % of two backends may be out: the Unresponsive one already is.
+  pool.reportOutcome(up, true, "status 500");
+  assert.equal(up.outlier.ejected, false);
+  assert.deepEqual(pool.available(), [up]);
+  // A drained backend counts as out too.
+  down.health = { ...down.health, status: "Healthy" };
+  down.drained = true;
+  pool.invalidate();
+  pool.reportOutcome(up, true, "status 500");
+  assert.equal(up.outlier.ejected, false);
+  down.drained = false;
+  pool.invalidate();
+  pool.reportOutcome(up, true, "status 500");
+  assert.equal(up.outlier.ejected, true, "with its peer in rotation, it goes");
+  runtime.close();
+});
+
+Deno.test("when every backend is out but some only by passive ejection, those take traffic", async () => {
+  const clock = new ManualClock();
+  const runtime = await poolRuntime("", clock);
+  const [pool] = runtime.pools;
+  const [first, second] = pool.backends;
+  pool.reportOutcome(second, true, "status 500");
+  assert.ok(second.outlier.ejected);
+  assert.deepEqual(pool.available(), [first]);
+  // Its peer then fails its probes: the ejected one serves rather than nobody.
+  first.health = { ...first.health, status: "Unresponsive" };
+  pool.invalidate();
+  assert.deepEqual(pool.available(), [second]);
+  // Not a drained one, nor an Unresponsive one.
+  second.drained = true;
+  pool.invalidate();
+  assert.deepEqual(pool.available(), []);
+  second.drained = false;
+  second.health = { ...second.health, status: "Unresponsive" };
+  pool.invalidate();
+  assert.deepEqual(pool.available(), []);
+  runtime.close();
+});
+
+Deno.test("a reload that turns health checks off brings an Unresponsive backend back as Healthy", async () => {
+  const clock = new ManualClock();
+  const checked = await poolRuntime("[health_interval]\ncheck_every = 1\n", clock);
+  const [down] = checked.pools[0].backends;
+  down.health = { ...down.health, status: "Unresponsive", verified: true };
+  // Checks still on: the state is carried, for the probes to change.
+  const still = await poolRuntime("[health_interval]\ncheck_every = 2\n", clock, checked);
+  assert.equal(still.pools[0].backends[0], down);
+  assert.equal(down.health.status, "Unresponsive");
+  const off = await poolRuntime("[health_interval]\ncheck_every = 0\n", clock, still);
+  assert.equal(off.pools[0].backends[0], down, "the same backend, counters and all");
+  assert.equal(down.health.status, "Healthy");
+  assert.ok(off.pools[0].available().includes(down));
+  off.close();
+});

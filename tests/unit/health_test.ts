@@ -114,7 +114,7 @@ const outlier: OutlierConfig = {
 
 Deno.test("recordOutcome() ejects after consecutive_failures, and a success resets the count", () => {
   const s = initialOutlierState();
-  const pool = { ejectedInPool: 0, poolSize: 4, now: 0 };
+  const pool = { outOfRotation: 0, poolSize: 4, now: 0 };
   assert.equal(recordOutcome(s, true, outlier, pool), null);
   assert.equal(recordOutcome(s, true, outlier, pool), null);
   assert.equal(recordOutcome(s, false, outlier, pool), null);
@@ -128,13 +128,13 @@ Deno.test("recordOutcome() ejects after consecutive_failures, and a success rese
 Deno.test("recordOutcome() never ejects more than max_ejection_percent of a pool", () => {
   const s = initialOutlierState();
   for (let i = 0; i < 10; i++) {
-    assert.equal(recordOutcome(s, true, outlier, { ejectedInPool: 2, poolSize: 4, now: 0 }), null);
+    assert.equal(recordOutcome(s, true, outlier, { outOfRotation: 2, poolSize: 4, now: 0 }), null);
   }
-  assert.equal(recordOutcome(s, true, outlier, { ejectedInPool: 1, poolSize: 4, now: 0 }), 1000);
+  assert.equal(recordOutcome(s, true, outlier, { outOfRotation: 1, poolSize: 4, now: 0 }), 1000);
   const alone = initialOutlierState();
   for (let i = 0; i < 10; i++) {
     assert.equal(
-      recordOutcome(alone, true, outlier, { ejectedInPool: 0, poolSize: 1, now: 0 }),
+      recordOutcome(alone, true, outlier, { outOfRotation: 0, poolSize: 1, now: 0 }),
       null,
     );
   }
@@ -142,7 +142,7 @@ Deno.test("recordOutcome() never ejects more than max_ejection_percent of a pool
   for (let i = 0; i < 10; i++) {
     assert.equal(
       recordOutcome(off, true, { ...outlier, consecutiveFailures: 0 }, {
-        ejectedInPool: 0,
+        outOfRotation: 0,
         poolSize: 4,
         now: 0,
       }),
