@@ -342,9 +342,10 @@ export class Connection {
     if (head.status === 205) {
       // Reset Content has no content (RFC 9110 15.3.6) and a Response cannot carry any:
       // an empty one keeps the connection, anything else (a body, or one up to close) ends it.
+      // Nor its Content-Length: an HTTP/2 client takes one above 0 without DATA as an error.
       const empty = head.framing.kind === "length" && head.framing.length === 0;
       done(empty, 0);
-      return withFields(new Response(null, { status: 205 }), head.fields);
+      return withFields(new Response(null, { status: 205 }), withoutLength(head.fields));
     }
     const buffered = this.#takeBufferedBody(head.framing);
     if (buffered !== null) {

@@ -71,13 +71,35 @@ export class HostPool {
     }
     if (this.#open < this.#limits.maxConnections) return this.#connect(signal, connectTimeoutMs);
     return new Promise((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject, signal, connectTimeoutMs };
-      this.#waiters.push(waiter);
-      signal.addEventListener("abort", () => {
+      // Settled once. A connection opened for a waiter whose request was aborted meanwhile (the
+      // abort came in the turn its connect completed) goes back to the pool: it was lost, with
+      // its slot, and a pool with a cap then stalled for good once all were lost.
+      let settled = false;
+      const onAbort = () => {
         const i = this.#waiters.indexOf(waiter);
         if (i >= 0) this.#waiters.splice(i, 1);
-        reject(new UpstreamError("aborted", "request aborted while waiting for a connection"));
-      }, { once: true });
+        waiter.reject(
+          new UpstreamError("aborted", "request aborted while waiting for a connection"),
+        );
+      };
+      const waiter: Waiter = {
+        resolve: (lease) => {
+          if (settled) return this.release(lease.conn, true);
+          settled = true;
+          signal.removeEventListener("abort", onAbort);
+          resolve(lease);
+        },
+        reject: (error) => {
+          if (settled) return;
+          settled = true;
+          signal.removeEventListener("abort", onAbort);
+          reject(error);
+        },
+        signal,
+        connectTimeoutMs,
+      };
+      this.#waiters.push(waiter);
+      signal.addEventListener("abort", onAbort, { once: true });
     });
   }
 

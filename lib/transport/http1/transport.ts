@@ -114,6 +114,9 @@ async function exchange(
   let bodyWritten = true;
   let head: ResponseHead;
   try {
+    // Aborted before the listener was added (while the connection was being handed over): its
+    // deadline is spent, so nothing else would end a wait for the answer.
+    if (request.signal.aborted) throw new UpstreamError("aborted", "request aborted");
     const { body } = request;
     const chunked = body instanceof ReadableStream &&
       !request.fields.some(([name]) => name === "content-length");

@@ -1,0 +1,230 @@
+// The HTTP/1.1 transport's connection pool and connects when requests are
+// aborted at awkward moments: no connection, descriptor or pool slot may be
+// lost, whatever turn the abort comes in.
+
+import assert from "node:assert/strict";
+import { dial } from "../../lib/transport/dial.ts";
+import { HostPool, type Lease } from "../../lib/transport/http1/pool.ts";
+import { createHttp1Transport } from "../../lib/transport/http1/transport.ts";
+import { UpstreamError } from "../../lib/transport/transport.ts";
+import type { BackendAddress } from "../../lib/config/types.ts";
+import { waitFor } from "../_helpers/servers.ts";
+
+/** Accepts connections and counts those still open (the client has not closed them). */
+function countingServer() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let accepted = 0;
+  let closed = 0;
+  const conns: Deno.Conn[] = [];
+  (async () => {
+    for await (const conn of listener) {
+      accepted++;
+      conns.push(conn);
+      (async () => {
+        const buf = new Uint8Array(1024);
+        try {
+          while ((await conn.read(buf)) !== null) { /* drop */ }
+        } catch { /* reset */ }
+        closed++;
+      })();
+    }
+  })().catch(() => {});
+  return {
+    port: listener.addr.port,
+    get open() {
+      return accepted - closed;
+    },
+    close() {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch { /* closed */ }
+      }
+    },
+  };
+}
+
+/** Spins for `ms` (a connect completes meanwhile, and a timer falls due in the same turn). */
+function busy(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) { /* spin */ }
+}
+
+Deno.test("dial() leaves no connection open when its request is aborted as the connect completes", async () => {
+  const server = countingServer();
+  try {
+    let rejected = 0;
+    for (let i = 0; i < 150; i++) {
+      const abort = new AbortController();
+      setTimeout(() => abort.abort(), 1);
+      const dialing = dial(
+        { host: "127.0.0.1", port: server.port, tls: false },
+        abort.signal,
+        5000,
+      );
+      busy(4);
+      try {
+        (await dialing).close();
+      } catch (e) {
+        assert.ok(e instanceof UpstreamError && e.kind === "aborted", String(e));
+        rejected++;
+      }
+    }
+    assert.ok(rejected > 0, "some aborts came first");
+    // Deno 2.9.6's Deno.connect, given the signal, left some of these open for good.
+    await waitFor(() => server.open === 0, "every connection closed");
+  } finally {
+    server.close();
+  }
+});
+
+/** Calls `hook` inside every `setNoDelay` of this process's TCP connections until disposed. */
+async function onNoDelay(hook: () => void): Promise<Disposable> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const sample = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const proto = Object.getPrototypeOf(sample) as Deno.TcpConn;
+  sample.close();
+  (await listener.accept()).close();
+  listener.close();
+  const original = proto.setNoDelay;
+  proto.setNoDelay = function (this: Deno.TcpConn, noDelay?: boolean) {
+    hook();
+    return original.call(this, noDelay);
+  };
+  return { [Symbol.dispose]: () => proto.setNoDelay = original };
+}
+
+Deno.test("a pool with a cap loses no slot to a waiter aborted as its connection arrives", async () => {
+  const server = countingServer();
+  const pool = new HostPool(
+    { host: "127.0.0.1", port: server.port, tls: false },
+    { maxConnections: 1, maxIdle: 1, idleTimeoutMs: 60_000 },
+  );
+  try {
+    const first = await pool.acquire(new AbortController().signal, 5000);
+    const abort = new AbortController();
+    const waiting = pool.acquire(abort.signal, 5000) as Promise<Lease>;
+    {
+      // The waiter's request is aborted once its connect has completed, before it has the
+      // connection (here: while dial() sets TCP_NODELAY on it).
+      using _hook = await onNoDelay(() => abort.abort());
+      pool.release(first.conn, false); // the slot frees: a connect starts for the waiter
+      await assert.rejects(waiting, (e) => e instanceof UpstreamError && e.kind === "aborted");
+    }
+    // The one slot is still there: a request gets a connection (it was lost, and this waited
+    // for ever).
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const lease = await Promise.race([
+      pool.acquire(new AbortController().signal, 5000),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("no connection within 5 s")), 5000);
+      }),
+    ]);
+    clearTimeout(timer);
+    pool.release(lease.conn, false);
+    assert.equal(pool.open, 0);
+    await waitFor(() => server.open === 0, "every connection closed");
+  } finally {
+    pool.close();
+    server.close();
+  }
+});
+
+function backendAt(port: number): BackendAddress {
+  const id = `127.0.0.1:${port}`;
+  return { id, authority: id, host: "127.0.0.1", port, tls: false };
+}
+
+const CLIENT = {
+  poolIdleTimeoutMs: null,
+  poolMaxIdlePerHost: null,
+  maxConnectionsPerHost: null,
+  caCerts: [],
+};
+
+/** A backend answering each request on a connection with `answer`; counts requests. */
+function answering(answer: string) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let requests = 0;
+  (async () => {
+    for await (const conn of listener) {
+      (async () => {
+        const buf = new Uint8Array(4096);
+        let text = "";
+        try {
+          while (true) {
+            const n = await conn.read(buf);
+            if (n === null) break;
+            text += new TextDecoder().decode(buf.subarray(0, n));
+            while (text.includes("\r\n\r\n")) {
+              text = text.slice(text.indexOf("\r\n\r\n") + 4);
+              requests++;
+              await conn.write(new TextEncoder().encode(answer));
+            }
+          }
+        } catch { /* closed */ }
+        conn.close();
+      })();
+    }
+  })().catch(() => {});
+  return {
+    port: listener.addr.port,
+    get requests() {
+      return requests;
+    },
+    close: () => listener.close(),
+  };
+}
+
+function request(signal: AbortSignal) {
+  return {
+    method: "GET",
+    target: "/",
+    fields: [["host", "a"]] as [string, string][],
+    body: null,
+    signal,
+    connectTimeoutMs: 5000,
+    onEnd: () => {},
+  };
+}
+
+Deno.test("the http1 transport sends nothing for a request aborted before it got its pooled connection", async () => {
+  const backend = answering("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  const transport = createHttp1Transport(CLIENT);
+  try {
+    const first = await transport.send(
+      backendAt(backend.port),
+      request(new AbortController().signal),
+    );
+    assert.equal(await first.text(), "ok");
+    // An idle connection waits in the pool; this request's signal fired before it took it.
+    const abort = new AbortController();
+    abort.abort();
+    await assert.rejects(
+      transport.send(backendAt(backend.port), request(abort.signal)),
+      (e) => e instanceof UpstreamError && e.kind === "aborted",
+    );
+    assert.equal(backend.requests, 1, "no request sent for the aborted one");
+  } finally {
+    transport.close();
+    backend.close();
+  }
+});
+
+Deno.test("the http1 transport passes a 205 on without its Content-Length", async () => {
+  const backend = answering("HTTP/1.1 205 Reset Content\r\nContent-Length: 5\r\n\r\nhello");
+  const transport = createHttp1Transport(CLIENT);
+  try {
+    const response = await transport.send(
+      backendAt(backend.port),
+      request(new AbortController().signal),
+    );
+    assert.equal(response.status, 205);
+    // An HTTP/2 client takes a length above 0 without content as a protocol error.
+    assert.equal(response.headers.get("content-length"), null);
+  } finally {
+    transport.close();
+    backend.close();
+  }
+});
