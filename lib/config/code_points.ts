@@ -79,13 +79,29 @@ export function property(name: string): CodePoints {
 /** Runs of `pattern` (global, Unicode) over every code point but the surrogates. */
 function scan(pattern: RegExp): CodePoints {
   const out: number[] = [];
-  for (const [from, to] of [[0, 0xd7ff], [0xe000, 0xffff], [0x10000, MAX]]) {
+  for (const { from, text } of planes()) {
     const unit = from >= 0x10000 ? 2 : 1;
-    for (const m of every(from, to).matchAll(pattern)) {
+    for (const m of text.matchAll(pattern)) {
       out.push(from + m.index / unit, from + (m.index + m[0].length) / unit - 1);
     }
   }
   return union(out);
+}
+
+/** Every code point but the surrogates, in order, as three strings (~4 MB), kept while in use. */
+let planeTexts: { from: number; text: string }[] | null = null;
+let planeTimer: ReturnType<typeof setTimeout> | undefined;
+
+function planes(): { from: number; text: string }[] {
+  planeTexts ??= [[0, 0xd7ff], [0xe000, 0xffff], [0x10000, MAX]].map(([from, to]) => ({
+    from,
+    text: every(from, to),
+  }));
+  // A config names its properties at load: the texts go a second after the last one.
+  clearTimeout(planeTimer);
+  planeTimer = setTimeout(() => planeTexts = null, 1000);
+  Deno.unrefTimer(planeTimer);
+  return planeTexts;
 }
 
 /** Every code point from `from` to `to`, in order, as one string. */
@@ -106,44 +122,29 @@ function every(from: number, to: number): string {
 let partners: Map<number, number[]> | null = null;
 
 /**
- * The case-folding groups (`k`, `K` and the Kelvin sign U+212A): what V8's
- * `iu` flags take as the same letter, which is Unicode's simple case folding,
- * as Rust's `(?i)`. Found from the single-code-point upper and lower cases of
- * the characters whose case mappings change them, each pair checked by V8.
+ * The case-folding groups (`k`, `K` and the Kelvin sign U+212A; `ΐ` U+0390 and
+ * U+1FD3): what V8's `iu` flags take as the same letter, which is Unicode's
+ * simple case folding, as Rust's `(?i)`. Asked of V8 for each character whose
+ * case mapping or folding changes it (~3,000): which of them its `^c$` matches
+ * under `gimu`, in one text of them all (~60 ms, once).
  */
 function caseGroups(): Map<number, number[]> {
   if (partners !== null) return partners;
-  const parent = new Map<number, number>();
-  const find = (cp: number): number => {
-    let root = cp;
-    while (parent.has(root) && parent.get(root) !== root) root = parent.get(root)!;
-    return root;
-  };
-  const join = (a: number, b: number) => {
-    if (!parent.has(a)) parent.set(a, a);
-    if (!parent.has(b)) parent.set(b, b);
-    parent.set(find(a), find(b));
-  };
-  const mapped = property("Changes_When_Casemapped");
-  for (let i = 0; i < mapped.length; i += 2) {
-    for (let cp = mapped[i]; cp <= mapped[i + 1]; cp++) {
-      const c = String.fromCodePoint(cp);
-      for (const other of [c.toLowerCase(), c.toUpperCase()]) {
-        const o = other.codePointAt(0)!;
-        if (o === cp || other.length !== String.fromCodePoint(o).length) continue;
-        if (new RegExp(`^${escapeUnit(cp)}$`, "iu").test(other)) join(cp, o);
-      }
-    }
+  const changing = union(
+    property("Changes_When_Casemapped"),
+    property("Changes_When_Casefolded"),
+  );
+  const all: number[] = [];
+  for (let i = 0; i < changing.length; i += 2) {
+    for (let cp = changing[i]; cp <= changing[i + 1]; cp++) all.push(cp);
   }
-  const groups = new Map<number, number[]>();
-  for (const cp of parent.keys()) {
-    const root = find(cp);
-    const group = groups.get(root) ?? [];
-    group.push(cp);
-    groups.set(root, group);
-  }
+  const text = all.map((cp) => String.fromCodePoint(cp)).join("\n");
   partners = new Map();
-  for (const group of groups.values()) for (const cp of group) partners.set(cp, group);
+  for (const cp of all) {
+    const pattern = new RegExp(`^\\u{${cp.toString(16)}}$`, "gimu");
+    const group = [...text.matchAll(pattern)].map((m) => m[0].codePointAt(0)!);
+    if (group.length > 1) partners.set(cp, group);
+  }
   return partners;
 }
 

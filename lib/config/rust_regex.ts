@@ -532,7 +532,7 @@ class Translator {
         }
         plain += `\\${letter}`;
         folded += letter === "w" ? `\\w${FOLDED}` : `\\${letter}`;
-        sets.push(escapeClass(letter));
+        sets.push(escapeClass(letter, this.#caseless));
         continue;
       }
       let high = low;
@@ -776,9 +776,15 @@ function asciiClass(body: string): CodePoints {
 
 const ESCAPE_CLASSES = new Map<string, CodePoints>();
 
-/** The code points of `\d`, `\w`, `\s` (JavaScript's: see the top) or their negations. */
-function escapeClass(letter: string): CodePoints {
-  let set = ESCAPE_CLASSES.get(letter);
+/**
+ * The code points of `\d`, `\w`, `\s` (JavaScript's: see the top) or their
+ * negations. Under `(?i)`, `\w` also holds what folds onto its letters (the
+ * Kelvin sign, long s), as elsewhere: else `\W` held them, and folding the
+ * class brought in `k` and `s`.
+ */
+function escapeClass(letter: string, caseless: boolean): CodePoints {
+  const key = caseless ? `i${letter}` : letter;
+  let set = ESCAPE_CLASSES.get(key);
   if (set === undefined) {
     const lower = letter.toLowerCase();
     set = lower === "s"
@@ -788,9 +794,11 @@ function escapeClass(letter: string): CodePoints {
         ),
         range(0x2000, 0x200a),
       )
-      : asciiClass(lower === "d" ? "0-9" : "0-9A-Za-z_");
+      : lower === "d"
+      ? asciiClass("0-9")
+      : union(asciiClass("0-9A-Za-z_"), caseless ? [0x17f, 0x17f, 0x212a, 0x212a] : []);
     if (letter !== lower) set = complement(set);
-    ESCAPE_CLASSES.set(letter, set);
+    ESCAPE_CLASSES.set(key, set);
   }
   return set;
 }

@@ -1030,6 +1030,17 @@ Deno.test("compileMatcher() matches Unicode properties, (?i) beyond ASCII and em
     ["^/\\x{1F600}{2}$", "/😀😀", true],
     ["(?i)\\p{L}+bot", "/Ünïcødebot", true],
     ["(?i)\\p{L}+bot", "/1bot", false],
+    // \W holds no letter (?i) folds onto k or s, in a written-out class too.
+    ["(?i)^/[\\W\\p{Greek}]$", "/k", false],
+    ["(?i)^/[\\W\\p{Greek}]$", "/S", false],
+    ["(?i)^/[\\W\\p{Greek}]$", "/\u212A", false],
+    ["(?i)^/[\\W\\p{Greek}]$", "/-", true],
+    ["(?i)^/[^\\Wé]$", "/k", true],
+    // Simple case foldings no upper or lower case says (canonical twins, ligatures).
+    ["(?i)^/ΐ$", "/\u1FD3", true],
+    ["(?i)^/[^ΐ]$", "/\u1FD3", false],
+    ["(?i)^/\u03B0$", "/\u1FE3", true],
+    ["(?i)^/\uFB05$", "/\uFB06", true],
   ];
   for (const [re, path, expected] of cases) {
     const matcher = `PathRegexp('${re}')`;
