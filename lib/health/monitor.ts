@@ -129,6 +129,9 @@ export class HealthMonitor {
     const runtime = this.#runtime;
     const pool = this.#current(probed, backend);
     if (!runtime || !pool) return; // removed from the config meanwhile
+    // Under way when a reload turned the pool's checks off: nothing would ever correct what it
+    // says (a failure left the backend Unresponsive for good; the reload started it Healthy).
+    if (this.#intervalMs(pool) <= 0) return;
     this.#onProbe?.(pool.config.name, backend.id, result.ok);
     if (!this.#probeBackOnly) this.#applyHealth(runtime, pool, backend, result);
     const outlier = backend.outlier;

@@ -14,10 +14,11 @@ import { parseStoreUrl } from "./redis_store_url.ts";
  * member, the database. The script selects its database itself: a SELECT the
  * client sends once per connection, when refused (a number beyond the
  * server's `databases`), left every hit counted in database 0, with one
- * warning; here the hit fails, and `on_store_error` applies.
+ * warning; here the hit fails, and `on_store_error` applies. Database 0, the
+ * connection's own, needs no SELECT (an ACL may not allow the command).
  */
 const SCRIPT = `
-redis.call('SELECT', tonumber(ARGV[5]))
+if ARGV[5] ~= '0' then redis.call('SELECT', tonumber(ARGV[5])) end
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])

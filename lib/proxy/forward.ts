@@ -85,6 +85,10 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
   const refused = (request: Request, remote: Deno.NetAddr, response: Response) => {
     const tracker = new RequestTracker(options.observers, request, plainIp(remote.hostname));
     tracker.path = splitTarget(request, options.arrival).target;
+    // The client as trusted proxies name it, as for every answer of Strom's own.
+    const forwardedFor = request.headers.get("x-forwarded-for");
+    const trusted = options.runtime().config.trustedProxies;
+    tracker.identified(identifyClient(remote.hostname, forwardedFor, trusted).clientIp);
     tracker.answered(response);
   };
   return Object.assign(proxy, { refused });

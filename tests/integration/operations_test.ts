@@ -577,7 +577,9 @@ for (const how of ["shutdown", "reload moving the listener"] as const) {
       );
       const dir = await Deno.makeTempDir();
       const text = `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n` +
-        `[access_log]\nformat = "json"\npath = "${dir}/access.log"\n${poolToml([a.address])}`;
+        `trusted_proxies = ["127.0.0.1"]\n[access_log]\nformat = "json"\npath = "${dir}/access.log"\n${
+          poolToml([a.address])
+        }`;
       await using lb = await startStrom(text);
       const port = Number(new URL(lb.url).port);
       using conn = await Deno.connect({ hostname: "127.0.0.1", port });
@@ -600,7 +602,10 @@ for (const how of ["shutdown", "reload moving the listener"] as const) {
       // A new upload is refused at once: counted, a steady flow of them held the stop forever.
       using post = await Deno.connect({ hostname: "127.0.0.1", port });
       await post.write(
-        encoder.encode("POST /late HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"),
+        encoder.encode(
+          "POST /late HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.7\r\n" +
+            "Content-Length: 2\r\n\r\nhi",
+        ),
       );
       assert.match(await readAnswer(post), /^HTTP\/1\.1 503 [^]*\r\nconnection: close\r\n/i);
       if (how !== "shutdown") {
@@ -622,8 +627,13 @@ for (const how of ["shutdown", "reload moving the listener"] as const) {
       const logged = (await Deno.readTextFile(`${dir}/access.log`)).trim().split("\n")
         .map((line) => JSON.parse(line));
       assert.deepEqual(
-        logged.filter((l) => l.path === "/late").map((l) => [l.method, l.status, l.bytes_out]),
-        [["GET", 200, 5], ["POST", 503, 36]],
+        logged.filter((l) => l.path === "/late").map((l) => [
+          l.method,
+          l.status,
+          l.bytes_out,
+          l.client,
+        ]),
+        [["GET", 200, 5, "127.0.0.1"], ["POST", 503, 36, "203.0.113.7"]],
       );
       await Deno.remove(dir, { recursive: true });
     });

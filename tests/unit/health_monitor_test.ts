@@ -172,3 +172,25 @@ Deno.test("a reload that turns health checks off brings an Unresponsive backend 
   assert.ok(off.pools[0].available().includes(down));
   off.close();
 });
+
+Deno.test("a probe under way when a reload turns checks off changes nothing", async () => {
+  const clock = new ManualClock();
+  const checked = await poolRuntime("[health_interval]\ncheck_every = 1\n", clock);
+  const answers: ((r: ProbeResult) => void)[] = [];
+  const monitor = new HealthMonitor({
+    clock,
+    log: silentLogger,
+    probe: () => new Promise((resolve) => answers.push(resolve)),
+  });
+  monitor.watch(checked);
+  monitor.start(); // the first round starts at once: two probes under way
+  assert.equal(answers.length, 2);
+  const off = await poolRuntime("[health_interval]\ncheck_every = 0\n", clock, checked);
+  monitor.watch(off);
+  for (const answer of answers) answer(result(false));
+  for (let i = 0; i < 5; i++) await nextTurn();
+  for (const backend of off.pools[0].backends) assert.equal(backend.health.status, "Healthy");
+  assert.equal(off.pools[0].available().length, 2);
+  monitor.stop();
+  off.close();
+});

@@ -201,6 +201,16 @@ Deno.test({
       await zero.close();
     }
 
+    // Database 0 needs no SELECT: a user the server does not allow one still counts.
+    await redisCommand(redis.port, "ACL SETUSER limiter on >pw ~* +@all -select");
+    const restricted = new RedisWindow(`redis://limiter:pw@127.0.0.1:${redis.port}`, options);
+    try {
+      assert.equal((await restricted.hit("10.0.0.9", 0)).allowed, true);
+      assert.equal((await restricted.hit("10.0.0.9", 0)).allowed, false, "counted");
+    } finally {
+      await restricted.close();
+    }
+
     // Databases 1 and 2 keep apart windows.
     const one = new RedisWindow(`${redis.url}/1`, options);
     const two = new RedisWindow(`${redis.url}/2`, options);
@@ -289,3 +299,18 @@ Deno.test("rateLimiter() with a hung store: one request waits for the command ti
     await serving.catch(() => {});
   }
 });
+
+/** Sends one inline command to the Redis at `port` and returns its one-line reply. */
+async function redisCommand(port: number, command: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(new TextEncoder().encode(`${command}\r\n`));
+    const buf = new Uint8Array(1024);
+    const n = await conn.read(buf);
+    const reply = new TextDecoder().decode(buf.subarray(0, n ?? 0));
+    assert.match(reply, /^\+OK/, reply);
+    return reply;
+  } finally {
+    conn.close();
+  }
+}
