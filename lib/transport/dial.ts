@@ -82,9 +82,15 @@ export async function dial(
     ? timers.set(timeoutMs, onTimeout)
     : clockDeadline(timers, timeoutMs, onTimeout);
   signal.addEventListener("abort", abort);
+  /** A connect given up on, still under way: see UpstreamError.ending. */
+  let ending: Promise<void> | undefined;
   try {
-    const tcp = await tcpConnect(target, stopped);
-    if (tcp === null) throw new Error("aborted");
+    const connected = await tcpConnect(target, stopped);
+    if ("ending" in connected) {
+      ending = connected.ending;
+      throw new Error("aborted");
+    }
+    const tcp = connected.tcp;
     pending = tcp;
     if (!noDelayLeftToCaller(target)) tcp.setNoDelay(true);
     if (!target.tls) {
@@ -113,10 +119,16 @@ export async function dial(
     if (handshaking !== 0 && (timedOut || signal.aborted)) {
       shutConnection(handshaking, target.port).catch(() => {});
     }
-    if (signal.aborted) throw new UpstreamError("aborted", "request aborted while connecting");
-    if (timedOut) throw new UpstreamError("connect", `connect timed out after ${timeoutMs} ms`);
-    const what = pending === null ? "" : "TLS handshake failed: ";
-    throw new UpstreamError("connect", what + describeNetError(e), { cause: e });
+    let error: UpstreamError;
+    if (signal.aborted) error = new UpstreamError("aborted", "request aborted while connecting");
+    else if (timedOut) {
+      error = new UpstreamError("connect", `connect timed out after ${timeoutMs} ms`);
+    } else {
+      const what = pending === null ? "" : "TLS handshake failed: ";
+      error = new UpstreamError("connect", what + describeNetError(e), { cause: e });
+    }
+    error.ending = ending;
+    throw error;
   } finally {
     deadline.cancel();
     signal.removeEventListener("abort", abort);
@@ -130,7 +142,8 @@ export async function dial(
 const ABANDONED_CONNECT_MS = 2000;
 
 /**
- * A TCP connection to `target`, or null once `stopped` resolves first. The
+ * A TCP connection to `target`, or, once `stopped` resolves first, the end of
+ * the connect given up on (resolved once its socket is closed). The
  * connect is not cancelled right away: Deno 2.9.6's `Deno.connect` rejects
  * with an AbortError when its signal fires in the turn its connect completes,
  * and never closes that socket (a probe: 357 of 500 clients that hung up at
@@ -142,7 +155,7 @@ const ABANDONED_CONNECT_MS = 2000;
 async function tcpConnect(
   target: DialTarget,
   stopped: Promise<null>,
-): Promise<Deno.TcpConn | null> {
+): Promise<{ tcp: Deno.TcpConn } | { ending: Promise<void> }> {
   const cancel = new AbortController();
   const connecting = Deno.connect({
     hostname: target.host,
@@ -150,11 +163,16 @@ async function tcpConnect(
     signal: cancel.signal,
   });
   const tcp = await Promise.race([connecting, stopped]);
-  if (tcp !== null) return tcp;
+  if (tcp !== null) return { tcp };
   const timer = setTimeout(() => cancel.abort(), ABANDONED_CONNECT_MS);
   Deno.unrefTimer(timer);
-  connecting.then((late) => late.close(), () => {}).finally(() => clearTimeout(timer));
-  return null;
+  const close = (late: Deno.TcpConn) => {
+    try {
+      late.close();
+    } catch { /* closed */ }
+  };
+  const ending = connecting.then(close, () => {}).finally(() => clearTimeout(timer));
+  return { ending };
 }
 
 function clockDeadline(clock: Clock, timeoutMs: number, onExpire: () => void) {

@@ -32,6 +32,12 @@ export type UpstreamFailure = "connect" | "reset" | "protocol" | "aborted";
 /** Thrown by a transport; `kind` drives the status code and retry decisions. */
 export class UpstreamError extends Error {
   readonly kind: UpstreamFailure;
+  /**
+   * A connect given up on that is still under way (see dial()): resolves once
+   * its socket is closed. A pool keeps the connection's slot until then, so
+   * its cap holds sockets, not only requests.
+   */
+  ending?: Promise<void>;
   constructor(kind: UpstreamFailure, message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "UpstreamError";

@@ -9,6 +9,7 @@ import { createHttp1Transport } from "../../lib/transport/http1/transport.ts";
 import { UpstreamError } from "../../lib/transport/transport.ts";
 import type { BackendAddress } from "../../lib/config/types.ts";
 import { waitFor } from "../_helpers/servers.ts";
+import { hangingPort } from "../_helpers/hanging.ts";
 
 /** Accepts connections and counts those still open (the client has not closed them). */
 function countingServer() {
@@ -129,6 +130,41 @@ Deno.test("a pool with a cap loses no slot to a waiter aborted as its connection
     pool.close();
     server.close();
   }
+});
+
+Deno.test({
+  name: "a connect given up on keeps its pool slot until its socket is closed",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const hanging = hangingPort();
+    const pool = new HostPool(
+      { host: "127.0.0.1", port: hanging.port, tls: false },
+      { maxConnections: 1, maxIdle: 1, idleTimeoutMs: 60_000 },
+    );
+    try {
+      const abort = new AbortController();
+      const first = pool.acquire(abort.signal, 60_000) as Promise<Lease>;
+      abort.abort();
+      await assert.rejects(first, (e) => e instanceof UpstreamError && e.kind === "aborted");
+      // Its SYNs still go out: the cap of one counts it (it was freed at once, and each client
+      // leaving made another connect to a backend the cap was to protect).
+      assert.equal(pool.open, 1);
+      const later = new AbortController();
+      let settled = false;
+      const second = pool.acquire(later.signal, 60_000) as Promise<Lease>;
+      second.then(() => settled = true, () => settled = true);
+      for (let i = 0; i < 10; i++) await new Promise((r) => queueMicrotask(() => r(null)));
+      assert.equal(settled, false, "waits for the slot");
+      later.abort();
+      await assert.rejects(second);
+      // Once the connect ends (the backend's port closes: refused at its next SYN, within the
+      // 2 s after which it would be cancelled anyway), the slot is free.
+      hanging.close();
+      await waitFor(() => pool.open === 0, "the slot to be freed");
+    } finally {
+      pool.close();
+    }
+  },
 });
 
 function backendAt(port: number): BackendAddress {

@@ -147,8 +147,16 @@ export class HostPool {
       const noDelayDue = noDelayLeftToCaller(this.#target);
       return { conn: new Connection(conn, authority, noDelayDue), reused: false };
     } catch (e) {
-      this.#open--;
-      this.#serveWaiter();
+      // A connect given up on keeps its slot until its socket is closed: the cap bounds the
+      // connects a backend sees, also from clients that leave while they wait (a probe saw
+      // hundreds of SYNs under way to a backend capped at 2).
+      const freed = () => {
+        this.#open--;
+        this.#serveWaiter();
+      };
+      const ending = e instanceof UpstreamError ? e.ending : undefined;
+      if (ending) ending.then(freed);
+      else freed();
       throw e;
     }
   }
