@@ -193,6 +193,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
           metrics: options.observers.metrics,
           websockets: options.websockets,
           peer: peerKey(remote),
+          port: Number(options.arrival.port),
           stall: {
             stallTimeoutMs: runtime.config.sendTimeoutMs,
             onStall: () => resetStalled(exchange),
