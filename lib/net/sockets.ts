@@ -338,25 +338,6 @@ export function resetClient(ports: ReadonlySet<number>, peer: string): Promise<b
 }
 
 /**
- * Whether the client `peer` (a peerKey) still has an established connection
- * on one of `ports`: false once it closed or reset it, null when this cannot
- * be told (not Linux, no FFI, the table unreadable).
- */
-export async function clientConnected(
-  ports: ReadonlySet<number>,
-  peer: string,
-): Promise<boolean | null> {
-  const key = canonicalPeer(peer);
-  const table = openSocketTable();
-  if (key === null || typeof table === "string") return null;
-  try {
-    return (await table.list(ports)).some((s) => s.peer === key);
-  } catch {
-    return null;
-  }
-}
-
-/**
  * Shuts down (with `reset`, resets) the one connection on `ports` whose peer
  * `matches`; none when there is none or more than one (not knowing which).
  */

@@ -193,7 +193,6 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
           metrics: options.observers.metrics,
           websockets: options.websockets,
           peer: peerKey(remote),
-          port: Number(options.arrival.port),
           stall: {
             stallTimeoutMs: runtime.config.sendTimeoutMs,
             onStall: () => resetStalled(exchange),

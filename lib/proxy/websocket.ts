@@ -18,7 +18,6 @@ import type { WebSocketRegistry } from "./websockets.ts";
 import { loggable } from "./path.ts";
 import { startRelay } from "./ws_relay.ts";
 import { isolateActivity } from "../net/activity.ts";
-import { clientConnected } from "../net/sockets.ts";
 import { checkAnswer, connect, handshakeHead } from "./ws_handshake.ts";
 
 /** What the pipeline hands the WebSocket relay. */
@@ -35,8 +34,6 @@ export interface WebSocketExchange {
   readonly websockets: WebSocketRegistry;
   /** The client's connection (lib/net/activity.ts): held busy while the WebSocket is open. */
   readonly peer: string;
-  /** The port of the listener the client came in on. */
-  readonly port: number;
   /**
    * `send_timeout` and what ends a stalled client's connection, for the body of
    * an answer that refuses the upgrade (the pool's `read_timeout` applies too).
@@ -193,13 +190,6 @@ async function attemptUpgrade(
   if (answer.status !== 101) {
     const stall = { ...exchange.stall, readTimeoutMs: pool.config.readTimeoutMs };
     return passThrough(conn, answer, settle, tracker, stall);
-  }
-  // Deno 2.9.6 keeps the connection of a client that left before it is upgraded open for good
-  // (its request signal never fires for an upgrade): asked of the kernel first (Linux).
-  if ((await clientConnected(new Set([exchange.port]), exchange.peer)) === false) {
-    conn.close();
-    settle();
-    return { failure: "client-gone", reason: "the client left before its upgrade" };
   }
   return upgradeClient(request, { pool, backend, conn, answer, exchange, settle });
 }
