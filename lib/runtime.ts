@@ -17,6 +17,7 @@ import {
   recordOutcome,
 } from "./health/outlier.ts";
 import { RetryBudget } from "./proxy/retry.ts";
+import { probeIntervalMs } from "./config/health.ts";
 import { Deadlines } from "./proxy/deadlines.ts";
 import {
   type Chain,
@@ -339,7 +340,7 @@ export class Runtime {
       const spare = [...(prev?.backends ?? [])];
       // Without active checks no probe would ever change a carried health state: an
       // Unresponsive backend stayed out for good. It starts Healthy, as at a fresh start.
-      const probed = (pool.health.intervalMs ?? config.healthCheckEverySec * 1000) > 0;
+      const probed = probeIntervalMs(config, pool) > 0;
       const backends = pool.addresses.map((address) => {
         const i = spare.findIndex((b) => b.id === address.id);
         if (i < 0) return new Backend(address);

@@ -2,9 +2,14 @@
 
 import { shownValue, type TableReader } from "./fields.ts";
 import { MAX_DURATION_MS, parseDurationMs } from "./duration.ts";
-import type { HealthConfig, OutlierConfig, StatusRange } from "./types.ts";
+import type { Config, HealthConfig, OutlierConfig, PoolConfig, StatusRange } from "./types.ts";
 
 const TWO_XX: readonly StatusRange[] = [{ from: 200, to: 299 }];
+
+/** A pool's time between health rounds in ms: its own `interval`, else the global one; 0: no checks. */
+export function probeIntervalMs(config: Config, pool: PoolConfig): number {
+  return pool.health.intervalMs ?? config.healthCheckEverySec * 1000;
+}
 
 /** Reads `health_config` (absent: RustStrom's defaults plus Strom's). */
 export function readHealth(r: TableReader | null): HealthConfig | undefined {

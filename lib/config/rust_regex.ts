@@ -712,13 +712,13 @@ const FOLDED = Object.values(FOLDS_TO_ASCII).join("");
 
 /** A pattern for code point `cp` in either case. */
 function anyCase(cp: number): string {
-  const c = String.fromCodePoint(cp);
-  const lower = c.toLowerCase();
-  const upper = c.toUpperCase();
   if (cp >= 0x80) {
     const folded = caseClosed(range(cp));
     return folded.length === 2 && folded[0] === folded[1] ? codePointSource(cp) : setSource(folded);
   }
+  const c = String.fromCharCode(cp);
+  const lower = c.toLowerCase();
+  const upper = c.toUpperCase();
   if (lower === upper) return codePointSource(cp);
   return `[${lower}${upper}${FOLDS_TO_ASCII[lower] ?? ""}]`;
 }

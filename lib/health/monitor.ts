@@ -5,6 +5,7 @@ import type { Clock } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import type { Backend, Pool, Runtime } from "../runtime.ts";
 import type { Probe } from "./probe.ts";
+import { probeIntervalMs } from "../config/health.ts";
 import { nextHealth, type ProbeResult } from "./state.ts";
 
 /** What the monitor needs. */
@@ -93,7 +94,7 @@ export class HealthMonitor {
   }
 
   #intervalMs(pool: Pool): number {
-    return pool.config.health.intervalMs ?? this.#runtime!.config.healthCheckEverySec * 1000;
+    return probeIntervalMs(this.#runtime!.config, pool.config);
   }
 
   #scheduleRounds(): void {

@@ -85,25 +85,33 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
   const refused = (request: Request, remote: Deno.NetAddr, response: Response) => {
     const tracker = new RequestTracker(options.observers, request, plainIp(remote.hostname));
     tracker.path = splitTarget(request, options.arrival).target;
-    // The client as trusted proxies name it, as for every answer of Strom's own.
-    const forwardedFor = request.headers.get("x-forwarded-for");
-    const trusted = options.runtime().config.trustedProxies;
-    tracker.identified(identifyClient(remote.hostname, forwardedFor, trusted).clientIp);
+    identified(request, remote, tracker, options.runtime());
     tracker.answered(response);
   };
   return Object.assign(proxy, { refused });
 
-  async function handle(request: Request, remote: Deno.NetAddr, tracker: RequestTracker) {
-    const runtime = options.runtime();
-    const target = splitTarget(request, options.arrival);
-    tracker.path = target.target;
-    // First, so that Strom's own refusals (400, 404, 501) log the client trusted proxies name.
+  /** The client as trusted proxies name it, told to `tracker` at once: every answer logs it. */
+  function identified(
+    request: Request,
+    remote: Deno.NetAddr,
+    tracker: RequestTracker,
+    runtime: Runtime,
+  ) {
     const client = identifyClient(
       remote.hostname,
       request.headers.get("x-forwarded-for"),
       runtime.config.trustedProxies,
     );
     tracker.identified(client.clientIp);
+    return client;
+  }
+
+  async function handle(request: Request, remote: Deno.NetAddr, tracker: RequestTracker) {
+    const runtime = options.runtime();
+    const target = splitTarget(request, options.arrival);
+    tracker.path = target.target;
+    // First, so that Strom's own refusals (400, 404, 501) log the client trusted proxies name.
+    const client = identified(request, remote, tracker, runtime);
     // CONNECT asks for a tunnel, which a reverse proxy does not open (RustStrom could crash on it).
     if (target.method === "CONNECT") return failureResponse("not-implemented");
     // Invalid first: Deno builds the URL from a Host such as `a/b`, which then differs from it.

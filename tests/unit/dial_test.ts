@@ -8,6 +8,7 @@ import type { BackendAddress } from "../../lib/config/types.ts";
 import { ManualClock, nextTurn } from "../_helpers/clock.ts";
 import { createCa, hasOpenssl, startTlsBackend, type TestCa } from "../_helpers/certs.ts";
 import { hangingPort } from "../_helpers/hanging.ts";
+import { onNoDelay } from "../_helpers/no_delay.ts";
 
 /** A plain TCP target on loopback. */
 function plain(port: number) {
@@ -252,29 +253,11 @@ function backendAt(port: number): BackendAddress {
   return { id, authority: id, host: "127.0.0.1", port, tls: false };
 }
 
-/**
- * Counts `setNoDelay` calls on every TCP connection of this process (the method
- * lives on the class's prototype, which Deno does not export) until disposed.
- */
+/** Counts `setNoDelay` calls on every TCP connection of this process until disposed. */
 async function countNoDelay(): Promise<{ readonly calls: number } & Disposable> {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const sample = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
-  const proto = Object.getPrototypeOf(sample) as Deno.TcpConn;
-  sample.close();
-  (await listener.accept()).close();
-  listener.close();
-  const original = proto.setNoDelay;
-  const counter = {
-    calls: 0,
-    [Symbol.dispose]() {
-      proto.setNoDelay = original;
-    },
-  };
-  proto.setNoDelay = function (this: Deno.TcpConn, noDelay?: boolean) {
-    counter.calls++;
-    return original.call(this, noDelay);
-  };
-  return counter;
+  const counter = { calls: 0 };
+  const hook = await onNoDelay(() => counter.calls++);
+  return Object.assign(counter, { [Symbol.dispose]: () => hook[Symbol.dispose]() });
 }
 
 Deno.test("dial() sets TCP_NODELAY at connect unless the caller takes it on", async () => {

@@ -10,6 +10,7 @@ import { UpstreamError } from "../../lib/transport/transport.ts";
 import type { BackendAddress } from "../../lib/config/types.ts";
 import { waitFor } from "../_helpers/servers.ts";
 import { hangingPort } from "../_helpers/hanging.ts";
+import { onNoDelay } from "../_helpers/no_delay.ts";
 
 /** Accepts connections and counts those still open (the client has not closed them). */
 function countingServer() {
@@ -79,22 +80,6 @@ Deno.test("dial() leaves no connection open when its request is aborted as the c
     server.close();
   }
 });
-
-/** Calls `hook` inside every `setNoDelay` of this process's TCP connections until disposed. */
-async function onNoDelay(hook: () => void): Promise<Disposable> {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const sample = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
-  const proto = Object.getPrototypeOf(sample) as Deno.TcpConn;
-  sample.close();
-  (await listener.accept()).close();
-  listener.close();
-  const original = proto.setNoDelay;
-  proto.setNoDelay = function (this: Deno.TcpConn, noDelay?: boolean) {
-    hook();
-    return original.call(this, noDelay);
-  };
-  return { [Symbol.dispose]: () => proto.setNoDelay = original };
-}
 
 Deno.test("a pool with a cap loses no slot to a waiter aborted as its connection arrives", async () => {
   const server = countingServer();
