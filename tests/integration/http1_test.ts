@@ -554,3 +554,45 @@ Deno.test("http1: connections are reused up to the cap and requests queue beyond
   assert.deepEqual(results.map((r) => r.text), ["ok", "ok", "ok", "ok", "ok"]);
   assert.equal(maxOpen, 2);
 });
+
+/** Uploads `size` bytes to `port` as one raw request and returns the answer's head (or ""). */
+async function uploadHead(port: number, size: number): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(enc.encode(`POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: ${size}\r\n\r\n`));
+  const chunk = new Uint8Array(256 * 1024);
+  const writing = (async () => {
+    for (let sent = 0; sent < size; sent += chunk.length) await conn.write(chunk);
+  })().catch(() => {});
+  let answer = "";
+  const buf = new Uint8Array(65536);
+  while (!answer.includes("\r\n\r\n")) {
+    const n = await conn.read(buf).catch(() => null);
+    if (n === null) break;
+    answer += new TextDecoder().decode(buf.subarray(0, n));
+  }
+  conn.close();
+  await writing;
+  return answer.slice(0, answer.indexOf("\r\n\r\n") + 4);
+}
+
+Deno.test("http1: a backend that answers an upload early and closes has its answer passed on, not 502", async () => {
+  // It closes without reading the body, so Strom's writes of the rest fail (reset):
+  // the 413 it already received still reaches the client, as HAProxy passes it on.
+  await using tooBig = startRawBackend(async (conn) => {
+    await conn.write(enc.encode(
+      "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big!",
+    ));
+  });
+  // One that closes without an answer still gives 502.
+  await using gone = startRawBackend(async () => {});
+  await using lb = await startStrom(
+    poolToml([tooBig.address], { matcher: "Path('/up')", extra: HTTP1 }) +
+      poolToml([gone.address], { matcher: "Path('/gone')", extra: `${HTTP1}\nretries = 0` }),
+  );
+  const port = Number(new URL(lb.url).port);
+  for (let i = 0; i < 3; i++) {
+    assert.match(await uploadHead(port, 32 * 1024 * 1024), /^HTTP\/1\.1 413 /, `upload ${i}`);
+  }
+  const r = await get(`${lb.url}/gone`, { method: "POST", body: new Uint8Array(1024 * 1024) });
+  assert.equal(r.status, 502);
+});

@@ -132,7 +132,13 @@ async function exchange(
       state.wroteHead = true;
       if (body instanceof ReadableStream) {
         bodyWritten = false;
-        writeBody(conn, body, chunked).then(() => bodyWritten = true, () => conn.close());
+        // A backend may answer before it read the whole body (a 413, a 401) and close: its
+        // answer is read, not lost to the failed write (as HAProxy passes it on). Only a body
+        // the client broke ends the connection here: the backend would wait for the rest.
+        writeBody(conn, body, chunked).then(
+          () => bodyWritten = true,
+          (e) => e instanceof BackendWriteFailed || conn.close(),
+        );
       }
     }
     head = await conn.readHead(request.method);
@@ -167,12 +173,22 @@ async function exchange(
   }
 }
 
-/** Writes a streamed request body, chunk-encoded when its length is unknown. */
+/** A write to the backend failed: the connection is broken, what it received may still be read. */
+class BackendWriteFailed extends Error {}
+
+/**
+ * Writes a streamed request body, chunk-encoded when its length is unknown.
+ * Fails with BackendWriteFailed when the backend's connection does.
+ */
 async function writeBody(conn: Connection, body: ReadableStream<Uint8Array>, chunked: boolean) {
+  const write = (bytes: Uint8Array) =>
+    conn.write(bytes).catch((e) => {
+      throw new BackendWriteFailed("write to the backend failed", { cause: e });
+    });
   for await (const chunk of body) {
     if (chunk.length === 0) continue;
     if (!chunked) {
-      await conn.write(chunk);
+      await write(chunk);
       continue;
     }
     const size = encodeLatin1(`${chunk.length.toString(16)}\r\n`);
@@ -181,9 +197,9 @@ async function writeBody(conn: Connection, body: ReadableStream<Uint8Array>, chu
     framed.set(chunk, size.length);
     framed[framed.length - 2] = 13;
     framed[framed.length - 1] = 10;
-    await conn.write(framed);
+    await write(framed);
   }
-  if (chunked) await conn.write(encodeLatin1("0\r\n\r\n"));
+  if (chunked) await write(encodeLatin1("0\r\n\r\n"));
 }
 
 /**
