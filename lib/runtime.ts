@@ -374,6 +374,7 @@ export class Runtime {
   /**
    * Drains a backend (no new requests; those in flight finish; with
    * `keepSticky`, clients its sticky cookie binds still come) or restores it.
+   * An address listed more than once in the pool is drained in every listing.
    * Returns whether anything changed, or null when the pool or the backend is
    * not in this generation.
    */
@@ -384,12 +385,15 @@ export class Runtime {
     keepSticky = false,
   ): boolean | null {
     const pool = this.pools.find((p) => p.config.name === poolName);
-    const backend = pool?.backends.find((b) => b.id === backendId);
-    if (!pool || !backend) return null;
+    const listings = pool?.backends.filter((b) => b.id === backendId) ?? [];
+    if (!pool || listings.length === 0) return null;
     const keep = drained && keepSticky;
-    const changed = backend.drained !== drained || backend.keepSticky !== keep;
-    backend.drained = drained;
-    backend.keepSticky = keep;
+    let changed = false;
+    for (const backend of listings) {
+      changed ||= backend.drained !== drained || backend.keepSticky !== keep;
+      backend.drained = drained;
+      backend.keepSticky = keep;
+    }
     pool.invalidate();
     return changed;
   }

@@ -123,3 +123,27 @@ Deno.test("a weight-0 backup takes traffic only when no primary is usable, Healt
   assert.deepEqual(ids([0, 1, 2]), []);
   runtime.close();
 });
+
+Deno.test("draining an address listed twice in a pool drains both listings", async () => {
+  const runtime = await Runtime.create(
+    parseConfig(
+      `http_address = "127.0.0.1:0"\n` +
+        pool("twice", "/", "").replace(
+          'addresses = ["127.0.0.1:9"]',
+          'addresses = ["127.0.0.1:1", "127.0.0.1:1", "127.0.0.1:2"]',
+        ),
+      { source: "<test>", baseDir: "." },
+    ),
+    1,
+    { log: silentLogger, deps: defaultRuntimeDeps },
+  );
+  const [p] = runtime.pools;
+  for (const b of p.backends) b.health = { ...b.health, status: "Healthy", verified: true };
+  p.invalidate();
+  assert.equal(runtime.setDrained("twice", "127.0.0.1:1", true), true);
+  assert.deepEqual(p.available().map((b) => b.id), ["127.0.0.1:2"]);
+  assert.equal(runtime.setDrained("twice", "127.0.0.1:1", true), false, "nothing changed");
+  assert.equal(runtime.setDrained("twice", "127.0.0.1:1", false), true);
+  assert.equal(p.available().length, 3);
+  runtime.close();
+});
