@@ -8,6 +8,14 @@ import type { Probe } from "./probe.ts";
 import { probeIntervalMs } from "../config/health.ts";
 import { nextHealth, type ProbeResult } from "./state.ts";
 
+/**
+ * Probes under way at once, over all pools; more wait for a turn (each one's
+ * timeout starts when it runs). Many pools over the same backends otherwise
+ * probe them all at the same moment: 3,000 probes of two backends took up to
+ * 591 ms each, past the default 500 ms timeout, and took healthy backends out.
+ */
+export const MAX_PROBES_AT_ONCE = 64;
+
 /** What the monitor needs. */
 export interface MonitorOptions {
   readonly clock: Clock;
@@ -35,6 +43,11 @@ export class HealthMonitor {
   #runtime: Runtime | null = null;
   #timers = new Set<number>();
   #running = false;
+  /** Probes under way, and those waiting for a turn. */
+  #probing = 0;
+  readonly #waiting: (() => void)[] = [];
+  /** When each pool's last round started (by name: a reload carries pools by name). */
+  readonly #roundStarted = new Map<string, number>();
 
   constructor(options: MonitorOptions) {
     this.#clock = options.clock;
@@ -58,13 +71,13 @@ export class HealthMonitor {
         this.#later(() => this.#cooldownOver(pool, backend), wait);
       }
     }
-    if (this.#running) this.#scheduleRounds();
+    if (this.#running) this.#scheduleRounds(true);
   }
 
   /** Starts periodic rounds; the first runs at once. */
   start(): void {
     this.#running = true;
-    this.#scheduleRounds();
+    this.#scheduleRounds(false);
   }
 
   /** Stops every timer. */
@@ -97,31 +110,64 @@ export class HealthMonitor {
     return probeIntervalMs(this.#runtime!.config, pool.config);
   }
 
-  #scheduleRounds(): void {
+  /**
+   * Starts each pool's rounds. After a reload (`reloaded`), a pool whose
+   * backends were all probed before keeps its cadence (its next round comes
+   * an interval after its last one), so frequent reloads do not probe every
+   * backend each time; a pool with a backend never probed starts at once.
+   */
+  #scheduleRounds(reloaded: boolean): void {
     const runtime = this.#runtime;
     if (!runtime) return;
+    const names = new Set(runtime.pools.map((pool) => pool.config.name));
+    for (const name of this.#roundStarted.keys()) {
+      if (!names.has(name)) this.#roundStarted.delete(name); // removed by a reload
+    }
     for (const pool of runtime.pools) {
       const interval = this.#intervalMs(pool);
       if (interval <= 0) continue;
+      const name = pool.config.name;
       const round = async () => {
-        const started = this.#clock.now();
+        const now = this.#clock.now();
+        this.#roundStarted.set(name, now);
         await Promise.all(pool.backends.map((backend) => this.#check(pool, backend)));
         if (!this.#running || this.#runtime !== runtime) return;
-        this.#later(round, Math.max(0, interval - (this.#clock.now() - started)));
+        this.#later(round, Math.max(0, interval - (this.#clock.now() - now)));
       };
-      round();
+      const last = this.#roundStarted.get(name);
+      const known = pool.backends.every((backend) => backend.health.verified);
+      const wait = reloaded && last !== undefined && known
+        ? Math.max(0, interval - (this.#clock.now() - last))
+        : 0;
+      if (wait === 0) round();
+      else this.#later(round, wait);
     }
   }
 
   /** Probes `backend` unless a probe of it is running already (then resolves with that one). */
   #check(pool: Pool, backend: Backend): Promise<void> {
     if (backend.probing) return backend.probing;
-    const probing = this.#probe(backend.address, pool.config.health, pool.config.client)
+    const probing = this.#inTurn(() =>
+      this.#probe(backend.address, pool.config.health, pool.config.client)
+    )
       .then((result) => this.#apply(pool, backend, result))
       .catch((e) => this.#log.error(`Health check of backend ${backend.id} failed: ${e}`))
       .finally(() => backend.probing = null);
     backend.probing = probing;
     return probing;
+  }
+
+  /** Runs `probe` now if fewer than MAX_PROBES_AT_ONCE run, else when one ends. */
+  async #inTurn(probe: () => Promise<ProbeResult>): Promise<ProbeResult> {
+    if (this.#probing < MAX_PROBES_AT_ONCE) this.#probing++;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve)); // its turn handed over
+    try {
+      return await probe();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#probing--;
+    }
   }
 
   #apply(probed: Pool, backend: Backend, result: ProbeResult): void {

@@ -1,7 +1,7 @@
 // The health monitor against a real runtime, with an injected clock and probe.
 
 import assert from "node:assert/strict";
-import { HealthMonitor } from "../../lib/health/monitor.ts";
+import { HealthMonitor, MAX_PROBES_AT_ONCE } from "../../lib/health/monitor.ts";
 import type { ProbeResult } from "../../lib/health/state.ts";
 import { parseConfig } from "../../lib/config/load.ts";
 import { defaultRuntimeDeps, Runtime } from "../../lib/runtime.ts";
@@ -193,4 +193,81 @@ Deno.test("a probe under way when a reload turns checks off changes nothing", as
   assert.equal(off.pools[0].available().length, 2);
   monitor.stop();
   off.close();
+});
+
+/** A runtime of one pool over `count` backends, checked every 10 s, on `clock`. */
+function manyBackends(count: number, clock: ManualClock, previous?: Runtime) {
+  const addresses = Array.from({ length: count }, (_, i) => `"127.0.0.1:${i + 1}"`).join(", ");
+  const config = `[health_interval]\ncheck_every = 10\n` +
+    CONFIG.replace('["127.0.0.1:1", "127.0.0.1:2"]', `[${addresses}]`);
+  return Runtime.create(parseConfig(config, { source: "<test>", baseDir: "." }), 1, {
+    log: silentLogger,
+    deps: { ...defaultRuntimeDeps, clock },
+    previous,
+  });
+}
+
+Deno.test("at most MAX_PROBES_AT_ONCE probes run at once; the others wait for a turn", async () => {
+  const clock = new ManualClock();
+  const runtime = await manyBackends(MAX_PROBES_AT_ONCE + 36, clock);
+  const answers: ((r: ProbeResult) => void)[] = [];
+  const monitor = new HealthMonitor({
+    clock,
+    log: silentLogger,
+    probe: () => new Promise((resolve) => answers.push(resolve)),
+  });
+  monitor.watch(runtime);
+  monitor.start();
+  assert.equal(answers.length, MAX_PROBES_AT_ONCE);
+  answers[0](result(true));
+  for (let i = 0; i < 5; i++) await nextTurn();
+  assert.equal(answers.length, MAX_PROBES_AT_ONCE + 1, "one ended, one more runs");
+  for (let done = 1; done < MAX_PROBES_AT_ONCE + 36; done++) {
+    await waitTurns(() => answers.length > done);
+    answers[done](result(true));
+  }
+  await waitTurns(() => runtime.pools[0].backends.every((b) => b.health.verified));
+  monitor.stop();
+  runtime.close();
+});
+
+async function waitTurns(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 20 && !condition(); i++) await nextTurn();
+  assert.ok(condition());
+}
+
+Deno.test("a reload keeps each pool's cadence of rounds, and probes new backends at once", async () => {
+  const clock = new ManualClock();
+  const first = await manyBackends(2, clock);
+  let probes = 0;
+  const monitor = new HealthMonitor({
+    clock,
+    log: silentLogger,
+    probe: () => {
+      probes++;
+      return Promise.resolve(result(true));
+    },
+  });
+  monitor.watch(first);
+  monitor.start();
+  await waitTurns(() => first.pools[0].backends.every((b) => b.health.verified));
+  assert.equal(probes, 2);
+  clock.advance(4000);
+  // Reloads of the same pool: no round before the cadence says so.
+  const second = await manyBackends(2, clock, first);
+  monitor.watch(second);
+  const third = await manyBackends(2, clock, second);
+  monitor.watch(third);
+  for (let i = 0; i < 5; i++) await nextTurn();
+  assert.equal(probes, 2, "no probes for a reload");
+  clock.advance(6000);
+  await waitTurns(() => probes === 4);
+  for (let i = 0; i < 5; i++) await nextTurn(); // that round is over
+  // A backend added by a reload is probed at once (with its pool).
+  const grown = await manyBackends(3, clock, third);
+  monitor.watch(grown);
+  await waitTurns(() => probes === 7);
+  await waitTurns(() => grown.pools[0].backends.every((b) => b.health.verified));
+  monitor.stop();
+  grown.close();
 });
