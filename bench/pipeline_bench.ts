@@ -61,7 +61,7 @@ const runtime = await Runtime.create(parseConfig(CONFIG, { source: "bench", base
   deps: { ...defaultRuntimeDeps, metrics, createTransport: () => instant },
 });
 metrics.prime(runtime);
-const handler = proxyHandler("HTTP", 8080, () => runtime, {
+const handler = proxyHandler("HTTP", { hostname: "127.0.0.1", port: 8080 }, () => runtime, {
   log: silentLogger,
   observers: { metrics, accessLog: () => null },
   websockets: new WebSocketRegistry(),

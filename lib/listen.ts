@@ -91,7 +91,7 @@ type Env = { Bindings: { remote: Deno.NetAddr } };
  */
 export function proxyHandler(
   scheme: Scheme,
-  port: number,
+  { hostname, port }: { readonly hostname: string; readonly port: number },
   runtime: () => Runtime,
   options: ProxyListenOptions,
 ): Handler & { setPort(port: number): void } {
@@ -104,6 +104,7 @@ export function proxyHandler(
     runtime,
     scheme,
     arrival,
+    boundTo: hostname,
     log: options.log,
     observers: options.observers,
     websockets: options.websockets,
@@ -143,7 +144,7 @@ export function listenProxy(
   runtime: () => Runtime,
   options: ProxyListenOptions,
 ): HttpListener {
-  const handler = proxyHandler(scheme, address.port, runtime, options);
+  const handler = proxyHandler(scheme, address, runtime, options);
   const server = listen(role, address, handler, options);
   handler.setPort(server.addr.port);
   return server;
@@ -156,7 +157,7 @@ export function listenHttpsProxy(
   runtime: () => Runtime,
   options: ProxyListenOptions,
 ): HttpListener {
-  const handler = proxyHandler("HTTPS", address.port, runtime, options);
+  const handler = proxyHandler("HTTPS", address, runtime, options);
   let server: HttpListener;
   try {
     server = listenHttps(address, certificates, handler, { log: options.log });

@@ -301,6 +301,9 @@ const SYMBOLS = {
   // whole connection table inside them (2 ms for 262,144 buckets, at any load).
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize", nonblocking: true },
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize", nonblocking: true },
+  // On this thread: a lookup of one connection is a hash lookup in the kernel.
+  sendNow: { name: "send", parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  recvNow: { name: "recv", parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
 } as const;
 
 type Libc = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -310,6 +313,52 @@ let opened: SocketTable | string | undefined;
 /** The Linux socket table (one per isolate), or why there is none here. */
 export function openSocketTable(): SocketTable | string {
   return opened ??= createSocketTable();
+}
+
+/** Whether a client is still connected: "unknown" where the kernel cannot be asked. */
+export type ClientState = "connected" | "gone" | "unknown";
+
+let lookups: ConnectionLookup | null | undefined;
+
+/**
+ * Whether the client `peer` still has its connection to the listener bound
+ * to `listener` open, as the kernel's table says (Linux: one sock_diag lookup
+ * by the connection's four addresses, a hash lookup in the kernel, not a dump
+ * of the table). "gone" once the client closed (CLOSE-WAIT) or reset it.
+ * A listener bound to a wildcard address takes connections on any of the
+ * host's addresses: each is tried, and a connection found on none is
+ * "unknown" (one to another address of 127.0.0.0/8, say).
+ */
+export function clientState(
+  listener: { readonly hostname: string; readonly port: number },
+  peer: Deno.NetAddr,
+): ClientState {
+  if (lookups === undefined) {
+    const libc = Deno.build.os === "linux" ? loadLibc() : "not Linux";
+    lookups = typeof libc === "string" ? null : new ConnectionLookup(libc);
+  }
+  if (lookups === null) return "unknown";
+  try {
+    return lookups.state(listener, peer);
+  } catch {
+    return "unknown";
+  }
+}
+
+/** libc with the calls sockets need, or why it cannot be loaded. */
+function loadLibc(): Libc | string {
+  let failure = "";
+  for (const name of LIBC_NAMES) {
+    try {
+      return Deno.dlopen(name, SYMBOLS).symbols;
+    } catch (e) {
+      if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+        return "it needs --allow-ffi (to end connections with libc's shutdown)";
+      }
+      failure = e instanceof Error ? e.message : String(e);
+    }
+  }
+  return `cannot load libc: ${failure}`;
 }
 
 /**
@@ -358,20 +407,8 @@ export function createSocketTable(
   { source = "diag" }: { source?: "diag" | "proc" } = {},
 ): SocketTable | string {
   if (Deno.build.os !== "linux") return `it needs Linux (this is ${Deno.build.os})`;
-  let libc: Libc | null = null;
-  let failure = "";
-  for (const name of LIBC_NAMES) {
-    try {
-      libc = Deno.dlopen(name, SYMBOLS).symbols;
-      break;
-    } catch (e) {
-      if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
-        return "it needs --allow-ffi (to end connections with libc's shutdown)";
-      }
-      failure = e instanceof Error ? e.message : String(e);
-    }
-  }
-  if (libc === null) return `cannot load libc: ${failure}`;
+  const libc = loadLibc();
+  if (typeof libc === "string") return libc;
   // /proc is read through libc too: Deno lets only --allow-all read it, and
   // --allow-ffi, which Strom needs anyway, already grants as much.
   const proc = new ProcFiles(libc);
@@ -469,6 +506,138 @@ class SockDiag {
       this.#libc.close(fd);
     }
   }
+}
+
+/** How long the host's addresses (for listeners on a wildcard address) are taken as known. */
+const ADDRESSES_TTL_MS = 10_000;
+const TCP_LISTEN = 10;
+const ENOENT = 2;
+
+/** Looks single connections up by their addresses over netlink (sock_diag). */
+class ConnectionLookup {
+  readonly #libc: Libc;
+  readonly #reply = new Uint8Array(1024);
+  #seq = 0;
+  #addresses: { v4: number[][]; v6: number[][]; at: number } | null = null;
+
+  constructor(libc: Libc) {
+    this.#libc = libc;
+  }
+
+  state(listener: { hostname: string; port: number }, peer: Deno.NetAddr): ClientState {
+    const bound = ipBytes(listener.hostname);
+    const peerIp = ipBytes(peer.hostname);
+    if (bound === null || peerIp === null) return "unknown";
+    const v6 = bound.length === 16;
+    // An IPv6 listener sees IPv4 clients as IPv4-mapped addresses.
+    const remote = v6 && peerIp.length === 4 ? mapped(peerIp) : peerIp;
+    if (remote.length !== bound.length) return "unknown";
+    const wildcard = bound.every((b) => b === 0);
+    const locals = wildcard ? this.#hostAddresses(v6) : [bound];
+    const fd = this.#libc.socket(AF_NETLINK, SOCK_DGRAM_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (fd < 0) return "unknown";
+    try {
+      for (const local of locals) {
+        const request = lookupRequest(
+          v6 ? AF_INET6 : AF_INET,
+          local,
+          listener.port,
+          remote,
+          peer.port,
+          ++this.#seq,
+        );
+        const sent = Number(this.#libc.sendNow(fd, request, BigInt(request.length), 0));
+        if (sent !== request.length) return "unknown";
+        const n = Number(
+          this.#libc.recvNow(fd, this.#reply, BigInt(this.#reply.length), MSG_DONTWAIT),
+        );
+        if (n <= 0) return "unknown";
+        const found = parseLookup(this.#reply.subarray(0, n));
+        if (found === "error") return "unknown";
+        if (found === "none") continue;
+        return found === TCP_ESTABLISHED ? "connected" : "gone";
+      }
+      return wildcard ? "unknown" : "gone";
+    } finally {
+      this.#libc.close(fd);
+    }
+  }
+
+  /** The host's addresses of one family (IPv4 ones also mapped for IPv6), loopback first. */
+  #hostAddresses(v6: boolean): number[][] {
+    const now = performance.now();
+    if (this.#addresses === null || now - this.#addresses.at > ADDRESSES_TTL_MS) {
+      const v4: number[][] = [[127, 0, 0, 1]];
+      const v6s: number[][] = [];
+      try {
+        for (const i of Deno.networkInterfaces()) {
+          const bytes = ipBytes(i.address);
+          if (bytes === null) continue;
+          if (bytes.length === 4) {
+            if (!v4.some((a) => a.join() === bytes.join())) v4.push(bytes);
+          } else v6s.push(bytes);
+        }
+      } catch { /* no --allow-sys: loopback only */ }
+      this.#addresses = { v4, v6: [...v6s, ...v4.map(mapped)], at: now };
+    }
+    return v6 ? this.#addresses.v6 : this.#addresses.v4;
+  }
+}
+
+/** An IP literal's bytes (4 or 16), or null. */
+function ipBytes(text: string): number[] | null {
+  const address = text.replace(/%.*$/, "").replace(/^\[|\]$/g, "");
+  return parseIpv4(address) ?? parseIpv6(address);
+}
+
+function mapped(v4: number[]): number[] {
+  return [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, ...v4];
+}
+
+/**
+ * A sock_diag request for the one TCP socket with these addresses (no
+ * NLM_F_DUMP: the kernel looks it up, established first, then listening).
+ */
+export function lookupRequest(
+  family: number,
+  local: number[],
+  localPort: number,
+  peer: number[],
+  peerPort: number,
+  seq: number,
+): Uint8Array<ArrayBuffer> {
+  const req = new Uint8Array(NLMSG_HEADER + 56);
+  const v = new DataView(req.buffer);
+  v.setUint32(0, req.length, true);
+  v.setUint16(4, SOCK_DIAG_BY_FAMILY, true);
+  v.setUint16(6, NLM_F_REQUEST, true);
+  v.setUint32(8, seq, true);
+  req[16] = family;
+  req[17] = IPPROTO_TCP;
+  v.setUint32(20, 0xffffffff, true); // every state
+  v.setUint16(24, localPort); // inet_diag_sockid, network order
+  v.setUint16(26, peerPort);
+  req.set(local, 28);
+  req.set(peer, 44);
+  v.setUint32(64, 0xffffffff, true); // INET_DIAG_NOCOOKIE
+  v.setUint32(68, 0xffffffff, true);
+  return req;
+}
+
+/**
+ * The reply to a lookupRequest: the socket's TCP state, "none" when there is
+ * no such connection (only the listener matched, or ENOENT), or "error".
+ */
+export function parseLookup(bytes: Uint8Array): number | "none" | "error" {
+  if (bytes.length < NLMSG_HEADER) return "error";
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const type = v.getUint16(4, true);
+  if (type === NLMSG_ERROR) {
+    return bytes.length >= 20 && v.getInt32(16, true) === -ENOENT ? "none" : "error";
+  }
+  if (type !== SOCK_DIAG_BY_FAMILY || bytes.length < NLMSG_HEADER + DIAG_MSG) return "error";
+  const state = bytes[NLMSG_HEADER + 1];
+  return state === TCP_LISTEN ? "none" : state;
 }
 
 /** Reads /proc with libc calls: whole files, and the sockets among this process's descriptors. */

@@ -12,7 +12,7 @@ import { type Observers, RequestTracker } from "./tracker.ts";
 import type { WebSocketRegistry } from "./websockets.ts";
 import { plainIp } from "../net/address.ts";
 import { peerKey } from "../net/activity.ts";
-import { resetClient } from "../net/sockets.ts";
+import { clientState, resetClient } from "../net/sockets.ts";
 import { ClientBody } from "./client_body.ts";
 import { UpstreamError } from "../transport/transport.ts";
 import { loggable, matchingPath, removeDotSegments } from "./path.ts";
@@ -41,6 +41,8 @@ export interface ProxyOptions {
   readonly runtime: () => Runtime;
   readonly scheme: Scheme;
   readonly arrival: ArrivalInfo;
+  /** The address the listener is bound to (an IP literal, maybe a wildcard). */
+  readonly boundTo: string;
   readonly log: Logger;
   /** Metrics and the access log. */
   readonly observers: Observers;
@@ -201,6 +203,11 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
           metrics: options.observers.metrics,
           websockets: options.websockets,
           peer: peerKey(remote),
+          clientState: () =>
+            clientState(
+              { hostname: options.boundTo, port: Number(options.arrival.port) },
+              remote,
+            ),
           stall: {
             stallTimeoutMs: runtime.config.sendTimeoutMs,
             onStall: () => resetStalled(exchange),

@@ -18,6 +18,7 @@ import type { WebSocketRegistry } from "./websockets.ts";
 import { loggable } from "./path.ts";
 import { startRelay } from "./ws_relay.ts";
 import { isolateActivity } from "../net/activity.ts";
+import type { ClientState } from "../net/sockets.ts";
 import { checkAnswer, connect, handshakeHead } from "./ws_handshake.ts";
 
 /** What the pipeline hands the WebSocket relay. */
@@ -34,6 +35,8 @@ export interface WebSocketExchange {
   readonly websockets: WebSocketRegistry;
   /** The client's connection (lib/net/activity.ts): held busy while the WebSocket is open. */
   readonly peer: string;
+  /** Whether the client is still connected, as the kernel says (lib/net/sockets.ts). */
+  readonly clientState: () => ClientState;
   /**
    * `send_timeout` and what ends a stalled client's connection, for the body of
    * an answer that refuses the upgrade (the pool's `read_timeout` applies too).
@@ -190,6 +193,14 @@ async function attemptUpgrade(
   if (answer.status !== 101) {
     const stall = { ...exchange.stall, readTimeoutMs: pool.config.readTimeoutMs };
     return passThrough(conn, answer, settle, tracker, stall);
+  }
+  // Deno 2.9.6 keeps the connection of a client that left while Strom waited for the backend
+  // open for good once upgraded (its request signal never fires for an upgrade, and the
+  // WebSocket never opens): the kernel is asked first (Linux; one lookup of that connection).
+  if (exchange.clientState() === "gone") {
+    conn.close();
+    settle();
+    return { failure: "client-gone", reason: "the client left before its upgrade" };
   }
   return upgradeClient(request, { pool, backend, conn, answer, exchange, settle });
 }

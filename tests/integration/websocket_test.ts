@@ -21,6 +21,7 @@ import { createLogger } from "../../lib/log.ts";
 import { captureLog } from "../_helpers/clock.ts";
 import { closePayload, encodeFrame, OPCODE } from "../../lib/proxy/ws_frames.ts";
 import { concatBytes } from "../../lib/bytes.ts";
+import { StromProcess } from "../_helpers/process.ts";
 
 /** `ws://` URL of a Strom's HTTP listener. */
 function wsUrl(lb: { url: string }, path = "/"): string {
@@ -440,5 +441,57 @@ Deno.test({
     assert.equal(await client.echo("hello"), "tls: hello");
     await client.close();
     await waitFor(() => lb.strom.websockets.count === 0, "the relay to end");
+  },
+});
+
+/** The TCP states (hex, as /proc/net/tcp writes them) of the connections to local port `port`. */
+async function tcpStates(port: number): Promise<string[]> {
+  const local = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  const states: string[] = [];
+  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    const text = await Deno.readTextFile(file).catch(() => "");
+    for (const line of text.split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields[1]?.endsWith(local) && fields[3] !== "0A") states.push(fields[3]);
+    }
+  }
+  return states;
+}
+
+Deno.test({
+  name: "clients that leave while their upgrade is under way leave no connection behind",
+  ignore: Deno.build.os !== "linux", // the kernel is asked whether the client is still there
+  async fn() {
+    await using backend = startWsBackend();
+    const path = await Deno.makeTempFile({ suffix: ".toml" });
+    await Deno.writeTextFile(
+      path,
+      `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n[health_interval]\ncheck_every = 0\n${
+        poolToml([backend.address])
+      }`,
+    );
+    // Its own process, as the descriptors Deno keeps are Strom's, not the test's.
+    await using strom = new StromProcess(["-c", path]);
+    const [, port] = (await strom.waitForLine(/\(http_address, port (\d+)\)/)).map(Number);
+    // Each client hangs up within 1 ms of its upgrade request: while the backend answers.
+    // Upgraded anyway, Deno 2.9.6 kept most of their connections in CLOSE-WAIT, with their
+    // descriptors, for good (71 and 76 of 100 in two runs of this test before the check).
+    const request = new TextEncoder().encode(`GET / HTTP/1.1\r\nHost: x\r\n${HANDSHAKE}\r\n`);
+    await Promise.all(Array.from({ length: 100 }, async (_, i) => {
+      await new Promise((r) => setTimeout(r, i * 10));
+      const client = await Deno.connect({ hostname: "127.0.0.1", port });
+      await client.write(request);
+      await new Promise((r) => setTimeout(r, (i % 3) / 2));
+      client.close();
+    }));
+    await waitFor(
+      async () => (await tcpStates(port)).length === 0,
+      "Strom to close every client connection",
+      10_000,
+    ).catch(async (e) => {
+      const states = await tcpStates(port);
+      throw new Error(`${e.message}: ${states.filter((s) => s === "08").length} in CLOSE-WAIT`);
+    });
+    await Deno.remove(path);
   },
 });

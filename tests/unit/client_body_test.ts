@@ -71,7 +71,7 @@ strategy = "RoundRobin"
     log: silentLogger,
     deps: { ...defaultRuntimeDeps, metrics, createTransport: () => early },
   });
-  const handler = proxyHandler("HTTP", 80, () => runtime, {
+  const handler = proxyHandler("HTTP", { hostname: "127.0.0.1", port: 80 }, () => runtime, {
     log: silentLogger,
     observers: { metrics, accessLog: () => null },
     websockets: new WebSocketRegistry(),

@@ -7,6 +7,7 @@ import {
   canonicalIp,
   canonicalPeer,
   type ClientSocket,
+  clientState,
   createSocketTable,
   diagRequest,
   parseDiag,
@@ -331,6 +332,49 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a client's state is looked up by its connection's addresses, on any listener address",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    for (
+      const [bound, connectTo] of [
+        ["127.0.0.1", "127.0.0.1"],
+        ["0.0.0.0", "127.0.0.1"], // a wildcard: the host's addresses are tried
+        ["::", "127.0.0.1"], // IPv4 clients of an IPv6 listener: IPv4-mapped
+        ["::1", "::1"],
+      ]
+    ) {
+      let listener: Deno.TcpListener;
+      try {
+        listener = Deno.listen({ hostname: bound, port: 0 });
+      } catch {
+        continue; // no IPv6 here
+      }
+      const at = { hostname: bound, port: listener.addr.port };
+      const client = await Deno.connect({ hostname: connectTo, port: at.port });
+      const served = await listener.accept();
+      const peer = served.remoteAddr;
+      try {
+        assert.equal(clientState(at, peer), "connected", bound);
+        // No such connection: gone; on a wildcard address it may be on an address not tried.
+        const wildcard = bound === "0.0.0.0" || bound === "::";
+        const other = { ...peer, port: peer.port === 1 ? 2 : 1 };
+        assert.equal(clientState(at, other), wildcard ? "unknown" : "gone", bound);
+        client.close();
+        await waitUntil(() => clientState(at, peer) === "gone", `${bound}: the close`);
+      } finally {
+        served.close();
+        listener.close();
+      }
+    }
+  },
+});
+
+async function waitUntil(condition: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500 && !condition(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(condition(), `waited for ${what}`);
+}
 
 Deno.test("peer addresses as Deno writes them match the socket table's form", () => {
   assert.equal(canonicalPeer("127.0.0.1|50000"), "127.0.0.1|50000");
