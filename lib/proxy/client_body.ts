@@ -3,6 +3,13 @@
 // bytes read are gone), whether it ended, and whether the client's side failed
 // (a client that aborts or breaks its upload is not the backend's failure).
 
+/** A client's body that did not have the length its Content-Length announced. */
+export class BodyLengthMismatch extends Error {
+  constructor(received: number, declared: number) {
+    super(`the client's body ended after ${received} of the ${declared} bytes it announced`);
+  }
+}
+
 /** The client's streamed body, for one attempt after another. */
 export class ClientBody {
   /** What attempts read; read it only through this. */
@@ -23,7 +30,13 @@ export class ClientBody {
   #abandoned = false;
   readonly #source: ReadableStreamDefaultReader<Uint8Array>;
 
-  constructor(source: ReadableStream<Uint8Array>) {
+  /**
+   * `declared`: the body's Content-Length, if it has one. A body that ends
+   * short of it is a broken one, never a whole one: an HTTP/2 client can end
+   * its stream early (END_STREAM, then RST_STREAM: how Node's http2 cancels
+   * an upload), and Deno ends the body as if it were complete.
+   */
+  constructor(source: ReadableStream<Uint8Array>, declared: number | null = null) {
     const reader = this.#source = source.getReader();
     this.stream = new ReadableStream<Uint8Array>({
       pull: async (controller) => {
@@ -43,9 +56,18 @@ export class ClientBody {
           controller.error(new Error("the exchange ended before the client's body did"));
         } else if (chunk.done) {
           this.#ended = true;
-          controller.close();
+          if (declared !== null && this.bytes !== declared) {
+            this.failure = new BodyLengthMismatch(this.bytes, declared);
+            controller.error(this.failure);
+          } else controller.close();
         } else {
           this.bytes += chunk.value.length;
+          if (declared !== null && this.bytes > declared) {
+            this.failure = new BodyLengthMismatch(this.bytes, declared);
+            controller.error(this.failure);
+            reader.cancel().catch(() => {});
+            return;
+          }
           controller.enqueue(chunk.value);
         }
       },

@@ -13,7 +13,7 @@ import type { WebSocketRegistry } from "./websockets.ts";
 import { plainIp } from "../net/address.ts";
 import { peerKey } from "../net/activity.ts";
 import { clientState, resetClient } from "../net/sockets.ts";
-import { ClientBody } from "./client_body.ts";
+import { BodyLengthMismatch, ClientBody } from "./client_body.ts";
 import { UpstreamError } from "../transport/transport.ts";
 import { loggable, matchingPath, removeDotSegments } from "./path.ts";
 import {
@@ -518,23 +518,36 @@ async function replayableBody(
   fields: Fields,
   signal: AbortSignal,
 ): Promise<Body> {
-  const length = Number(fields.find(([name]) => name === "content-length")?.[1] ?? NaN);
-  return length <= BUFFER_LIMIT ? await readAll(body, signal) : new ClientBody(body);
+  const field = fields.find(([name]) => name === "content-length")?.[1];
+  const length = field === undefined ? null : Number(field);
+  return length !== null && length <= BUFFER_LIMIT
+    ? await readAll(body, signal, length)
+    : new ClientBody(body, length);
 }
 
-/** The whole of `body`; rejects (and cancels it) when `signal` aborts first. */
+/**
+ * The whole of `body`, which must be `declared` bytes long (see ClientBody);
+ * rejects (and cancels it) when `signal` aborts first.
+ */
 async function readAll(
   body: ReadableStream<Uint8Array>,
   signal: AbortSignal,
+  declared: number,
 ): Promise<Uint8Array<ArrayBuffer>> {
   const reader = body.getReader();
   const stop = () => void reader.cancel().catch(() => {});
   signal.addEventListener("abort", stop);
   try {
     const parts: Uint8Array[] = [];
+    let received = 0;
     while (true) {
       const { done, value } = await reader.read();
       if (signal.aborted) throw new Error("aborted while reading the request body");
+      if (!done) received += value.length;
+      if (received > declared || (done && received !== declared)) {
+        reader.cancel().catch(() => {});
+        throw new BodyLengthMismatch(received, declared);
+      }
       if (done) return concatBytes(parts);
       parts.push(value);
     }

@@ -13,13 +13,13 @@ import { ClientBody } from "../../lib/proxy/client_body.ts";
 import { silentLogger } from "../../lib/log.ts";
 import type { Transport } from "../../lib/transport/transport.ts";
 
-/** A client's body of `chunks` chunks of 64 KiB; `cancelled` says whether it was given up. */
-function upload(chunks: number) {
+/** A client's body of `chunks` chunks of `size` bytes; `cancelled` says whether it was given up. */
+function upload(chunks: number, size = 64 * 1024) {
   const state = { cancelled: false, pulled: 0 };
   const stream = new ReadableStream<Uint8Array>({
     pull(controller) {
       if (state.pulled++ === chunks) controller.close();
-      else controller.enqueue(new Uint8Array(64 * 1024));
+      else controller.enqueue(new Uint8Array(size));
     },
     cancel() {
       state.cancelled = true;
@@ -46,17 +46,30 @@ Deno.test("ClientBody.abandon() gives up a body whose reader stopped reading, an
   assert.equal(whole.state.cancelled, false);
 });
 
-Deno.test("a backend that answers after part of a streamed upload: the rest of the client's body is given up", async () => {
-  // Reads one chunk, answers, and never reads on nor cancels: what Deno's fetch does.
-  const early: Transport = {
-    async send(_backend, request) {
-      const reader = (request.body as ReadableStream<Uint8Array>).getReader();
-      await reader.read();
-      request.onEnd(3);
-      return new Response("big", { status: 413 });
-    },
-    close() {},
+Deno.test("ClientBody: a body that ends short of its Content-Length, or runs past it, is broken, not whole", async () => {
+  const read = async (chunks: number, declared: number | null) => {
+    const body = new ClientBody(upload(chunks).stream, declared);
+    let bytes = 0;
+    try {
+      for await (const chunk of body.stream) bytes += chunk.length;
+      return { bytes, failure: body.failure };
+    } catch (e) {
+      return { bytes, failure: e, recorded: body.failure === e };
+    }
   };
+  const size = 64 * 1024;
+  assert.deepEqual(await read(3, 3 * size), { bytes: 3 * size, failure: null });
+  assert.deepEqual(await read(3, null), { bytes: 3 * size, failure: null });
+  const short = await read(2, 3 * size);
+  assert.match(String(short.failure), /ended after 131072 of the 196608 bytes/);
+  assert.equal(short.recorded, true);
+  const long = await read(3, 2 * size + 10);
+  assert.match(String(long.failure), /ended after 196608 of the 131082 bytes/);
+  assert.equal(long.bytes, 2 * size, "nothing past the announced length goes upstream");
+});
+
+/** Strom's proxy handler over a pool whose transport is `transport`. */
+async function handlerWith(transport: Transport) {
   const metrics = new TrafficMetrics();
   const config = parseConfig(
     `[[backend_pools]]
@@ -69,13 +82,56 @@ strategy = "RoundRobin"
   );
   const runtime = await Runtime.create(config, 1, {
     log: silentLogger,
-    deps: { ...defaultRuntimeDeps, metrics, createTransport: () => early },
+    deps: { ...defaultRuntimeDeps, metrics, createTransport: () => transport },
   });
   const handler = proxyHandler("HTTP", { hostname: "127.0.0.1", port: 80 }, () => runtime, {
     log: silentLogger,
     observers: { metrics, accessLog: () => null },
     websockets: new WebSocketRegistry(),
   });
+  return { handler, runtime };
+}
+
+Deno.test("a small body that ends short of its Content-Length gets 400 and never reaches a backend", async () => {
+  // HTTP/2 lets a client end its stream early; Deno ends the body as if it were whole, and a
+  // buffered body is sent upstream with the length it has: a cut upload would pass for a whole one.
+  let sent = 0;
+  const transport: Transport = {
+    send() {
+      sent++;
+      return Promise.resolve(new Response("ok"));
+    },
+    close() {},
+  };
+  const { handler, runtime } = await handlerWith(transport);
+  for (const chunks of [1, 3]) {
+    const request = new Request("http://a.test/up", {
+      method: "POST",
+      headers: { host: "a.test", "content-length": "2000" },
+      body: upload(chunks, 1000).stream,
+    });
+    const response = await handler(request, {
+      remote: { transport: "tcp", hostname: "127.0.0.1", port: 50000 },
+    });
+    assert.equal(response.status, 400, `${chunks} chunks`);
+    await response.body?.cancel();
+  }
+  assert.equal(sent, 0);
+  runtime.close();
+});
+
+Deno.test("a backend that answers after part of a streamed upload: the rest of the client's body is given up", async () => {
+  // Reads one chunk, answers, and never reads on nor cancels: what Deno's fetch does.
+  const early: Transport = {
+    async send(_backend, request) {
+      const reader = (request.body as ReadableStream<Uint8Array>).getReader();
+      await reader.read();
+      request.onEnd(3);
+      return new Response("big", { status: 413 });
+    },
+    close() {},
+  };
+  const { handler, runtime } = await handlerWith(early);
   const { stream, state } = upload(100);
   const request = new Request("http://a.test/up", {
     method: "POST",
