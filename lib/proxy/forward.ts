@@ -311,10 +311,17 @@ interface AttemptFailure {
  * How long a request waits for its answer before Strom watches for its client
  * going away. Reading `request.signal` makes Deno start an async op for that
  * request (op_http_request_on_cancel); most answers come sooner, so they never
- * pay for it. A client gone before then is seen when the watch starts: the
- * abort event still comes (checked on Deno 2.9.6 with --unstable-no-legacy-abort).
+ * pay for it. An HTTP/1.x client gone before then is seen when the watch starts:
+ * the abort event still comes (checked on Deno 2.9.6 with --unstable-no-legacy-abort).
+ * Not an HTTP/2 stream reset before the signal is first read: its signal never
+ * aborts (a probe: streams reset within 20 ms kept their backends busy for their
+ * whole answer, logged as 200). So a request that may be HTTP/2 (any on the
+ * HTTPS port, which offers h2; an h2c one, with `:authority` and no Host) is
+ * watched from the start.
  */
 const WATCH_CLIENT_AFTER_MS = 20;
+
+const NOT_LATER: Deadline = { cancel() {} };
 
 /** The request's overall deadline (`request_timeout`) and the client going away. */
 class RequestDeadline {
@@ -326,13 +333,16 @@ class RequestDeadline {
   #watching = false;
   readonly #onClientGone = () => this.controller.abort();
 
-  constructor(timeoutMs: number, request: Request, deadlines: Deadlines) {
+  constructor(timeoutMs: number, request: Request, deadlines: Deadlines, watchNow: boolean) {
     this.#request = request;
     this.#deadline = deadlines.set(timeoutMs, () => {
       this.timedOut = true;
       this.controller.abort();
     });
-    this.#watchLater = deadlines.set(WATCH_CLIENT_AFTER_MS, () => this.#watchClient());
+    this.#watchLater = watchNow
+      ? NOT_LATER
+      : deadlines.set(WATCH_CLIENT_AFTER_MS, () => this.#watchClient());
+    if (watchNow) this.#watchClient();
   }
 
   #watchClient(): void {
@@ -382,7 +392,12 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
   const { fields } = exchange.middleware;
   // The deadline starts before a small body is read in: a client that stalls
   // inside it is cut off at request_timeout like any other slow request.
-  const deadline = new RequestDeadline(pool.config.requestTimeoutMs, request, pool.deadlines);
+  const deadline = new RequestDeadline(
+    pool.config.requestTimeoutMs,
+    request,
+    pool.deadlines,
+    options.scheme === "HTTPS" || target.authorityOnly,
+  );
   let tried: Backend[] | null = null;
   try {
     let body: Body = null;
