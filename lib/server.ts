@@ -411,7 +411,17 @@ export class Strom {
         throw e;
       }
     }
-    if (isBlankConfig(nextText)) return this.#refused([BLANK_CONFIG_PROBLEM]);
+    if (isBlankConfig(nextText)) {
+      // A pipe (`--config <(...)`) gave its text once, at start: it cannot be read again.
+      const file = await Deno.stat(source.source).then((s) => s.isFile, () => true);
+      return this.#refused([
+        file ? BLANK_CONFIG_PROBLEM : {
+          path: "",
+          message: "the config is not a file (a pipe?) and gave nothing when read again: " +
+            "keeping the current one; reload from a file",
+        },
+      ]);
+    }
     let config: Config;
     try {
       config = parseConfig(nextText, source);
@@ -573,7 +583,10 @@ export class Strom {
         obtained.add(c.serverName);
       }
     }
-    this.certificates.replace(local, { defaultName: config.defaultCertificate, obtained });
+    // Without `default_certificate`, a client that names no known host gets the first configured
+    // one: not whichever ACME order happened to finish first.
+    const defaultName = config.defaultCertificate ?? config.certificates[0]?.serverName ?? null;
+    this.certificates.replace(local, { defaultName, obtained });
   }
 
   /** Serves the store's current certificates: a new HTTPS listener when they changed. */

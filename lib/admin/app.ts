@@ -12,10 +12,11 @@ import { adminGuard, secretRoute } from "./auth.ts";
 import { concatBytes } from "../bytes.ts";
 import { poolsView } from "./views.ts";
 import { LEVELS, parseLevel } from "../log.ts";
+import { MAX_CONFIG_FILE_BYTES } from "../config/files.ts";
 import { serveDashboard } from "./dashboard/serve.ts";
 
-/** Largest config accepted by PUT /api/config. */
-const MAX_CONFIG_BYTES = 1024 * 1024;
+/** Largest config accepted by PUT /api/config: as large as a config file may be. */
+const MAX_CONFIG_BYTES = MAX_CONFIG_FILE_BYTES;
 
 /** Builds the admin app for a running Strom. */
 export function createAdminApp(strom: Strom): Hono {

@@ -53,7 +53,9 @@ export const stickyCookie: StrategyFactory = {
       );
     }
     const secret = reader.string("secret", "");
-    const inner = parseInner(reader.raw("inner", true), reader.at("inner"));
+    // A missing `inner` is reported once, as missing (not also as an invalid strategy).
+    const raw = reader.raw("inner", true);
+    const inner = raw === undefined ? undefined : parseInner(raw, reader.at("inner"));
     return { cookieName, httpOnly, secure, sameSite, secret, inner };
   },
   create(options, deps, build): Strategy {

@@ -74,6 +74,10 @@ function warnAbout(
     warnings.push(
       `${at}: the certificate expired on ${loaded.notAfter.toISOString()}; clients refuse it`,
     );
+  } else if (loaded.notBefore.getTime() > now) {
+    warnings.push(
+      `${at}: the certificate is valid only from ${loaded.notBefore.toISOString()}; clients refuse it until then`,
+    );
   }
   if (IP_NAME.test(serverName)) {
     warnings.push(

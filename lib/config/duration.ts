@@ -68,7 +68,8 @@ function exactMs(value: unknown, path: string, problems: Problem[]): number | un
     const reader = new TableReader(value, path, problems);
     const before = problems.length;
     const secs = reader.int("secs");
-    const nanos = reader.int("nanos", { max: 999_999_999 });
+    // serde's Duration takes any u32 and carries whole seconds over (Duration::new).
+    const nanos = reader.int("nanos", { max: 4_294_967_295 });
     reader.finish();
     if (problems.length > before || secs === undefined || nanos === undefined) return null;
     return secs * 1000 + nanos / 1e6;

@@ -86,6 +86,8 @@ export async function readConfigText(path: string, shownAs = path): Promise<stri
 
 /** Reads, parses and validates a config file; relative paths in it resolve against its folder. */
 export async function loadConfigFile(path: string): Promise<LoadedConfig> {
+  // resolve("") is the working directory, which it would then try to read.
+  if (path === "") throw new ConfigError(path, [{ path: "", message: "the config path is empty" }]);
   const absolute = resolve(path);
   const text = await readConfigText(absolute, path); // named as given on the command line
   const origin = { source: path, baseDir: dirname(absolute) };

@@ -34,6 +34,10 @@ export function parseCertificate(certText: string, keyText: string): LoadedCerti
     return `invalid certificate: ${(e as Error).message}`;
   }
   const keyBlock = keyText.match(KEY_BLOCK)?.[0];
+  if (!keyBlock && /-----BEGIN ENCRYPTED PRIVATE KEY-----/.test(keyText)) {
+    return "the private key is encrypted, which Strom cannot use: decrypt it first " +
+      "(openssl pkey -in key.pem -out plain-key.pem)";
+  }
   if (!keyBlock) return "no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block in the key file";
   let keyPem: string;
   try {

@@ -14,6 +14,8 @@ import { ClientFrames, HANDSHAKE } from "../_helpers/websockets.ts";
 import tls from "node:tls";
 import { createLogger } from "../../lib/log.ts";
 import { resolvedLimitMessage } from "../../lib/tls/store.ts";
+import { parseCertificate } from "../../lib/tls/pem.ts";
+import { freePort } from "../_helpers/programs.ts";
 
 async function curl(args: string[]): Promise<string> {
   const out = await new Deno.Command("curl", {
@@ -485,5 +487,38 @@ Deno.test({
     const ok = await attempt("-tls1_2");
     assert.match(ok, /Protocol\s*:\s*TLSv1\.2/);
     assert.match(ok, /subject=.*a\.test/);
+  },
+});
+
+Deno.test({
+  name:
+    "without default_certificate, a client naming no known host gets the first configured certificate, ACME or not",
+  ignore: !hasOpenssl,
+  async fn() {
+    await using ca = await createCa();
+    const first = await ca.issue("first", ["first.test"]);
+    const second = await ca.issue("second", ["second.test"]);
+    const dir = await Deno.makeTempDir();
+    await using backend = startBackend();
+    // first.test comes from a CA that is not there: its certificate is put in as an order would.
+    await using lb = await startStrom(
+      HTTPS + poolToml([backend.address], { schemes: '["HTTPS"]' }) +
+        `[certificates."first.test"]\ntype = "ACME"\nstaging = false\nemail = "ops@example.com"\n` +
+        `persist_dir = "${dir}"\ndirectory_url = "https://127.0.0.1:${freePort()}/dir"\n\n` +
+        httpsConfig({ "second.test": second }),
+    );
+    const store = lb.strom.certificates;
+    assert.equal(store.resolve(null).cert, await Deno.readTextFile(second.cert), "none yet");
+    const obtained = parseCertificate(
+      await Deno.readTextFile(first.cert),
+      await Deno.readTextFile(first.key),
+    );
+    assert.ok(typeof obtained !== "string");
+    store.put("first.test", obtained);
+    // Before, the certificate that arrived first (second.test, read at start) stayed the default.
+    assert.equal(store.resolve(null).cert, obtained.certPem);
+    assert.equal(store.resolve("unknown.test").cert, obtained.certPem);
+    assert.equal(store.resolve("second.test").cert, await Deno.readTextFile(second.cert));
+    await Deno.remove(dir, { recursive: true });
   },
 });

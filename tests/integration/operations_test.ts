@@ -895,7 +895,7 @@ Deno.test("PUT /api/config: a bad file is refused with 422, a good one is writte
   const noToken = await put(lb.text, {});
   assert.equal(noToken.status, 401);
   await noToken.body?.cancel();
-  // Without Content-Length (chunked), a body past 1 MiB is refused as it arrives.
+  // Without Content-Length (chunked), a body past 8 MiB is refused as it arrives.
   let chunks = 0;
   const endless = new ReadableStream<Uint8Array>({
     pull: (controller) => {
@@ -942,6 +942,14 @@ Deno.test("PUT /api/config: a bad file is refused with 422, a good one is writte
   assert.deepEqual(await good.json(), { ok: true, generation: 2 });
   assert.equal(await Deno.readTextFile(lb.path), lb.text + "\n# edited\n");
   assert.equal(await Deno.readTextFile(`${lb.path}.bak`), lb.text);
+  // As large as a config file may be (8 MiB), not 1 MiB: a config that loads from its file can
+  // be put back as it was read.
+  const large = lb.text + "\n# edited\n" + "# a comment line to make it large\n".repeat(60_000);
+  const put2mb = await put(large);
+  assert.equal(put2mb.status, 200, `a ${large.length}-byte config`);
+  await put2mb.body?.cancel();
+  assert.equal(await Deno.readTextFile(lb.path), large);
+  await put(lb.text + "\n# edited\n").then((r) => r.body?.cancel());
   const hidden = await fetch(`${lb.adminUrl}/api/config`);
   assert.equal(hidden.status, 401, "the config holds secrets: reading it needs the token");
   await hidden.body?.cancel();
@@ -954,7 +962,7 @@ Deno.test("PUT /api/config: a bad file is refused with 422, a good one is writte
   assert.equal(text, lb.text + "\n# edited\n");
 
   const reload = await fetch(`${lb.adminUrl}/api/reload`, { method: "POST", headers: auth });
-  assert.deepEqual(await reload.json(), { ok: true, generation: 3 });
+  assert.deepEqual(await reload.json(), { ok: true, generation: 5 });
 
   // A blank config is valid (every default, no pool), but never what a reload means:
   // an empty upload, or a file caught mid-write, is refused and nothing changes.
@@ -974,6 +982,29 @@ Deno.test("PUT /api/config: a bad file is refused with 422, a good one is writte
   assert.deepEqual(await fromFile.json(), { ok: false, problems: [blankProblem], text: "" });
   assert.equal((await get(`${lb.url}/`)).status, 200, "the pool still serves");
   await Deno.remove(lb.dir, { recursive: true });
+});
+
+Deno.test({
+  name: "a reload of a config given as a pipe, which cannot be read again, says so",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    await using a = startBackend();
+    const dir = await Deno.makeTempDir();
+    const fifo = `${dir}/strom.toml`;
+    assert.ok((await new Deno.Command("mkfifo", { args: [fifo] }).output()).success);
+    await using lb = await startStrom(poolToml([a.address]), {
+      source: { source: fifo, baseDir: dir },
+    });
+    const reloading = lb.strom.reload();
+    (await Deno.open(fifo, { write: true })).close(); // what a pipe gives once it is spent
+    const result = await reloading;
+    assert.equal(result.ok, false);
+    assert.match(
+      JSON.stringify(result),
+      /the config is not a file \(a pipe\?\) and gave nothing when read again/,
+    );
+    await Deno.remove(dir, { recursive: true });
+  },
 });
 
 Deno.test("the admin API answers a method a path does not take with 405 and Allow", async () => {

@@ -6,7 +6,8 @@ import type { Problem } from "../../lib/config/errors.ts";
 import { createCa, hasOpenssl } from "../_helpers/certs.ts";
 
 Deno.test({
-  name: "a Local certificate that is expired, for other names, or under an IP is warned about",
+  name:
+    "a Local certificate that is expired or not yet valid, for other names, or under an IP is warned about",
   ignore: !hasOpenssl,
   async fn() {
     await using ca = await createCa();
@@ -31,6 +32,11 @@ Deno.test({
     assert.match(
       check({ "a.test": local("a") }, later).warnings[0],
       /expired on .*; clients refuse it/,
+    );
+    const earlier = Date.now() - 86_400_000; // a day before the certificate was made
+    assert.match(
+      check({ "a.test": local("a") }, earlier).warnings[0],
+      /valid only from .*; clients refuse it until then/,
     );
     assert.deepEqual(check({ "b.test": local("a") }).warnings, [
       'certificates."b.test": the certificate is for a.test, not b.test; clients asking for b.test refuse it',

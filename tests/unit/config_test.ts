@@ -1219,3 +1219,29 @@ Deno.test("parseConfig() reads StickyCookie's same_site as RustStrom's example w
     "backend_pools[0].strategy.StickyCookie.same_site: expected a string, found a table",
   ]);
 });
+
+Deno.test("config problems found by a probe: each said once, no password shown, serde's durations", async () => {
+  // A password in a backend address without a scheme is hidden too.
+  const password = problemsOf(POOL.replace('"127.0.0.1:8080"', '"user:hunter2@127.0.0.1:8080"'));
+  assert.equal(password.length, 1);
+  assert.ok(!password[0].includes("hunter2"), password[0]);
+  assert.match(password[0], /"user:\*\*\*@127\.0\.0\.1:8080"/);
+  // A StickyCookie without `inner`: missing, said once.
+  assert.deepEqual(
+    problemsOf(POOL.replace(
+      "strategy = { RoundRobin = {} }",
+      'strategy = { StickyCookie = { cookie_name = "lb", http_only = true, secure = false, same_site = "Lax" } }',
+    )),
+    ["backend_pools[0].strategy.StickyCookie.inner: missing required key"],
+  );
+  // serde's Duration carries whole seconds out of `nanos`, as RustStrom read it.
+  const config = parseConfig(
+    POOL + "[backend_pools.client]\npool_idle_timeout = { secs = 0, nanos = 1500000000 }\n",
+    origin,
+  );
+  assert.equal(config.pools[0].client.poolIdleTimeoutMs, 1500);
+  // An empty config path is said to be one (it read the working directory before).
+  const empty = await loadConfigFile("").then(() => null, (e) => e);
+  assert.ok(empty instanceof ConfigError);
+  assert.deepEqual(empty.problems.map((p) => p.message), ["the config path is empty"]);
+});

@@ -137,6 +137,8 @@ Deno.test("withPasswordHidden() hides the password up to the last @, so no part 
     ["redis://:pa/ss@host:6379", "redis://:***@host:6379"],
     ["redis://:pa#ss@host:6379", "redis://:***@host:6379"],
     ["redis::pw@host", "redis::***@host"],
+    // No scheme (a backend address): "user:" is no scheme.
+    ["user:hunter2@127.0.0.1:8080", "user:***@127.0.0.1:8080"],
     // Nothing to hide.
     ["redis://127.0.0.1:6379/1", "redis://127.0.0.1:6379/1"],
     ["redis://user@host:6379", "redis://user@host:6379"],

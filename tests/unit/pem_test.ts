@@ -53,3 +53,27 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "parseCertificate() says that an encrypted key is encrypted",
+  ignore: !hasOpenssl,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "strom-pem-" });
+    try {
+      await selfSigned(dir, "plain", ["-newkey", "rsa:2048"]);
+      const out = await new Deno.Command("openssl", {
+        args: ["pkcs8", "-topk8", "-in", "plain.key", "-out", "locked.key", "-passout", "pass:x"],
+        cwd: dir,
+        stderr: "piped",
+      }).output();
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      const problem = parseCertificate(
+        Deno.readTextFileSync(`${dir}/plain.crt`),
+        Deno.readTextFileSync(`${dir}/locked.key`),
+      );
+      assert.match(String(problem), /^the private key is encrypted/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
