@@ -86,7 +86,9 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
   };
   const refused = (request: Request, remote: Deno.NetAddr, response: Response) => {
     const tracker = new RequestTracker(options.observers, request, plainIp(remote.hostname));
-    tracker.path = splitTarget(request, options.arrival).target;
+    const target = splitTarget(request, options.arrival);
+    tracker.path = target.target;
+    if (target.authorityOnly) tracker.protocol = "HTTP/2.0";
     identified(request, remote, tracker, options.runtime());
     tracker.answered(response);
   };
@@ -112,6 +114,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
     const runtime = options.runtime();
     const target = splitTarget(request, options.arrival);
     tracker.path = target.target;
+    if (target.authorityOnly) tracker.protocol = "HTTP/2.0";
     // First, so that Strom's own refusals (400, 404, 501) log the client trusted proxies name.
     const client = identified(request, remote, tracker, runtime);
     // CONNECT asks for a tunnel, which a reverse proxy does not open (RustStrom could crash on it).

@@ -27,6 +27,11 @@ export class RequestTracker {
   #tried: string | null = null;
   #attempts = 0;
   path = "";
+  /**
+   * As the access log writes it. Deno does not say which HTTP version a request
+   * came in; one with `:authority` and no Host is HTTP/2 (HTTP/1.1 requires Host).
+   */
+  protocol: "HTTP/1.1" | "HTTP/2.0" = "HTTP/1.1";
   requestId: string | null = null;
   /** Strom gave up waiting for the backend (request_timeout): its own 504, not a backend's. */
   timedOut = false;
@@ -114,7 +119,7 @@ export class RequestTracker {
       client: this.#client,
       method: this.#request.method,
       path: this.path,
-      protocol: "HTTP/1.1",
+      protocol: this.protocol,
       status: this.status,
       bytesIn: this.bytesIn,
       bytesOut: this.#bytesOut,

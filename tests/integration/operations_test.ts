@@ -1,6 +1,7 @@
 // Metrics, access log, hot reload and the admin API.
 
 import assert from "node:assert/strict";
+import http2 from "node:http2";
 import { rawExchange } from "../_helpers/raw.ts";
 import { get, poolToml, startBackend, startStrom, waitFor } from "../_helpers/servers.ts";
 import * as N from "../../lib/metrics/names.ts";
@@ -89,11 +90,19 @@ Deno.test("the access log writes one JSON line per request with its fields", asy
   );
   await get(`${lb.url}/a?b=1`, { headers: { "user-agent": "test-agent" } });
   await get(`${lb.url}/post`, { method: "POST", body: "12345" });
+  // HTTP/2 (h2c), which sends :authority and no Host.
+  const h2 = http2.connect(lb.url);
+  await new Promise<void>((resolve, reject) => {
+    const stream = h2.request({ ":path": "/h2", ":authority": "a.test" });
+    stream.on("error", reject).on("end", resolve).resume();
+  });
+  h2.close();
   await lb.strom.shutdown(1000);
   const lines = (await Deno.readTextFile(`${dir}/access.log`)).trim().split("\n").map((l) =>
     JSON.parse(l)
   );
-  assert.equal(lines.length, 2);
+  assert.equal(lines.length, 3);
+  assert.deepEqual([lines[2].path, lines[2].protocol], ["/h2", "HTTP/2.0"]);
   assert.deepEqual(
     { ...lines[0], time: undefined, duration_ms: undefined },
     {
