@@ -35,7 +35,19 @@ export interface RelayOptions {
   readonly websockets: WebSocketRegistry;
   /** Called once when both legs are closed: message bytes from and to the client. */
   readonly onEnd: (bytesIn: number, bytesOut: number) => void;
+  /** Times the backend leg's keep-alive checks (the pool's Deadlines). */
+  readonly timers: { set(timeoutMs: number, onExpire: () => void): { cancel(): void } };
 }
+
+/**
+ * A backend leg that carried no message for this long gets a ping: pings from
+ * the client are answered by Deno, not relayed, so without them a quiet
+ * WebSocket looks idle to the backend and whatever stands between (nginx's
+ * 60 s `proxy_read_timeout`, a NAT, a cloud load balancer), which may cut it.
+ * A backend that then sends nothing at all for another interval, not even
+ * the pong, is taken for gone (a host that vanished leaves no TCP reset).
+ */
+export const BACKEND_KEEPALIVE_MS = 30_000;
 
 /** How long a closing leg may take to finish its close handshake, in ms. */
 const CLOSE_TIMEOUT_MS = 5_000;
@@ -79,6 +91,12 @@ class Relay {
   #unregister: () => void = () => {};
   #openTimer: ReturnType<typeof setTimeout> | undefined;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  #keepAlive: { cancel(): void } | null = null;
+  /** Since the last keep-alive check: a message went to the backend; anything came from it. */
+  #sentSinceCheck = false;
+  #heardSinceCheck = false;
+  /** A ping went out and nothing came back since. */
+  #awaitingPong = false;
   #bytesIn = 0;
   #bytesOut = 0;
 
@@ -104,6 +122,7 @@ class Relay {
       this.#o.metrics.websocketOpened();
       this.#unregister = this.#o.websockets.add((code, reason) => this.#closeBoth(code, reason));
       this.#readBackend();
+      this.#scheduleKeepAlive();
     };
     socket.onmessage = (event: MessageEvent<string | ArrayBuffer>) => this.#fromClient(event.data);
     socket.onclose = (event) => this.#clientClosed(event.code, event.reason, event.wasClean);
@@ -116,6 +135,7 @@ class Relay {
     if (this.#closeSent) return;
     const bytes = typeof data === "string" ? utf8.encode(data) : new Uint8Array(data);
     this.#bytesIn += bytes.length;
+    this.#sentSinceCheck = true;
     this.#send(typeof data === "string" ? OPCODE.text : OPCODE.binary, bytes);
   }
 
@@ -137,6 +157,8 @@ class Relay {
       while (true) {
         const { value, done } = await reader.read();
         if (done) break;
+        this.#heardSinceCheck = true;
+        this.#awaitingPong = false;
         for (const event of this.#decoder.push(value)) this.#fromBackend(event);
         this.#decoder.throwPending();
         if (this.#socket.bufferedAmount > CLIENT_HIGH_WATER) await this.#drained();
@@ -193,6 +215,34 @@ class Relay {
     while (socket.bufferedAmount > CLIENT_HIGH_WATER / 4 && socket.readyState === WebSocket.OPEN) {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
+  }
+
+  // Keeping the backend leg alive.
+
+  #scheduleKeepAlive(): void {
+    this.#keepAlive = this.#o.timers.set(BACKEND_KEEPALIVE_MS, () => this.#keepAliveCheck());
+  }
+
+  #keepAliveCheck(): void {
+    this.#keepAlive = null;
+    if (this.#ended || this.#closeSent || this.#backendDone) return;
+    if (this.#awaitingPong && !this.#heardSinceCheck) {
+      this.#o.log.info(
+        `Closing a WebSocket: ${this.#o.label} sent nothing, not even a pong, for ${
+          2 * BACKEND_KEEPALIVE_MS / 1000
+        } s`,
+      );
+      this.#closeClient(1011, "backend gone");
+      this.#clientDone = true; // the client's close handshake is not waited for
+      this.#closeBackendNow();
+      return;
+    }
+    if (!this.#sentSinceCheck && !this.#awaitingPong) {
+      this.#send(OPCODE.ping, new Uint8Array(0));
+      this.#awaitingPong = true;
+    }
+    this.#sentSinceCheck = this.#heardSinceCheck = false;
+    this.#scheduleKeepAlive();
   }
 
   // Closing.
@@ -279,6 +329,7 @@ class Relay {
     this.#ended = true;
     clearTimeout(this.#openTimer);
     clearTimeout(this.#closeTimer);
+    this.#keepAlive?.cancel();
     this.#unregister();
     if (this.#opened) this.#o.metrics.websocketClosed();
     this.#o.onEnd(this.#bytesIn, this.#bytesOut);

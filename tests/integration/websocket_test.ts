@@ -18,10 +18,11 @@ import {
 } from "../_helpers/websockets.ts";
 import * as N from "../../lib/metrics/names.ts";
 import { createLogger } from "../../lib/log.ts";
-import { captureLog } from "../_helpers/clock.ts";
+import { captureLog, ManualClock, nextTurn } from "../_helpers/clock.ts";
 import { closePayload, encodeFrame, OPCODE } from "../../lib/proxy/ws_frames.ts";
 import { concatBytes } from "../../lib/bytes.ts";
 import { StromProcess } from "../_helpers/process.ts";
+import { BACKEND_KEEPALIVE_MS } from "../../lib/proxy/ws_relay.ts";
 
 /** `ws://` URL of a Strom's HTTP listener. */
 function wsUrl(lb: { url: string }, path = "/"): string {
@@ -494,4 +495,43 @@ Deno.test({
     });
     await Deno.remove(path);
   },
+});
+
+Deno.test("a quiet backend leg gets pings, and a backend that answers nothing is let go", async () => {
+  const clock = new ManualClock();
+  const pings: number[] = [];
+  let answering = true;
+  let frames: ClientFrames | null = null;
+  await using raw = startRawBackend(async (conn, head) => {
+    await acceptUpgrade(conn, head);
+    frames = new ClientFrames(conn);
+    while (true) {
+      const frame = await frames.next();
+      if (frame === null) return;
+      if (frame.opcode === OPCODE.ping) {
+        pings.push(frame.payload.length);
+        if (answering) await conn.write(encodeFrame(OPCODE.pong, frame.payload, { mask: null }));
+      }
+      if (frame.opcode === OPCODE.close) return;
+    }
+  });
+  await using lb = await startStrom(poolToml([raw.address]), { deps: { clock } });
+  const client = await TestClient.open(wsUrl(lb));
+  await waitFor(() => frames !== null, "the backend's leg");
+  const tick = async (ms: number) => {
+    clock.advance(ms);
+    for (let i = 0; i < 5; i++) await nextTurn();
+  };
+  await tick(BACKEND_KEEPALIVE_MS);
+  await waitFor(() => pings.length === 1, "a ping after a quiet interval");
+  await tick(BACKEND_KEEPALIVE_MS);
+  await waitFor(() => pings.length === 2, "another, the pong having come");
+  assert.equal(lb.strom.websockets.count, 1, "still open");
+  // Now the backend stays silent: one more interval, and the relay ends.
+  answering = false;
+  await tick(BACKEND_KEEPALIVE_MS);
+  await waitFor(() => pings.length === 3, "a third ping");
+  await tick(BACKEND_KEEPALIVE_MS);
+  assert.deepEqual(await client.closed, { code: 1011, reason: "backend gone" });
+  await waitFor(() => lb.strom.websockets.count === 0, "the relay to end");
 });
