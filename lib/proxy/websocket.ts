@@ -241,7 +241,7 @@ function upgradeClient(
     backend: conn,
     label: `backend ${backend.id} in pool ${pool.config.name}`,
     openTimeoutMs: pool.config.requestTimeoutMs,
-    timers: pool.deadlines,
+    clock: pool.clock,
     log: exchange.log,
     metrics: exchange.metrics,
     websockets: exchange.websockets,

@@ -4,6 +4,7 @@
 // each leg negotiates (and answers) its own control frames. A relay holds only
 // its two sockets: a config reload does not touch it.
 
+import type { Clock } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import type { TrafficMetrics } from "../metrics/metrics.ts";
 import { describeNetError } from "../net/errors.ts";
@@ -35,8 +36,12 @@ export interface RelayOptions {
   readonly websockets: WebSocketRegistry;
   /** Called once when both legs are closed: message bytes from and to the client. */
   readonly onEnd: (bytesIn: number, bytesOut: number) => void;
-  /** Times the backend leg's keep-alive checks (the pool's Deadlines). */
-  readonly timers: { set(timeoutMs: number, onExpire: () => void): { cancel(): void } };
+  /**
+   * Times the backend leg's keep-alive checks: a timer per relay every 30 s,
+   * not the pool's Deadlines, whose 10 ms tick would run as long as any
+   * WebSocket is open.
+   */
+  readonly clock: Clock;
 }
 
 /**
@@ -91,7 +96,7 @@ class Relay {
   #unregister: () => void = () => {};
   #openTimer: ReturnType<typeof setTimeout> | undefined;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
-  #keepAlive: { cancel(): void } | null = null;
+  #keepAlive: number | null = null;
   /** Since the last keep-alive check: a message went to the backend; anything came from it. */
   #sentSinceCheck = false;
   #heardSinceCheck = false;
@@ -220,7 +225,7 @@ class Relay {
   // Keeping the backend leg alive.
 
   #scheduleKeepAlive(): void {
-    this.#keepAlive = this.#o.timers.set(BACKEND_KEEPALIVE_MS, () => this.#keepAliveCheck());
+    this.#keepAlive = this.#o.clock.setTimeout(() => this.#keepAliveCheck(), BACKEND_KEEPALIVE_MS);
   }
 
   #keepAliveCheck(): void {
@@ -329,7 +334,7 @@ class Relay {
     this.#ended = true;
     clearTimeout(this.#openTimer);
     clearTimeout(this.#closeTimer);
-    this.#keepAlive?.cancel();
+    if (this.#keepAlive !== null) this.#o.clock.clearTimeout(this.#keepAlive);
     this.#unregister();
     if (this.#opened) this.#o.metrics.websocketClosed();
     this.#o.onEnd(this.#bytesIn, this.#bytesOut);
