@@ -10,11 +10,19 @@ import { nextHealth, type ProbeResult } from "./state.ts";
 
 /**
  * Probes under way at once, over all pools; more wait for a turn (each one's
- * timeout starts when it runs). Many pools over the same backends otherwise
- * probe them all at the same moment: 3,000 probes of two backends took up to
- * 591 ms each, past the default 500 ms timeout, and took healthy backends out.
+ * timeout starts when it runs), pool by pool in turn. Many pools over the same
+ * backends otherwise probe them all at the same moment: 3,000 probes of two
+ * backends took up to 591 ms each, past the default 500 ms timeout, and took
+ * healthy backends out.
  */
 export const MAX_PROBES_AT_ONCE = 64;
+/**
+ * Probes of one pool under way at once: a pool of many backends that do not
+ * answer (each probe holding its turn for the whole `timeout`) leaves turns for
+ * the others. With one cap for all, such a pool held every turn, and a small
+ * pool's probes came 13 s apart instead of every 2 s.
+ */
+export const MAX_PROBES_PER_POOL = 16;
 
 /** What the monitor needs. */
 export interface MonitorOptions {
@@ -43,9 +51,10 @@ export class HealthMonitor {
   #runtime: Runtime | null = null;
   #timers = new Set<number>();
   #running = false;
-  /** Probes under way, and those waiting for a turn. */
+  /** Probes under way (in all, and by pool), and those waiting, by pool (in the order of turns). */
   #probing = 0;
-  readonly #waiting: (() => void)[] = [];
+  readonly #probingIn = new Map<string, number>();
+  readonly #waiting = new Map<string, (() => void)[]>();
   /** When each pool's last round started (by name: a reload carries pools by name). */
   readonly #roundStarted = new Map<string, number>();
 
@@ -147,8 +156,9 @@ export class HealthMonitor {
   /** Probes `backend` unless a probe of it is running already (then resolves with that one). */
   #check(pool: Pool, backend: Backend): Promise<void> {
     if (backend.probing) return backend.probing;
-    const probing = this.#inTurn(() =>
-      this.#probe(backend.address, pool.config.health, pool.config.client)
+    const probing = this.#inTurn(
+      pool.config.name,
+      () => this.#probe(backend.address, pool.config.health, pool.config.client),
     )
       .then((result) => this.#apply(pool, backend, result))
       .catch((e) => this.#log.error(`Health check of backend ${backend.id} failed: ${e}`))
@@ -157,16 +167,50 @@ export class HealthMonitor {
     return probing;
   }
 
-  /** Runs `probe` now if fewer than MAX_PROBES_AT_ONCE run, else when one ends. */
-  async #inTurn(probe: () => Promise<ProbeResult>): Promise<ProbeResult> {
-    if (this.#probing < MAX_PROBES_AT_ONCE) this.#probing++;
-    else await new Promise<void>((resolve) => this.#waiting.push(resolve)); // its turn handed over
+  /** Runs `probe` (of a backend of `pool`) now if the caps allow, else in turn. */
+  async #inTurn(pool: string, probe: () => Promise<ProbeResult>): Promise<ProbeResult> {
+    if (this.#mayStart(pool) && !this.#waiting.has(pool)) this.#started(pool);
+    else {
+      // Started by #startWaiting when its turn comes (counted then).
+      await new Promise<void>((resolve) => {
+        const queue = this.#waiting.get(pool);
+        if (queue) queue.push(resolve);
+        else this.#waiting.set(pool, [resolve]);
+      });
+    }
     try {
       return await probe();
     } finally {
-      const next = this.#waiting.shift();
-      if (next) next();
-      else this.#probing--;
+      this.#probing--;
+      this.#probingIn.set(pool, this.#probingIn.get(pool)! - 1);
+      this.#startWaiting();
+    }
+  }
+
+  #mayStart(pool: string): boolean {
+    return this.#probing < MAX_PROBES_AT_ONCE &&
+      (this.#probingIn.get(pool) ?? 0) < MAX_PROBES_PER_POOL;
+  }
+
+  #started(pool: string): void {
+    this.#probing++;
+    this.#probingIn.set(pool, (this.#probingIn.get(pool) ?? 0) + 1);
+  }
+
+  /** Starts waiting probes while the caps allow: a pool in line starts one, then goes to the back. */
+  #startWaiting(): void {
+    let tries = this.#waiting.size;
+    while (tries-- > 0 && this.#probing < MAX_PROBES_AT_ONCE) {
+      const [pool, queue] = this.#waiting.entries().next().value!;
+      this.#waiting.delete(pool);
+      if (!this.#mayStart(pool)) {
+        this.#waiting.set(pool, queue); // at its cap: the next pool's turn
+        continue;
+      }
+      this.#started(pool);
+      queue.shift()!();
+      if (queue.length > 0) this.#waiting.set(pool, queue);
+      tries = this.#waiting.size;
     }
   }
 

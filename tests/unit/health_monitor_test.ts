@@ -1,7 +1,11 @@
 // The health monitor against a real runtime, with an injected clock and probe.
 
 import assert from "node:assert/strict";
-import { HealthMonitor, MAX_PROBES_AT_ONCE } from "../../lib/health/monitor.ts";
+import {
+  HealthMonitor,
+  MAX_PROBES_AT_ONCE,
+  MAX_PROBES_PER_POOL,
+} from "../../lib/health/monitor.ts";
 import type { ProbeResult } from "../../lib/health/state.ts";
 import { parseConfig } from "../../lib/config/load.ts";
 import { defaultRuntimeDeps, Runtime } from "../../lib/runtime.ts";
@@ -207,26 +211,52 @@ function manyBackends(count: number, clock: ManualClock, previous?: Runtime) {
   });
 }
 
-Deno.test("at most MAX_PROBES_AT_ONCE probes run at once; the others wait for a turn", async () => {
+Deno.test("at most MAX_PROBES_AT_ONCE probes run at once, MAX_PROBES_PER_POOL of one pool; the others wait for a turn", async () => {
   const clock = new ManualClock();
-  const runtime = await manyBackends(MAX_PROBES_AT_ONCE + 36, clock);
-  const answers: ((r: ProbeResult) => void)[] = [];
+  // Five pools of 20 backends: 100 probes in a round.
+  const pools = Array.from({ length: 5 }, (_, p) => {
+    const addresses = Array.from({ length: 20 }, (_, i) => `"127.0.0.1:${p * 100 + i + 1}"`);
+    return CONFIG.replace('["127.0.0.1:1", "127.0.0.1:2"]', `[${addresses.join(", ")}]`);
+  });
+  const runtime = await Runtime.create(
+    parseConfig(`[health_interval]\ncheck_every = 10\n${pools.join("")}`, {
+      source: "<test>",
+      baseDir: ".",
+    }),
+    1,
+    { log: silentLogger, deps: { ...defaultRuntimeDeps, clock } },
+  );
+  const answers: { pool: number; answer: (r: ProbeResult) => void }[] = [];
   const monitor = new HealthMonitor({
     clock,
     log: silentLogger,
-    probe: () => new Promise((resolve) => answers.push(resolve)),
+    probe: (backend) =>
+      new Promise((answer) => answers.push({ pool: Math.floor(backend.port / 100), answer })),
   });
   monitor.watch(runtime);
   monitor.start();
+  const running = () => {
+    const byPool = [0, 0, 0, 0, 0];
+    for (const { pool } of answers.slice(done)) byPool[pool]++;
+    return byPool;
+  };
+  let done = 0;
   assert.equal(answers.length, MAX_PROBES_AT_ONCE);
-  answers[0](result(true));
-  for (let i = 0; i < 5; i++) await nextTurn();
-  assert.equal(answers.length, MAX_PROBES_AT_ONCE + 1, "one ended, one more runs");
-  for (let done = 1; done < MAX_PROBES_AT_ONCE + 36; done++) {
-    await waitTurns(() => answers.length > done);
-    answers[done](result(true));
+  assert.deepEqual(running(), [16, 16, 16, 16, 0]);
+  // Pools waiting take turns: the fifth pool starts within five probes' ends.
+  for (let i = 0; i < 5; i++) {
+    answers[done++].answer(result(true));
+    await waitTurns(() => answers.length === MAX_PROBES_AT_ONCE + done);
   }
-  await waitTurns(() => runtime.pools[0].backends.every((b) => b.health.verified));
+  assert.ok(running()[4] > 0, String(running()));
+  while (done < answers.length) {
+    answers[done++].answer(result(true));
+    for (let i = 0; i < 3; i++) await nextTurn();
+    assert.ok(answers.length - done <= MAX_PROBES_AT_ONCE);
+    assert.ok(running().every((n) => n <= MAX_PROBES_PER_POOL), String(running()));
+  }
+  assert.equal(answers.length, 100);
+  await waitTurns(() => runtime.pools.every((p) => p.backends.every((b) => b.health.verified)));
   monitor.stop();
   runtime.close();
 });
@@ -270,4 +300,40 @@ Deno.test("a reload keeps each pool's cadence of rounds, and probes new backends
   await waitTurns(() => grown.pools[0].backends.every((b) => b.health.verified));
   monitor.stop();
   grown.close();
+});
+
+Deno.test("a pool of slow probes does not hold another pool's probes back", async () => {
+  const clock = new ManualClock();
+  const dark = Array.from({ length: 100 }, (_, i) => `"127.0.0.1:${i + 1}"`);
+  const config = `[health_interval]\ncheck_every = 10\n` +
+    CONFIG.replace('["127.0.0.1:1", "127.0.0.1:2"]', `[${dark.join(", ")}]`) +
+    CONFIG.replace('["127.0.0.1:1", "127.0.0.1:2"]', '["127.0.0.1:999"]');
+  const runtime = await Runtime.create(parseConfig(config, { source: "<test>", baseDir: "." }), 1, {
+    log: silentLogger,
+    deps: { ...defaultRuntimeDeps, clock },
+  });
+  const hanging: ((r: ProbeResult) => void)[] = [];
+  let light = 0;
+  const monitor = new HealthMonitor({
+    clock,
+    log: silentLogger,
+    probe: (backend) => {
+      if (backend.port === 999) {
+        light++;
+        return Promise.resolve(result(true));
+      }
+      return new Promise((resolve) => hanging.push(resolve));
+    },
+  });
+  monitor.watch(runtime);
+  monitor.start();
+  // The slow pool holds its share of turns, no more: the other's probe runs at once.
+  assert.equal(hanging.length, MAX_PROBES_PER_POOL);
+  assert.equal(light, 1);
+  for (let i = 0; i < 5; i++) await nextTurn();
+  clock.advance(10_000); // the next round: the light pool is probed again, on time
+  await waitTurns(() => light === 2);
+  for (const answer of hanging.splice(0)) answer(result(false));
+  monitor.stop();
+  runtime.close();
 });
