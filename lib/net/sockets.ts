@@ -324,22 +324,38 @@ let lookups: ConnectionLookup | null | undefined;
  * Whether the client `peer` still has its connection to the listener bound
  * to `listener` open, as the kernel's table says (Linux: one sock_diag lookup
  * by the connection's four addresses, a hash lookup in the kernel, not a dump
- * of the table). "gone" once the client closed (CLOSE-WAIT) or reset it.
+ * of the table). "gone" once the client closed (CLOSE-WAIT) or reset it, or
+ * the connection left the table (Deno closes its side of a TLS connection
+ * whose client hung up, and may still hold the descriptor).
  * A listener bound to a wildcard address takes connections on any of the
- * host's addresses: each is tried, and a connection found on none is
- * "unknown" (one to another address of 127.0.0.0/8, say).
+ * host's addresses: each is tried; a connection found on none is looked for
+ * in a dump of the port's established connections (it may be on an address
+ * not tried, such as another of 127.0.0.0/8): the kernel walks its whole
+ * table then, which only clients that left (or came in on such an address)
+ * cost.
  */
-export function clientState(
+export async function clientState(
   listener: { readonly hostname: string; readonly port: number },
   peer: Deno.NetAddr,
-): ClientState {
+): Promise<ClientState> {
   if (lookups === undefined) {
     const libc = Deno.build.os === "linux" ? loadLibc() : "not Linux";
     lookups = typeof libc === "string" ? null : new ConnectionLookup(libc);
   }
   if (lookups === null) return "unknown";
+  let state: ClientState | "elsewhere";
   try {
-    return lookups.state(listener, peer);
+    state = lookups.state(listener, peer);
+  } catch {
+    return "unknown";
+  }
+  if (state !== "elsewhere") return state;
+  const table = openSocketTable();
+  const key = canonicalPeer(`${peer.hostname}|${peer.port}`);
+  if (typeof table === "string" || key === null) return "unknown";
+  try {
+    const established = await table.list(new Set([listener.port]));
+    return established.some((s) => s.peer === key) ? "connected" : "gone";
   } catch {
     return "unknown";
   }
@@ -524,7 +540,11 @@ class ConnectionLookup {
     this.#libc = libc;
   }
 
-  state(listener: { hostname: string; port: number }, peer: Deno.NetAddr): ClientState {
+  /** The state, or "elsewhere": on a wildcard address, found on none of the host's addresses. */
+  state(
+    listener: { hostname: string; port: number },
+    peer: Deno.NetAddr,
+  ): ClientState | "elsewhere" {
     const bound = ipBytes(listener.hostname);
     const peerIp = ipBytes(peer.hostname);
     if (bound === null || peerIp === null) return "unknown";
@@ -557,7 +577,7 @@ class ConnectionLookup {
         if (found === "none") continue;
         return found === TCP_ESTABLISHED ? "connected" : "gone";
       }
-      return wildcard ? "unknown" : "gone";
+      return wildcard ? "elsewhere" : "gone";
     } finally {
       this.#libc.close(fd);
     }

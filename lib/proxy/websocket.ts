@@ -36,7 +36,7 @@ export interface WebSocketExchange {
   /** The client's connection (lib/net/activity.ts): held busy while the WebSocket is open. */
   readonly peer: string;
   /** Whether the client is still connected, as the kernel says (lib/net/sockets.ts). */
-  readonly clientState: () => ClientState;
+  readonly clientState: () => Promise<ClientState>;
   /**
    * `send_timeout` and what ends a stalled client's connection, for the body of
    * an answer that refuses the upgrade (the pool's `read_timeout` applies too).
@@ -197,7 +197,7 @@ async function attemptUpgrade(
   // Deno 2.9.6 keeps the connection of a client that left while Strom waited for the backend
   // open for good once upgraded (its request signal never fires for an upgrade, and the
   // WebSocket never opens): the kernel is asked first (Linux; one lookup of that connection).
-  if (exchange.clientState() === "gone") {
+  if ((await exchange.clientState()) === "gone") {
     conn.close();
     settle();
     return { failure: "client-gone", reason: "the client left before its upgrade" };
