@@ -2,6 +2,7 @@
 // bind. Every option is validated at load; RustStrom dropped the middleware
 // (leaving the pool open) when one was missing or mistyped (spec §2.10.0).
 
+import { withPasswordHidden } from "../net/address.ts";
 import { HttpError, type MiddlewareSpec } from "./middleware.ts";
 import {
   basicAuthMiddleware,
@@ -27,16 +28,16 @@ export function checkLdapUrl(text: string): string | null {
   try {
     url = new URL(text);
   } catch { /* reported below */ }
+  // A password written in it is not repeated (problems reach logs and the API).
+  const shown = JSON.stringify(withPasswordHidden(text));
   if (url?.protocol === "ldapi:") {
-    return `unsupported LDAP address ${JSON.stringify(text)}: ldapi:// is not supported`;
+    return `unsupported LDAP address ${shown}: ldapi:// is not supported`;
   }
   if (
     url === null || (url.protocol !== "ldap:" && url.protocol !== "ldaps:") ||
     url.hostname === "" || (url.pathname !== "" && url.pathname !== "/")
   ) {
-    return `invalid LDAP address ${
-      JSON.stringify(text)
-    }: expected "ldap://host:port" or "ldaps://host:port"`;
+    return `invalid LDAP address ${shown}: expected "ldap://host:port" or "ldaps://host:port"`;
   }
   return null;
 }

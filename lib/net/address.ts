@@ -269,15 +269,11 @@ export function withPasswordHidden(text: string): string {
   // The user information ends at the last "@" (as URL parsers read it: a password may hold
   // "@"). The last of the whole text, not of a parsed authority: a password with an unescaped
   // "/", "?" or "#" makes the URL invalid, and the config problem that says so must not show it.
-  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:(\/\/)?/.exec(text);
+  // After `scheme://`. Without "//" (`user:secret@host`, a backend address, whose "user:" only
+  // looks like a scheme), from the first colon: more may be hidden, never part of a password.
+  const start = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(text)?.[0].length ?? 0;
   const at = text.lastIndexOf("@");
-  // After the scheme; or, for `user:secret@host` (a backend address), whose "user:" only looks
-  // like one, from the start.
-  for (const start of scheme?.[1] ? [scheme[0].length] : [scheme?.[0].length ?? 0, 0]) {
-    const colon = text.indexOf(":", start);
-    if (at >= start && colon >= 0 && colon < at) {
-      return `${text.slice(0, colon)}:***${text.slice(at)}`;
-    }
-  }
-  return text; // no password
+  const colon = text.indexOf(":", start);
+  if (at < start || colon < 0 || colon > at) return text; // no password
+  return `${text.slice(0, colon)}:***${text.slice(at)}`;
 }

@@ -34,7 +34,10 @@ export function parseCertificate(certText: string, keyText: string): LoadedCerti
     return `invalid certificate: ${(e as Error).message}`;
   }
   const keyBlock = keyText.match(KEY_BLOCK)?.[0];
-  if (!keyBlock && /-----BEGIN ENCRYPTED PRIVATE KEY-----/.test(keyText)) {
+  // PKCS#8 (`ENCRYPTED PRIVATE KEY`), or the traditional form `openssl rsa -aes256` writes.
+  const encrypted = /-----BEGIN ENCRYPTED PRIVATE KEY-----/.test(keyText) ||
+    (keyBlock !== undefined && /^Proc-Type: 4,ENCRYPTED/m.test(keyBlock));
+  if (encrypted) {
     return "the private key is encrypted, which Strom cannot use: decrypt it first " +
       "(openssl pkey -in key.pem -out plain-key.pem)";
   }

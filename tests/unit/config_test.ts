@@ -416,6 +416,21 @@ Deno.test("parseConfig() validates Authentication options", () => {
       `${MW}.Authentication.bind_password: is empty: a bind without a password is refused by LDAP servers`,
     ],
   );
+  // A password in an address the check refuses is not repeated (problems reach logs and the API).
+  for (
+    const address of [
+      "ldap://cn=admin:TopSecret1@127.0.0.1:389/dc=example",
+      "ldapi://u:TopSecret1@x",
+    ]
+  ) {
+    const problems = middlewareProblems(
+      "Authentication",
+      base + `ldap_address = "${address}"\nrdn_identifier = "uid"`,
+    );
+    assert.equal(problems.length, 1);
+    assert.ok(!problems[0].includes("TopSecret1"), problems[0]);
+    assert.match(problems[0], /:\*\*\*@/);
+  }
 });
 
 Deno.test("parseConfig() reads error pages and htpasswd files at load, relative to the config", () => {

@@ -136,9 +136,11 @@ Deno.test("withPasswordHidden() hides the password up to the last @, so no part 
     // Unescaped "/", "?" or "#" in a password: not a valid URL, hidden all the same.
     ["redis://:pa/ss@host:6379", "redis://:***@host:6379"],
     ["redis://:pa#ss@host:6379", "redis://:***@host:6379"],
-    ["redis::pw@host", "redis::***@host"],
-    // No scheme (a backend address): "user:" is no scheme.
+    // Without "//", from the first colon: `user:` is no scheme (a backend address).
+    ["redis::pw@host", "redis:***@host"],
     ["user:hunter2@127.0.0.1:8080", "user:***@127.0.0.1:8080"],
+    ["user:sec:ret@127.0.0.1:8080", "user:***@127.0.0.1:8080"],
+    ["admin:p@ss:w@host", "admin:***@host"],
     // Nothing to hide.
     ["redis://127.0.0.1:6379/1", "redis://127.0.0.1:6379/1"],
     ["redis://user@host:6379", "redis://user@host:6379"],

@@ -72,6 +72,22 @@ Deno.test({
         Deno.readTextFileSync(`${dir}/locked.key`),
       );
       assert.match(String(problem), /^the private key is encrypted/);
+      // The traditional form (`Proc-Type: 4,ENCRYPTED` in an RSA PRIVATE KEY block) too.
+      const traditional = await new Deno.Command("openssl", {
+        args: ["rsa", "-in", "plain.key", "-aes256", "-traditional", "-out", "old.key"]
+          .concat(["-passout", "pass:x"]),
+        cwd: dir,
+        stderr: "piped",
+      }).output();
+      assert.ok(traditional.success, new TextDecoder().decode(traditional.stderr));
+      assert.match(Deno.readTextFileSync(`${dir}/old.key`), /Proc-Type: 4,ENCRYPTED/);
+      assert.match(
+        String(parseCertificate(
+          Deno.readTextFileSync(`${dir}/plain.crt`),
+          Deno.readTextFileSync(`${dir}/old.key`),
+        )),
+        /^the private key is encrypted/,
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
