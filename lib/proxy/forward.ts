@@ -318,9 +318,9 @@ interface AttemptFailure {
  * the abort event still comes (checked on Deno 2.9.6 with --unstable-no-legacy-abort).
  * Not an HTTP/2 stream reset before the signal is first read: its signal never
  * aborts (a probe: streams reset within 20 ms kept their backends busy for their
- * whole answer, logged as 200). So a request that may be HTTP/2 (any on the
- * HTTPS port, which offers h2; an h2c one, with `:authority` and no Host) is
- * watched from the start.
+ * whole answer, logged as 200). So an HTTP/2 request (`:authority` and no Host,
+ * as HTTP/2 clients send them; h2 over TLS or h2c) is watched from the start.
+ * Not every request on the HTTPS port: HTTP/1.1 over TLS does not need it.
  */
 const WATCH_CLIENT_AFTER_MS = 20;
 
@@ -399,7 +399,7 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
     pool.config.requestTimeoutMs,
     request,
     pool.deadlines,
-    options.scheme === "HTTPS" || target.authorityOnly,
+    target.authorityOnly,
   );
   let tried: Backend[] | null = null;
   try {
