@@ -10,6 +10,21 @@ export class BodyLengthMismatch extends Error {
   }
 }
 
+/**
+ * The mismatch, if `received` bytes (all of them once `done`) break the body's
+ * Content-Length (`declared`; null: none): more than it, or fewer at the end.
+ */
+export function lengthMismatch(
+  received: number,
+  declared: number | null,
+  done: boolean,
+): BodyLengthMismatch | null {
+  if (declared === null) return null;
+  return received > declared || (done && received !== declared)
+    ? new BodyLengthMismatch(received, declared)
+    : null;
+}
+
 /** The client's streamed body, for one attempt after another. */
 export class ClientBody {
   /** What attempts read; read it only through this. */
@@ -54,21 +69,16 @@ export class ClientBody {
           // Never a normal end: a reader still sending upstream would pass the cut body off
           // as whole (a chunked body ends with its last chunk).
           controller.error(new Error("the exchange ended before the client's body did"));
-        } else if (chunk.done) {
-          this.#ended = true;
-          if (declared !== null && this.bytes !== declared) {
-            this.failure = new BodyLengthMismatch(this.bytes, declared);
-            controller.error(this.failure);
-          } else controller.close();
         } else {
-          this.bytes += chunk.value.length;
-          if (declared !== null && this.bytes > declared) {
-            this.failure = new BodyLengthMismatch(this.bytes, declared);
-            controller.error(this.failure);
-            reader.cancel().catch(() => {});
-            return;
-          }
-          controller.enqueue(chunk.value);
+          if (chunk.done) this.#ended = true;
+          else this.bytes += chunk.value.length;
+          const mismatch = lengthMismatch(this.bytes, declared, chunk.done);
+          if (mismatch !== null) {
+            this.failure = mismatch;
+            controller.error(mismatch);
+            if (!chunk.done) reader.cancel().catch(() => {});
+          } else if (chunk.done) controller.close();
+          else controller.enqueue(chunk.value);
         }
       },
       cancel: (reason) => {

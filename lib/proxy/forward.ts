@@ -13,7 +13,7 @@ import type { WebSocketRegistry } from "./websockets.ts";
 import { plainIp } from "../net/address.ts";
 import { peerKey } from "../net/activity.ts";
 import { clientState, resetClient } from "../net/sockets.ts";
-import { BodyLengthMismatch, ClientBody } from "./client_body.ts";
+import { ClientBody, lengthMismatch } from "./client_body.ts";
 import { UpstreamError } from "../transport/transport.ts";
 import { loggable, matchingPath, removeDotSegments } from "./path.ts";
 import {
@@ -86,13 +86,19 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
   };
   const refused = (request: Request, remote: Deno.NetAddr, response: Response) => {
     const tracker = new RequestTracker(options.observers, request, plainIp(remote.hostname));
-    const target = splitTarget(request, options.arrival);
-    tracker.path = target.target;
-    if (target.authorityOnly) tracker.protocol = "HTTP/2.0";
+    tracked(request, tracker);
     identified(request, remote, tracker, options.runtime());
     tracker.answered(response);
   };
   return Object.assign(proxy, { refused });
+
+  /** The request's target, with its path and protocol told to `tracker` for the access log. */
+  function tracked(request: Request, tracker: RequestTracker): Target {
+    const target = splitTarget(request, options.arrival);
+    tracker.path = target.target;
+    if (target.authorityOnly) tracker.protocol = "HTTP/2.0";
+    return target;
+  }
 
   /** The client as trusted proxies name it, told to `tracker` at once: every answer logs it. */
   function identified(
@@ -112,9 +118,7 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
 
   async function handle(request: Request, remote: Deno.NetAddr, tracker: RequestTracker) {
     const runtime = options.runtime();
-    const target = splitTarget(request, options.arrival);
-    tracker.path = target.target;
-    if (target.authorityOnly) tracker.protocol = "HTTP/2.0";
+    const target = tracked(request, tracker);
     // First, so that Strom's own refusals (400, 404, 501) log the client trusted proxies name.
     const client = identified(request, remote, tracker, runtime);
     // CONNECT asks for a tunnel, which a reverse proxy does not open (RustStrom could crash on it).
@@ -562,9 +566,10 @@ async function readAll(
       const { done, value } = await reader.read();
       if (signal.aborted) throw new Error("aborted while reading the request body");
       if (!done) received += value.length;
-      if (received > declared || (done && received !== declared)) {
+      const mismatch = lengthMismatch(received, declared, done);
+      if (mismatch !== null) {
         reader.cancel().catch(() => {});
-        throw new BodyLengthMismatch(received, declared);
+        throw mismatch;
       }
       if (done) return concatBytes(parts);
       parts.push(value);
