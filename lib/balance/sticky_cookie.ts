@@ -90,8 +90,12 @@ export const stickyCookie: StrategyFactory = {
       pick(candidates, context) {
         const kept = bound(candidates, context.cookie);
         if (kept !== null) return kept;
+        // An inner StickyCookie (RustStrom allows one) sets its own cookie too: both are sent.
+        // A retry's pick replaces the cookies of the attempt before it.
+        context.setCookie = null;
         const chosen = inner.pick(candidates, context);
-        context.setCookie = `${name}=${tokenOf(chosen)}${attributes}`;
+        const own = `${name}=${tokenOf(chosen)}${attributes}`;
+        context.setCookie = context.setCookie === null ? own : `${context.setCookie}\n${own}`;
         return chosen;
       },
       observe: inner.observe && ((id, ms, failed) => inner.observe!(id, ms, failed)),

@@ -15,7 +15,7 @@ export interface PickContext {
   readonly clientIp: string;
   /** The request's `Cookie` header(s), joined with "; ", or null. */
   readonly cookie: string | null;
-  /** Set by a strategy that wants a `Set-Cookie` on the response. */
+  /** Set by a strategy that wants `Set-Cookie` on the response: one value per line ("\n"). */
   setCookie: string | null;
   /** True when the pick is for a retry, after an attempt on another backend failed. */
   retry?: boolean;

@@ -223,7 +223,11 @@ export function createProxy(options: ProxyOptions): ProxyHandler {
       : () => proxyToPool(pool, request, exchange);
     const response = await pool.chain(middleware, terminal);
     tracker.requestId = middleware.requestId;
-    if (context.setCookie !== null) response.headers.append("set-cookie", context.setCookie);
+    if (context.setCookie !== null) {
+      for (const cookie of context.setCookie.split("\n")) {
+        response.headers.append("set-cookie", cookie);
+      }
+    }
     return response;
   }
 }

@@ -134,6 +134,25 @@ Deno.test("StickyCookie sends a client back to the same backend", async () => {
   assert.notEqual(fresh.text, first.text, "a client without cookie gets the next backend");
 });
 
+Deno.test("a StickyCookie inside a StickyCookie sets both cookies", async () => {
+  await using a = startBackend();
+  await using b = startBackend();
+  const inner =
+    '{ StickyCookie = { cookie_name = "in", http_only = false, secure = false, same_site = "Lax", inner = "RoundRobin" } }';
+  await using lb = await startStrom(poolToml([a.address, b.address], {
+    strategy:
+      `{ StickyCookie = { cookie_name = "out", http_only = true, secure = false, same_site = "Lax", inner = ${inner} } }`,
+  }));
+  const first = await get(`${lb.url}/`);
+  const cookies = first.headers.getSetCookie();
+  assert.deepEqual(cookies.map((c) => c.split("=")[0]), ["in", "out"]);
+  assert.match(cookies[0], /^in=[\w-]+; Path=\/; SameSite=Lax$/);
+  // The inner cookie alone keeps the client too, and the outer one is set again.
+  const again = await get(`${lb.url}/`, { headers: { cookie: cookies[0].split(";")[0] } });
+  assert.equal(again.text, first.text);
+  assert.deepEqual(again.headers.getSetCookie(), [cookies[1]]);
+});
+
 Deno.test("LeastConnection steers away from a backend still busy with a request", async () => {
   const gate = Promise.withResolvers<void>();
   let slowHits = 0;

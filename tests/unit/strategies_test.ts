@@ -226,6 +226,21 @@ Deno.test("stickyCookie() re-picks with a fresh cookie when the remembered backe
   assert.ok(again.setCookie && again.setCookie !== first.setCookie);
 });
 
+Deno.test("stickyCookie() inside a stickyCookie: both cookies, replaced on a retry's pick", () => {
+  const inner = { StickyCookie: { ...STICKY.StickyCookie, cookie_name: "in" } };
+  const s = make({ StickyCookie: { ...STICKY.StickyCookie, inner } });
+  const all = candidates(3);
+  const c = context();
+  const first = s.pick(all, c);
+  const names = () => c.setCookie!.split("\n").map((v) => v.split("=")[0]);
+  assert.deepEqual(names(), ["in", "lb"]);
+  const before = c.setCookie;
+  c.retry = true;
+  s.pick(all.filter((b) => b !== first), c);
+  assert.deepEqual(names(), ["in", "lb"], "a retry's cookies replace the first attempt's");
+  assert.notEqual(c.setCookie, before);
+});
+
 Deno.test("stickyCookie() ignores cookies whose name only contains the configured name", () => {
   const s = make(STICKY);
   const all = candidates(3);
