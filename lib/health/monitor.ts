@@ -55,8 +55,11 @@ export class HealthMonitor {
   #probing = 0;
   readonly #probingIn = new Map<string, number>();
   readonly #waiting = new Map<string, (() => void)[]>();
-  /** When each pool's last round started (by name: a reload carries pools by name). */
-  readonly #roundStarted = new Map<string, number>();
+  /**
+   * When each pool's last round started, and what it checked (`checksOf`), by name: a reload
+   * carries pools by name.
+   */
+  readonly #roundStarted = new Map<string, { at: number; checks: string }>();
 
   constructor(options: MonitorOptions) {
     this.#clock = options.clock;
@@ -123,7 +126,8 @@ export class HealthMonitor {
    * Starts each pool's rounds. After a reload (`reloaded`), a pool whose
    * backends were all probed before keeps its cadence (its next round comes
    * an interval after its last one), so frequent reloads do not probe every
-   * backend each time; a pool with a backend never probed starts at once.
+   * backend each time; a pool with a backend never probed, or whose checks
+   * changed (a new path, expected status...), starts at once.
    */
   #scheduleRounds(reloaded: boolean): void {
     const runtime = this.#runtime;
@@ -136,19 +140,24 @@ export class HealthMonitor {
       const interval = this.#intervalMs(pool);
       if (interval <= 0) continue;
       const name = pool.config.name;
-      const round = async () => {
+      const checks = checksOf(pool);
+      // `fresh`: a probe under way may check what the config no longer asks; wait for it.
+      const round = async (fresh = false) => {
         const now = this.#clock.now();
-        this.#roundStarted.set(name, now);
-        await Promise.all(pool.backends.map((backend) => this.#check(pool, backend)));
+        this.#roundStarted.set(name, { at: now, checks });
+        await Promise.all(
+          pool.backends.map((b) => fresh ? this.#checkAfter(pool, b) : this.#check(pool, b)),
+        );
         if (!this.#running || this.#runtime !== runtime) return;
         this.#later(round, Math.max(0, interval - (this.#clock.now() - now)));
       };
       const last = this.#roundStarted.get(name);
       const known = pool.backends.every((backend) => backend.health.verified);
-      const wait = reloaded && last !== undefined && known
-        ? Math.max(0, interval - (this.#clock.now() - last))
+      const changed = last !== undefined && last.checks !== checks;
+      const wait = reloaded && last !== undefined && !changed && known
+        ? Math.max(0, interval - (this.#clock.now() - last.at))
         : 0;
-      if (wait === 0) round();
+      if (wait === 0) round(changed);
       else this.#later(round, wait);
     }
   }
@@ -309,4 +318,9 @@ export class HealthMonitor {
     for (const handle of this.#timers) this.#clock.clearTimeout(handle);
     this.#timers.clear();
   }
+}
+
+/** What a pool's probes check and with which CAs, as a comparable string (the interval aside). */
+function checksOf(pool: Pool): string {
+  return JSON.stringify([{ ...pool.config.health, intervalMs: null }, pool.config.client.caCerts]);
 }

@@ -200,10 +200,10 @@ Deno.test("a probe under way when a reload turns checks off changes nothing", as
 });
 
 /** A runtime of one pool over `count` backends, checked every 10 s, on `clock`. */
-function manyBackends(count: number, clock: ManualClock, previous?: Runtime) {
+function manyBackends(count: number, clock: ManualClock, previous?: Runtime, extra = "") {
   const addresses = Array.from({ length: count }, (_, i) => `"127.0.0.1:${i + 1}"`).join(", ");
   const config = `[health_interval]\ncheck_every = 10\n` +
-    CONFIG.replace('["127.0.0.1:1", "127.0.0.1:2"]', `[${addresses}]`);
+    CONFIG.replace('["127.0.0.1:1", "127.0.0.1:2"]', `[${addresses}]`) + extra;
   return Runtime.create(parseConfig(config, { source: "<test>", baseDir: "." }), 1, {
     log: silentLogger,
     deps: { ...defaultRuntimeDeps, clock },
@@ -300,6 +300,36 @@ Deno.test("a reload keeps each pool's cadence of rounds, and probes new backends
   await waitTurns(() => grown.pools[0].backends.every((b) => b.health.verified));
   monitor.stop();
   grown.close();
+});
+
+Deno.test("a reload that changes a pool's checks (its path) probes the pool at once", async () => {
+  const clock = new ManualClock();
+  const first = await manyBackends(2, clock);
+  const paths: string[] = [];
+  const monitor = new HealthMonitor({
+    clock,
+    log: silentLogger,
+    probe: (_backend, health) => {
+      paths.push(health.path);
+      return Promise.resolve(result(true));
+    },
+  });
+  monitor.watch(first);
+  monitor.start();
+  // Reloaded while the first probes are under way: they are followed by fresh ones.
+  await waitTurns(() => paths.length === 2);
+  clock.advance(1000);
+  const changed = await manyBackends(
+    2,
+    clock,
+    first,
+    '[backend_pools.health_config]\npath = "/ready"\n',
+  );
+  monitor.watch(changed);
+  await waitTurns(() => paths.length === 4);
+  assert.deepEqual(paths, ["/", "/", "/ready", "/ready"]);
+  monitor.stop();
+  changed.close();
 });
 
 Deno.test("a pool of slow probes does not hold another pool's probes back", async () => {
