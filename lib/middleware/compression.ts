@@ -7,7 +7,7 @@ import type { Transform } from "node:stream";
 import type { Clock } from "../clock.ts";
 import { nodeZlib } from "../node_builtins.ts";
 import { shownValue } from "../config/fields.ts";
-import { HttpError, type MiddlewareSpec } from "./middleware.ts";
+import { HttpError, type MiddlewareSpec, StreamedBytes, withStreamedBytes } from "./middleware.ts";
 import { type Coding, CODINGS, negotiate } from "./accept_encoding.ts";
 
 /** Options: `min_size` bytes (default 1024), `encodings` in preference order, `skip_types`. */
@@ -102,15 +102,16 @@ export const compression: MiddlewareSpec<CompressionOptions> = {
       const size = length === null ? NaN : Number(length);
       if (size <= ONE_SHOT_LIMIT) return await compressWhole(response, coding);
       markEncoded(headers, coding);
+      const count = new StreamedBytes();
       const body = pullThrough(response.body, compressor(coding, size || 0), {
         flushKind: loadCompressors()[coding].flushKind,
         clock: deps.clock,
+        count,
       });
-      return new Response(body, {
-        status: response.status,
-        statusText: response.statusText,
-        headers,
-      });
+      return withStreamedBytes(
+        new Response(body, { status: response.status, statusText: response.statusText, headers }),
+        count,
+      );
     };
   },
 };
@@ -137,6 +138,7 @@ async function compressWhole(response: Response, coding: Coding): Promise<Respon
   const output = compressBytes(coding, input);
   if (output.length >= input.length) return new Response(input, { status, statusText, headers });
   markEncoded(headers, coding);
+  headers.set("content-length", String(output.length)); // what the access log counts
   return new Response(output, { status, statusText, headers });
 }
 
@@ -274,9 +276,9 @@ const IDLE = Symbol("idle");
 export function pullThrough(
   source: ReadableStream<Uint8Array>,
   compressor: Compressor,
-  options: { readonly flushKind: number; readonly clock: Clock },
+  options: { readonly flushKind: number; readonly clock: Clock; readonly count?: StreamedBytes },
 ): ReadableStream<Uint8Array> {
-  const { flushKind, clock } = options;
+  const { flushKind, clock, count } = options;
   const reader = source.getReader();
   /** The next chunk, asked for and not yet written. */
   let next: Promise<ReadableStreamReadResult<Uint8Array>> | null = null;
@@ -317,43 +319,58 @@ export function pullThrough(
   });
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
-      while (true) {
-        if (failure) throw failure;
-        const out: Uint8Array | null = compressor.read();
-        if (out !== null) {
-          return controller.enqueue(new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
-        }
-        if (finished) return controller.close();
-        // State is checked again after every event, so none is missed between check and wait.
-        if (busy || ended) {
-          await nextEvent();
-          continue;
-        }
-        next ??= reader.read();
-        const result = unflushed ? await idleOr(next) : await next;
-        if (result === IDLE) {
-          unflushed = false;
-          busy = true;
-          compressor.flush(flushKind, done);
-          continue;
-        }
-        next = null;
-        const { value, done: last } = result;
-        if (last) {
-          ended = true;
-          compressor.end();
-          continue;
-        }
-        busy = true;
-        compressor.write(value, done);
-        unflushed = true;
+      try {
+        await pullOnce(controller);
+      } catch (e) {
+        count?.end();
+        throw e;
       }
     },
     cancel(reason) {
+      count?.end();
       compressor.destroy();
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
+
+  async function pullOnce(controller: ReadableStreamDefaultController<Uint8Array>) {
+    while (true) {
+      if (failure) throw failure;
+      const out: Uint8Array | null = compressor.read();
+      if (out !== null) {
+        if (count) count.bytes += out.byteLength;
+        return controller.enqueue(new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
+      }
+      if (finished) {
+        controller.close();
+        count?.end();
+        return;
+      }
+      // State is checked again after every event, so none is missed between check and wait.
+      if (busy || ended) {
+        await nextEvent();
+        continue;
+      }
+      next ??= reader.read();
+      const result = unflushed ? await idleOr(next) : await next;
+      if (result === IDLE) {
+        unflushed = false;
+        busy = true;
+        compressor.flush(flushKind, done);
+        continue;
+      }
+      next = null;
+      const { value, done: last } = result;
+      if (last) {
+        ended = true;
+        compressor.end();
+        continue;
+      }
+      busy = true;
+      compressor.write(value, done);
+      unflushed = true;
+    }
+  }
 }
 
 /** `bytes` compressed with `coding` in one call. */

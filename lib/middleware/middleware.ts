@@ -147,3 +147,42 @@ export function compose(
   };
   return Object.assign(run, { close });
 }
+
+/**
+ * The bytes of a body a middleware streams in place of the backend's (Compression's), counted as
+ * they are handed out, for the access log's `bytes_out` and `strom_bytes_transferred_total`.
+ * Bodies that come whole are counted from their Content-Length instead.
+ */
+export class StreamedBytes {
+  bytes = 0;
+  #ended = false;
+  #onEnd: ((bytes: number) => void) | null = null;
+
+  /** The body is done: it ended, failed or was cancelled. */
+  end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const onEnd = this.#onEnd;
+    this.#onEnd = null;
+    onEnd?.(this.bytes);
+  }
+
+  /** Calls `onEnd` with the count once the body is done (at once if it is). */
+  whenEnded(onEnd: (bytes: number) => void): void {
+    if (this.#ended) onEnd(this.bytes);
+    else this.#onEnd = onEnd;
+  }
+}
+
+const streamedBytes = new WeakMap<Response, StreamedBytes>();
+
+/** Marks `response` as one whose body `count` counts; returns it. */
+export function withStreamedBytes(response: Response, count: StreamedBytes): Response {
+  streamedBytes.set(response, count);
+  return response;
+}
+
+/** The count of a body made by a middleware (withStreamedBytes), if it is one. */
+export function streamedBytesOf(response: Response): StreamedBytes | undefined {
+  return streamedBytes.get(response);
+}

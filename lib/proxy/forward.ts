@@ -637,6 +637,7 @@ async function attemptOnce(
     });
     responded = true;
     tracker.backend = backend.id;
+    tracker.backendAnswer = response;
     if (endedWith >= 0) tracker.ended(endedWith);
     const tookMs = performance.now() - started;
     exchange.options.observers.metrics.backendAnswered(backend.id, tookMs / 1000);

@@ -3,6 +3,7 @@
 
 import type { AccessLog } from "../access_log.ts";
 import type { TrafficMetrics } from "../metrics/metrics.ts";
+import { streamedBytesOf } from "../middleware/middleware.ts";
 
 /** Where finished requests are reported. */
 export interface Observers {
@@ -23,6 +24,11 @@ export class RequestTracker {
   pool: string | null = null;
   /** The backend whose answer the client gets (null: Strom's own answer). */
   backend: string | null = null;
+  /**
+   * The backend's answer as the transport made it: its body's bytes are the transport's count
+   * (`ended`). A middleware may answer with another one instead (Compression, CustomErrorPages).
+   */
+  backendAnswer: Response | null = null;
   /** The backend of the last attempt, answered or not (the access log's `backend`, as nginx's $upstream_addr). */
   #tried: string | null = null;
   #attempts = 0;
@@ -39,6 +45,10 @@ export class RequestTracker {
   /** A streamed request body, whose bytes so far are `bytesIn` at the end (null: use `bytesIn`). */
   inBody: { readonly bytes: number } | null = null;
   #bytesOut = 0;
+  /** The bytes of the backend's body the transport handed out, once it is done (-1: not yet). */
+  #backendBytes = -1;
+  /** Whether the client gets the backend's answer as the transport made it. */
+  #passedOn = false;
   #answered = false;
   #ended = false;
   /** Referer and User-Agent copied by keepHeaders(), or null to read them at the end. */
@@ -82,20 +92,32 @@ export class RequestTracker {
       this.pool === null ? null : seconds,
       this.timedOut,
     );
-    // Strom's own answers (no backend) end now; a backend's when its transport says so.
+    // The bytes that go to the client: the transport's count of the backend's body when that
+    // is what the client gets; else those of the answer Strom or a middleware made.
     // (Never touch response.body here: that would turn a byte body into a stream.)
-    if (this.backend === null && !this.#ended) {
-      this.#ended = true;
-      // A HEAD answer announces its length but sends no body; a client gone (499) gets nothing.
-      this.#bytesOut = this.#request.method === "HEAD" || this.status === 499
-        ? 0
-        : Number(response.headers.get("content-length") ?? 0) || 0;
+    if (this.backend !== null && response === this.backendAnswer) {
+      this.#passedOn = true;
+      if (this.#backendBytes >= 0) this.#end(this.#backendBytes);
+      return;
     }
-    this.#finish();
+    // A HEAD answer announces its length but sends no body; a client gone (499) gets nothing.
+    if (this.#request.method === "HEAD" || this.status === 499) return this.#end(0);
+    const streamed = streamedBytesOf(response);
+    if (streamed !== undefined) return streamed.whenEnded((bytes) => this.#end(bytes));
+    this.#end(Number(response.headers.get("content-length") ?? 0) || 0);
   }
 
-  /** The response body is done (or was abandoned) after `bytes` bytes. */
+  /**
+   * The backend's body is done (or was abandoned) after `bytes` bytes: the count when the
+   * client gets that body.
+   */
   ended(bytes: number): void {
+    if (this.#backendBytes >= 0) return;
+    this.#backendBytes = bytes;
+    if (this.#passedOn) this.#end(bytes);
+  }
+
+  #end(bytes: number): void {
     if (this.#ended) return;
     this.#ended = true;
     this.#bytesOut = bytes;

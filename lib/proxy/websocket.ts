@@ -252,6 +252,7 @@ function upgradeClient(
       tracker.ended(bytesOut);
     },
   });
+  tracker.backendAnswer = upgraded.response;
   return upgraded.response;
 }
 
@@ -271,5 +272,7 @@ function passThrough(
     settle();
     tracker.ended(bytes);
   };
-  return conn.response(answer, done, stall);
+  const response = conn.response(answer, done, stall);
+  tracker.backendAnswer = response;
+  return response;
 }

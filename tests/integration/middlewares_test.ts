@@ -74,11 +74,14 @@ errors = [502]
 });
 
 /** Sends a gzip-accepting GET to `lb` and splits the raw answer into head text and body bytes. */
-async function rawGzipGet(lb: { url: string }): Promise<{ head: string; body: Uint8Array }> {
+async function rawGzipGet(
+  lb: { url: string },
+  path = "/",
+): Promise<{ head: string; body: Uint8Array }> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(lb.url).port) });
   await conn.write(
     new TextEncoder().encode(
-      "GET / HTTP/1.1\r\nHost: a.com\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+      `GET ${path} HTTP/1.1\r\nHost: a.com\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n`,
     ),
   );
   const bytes = new Uint8Array(await new Response(conn.readable).arrayBuffer());
@@ -126,6 +129,46 @@ Deno.test("Compression streams a backend answer of unknown length, chunked", asy
   assert.match(head, /\r\ncontent-encoding: gzip\r\n/i);
   assert.match(head, /\r\ntransfer-encoding: chunked\r\n/i);
   assert.equal(new TextDecoder().decode(gunzipSync(dechunk(body))), part.repeat(3));
+});
+
+Deno.test("bytes_out counts what the client got: a compressed answer, a custom error page", async () => {
+  await using files = await fixtures();
+  await Deno.writeTextFile(`${files.dir}/pages/404.html`, "gone\n");
+  const big = "<p>compress me</p>".repeat(8000); // 144 KB: compressed as a stream
+  await using backend = startBackend((request) => {
+    const path = new URL(request.url).pathname;
+    if (path === "/missing") return new Response("x".repeat(1900), { status: 404 });
+    return new Response(path === "/big" ? big : big.slice(0, 9000), {
+      headers: { "content-type": "text/html" },
+    });
+  });
+  const log = `${files.dir}/access.log`;
+  await using lb = await startStrom(
+    `[access_log]\nformat = "json"\npath = "${log}"\n` +
+      withMiddlewares(
+        backend.address,
+        `[backend_pools.middlewares.Compression]
+[backend_pools.middlewares.CustomErrorPages]
+location = "${files.dir}/pages"
+errors = [404]
+`,
+      ),
+  );
+  const received: number[] = [];
+  for (const path of ["/big", "/small", "/missing"]) {
+    const { head, body } = await rawGzipGet(lb, path);
+    received.push(
+      /\r\ntransfer-encoding: chunked/i.test(head) ? dechunk(body).length : body.length,
+    );
+  }
+  assert.ok(received[0] < big.length / 10 && received[1] < 9000 / 10, received.join(" "));
+  assert.equal(received[2], 5);
+  const metrics = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+  await lb.strom.shutdown(1000);
+  const lines = (await Deno.readTextFile(log)).trim().split("\n").map((l) => JSON.parse(l));
+  assert.deepEqual(lines.map((l) => l.bytes_out), received);
+  const out = /bytes_transferred_total\{direction="out"\} (\d+)/.exec(metrics)?.[1];
+  assert.equal(Number(out), received[0] + received[1] + received[2]);
 });
 
 /** Decodes a chunked body. */
