@@ -308,7 +308,8 @@ function hostTerm(arg: Token, lexer: Lexer): Matcher {
   // fully qualified `a.com.` names the same host as `a.com`, as the request's Host does below.
   const written = parts[1].replace(/[A-Z]+/g, (upper) => upper.toLowerCase());
   const name = written.length > 1 && written.endsWith(".") ? written.slice(0, -1) : written;
-  const port = parts[2] ?? "";
+  // Ports compare as numbers: `a.com:08080` is port 8080 to URL parsers, and must not slip past.
+  const port = parts[2] === undefined ? "" : String(Number(parts[2]));
   if (name === ".") lexer.remark(`Host(${quote(arg.text)}) never matches: a Host names a host`);
   if (/[!$&'()*+,;=]/.test(name)) {
     lexer.remark(`Host(${quote(arg.text)}) never matches: Strom answers 400 to such a Host`);
@@ -319,8 +320,21 @@ function hostTerm(arg: Token, lexer: Lexer): Matcher {
     if (nameEnd(host, end) !== name.length || !startsWithLowercase(host, name)) return false;
     if (end === host.length) return port === "" || port === request.defaultPort;
     if (host.charCodeAt(end) !== COLON) return false;
-    return port === "" || (host.length === end + 1 + port.length && host.endsWith(port));
+    return port === "" || portAt(host, end + 1) === Number(port);
   }, new Set([name]));
+}
+
+/** The port the digits from `start` to the end of `text` make, or -1 (not digits, or too big). */
+function portAt(text: string, start: number): number {
+  if (start === text.length) return -1;
+  let n = 0;
+  for (let i = start; i < text.length; i++) {
+    const digit = text.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    n = n * 10 + digit;
+    if (n > 65535) return -1;
+  }
+  return n;
 }
 
 /**

@@ -88,6 +88,14 @@ Deno.test("compileMatcher() matches a Host() with a port only on that port", () 
   assert.equal(matches("Host('example.com:8080')", { host: "Example.Com:8080" }), true);
   assert.equal(matches("Host('example.com:8080')", { host: "example.com" }), false);
   assert.equal(matches("Host('example.com:8080')", { host: "example.com:80" }), false);
+  // Ports compare as numbers, as URL parsers read them: a leading zero does not slip past.
+  for (const host of ["example.com:08080", "example.com:0008080"]) {
+    assert.equal(matches("Host('example.com:8080')", { host }), true, host);
+  }
+  assert.equal(matches("Host('example.com:08080')", { host: "example.com:8080" }), true);
+  for (const host of ["example.com:80800", "example.com:", "example.com:8080x"]) {
+    assert.equal(matches("Host('example.com:8080')", { host }), false, host);
+  }
   assert.equal(matches("Host('example.com:80')", { host: "example.com:8080" }), false);
   assert.equal(matches("Host('example.com:80')", { host: "example.com:800" }), false);
   // A Host without a port has the scheme's default one.
