@@ -613,10 +613,12 @@ async function attemptOnce(
   let finished = false;
   let responded = false;
   let endedWith = -1;
-  const finish = (bytes: number) => {
+  const finish = (bytes: number, broke?: string) => {
     if (finished) return;
     finished = true;
     backend.inFlight--;
+    // A body that broke off after its headers is the backend's failure, as a refused connect is.
+    if (broke !== undefined) pool.reportOutcome(backend, true, `answer body broke off: ${broke}`);
     // An attempt that read from the body ends the upload with it (no other may send it).
     if (body instanceof ClientBody && body.touched) body.abandon();
     if (responded) tracker.ended(bytes);

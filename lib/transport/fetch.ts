@@ -171,16 +171,16 @@ function classify(e: unknown): UpstreamError {
 function trackBody(
   body: ReadableStream<Uint8Array>,
   backend: string,
-  onEnd: (bytes: number) => void,
-  { stallTimeoutMs, onStall, readTimeoutMs }: StallOptions,
+  onEnd: (bytes: number, broke?: string) => void,
+  { stallTimeoutMs, onStall, readTimeoutMs, signal }: StallOptions & { signal: AbortSignal },
 ): ReadableStream<Uint8Array> {
   const reader = body.getReader();
   let bytes = 0;
   let ended = false;
-  const done = (n: number) => {
+  const done = (n: number, broke?: string) => {
     if (!ended) {
       ended = true;
-      onEnd(n);
+      onEnd(n, broke);
     }
   };
   let controller!: ReadableStreamDefaultController<Uint8Array>;
@@ -191,7 +191,7 @@ function trackBody(
     onStall?.();
   });
   const silent = new ReadTimer(readTimeoutMs, (error) => {
-    done(bytes);
+    done(bytes, error.message);
     reader.cancel(error).catch(() => {});
     controller.error(new BackendBodyBroke(backend, error.message));
   });
@@ -215,13 +215,14 @@ function trackBody(
         }
       } catch (e) {
         silent.disarm();
-        done(bytes);
         // Deno's client says "error reading a body from connection"; a cause, when given, says why.
         const reason = !(e instanceof Error)
           ? String(e)
           : e.cause instanceof Error
           ? e.cause.message
           : e.message;
+        // Aborted (the client left, the request timed out): not the backend's failure.
+        done(bytes, signal.aborted ? undefined : reason);
         controller.error(new BackendBodyBroke(backend, reason));
       }
     },

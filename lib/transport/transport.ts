@@ -21,9 +21,11 @@ export interface UpstreamRequest extends StallOptions {
   /**
    * Called exactly once when the exchange is over (the response body ended,
    * failed or was cancelled, or `send` rejected), with the body bytes the
-   * client was given.
+   * client was given; `broke` says why, when the backend's body broke off
+   * after its headers (closed early, malformed, silent past read_timeout), not
+   * when the client left or stopped reading.
    */
-  readonly onEnd: (bodyBytes: number) => void;
+  readonly onEnd: (bodyBytes: number, broke?: string) => void;
 }
 
 /** Why an upstream exchange failed. */

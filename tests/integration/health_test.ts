@@ -597,3 +597,50 @@ Deno.test("strom_backend_available says which backends get new requests, as /api
     assert.equal(view.available, available === "1", `${address} in /api/pools`);
   }
 });
+
+Deno.test("an answer whose body breaks off counts as the backend's failure and ejects it", async () => {
+  await using cut = startRawBackend(async (conn) => {
+    // Announces 100,000 bytes, sends 10 and closes.
+    await conn.write(new TextEncoder().encode("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"));
+    await conn.write(new Uint8Array(10));
+  });
+  await using fine = startBackend(() => new Response("fine"));
+  await using lb = await startStrom(
+    poolToml([cut.address, fine.address], {
+      extra:
+        `[backend_pools.outlier_detection]\nconsecutive_failures = 1\nbase_ejection_time = "60s"`,
+    }),
+  );
+  // Round-robin: one of the first two requests reaches the cutting backend, and is cut.
+  const texts = await Promise.all(
+    [0, 1].map(() => get(`${lb.url}/`).then((r) => r.text, () => null)),
+  );
+  assert.deepEqual(texts.filter((t) => t === "fine").length, 1, texts.join(","));
+  const cutBackend = lb.strom.runtime.pools[0].backends[0];
+  await waitFor(() => cutBackend.outlier.ejected, "the cutting backend's ejection");
+  const metrics = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+  assert.ok(metrics.includes(`backend_failures_total{backend="${cut.address}"} 1\n`), metrics);
+  for (let i = 0; i < 4; i++) assert.equal((await get(`${lb.url}/`)).text, "fine");
+});
+
+Deno.test("a client that leaves in the middle of a body is no failure of the backend", async () => {
+  await using endless = startBackend(() =>
+    new Response(
+      new ReadableStream({ pull: (c) => c.enqueue(new Uint8Array(1024)) }, { highWaterMark: 0 }),
+    )
+  );
+  await using lb = await startStrom(
+    poolToml([endless.address], {
+      extra: `[backend_pools.outlier_detection]\nconsecutive_failures = 1`,
+    }),
+  );
+  for (let i = 0; i < 3; i++) {
+    const abort = new AbortController();
+    const response = await fetch(`${lb.url}/`, { signal: abort.signal });
+    await response.body!.getReader().read();
+    abort.abort();
+  }
+  const [backend] = lb.strom.runtime.pools[0].backends;
+  await waitFor(() => backend.inFlight === 0, "the three answers to end");
+  assert.deepEqual([backend.failures, backend.outlier.ejected], [0, false]);
+});

@@ -324,11 +324,12 @@ export class Connection {
   /**
    * The client's response for an answer `head` read on this connection: no body,
    * the body already buffered (the common small answer, no stream), or a stream.
-   * `done(reusable, bytes)` is called once, when the body is over.
+   * `done(reusable, bytes, broke)` is called once, when the body is over (`broke`: why the
+   * backend's body broke off, if it did).
    */
   response(
     head: ResponseHead,
-    done: (reusable: boolean, bytes: number) => void,
+    done: (reusable: boolean, bytes: number, broke?: string) => void,
     stall: StallOptions = {},
   ): Response {
     if (head.framing.kind === "none") {
@@ -365,22 +366,23 @@ export class Connection {
   }
 
   /**
-   * The body as a stream. `done(reusable, bytes)` is called once: reusable
-   * when the body ended cleanly and the connection can carry another request.
+   * The body as a stream. `done(reusable, bytes, broke)` is called once: reusable
+   * when the body ended cleanly and the connection can carry another request;
+   * `broke` says why the backend's body broke off, if it did.
    */
   bodyStream(
     framing: Framing,
-    done: (reusable: boolean, bytes: number) => void,
+    done: (reusable: boolean, bytes: number, broke?: string) => void,
     { stallTimeoutMs, onStall, readTimeoutMs }: StallOptions = {},
   ): ReadableStream<Uint8Array> {
     let remaining = framing.kind === "length" ? framing.length : Infinity;
     let chunkLeft = 0;
     let finished = false;
     let bytes = 0;
-    const finish = (reusable: boolean) => {
+    const finish = (reusable: boolean, broke?: string) => {
       if (!finished) {
         finished = true;
-        done(reusable, bytes);
+        done(reusable, bytes, broke);
       }
     };
     const next = async (): Promise<Uint8Array | null> => {
@@ -419,7 +421,7 @@ export class Connection {
       onStall?.();
     });
     const silent = new ReadTimer(readTimeoutMs, (error) => {
-      finish(false);
+      finish(false, error.message);
       this.close(); // fails the read under way
       controller.error(new BackendBodyBroke(this.#backend, error.message));
     });
@@ -443,9 +445,9 @@ export class Connection {
           }
         } catch (e) {
           silent.disarm();
-          finish(false);
           // Headers are sent by now: the client's connection is cut, and the listener logs it.
           const reason = e instanceof Error ? e.message : String(e);
+          finish(false, reason);
           controller.error(new BackendBodyBroke(this.#backend, reason));
         }
       },

@@ -156,10 +156,10 @@ async function exchange(
     throw new ProtocolError("unexpected 101 Switching Protocols");
   }
   let released = false;
-  const release = (clean: boolean, bytes: number) => {
+  const release = (clean: boolean, bytes: number, broke?: string) => {
     released = true;
     pool.release(conn, clean && head.keepAlive && bodyWritten);
-    request.onEnd(bytes);
+    request.onEnd(bytes, broke);
   };
   try {
     return conn.response(head, release, request);
