@@ -613,16 +613,33 @@ async function attemptOnce(
   let finished = false;
   let responded = false;
   let endedWith = -1;
+  /** A 5xx that outlier detection counts (`count_5xx`). */
+  let failedStatus = 0;
+  /** Why the answer's body broke off after its headers, if it did. */
+  let broken: string | undefined;
+  // The outcome is told once the answer is over: a body that broke off after its headers is the
+  // backend's failure, as a refused connect is (told at the headers, the success would have
+  // reset the count of failures in a row each time: never an ejection).
+  const tellOutcome = () => {
+    if (broken !== undefined) pool.reportOutcome(backend, true, `answer body broke off: ${broken}`);
+    else {pool.reportOutcome(
+        backend,
+        failedStatus !== 0,
+        failedStatus ? `status ${failedStatus}` : "",
+      );}
+  };
   const finish = (bytes: number, broke?: string) => {
     if (finished) return;
     finished = true;
     backend.inFlight--;
-    // A body that broke off after its headers is the backend's failure, as a refused connect is.
-    if (broke !== undefined) pool.reportOutcome(backend, true, `answer body broke off: ${broke}`);
+    broken = broke;
     // An attempt that read from the body ends the upload with it (no other may send it).
     if (body instanceof ClientBody && body.touched) body.abandon();
-    if (responded) tracker.ended(bytes);
-    else endedWith = bytes;
+    if (!responded) endedWith = bytes;
+    else {
+      tracker.ended(bytes);
+      tellOutcome();
+    }
   };
   try {
     const response = await pool.transport.send(backend.address, {
@@ -640,13 +657,15 @@ async function attemptOnce(
     responded = true;
     tracker.backend = backend.id;
     tracker.backendAnswer = response;
-    if (endedWith >= 0) tracker.ended(endedWith);
     const tookMs = performance.now() - started;
     exchange.options.observers.metrics.backendAnswered(backend.id, tookMs / 1000);
     // A backend that answers every request at once with 500 must not look fastest.
     pool.strategy.observe?.(backend.id, tookMs, response.status >= 500);
-    const failed = pool.config.outlier.count5xx && response.status >= 500;
-    pool.reportOutcome(backend, failed, failed ? `status ${response.status}` : "");
+    if (pool.config.outlier.count5xx && response.status >= 500) failedStatus = response.status;
+    if (endedWith >= 0) {
+      tracker.ended(endedWith);
+      tellOutcome();
+    }
     return response;
   } catch (error) {
     finish(0);

@@ -598,7 +598,7 @@ Deno.test("strom_backend_available says which backends get new requests, as /api
   }
 });
 
-Deno.test("an answer whose body breaks off counts as the backend's failure and ejects it", async () => {
+Deno.test("answers whose bodies break off count as the backend's failures and eject it", async () => {
   await using cut = startRawBackend(async (conn) => {
     // Announces 100,000 bytes, sends 10 and closes.
     await conn.write(new TextEncoder().encode("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"));
@@ -608,18 +608,20 @@ Deno.test("an answer whose body breaks off counts as the backend's failure and e
   await using lb = await startStrom(
     poolToml([cut.address, fine.address], {
       extra:
-        `[backend_pools.outlier_detection]\nconsecutive_failures = 1\nbase_ejection_time = "60s"`,
+        `[backend_pools.outlier_detection]\nconsecutive_failures = 3\nbase_ejection_time = "60s"`,
     }),
   );
-  // Round-robin: one of the first two requests reaches the cutting backend, and is cut.
-  const texts = await Promise.all(
-    [0, 1].map(() => get(`${lb.url}/`).then((r) => r.text, () => null)),
-  );
-  assert.deepEqual(texts.filter((t) => t === "fine").length, 1, texts.join(","));
+  // Round-robin: three of the first six requests reach the cutting backend, and are cut.
   const cutBackend = lb.strom.runtime.pools[0].backends[0];
-  await waitFor(() => cutBackend.outlier.ejected, "the cutting backend's ejection");
+  const texts = [];
+  for (let i = 0; i < 6; i++) {
+    texts.push(await get(`${lb.url}/`).then((r) => r.text, () => null));
+    await waitFor(() => cutBackend.inFlight === 0, "the answer's end");
+  }
+  assert.deepEqual(texts.filter((t) => t === "fine").length, 3, texts.join(","));
+  assert.ok(cutBackend.outlier.ejected, "out after three cut answers in a row");
   const metrics = await (await fetch(`${lb.adminUrl}/metrics`)).text();
-  assert.ok(metrics.includes(`backend_failures_total{backend="${cut.address}"} 1\n`), metrics);
+  assert.ok(metrics.includes(`backend_failures_total{backend="${cut.address}"} 3\n`), metrics);
   for (let i = 0; i < 4; i++) assert.equal((await get(`${lb.url}/`)).text, "fine");
 });
 
