@@ -49,8 +49,10 @@ export interface RelayOptions {
  * the client are answered by Deno, not relayed, so without them a quiet
  * WebSocket looks idle to the backend and whatever stands between (nginx's
  * 60 s `proxy_read_timeout`, a NAT, a cloud load balancer), which may cut it.
- * A backend that then sends nothing at all for another interval, not even
- * the pong, is taken for gone (a host that vanished leaves no TCP reset).
+ * A backend that then sends nothing at all for another interval after the ping
+ * went out, not even the pong, is taken for gone (a host that vanished leaves
+ * no TCP reset). Not while Strom stops reading it for a slow client: the pong
+ * may wait unread then.
  */
 export const BACKEND_KEEPALIVE_MS = 30_000;
 
@@ -100,8 +102,13 @@ class Relay {
   /** Since the last keep-alive check: a message went to the backend; anything came from it. */
   #sentSinceCheck = false;
   #heardSinceCheck = false;
-  /** A ping went out and nothing came back since. */
+  /** A ping is queued behind frames not yet written to the backend. */
+  #pinging = false;
+  /** A ping went out (at `#pingSentAt`) and nothing came back since. */
   #awaitingPong = false;
+  #pingSentAt = 0;
+  /** Backend reads are paused until the client takes what waits for it. */
+  #readsPaused = false;
   #bytesIn = 0;
   #bytesOut = 0;
 
@@ -166,7 +173,12 @@ class Relay {
         this.#awaitingPong = false;
         for (const event of this.#decoder.push(value)) this.#fromBackend(event);
         this.#decoder.throwPending();
-        if (this.#socket.bufferedAmount > CLIENT_HIGH_WATER) await this.#drained();
+        if (this.#socket.bufferedAmount > CLIENT_HIGH_WATER) {
+          this.#readsPaused = true;
+          await this.#drained();
+          this.#readsPaused = false;
+          this.#heardSinceCheck = true; // it had more to say than the client could take
+        }
       }
     } catch (e) {
       if (e instanceof WebSocketProtocolError) {
@@ -231,23 +243,37 @@ class Relay {
   #keepAliveCheck(): void {
     this.#keepAlive = null;
     if (this.#ended || this.#closeSent || this.#backendDone) return;
-    if (this.#awaitingPong && !this.#heardSinceCheck) {
+    const waited = this.#o.clock.now() - this.#pingSentAt;
+    // Half an interval at least since the ping went out: a check comes every interval, and the
+    // ping goes out some milliseconds after the check that sent it.
+    if (
+      this.#awaitingPong && !this.#heardSinceCheck && !this.#readsPaused &&
+      waited >= BACKEND_KEEPALIVE_MS / 2
+    ) {
       this.#o.log.info(
-        `Closing a WebSocket: ${this.#o.label} sent nothing, not even a pong, for ${
-          2 * BACKEND_KEEPALIVE_MS / 1000
-        } s`,
+        `Closing a WebSocket: ${this.#o.label} sent nothing, not even a pong, in the ${
+          Math.round(waited / 1000)
+        } s since a ping`,
       );
       this.#closeClient(1011, "backend gone");
       this.#clientDone = true; // the client's close handshake is not waited for
       this.#closeBackendNow();
       return;
     }
-    if (!this.#sentSinceCheck && !this.#awaitingPong) {
-      this.#send(OPCODE.ping, new Uint8Array(0));
-      this.#awaitingPong = true;
-    }
+    if (!this.#sentSinceCheck && !this.#awaitingPong && !this.#pinging) this.#ping();
     this.#sentSinceCheck = this.#heardSinceCheck = false;
     this.#scheduleKeepAlive();
+  }
+
+  /** Pings the backend; its answer is awaited from when the ping is written, not queued. */
+  #ping(): void {
+    this.#pinging = true;
+    this.#send(OPCODE.ping, new Uint8Array(0));
+    this.#writes.then(() => {
+      this.#pinging = false;
+      this.#awaitingPong = true;
+      this.#pingSentAt = this.#o.clock.now();
+    });
   }
 
   // Closing.
