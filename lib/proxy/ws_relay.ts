@@ -260,7 +260,10 @@ class Relay {
       this.#closeBackendNow();
       return;
     }
-    if (!this.#sentSinceCheck && !this.#awaitingPong && !this.#pinging) this.#ping();
+    // A quiet leg gets a ping (for whatever stands between), and so does a backend that said
+    // nothing while its client talked (it may have vanished: writes go on into the void).
+    const quiet = !this.#sentSinceCheck || !this.#heardSinceCheck;
+    if (quiet && !this.#awaitingPong && !this.#pinging) this.#ping();
     this.#sentSinceCheck = this.#heardSinceCheck = false;
     this.#scheduleKeepAlive();
   }

@@ -140,3 +140,13 @@ Deno.test("a ping queued behind a message the backend is still reading starts no
   await tick(clock, BACKEND_KEEPALIVE_MS); // no pong an interval after the ping went out
   assert.deepEqual(client.closed, { code: 1011, reason: "backend gone" });
 });
+
+Deno.test("a backend that says nothing while its client talks is pinged, and let go without a pong", async () => {
+  const { client, backend, clock } = relay();
+  for (let i = 0; i < 3 && client.closed === null; i++) {
+    client.onmessage!({ data: "still here?" });
+    await tick(clock, BACKEND_KEEPALIVE_MS);
+  }
+  assert.ok(backend.opcodes.includes(OPCODE.ping), "pinged though the client talked");
+  assert.deepEqual(client.closed, { code: 1011, reason: "backend gone" });
+});
