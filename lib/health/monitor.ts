@@ -112,6 +112,17 @@ export class HealthMonitor {
     await Promise.all(pool.backends.map((backend) => this.#checkAfter(pool, backend)));
   }
 
+  /**
+   * A probe by checks a reload changed: after the one running now if any, and deciding at once,
+   * as a backend's first probe does (the state so far answered other checks; a path fixed by
+   * the reload must not keep a backend out for `healthy_after` rounds).
+   */
+  async #checkAnew(pool: Pool, backend: Backend): Promise<void> {
+    while (backend.probing) await backend.probing;
+    backend.health = { ...backend.health, verified: false };
+    await this.#check(pool, backend);
+  }
+
   /** A fresh probe of `backend`, after the one running now if any. */
   async #checkAfter(pool: Pool, backend: Backend): Promise<void> {
     while (backend.probing) await backend.probing;
@@ -146,7 +157,7 @@ export class HealthMonitor {
         const now = this.#clock.now();
         this.#roundStarted.set(name, { at: now, checks });
         await Promise.all(
-          pool.backends.map((b) => fresh ? this.#checkAfter(pool, b) : this.#check(pool, b)),
+          pool.backends.map((b) => fresh ? this.#checkAnew(pool, b) : this.#check(pool, b)),
         );
         if (!this.#running || this.#runtime !== runtime) return;
         this.#later(round, Math.max(0, interval - (this.#clock.now() - now)));

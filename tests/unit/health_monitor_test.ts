@@ -332,6 +332,33 @@ Deno.test("a reload that changes a pool's checks (its path) probes the pool at o
   changed.close();
 });
 
+Deno.test("the first probe by changed checks decides at once, as a new backend's does", async () => {
+  const clock = new ManualClock();
+  const first = await manyBackends(1, clock);
+  const monitor = new HealthMonitor({
+    clock,
+    log: silentLogger,
+    probe: (_backend, health) => Promise.resolve(result(health.path === "/ready")),
+  });
+  monitor.watch(first);
+  monitor.start();
+  const backend = first.pools[0].backends[0];
+  await waitTurns(() => backend.health.status === "Unresponsive"); // "/" fails
+  const fixed = await manyBackends(
+    1,
+    clock,
+    first,
+    '[backend_pools.health_config]\npath = "/ready"\n',
+  );
+  monitor.watch(fixed);
+  const carried = fixed.pools[0].backends[0];
+  assert.equal(carried, backend);
+  // One passing probe by the new path, not healthy_after = 2 rounds (10 s apart) of them.
+  await waitTurns(() => carried.health.status === "Healthy");
+  monitor.stop();
+  fixed.close();
+});
+
 Deno.test("a pool of slow probes does not hold another pool's probes back", async () => {
   const clock = new ManualClock();
   const dark = Array.from({ length: 100 }, (_, i) => `"127.0.0.1:${i + 1}"`);
