@@ -34,9 +34,17 @@ export class StromProcess implements AsyncDisposable {
   #reading: Promise<void>;
   #stopReading = new AbortController();
 
-  /** `wrapper` runs Deno through another program, e.g. `["prlimit", "--nofile=100"]`. */
-  constructor(args: string[], env: Record<string, string> = {}, wrapper: string[] = []) {
-    const command = [...wrapper, Deno.execPath(), "run", ...DENO_FLAGS, MAIN, ...args];
+  /**
+   * `wrapper` runs Deno through another program, e.g. `["prlimit", "--nofile=100"]`; `flags`
+   * replace Strom's Deno flags (as someone running `deno run -A main.ts` by hand gives them).
+   */
+  constructor(
+    args: string[],
+    env: Record<string, string> = {},
+    wrapper: string[] = [],
+    flags: readonly string[] = DENO_FLAGS,
+  ) {
+    const command = [...wrapper, Deno.execPath(), "run", ...flags, MAIN, ...args];
     this.child = new Deno.Command(command[0], {
       args: command.slice(1),
       env: { NO_COLOR: "1", ...env },

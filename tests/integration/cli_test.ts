@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { runStrom, StromProcess } from "../_helpers/process.ts";
 import { get, poolToml, startBackend, waitFor } from "../_helpers/servers.ts";
 import { VERSION } from "../../lib/version.ts";
+import { createCa, hasOpenssl } from "../_helpers/certs.ts";
 
 async function configFile(text: string): Promise<string> {
   const path = await Deno.makeTempFile({ suffix: ".toml" });
@@ -305,4 +306,25 @@ Deno.test("saving the config again unchanged retries a listener that could not m
   } finally {
     await Deno.remove(path);
   }
+});
+
+Deno.test({
+  name:
+    "`deno run -A main.ts` by hand serves HTTPS: deno.json turns on the unstable APIs Strom needs",
+  ignore: !hasOpenssl,
+  async fn() {
+    // Without --unstable-net, Deno ended the process (exit code 70) at the HTTPS listener's
+    // SO_REUSEPORT, with only its own message.
+    await using ca = await createCa();
+    const { cert, key } = await ca.issue("site", ["a.test"]);
+    const path = `${ca.dir}/strom.toml`;
+    await Deno.writeTextFile(
+      path,
+      `http_address = "127.0.0.1:0"\nhttps_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"
+[certificates."a.test"]\ntype = "Local"\ncertificate_path = "${cert}"\nprivate_key_path = "${key}"
+` + poolToml(["127.0.0.1:9"]),
+    );
+    await using strom = new StromProcess(["-c", path], {}, [], ["-A"]);
+    await strom.waitForLine(/\(https_address, port \d+\)/);
+  },
 });
