@@ -249,3 +249,120 @@ Deno.test("the http1 transport passes a 205 on without its Content-Length", asyn
     backend.close();
   }
 });
+
+/**
+ * A backend whose connections each answer one request, and close at the next one without an
+ * answer: the keep-alive race (the backend closed the idle connection as the request came),
+ * made certain. Counts the requests it answered and those it dropped.
+ */
+function answeringOnce() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const counts = { answered: 0, dropped: 0 };
+  (async () => {
+    for await (const conn of listener) {
+      (async () => {
+        const buf = new Uint8Array(4096);
+        let text = "";
+        let served = false;
+        try {
+          while (true) {
+            const n = await conn.read(buf);
+            if (n === null) break;
+            text += new TextDecoder().decode(buf.subarray(0, n));
+            if (!text.includes("\r\n\r\n")) continue;
+            if (served) {
+              counts.dropped++;
+              break;
+            }
+            served = true;
+            text = text.slice(text.indexOf("\r\n\r\n") + 4);
+            counts.answered++;
+            await conn.write(
+              new TextEncoder().encode("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            );
+          }
+        } catch { /* closed */ }
+        conn.close();
+      })();
+    }
+  })().catch(() => {});
+  return { port: listener.addr.port, counts, close: () => listener.close() };
+}
+
+Deno.test("the http1 transport resends an idempotent request written to a closed connection on a new one", async () => {
+  const backend = answeringOnce();
+  const transport = createHttp1Transport(CLIENT);
+  try {
+    // Two connections wait in the pool, each of which the backend will close at its next request.
+    const two = await Promise.all(
+      [0, 1].map(() =>
+        transport.send(backendAt(backend.port), request(new AbortController().signal))
+      ),
+    );
+    for (const response of two) assert.equal(await response.text(), "ok");
+    // The first try meets a closed connection after its head went out; the resend must not
+    // take the other pooled one, closed too (that gave 502), but a new connection.
+    const third = await transport.send(
+      backendAt(backend.port),
+      request(new AbortController().signal),
+    );
+    assert.equal(await third.text(), "ok");
+    assert.deepEqual(backend.counts, { answered: 3, dropped: 1 });
+  } finally {
+    transport.close();
+    backend.close();
+  }
+});
+
+Deno.test("HostPool.acquire() reuses only a connection idle for less than reuseWithinMs", async () => {
+  const server = countingServer();
+  const pool = new HostPool(
+    { host: "127.0.0.1", port: server.port, tls: false },
+    { maxConnections: 1, maxIdle: 4, idleTimeoutMs: 60_000 },
+  );
+  const signal = new AbortController().signal;
+  try {
+    const first = await pool.acquire(signal, 5000);
+    pool.release(first.conn, true);
+    // Idle for less than a minute: reused within 60 s, not within 0 ms; at the cap of one,
+    // the idle connection makes room for the new one.
+    const fresh = await pool.acquire(signal, 5000, 0);
+    assert.equal(fresh.reused, false);
+    assert.equal(pool.open, 1);
+    pool.release(fresh.conn, true);
+    const reused = await pool.acquire(signal, 5000, 60_000);
+    assert.deepEqual([reused.reused, reused.conn], [true, fresh.conn]);
+    pool.release(reused.conn, false);
+    assert.equal(pool.open, 0);
+  } finally {
+    pool.close();
+    server.close();
+  }
+});
+
+Deno.test("the http1 transport sends a POST on a connection idle for a second or more only anew", async () => {
+  const backend = answeringOnce();
+  const transport = createHttp1Transport(CLIENT);
+  // The pool reads performance.now(): moved on instead of waiting.
+  const realNow = performance.now.bind(performance);
+  let offset = 0;
+  performance.now = () => realNow() + offset;
+  try {
+    const two = await Promise.all(
+      [0, 1].map(() =>
+        transport.send(backendAt(backend.port), request(new AbortController().signal))
+      ),
+    );
+    for (const response of two) assert.equal(await response.text(), "ok");
+    offset = 1500; // both pooled connections idle for 1.5 s, below the idle timeout of 4 s
+    const post = { ...request(new AbortController().signal), method: "POST" };
+    const answer = await transport.send(backendAt(backend.port), post);
+    assert.equal(await answer.text(), "ok", "sent on a new connection, not lost on a closed one");
+    assert.deepEqual(backend.counts, { answered: 3, dropped: 0 });
+  } finally {
+    // deno-lint-ignore no-explicit-any
+    delete (performance as any).now;
+    transport.close();
+    backend.close();
+  }
+});

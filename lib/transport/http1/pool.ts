@@ -57,17 +57,33 @@ export class HostPool {
 
   /**
    * A connection for one request: an idle one (returned at once, no promise),
-   * a new one, or the next one released.
+   * a new one, or the next one released. `reuseWithinMs`: only a connection
+   * idle for less than that is reused (0: a new one), for a request that cannot
+   * be sent again should the backend have closed the connection meanwhile; older
+   * idle connections stay for others.
    */
-  acquire(signal: AbortSignal, connectTimeoutMs: number): Lease | Promise<Lease> {
+  acquire(
+    signal: AbortSignal,
+    connectTimeoutMs: number,
+    reuseWithinMs = Infinity,
+  ): Lease | Promise<Lease> {
     const now = performance.now();
     while (this.#idle.length > 0) {
-      const conn = this.#idle.pop()!;
-      if (now - conn.idleSince < this.#limits.idleTimeoutMs && !conn.closed) {
-        conn.unpark();
-        return { conn, reused: true };
+      // The most recently used first: the others have been idle longer.
+      const conn = this.#idle[this.#idle.length - 1];
+      const idleFor = now - conn.idleSince;
+      if (idleFor >= this.#limits.idleTimeoutMs || conn.closed) {
+        this.#discard(this.#idle.pop()!);
+        continue;
       }
-      this.#discard(conn);
+      if (idleFor >= reuseWithinMs) break;
+      this.#idle.pop();
+      conn.unpark();
+      return { conn, reused: true };
+    }
+    // At the cap with idle connections left (too old for this request): the oldest makes room.
+    if (this.#open >= this.#limits.maxConnections && this.#idle.length > 0) {
+      this.#discard(this.#idle.shift()!);
     }
     if (this.#open < this.#limits.maxConnections) return this.#connect(signal, connectTimeoutMs);
     return new Promise((resolve, reject) => {
