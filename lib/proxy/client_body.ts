@@ -40,6 +40,8 @@ export class ClientBody {
    * take them) when it ended; a cancel (the attempt gave up) leaves it as it was.
    */
   waitingForClient = false;
+  /** Told each time bytes move: the client sent some, and the attempt reading it took them. */
+  onProgress: (() => void) | null = null;
   #cancelled = false;
   #ended = false;
   #abandoned = false;
@@ -72,6 +74,7 @@ export class ClientBody {
         } else {
           if (chunk.done) this.#ended = true;
           else this.bytes += chunk.value.length;
+          this.onProgress?.();
           const mismatch = lengthMismatch(this.bytes, declared, chunk.done);
           if (mismatch !== null) {
             this.failure = mismatch;

@@ -338,18 +338,24 @@ const NOT_LATER: Deadline = { cancel() {} };
 class RequestDeadline {
   readonly controller = new AbortController();
   timedOut = false;
-  readonly #deadline: Deadline;
+  #deadline: Deadline;
   readonly #watchLater: Deadline;
   readonly #request: Request;
+  readonly #timeoutMs: number;
+  readonly #deadlines: Deadlines;
   #watching = false;
+  #disposed = false;
   readonly #onClientGone = () => this.controller.abort();
+  readonly #onTimeout = () => {
+    this.timedOut = true;
+    this.controller.abort();
+  };
 
   constructor(timeoutMs: number, request: Request, deadlines: Deadlines, watchNow: boolean) {
     this.#request = request;
-    this.#deadline = deadlines.set(timeoutMs, () => {
-      this.timedOut = true;
-      this.controller.abort();
-    });
+    this.#timeoutMs = timeoutMs;
+    this.#deadlines = deadlines;
+    this.#deadline = deadlines.set(timeoutMs, this.#onTimeout);
     this.#watchLater = watchNow
       ? NOT_LATER
       : deadlines.set(WATCH_CLIENT_AFTER_MS, () => this.#watchClient());
@@ -363,8 +369,21 @@ class RequestDeadline {
     signal.addEventListener("abort", this.#onClientGone);
   }
 
+  /**
+   * Starts the wait anew: a streamed upload's bytes moved (the client sent more, and the backend
+   * took it). So request_timeout bounds a stall of the upload, not its length, and then the
+   * wait for the answer after its last bytes, as nginx's client_body_timeout and
+   * proxy_send_timeout bound pauses between reads and writes.
+   */
+  extend(): void {
+    if (this.timedOut || this.#disposed) return;
+    this.#deadline.cancel();
+    this.#deadline = this.#deadlines.set(this.#timeoutMs, this.#onTimeout);
+  }
+
   /** Disarms it once response headers arrived (bodies may stream longer). */
   dispose(): void {
+    this.#disposed = true;
     this.#deadline.cancel();
     this.#watchLater.cancel();
     if (this.#watching) this.#request.signal.removeEventListener("abort", this.#onClientGone);
@@ -415,6 +434,7 @@ async function proxyToPool(pool: Pool, request: Request, exchange: Exchange): Pr
     if (exchange.middleware.body !== null) {
       try {
         body = await replayableBody(exchange.middleware.body, fields, deadline.controller.signal);
+        if (body instanceof ClientBody) body.onProgress = () => deadline.extend();
       } catch {
         if (deadline.timedOut) {
           options.log.info(

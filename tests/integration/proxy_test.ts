@@ -10,6 +10,7 @@ import {
   waitFor,
 } from "../_helpers/servers.ts";
 import { rawExchange } from "../_helpers/raw.ts";
+import { ManualClock } from "../_helpers/clock.ts";
 import { hasCurl } from "../_helpers/certs.ts";
 
 Deno.test("RoundRobin spreads requests exactly evenly over three backends", async () => {
@@ -276,6 +277,41 @@ Deno.test("a client that stalls inside a streamed upload gets 408, and the backe
   assert.equal(backendState.failures, 0, "the slow client is not the backend's failure");
   assert.equal(backendState.outlier.ejected, false);
   assert.equal((await get(`${lb.url}/`)).status, 200);
+});
+
+Deno.test("an upload that keeps moving is not cut off at request_timeout, which bounds its stalls", async () => {
+  const clock = new ManualClock();
+  let received = 0;
+  await using backend = startBackend(async (request) => {
+    const reader = request.body!.getReader();
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      received += value.length;
+    }
+    return new Response(`got ${received}`);
+  });
+  await using lb = await startStrom(
+    poolToml([backend.address], { extra: 'request_timeout = "300ms"' }),
+    { deps: { clock } },
+  );
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(lb.url).port) });
+  const send = (text: string) => conn.write(new TextEncoder().encode(text));
+  const chunk = `10\r\n${"u".repeat(16)}\r\n`;
+  await send(`POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${chunk}`);
+  // Six more chunks, 200 ms apart: 1.2 s in all, each pause within the 300 ms.
+  for (let i = 1; i <= 6; i++) {
+    await waitFor(() => received === 16 * i, `chunk ${i} at the backend`);
+    clock.advance(200);
+    await send(chunk);
+  }
+  await waitFor(() => received === 16 * 7, "the last chunk at the backend");
+  await send("0\r\n\r\n");
+  const buf = new Uint8Array(4096);
+  const n = await conn.read(buf);
+  conn.close();
+  const answer = new TextDecoder().decode(buf.subarray(0, n ?? 0));
+  assert.ok(answer.startsWith("HTTP/1.1 200") && answer.endsWith("got 112"), answer);
 });
 
 Deno.test("a request with a transfer coding other than chunked gets 501, never reaches a backend", async () => {
