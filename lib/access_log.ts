@@ -20,6 +20,8 @@ export interface RequestRecord {
   readonly attempts: number;
   readonly referer: string | null;
   readonly userAgent: string | null;
+  /** The user of a request with Basic credentials (`Authorization`), as nginx's $remote_user. */
+  readonly user?: string | null;
   /** Set by a RequestId middleware; only the JSON format has a field for it. */
   readonly requestId?: string | null;
 }
@@ -65,6 +67,32 @@ function quoted(value: string | null): string {
   return `"${escaped}"`;
 }
 
+// An unquoted CLF field also escapes what would end it (a space).
+// deno-lint-ignore no-control-regex
+const UNSAFE_BARE = /[\\" \x00-\x1f\x7f-\xff]/g;
+
+/** An unquoted CLF field (the user): as `quoted` escapes, spaces too, as \xHH. */
+function bare(value: string): string {
+  return value.replace(UNSAFE_BARE, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}
+
+/**
+ * The user name of `Basic` credentials (RFC 7617: up to the first colon), or null: none, another
+ * scheme, or not base64. As bytes (one character each), as header values are.
+ */
+export function basicUser(authorization: string | null): string | null {
+  if (authorization === null || !/^basic /i.test(authorization)) return null;
+  let decoded: string;
+  try {
+    decoded = atob(authorization.slice(6).trim());
+  } catch {
+    return null;
+  }
+  const colon = decoded.indexOf(":");
+  const user = colon < 0 ? decoded : decoded.slice(0, colon);
+  return user === "" ? null : user;
+}
+
 /** Formats one record as a log line (without the newline). */
 export function formatAccess(format: AccessLogConfig["format"], r: RequestRecord): string {
   if (format === "json") {
@@ -84,10 +112,14 @@ export function formatAccess(format: AccessLogConfig["format"], r: RequestRecord
       referer: headerText(r.referer),
       user_agent: headerText(r.userAgent),
       request_id: r.requestId ?? null,
+      user: headerText(r.user ?? null),
     });
   }
   const request = quoted(`${r.method} ${r.path} ${r.protocol}`);
-  const common = `${r.client} - - [${clfTime(r.time)}] ${request} ${r.status} ${r.bytesOut || "-"}`;
+  const user = r.user ? bare(r.user) : "-";
+  const common = `${r.client} - ${user} [${clfTime(r.time)}] ${request} ${r.status} ${
+    r.bytesOut || "-"
+  }`;
   return format === "common" ? common : `${common} ${quoted(r.referer)} ${quoted(r.userAgent)}`;
 }
 

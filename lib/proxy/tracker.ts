@@ -1,7 +1,7 @@
 // Follows one request to its end for metrics and the access log: the answer's
 // status when headers are ready, the body bytes when the body is done.
 
-import type { AccessLog } from "../access_log.ts";
+import { type AccessLog, basicUser } from "../access_log.ts";
 import type { TrafficMetrics } from "../metrics/metrics.ts";
 import { streamedBytesOf } from "../middleware/middleware.ts";
 
@@ -51,8 +51,9 @@ export class RequestTracker {
   #passedOn = false;
   #answered = false;
   #ended = false;
-  /** Referer and User-Agent copied by keepHeaders(), or null to read them at the end. */
-  #kept: { referer: string | null; userAgent: string | null } | null = null;
+  /** Referer, User-Agent and Authorization copied by keepHeaders(), or null to read them at the end. */
+  #kept: { referer: string | null; userAgent: string | null; authorization: string | null } | null =
+    null;
 
   constructor(observers: Observers, request: Request, client: string) {
     this.#observers = observers;
@@ -78,7 +79,11 @@ export class RequestTracker {
    */
   keepHeaders(): void {
     const headers = this.#request.headers;
-    this.#kept = { referer: headers.get("referer"), userAgent: headers.get("user-agent") };
+    this.#kept = {
+      referer: headers.get("referer"),
+      userAgent: headers.get("user-agent"),
+      authorization: headers.get("authorization"),
+    };
   }
 
   /** The response headers are ready. */
@@ -135,6 +140,7 @@ export class RequestTracker {
     const kept = this.#kept ?? {
       referer: this.#request.headers.get("referer"),
       userAgent: this.#request.headers.get("user-agent"),
+      authorization: this.#request.headers.get("authorization"),
     };
     log.write({
       time: this.#time,
@@ -151,6 +157,7 @@ export class RequestTracker {
       attempts: this.#attempts,
       referer: kept.referer,
       userAgent: kept.userAgent,
+      user: basicUser(kept.authorization),
       requestId: this.requestId,
     });
   }

@@ -88,7 +88,9 @@ Deno.test("the access log writes one JSON line per request with its fields", asy
   const lb = await startStrom(
     `[access_log]\nformat = "json"\npath = "${dir}/access.log"\n` + poolToml([backend.address]),
   );
-  await get(`${lb.url}/a?b=1`, { headers: { "user-agent": "test-agent" } });
+  await get(`${lb.url}/a?b=1`, {
+    headers: { "user-agent": "test-agent", authorization: `Basic ${btoa("alice:pw")}` },
+  });
   await get(`${lb.url}/post`, { method: "POST", body: "12345" });
   // HTTP/2 (h2c), which sends :authority and no Host.
   const h2 = http2.connect(lb.url);
@@ -121,6 +123,7 @@ Deno.test("the access log writes one JSON line per request with its fields", asy
       referer: null,
       user_agent: "test-agent",
       request_id: null,
+      user: "alice",
     },
   );
   assert.equal(lines[1].bytes_in, 5);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AccessLog, formatAccess, type RequestRecord } from "../../lib/access_log.ts";
+import { AccessLog, basicUser, formatAccess, type RequestRecord } from "../../lib/access_log.ts";
 
 const record: RequestRecord = {
   time: new Date(0),
@@ -45,4 +45,20 @@ Deno.test("header values past ASCII: UTF-8 text in JSON lines, \\xHH in CLF line
     formatAccess("combined", utf8).endsWith(' "\\xff" "caf\\xc3\\xa9/1"'),
     formatAccess("combined", utf8),
   );
+});
+
+Deno.test("the user of Basic credentials is logged, as nginx's $remote_user", () => {
+  assert.equal(basicUser(`Basic ${btoa("alice:secret:more")}`), "alice");
+  assert.equal(basicUser(`basic  ${btoa("bob")}`), "bob", "no colon: all of it");
+  for (const value of [null, "Bearer abc", "Basic !!!", `Basic ${btoa(":pw")}`]) {
+    assert.equal(basicUser(value), null, String(value));
+  }
+  const withUser = { ...record, user: 'al ice"' };
+  assert.ok(
+    formatAccess("common", withUser).startsWith("127.0.0.1 - al\\x20ice\\x22 [01/Jan/1970"),
+    formatAccess("common", withUser),
+  );
+  assert.ok(formatAccess("common", record).startsWith("127.0.0.1 - - ["));
+  assert.equal(JSON.parse(formatAccess("json", withUser)).user, 'al ice"');
+  assert.equal(JSON.parse(formatAccess("json", record)).user, null);
 });
