@@ -44,6 +44,8 @@ export function readFailure(error: unknown): string {
     ? "permission denied"
     : error instanceof Deno.errors.IsADirectory
     ? "it is a directory"
+    : error instanceof Error && /unexpected NUL byte/.test(error.message)
+    ? "a file name cannot hold a NUL character" // Deno's message repeats the path, NUL and all
     : error instanceof Error
     ? error.message
     : String(error);

@@ -1063,6 +1063,11 @@ Deno.test("parseConfig() refuses a request or connect timeout under 1 ms (every 
     ),
     ["access_log.path: a file name cannot hold a NUL character"],
   );
+  const htpasswd = problemsOf(
+    POOL + `[backend_pools.middlewares.BasicAuth]\nhtpasswd = "u\\u0000sers"\n`,
+  );
+  assert.equal(htpasswd.length, 1);
+  assert.match(htpasswd[0], /htpasswd: cannot read .*: a file name cannot hold a NUL character/);
   // A positive duration under 1 ms rounded to 0, which turns read_timeout and the rest off.
   const tiny = problemsOf(
     `client_header_timeout = "0.4ms"\nmemory_trim_interval = 0.0004\n` + POOL +
