@@ -641,12 +641,12 @@ async function attemptOnce(
   // backend's failure, as a refused connect is (told at the headers, the success would have
   // reset the count of failures in a row each time: never an ejection).
   const tellOutcome = () => {
-    if (broken !== undefined) pool.reportOutcome(backend, true, `answer body broke off: ${broken}`);
-    else {pool.reportOutcome(
-        backend,
-        failedStatus !== 0,
-        failedStatus ? `status ${failedStatus}` : "",
-      );}
+    const reason = broken !== undefined
+      ? `answer body broke off: ${broken}`
+      : failedStatus !== 0
+      ? `status ${failedStatus}`
+      : "";
+    pool.reportOutcome(backend, reason !== "", reason);
   };
   const finish = (bytes: number, broke?: string) => {
     if (finished) return;
