@@ -113,13 +113,18 @@ export class HealthMonitor {
   }
 
   /**
-   * A probe by checks a reload changed: after the one running now if any, and deciding at once,
-   * as a backend's first probe does (the state so far answered other checks; a path fixed by
-   * the reload must not keep a backend out for `healthy_after` rounds).
+   * A probe by checks a reload changed, after the one running now if any. A pass brings an
+   * Unresponsive backend back at once (a path the reload fixed must not keep it out for
+   * `healthy_after` rounds); a failure counts as any other, towards `unhealthy_after` (a reload
+   * that only changed a threshold must not take a backend out on one failed probe).
    */
   async #checkAnew(pool: Pool, backend: Backend): Promise<void> {
     while (backend.probing) await backend.probing;
-    backend.health = { ...backend.health, verified: false };
+    const { health } = backend;
+    if (health.verified) {
+      const primed = Math.max(health.successes, pool.config.health.healthyAfter - 1);
+      backend.health = { ...health, successes: primed };
+    }
     await this.#check(pool, backend);
   }
 

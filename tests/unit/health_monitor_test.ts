@@ -332,7 +332,7 @@ Deno.test("a reload that changes a pool's checks (its path) probes the pool at o
   changed.close();
 });
 
-Deno.test("the first probe by changed checks decides at once, as a new backend's does", async () => {
+Deno.test("a pass by checks a reload changed brings a backend back at once", async () => {
   const clock = new ManualClock();
   const first = await manyBackends(1, clock);
   const monitor = new HealthMonitor({
@@ -357,6 +357,37 @@ Deno.test("the first probe by changed checks decides at once, as a new backend's
   await waitTurns(() => carried.health.status === "Healthy");
   monitor.stop();
   fixed.close();
+});
+
+Deno.test("a reload that changes a threshold does not take a backend out on one failed probe", async () => {
+  const clock = new ManualClock();
+  const first = await manyBackends(1, clock);
+  let ok = true;
+  let probes = 0;
+  const monitor = new HealthMonitor({
+    clock,
+    log: silentLogger,
+    probe: () => {
+      probes++;
+      return Promise.resolve(result(ok));
+    },
+  });
+  monitor.watch(first);
+  monitor.start();
+  const backend = first.pools[0].backends[0];
+  await waitTurns(() => backend.health.verified);
+  ok = false; // one failed probe, the first after the reload
+  const raised = await manyBackends(
+    1,
+    clock,
+    first,
+    "[backend_pools.health_config]\nunhealthy_after = 5\n",
+  );
+  monitor.watch(raised);
+  await waitTurns(() => probes === 2 && backend.probing === null);
+  assert.equal(backend.health.status, "Healthy", "one failure of five");
+  monitor.stop();
+  raised.close();
 });
 
 Deno.test("a pool of slow probes does not hold another pool's probes back", async () => {
