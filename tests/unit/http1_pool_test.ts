@@ -334,6 +334,17 @@ Deno.test("HostPool.acquire() reuses only a connection idle for less than reuseW
     assert.deepEqual([reused.reused, reused.conn], [true, fresh.conn]);
     pool.release(reused.conn, false);
     assert.equal(pool.open, 0);
+    // Below a cap too, the connection too old for the request goes: no pile of them.
+    const roomy = new HostPool(
+      { host: "127.0.0.1", port: server.port, tls: false },
+      { maxConnections: 10, maxIdle: 10, idleTimeoutMs: 60_000 },
+    );
+    for (let i = 0; i < 5; i++) {
+      const lease = await roomy.acquire(signal, 5000, 0);
+      roomy.release(lease.conn, true);
+    }
+    assert.equal(roomy.open, 1);
+    roomy.close();
   } finally {
     pool.close();
     server.close();

@@ -81,10 +81,10 @@ export class HostPool {
       conn.unpark();
       return { conn, reused: true };
     }
-    // At the cap with idle connections left (too old for this request): the oldest makes room.
-    if (this.#open >= this.#limits.maxConnections && this.#idle.length > 0) {
-      this.#discard(this.#idle.shift()!);
-    }
+    // Idle connections left are too old for this request: the oldest makes room for the new
+    // one (at the cap it must; below it, a steady flow of such requests, each a second apart,
+    // would otherwise leave one more idle connection each until the idle timeout).
+    if (this.#idle.length > 0) this.#discard(this.#idle.shift()!);
     if (this.#open < this.#limits.maxConnections) return this.#connect(signal, connectTimeoutMs);
     return new Promise((resolve, reject) => {
       // Settled once. A connection opened for a waiter whose request was aborted meanwhile (the
