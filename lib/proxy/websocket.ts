@@ -192,7 +192,10 @@ async function attemptUpgrade(
   pool.reportOutcome(backend, pool.config.outlier.count5xx && answer.status >= 500, "");
   if (answer.status !== 101) {
     const stall = { ...exchange.stall, readTimeoutMs: pool.config.readTimeoutMs };
-    return passThrough(conn, answer, settle, tracker, stall);
+    // A body that breaks off after the headers is the backend's failure, as for other answers.
+    const broke = (why: string) =>
+      pool.reportOutcome(backend, true, `answer body broke off: ${why}`);
+    return passThrough(conn, answer, settle, tracker, { ...stall, broke });
   }
   // Deno 2.9.6 keeps the connection of a client that left while Strom waited for the backend
   // open for good once upgraded (its request signal never fires for an upgrade, and the
@@ -265,12 +268,13 @@ function passThrough(
   answer: ResponseHead,
   settle: () => void,
   tracker: RequestTracker,
-  stall: StallOptions,
+  stall: StallOptions & { broke: (why: string) => void },
 ): Response {
-  const done = (_clean: boolean, bytes: number) => {
+  const done = (_clean: boolean, bytes: number, broke?: string) => {
     conn.close();
     settle();
     tracker.ended(bytes);
+    if (broke !== undefined) stall.broke(broke);
   };
   const response = conn.response(answer, done, stall);
   tracker.backendAnswer = response;

@@ -22,6 +22,7 @@ import { captureLog, ManualClock, nextTurn } from "../_helpers/clock.ts";
 import { closePayload, encodeFrame, OPCODE } from "../../lib/proxy/ws_frames.ts";
 import { concatBytes } from "../../lib/bytes.ts";
 import { StromProcess } from "../_helpers/process.ts";
+import { rawExchange } from "../_helpers/raw.ts";
 import { BACKEND_KEEPALIVE_MS } from "../../lib/proxy/ws_relay.ts";
 
 /** `ws://` URL of a Strom's HTTP listener. */
@@ -534,4 +535,18 @@ Deno.test("a quiet backend leg gets pings, and a backend that answers nothing is
   await tick(BACKEND_KEEPALIVE_MS);
   assert.deepEqual(await client.closed, { code: 1011, reason: "backend gone" });
   await waitFor(() => lb.strom.websockets.count === 0, "the relay to end");
+});
+
+Deno.test("a refused upgrade whose answer's body breaks off counts as the backend's failure", async () => {
+  await using raw = startRawBackend(async (conn) => {
+    await conn.write(
+      new TextEncoder().encode("HTTP/1.1 403 Forbidden\r\nContent-Length: 1000\r\n\r\nno"),
+    );
+  });
+  await using lb = await startStrom(poolToml([raw.address]));
+  const request = `GET / HTTP/1.1\r\nHost: x\r\n${HANDSHAKE}\r\n`;
+  const answer = await rawExchange(Number(new URL(lb.url).port), request);
+  assert.match(answer, /^HTTP\/1\.1 403 /);
+  const [backend] = lb.strom.runtime.pools[0].backends;
+  await waitFor(() => backend.failures === 1, "the broken body counted");
 });
