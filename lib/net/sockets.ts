@@ -583,6 +583,35 @@ class ConnectionLookup {
     }
   }
 
+  /** The TcpProgress of the connection `local` → `remote`, or null. */
+  tcpProgress(local: Deno.NetAddr, remote: Deno.NetAddr): TcpProgress | null {
+    const from = ipBytes(local.hostname);
+    const to = ipBytes(remote.hostname);
+    if (from === null || to === null || from.length !== to.length) return null;
+    const fd = this.#libc.socket(AF_NETLINK, SOCK_DGRAM_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (fd < 0) return null;
+    try {
+      const family = from.length === 16 ? AF_INET6 : AF_INET;
+      const request = lookupRequest(
+        family,
+        from,
+        local.port,
+        to,
+        remote.port,
+        ++this.#seq,
+        1 << (INET_DIAG_INFO - 1),
+      );
+      const sent = Number(this.#libc.sendNow(fd, request, BigInt(request.length), 0));
+      if (sent !== request.length) return null;
+      const n = Number(
+        this.#libc.recvNow(fd, this.#reply, BigInt(this.#reply.length), MSG_DONTWAIT),
+      );
+      return n <= 0 ? null : parseTcpProgress(this.#reply.subarray(0, n));
+    } finally {
+      this.#libc.close(fd);
+    }
+  }
+
   /** The host's addresses of one family (IPv4 ones also mapped for IPv6), loopback first. */
   #hostAddresses(v6: boolean): number[][] {
     const now = performance.now();
@@ -625,6 +654,7 @@ export function lookupRequest(
   peer: number[],
   peerPort: number,
   seq: number,
+  extensions = 0,
 ): Uint8Array<ArrayBuffer> {
   const req = new Uint8Array(NLMSG_HEADER + 56);
   const v = new DataView(req.buffer);
@@ -634,6 +664,7 @@ export function lookupRequest(
   v.setUint32(8, seq, true);
   req[16] = family;
   req[17] = IPPROTO_TCP;
+  req[18] = extensions; // attributes wanted in the reply (1 << (INET_DIAG_x - 1) each)
   v.setUint32(20, 0xffffffff, true); // every state
   v.setUint16(24, localPort); // inet_diag_sockid, network order
   v.setUint16(26, peerPort);
@@ -658,6 +689,68 @@ export function parseLookup(bytes: Uint8Array): number | "none" | "error" {
   if (type !== SOCK_DIAG_BY_FAMILY || bytes.length < NLMSG_HEADER + DIAG_MSG) return "error";
   const state = bytes[NLMSG_HEADER + 1];
   return state === TCP_LISTEN ? "none" : state;
+}
+
+/** The `INET_DIAG_INFO` attribute (struct tcp_info), asked for with `1 << (2 - 1)`. */
+const INET_DIAG_INFO = 2;
+/** Where `tcpi_bytes_acked` (u64) sits in struct tcp_info (Linux 4.1 and later). */
+const TCPI_BYTES_ACKED = 120;
+/** Where `tcpi_notsent_bytes` (u32) sits in struct tcp_info (Linux 4.6 and later). */
+const TCPI_NOTSENT_BYTES = 144;
+
+/** How far the peer has taken what this side sent on a TCP connection. */
+export interface TcpProgress {
+  /** Bytes the peer's kernel acknowledged (the SYN counts one). */
+  readonly acked: bigint;
+  /** Bytes waiting in this side's send queue, not sent yet (the peer's window is full). */
+  readonly notSent: number;
+}
+
+/**
+ * `tcpi_bytes_acked` and `tcpi_notsent_bytes` from the reply to a lookupRequest
+ * made with INET_DIAG_INFO; null when the reply has no such connection or no
+ * such fields (a kernel before 4.6).
+ */
+export function parseTcpProgress(bytes: Uint8Array): TcpProgress | null {
+  if (bytes.length < NLMSG_HEADER + DIAG_MSG) return null;
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (v.getUint16(4, true) !== SOCK_DIAG_BY_FAMILY) return null;
+  const end = Math.min(bytes.length, v.getUint32(0, true));
+  for (let at = NLMSG_HEADER + DIAG_MSG; at + 4 <= end;) {
+    const length = v.getUint16(at, true);
+    if (length < 4) return null;
+    if (v.getUint16(at + 2, true) === INET_DIAG_INFO) {
+      const info = at + 4;
+      if (length < 4 + TCPI_NOTSENT_BYTES + 4 || info + TCPI_NOTSENT_BYTES + 4 > end) return null;
+      return {
+        acked: v.getBigUint64(info + TCPI_BYTES_ACKED, true),
+        notSent: v.getUint32(info + TCPI_NOTSENT_BYTES, true),
+      };
+    }
+    at += (length + 3) & ~3;
+  }
+  return null;
+}
+
+/**
+ * How far the peer of the TCP connection `local` → `remote` has taken what
+ * this process sent (Linux: one sock_diag lookup), or null where that cannot
+ * be known. While bytes wait unsent (the peer's window is full), a peer whose
+ * acknowledged count grows reads, however slowly; one stopped (or gone)
+ * acknowledges nothing new. With nothing waiting, acknowledgements only say
+ * that its kernel took the bytes.
+ */
+export function tcpProgress(local: Deno.NetAddr, remote: Deno.NetAddr): TcpProgress | null {
+  if (lookups === undefined) {
+    const libc = Deno.build.os === "linux" ? loadLibc() : "not Linux";
+    lookups = typeof libc === "string" ? null : new ConnectionLookup(libc);
+  }
+  if (lookups === null) return null;
+  try {
+    return lookups.tcpProgress(local, remote);
+  } catch {
+    return null;
+  }
 }
 
 /** Reads /proc with libc calls: whole files, and the sockets among this process's descriptors. */

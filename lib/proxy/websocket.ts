@@ -18,7 +18,7 @@ import type { WebSocketRegistry } from "./websockets.ts";
 import { loggable } from "./path.ts";
 import { startRelay } from "./ws_relay.ts";
 import { isolateActivity } from "../net/activity.ts";
-import type { ClientState } from "../net/sockets.ts";
+import { type ClientState, tcpProgress } from "../net/sockets.ts";
 import { checkAnswer, connect, handshakeHead } from "./ws_handshake.ts";
 
 /** What the pipeline hands the WebSocket relay. */
@@ -245,6 +245,10 @@ function upgradeClient(
     label: `backend ${backend.id} in pool ${pool.config.name}`,
     openTimeoutMs: pool.config.requestTimeoutMs,
     clock: pool.clock,
+    backendProgress: () => {
+      const ends = conn.ends;
+      return ends === null ? null : tcpProgress(ends.local, ends.remote);
+    },
     log: exchange.log,
     metrics: exchange.metrics,
     websockets: exchange.websockets,

@@ -9,6 +9,7 @@ import type { Logger } from "../log.ts";
 import type { TrafficMetrics } from "../metrics/metrics.ts";
 import { describeNetError } from "../net/errors.ts";
 import type { Connection } from "../transport/http1/connection.ts";
+import type { TcpProgress } from "../net/sockets.ts";
 import type { WebSocketRegistry } from "./websockets.ts";
 import {
   closePayload,
@@ -42,6 +43,11 @@ export interface RelayOptions {
    * WebSocket is open.
    */
   readonly clock: Clock;
+  /**
+   * How far the backend's kernel has taken what Strom sent it (`tcpProgress`
+   * in lib/net/sockets.ts), or null where that is unknown.
+   */
+  readonly backendProgress?: () => TcpProgress | null;
 }
 
 /**
@@ -56,6 +62,8 @@ export interface RelayOptions {
  */
 export const BACKEND_KEEPALIVE_MS = 30_000;
 
+/** A ping Strom sends: two header bytes and a four-byte mask, no payload. */
+const PING_FRAME_BYTES = 6n;
 /** How long a closing leg may take to finish its close handshake, in ms. */
 const CLOSE_TIMEOUT_MS = 5_000;
 /** Backend reads pause while more than this waits to go out to the client (bytes). */
@@ -109,6 +117,11 @@ class Relay {
   #pingSentAt = 0;
   /** Backend reads are paused until the client takes what waits for it. */
   #readsPaused = false;
+  /** At the last check: a ping was out (written or queued), and the backend's TCP progress. */
+  #pingOut = false;
+  #progress: TcpProgress | null = null;
+  /** Bytes of pings written since the last check (their acknowledgement shows no reading). */
+  #pingBytes = 0n;
   #bytesIn = 0;
   #bytesOut = 0;
 
@@ -243,17 +256,38 @@ class Relay {
   #keepAliveCheck(): void {
     this.#keepAlive = null;
     if (this.#ended || this.#closeSent || this.#backendDone) return;
+    // Signs of life since the last check: anything heard; reads paused for a slow client (the
+    // backend had more to say than the client could take); or, where the kernel tells, more of
+    // what Strom sent acknowledged than the pings while bytes waited for the backend's window
+    // (it reads, however slowly: a ping may wait behind megabytes of a message, in Strom's
+    // queue or the socket's). With nothing waiting, acknowledgements say only that its kernel
+    // took the bytes, as the kernel of a stopped process does until its buffers are full.
+    const progress = this.#o.backendProgress?.() ?? null;
+    const before = this.#progress;
+    // (Strom's own queue waits only while the socket's is full, and then bytes wait unsent.)
+    const backlog = (progress?.notSent ?? 0) > 0 || (before?.notSent ?? 0) > 0;
+    const reading = progress !== null && before !== null && backlog &&
+      progress.acked - before.acked > this.#pingBytes;
+    this.#progress = progress;
+    this.#pingBytes = 0n;
+    const acked = progress?.acked ?? null;
+    const alive = this.#heardSinceCheck || this.#readsPaused || reading;
+    // Gone: silent for a whole interval with a ping out since the last check (written or still
+    // queued: a backend that reads nothing never gets it). Where the kernel cannot tell what the
+    // backend read, the ping must have been written half an interval ago at least (a check comes
+    // every interval, and the ping goes out some milliseconds after the check that sent it).
     const waited = this.#o.clock.now() - this.#pingSentAt;
-    // Half an interval at least since the ping went out: a check comes every interval, and the
-    // ping goes out some milliseconds after the check that sent it.
-    if (
-      this.#awaitingPong && !this.#heardSinceCheck && !this.#readsPaused &&
-      waited >= BACKEND_KEEPALIVE_MS / 2
-    ) {
+    const gone = !alive &&
+      (acked !== null ? this.#pingOut : this.#awaitingPong && waited >= BACKEND_KEEPALIVE_MS / 2);
+    if (gone) {
       this.#o.log.info(
-        `Closing a WebSocket: ${this.#o.label} sent nothing, not even a pong, in the ${
-          Math.round(waited / 1000)
-        } s since a ping`,
+        `Closing a WebSocket: ${this.#o.label} sent nothing, not even a pong, ${
+          acked !== null
+            ? `and took nothing of what it was sent, in the ${
+              BACKEND_KEEPALIVE_MS / 1000
+            } s after a ping`
+            : `in the ${Math.round(waited / 1000)} s since a ping`
+        }`,
       );
       this.#closeClient(1011, "backend gone");
       this.#clientDone = true; // the client's close handshake is not waited for
@@ -264,6 +298,7 @@ class Relay {
     // nothing while its client talked (it may have vanished: writes go on into the void).
     const quiet = !this.#sentSinceCheck || !this.#heardSinceCheck;
     if (quiet && !this.#awaitingPong && !this.#pinging) this.#ping();
+    this.#pingOut = this.#awaitingPong || this.#pinging;
     this.#sentSinceCheck = this.#heardSinceCheck = false;
     this.#scheduleKeepAlive();
   }
@@ -273,6 +308,7 @@ class Relay {
     this.#pinging = true;
     this.#send(OPCODE.ping, new Uint8Array(0));
     this.#writes.then(() => {
+      this.#pingBytes += PING_FRAME_BYTES;
       this.#pinging = false;
       this.#awaitingPong = true;
       this.#pingSentAt = this.#o.clock.now();

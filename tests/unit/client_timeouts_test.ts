@@ -14,10 +14,12 @@ import {
   parseDiag,
   parseProcNetTcp,
   type SocketTable,
+  tcpProgress,
 } from "../../lib/net/sockets.ts";
 import { ConnectionActivity } from "../../lib/net/activity.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { ManualClock, nextTurn } from "../_helpers/clock.ts";
+import { waitFor } from "../_helpers/servers.ts";
 
 /** A socket table over a list the test edits; `owned` says which inodes this process holds. */
 function fakeTable(sockets: ClientSocket[], owned = (_inode: string) => true) {
@@ -455,4 +457,43 @@ Deno.test("connection activity: nothing without a reader; each reader sees what 
   assert.equal(activity.recording, false);
   activity.hold("d|1");
   assert.deepEqual(activity.reader().take(), [], "closing the last reader forgot everything");
+});
+
+Deno.test({
+  name: "tcpProgress() counts what the peer acknowledged, and what waits once it stops reading",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    const server = await listener.accept();
+    const ends = [client.localAddr, client.remoteAddr] as [Deno.NetAddr, Deno.NetAddr];
+    try {
+      const start = tcpProgress(...ends);
+      assert.ok(start !== null);
+      assert.equal(start.notSent, 0);
+      await client.write(new Uint8Array(1000));
+      const buf = new Uint8Array(4096);
+      for (let got = 0; got < 1000;) got += (await server.read(buf))!;
+      await waitFor(
+        () => tcpProgress(...ends)!.acked === start.acked + 1000n,
+        "the 1000 bytes acknowledged",
+      );
+      // The server reads no more: its buffers fill, bytes wait unsent, the count stands still.
+      const writing = (async () => {
+        for (let i = 0; i < 400; i++) await client.write(new Uint8Array(64 * 1024));
+      })().catch(() => {});
+      let last = -1n;
+      await waitFor(() => {
+        const now = tcpProgress(...ends)!;
+        const still = now.acked === last && now.notSent > 0;
+        last = now.acked;
+        return still;
+      }, "the count to stand still with bytes waiting");
+      client.close();
+      await writing;
+    } finally {
+      server.close();
+      listener.close();
+    }
+  },
 });

@@ -34,6 +34,8 @@ class FakeClient {
 /** The backend leg: frames it sends are pushed by the test; writes wait while `hold` is set. */
 class FakeBackend {
   readonly written: Uint8Array[] = [];
+  /** What its kernel acknowledged of Strom's bytes, and what waits unsent; null: unknown. */
+  progress: { acked: bigint; notSent: number } | null = null;
   hold = false;
   #held: (() => void)[] = [];
   #controller!: ReadableStreamDefaultController<Uint8Array>;
@@ -91,6 +93,7 @@ function relay(): { client: FakeClient; backend: FakeBackend; clock: ManualClock
     websockets: new WebSocketRegistry(),
     onEnd: () => {},
     clock,
+    backendProgress: () => backend.progress && { ...backend.progress },
   });
   client.open();
   return { client, backend, clock };
@@ -148,5 +151,41 @@ Deno.test("a backend that says nothing while its client talks is pinged, and let
     await tick(clock, BACKEND_KEEPALIVE_MS);
   }
   assert.ok(backend.opcodes.includes(OPCODE.ping), "pinged though the client talked");
+  assert.deepEqual(client.closed, { code: 1011, reason: "backend gone" });
+});
+
+Deno.test("a backend that reads a large message slowly is not let go while its pong waits behind it", async () => {
+  const { client, backend, clock } = relay();
+  // Megabytes wait in the socket's buffers for its window; it reads them slowly.
+  backend.progress = { acked: 0n, notSent: 3_000_000 };
+  client.onmessage!({ data: new ArrayBuffer(1000) });
+  for (let i = 0; i < 6; i++) {
+    await tick(clock, BACKEND_KEEPALIVE_MS);
+    backend.progress.acked += 100_000n; // its kernel acknowledges more each interval
+  }
+  assert.ok(backend.opcodes.includes(OPCODE.ping));
+  assert.equal(client.closed, null, "no pong yet, but it reads");
+});
+
+Deno.test("a stopped backend is let go though its ping never got out behind a burst", async () => {
+  const { client, backend, clock } = relay();
+  backend.progress = { acked: 0n, notSent: 4_000_000 }; // stopped, its buffers full
+  backend.hold = true; // so Strom's writes wait, the ping behind them
+  client.onmessage!({ data: new ArrayBuffer(1000) });
+  await tick(clock, BACKEND_KEEPALIVE_MS); // silent: a ping, queued
+  assert.equal(client.closed, null);
+  client.onmessage!({ data: "still chatting" });
+  await tick(clock, BACKEND_KEEPALIVE_MS); // silent again, a ping out: gone
+  assert.deepEqual(client.closed, { code: 1011, reason: "backend gone" });
+});
+
+Deno.test("a stopped backend whose kernel still takes bytes is let go: that is not reading", async () => {
+  const { client, backend, clock } = relay();
+  backend.progress = { acked: 0n, notSent: 0 };
+  for (let i = 0; i < 3 && client.closed === null; i++) {
+    client.onmessage!({ data: "chat" });
+    backend.progress.acked += 10n; // into its receive buffer, which has room: nothing waits
+    await tick(clock, BACKEND_KEEPALIVE_MS);
+  }
   assert.deepEqual(client.closed, { code: 1011, reason: "backend gone" });
 });

@@ -360,6 +360,12 @@ export class Connection {
     return withFields(new Response(body, { status: head.status }), head.fields);
   }
 
+  /** The TCP connection's two ends (a TLS connection's too), or null for another transport. */
+  get ends(): { local: Deno.NetAddr; remote: Deno.NetAddr } | null {
+    const { localAddr: local, remoteAddr: remote } = this.#conn;
+    return local.transport === "tcp" && remote.transport === "tcp" ? { local, remote } : null;
+  }
+
   /** Whether bytes beyond the current response arrived (a broken backend). */
   get hasLeftover(): boolean {
     return this.#start !== this.#end;
