@@ -176,11 +176,12 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
     }
     case "health": {
       const pool = runtime?.pools.find((p) => p.config.name === message.pool);
-      const backend = pool?.backends.find((b) => b.id === message.backend);
-      if (pool && backend) {
-        backend.health = message.state;
-        pool.invalidate();
+      if (!pool) break;
+      // Every listing of the address: one listed twice is one backend, probed as such.
+      for (const backend of pool.backends) {
+        if (backend.id === message.backend) backend.health = message.state;
       }
+      pool.invalidate();
       break;
     }
     case "drain": {

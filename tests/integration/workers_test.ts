@@ -192,7 +192,7 @@ Deno.test("with workers, an HTTP port another process holds is refused, not shar
   );
 });
 
-Deno.test("health found by the primary reaches every worker", async () => {
+Deno.test("health found by the primary reaches every worker, for each listing of an address", async () => {
   let failing = false;
   let liveHits = 0;
   await using sick = startBackend((req) => {
@@ -205,7 +205,8 @@ Deno.test("health found by the primary reaches every worker", async () => {
   await using ok = startBackend(() => new Response("ok"));
   await using lb = await startStrom(
     `workers = 2\n` +
-      poolToml([sick.address, ok.address], {
+      // Listed twice: each worker must take both listings out (the first only was).
+      poolToml([sick.address, sick.address, ok.address], {
         // Generous limits: a busy machine must not make a probe Slow or time out.
         extra:
           `[backend_pools.health_config]\npath = "/health"\nslow_threshold = 10000\ntimeout = 10000`,
