@@ -404,6 +404,18 @@ export class WorkerGroup {
     for (const counts of [this.#carried, ...this.#counters]) {
       for (const key of counts.keys()) if (!keys.has(key)) counts.delete(key);
     }
+    // The series of removed pools and backends go from the dead workers' metrics too, as the
+    // live workers drop theirs: kept, they outlived the reload, and a total that the live
+    // workers no longer added to went back (read as a counter reset).
+    const pools = new Set(runtime.pools.map((pool) => pool.config.name));
+    const backends = new Set(runtime.pools.flatMap((pool) => pool.backends.map((b) => b.id)));
+    const kept = (labels: Readonly<Record<string, string>>) =>
+      (labels.pool === undefined || pools.has(labels.pool)) &&
+      (labels.backend === undefined || backends.has(labels.backend));
+    this.#carriedMetrics = this.#carriedMetrics.map((family) => ({
+      ...family,
+      samples: family.samples.filter((sample) => kept(sample.labels)),
+    }));
   }
 
   /** Keeps what a dead worker counted (its in-flight requests are gone with it). */

@@ -628,8 +628,13 @@ Deno.test("with workers, a backend removed and added again does not get what a d
     async () => await requestsOf(b.address) === b.requests.length,
     "the admin API to count b's requests over both workers",
   );
+  const metricsText = async () => await (await fetch(`${lb.adminUrl}/metrics`)).text();
+  assert.ok((await metricsText()).includes(`backend="${b.address}"`)); // each worker reported
   await group.restart(0); // what worker 1 counted for b is carried in the totals
   await group.reload([a.address]);
+  // Its series go with it, the dead worker's part too (kept, the total went back, a reset).
+  const stale = (await metricsText()).split("\n").filter((l) => l.includes(`"${b.address}"`));
+  assert.deepEqual(stale, []);
   await group.reload([a.address, b.address]);
   const since = b.requests.length;
   for (let i = 0; i < 20; i++) assert.equal((await fresh()).status, 200);
