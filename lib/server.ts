@@ -339,6 +339,11 @@ export class Strom {
   }
 
   /** Proxy isolates serving traffic (1 without `workers`). */
+  /** Brings the workers' counts (requests, in flight) up to date; at once without workers. */
+  async refreshWorkerCounts(): Promise<void> {
+    await this.#workers?.refreshCounts();
+  }
+
   get workerCount(): number {
     return this.#workers?.size ?? 1;
   }

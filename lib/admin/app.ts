@@ -69,7 +69,10 @@ export function createAdminApp(strom: Strom): Hono {
       listeners: strom.listeners(),
     }));
 
-  app.get("/api/pools", (c) => c.json(poolsView(strom.runtime, strom.workerCount)));
+  app.get("/api/pools", async (c) => {
+    await strom.refreshWorkerCounts(); // a drain's caller waits for in_flight 0: not a second old
+    return c.json(poolsView(strom.runtime, strom.workerCount));
+  });
 
   app.get("/api/config", secretRoute({ token: () => strom.runtime.config.adminToken }), (c) => {
     const text = strom.configText;

@@ -205,6 +205,11 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       post({ type: "metrics", id: message.id, families: metrics.registry.snapshot() });
       break;
     }
+    case "stats": {
+      if (runtime === null) break;
+      post({ type: "stats", id: message.id, generation: runtime.generation, counters: counters() });
+      break;
+    }
     case "shutdown": {
       clearInterval(statsTimer);
       websockets.closeAll();

@@ -229,6 +229,20 @@ export class WorkerGroup {
     return out;
   }
 
+  /**
+   * Has every worker report its counters now rather than at its next report (up to
+   * STATS_INTERVAL_MS away): in-flight counts change fast, and a drain's caller waits for 0.
+   * A worker that does not answer within a second counts as it last reported.
+   */
+  async refreshCounts(): Promise<void> {
+    const id = ++this.#asked;
+    await Promise.all(
+      this.#alive().map((worker) =>
+        this.#ask(worker, { type: "stats", id }, (m) => m.type === "stats" && m.id === id, 1000)
+      ),
+    );
+  }
+
   /** The shared HTTP port. */
   get port(): number {
     return this.#http?.port ?? 0;
@@ -300,9 +314,10 @@ export class WorkerGroup {
     worker: Worker,
     message: ToWorker,
     matches: (m: FromWorker) => boolean,
+    timeoutMs = 10_000,
   ): Promise<FromWorker | null> {
     return new Promise((resolve) => {
-      const timer = setTimeout(() => done(null), 10_000);
+      const timer = setTimeout(() => done(null), timeoutMs);
       const onMessage = (event: MessageEvent<FromWorker>) => {
         if (matches(event.data)) done(event.data);
       };

@@ -49,6 +49,8 @@ export type ToWorker =
     readonly keepSticky: boolean;
   }
   | { readonly type: "metrics"; readonly id: number }
+  /** Report the counters now (answered with a "stats" message carrying `id`). */
+  | { readonly type: "stats"; readonly id: number }
   | { readonly type: "peers"; readonly id: number }
   | { readonly type: "challenge"; readonly token: string; readonly keyAuthorization: string | null }
   | {
@@ -74,8 +76,16 @@ export const COUNTERS_PER_BACKEND = 4;
 export type FromWorker =
   | { readonly type: "listening"; readonly hostname: string; readonly port: number }
   | { readonly type: "error"; readonly message: string }
-  /** Counters by position in the worker's generation (the primary skips another generation's). */
-  | { readonly type: "stats"; readonly generation: number; readonly counters: Counters }
+  /**
+   * Counters by position in the worker's generation (the primary skips another generation's);
+   * `id` when asked for.
+   */
+  | {
+    readonly type: "stats";
+    readonly generation: number;
+    readonly counters: Counters;
+    readonly id?: number;
+  }
   | {
     /** Peers served since the previous ask, or being served (lib/net/activity.ts). */
     readonly type: "peers";

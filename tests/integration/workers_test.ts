@@ -320,6 +320,29 @@ Deno.test("with workers, a backend drained through the admin API gets no request
   assert.equal(a.requests.length, before);
 });
 
+Deno.test("with workers, /api/pools counts the requests in flight now, not at the last report", async () => {
+  const release = Promise.withResolvers<void>();
+  let arrived = 0;
+  await using slow = startBackend(async () => {
+    arrived++;
+    await release.promise;
+    return new Response("slow");
+  });
+  await using lb = await startStrom(`workers = 2\n` + poolToml([slow.address]));
+  const inFlight = async () =>
+    (await (await fetch(`${lb.adminUrl}/api/pools`)).json())[0].backends[0].inFlight;
+  const requests = Array.from(
+    { length: 6 },
+    () => get(`${lb.url}/`, { headers: { connection: "close" } }),
+  );
+  await waitFor(() => arrived === 6, "the six requests at the backend");
+  // What a drain's caller reads: it deploys once this says 0.
+  assert.equal(await inFlight(), 6);
+  release.resolve();
+  await Promise.all(requests);
+  assert.equal(await inFlight(), 0);
+});
+
 Deno.test("with workers, a drain keeping sticky clients reaches every worker", async () => {
   await using a = startBackend(() => new Response("a"));
   await using b = startBackend(() => new Response("b"));
