@@ -118,7 +118,7 @@ export class Strom {
     this.traffic = deps.metrics!;
     this.state = new StateMetrics(
       () => this.#runtime,
-      () => this.#workers?.size ?? 1,
+      () => this.workerCount,
       () => this.certificates.expiries(),
     );
     this.certificates = new CertificateStore({ resolvedLimit: options.resolvedNamesLimit });
@@ -344,8 +344,9 @@ export class Strom {
     await this.#workers?.refreshCounts();
   }
 
+  /** Isolates serving the proxy listeners now (a worker that died counts once started anew). */
   get workerCount(): number {
-    return this.#workers?.size ?? 1;
+    return this.#workers?.live ?? 1;
   }
 
   /** Aborted when shutdown begins: open-ended answers (the dashboard's event streams) end then. */

@@ -328,7 +328,7 @@ export class StateMetrics {
     });
     r.gauge({
       name: N.WORKERS,
-      help: "Isolates serving the proxy listeners",
+      help: "Isolates serving the proxy listeners now (one that died counts once started anew)",
       collect: (g) => g.set(workers()),
     });
     r.gauge({

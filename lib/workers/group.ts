@@ -210,6 +210,11 @@ export class WorkerGroup {
     return this.#workers.length;
   }
 
+  /** Workers running now: one that died counts again once started anew. */
+  get live(): number {
+    return this.#workers.filter((worker) => worker !== null).length;
+  }
+
   /**
    * The peers each worker served since it was last asked, or serves now
    * (lib/net/activity.ts); null when a worker did not answer.

@@ -552,6 +552,26 @@ Deno.test("a worker that dies is logged and started again, and learns what the o
   assert.ok(performance.now() - started < 5000);
 });
 
+Deno.test("strom_workers counts the workers running, not those configured, while one waits to start again", async () => {
+  const lines: string[] = [];
+  const log = createLogger("info", { sink: (r) => lines.push(`${r.level} ${r.message}`) });
+  await using a = startBackend(() => new Response("a"));
+  await using lb = await startStrom(`workers = 2\n` + poolToml([a.address]), { log });
+  const workersGauge = async () => {
+    const text = await (await fetch(`${lb.adminUrl}/metrics`)).text();
+    return Number(text.match(/^strom_workers (\d+)$/m)?.[1]);
+  };
+  assert.equal(await workersGauge(), 2);
+  // Dying young twice: the second start waits a second or more, a worker short meanwhile.
+  lb.strom.failWorker(0);
+  await waitFor(() => lines.some((l) => l.startsWith("info Worker 1 started again")), "restart");
+  lines.length = 0;
+  lb.strom.failWorker(0);
+  await waitFor(() => lines.some((l) => /Worker 1 died .* in \d+ s$/.test(l)), "a second death");
+  assert.equal(await workersGauge(), 1);
+  await waitFor(async () => await workersGauge() === 2, "worker 1 to run again");
+});
+
 /** Strom with two workers over `addresses` (its log in `lines`), and what tests of restarts use. */
 async function startRestartable(addresses: string[], options: { probe?: Probe } = {}) {
   const lines: string[] = [];
