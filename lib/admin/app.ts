@@ -191,7 +191,8 @@ export function createAdminApp(strom: Strom): Hono {
 
   app.get("/api/logs", (c) => {
     const limit = Number(c.req.query("limit") ?? 500);
-    const levelText = c.req.query("level");
+    // Empty (`?level=&q=x`, as a form sends an unset field) is no filter, as an absent one.
+    const levelText = c.req.query("level") || undefined;
     const level = levelText === undefined ? undefined : parseLevel(levelText);
     if (level === null) {
       return c.text(`400 - unknown level (expected one of ${LEVELS.join(", ")})`, 400);

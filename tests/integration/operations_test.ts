@@ -1236,6 +1236,9 @@ Deno.test("the admin API serves status, logs and a live event stream", async () 
   const logs = await fetch(`${lb.adminUrl}/api/logs?level=INFO&q=listening`);
   assert.equal(logs.status, 200);
   assert.ok(Array.isArray(await logs.json()));
+  const unset = await fetch(`${lb.adminUrl}/api/logs?level=&q=listening`);
+  assert.equal(unset.status, 200, "an empty level is no filter");
+  assert.ok((await unset.json()).length > 0);
   const bogus = await fetch(`${lb.adminUrl}/api/logs?level=bogus`);
   assert.equal(bogus.status, 400, "an unknown level is no filter at all");
   await bogus.body?.cancel();
