@@ -128,6 +128,12 @@ export function createAdminApp(strom: Strom): Hono {
         return c.json({ ...result, saved: false, message }, 500);
       }
       c.header("etag", etagOf(text));
+      if (strom.runtime.config.adminToken === null) {
+        // Saved as asked; said, since the API can change nothing more (this PUT included).
+        const warning = "the saved config has no admin_token: the admin API now refuses every " +
+          "change, PUT /api/config too, until a config with one is loaded (edit the file)";
+        return c.json({ ...result, warnings: [...(result.warnings ?? []), warning] }, 200);
+      }
       return c.json(result, 200);
     });
   });

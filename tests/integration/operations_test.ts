@@ -993,6 +993,10 @@ Deno.test("PUT /api/config: a bad file is refused with 422, a good one is writte
   assert.equal(fromFile.status, 422);
   assert.deepEqual(await fromFile.json(), { ok: false, problems: [blankProblem], text: "" });
   assert.equal((await get(`${lb.url}/`)).status, 200, "the pool still serves");
+  // Saving a config without admin_token locks the API: saved as asked, and said.
+  const locked = await put(lb.text.replace(`admin_token = "${TOKEN}"\n`, ""));
+  assert.equal(locked.status, 200);
+  assert.match((await locked.json()).warnings.join(), /no admin_token: the admin API now refuses/);
   await Deno.remove(lb.dir, { recursive: true });
 });
 
