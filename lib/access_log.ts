@@ -78,7 +78,8 @@ function bare(value: string): string {
 
 /**
  * The user name of `Basic` credentials (RFC 7617: up to the first colon), or null: none, another
- * scheme, or not base64. As bytes (one character each), as header values are.
+ * scheme, not base64, or no colon (then it may be a bare secret, an API key: never logged, as
+ * nginx's $remote_user is empty then). As bytes (one character each), as header values are.
  */
 export function basicUser(authorization: string | null): string | null {
   if (authorization === null || !/^basic /i.test(authorization)) return null;
@@ -89,8 +90,7 @@ export function basicUser(authorization: string | null): string | null {
     return null;
   }
   const colon = decoded.indexOf(":");
-  const user = colon < 0 ? decoded : decoded.slice(0, colon);
-  return user === "" ? null : user;
+  return colon > 0 ? decoded.slice(0, colon) : null;
 }
 
 /** Formats one record as a log line (without the newline). */
