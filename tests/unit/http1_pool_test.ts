@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { dial } from "../../lib/transport/dial.ts";
 import { HostPool, type Lease } from "../../lib/transport/http1/pool.ts";
+import { Connection } from "../../lib/transport/http1/connection.ts";
 import { createHttp1Transport } from "../../lib/transport/http1/transport.ts";
 import { UpstreamError } from "../../lib/transport/transport.ts";
 import type { BackendAddress } from "../../lib/config/types.ts";
@@ -376,4 +377,20 @@ Deno.test("the http1 transport sends a POST on a connection idle for a second or
     transport.close();
     backend.close();
   }
+});
+
+Deno.test("a connection names its two ends for TCP and TLS alike (Deno gives TLS ones no transport)", () => {
+  const tls = {
+    localAddr: { hostname: "127.0.0.1", port: 40000 },
+    remoteAddr: { hostname: "127.0.0.1", port: 443 },
+  } as unknown as Deno.Conn;
+  assert.deepEqual(new Connection(tls, "b").ends, {
+    local: { hostname: "127.0.0.1", port: 40000 },
+    remote: { hostname: "127.0.0.1", port: 443 },
+  });
+  const unix = {
+    localAddr: { transport: "unix", path: "/s" },
+    remoteAddr: { transport: "unix", path: "/s" },
+  } as unknown as Deno.Conn;
+  assert.equal(new Connection(unix, "b").ends, null);
 });

@@ -360,10 +360,15 @@ export class Connection {
     return withFields(new Response(body, { status: head.status }), head.fields);
   }
 
-  /** The TCP connection's two ends (a TLS connection's too), or null for another transport. */
+  /**
+   * The TCP connection's two ends (a TLS connection's too: Deno gives those no `transport`), or
+   * null for another transport.
+   */
   get ends(): { local: Deno.NetAddr; remote: Deno.NetAddr } | null {
     const { localAddr: local, remoteAddr: remote } = this.#conn;
-    return local.transport === "tcp" && remote.transport === "tcp" ? { local, remote } : null;
+    const ip = (a: Deno.Addr): a is Deno.NetAddr =>
+      "hostname" in a && "port" in a && (a.transport === "tcp" || a.transport === undefined);
+    return ip(local) && ip(remote) ? { local, remote } : null;
   }
 
   /** Whether bytes beyond the current response arrived (a broken backend). */
