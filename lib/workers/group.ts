@@ -427,15 +427,7 @@ export class WorkerGroup {
     // The series of removed pools and backends go from the dead workers' metrics too, as the
     // live workers drop theirs: kept, they outlived the reload, and a total that the live
     // workers no longer added to went back (read as a counter reset).
-    const pools = new Set(runtime.pools.map((pool) => pool.config.name));
-    const backends = new Set(runtime.pools.flatMap((pool) => pool.backends.map((b) => b.id)));
-    const kept = (labels: Readonly<Record<string, string>>) =>
-      (labels.pool === undefined || pools.has(labels.pool)) &&
-      (labels.backend === undefined || backends.has(labels.backend));
-    this.#carriedMetrics = this.#carriedMetrics.map((family) => ({
-      ...family,
-      samples: family.samples.filter((sample) => kept(sample.labels)),
-    }));
+    this.#carriedMetrics = seriesStillThere(this.#carriedMetrics, runtime.pools);
   }
 
   /** Keeps what a dead worker counted (its in-flight requests are gone with it). */
@@ -507,4 +499,28 @@ function byBackend(runtime: Runtime, counters: Counters): BackendCounters {
     });
   });
   return out;
+}
+
+/**
+ * `families` without the series of pools and backends that `pools` no longer has: by pool and
+ * backend together where a series names both (a backend left in another pool does not keep its
+ * series of the pool it left), else by the one it names.
+ */
+export function seriesStillThere(
+  families: readonly Family[],
+  pools: readonly { config: { name: string }; backends: readonly { id: string }[] }[],
+): Family[] {
+  const names = new Set(pools.map((pool) => pool.config.name));
+  const backends = new Set(pools.flatMap((pool) => pool.backends.map((b) => b.id)));
+  const pairs = new Set(
+    pools.flatMap((pool) => pool.backends.map((b) => `${pool.config.name}\n${b.id}`)),
+  );
+  const kept = ({ pool, backend }: Readonly<Record<string, string>>) =>
+    pool !== undefined && backend !== undefined
+      ? pairs.has(`${pool}\n${backend}`)
+      : (pool === undefined || names.has(pool)) && (backend === undefined || backends.has(backend));
+  return families.map((family) => ({
+    ...family,
+    samples: family.samples.filter((sample) => kept(sample.labels)),
+  }));
 }
