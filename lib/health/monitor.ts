@@ -122,8 +122,13 @@ export class HealthMonitor {
     while (backend.probing) await backend.probing;
     const { health } = backend;
     if (health.verified) {
-      const primed = Math.max(health.successes, pool.config.health.healthyAfter - 1);
-      backend.health = { ...health, successes: primed };
+      // One pass short of healthy_after: from Unresponsive (passes) and from Slow (fast passes).
+      const due = pool.config.health.healthyAfter - 1;
+      backend.health = {
+        ...health,
+        successes: Math.max(health.successes, due),
+        fasts: Math.max(health.fasts, due),
+      };
     }
     await this.#check(pool, backend);
   }

@@ -359,6 +359,32 @@ Deno.test("a pass by checks a reload changed brings a backend back at once", asy
   fixed.close();
 });
 
+Deno.test("a fast pass by checks a reload changed brings a Slow backend back at once", async () => {
+  const clock = new ManualClock();
+  const first = await manyBackends(1, clock);
+  const monitor = new HealthMonitor({
+    clock,
+    log: silentLogger,
+    // Slower than the default slow_threshold (300 ms), within a raised one.
+    probe: (_backend, health) =>
+      Promise.resolve({ ...result(true), latencyMs: 500, slow: 500 > health.slowThresholdMs }),
+  });
+  monitor.watch(first);
+  monitor.start();
+  const backend = first.pools[0].backends[0];
+  await waitTurns(() => backend.health.status === "Slow");
+  const raised = await manyBackends(
+    1,
+    clock,
+    first,
+    "[backend_pools.health_config]\nslow_threshold = 2000\n",
+  );
+  monitor.watch(raised);
+  await waitTurns(() => backend.health.status === "Healthy");
+  monitor.stop();
+  raised.close();
+});
+
 Deno.test("a reload that changes a threshold does not take a backend out on one failed probe", async () => {
   const clock = new ManualClock();
   const first = await manyBackends(1, clock);
