@@ -20,7 +20,13 @@ import { AccessLog } from "../access_log.ts";
 import { WebSocketRegistry } from "../proxy/websockets.ts";
 import { ChallengeStore } from "../tls/challenges.ts";
 import { type ActivityReader, isolateActivity } from "../net/activity.ts";
-import { type FromWorker, STATS_INTERVAL_MS, type ToWorker } from "./protocol.ts";
+import {
+  type DrainNews,
+  type FromWorker,
+  type HealthNews,
+  STATS_INTERVAL_MS,
+  type ToWorker,
+} from "./protocol.ts";
 
 const metrics = new TrafficMetrics();
 metrics.sampleEventLoop(); // until the worker ends
@@ -116,6 +122,21 @@ globalThis.addEventListener("unhandledrejection", (event) => {
   log?.error(`An unexpected error was not handled: ${event.reason}`);
 });
 
+/** A backend's health or drain, as the primary knows it, applied to this worker's runtime. */
+function applyNews(news: HealthNews | DrainNews): void {
+  if (news.type === "drain") {
+    runtime?.setDrained(news.pool, news.backend, news.drained, news.keepSticky);
+    return;
+  }
+  const pool = runtime?.pools.find((p) => p.config.name === news.pool);
+  if (!pool) return;
+  // Every listing of the address: one listed twice is one backend, probed as such.
+  for (const backend of pool.backends) {
+    if (backend.id === news.backend) backend.health = news.state;
+  }
+  pool.invalidate();
+}
+
 self.onmessage = async (event: MessageEvent<ToWorker>) => {
   const message = event.data;
   switch (message.type) {
@@ -135,6 +156,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       try {
         const config = parseConfig(message.configText, message);
         await adopt(config, message.generation);
+        for (const news of message.states ?? []) applyNews(news);
         const address = message.http
           ? { ...config.httpAddress, ...message.http }
           : config.httpAddress;
@@ -174,18 +196,9 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       await accessLog?.reopen().catch((e: Error) => log.error(e.message));
       break;
     }
-    case "health": {
-      const pool = runtime?.pools.find((p) => p.config.name === message.pool);
-      if (!pool) break;
-      // Every listing of the address: one listed twice is one backend, probed as such.
-      for (const backend of pool.backends) {
-        if (backend.id === message.backend) backend.health = message.state;
-      }
-      pool.invalidate();
-      break;
-    }
+    case "health":
     case "drain": {
-      runtime?.setDrained(message.pool, message.backend, message.drained, message.keepSticky);
+      applyNews(message);
       break;
     }
     case "https": {

@@ -5,7 +5,14 @@
 import type { Level, Logger } from "../log.ts";
 import type { Runtime } from "../runtime.ts";
 import type { HealthState } from "../health/state.ts";
-import { type Counters, COUNTERS_PER_BACKEND, type FromWorker, type ToWorker } from "./protocol.ts";
+import {
+  type Counters,
+  COUNTERS_PER_BACKEND,
+  type DrainNews,
+  type FromWorker,
+  type HealthNews,
+  type ToWorker,
+} from "./protocol.ts";
 import type { SocketAddress } from "../net/address.ts";
 import type { CertificateSnapshot } from "../tls/store.ts";
 import { type Family, merge } from "../metrics/registry.ts";
@@ -137,6 +144,7 @@ export class WorkerGroup {
         watchPeers: this.#options.watchPeers,
         generation: this.#generation,
         ...(this.#http ? { http: this.#http } : {}),
+        states: backendStates(this.#options.runtime()),
       };
       worker.postMessage(start);
     });
@@ -450,9 +458,9 @@ export class WorkerGroup {
 }
 
 /** The drain and health state of each of `runtime`'s backends, as messages for a new worker. */
-function backendStates(runtime: Runtime): ToWorker[] {
+function backendStates(runtime: Runtime): (HealthNews | DrainNews)[] {
   return runtime.pools.flatMap((pool) =>
-    pool.backends.flatMap((b): ToWorker[] => [
+    pool.backends.flatMap((b): (HealthNews | DrainNews)[] => [
       { type: "health", pool: pool.config.name, backend: b.id, state: b.health },
       {
         type: "drain",

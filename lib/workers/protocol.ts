@@ -6,6 +6,25 @@ import type { SocketAddress } from "../net/address.ts";
 import type { CertificateSnapshot } from "../tls/store.ts";
 import type { Family } from "../metrics/registry.ts";
 
+/** A backend's health state, as the primary's probes found it. */
+export interface HealthNews {
+  readonly type: "health";
+  /** By name and id, not position: a worker may still run the previous generation. */
+  readonly pool: string;
+  readonly backend: string;
+  readonly state: HealthState;
+}
+
+/** An operator drained (or restored) a backend; pool and backend by name. */
+export interface DrainNews {
+  readonly type: "drain";
+  readonly pool: string;
+  readonly backend: string;
+  readonly drained: boolean;
+  /** With `drained`: clients a sticky cookie binds to it still reach it. */
+  readonly keepSticky: boolean;
+}
+
 /** Primary → worker. */
 export type ToWorker =
   | {
@@ -24,14 +43,14 @@ export type ToWorker =
      * worker's, since a changed http_address needs a restart with workers; else the config's.
      */
     readonly http?: { readonly hostname: string; readonly port: number };
+    /**
+     * The backends' health and drains as the primary knows them now, applied before the
+     * worker listens: one started anew must not send a request to a backend that is down or
+     * drained in the moment before they reach it as messages.
+     */
+    readonly states?: readonly (HealthNews | DrainNews)[];
   }
-  | {
-    readonly type: "health";
-    /** By name and id, not position: a worker may still run the previous generation. */
-    readonly pool: string;
-    readonly backend: string;
-    readonly state: HealthState;
-  }
+  | HealthNews
   | {
     readonly type: "reload";
     readonly generation: number;
@@ -39,15 +58,7 @@ export type ToWorker =
     readonly source: string;
     readonly baseDir: string;
   }
-  | {
-    /** An operator drained (or restored) a backend; pool and backend by name. */
-    readonly type: "drain";
-    readonly pool: string;
-    readonly backend: string;
-    readonly drained: boolean;
-    /** With `drained`: clients a sticky cookie binds to it still reach it. */
-    readonly keepSticky: boolean;
-  }
+  | DrainNews
   | { readonly type: "metrics"; readonly id: number }
   /** Report the counters now (answered with a "stats" message carrying `id`). */
   | { readonly type: "stats"; readonly id: number }

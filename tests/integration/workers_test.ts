@@ -23,7 +23,7 @@ import {
   presentedCn,
 } from "../_helpers/certs.ts";
 import { resolvedLimitMessage } from "../../lib/tls/store.ts";
-import { STATS_INTERVAL_MS } from "../../lib/workers/protocol.ts";
+import { type FromWorker, STATS_INTERVAL_MS, type ToWorker } from "../../lib/workers/protocol.ts";
 import type { Probe } from "../../lib/health/probe.ts";
 
 type Certificate = { readonly cert: string; readonly key: string };
@@ -881,4 +881,48 @@ Deno.test({
       silent.close();
     } catch { /* closed */ }
   },
+});
+
+Deno.test("a worker applies the drains and health it is started with before it listens", async () => {
+  await using a = startBackend(() => new Response("a"));
+  await using b = startBackend(() => new Response("b"));
+  const worker = new Worker(new URL("../../lib/workers/entry.ts", import.meta.url), {
+    type: "module",
+  });
+  try {
+    const listening = new Promise<number>((resolve, reject) => {
+      worker.onmessage = (event: MessageEvent<FromWorker>) => {
+        if (event.data.type === "listening") resolve(event.data.port);
+        if (event.data.type === "error") reject(new Error(event.data.message));
+      };
+    });
+    const start: ToWorker = {
+      type: "start",
+      id: 1,
+      configText: `http_address = "127.0.0.1:0"\n[health_interval]\ncheck_every = 0\n` +
+        poolToml([a.address, b.address]),
+      source: "<test>",
+      baseDir: ".",
+      logLevel: "error",
+      watchPeers: false,
+      generation: 1,
+      // A started anew: a is drained. Its first request (RoundRobin starts at a) must not go there.
+      states: [
+        { type: "drain", pool: "pool-0", backend: a.address, drained: true, keepSticky: false },
+      ],
+    };
+    worker.postMessage(start);
+    const port = await listening;
+    const first = await get(`http://127.0.0.1:${port}/`, { headers: { connection: "close" } });
+    assert.equal(first.text, "b");
+    assert.equal(a.requests.length, 0);
+  } finally {
+    worker.postMessage({ type: "shutdown", graceMs: 0 } satisfies ToWorker);
+    await new Promise<void>((resolve) => {
+      worker.onmessage = (event: MessageEvent<FromWorker>) => {
+        if (event.data.type === "stopped") resolve();
+      };
+    });
+    worker.terminate();
+  }
 });
