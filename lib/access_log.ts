@@ -56,14 +56,13 @@ function headerText(value: string | null): string | null {
   }
 }
 
+/** A byte (one character) as nginx escapes it in a CLF line: \xHH. */
+const hexEscape = (c: string) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`;
+
 /** A quoted CLF field: `"` and `\` escaped, control characters and non-ASCII bytes as \xHH. */
 function quoted(value: string | null): string {
   if (value === null) return '"-"';
-  const escaped = value.replace(
-    UNSAFE,
-    (c) =>
-      c === '"' || c === "\\" ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
-  );
+  const escaped = value.replace(UNSAFE, (c) => c === '"' || c === "\\" ? `\\${c}` : hexEscape(c));
   return `"${escaped}"`;
 }
 
@@ -71,9 +70,9 @@ function quoted(value: string | null): string {
 // deno-lint-ignore no-control-regex
 const UNSAFE_BARE = /[\\" \x00-\x1f\x7f-\xff]/g;
 
-/** An unquoted CLF field (the user): as `quoted` escapes, spaces too, as \xHH. */
+/** An unquoted CLF field (the user): every byte `quoted` escapes, and spaces, as \xHH. */
 function bare(value: string): string {
-  return value.replace(UNSAFE_BARE, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  return value.replace(UNSAFE_BARE, hexEscape);
 }
 
 /**

@@ -320,6 +320,15 @@ export type ClientState = "connected" | "gone" | "unknown";
 
 let lookups: ConnectionLookup | null | undefined;
 
+/** The lookups of single connections (one per isolate), or null where there are none (not Linux). */
+function connectionLookup(): ConnectionLookup | null {
+  if (lookups === undefined) {
+    const libc = Deno.build.os === "linux" ? loadLibc() : "not Linux";
+    lookups = typeof libc === "string" ? null : new ConnectionLookup(libc);
+  }
+  return lookups;
+}
+
 /**
  * Whether the client `peer` still has its connection to the listener bound
  * to `listener` open, as the kernel's table says (Linux: one sock_diag lookup
@@ -338,10 +347,7 @@ export async function clientState(
   listener: { readonly hostname: string; readonly port: number },
   peer: Deno.NetAddr,
 ): Promise<ClientState> {
-  if (lookups === undefined) {
-    const libc = Deno.build.os === "linux" ? loadLibc() : "not Linux";
-    lookups = typeof libc === "string" ? null : new ConnectionLookup(libc);
-  }
+  const lookups = connectionLookup();
   if (lookups === null) return "unknown";
   let state: ClientState | "elsewhere";
   try {
@@ -566,13 +572,9 @@ class ConnectionLookup {
           peer.port,
           ++this.#seq,
         );
-        const sent = Number(this.#libc.sendNow(fd, request, BigInt(request.length), 0));
-        if (sent !== request.length) return "unknown";
-        const n = Number(
-          this.#libc.recvNow(fd, this.#reply, BigInt(this.#reply.length), MSG_DONTWAIT),
-        );
-        if (n <= 0) return "unknown";
-        const found = parseLookup(this.#reply.subarray(0, n));
+        const reply = this.#exchange(fd, request);
+        if (reply === null) return "unknown";
+        const found = parseLookup(reply);
         if (found === "error") return "unknown";
         if (found === "none") continue;
         return found === TCP_ESTABLISHED ? "connected" : "gone";
@@ -581,6 +583,16 @@ class ConnectionLookup {
     } finally {
       this.#libc.close(fd);
     }
+  }
+
+  /** Sends one request on `fd`; its reply (a view of the reply buffer), or null. */
+  #exchange(fd: number, request: Uint8Array<ArrayBuffer>): Uint8Array | null {
+    const sent = Number(this.#libc.sendNow(fd, request, BigInt(request.length), 0));
+    if (sent !== request.length) return null;
+    const n = Number(
+      this.#libc.recvNow(fd, this.#reply, BigInt(this.#reply.length), MSG_DONTWAIT),
+    );
+    return n <= 0 ? null : this.#reply.subarray(0, n);
   }
 
   /** The TcpProgress of the connection `local` → `remote`, or null. */
@@ -601,12 +613,8 @@ class ConnectionLookup {
         ++this.#seq,
         1 << (INET_DIAG_INFO - 1),
       );
-      const sent = Number(this.#libc.sendNow(fd, request, BigInt(request.length), 0));
-      if (sent !== request.length) return null;
-      const n = Number(
-        this.#libc.recvNow(fd, this.#reply, BigInt(this.#reply.length), MSG_DONTWAIT),
-      );
-      return n <= 0 ? null : parseTcpProgress(this.#reply.subarray(0, n));
+      const reply = this.#exchange(fd, request);
+      return reply === null ? null : parseTcpProgress(reply);
     } finally {
       this.#libc.close(fd);
     }
@@ -741,13 +749,8 @@ export function parseTcpProgress(bytes: Uint8Array): TcpProgress | null {
  * that its kernel took the bytes.
  */
 export function tcpProgress(local: Deno.NetAddr, remote: Deno.NetAddr): TcpProgress | null {
-  if (lookups === undefined) {
-    const libc = Deno.build.os === "linux" ? loadLibc() : "not Linux";
-    lookups = typeof libc === "string" ? null : new ConnectionLookup(libc);
-  }
-  if (lookups === null) return null;
   try {
-    return lookups.tcpProgress(local, remote);
+    return connectionLookup()?.tcpProgress(local, remote) ?? null;
   } catch {
     return null;
   }

@@ -270,7 +270,6 @@ class Relay {
       progress.acked - before.acked > this.#pingBytes;
     this.#progress = progress;
     this.#pingBytes = 0n;
-    const acked = progress?.acked ?? null;
     const alive = this.#heardSinceCheck || this.#readsPaused || reading;
     // Gone: silent for a whole interval with a ping out since the last check (written or still
     // queued: a backend that reads nothing never gets it). Where the kernel cannot tell what the
@@ -278,11 +277,13 @@ class Relay {
     // every interval, and the ping goes out some milliseconds after the check that sent it).
     const waited = this.#o.clock.now() - this.#pingSentAt;
     const gone = !alive &&
-      (acked !== null ? this.#pingOut : this.#awaitingPong && waited >= BACKEND_KEEPALIVE_MS / 2);
+      (progress !== null
+        ? this.#pingOut
+        : this.#awaitingPong && waited >= BACKEND_KEEPALIVE_MS / 2);
     if (gone) {
       this.#o.log.info(
         `Closing a WebSocket: ${this.#o.label} sent nothing, not even a pong, ${
-          acked !== null
+          progress !== null
             ? `and took nothing of what it was sent, in the ${
               BACKEND_KEEPALIVE_MS / 1000
             } s after a ping`

@@ -5,6 +5,7 @@ import {
   HealthMonitor,
   MAX_PROBES_AT_ONCE,
   MAX_PROBES_PER_POOL,
+  type MonitorOptions,
 } from "../../lib/health/monitor.ts";
 import type { ProbeResult } from "../../lib/health/state.ts";
 import { parseConfig } from "../../lib/config/load.ts";
@@ -302,118 +303,81 @@ Deno.test("a reload keeps each pool's cadence of rounds, and probes new backends
   grown.close();
 });
 
-Deno.test("a reload that changes a pool's checks (its path) probes the pool at once", async () => {
+/**
+ * A started monitor over a pool of `count` backends probed by `probe`; `reload(extra)` reloads
+ * the pool with `extra` lines and has the monitor watch it. Disposing stops it.
+ */
+async function reloadedMonitor(count: number, probe: MonitorOptions["probe"]) {
   const clock = new ManualClock();
-  const first = await manyBackends(2, clock);
-  const paths: string[] = [];
-  const monitor = new HealthMonitor({
-    clock,
-    log: silentLogger,
-    probe: (_backend, health) => {
-      paths.push(health.path);
-      return Promise.resolve(result(true));
-    },
-  });
-  monitor.watch(first);
+  let runtime = await manyBackends(count, clock);
+  const monitor = new HealthMonitor({ clock, log: silentLogger, probe });
+  monitor.watch(runtime);
   monitor.start();
+  return {
+    clock,
+    backend: runtime.pools[0].backends[0],
+    reload: async (extra: string) => {
+      runtime = await manyBackends(count, clock, runtime, extra);
+      monitor.watch(runtime);
+      return runtime;
+    },
+    [Symbol.dispose]: () => {
+      monitor.stop();
+      runtime.close();
+    },
+  };
+}
+
+Deno.test("a reload that changes a pool's checks (its path) probes the pool at once", async () => {
+  const paths: string[] = [];
+  using m = await reloadedMonitor(2, (_backend, health) => {
+    paths.push(health.path);
+    return Promise.resolve(result(true));
+  });
   // Reloaded while the first probes are under way: they are followed by fresh ones.
   await waitTurns(() => paths.length === 2);
-  clock.advance(1000);
-  const changed = await manyBackends(
-    2,
-    clock,
-    first,
-    '[backend_pools.health_config]\npath = "/ready"\n',
-  );
-  monitor.watch(changed);
+  m.clock.advance(1000);
+  await m.reload('[backend_pools.health_config]\npath = "/ready"\n');
   await waitTurns(() => paths.length === 4);
   assert.deepEqual(paths, ["/", "/", "/ready", "/ready"]);
-  monitor.stop();
-  changed.close();
 });
 
 Deno.test("a pass by checks a reload changed brings a backend back at once", async () => {
-  const clock = new ManualClock();
-  const first = await manyBackends(1, clock);
-  const monitor = new HealthMonitor({
-    clock,
-    log: silentLogger,
-    probe: (_backend, health) => Promise.resolve(result(health.path === "/ready")),
-  });
-  monitor.watch(first);
-  monitor.start();
-  const backend = first.pools[0].backends[0];
-  await waitTurns(() => backend.health.status === "Unresponsive"); // "/" fails
-  const fixed = await manyBackends(
+  using m = await reloadedMonitor(
     1,
-    clock,
-    first,
-    '[backend_pools.health_config]\npath = "/ready"\n',
+    (_backend, health) => Promise.resolve(result(health.path === "/ready")),
   );
-  monitor.watch(fixed);
-  const carried = fixed.pools[0].backends[0];
-  assert.equal(carried, backend);
+  await waitTurns(() => m.backend.health.status === "Unresponsive"); // "/" fails
+  const fixed = await m.reload('[backend_pools.health_config]\npath = "/ready"\n');
+  assert.equal(fixed.pools[0].backends[0], m.backend, "carried over");
   // One passing probe by the new path, not healthy_after = 2 rounds (10 s apart) of them.
-  await waitTurns(() => carried.health.status === "Healthy");
-  monitor.stop();
-  fixed.close();
+  await waitTurns(() => m.backend.health.status === "Healthy");
 });
 
 Deno.test("a fast pass by checks a reload changed brings a Slow backend back at once", async () => {
-  const clock = new ManualClock();
-  const first = await manyBackends(1, clock);
-  const monitor = new HealthMonitor({
-    clock,
-    log: silentLogger,
-    // Slower than the default slow_threshold (300 ms), within a raised one.
-    probe: (_backend, health) =>
-      Promise.resolve({ ...result(true), latencyMs: 500, slow: 500 > health.slowThresholdMs }),
-  });
-  monitor.watch(first);
-  monitor.start();
-  const backend = first.pools[0].backends[0];
-  await waitTurns(() => backend.health.status === "Slow");
-  const raised = await manyBackends(
+  // Slower than the default slow_threshold (300 ms), within a raised one.
+  using m = await reloadedMonitor(
     1,
-    clock,
-    first,
-    "[backend_pools.health_config]\nslow_threshold = 2000\n",
+    (_backend, health) =>
+      Promise.resolve({ ...result(true), latencyMs: 500, slow: 500 > health.slowThresholdMs }),
   );
-  monitor.watch(raised);
-  await waitTurns(() => backend.health.status === "Healthy");
-  monitor.stop();
-  raised.close();
+  await waitTurns(() => m.backend.health.status === "Slow");
+  await m.reload("[backend_pools.health_config]\nslow_threshold = 2000\n");
+  await waitTurns(() => m.backend.health.status === "Healthy");
 });
 
 Deno.test("a reload that changes a threshold does not take a backend out on one failed probe", async () => {
-  const clock = new ManualClock();
-  const first = await manyBackends(1, clock);
   let ok = true;
   let probes = 0;
-  const monitor = new HealthMonitor({
-    clock,
-    log: silentLogger,
-    probe: () => {
-      probes++;
-      return Promise.resolve(result(ok));
-    },
+  using m = await reloadedMonitor(1, () => {
+    probes++;
+    return Promise.resolve(result(ok));
   });
-  monitor.watch(first);
-  monitor.start();
-  const backend = first.pools[0].backends[0];
-  await waitTurns(() => backend.health.verified);
+  await waitTurns(() => m.backend.health.verified);
   ok = false; // one failed probe, the first after the reload
-  const raised = await manyBackends(
-    1,
-    clock,
-    first,
-    "[backend_pools.health_config]\nunhealthy_after = 5\n",
-  );
-  monitor.watch(raised);
-  await waitTurns(() => probes === 2 && backend.probing === null);
-  assert.equal(backend.health.status, "Healthy", "one failure of five");
-  monitor.stop();
-  raised.close();
+  await m.reload("[backend_pools.health_config]\nunhealthy_after = 5\n");
+  await waitTurns(() => probes === 2 && m.backend.probing === null);
+  assert.equal(m.backend.health.status, "Healthy", "one failure of five");
 });
 
 Deno.test("a pool of slow probes does not hold another pool's probes back", async () => {

@@ -165,23 +165,37 @@ const CLIENT = {
   caCerts: [],
 };
 
-/** A backend answering each request on a connection with `answer`; counts requests. */
-function answering(answer: string) {
+const OK = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+/**
+ * A backend answering each request on a connection with `answer`; counts requests. With
+ * `perConnection`, a connection that answered that many closes at its next request without an
+ * answer (`dropped`): the keep-alive race (the backend closed the idle connection as the request
+ * came), made certain.
+ */
+function answering(answer: string, perConnection = Infinity) {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   let requests = 0;
+  let dropped = 0;
   (async () => {
     for await (const conn of listener) {
       (async () => {
         const buf = new Uint8Array(4096);
         let text = "";
+        let served = 0;
         try {
-          while (true) {
+          reading: while (true) {
             const n = await conn.read(buf);
             if (n === null) break;
             text += new TextDecoder().decode(buf.subarray(0, n));
             while (text.includes("\r\n\r\n")) {
+              if (served === perConnection) {
+                dropped++;
+                break reading;
+              }
               text = text.slice(text.indexOf("\r\n\r\n") + 4);
               requests++;
+              served++;
               await conn.write(new TextEncoder().encode(answer));
             }
           }
@@ -194,6 +208,9 @@ function answering(answer: string) {
     port: listener.addr.port,
     get requests() {
       return requests;
+    },
+    get counts() {
+      return { answered: requests, dropped };
     },
     close: () => listener.close(),
   };
@@ -212,7 +229,7 @@ function request(signal: AbortSignal) {
 }
 
 Deno.test("the http1 transport sends nothing for a request aborted before it got its pooled connection", async () => {
-  const backend = answering("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+  const backend = answering(OK);
   const transport = createHttp1Transport(CLIENT);
   try {
     const first = await transport.send(
@@ -251,47 +268,8 @@ Deno.test("the http1 transport passes a 205 on without its Content-Length", asyn
   }
 });
 
-/**
- * A backend whose connections each answer one request, and close at the next one without an
- * answer: the keep-alive race (the backend closed the idle connection as the request came),
- * made certain. Counts the requests it answered and those it dropped.
- */
-function answeringOnce() {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const counts = { answered: 0, dropped: 0 };
-  (async () => {
-    for await (const conn of listener) {
-      (async () => {
-        const buf = new Uint8Array(4096);
-        let text = "";
-        let served = false;
-        try {
-          while (true) {
-            const n = await conn.read(buf);
-            if (n === null) break;
-            text += new TextDecoder().decode(buf.subarray(0, n));
-            if (!text.includes("\r\n\r\n")) continue;
-            if (served) {
-              counts.dropped++;
-              break;
-            }
-            served = true;
-            text = text.slice(text.indexOf("\r\n\r\n") + 4);
-            counts.answered++;
-            await conn.write(
-              new TextEncoder().encode("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
-            );
-          }
-        } catch { /* closed */ }
-        conn.close();
-      })();
-    }
-  })().catch(() => {});
-  return { port: listener.addr.port, counts, close: () => listener.close() };
-}
-
 Deno.test("the http1 transport resends an idempotent request written to a closed connection on a new one", async () => {
-  const backend = answeringOnce();
+  const backend = answering(OK, 1);
   const transport = createHttp1Transport(CLIENT);
   try {
     // Two connections wait in the pool, each of which the backend will close at its next request.
@@ -353,7 +331,7 @@ Deno.test("HostPool.acquire() reuses only a connection idle for less than reuseW
 });
 
 Deno.test("the http1 transport sends a POST on a connection idle for a second or more only anew", async () => {
-  const backend = answeringOnce();
+  const backend = answering(OK, 1);
   const transport = createHttp1Transport(CLIENT);
   // The pool reads performance.now(): moved on instead of waiting.
   const realNow = performance.now.bind(performance);
