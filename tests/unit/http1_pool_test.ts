@@ -330,6 +330,57 @@ Deno.test("HostPool.acquire() reuses only a connection idle for less than reuseW
   }
 });
 
+Deno.test("HostPool learns the backend's keep-alive timeout from an idle connection it closed", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted: Deno.Conn[] = [];
+  (async () => {
+    for await (const conn of listener) accepted.push(conn);
+  })().catch(() => {});
+  const pool = new HostPool(
+    { host: "127.0.0.1", port: listener.addr.port, tls: false },
+    { maxConnections: 4, maxIdle: 4, idleTimeoutMs: 600_000 },
+  );
+  const signal = new AbortController().signal;
+  // The pool reads performance.now(): moved on instead of waiting.
+  const realNow = performance.now.bind(performance);
+  let offset = 0;
+  performance.now = () => realNow() + offset;
+  const idleFor = async (ms: number, reuseWithinMs: number) => {
+    const lease = await pool.acquire(signal, 5000);
+    pool.release(lease.conn, true);
+    offset += ms;
+    const next = await pool.acquire(signal, 5000, reuseWithinMs);
+    pool.release(next.conn, true);
+    return next.reused;
+  };
+  try {
+    assert.equal(await idleFor(160, 1000), true, "nothing learned yet: reused within 1 s");
+    // The backend closes the idle connection after 200 ms.
+    const first = await pool.acquire(signal, 5000);
+    pool.release(first.conn, true);
+    offset += 200;
+    await waitFor(() => accepted.length === 1, "the connection accepted");
+    accepted[0].close();
+    await waitFor(() => first.conn.closed, "the close seen by the pool");
+    // 160 ms is beyond three quarters of 200 ms: a new connection for what cannot go again.
+    assert.equal(await idleFor(160, 1000), false);
+    assert.equal(await idleFor(100, 1000), true);
+    assert.equal(await idleFor(160, Infinity), true, "a request that can go again still reuses");
+    offset += 60_000; // what was learned holds for a minute
+    assert.equal(await idleFor(160, 1000), true);
+  } finally {
+    // deno-lint-ignore no-explicit-any
+    delete (performance as any).now;
+    pool.close();
+    listener.close();
+    for (const conn of accepted) {
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    }
+  }
+});
+
 Deno.test("the http1 transport sends a POST on a connection idle for a second or more only anew", async () => {
   const backend = answering(OK, 1);
   const transport = createHttp1Transport(CLIENT);

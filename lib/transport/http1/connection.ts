@@ -48,6 +48,12 @@ export class Connection {
   uses = 0;
   /** In the pool, waiting for a request. */
   #parked = false;
+  /**
+   * Told when the backend closes (or resets) the connection while it waits in
+   * the pool, with how long it had been idle: what the pool learns the
+   * backend's keep-alive timeout from.
+   */
+  onIdleClose: ((idleMs: number) => void) | null = null;
   /** The read started while parked: the next answer's first bytes, or the backend's close. */
   #pending: Promise<number | null | Error> | null = null;
   #probe: Uint8Array | null = null;
@@ -98,15 +104,21 @@ export class Connection {
 
   /** What a parked read gave: bytes of an answer (once unparked), else the end of it. */
   readonly #parkedRead = (n: number | null): number | null => {
-    if (this.#parked) this.close();
+    if (this.#parked) this.#closedWhileParked(n === null);
     return n;
   };
 
   /** A parked read failed (closed by the pool, or reset): ends the connection, rejects nobody. */
   readonly #parkedFailure = (error: unknown): Error => {
-    if (this.#parked) this.close();
+    if (this.#parked) this.#closedWhileParked(true);
     return error instanceof Error ? error : new Error(String(error));
   };
+
+  /** Closes it; `byPeer`: the backend ended it (not bytes nobody asked for, not Strom). */
+  #closedWhileParked(byPeer: boolean): void {
+    if (byPeer && !this.#closed) this.onIdleClose?.(performance.now() - this.idleSince);
+    this.close();
+  }
 
   /** Takes it out of the pool for a request (its read, if any, now reads the answer). */
   unpark(): void {
