@@ -186,11 +186,12 @@ export class HealthMonitor {
   /** Probes `backend` unless a probe of it is running already (then resolves with that one). */
   #check(pool: Pool, backend: Backend): Promise<void> {
     if (backend.probing) return backend.probing;
+    const checks = checksOf(pool);
     const probing = this.#inTurn(
       pool.config.name,
       () => this.#probe(backend.address, pool.config.health, pool.config.client),
     )
-      .then((result) => this.#apply(pool, backend, result))
+      .then((result) => this.#apply(pool, backend, result, checks))
       .catch((e) => this.#log.error(`Health check of backend ${backend.id} failed: ${e}`))
       .finally(() => backend.probing = null);
     backend.probing = probing;
@@ -244,7 +245,8 @@ export class HealthMonitor {
     }
   }
 
-  #apply(probed: Pool, backend: Backend, result: ProbeResult): void {
+  /** What a probe of `backend` by the checks `checks` (see checksOf()) found. */
+  #apply(probed: Pool, backend: Backend, result: ProbeResult, checks: string): void {
     // A reload may have come while the probe ran: the backend now lives in the
     // new generation's pool (or in none), whose cached working set must change.
     const runtime = this.#runtime;
@@ -253,6 +255,9 @@ export class HealthMonitor {
     // Under way when a reload turned the pool's checks off: nothing would ever correct what it
     // says (a failure left the backend Unresponsive for good; the reload started it Healthy).
     if (this.#intervalMs(pool) <= 0) return;
+    // By checks a reload has changed since (a path that failed, reloaded twice: A, B, back to
+    // A): what it says is no longer asked; a probe by the checks of now follows (#checkAnew).
+    if (pool !== probed && checksOf(pool) !== checks) return;
     this.#onProbe?.(pool.config.name, backend.id, result.ok);
     if (!this.#probeBackOnly) this.#applyHealth(runtime, pool, backend, result);
     const outlier = backend.outlier;

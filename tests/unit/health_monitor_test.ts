@@ -380,6 +380,26 @@ Deno.test("a reload that changes a threshold does not take a backend out on one 
   assert.equal(m.backend.health.status, "Healthy", "one failure of five");
 });
 
+Deno.test("a probe by checks two reloads have replaced since (A, B, A) counts for nothing", async () => {
+  const probes: { path: string; answer: (r: ProbeResult) => void }[] = [];
+  using m = await reloadedMonitor(
+    1,
+    (_backend, health) => new Promise((answer) => probes.push({ path: health.path, answer })),
+  );
+  await waitTurns(() => probes.length === 1);
+  probes[0].answer(result(true));
+  await waitTurns(() => m.backend.health.verified && m.backend.probing === null);
+  await m.reload('[backend_pools.health_config]\npath = "/b"\n'); // B: probed at once, fails later
+  await waitTurns(() => probes.length === 2);
+  await m.reload(""); // back to A before B's probe ends
+  probes[1].answer(result(false));
+  await waitTurns(() => probes.length === 3); // the probe by A's checks, after B's
+  assert.deepEqual(probes.map((p) => p.path), ["/", "/b", "/"]);
+  assert.equal(m.backend.health.status, "Healthy", "B's failure is not A's");
+  assert.equal(m.backend.health.failures, 0);
+  probes[2].answer(result(true));
+});
+
 Deno.test("a pool of slow probes does not hold another pool's probes back", async () => {
   const clock = new ManualClock();
   const dark = Array.from({ length: 100 }, (_, i) => `"127.0.0.1:${i + 1}"`);
