@@ -20,13 +20,14 @@ export const powerOfTwoChoices: StrategyFactory = {
 };
 
 /**
- * Two different candidates drawn at random; the one with the lower `cost`
- * (the first drawn on a tie). A single candidate is returned as it is.
+ * Two different candidates drawn at random; the one with the lower `cost` (of
+ * it next to the other; the first drawn on a tie). A single candidate is
+ * returned as it is.
  */
 export function chooseOfTwo<T extends Candidate>(
   candidates: readonly T[],
   random: () => number,
-  cost: (candidate: T) => number,
+  cost: (candidate: T, other: T) => number,
 ): T {
   const n = candidates.length;
   if (n === 1) return candidates[0];
@@ -34,5 +35,5 @@ export function chooseOfTwo<T extends Candidate>(
   // A second index among the other n - 1, so the two always differ.
   const j = (i + 1 + Math.floor(random() * (n - 1))) % n;
   const a = candidates[i], b = candidates[j];
-  return cost(b) < cost(a) ? b : a;
+  return cost(b, a) < cost(a, b) ? b : a;
 }

@@ -342,6 +342,17 @@ Deno.test("peakEwma() takes a 5xx as twice the slowest other backend: never the 
   assert.equal(tally(s, [a, b, c], 300).get(c.id), 0, "failing fast does not look fastest");
 });
 
+Deno.test("peakEwma(): a backend that fails fast stays out while the others are busy", () => {
+  const { s } = peakEwma();
+  const [a, b, c] = candidates(3);
+  s.observe!(a.id, 20);
+  s.observe!(b.id, 20);
+  s.observe!(c.id, 0.5, true); // a 503 at once: nothing of it stays in flight
+  a.inFlight = 3;
+  b.inFlight = 3;
+  assert.equal(tally(s, [a, b, c], 300).get(c.id), 0, "40 ms x 1 was cheaper than 20 ms x 4");
+});
+
 Deno.test("peakEwma(): one 5xx from a backend as fast as the others keeps it out for seconds, not a minute", () => {
   const { s, clock } = peakEwma();
   const [a, b, c] = candidates(3);
