@@ -96,6 +96,8 @@ export async function relayWebSocket(
   const head = handshakeHead(exchange.target, exchange.fields, key.trim());
   const tried: Backend[] = [];
   for (let attempt = 0;; attempt++) {
+    // A retry's pick must not move a strategy's turn (see round_robin.ts), as in forward.ts.
+    exchange.pick.retry = attempt > 0;
     const backend = bound ?? pool.strategy.pick(candidates, exchange.pick);
     bound = null;
     const outcome = await attemptUpgrade(pool, backend, request, { head, key, offered, exchange });

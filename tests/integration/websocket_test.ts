@@ -230,6 +230,24 @@ Deno.test("a WebSocket to a backend that is down gives 502, counts a failure and
   await waitFor(() => lb.strom.websockets.count === 0, "relays to end");
 });
 
+Deno.test("a WebSocket retried elsewhere does not move RoundRobin's turn: the live backends share evenly", async () => {
+  await using a = startWsBackend();
+  await using b = startWsBackend();
+  const dead = `127.0.0.1:${freePort()}`;
+  await using lb = await startStrom(
+    poolToml([a.address, b.address, dead]) + "[backend_pools.outlier_detection]\n" +
+      "consecutive_failures = 0\n",
+  );
+  for (let i = 0; i < 6; i++) {
+    const client = await TestClient.open(wsUrl(lb));
+    assert.equal(await client.echo(`try ${i}`), `try ${i}`);
+    await client.close();
+  }
+  // Before, the retry after the dead backend took the next turn too: 2 and 4.
+  assert.deepEqual([a.upgrades.length, b.upgrades.length], [3, 3]);
+  await waitFor(() => lb.strom.websockets.count === 0, "relays to end");
+});
+
 Deno.test("middlewares run before the backend: BasicAuth refuses, Headers and StickyCookie apply to the 101", async () => {
   const dir = await Deno.makeTempDir({ prefix: "strom-ws-" });
   try {
