@@ -68,6 +68,7 @@ export function validateConfig(doc: Record<string, unknown>, origin: Origin): Va
   const accessLog = readAccessLog(top.subtable("access_log"), origin.baseDir);
   readPrometheusAddress(top, warnings);
   const pools = readPools(top, warnings, origin.baseDir);
+  if (workers !== undefined && workers > 1) warnPerWorkerCaps(pools, workers, warnings);
   const certificates = validateCertificates(
     top.raw("certificates"),
     origin.baseDir,
@@ -289,6 +290,29 @@ function readAccessLog(r: TableReader | null, baseDir: string): AccessLogConfig 
   r.finish();
   if (format === undefined || path === undefined) return undefined;
   return { format: format as AccessLogConfig["format"], path: file ?? "stdout" };
+}
+
+/**
+ * `max_connections_per_host` caps one isolate's pool: with workers, a backend
+ * may get that many from each (nginx's `max_conns` without a shared zone is
+ * per worker process alike). Said at load, since the setting exists to protect
+ * a backend.
+ */
+function warnPerWorkerCaps(
+  pools: readonly (PoolConfig | undefined)[],
+  workers: number,
+  warnings: string[],
+): void {
+  pools.forEach((pool, i) => {
+    const cap = pool?.client.maxConnectionsPerHost;
+    if (cap === undefined || cap === null) return;
+    warnings.push(
+      `backend_pools[${i}].client.max_connections_per_host: ${cap} per worker: with workers = ` +
+        `${workers}, a backend may get up to ${cap * workers} connections (${
+          cap * (workers + 1)
+        } with HTTPS traffic, which the main isolate serves too)`,
+    );
+  });
 }
 
 /** `workers = N | "auto"` ("auto": one per CPU core). */

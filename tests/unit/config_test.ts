@@ -644,6 +644,23 @@ strategy = "Random"
   assert.deepEqual(parseConfig("", origin).warnings, ["No backend pool found."]);
 });
 
+Deno.test("parseConfig() warns that max_connections_per_host counts per worker", () => {
+  const pool = (client: string) =>
+    `[[backend_pools]]
+matcher = "PathPrefix('/')"
+addresses = ["127.0.0.1:8080"]
+schemes = ["HTTP"]
+strategy = "Random"
+${client}
+`;
+  const capped = pool("[backend_pools.client]\nmax_connections_per_host = 4");
+  assert.deepEqual(parseConfig(`workers = 2\n${pool("")}${capped}`, origin).warnings, [
+    "backend_pools[1].client.max_connections_per_host: 4 per worker: with workers = 2, a backend " +
+    "may get up to 8 connections (12 with HTTPS traffic, which the main isolate serves too)",
+  ]);
+  assert.deepEqual(parseConfig(capped, origin).warnings, [], "one worker: the cap is the cap");
+});
+
 Deno.test("parseConfig() warns when two pools keep clients with the same sticky cookie", () => {
   const pool = (name: string, cookie: string) =>
     `[[backend_pools]]
