@@ -35,7 +35,7 @@ const NULL_BODY_STATUS = new Set([204, 205, 304]);
 
 /** Creates a fetch transport for one pool. */
 export function createFetchTransport(client: ClientConfig): Transport {
-  const http = Deno.createHttpClient({
+  const options: Deno.CreateHttpClientOptions = {
     allowHost: true,
     http1: true,
     http2: false,
@@ -44,10 +44,32 @@ export function createFetchTransport(client: ClientConfig): Transport {
     ...(client.poolMaxIdlePerHost === null
       ? {}
       : { poolMaxIdlePerHost: client.poolMaxIdlePerHost }),
-  });
+  };
+  // Closed once the pool is retired (a reload replaced it) and no request uses it: a request
+  // of the old generation may still be sent after that (its body was arriving, a middleware
+  // was checking it), and a closed client failed it with 502 "Bad resource ID" (a probe). Such
+  // a late request gets a client of its own, closed after it as well.
+  let http: Deno.HttpClient | null = Deno.createHttpClient(options);
+  let retired = false;
+  let using = 0;
+  const closeIfDone = () => {
+    if (retired && using === 0 && http !== null) {
+      http.close();
+      http = null;
+    }
+  };
   return {
     async send(backend: BackendAddress, request: UpstreamRequest): Promise<Response> {
       const canHaveBody = request.method !== "GET" && request.method !== "HEAD";
+      using++;
+      let ended = false;
+      const onEnd = (bytes: number, broke?: string) => {
+        if (ended) return;
+        ended = true;
+        using--;
+        closeIfDone();
+        request.onEnd(bytes, broke);
+      };
       let upstream: Response;
       try {
         upstream = await fetch(
@@ -58,11 +80,11 @@ export function createFetchTransport(client: ClientConfig): Transport {
             body: canHaveBody ? request.body : null,
             signal: request.signal,
             redirect: "manual",
-            client: http,
+            client: http ??= Deno.createHttpClient(options),
           },
         );
       } catch (e) {
-        request.onEnd(0);
+        onEnd(0);
         throw classify(e);
       }
       // Refused as the HTTP/1.1 transport refuses them: a 101 nobody asked for (WebSockets
@@ -75,7 +97,7 @@ export function createFetchTransport(client: ClientConfig): Transport {
         : transferCodingProblem(upstream, request.method) ?? headSizeProblem(upstream.headers);
       if (refusal !== null) {
         upstream.body?.cancel().catch(() => {});
-        request.onEnd(0);
+        onEnd(0);
         throw new UpstreamError("protocol", `invalid answer from ${backend.id}: ${refusal}`);
       }
       const headers = new Headers(endToEnd(upstream.headers));
@@ -93,15 +115,18 @@ export function createFetchTransport(client: ClientConfig): Transport {
         body.cancel().catch(() => {});
         body = null;
       }
-      if (body === null) request.onEnd(0);
+      if (body === null) onEnd(0);
       const out = body !== null
-        ? trackBody(body, backend.id, request.onEnd, request)
+        ? trackBody(body, backend.id, onEnd, request)
         : request.method === "HEAD"
         ? headBody(upstream.status, headers.has("content-length"))
         : null;
       return new Response(out, { status: upstream.status, headers });
     },
-    close: () => http.close(),
+    close: () => {
+      retired = true;
+      closeIfDone();
+    },
   };
 }
 

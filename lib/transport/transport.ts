@@ -55,7 +55,11 @@ export interface Transport {
    * and the body is what the client must receive. Rejects with UpstreamError.
    */
   send(backend: BackendAddress, request: UpstreamRequest): Promise<Response>;
-  /** Releases pooled connections. */
+  /**
+   * Releases pooled connections once the pool is retired. Requests under way
+   * finish, and a later `send()` still works: a request that a retired
+   * generation routed may be sent after (its body was still arriving).
+   */
   close(): void;
 }
 

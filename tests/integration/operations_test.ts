@@ -274,6 +274,30 @@ async function fileStrom(text: string, extra = "") {
   return Object.assign(lb, { path, dir, text: full });
 }
 
+Deno.test("a request routed before a reload replaced its pool's client is still sent", async () => {
+  await using backend = startBackend(async (r) => new Response(`got ${(await r.text()).length}`));
+  await using lb = await fileStrom(poolToml([backend.address]));
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(new URL(lb.url).port) });
+  const utf8 = new TextEncoder();
+  // A small body is read whole before the request is sent: half of it arrives first.
+  await conn.write(utf8.encode(
+    "POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 10\r\nConnection: close\r\n\r\n12345",
+  ));
+  const active = async () => {
+    const text = await (await fetch(`${lb.adminUrl}/metrics`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    })).text();
+    return sample(text, N.ACTIVE_HTTP_CONNECTIONS);
+  };
+  await waitFor(async () => await active() === 1, "the request under way");
+  const client = "[backend_pools.client]\npool_idle_timeout = { secs = 30, nanos = 0 }\n";
+  assert.ok((await lb.strom.reload(lb.text + client)).ok);
+  await conn.write(utf8.encode("67890"));
+  const answer = new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
+  // The fetch transport's client was closed at the reload: 502 "Bad resource ID".
+  assert.match(answer, /^HTTP\/1\.1 200 [^]*got 10$/);
+});
+
 Deno.test("reloads every 200 ms under load fail no request; a broken file keeps the old config", async () => {
   await using a = startBackend();
   await using b = startBackend();
