@@ -50,6 +50,18 @@ function logging(level: Level): { log: Logger; logRing: LogRing } {
 
 async function run(command: Extract<Command, { kind: "run" }>): Promise<number> {
   const { log, logRing } = logging(command.logLevel);
+  // SIGHUP's default action ends the process: listened to before anything slow, so that a
+  // `systemctl reload` (or logrotate) just after a start does not stop the balancer. One that
+  // comes while Strom starts reloads once it has.
+  let strom: Strom | null = null;
+  let hupWhileStarting = false;
+  const onHup = () => {
+    if (strom === null) return void (hupWhileStarting = true);
+    log.info("Received SIGHUP: reopening the access log and reloading the configuration");
+    const running = strom;
+    void running.reopenLogs().then(() => running.reload());
+  };
+  if (!command.check) Deno.addSignalListener("SIGHUP", onHup);
   try {
     const loaded = await loadConfigFile(command.configPath);
     if (command.check) {
@@ -59,28 +71,26 @@ async function run(command: Extract<Command, { kind: "run" }>): Promise<number> 
     }
     log.info(`Logging level: ${command.logLevel.toUpperCase()}`);
     if (!LINEAR_ENGINE_CHECKS) log.warn(WITHOUT_FLAGS);
-    const strom = await Strom.start(loaded.config, {
+    strom = await Strom.start(loaded.config, {
       log,
       logLevel: command.logLevel,
       logRing,
       configSource: loaded,
     });
+    const started = strom;
     const stopWatching = watchConfig(command.configPath, {
-      currentText: () => strom.configText,
+      currentText: () => started.configText,
       // Taken: applied, or already running by its turn. Applied with a listener kept on its
       // old address is not taken: saving the same text again retries the move.
       onChange: (text) =>
-        strom.reloadIfChanged(text).then((result) =>
+        started.reloadIfChanged(text).then((result) =>
           result === null || (result.ok && result.kept === undefined)
         ),
-      onInvalid: (problem) => void strom.refuse([problem]),
+      onInvalid: (problem) => void started.refuse([problem]),
       onError: (e) => log.warn(`Stopped watching the config file: ${e}`),
     });
-    Deno.addSignalListener("SIGHUP", () => {
-      log.info("Received SIGHUP: reopening the access log and reloading the configuration");
-      void strom.reopenLogs().then(() => strom.reload());
-    });
-    const code = await untilSignal(strom, log, command.graceMs);
+    if (hupWhileStarting) onHup();
+    const code = await untilSignal(started, log, command.graceMs);
     stopWatching();
     return code;
   } catch (e) {
@@ -100,6 +110,11 @@ const WITHOUT_FLAGS = "V8 runs without Strom's flags (--v8-flags=..." +
 
 async function demo(command: Extract<Command, { kind: "demo" }>): Promise<number> {
   const { log, logRing } = logging(command.logLevel);
+  // Its default action would end the demo.
+  Deno.addSignalListener(
+    "SIGHUP",
+    () => log.info("Received SIGHUP: the demo has nothing to reload"),
+  );
   if (!LINEAR_ENGINE_CHECKS) log.warn(WITHOUT_FLAGS);
   let backends;
   try {

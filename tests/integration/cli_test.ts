@@ -269,6 +269,26 @@ Deno.test("SIGHUP opens the access log anew, as logrotate's postrotate expects",
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("a SIGHUP while Strom starts is a reload once it has started, not the end of it", async () => {
+  await using backend = startBackend(() => new Response("ok"));
+  // Pools enough that starting takes a while after the config is read.
+  const pools = Array.from(
+    { length: 1500 },
+    (_, i) => poolToml([backend.address], { matcher: `Host('h${i}.test') && PathRegexp('^/a')` }),
+  );
+  const path = await configFile(
+    `http_address = "127.0.0.1:0"\nadmin_address = "127.0.0.1:0"\n` + pools.join("") +
+      poolToml([backend.address]),
+  );
+  await using strom = new StromProcess(["-c", path]);
+  await strom.waitForLine(/Logging level/);
+  strom.child.kill("SIGHUP");
+  const [, port] = await strom.waitForLine(/\(http_address, port (\d+)\)/);
+  await strom.waitForLine(/Reloaded configuration/);
+  assert.equal((await get(`http://127.0.0.1:${port}/`)).status, 200);
+  await Deno.remove(path);
+});
+
 Deno.test("strom exits 1 when it cannot start (an access log it cannot open)", async () => {
   const dir = await Deno.makeTempDir();
   const path = await configFile(`http_address = "127.0.0.1:0"
