@@ -256,6 +256,11 @@ export interface RuntimeDeps extends StrategyDeps {
   readonly createTransport: (pool: PoolConfig) => Transport;
   /** Counts ejections (and more, through the proxy); absent in unit tests. */
   readonly metrics?: TrafficMetrics;
+  /**
+   * The port the HTTPS listener is bound to now (null: none), for HttpsRedirector;
+   * absent: the config's.
+   */
+  readonly httpsPort?: () => number | null;
 }
 
 /** Default dependencies: real time and randomness, the transport each pool names. */
@@ -307,7 +312,7 @@ export class Runtime {
       clock: deps.clock,
       log: options.log,
       baseDir: config.baseDir,
-      httpsPort,
+      httpsPort: deps.httpsPort ?? (() => httpsPort),
       onRateLimited: deps.metrics && ((pool) => deps.metrics!.rateLimited(pool)),
       newId: deps.newId ?? (() => crypto.randomUUID()),
     };

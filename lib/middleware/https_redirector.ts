@@ -33,7 +33,6 @@ export const httpsRedirector: MiddlewareSpec<HttpsRedirectorOptions> = {
     return { status: status === 308 ? 308 : 301 };
   },
   create(options, deps) {
-    const port = deps.httpsPort === null || deps.httpsPort === 443 ? "" : `:${deps.httpsPort}`;
     return (context, next) => {
       if (context.scheme === "HTTPS" || forwardedOverHttps(context)) return next();
       // The routed path: `/.well-known/acme-challenge/..%2f..%2fapp` is `/app`, not ACME's.
@@ -44,6 +43,9 @@ export const httpsRedirector: MiddlewareSpec<HttpsRedirectorOptions> = {
       if (!validHost(host)) throw new HttpError(400, { body: "Invalid Host header" });
       const hostname = hostWithoutPort(host);
       const query = context.query === "" ? "" : `?${context.query}`;
+      // The port bound, not the configured one: a reload may have kept the old listener.
+      const httpsPort = deps.httpsPort();
+      const port = httpsPort === null || httpsPort === 443 ? "" : `:${httpsPort}`;
       const location = `https://${hostname.toLowerCase()}${port}${context.path}${query}`;
       deps.log.debug(`Redirecting to ${location}`);
       // 301 lets old clients turn a POST into a GET; 308 keeps the method and body (RFC 9110 §15.4).

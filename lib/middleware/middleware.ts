@@ -86,8 +86,11 @@ export interface MiddlewareDeps {
   readonly log: Logger;
   /** Folder of the config file (relative paths resolve against it). */
   readonly baseDir: string;
-  /** Port of the HTTPS listener, or null when there is none. */
-  readonly httpsPort: number | null;
+  /**
+   * The port Strom's HTTPS listener is bound to now, or null when there is none:
+   * after a reload that could not move it, still the old one.
+   */
+  readonly httpsPort: () => number | null;
   /** A new unique request ID (a random UUID outside tests). */
   readonly newId: () => string;
   /** Counts a request a middleware refused for rate limiting (metrics). */

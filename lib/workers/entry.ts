@@ -34,7 +34,12 @@ const websockets = new WebSocketRegistry();
 const challenges = new ChallengeStore();
 /** Tells the primary's client timeouts which peers this worker serves (when it runs them). */
 let activity: ActivityReader | null = null;
-const deps: RuntimeDeps = { ...defaultRuntimeDeps, metrics };
+const deps: RuntimeDeps = {
+  ...defaultRuntimeDeps,
+  metrics,
+  // The primary's HTTPS port, where this worker listens too (it sends the address bound).
+  httpsPort: () => httpsWanted?.address.port ?? null,
+};
 let log: Logger;
 let runtime: Runtime | null = null;
 let accessLog: AccessLog | null = null;

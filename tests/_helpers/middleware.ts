@@ -60,7 +60,7 @@ export function testDeps(overrides: Partial<MiddlewareDeps> = {}): MiddlewareDep
     clock: new ManualClock(),
     log: silentLogger as Logger,
     baseDir: Deno.cwd(),
-    httpsPort: null,
+    httpsPort: () => null,
     newId: (() => {
       let n = 0;
       return () => `id-${++n}`;

@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { createCa, hasCurl, hasOpenssl, presentedCn, startTlsBackend } from "../_helpers/certs.ts";
 import {
+  get,
   poolToml,
   startBackend,
   startStrom,
@@ -410,7 +411,8 @@ Deno.test({
     const first = await ca.issue("first", ["first.test", "a.test"]);
     const second = await ca.issue("second", ["second.test", "a.test"]);
     await using backend = startBackend();
-    const pool = poolToml([backend.address], { schemes: '["HTTPS"]' });
+    const pool = poolToml([backend.address], { schemes: '["HTTPS"]' }) +
+      poolToml([backend.address], { extra: "[backend_pools.middlewares.HttpsRedirector]\n" });
     await using lb = await startStrom(HTTPS + pool + httpsConfig({ "a.test": first }));
     const port = lb.strom.port("https_address")!;
     using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -423,6 +425,9 @@ Deno.test({
     assert.deepEqual(result.kept?.map((p) => p.path), ["https_address"]);
     assert.equal(lb.strom.port("https_address"), port, "the old listener stays");
     assert.equal(await presentedCn(port, "a.test"), "second.test", "with the new certificate");
+    // HttpsRedirector sends clients there, not to the port of the config (someone else's).
+    const redirect = await get(`${lb.url}/x`, { headers: { host: "a.test" }, redirect: "manual" });
+    assert.equal(redirect.headers.get("location"), `https://a.test:${port}/x`);
   },
 });
 

@@ -13,10 +13,10 @@ Deno.test("httpsRedirector() sends plain HTTP to https:// with host, path and qu
 });
 
 Deno.test("httpsRedirector() uses the HTTPS listener's port unless it is 443", async () => {
-  const on8443 = await build(httpsRedirector, {}, testDeps({ httpsPort: 8443 }));
+  const on8443 = await build(httpsRedirector, {}, testDeps({ httpsPort: () => 8443 }));
   const r = await run(on8443, fakeContext("http://a.com:8080/p"));
   assert.equal(r.headers.get("location"), "https://a.com:8443/p");
-  const on443 = await build(httpsRedirector, {}, testDeps({ httpsPort: 443 }));
+  const on443 = await build(httpsRedirector, {}, testDeps({ httpsPort: () => 443 }));
   const r2 = await run(on443, fakeContext("http://[2001:db8::1]:80/"));
   assert.equal(r2.headers.get("location"), "https://[2001:db8::1]/");
 });
