@@ -189,14 +189,17 @@ export class Pool {
   }
 
   /**
-   * The drained backend this request's sticky cookie binds it to, when that
-   * backend keeps its sticky clients and is neither Unresponsive nor ejected;
-   * else null (the request goes to the working set).
+   * The backend out of the working set that this request's sticky cookie binds
+   * it to, or null (the request goes to the working set): one drained that keeps
+   * its sticky clients, or one Slow while others are Healthy (new clients go to
+   * those; the sessions a backend already holds stay, as HAProxy and nginx keep
+   * them on a server that is up), when neither Unresponsive nor ejected.
    */
   stickyBound(context: PickContext): Backend | null {
     if (this.strategy.boundTo === undefined) return null;
     this.#kept ??= this.backends.filter((b) =>
-      b.drained && b.keepSticky && b.health.status !== "Unresponsive" && !b.outlier.ejected
+      b.health.status !== "Unresponsive" && !b.outlier.ejected &&
+      (b.drained ? b.keepSticky : b.health.status === "Slow" && !this.available().includes(b))
     );
     return this.#kept.length === 0 ? null : this.strategy.boundTo(this.#kept, context);
   }

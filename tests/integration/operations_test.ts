@@ -1391,6 +1391,31 @@ Deno.test("POST /api/drain takes a backend out of rotation and back; in-flight r
   assert.match(await drain("not json{", TOKEN), /^400 /);
 });
 
+Deno.test("a sticky client stays on its backend while it is Slow; new clients go to the Healthy", async () => {
+  await using a = startBackend(() => new Response("a"));
+  await using b = startBackend(() => new Response("b"));
+  await using lb = await startStrom(poolToml([a.address, b.address], {
+    strategy:
+      '{ StickyCookie = { cookie_name = "lb", http_only = true, secure = false, same_site = "Lax", inner = "RoundRobin" } }',
+  }));
+  const first = await get(`${lb.url}/`);
+  assert.equal(first.text, "a");
+  const cookie = first.headers.get("set-cookie")!.split(";")[0];
+  const pool = lb.strom.runtime.pools[0];
+  const slow = pool.backends[0];
+  slow.health = { ...slow.health, status: "Slow", verified: true }; // its probes answer slowly
+  pool.invalidate();
+  for (let i = 0; i < 3; i++) {
+    const bound = await get(`${lb.url}/`, { headers: { cookie } });
+    // Before, the session moved to b with a new cookie.
+    assert.deepEqual([bound.text, bound.headers.get("set-cookie")], ["a", null]);
+    assert.equal((await get(`${lb.url}/`)).text, "b", "a new client goes to the Healthy one");
+  }
+  slow.health = { ...slow.health, status: "Unresponsive" };
+  pool.invalidate();
+  assert.equal((await get(`${lb.url}/`, { headers: { cookie } })).text, "b", "down: it moves");
+});
+
 Deno.test("a drain with keep_sticky keeps the clients a sticky cookie binds to the backend, and only them", async () => {
   await using a = startBackend(() => new Response("a"));
   await using b = startBackend(() => new Response("b"));
