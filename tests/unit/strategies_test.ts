@@ -109,6 +109,20 @@ Deno.test("roundRobin() does not move on for a retry's pick", () => {
   assert.deepEqual(firsts, ["1", "2", "1", "2"]);
 });
 
+Deno.test("leastConnection() does not move its tie-breaking offset for a retry's pick", () => {
+  const s = make("LeastConnection");
+  const [a, b, dead] = candidates(3);
+  const retry = { ...context(), retry: true };
+  const served = { a: 0, b: 0 };
+  for (let i = 0; i < 300; i++) {
+    let pick = s.pick([a, b, dead], context());
+    if (pick === dead) pick = s.pick([a, b], retry); // refused: retried on the others
+    pick === a ? served.a++ : served.b++;
+  }
+  // Before, the retries took turns too: 75 and 225.
+  assert.deepEqual(served, { a: 150, b: 150 });
+});
+
 Deno.test("random() follows the injected random()", () => {
   const values = [0, 0.5, 0.99];
   const s = make("Random", () => values.shift()!);
