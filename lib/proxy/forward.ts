@@ -673,6 +673,10 @@ async function attemptOnce(
       readTimeoutMs: pool.config.readTimeoutMs,
       onStall: () => resetStalled(exchange),
       onEnd: finish,
+      onResent: () => {
+        backend.requests++;
+        tracker.attempt(backend.id);
+      },
     });
     responded = true;
     tracker.backend = backend.id;

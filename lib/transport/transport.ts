@@ -26,6 +26,12 @@ export interface UpstreamRequest extends StallOptions {
    * when the client left or stopped reading.
    */
   readonly onEnd: (bodyBytes: number, broke?: string) => void;
+  /**
+   * Called when the transport sends the request once more after its head went
+   * out on a pooled connection the backend had closed (the keep-alive race): the
+   * backend may have received it twice, and attempts are counted so.
+   */
+  readonly onResent?: () => void;
 }
 
 /** Why an upstream exchange failed. */

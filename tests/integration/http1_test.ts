@@ -425,6 +425,8 @@ Deno.test("http1: a request that a backend drops its connection on goes once mor
   const r = await get(`${lb.url}/crash`);
   assert.equal(r.status, 502);
   assert.equal(crashes, 2, "the keep-alive race gets one more try, not one per idle connection");
+  // Both went to the backend and count as attempts (the resend was not counted before: 5).
+  assert.equal(lb.strom.runtime.pools[0].backends[0].requests, 6);
 });
 
 Deno.test("http1: chunk lines ending in a bare LF are read, as nginx reads them", async () => {
