@@ -5,7 +5,7 @@ import { type Command, parseCli, USAGE, UsageError } from "./lib/cli.ts";
 import { createLogger, type Level, type Logger, stdoutSink } from "./lib/log.ts";
 import { LogRing } from "./lib/log_ring.ts";
 import { watchConfig } from "./lib/config/watch.ts";
-import { loadConfigFile } from "./lib/config/load.ts";
+import { isBlankConfig, loadConfigFile } from "./lib/config/load.ts";
 import { ConfigError } from "./lib/config/errors.ts";
 import { summarizeConfig } from "./lib/config/summary.ts";
 import { LINEAR_ENGINE_CHECKS } from "./lib/config/matcher.ts";
@@ -67,6 +67,9 @@ async function run(command: Extract<Command, { kind: "run" }>): Promise<number> 
     if (command.check) {
       if (!LINEAR_ENGINE_CHECKS) console.error(`strom: note: ${WITHOUT_FLAGS}`);
       console.log(summarizeConfig(loaded.config));
+      // Strom starts with it, but a reload to it is refused: a deploy that checks before it
+      // reloads must hear that.
+      if (isBlankConfig(loaded.text)) console.log(`  warning: ${BLANK_CHECK_WARNING}`);
       return 0;
     }
     log.info(`Logging level: ${command.logLevel.toUpperCase()}`);
@@ -97,6 +100,9 @@ async function run(command: Extract<Command, { kind: "run" }>): Promise<number> 
     return reportFatal(e);
   }
 }
+
+const BLANK_CHECK_WARNING = "the file is empty (only blank lines and comments): Strom starts " +
+  "with it, with no pool, but a reload to it is refused (the running config is kept)";
 
 /**
  * Said when V8 runs without Strom's flags (`deno run main.ts` by hand): then no

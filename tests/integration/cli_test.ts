@@ -63,6 +63,14 @@ Deno.test("strom --check prints a summary of a valid config and exits 0", async 
   await Deno.remove(path);
 });
 
+Deno.test("strom --check of an empty file says a reload to it is refused", async () => {
+  const path = await configFile("# nothing yet\n\n");
+  const r = await runStrom(["--check", "--config", path]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /warning: the file is empty .* a reload to it is refused/);
+  await Deno.remove(path);
+});
+
 Deno.test("strom --check refuses a regex that could backtrack for ever, and says when it cannot tell", async () => {
   const path = await configFile(
     VALID.replace("&& PathPrefix('/api')", () => "&& PathRegexp('^/files/([a-z0-9]+/?){1,20}$')"),

@@ -902,6 +902,13 @@ Deno.test("parseConfig() rejects duplicate pool names", () => {
   assert.ok(problems.includes('backend_pools[1].name: duplicate pool name "api"'));
 });
 
+Deno.test("parseConfig() refuses control characters in a pool name (they would split log lines)", () => {
+  const pool = POOL.replace("[[backend_pools]]", '[[backend_pools]]\nname = "api\\nINFO forged"');
+  assert.deepEqual(problemsOf(pool), [
+    'backend_pools[0].name: control characters are not allowed in a name: "api\\nINFO forged"',
+  ]);
+});
+
 const tomlValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
   value: fc.oneof(
     { depthSize: "small" },
