@@ -126,7 +126,9 @@ export function proxyHandler(
     // route is then the catch-all, and Hono's dispatch (a Context and two promises per
     // request) cost ~1.5 us of CPU per request out of ~34 in CPU profiles under wrk.
     (request: Request, env: { remote: Deno.NetAddr }) =>
-      request.method === "HEAD" || challenges === undefined || challenges.empty
+      request.method === "HEAD"
+        ? proxy(request, env.remote).then(withoutContent)
+        : challenges === undefined || challenges.empty
         ? proxy(request, env.remote)
         : app.fetch(request, env),
     {
@@ -134,6 +136,24 @@ export function proxyHandler(
       refused: proxy.refused,
     },
   );
+}
+
+/**
+ * An answer to HEAD without its content (RFC 9110 9.3.2): Deno leaves a body
+ * out over HTTP/1.1 but sends it over HTTP/2, where clients take it as a
+ * protocol error and never see the status (a probe: curl exit 92 for Strom's own
+ * 404, 429, 502 and 503). The length of a body Strom or a middleware made is kept
+ * in Content-Length, as nginx announces it; a backend's answer to HEAD has no body
+ * (null, or an empty stream so that Deno writes no length it did not send).
+ */
+async function withoutContent(response: Response): Promise<Response> {
+  if (response.body === null || response.status === 101) return response;
+  const length = (await response.arrayBuffer().catch(() => new ArrayBuffer(0))).byteLength;
+  const headers = new Headers(response.headers);
+  if (length > 0 && !headers.has("content-length")) headers.set("content-length", String(length));
+  const { status, statusText } = response;
+  const empty = new ReadableStream({ start: (controller) => controller.close() });
+  return new Response(empty, { status, statusText, headers });
 }
 
 /** Binds a plain-HTTP proxy listener. */

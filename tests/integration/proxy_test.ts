@@ -12,6 +12,7 @@ import {
 import { rawExchange } from "../_helpers/raw.ts";
 import { ManualClock } from "../_helpers/clock.ts";
 import { hasCurl } from "../_helpers/certs.ts";
+import { freePort } from "../_helpers/programs.ts";
 
 Deno.test("RoundRobin spreads requests exactly evenly over three backends", async () => {
   await using a = startBackend();
@@ -687,6 +688,38 @@ Deno.test("an HTTP/2 (h2c) upload whose :authority is localhost:<port> reaches t
   } finally {
     client.close();
   }
+});
+
+Deno.test("an HTTP/2 HEAD gets Strom's own answers (404, 502) without content, as its 200s", async () => {
+  await using backend = startBackend(() => new Response("hello"));
+  const dead = `127.0.0.1:${freePort()}`;
+  await using lb = await startStrom(
+    poolToml([backend.address], { matcher: "PathPrefix('/ok')" }) +
+      poolToml([dead], { matcher: "PathPrefix('/dead')", extra: "retries = 0" }),
+  );
+  const client = http2.connect(lb.url);
+  const head = (path: string) =>
+    new Promise<string>((resolve, reject) => {
+      const stream = client.request({ ":method": "HEAD", ":path": path });
+      let status: unknown;
+      let length: unknown;
+      let bytes = 0;
+      stream.on("response", (h) => [status, length] = [h[":status"], h["content-length"]]);
+      stream.on("data", (chunk) => bytes += chunk.length);
+      stream.on("end", () => resolve(`${status} ${length} ${bytes}`));
+      // Before: DATA on a HEAD answer, a protocol error (ERR_HTTP2_STREAM_ERROR).
+      stream.on("error", reject);
+    });
+  try {
+    assert.equal(await head("/ok"), "200 5 0");
+    assert.equal(await head("/none"), "404 20 0");
+    assert.equal(await head("/dead"), "502 17 0");
+  } finally {
+    client.close();
+  }
+  // Over HTTP/1.1 as before: the length announced, no body.
+  const r = await get(`${lb.url}/none`, { method: "HEAD" });
+  assert.deepEqual([r.status, r.headers.get("content-length"), r.text], [404, "20", ""]);
 });
 
 Deno.test("an HTTP/2 :authority is held to Host's rules: a malformed one gets 400", async () => {
