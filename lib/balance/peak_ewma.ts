@@ -12,6 +12,14 @@ export const DEFAULT_DECAY_MS = 10_000;
  */
 const UNANSWERED = 1e12;
 
+/**
+ * How long a 5xx makes a backend count as busy as the backend it is compared
+ * with (see cost()): long enough to keep one failing fast from drawing the
+ * load, short enough that one that recovered, or gave one 500 for one bad
+ * request, is tried again within a second rather than after its estimate decays.
+ */
+export const FAILED_HOLD_MS = 1000;
+
 /** One backend's response-time estimate. */
 interface Estimate {
   /** Milliseconds, as of `at`. */
@@ -55,15 +63,17 @@ export const peakEwma: StrategyFactory = {
     /** How much of an estimate is left at time `t`. */
     const weight = (e: Estimate, t: number) => Math.exp(-Math.max(0, t - e.at) / tau);
     /**
-     * The cost of `c` next to `other`. One whose last answer was a 5xx counts as busy as the
-     * other at least: it has nothing in flight for long, since it fails fast, and its
-     * doubled estimate alone lost to the others' estimates times their requests in flight
-     * (a probe: 53 % of requests got its 503 at 8 clients, RoundRobin's share was 33 %).
+     * The cost of `c` next to `other`. One whose last answer, within FAILED_HOLD_MS, was a 5xx
+     * counts as busy as the other at least: it has nothing in flight for long, since it fails
+     * fast, and its doubled estimate alone lost to the others' estimates times their requests
+     * in flight (a probe: 53 % of requests got its 503 at 8 clients, RoundRobin's share was
+     * 33 %). Held for good, it kept a backend that had recovered out for seconds (a probe).
      */
     const cost = (c: Candidate, other: Candidate, t: number) => {
       const e = estimates.get(c.id);
       if (e === undefined) return c.inFlight === 0 ? 0 : UNANSWERED + c.inFlight;
-      const inFlight = e.failed ? Math.max(c.inFlight, other.inFlight) : c.inFlight;
+      const held = e.failed && t - e.at < FAILED_HOLD_MS;
+      const inFlight = held ? Math.max(c.inFlight, other.inFlight) : c.inFlight;
       return e.ms * weight(e, t) * (inFlight + 1);
     };
     return {

@@ -356,8 +356,8 @@ Deno.test("peakEwma() takes a 5xx as twice the slowest other backend: never the 
   assert.equal(tally(s, [a, b, c], 300).get(c.id), 0, "failing fast does not look fastest");
 });
 
-Deno.test("peakEwma(): a backend that fails fast stays out while the others are busy", () => {
-  const { s } = peakEwma();
+Deno.test("peakEwma(): a backend that fails fast stays out for a second while the others are busy", () => {
+  const { s, clock } = peakEwma();
   const [a, b, c] = candidates(3);
   s.observe!(a.id, 20);
   s.observe!(b.id, 20);
@@ -365,6 +365,9 @@ Deno.test("peakEwma(): a backend that fails fast stays out while the others are 
   a.inFlight = 3;
   b.inFlight = 3;
   assert.equal(tally(s, [a, b, c], 300).get(c.id), 0, "40 ms x 1 was cheaper than 20 ms x 4");
+  // For a second: then it is tried again (it may have recovered, or failed one bad request).
+  clock.advance(1000);
+  assert.ok(tally(s, [a, b, c], 300).get(c.id)! > 0);
 });
 
 Deno.test("peakEwma(): one 5xx from a backend as fast as the others keeps it out for seconds, not a minute", () => {
