@@ -172,10 +172,15 @@ export class GaugeChild {
 
 /** A value that goes up and down. */
 export class Gauge extends SingleValue<GaugeChild> {
-  readonly type = "gauge";
+  readonly type: "gauge" | "counter";
 
-  constructor(options: MetricOptions<Gauge>) {
+  /**
+   * `countsUp`: the values set are counts read from elsewhere at each snapshot,
+   * which only go up (or start again at 0): exposed as a counter.
+   */
+  constructor(options: MetricOptions<Gauge> & { readonly countsUp?: boolean }) {
     super(options);
+    this.type = options.countsUp ? "counter" : "gauge";
   }
 
   set(value: number): void {
@@ -272,7 +277,7 @@ export class Registry {
     return this.add(new Counter(options));
   }
 
-  gauge(options: MetricOptions<Gauge>): Gauge {
+  gauge(options: MetricOptions<Gauge> & { readonly countsUp?: boolean }): Gauge {
     return this.add(new Gauge(options));
   }
 

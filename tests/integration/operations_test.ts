@@ -53,6 +53,10 @@ Deno.test("/metrics lists every family before traffic and counts what was sent",
   for (const name of Object.values(N).filter((v) => typeof v === "string") as string[]) {
     assert.match(before, new RegExp(`^# TYPE ${name} `, "m"), `${name} is listed before traffic`);
   }
+  // Prometheus' rule: a name ending in _total is a counter (strom_backend_requests_total was not).
+  for (const [, name, type] of before.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+    if (name.endsWith("_total")) assert.equal(type, "counter", name);
+  }
   assert.equal(sample(before, N.HTTP_REQUESTS_TOTAL), 0);
   assert.equal(sample(before, `${N.BACKEND_FAILURES_TOTAL}{backend="${a.address}"}`), 0);
   for (let i = 0; i < 20; i++) assert.equal((await get(`${lb.url}/ok`)).status, 200);
