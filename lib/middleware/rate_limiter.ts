@@ -58,6 +58,7 @@ export const rateLimiter: MiddlewareSpec<RateLimiterOptions> = {
           log: deps.log,
           prefix: `strom:ratelimit:${options.limit}:${options.windowSec}:`,
         }),
+        deps.clock,
       );
     // A store that fails (down, or hung) is said once at WARN, and its recovery at INFO; each
     // failed hit stays a DEBUG line. After a failure, the breaker asks the store again once a

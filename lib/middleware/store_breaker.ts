@@ -12,9 +12,13 @@ export const STORE_RETRY_MS = 1000;
 /** Thrown instead of asking a store that failed within the last `retryMs`. */
 export class StoreSkipped extends Error {}
 
-/** `inner` behind a circuit breaker; `now` is the time each hit() is given. */
+/**
+ * `inner` behind a circuit breaker; `now` is the time each hit() is given, and
+ * `clock` tells when a failure came (a hung store fails a command timeout later).
+ */
 export class StoreBreaker implements WindowStore {
   readonly #inner: WindowStore;
+  readonly #clock: { now(): number };
   readonly #retryMs: number;
   /** When the store may be tried again; 0 while it answers. */
   #retryAt = 0;
@@ -22,8 +26,9 @@ export class StoreBreaker implements WindowStore {
   #trying = false;
   #lastError = "";
 
-  constructor(inner: WindowStore, retryMs = STORE_RETRY_MS) {
+  constructor(inner: WindowStore, clock: { now(): number }, retryMs = STORE_RETRY_MS) {
     this.#inner = inner;
+    this.#clock = clock;
     this.#retryMs = retryMs;
   }
 
@@ -39,7 +44,10 @@ export class StoreBreaker implements WindowStore {
       return decision;
     } catch (error) {
       this.#lastError = error instanceof Error ? error.message : String(error);
-      this.#retryAt = now + this.#retryMs;
+      // From the failure, not from the hit's start: a hung store fails after its 2 s command
+      // timeout, and a retry due 1 s after the start was due already, so every request waited
+      // the 2 s (a probe: 8 requests in a row, 2.00 s each).
+      this.#retryAt = this.#clock.now() + this.#retryMs;
       throw error;
     } finally {
       if (trial) this.#trying = false;

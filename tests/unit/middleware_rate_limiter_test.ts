@@ -232,14 +232,17 @@ Deno.test({
 Deno.test("StoreBreaker: after a failure, hits fail at once; one hit per retry interval tries the store", async () => {
   let calls = 0;
   let failing = true;
+  // A store that fails at once: the failure comes at the hit's time.
+  const clock = { t: 0, now: () => clock.t };
   const inner = {
     hit(_key: string, now: number) {
+      clock.t = now;
       calls++;
       if (failing) return Promise.reject(new Error("command timed out"));
       return Promise.resolve({ allowed: true, remaining: 1, resetMs: now });
     },
   };
-  const breaker = new StoreBreaker(inner, 1000);
+  const breaker = new StoreBreaker(inner, clock, 1000);
   await assert.rejects(breaker.hit("a", 0), /command timed out/);
   await assert.rejects(breaker.hit("a", 10), StoreSkipped);
   await assert.rejects(
@@ -256,6 +259,24 @@ Deno.test("StoreBreaker: after a failure, hits fail at once; one hit per retry i
   assert.equal((await trial).allowed, true);
   for (let i = 0; i < 3; i++) await breaker.hit("a", 2002 + i);
   assert.equal(calls, 6, "closed again: every hit asks the store");
+});
+
+Deno.test("StoreBreaker: the retry interval runs from the failure, not from the hit's start", async () => {
+  const clock = { t: 0, now: () => clock.t };
+  let calls = 0;
+  const hung = {
+    hit() {
+      calls++;
+      clock.t += 2000; // a hung store fails after its command timeout
+      return Promise.reject(new Error("command timed out"));
+    },
+  };
+  const breaker = new StoreBreaker(hung, clock, 1000);
+  await assert.rejects(breaker.hit("a", 0), /command timed out/);
+  // Failed at 2000: left alone until 3000. Before, the retry was due at 1000, so the next
+  // request waited for the command timeout again, and every one after it.
+  await assert.rejects(breaker.hit("a", 2500), StoreSkipped);
+  assert.equal(calls, 1);
 });
 
 Deno.test("rateLimiter() with a hung store: one request waits for the command timeout, the next ones do not", async () => {
