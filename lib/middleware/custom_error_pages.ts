@@ -45,6 +45,9 @@ const BODY_HEADERS = [
   "digest",
   "content-digest",
   "repr-digest",
+  "content-md5",
+  // A download's name for the backend's body: the page is shown, not saved as `x.bin`.
+  "content-disposition",
 ];
 
 /** Statuses whose answers carry no body (1xx never reach middlewares). */

@@ -33,6 +33,8 @@ Deno.test("customErrorPages() replaces a listed status's body with the page, as 
           "content-type": "application/json",
           "content-encoding": "gzip",
           "content-length": "15",
+          "content-md5": "abc",
+          "content-disposition": "attachment; filename=x.bin",
           "x-request-id": "abc",
         },
       }));
@@ -41,6 +43,11 @@ Deno.test("customErrorPages() replaces a listed status's body with the page, as 
     assert.equal(r.headers.get("content-type"), "text/html; charset=utf-8");
     assert.equal(r.headers.get("content-length"), String(bytes.length)); // bytes, not characters
     assert.equal(r.headers.get("content-encoding"), null);
+    // They described the backend's body (a probe: the page was saved as x.bin, its MD5 wrong).
+    assert.deepEqual([r.headers.get("content-md5"), r.headers.get("content-disposition")], [
+      null,
+      null,
+    ]);
     assert.equal(r.headers.get("x-request-id"), "abc");
     assert.equal(await r.text(), "<h1>Back soon — é</h1>");
   });
