@@ -176,8 +176,11 @@ export function createAdminApp(strom: Strom): Hono {
       );
     }
     if (!strom.setDrained(pool, backend, drained, keep_sticky)) {
+      const known = strom.runtime.pools.some((p) => p.config.name === pool);
       return c.text(
-        `404 - no backend ${JSON.stringify(backend)} in pool ${JSON.stringify(pool)}`,
+        known
+          ? `404 - no backend ${JSON.stringify(backend)} in pool ${JSON.stringify(pool)}`
+          : `404 - no pool ${JSON.stringify(pool)}`,
         404,
       );
     }

@@ -1381,7 +1381,12 @@ Deno.test("POST /api/drain takes a backend out of rotation and back; in-flight r
   for (let i = 0; i < 4; i++) after.add((await get(`${lb.url}/`)).text);
   assert.deepEqual([...after].sort(), ["a", "b"]);
 
-  assert.match(await drain({ pool: "pool-0", backend: "10.9.9.9:80" }), /^404 /);
+  assert.match(await drain({ pool: "pool-0", backend: "10.9.9.9:80" }), /^404 .* no backend /);
+  assert.equal(
+    await drain({ pool: "nope", backend: a.address }),
+    '404 404 - no pool "nope"',
+    "not a backend missing from it",
+  );
   assert.match(await drain({ pool: "pool-0" }), /^400 /);
   assert.match(await drain({ pool: "pool-0", backend: a.address, keep_sticky: "yes" }), /^400 /);
   assert.match(
