@@ -175,15 +175,16 @@ export class Strom {
    * Throws ListenError when a bind fails.
    */
   static async start(config: Config, options: StartOptions): Promise<Strom> {
-    let strom: Strom | undefined;
+    const started: { strom?: Strom } = {};
     const deps = {
       // Requests come once the listeners are bound.
-      httpsPort: () => (strom ? strom.#listeners.port("https_address") ?? null : null),
+      httpsPort: () =>
+        started.strom ? started.strom.#listeners.port("https_address") ?? null : null,
       ...(options.deps ?? defaultRuntimeDeps),
     };
     deps.metrics ??= new TrafficMetrics();
     const runtime = await Runtime.create(config, 1, { log: options.log, deps });
-    strom = new Strom(runtime, options, deps);
+    const strom = started.strom = new Strom(runtime, options, deps);
     for (const warning of config.warnings) options.log.warn(warning);
     try {
       strom.#accessLog = config.accessLog &&

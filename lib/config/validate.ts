@@ -391,7 +391,7 @@ function readPool(
   // Logs, metrics labels and the admin API's paths name a pool by it.
   if (name === "") r.problem("name", "expected a non-empty name (or no name: pool-N)");
   // A line break or another control character would split or garble log lines and labels.
-  else if (/[\x00-\x1f\x7f]/.test(name)) {
+  else if (/\p{Cc}/u.test(name)) {
     r.problem("name", `control characters are not allowed in a name: ${JSON.stringify(name)}`);
   }
   const matcherSource = r.string("matcher");
