@@ -81,6 +81,13 @@ export const MAX_QUEUED_TO_BACKENDS = 256 * 1024 * 1024;
 /** Bytes waiting for backends in every relay of this isolate. */
 let queuedInIsolate = 0;
 
+/**
+ * First read size from a WebSocket's backend (larger while reads fill it). The
+ * read waits while the socket is idle, holding its buffer: with 64 KiB, 1,000
+ * idle WebSockets took 188 kB of memory each (a probe; nginx 18 kB), 110 kB with
+ * 4 KiB.
+ */
+export const BACKEND_READ_SIZE = 4 * 1024;
 const utf8 = new TextEncoder();
 
 /** Starts relaying once the client leg opens; runs until both legs are closed. */
@@ -176,7 +183,9 @@ class Relay {
   // Backend → client.
 
   async #readBackend(): Promise<void> {
-    const reader = this.#conn.bodyStream({ kind: "close" }, () => {}).getReader();
+    const reader = this.#conn.bodyStream({ kind: "close" }, () => {}, {
+      readSize: BACKEND_READ_SIZE,
+    }).getReader();
     let why = "backend gone";
     try {
       while (true) {

@@ -423,3 +423,35 @@ Deno.test("a connection names its two ends for TCP and TLS alike (Deno gives TLS
   } as unknown as Deno.Conn;
   assert.equal(new Connection(unix, "b").ends, null);
 });
+
+Deno.test("a body up to close is read in small pieces while they do not fill, larger while they do", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted = listener.accept();
+  const conn = new Connection(
+    await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
+    "b",
+  );
+  const server = await accepted;
+  try {
+    const reader = conn.bodyStream({ kind: "close" }, () => {}, { readSize: 4096 }).getReader();
+    await server.write(new Uint8Array(10));
+    assert.equal((await reader.read()).value?.length, 10, "a small message");
+    // A burst: 4 KiB, then 16 KiB, then 64 KiB reads (a WebSocket leg idles with 4 KiB).
+    await server.write(new Uint8Array(200_000));
+    const sizes: number[] = [];
+    let total = 0;
+    while (total < 200_000) {
+      const { value } = await reader.read();
+      sizes.push(value!.length);
+      total += value!.length;
+    }
+    assert.equal(sizes[0], 4096);
+    assert.ok(Math.max(...sizes) > 16_384, sizes.join(" "));
+    assert.ok(Math.max(...sizes) <= 65_536, sizes.join(" "));
+    await reader.cancel();
+  } finally {
+    conn.close();
+    server.close();
+    listener.close();
+  }
+});

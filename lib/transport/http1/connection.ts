@@ -298,13 +298,14 @@ export class Connection {
    * buffered. A read for the last `max` bytes asks for one byte more: a byte the
    * backend sent beyond them (a Content-Length too small for what it sent)
    * stays buffered, where `hasLeftover` sees it before the connection is
-   * reused, as nginx peeks at a connection it keeps.
+   * reused, as nginx peeks at a connection it keeps. `room`: the size of such
+   * a read.
    */
-  async #take(max: number): Promise<Uint8Array | null> {
+  async #take(max: number, room = Math.min(max + 1, READ_SIZE)): Promise<Uint8Array | null> {
     if (this.#start === this.#end && this.#pending !== null && !(await this.#fill())) return null;
     if (this.#start === this.#end) {
       // Nothing buffered: read straight into a fresh chunk, no copy.
-      const chunk = new Uint8Array(Math.min(max + 1, READ_SIZE));
+      const chunk = new Uint8Array(room);
       const n = await this.#conn.read(chunk);
       if (n === null) return null;
       this.received += n;
@@ -396,10 +397,18 @@ export class Connection {
   bodyStream(
     framing: Framing,
     done: (reusable: boolean, bytes: number, broke?: string) => void,
-    { stallTimeoutMs, onStall, readTimeoutMs }: StallOptions = {},
+    { stallTimeoutMs, onStall, readTimeoutMs, readSize = READ_SIZE }: StallOptions & {
+      /**
+       * First read size of a body that ends at close; a read that fills it makes the next one
+       * four times larger, up to 64 KiB, and a read that does not goes back to it. A
+       * WebSocket leg's reads wait while it idles, each holding its buffer.
+       */
+      readSize?: number;
+    } = {},
   ): ReadableStream<Uint8Array> {
     let remaining = framing.kind === "length" ? framing.length : Infinity;
     let chunkLeft = 0;
+    let closeRead = readSize;
     let finished = false;
     let bytes = 0;
     const finish = (reusable: boolean, broke?: string) => {
@@ -416,7 +425,14 @@ export class Connection {
         remaining -= chunk.length;
         return chunk;
       }
-      if (framing.kind === "close") return await this.#take(READ_SIZE);
+      if (framing.kind === "close") {
+        // No boundary to look past: a read of exactly closeRead bytes, none kept back.
+        const chunk = await this.#take(closeRead, closeRead);
+        closeRead = chunk !== null && chunk.length >= closeRead
+          ? Math.min(closeRead * 4, READ_SIZE)
+          : readSize;
+        return chunk;
+      }
       // chunked
       if (chunkLeft === 0) {
         const size = parseChunkSize(await this.#readLine());
