@@ -251,9 +251,12 @@ function splitTarget(request: Request, arrival: ArrivalInfo): Target {
   let url = request.url;
   const authorityStart = url.indexOf("//") + 2;
   let pathStart = url.indexOf("/", authorityStart);
-  // An absolute-form target may have a query and no path (`http://a.com?x`, RFC 3986 3.3).
+  // An absolute-form target may have a query or a fragment and no path (`http://a.com?x`,
+  // RFC 3986 3.3): the authority ends there too.
   const bareQuery = url.indexOf("?", authorityStart);
   if (bareQuery >= 0 && (pathStart < 0 || bareQuery < pathStart)) pathStart = bareQuery;
+  const bareFragment = url.indexOf("#", authorityStart);
+  if (bareFragment >= 0 && (pathStart < 0 || bareFragment < pathStart)) pathStart = bareFragment;
   if (pathStart < 0) pathStart = url.length;
   const fragment = url.indexOf("#", pathStart);
   if (fragment >= 0) url = url.slice(0, fragment);

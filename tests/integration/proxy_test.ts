@@ -769,7 +769,8 @@ Deno.test("an absolute-form target names the Host's authority with or without th
   assert.equal(await status("http://b.test/x", "a.test"), "HTTP/1.1 400 Bad Request");
   // A query without a path: its authority is a.test, not `a.test?q=1` (400 before).
   assert.equal(await status("http://a.test?q=1", "a.test"), "HTTP/1.1 200 OK");
-  assert.deepEqual(seen.map((s) => s.split(" ")[0]), ["/x", "/y", "/z", "/"]);
+  assert.equal(await status("http://a.test#f", "a.test"), "HTTP/1.1 200 OK");
+  assert.deepEqual(seen.map((s) => s.split(" ")[0]), ["/x", "/y", "/z", "/", "/"]);
 });
 
 Deno.test("a backend's 204 with a Content-Length reaches an HTTP/2 client without it", async () => {
