@@ -84,8 +84,8 @@ let queuedInIsolate = 0;
 /**
  * First read size from a WebSocket's backend (larger while reads fill it). The
  * read waits while the socket is idle, holding its buffer: with 64 KiB, 1,000
- * idle WebSockets took 188 kB of memory each (a probe; nginx 18 kB), 110 kB with
- * 4 KiB.
+ * idle WebSockets took 188 kB of memory each (a probe; nginx 18 kB), 113 kB with
+ * this.
  */
 export const BACKEND_READ_SIZE = 4 * 1024;
 const utf8 = new TextEncoder();
