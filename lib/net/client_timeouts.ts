@@ -109,9 +109,13 @@ export class ClientTimeouts {
     const now = this.#o.clock.now();
     // Peers served last round on a connection accepted after its listing: listed only now.
     const busy = new Set<string>(this.#unlisted);
+    const seen = new Set<string>();
     for (const key of peers ?? []) {
       const peer = canonicalPeer(key);
-      if (peer !== null) busy.add(peer);
+      if (peer !== null) {
+        busy.add(peer);
+        seen.add(peer);
+      }
     }
     const listed = new Set<string>();
     const present = new Set<string>();
@@ -137,7 +141,10 @@ export class ClientTimeouts {
     // A connection accepted after the listing whose request ended before `peers()` was asked:
     // its mark would be used up unseen, and next round it would look as if it never sent a
     // request (closed after client_header_timeout, not client_idle_timeout). Kept one round.
-    this.#unlisted = [...busy].filter((peer) => !listed.has(peer));
+    // This round's only: carried on, a peer whose connection had closed unlisted stayed busy for
+    // good, so a new connection from its address and port counted as served (the idle limit,
+    // 60 s, instead of the header limit; a probe), and the list grew with every such peer.
+    this.#unlisted = [...seen].filter((peer) => !listed.has(peer));
     const closed: Record<TimeoutReason, string[]> = { header: [], idle: [] };
     if (due.size > 0) {
       const shut = await this.#o.table.shut(new Set(due.keys()));

@@ -122,6 +122,25 @@ Deno.test("a connection served between a round's listing and its peers gets the 
   assert.deepEqual(await t.second(), { header: [], idle: ["1"] }, "idle, not header");
 });
 
+Deno.test("a peer served on a connection gone unlisted is carried one round, not for good", async () => {
+  const sockets: ClientSocket[] = [];
+  const t = setup(sockets);
+  await t.timeouts.round();
+  // A request on a connection that closed between two listings: never listed.
+  t.setBusy(["10.0.0.1|5000"]);
+  await t.second();
+  t.setBusy([]);
+  await t.second(); // carried this round, for a connection accepted after the last listing
+  await t.second();
+  // Later, a new connection from the same address and port that sends nothing.
+  sockets.push(socket("2", "10.0.0.1|5000"));
+  await t.second(); // first seen
+  await t.second();
+  await t.second();
+  // The header limit (3 s), not the idle one (10 s): before, the peer stayed busy for good.
+  assert.deepEqual(await t.second(), { header: ["2"], idle: [] });
+});
+
 Deno.test("a busy connection is never closed", async () => {
   const t = setup([socket("1", "10.0.0.1|5000")]);
   t.setBusy(["::ffff:10.0.0.1|5000"]); // how Deno names an IPv4 client of a dual-stack listener
