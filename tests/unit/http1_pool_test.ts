@@ -12,6 +12,7 @@ import type { BackendAddress } from "../../lib/config/types.ts";
 import { waitFor } from "../_helpers/servers.ts";
 import { hangingPort } from "../_helpers/hanging.ts";
 import { onNoDelay } from "../_helpers/no_delay.ts";
+import { ManualClock } from "../_helpers/clock.ts";
 
 /** Accepts connections and counts those still open (the client has not closed them). */
 function countingServer() {
@@ -336,19 +337,18 @@ Deno.test("HostPool learns the backend's keep-alive timeout from an idle connect
   (async () => {
     for await (const conn of listener) accepted.push(conn);
   })().catch(() => {});
+  const clock = new ManualClock();
   const pool = new HostPool(
     { host: "127.0.0.1", port: listener.addr.port, tls: false },
     { maxConnections: 4, maxIdle: 4, idleTimeoutMs: 600_000 },
+    undefined,
+    clock,
   );
   const signal = new AbortController().signal;
-  // The pool reads performance.now(): moved on instead of waiting.
-  const realNow = performance.now.bind(performance);
-  let offset = 0;
-  performance.now = () => realNow() + offset;
   const idleFor = async (ms: number, reuseWithinMs: number) => {
     const lease = await pool.acquire(signal, 5000);
     pool.release(lease.conn, true);
-    offset += ms;
+    clock.advance(ms);
     const next = await pool.acquire(signal, 5000, reuseWithinMs);
     pool.release(next.conn, true);
     return next.reused;
@@ -358,7 +358,7 @@ Deno.test("HostPool learns the backend's keep-alive timeout from an idle connect
     // The backend closes the idle connection after 200 ms.
     const first = await pool.acquire(signal, 5000);
     pool.release(first.conn, true);
-    offset += 200;
+    clock.advance(200);
     await waitFor(() => accepted.length === 1, "the connection accepted");
     accepted[0].close();
     await waitFor(() => first.conn.closed, "the close seen by the pool");
@@ -366,11 +366,9 @@ Deno.test("HostPool learns the backend's keep-alive timeout from an idle connect
     assert.equal(await idleFor(160, 1000), false);
     assert.equal(await idleFor(100, 1000), true);
     assert.equal(await idleFor(160, Infinity), true, "a request that can go again still reuses");
-    offset += 60_000; // what was learned holds for a minute
+    clock.advance(60_000); // what was learned holds for a minute
     assert.equal(await idleFor(160, 1000), true);
   } finally {
-    // deno-lint-ignore no-explicit-any
-    delete (performance as any).now;
     pool.close();
     listener.close();
     for (const conn of accepted) {
@@ -383,11 +381,8 @@ Deno.test("HostPool learns the backend's keep-alive timeout from an idle connect
 
 Deno.test("the http1 transport sends a POST on a connection idle for a second or more only anew", async () => {
   const backend = answering(OK, 1);
-  const transport = createHttp1Transport(CLIENT);
-  // The pool reads performance.now(): moved on instead of waiting.
-  const realNow = performance.now.bind(performance);
-  let offset = 0;
-  performance.now = () => realNow() + offset;
+  const clock = new ManualClock();
+  const transport = createHttp1Transport(CLIENT, clock);
   try {
     const two = await Promise.all(
       [0, 1].map(() =>
@@ -395,14 +390,12 @@ Deno.test("the http1 transport sends a POST on a connection idle for a second or
       ),
     );
     for (const response of two) assert.equal(await response.text(), "ok");
-    offset = 1500; // both pooled connections idle for 1.5 s, below the idle timeout of 4 s
+    clock.advance(1500); // both pooled connections idle for 1.5 s, below the idle timeout of 4 s
     const post = { ...request(new AbortController().signal), method: "POST" };
     const answer = await transport.send(backendAt(backend.port), post);
     assert.equal(await answer.text(), "ok", "sent on a new connection, not lost on a closed one");
     assert.deepEqual(backend.counts, { answered: 3, dropped: 0 });
   } finally {
-    // deno-lint-ignore no-explicit-any
-    delete (performance as any).now;
     transport.close();
     backend.close();
   }

@@ -50,10 +50,10 @@ export class Connection {
   #parked = false;
   /**
    * Told when the backend closes (or resets) the connection while it waits in
-   * the pool, with how long it had been idle: what the pool learns the
-   * backend's keep-alive timeout from.
+   * the pool (since `idleSince`): what the pool learns the backend's keep-alive
+   * timeout from.
    */
-  onIdleClose: ((idleMs: number) => void) | null = null;
+  onIdleClose: ((conn: Connection) => void) | null = null;
   /** The read started while parked: the next answer's first bytes, or the backend's close. */
   #pending: Promise<number | null | Error> | null = null;
   #probe: Uint8Array | null = null;
@@ -116,7 +116,7 @@ export class Connection {
 
   /** Closes it; `byPeer`: the backend ended it (not bytes nobody asked for, not Strom). */
   #closedWhileParked(byPeer: boolean): void {
-    if (byPeer && !this.#closed) this.onIdleClose?.(performance.now() - this.idleSince);
+    if (byPeer && !this.#closed) this.onIdleClose?.(this);
     this.close();
   }
 

@@ -5,6 +5,7 @@ import { UpstreamError } from "../transport.ts";
 import { Connection } from "./connection.ts";
 import { type ConnectTimers, dial, type DialTarget, noDelayLeftToCaller } from "../dial.ts";
 import { formatAuthority } from "../../net/address.ts";
+import { systemClock } from "../../clock.ts";
 
 /** Limits of one backend's connection pool. */
 export interface PoolLimits {
@@ -50,24 +51,33 @@ export class HostPool {
   readonly #idle: Connection[] = [];
   readonly #waiters: Waiter[] = [];
   readonly #timers: ConnectTimers | undefined;
+  readonly #clock: { now(): number };
   #open = 0;
   #closed = false;
   /** The idle time after which the backend last closed a pooled connection (see acquire()). */
   #backendIdleMs = Infinity;
   /** When it did. */
   #backendIdleAt = -Infinity;
-  readonly #learnIdleClose = (idleMs: number): void => {
-    this.#backendIdleMs = idleMs;
-    this.#backendIdleAt = performance.now();
+  readonly #learnIdleClose = (conn: Connection): void => {
+    const now = this.#clock.now();
+    this.#backendIdleMs = now - conn.idleSince;
+    this.#backendIdleAt = now;
   };
 
   /**
    * `target`: the backend's host and port, and whether (and trusting what) to
-   * speak TLS; `timers`: what times its connects out (see dial()).
+   * speak TLS; `timers`: what times its connects out (see dial()); `clock`: what
+   * idle times are read from.
    */
-  constructor(target: DialTarget, limits: PoolLimits, timers?: ConnectTimers) {
+  constructor(
+    target: DialTarget,
+    limits: PoolLimits,
+    timers?: ConnectTimers,
+    clock: { now(): number } = systemClock,
+  ) {
     this.#target = target;
     this.#limits = limits;
+    this.#clock = clock;
     this.#timers = timers;
   }
 
@@ -92,7 +102,7 @@ export class HostPool {
     connectTimeoutMs: number,
     reuseWithinMs = Infinity,
   ): Lease | Promise<Lease> {
-    const now = performance.now();
+    const now = this.#clock.now();
     if (reuseWithinMs !== Infinity && now - this.#backendIdleAt < LEARNED_IDLE_HOLD_MS) {
       reuseWithinMs = Math.min(reuseWithinMs, this.#backendIdleMs * LEARNED_IDLE_SHARE);
     }
@@ -157,13 +167,13 @@ export class HostPool {
     const waiter = this.#nextWaiter();
     if (waiter) return waiter.resolve({ conn, reused: true });
     if (this.#closed || this.#idle.length >= this.#limits.maxIdle) return this.#discard(conn);
-    conn.idleSince = performance.now();
+    conn.idleSince = this.#clock.now();
     conn.park();
     this.#idle.push(conn);
   }
 
   /** Closes idle connections past their idle timeout. */
-  sweep(now = performance.now()): void {
+  sweep(now = this.#clock.now()): void {
     for (let i = this.#idle.length - 1; i >= 0; i--) {
       if (now - this.#idle[i].idleSince >= this.#limits.idleTimeoutMs) {
         this.#discard(this.#idle.splice(i, 1)[0]);

@@ -31,7 +31,7 @@ const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"])
  */
 export const UNRESENDABLE_REUSE_MS = 1000;
 
-/** Creates the HTTP/1.1 transport of one pool; `clock` times its connects out. */
+/** Creates the HTTP/1.1 transport of one pool; `clock` times its connects out and its idle connections. */
 export function createHttp1Transport(client: ClientConfig, clock: Clock = systemClock): Transport {
   const limits: PoolLimits = {
     maxConnections: client.maxConnectionsPerHost ?? DEFAULT_MAX_CONNECTIONS,
@@ -58,7 +58,8 @@ export function createHttp1Transport(client: ClientConfig, clock: Clock = system
           caCerts,
           noDelay: "later",
         };
-        pools.set(backend.authority, pool = new HostPool(target, limits, connectDeadlines));
+        pool = new HostPool(target, limits, connectDeadlines, clock);
+        pools.set(backend.authority, pool);
       }
       return send(pool, backend, request);
     },
